@@ -1,0 +1,122 @@
+"""One error hierarchy for the whole daemon.
+
+Every error carries a stable ``code`` string: it is what the control socket reports and what tests match
+on, so a code never changes once published. The MAPI names (``NoAccess``, ``Submitted``, ``NotInQueue``,
+``UnableToAbort``, ``NoRecipients``) are kept so a reader recognises the store contract they come from.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CannotQueue",
+    "ConfigError",
+    "InvalidArgument",
+    "LockLost",
+    "NoAccess",
+    "NoRecipients",
+    "NoSupport",
+    "NotFound",
+    "NotInQueue",
+    "PluginError",
+    "SpoolerError",
+    "StoreError",
+    "StoreUnavailable",
+    "Submitted",
+    "UnableToAbort",
+]
+
+
+class SpoolerError(Exception):
+    """Base of every error spoolerd raises on purpose."""
+
+    code = "spooler_error"
+
+
+class ConfigError(SpoolerError, ValueError):
+    """A configuration file or section is invalid; ``problems`` names each key and what is wrong."""
+
+    code = "bad_config"
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(where + "; ".join(problems))
+
+
+class PluginError(SpoolerError, ImportError):
+    """An entry point could not be loaded or does not honour its contract."""
+
+    code = "bad_plugin"
+
+
+class StoreError(SpoolerError):
+    """Base of the message store errors."""
+
+    code = "store_error"
+
+
+class StoreUnavailable(StoreError, OSError):
+    """The store's backing storage could not be opened or written."""
+
+    code = "store_unavailable"
+
+
+class InvalidArgument(StoreError, ValueError):
+    """A value handed to the store is malformed (e.g. CR/LF in an address, a bad message class)."""
+
+    code = "invalid_argument"
+
+
+class NotFound(StoreError, LookupError):
+    """No message or folder with that id."""
+
+    code = "not_found"
+
+
+class NoAccess(StoreError, PermissionError):
+    """The message is locked by the spooler (MAPI_E_NO_ACCESS), or the lock is held by another owner."""
+
+    code = "no_access"
+
+
+class Submitted(StoreError):
+    """The message is in the outgoing queue and may only be read or aborted (MAPI_E_SUBMITTED)."""
+
+    code = "submitted"
+
+
+class NotInQueue(StoreError):
+    """The message is not in the outgoing queue (MAPI_E_NOT_IN_QUEUE)."""
+
+    code = "not_in_queue"
+
+
+class UnableToAbort(StoreError):
+    """The spooler holds the message's lock, so its submission cannot be aborted (MAPI_E_UNABLE_TO_ABORT)."""
+
+    code = "unable_to_abort"
+
+
+class NoRecipients(StoreError, ValueError):
+    """A message with no recipients cannot be submitted (MAPI_E_NO_RECIPIENTS)."""
+
+    code = "no_recipients"
+
+
+class LockLost(StoreError):
+    """The caller no longer holds the message's lease (it expired and was taken, or was never held)."""
+
+    code = "lock_lost"
+
+
+class NoSupport(StoreError):
+    """The operation is not supported by this store or for this caller (MAPI_E_NO_SUPPORT)."""
+
+    code = "no_support"
+
+
+class CannotQueue(NoSupport):
+    """The store cannot queue outgoing mail, so it cannot submit or be the default store."""
+
+    code = "cannot_queue"

@@ -1,0 +1,101 @@
+"""Store events and the hub that fans them out to waiters, so nobody has to poll a store.
+
+A store publishes ``QueueChanged`` whenever its outgoing queue changes (submit, abort, finish, an unlock
+that schedules a retry, or a write by another process) and ``NewMail`` when a message lands in a receive
+folder (MAPI's fnevNewMail). Subscribers each get their own unbounded stream: events are small and the
+consumers (the spooler, control-socket watchers) drain them promptly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .message import MessageFlag
+
+__all__ = ["EventHub", "NewMail", "QueueChanged", "StoreEvent", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    store: str
+    reason: str  # submit, abort, finish, retry, unlock, external, ...
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMail:
+    store: str
+    message_id: str
+    folder_id: str
+    message_class: str
+    flags: MessageFlag
+
+
+StoreEvent = QueueChanged | NewMail
+
+
+class Subscription:
+    """A stream of events from the moment of subscribing; use as ``async with hub.subscribe() as sub``."""
+
+    def __init__(self, hub: EventHub) -> None:
+        self._hub = hub
+        send, receive = anyio.create_memory_object_stream[StoreEvent](math.inf)
+        self._send: MemoryObjectSendStream[StoreEvent] = send
+        self._receive: MemoryObjectReceiveStream[StoreEvent] = receive
+
+    def _push(self, event: StoreEvent) -> None:
+        self._send.send_nowait(event)
+
+    async def receive(self) -> StoreEvent:
+        return await self._receive.receive()
+
+    def pending(self) -> list[StoreEvent]:
+        """Every event already waiting, without blocking (lets a waiter coalesce a burst)."""
+        out: list[StoreEvent] = []
+        while True:
+            try:
+                out.append(self._receive.receive_nowait())
+            except anyio.WouldBlock:
+                return out
+
+    def close(self) -> None:
+        self._hub._subscribers.discard(self)
+        self._send.close()
+        self._receive.close()
+
+    def __aiter__(self) -> AsyncIterator[StoreEvent]:
+        return self._receive.__aiter__()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription] = set()
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self)
+        self._subscribers.add(sub)
+        return sub
+
+    def publish(self, event: StoreEvent) -> None:
+        for sub in tuple(self._subscribers):
+            sub._push(event)
+
+    def close(self) -> None:
+        """End every subscriber's stream: their ``async for`` loops finish normally."""
+        for sub in tuple(self._subscribers):
+            sub._send.close()
+        self._subscribers.clear()

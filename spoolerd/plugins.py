@@ -1,0 +1,109 @@
+"""The plugin registry: stores, transports and preprocessors, found only through entry points.
+
+Each entry point is loaded once, at start, and checked against its contract; a plugin that fails to import
+or lacks part of its contract is a start-up error naming the entry point (``group:name = module:attr``),
+so a broken third-party package never shows up later as an AttributeError in the middle of a delivery.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError, PluginError
+from .store import STORE_METHODS, MessageStore, StoreContext, StoreProvider
+
+__all__ = [
+    "PREPROCESSORS",
+    "STORES",
+    "TRANSPORTS",
+    "PluginRegistry",
+    "validation_problems",
+]
+
+STORES = "spoolerd.stores"
+TRANSPORTS = "spoolerd.transports"
+PREPROCESSORS = "spoolerd.preprocessors"
+GROUPS = (STORES, TRANSPORTS, PREPROCESSORS)
+
+
+def _describe(ep: importlib.metadata.EntryPoint) -> str:
+    return f"{ep.group}:{ep.name} = {ep.value}"
+
+
+def validation_problems(exc: ValidationError, prefix: str) -> list[str]:
+    """Turn a pydantic error into ``key.path: problem`` lines under ``prefix``."""
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{key}: {message}")
+    return problems
+
+
+class PluginRegistry:
+    """Entry points by group and name, loaded lazily but at most once."""
+
+    def __init__(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
+        if entry_points is None:
+            found = importlib.metadata.entry_points()
+            entry_points = [ep for group in GROUPS for ep in found.select(group=group)]
+        self._entry_points: dict[str, dict[str, list[importlib.metadata.EntryPoint]]] = {
+            g: {} for g in GROUPS
+        }
+        for ep in entry_points:
+            self._entry_points.setdefault(ep.group, {}).setdefault(ep.name, []).append(ep)
+        self._loaded: dict[tuple[str, str], Any] = {}
+
+    def names(self, group: str) -> list[str]:
+        return sorted(self._entry_points.get(group, {}))
+
+    def load(self, group: str, name: str) -> Any:
+        key = (group, name)
+        if key in self._loaded:
+            return self._loaded[key]
+        candidates = self._entry_points.get(group, {}).get(name, [])
+        if not candidates:
+            known = ", ".join(self.names(group)) or "none installed"
+            raise PluginError(f"no entry point named {name!r} in group {group} (known: {known})")
+        if len({ep.value for ep in candidates}) > 1:
+            listed = "; ".join(_describe(ep) for ep in candidates)
+            raise PluginError(f"two installed packages claim the entry point {group}:{name}: {listed}")
+        ep = candidates[0]
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"entry point {_describe(ep)} failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._loaded[key] = obj
+        return obj
+
+    def store_provider(self, name: str) -> StoreProvider:
+        """The store provider class behind ``spoolerd.stores:name``, checked against the store contract."""
+        cls = self.load(STORES, name)
+        ep = self._entry_points[STORES][name][0]
+        settings = getattr(cls, "Settings", None)
+        if not (isinstance(settings, type) and issubclass(settings, BaseModel)):
+            raise PluginError(f"entry point {_describe(ep)} has no pydantic 'Settings' model")
+        missing = [m for m in STORE_METHODS if not callable(getattr(cls, m, None))]
+        if not isinstance(getattr(cls, "can_queue", None), bool):
+            missing.append("can_queue")
+        if missing:
+            raise PluginError(
+                f"entry point {_describe(ep)} does not implement the store contract:"
+                f" missing {', '.join(missing)}"
+            )
+        return cast(StoreProvider, cls)
+
+    def open_store(self, provider: str, options: Mapping[str, Any], context: StoreContext) -> MessageStore:
+        """Validate ``options`` with the provider's own model and build the (not yet started) store."""
+        cls = self.store_provider(provider)
+        try:
+            settings = cls.Settings.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(validation_problems(exc, f"stores.{context.name}")) from exc
+        return cls(settings, context)

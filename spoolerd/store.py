@@ -1,0 +1,156 @@
+"""The message store contract: what every store provider implements and the spooler relies on.
+
+It follows IMsgStore / IMessage as the MAPI spooler uses them (DESIGN §2-§3):
+
+- folders with roles; messages created, saved, opened (READ / MODIFY / BEST), moved and deleted, with
+  byte-exact RFC 5322 content and recipients that carry their own delivery state;
+- ``submit`` puts a message on the outgoing queue (SUBMIT + UNSENT, responsibility FALSE on every
+  recipient, client submit time); from then on only the spooler changes it and a client may only read it
+  (``open`` with MODIFY → ``Submitted``) or ``abort_submit`` it;
+- the spooler takes a message with ``lock`` (a lease: owner + expiry, so a crashed spooler's locks
+  expire), records per-recipient outcomes, and either ``unlock``s it with a retry time or ``finish``es
+  it (sentmail / delete table);
+- ``deliver`` files inbound mail into the receive folder picked by longest message-class prefix;
+- every state change is durable before the call returns, and queue changes / new mail are announced
+  through ``subscribe()`` so the spooler never polls.
+
+Errors are the ``StoreError`` family in ``spoolerd.errors``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from .events import Subscription
+from .message import (
+    Access,
+    Delivery,
+    Draft,
+    Folder,
+    FolderRole,
+    InboundMessage,
+    Message,
+    MessageSummary,
+    NewRecipient,
+    QueueEntry,
+    RecipientUpdate,
+)
+
+__all__ = ["STORE_METHODS", "Clock", "MessageStore", "StoreContext", "StoreProvider"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreContext:
+    """What the daemon tells a store provider besides its own settings."""
+
+    name: str  # the store's name in the config ([stores.NAME])
+    state_dir: Path  # relative paths in a store's settings are taken from here
+    clock: Clock = field(default=time.time)
+
+
+@runtime_checkable
+class MessageStore(Protocol):
+    """One mailbox: folders and messages, an outgoing queue, receive folders and events."""
+
+    name: str
+    can_queue: bool  # False: a receive-only store (e.g. an archive); it cannot be the default store
+
+    async def start(self) -> None:
+        """Open the backing storage (creating or migrating it) and start announcing external changes."""
+
+    async def stop(self) -> None:
+        """Finish pending writes and release the backing storage; subscribers' streams end."""
+
+    # folders
+    async def folders(self) -> list[Folder]: ...
+    async def folder(self, role: FolderRole) -> Folder: ...
+    async def create_folder(self, name: str, parent_id: str | None = None) -> Folder: ...
+
+    # messages
+    async def create_message(self, folder_id: str, draft: Draft) -> str:
+        """Create a message and return its id (opaque and stable for the message's life)."""
+
+    async def save(self, message_id: str, draft: Draft) -> None:
+        """Replace a message's properties, recipients and content (``Submitted`` while queued)."""
+
+    async def open(self, message_id: str, access: Access = Access.READ) -> Message:
+        """A snapshot of the message; MODIFY on a queued message → ``Submitted``; BEST → read-only;
+        any open of a message locked by the spooler → ``NoAccess``."""
+
+    async def list_messages(self, folder_id: str) -> list[MessageSummary]: ...
+    async def move(self, message_id: str, folder_id: str) -> None: ...
+    async def delete(self, message_id: str) -> None: ...
+
+    # the outgoing queue (client side)
+    async def submit(self, message_id: str, *, preprocess: bool = False) -> None:
+        """Queue the message (``NoRecipients`` if it has none, leaving it unchanged)."""
+
+    async def abort_submit(self, message_id: str) -> None:
+        """Take the message off the queue: ``NotInQueue`` / ``UnableToAbort`` (locked)."""
+
+    # the outgoing queue (spooler side)
+    def outgoing_queue(
+        self, *, due_at: float | None = None, include_locked: bool = True
+    ) -> AsyncIterator[QueueEntry]:
+        """Queued messages in ascending client submit time, read in pages (memory does not grow with
+        the queue). ``due_at``: only messages due by then; ``include_locked=False`` skips live locks."""
+
+    async def next_due(self) -> float | None:
+        """The earliest due time among queued messages that are not locked (None: nothing waits)."""
+
+    async def lock(self, message_id: str, owner: str, lease: float) -> Message:
+        """Take the message's lease (SUBMITFLAG_LOCKED); an expired lease may be taken over.
+        ``NoAccess`` if another owner's lease is live, ``NotInQueue`` if it is not queued."""
+
+    async def renew(self, message_id: str, owner: str, lease: float) -> None: ...
+
+    async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
+        """Release the lease, leaving the message queued; ``retry_at`` schedules its next attempt."""
+
+    async def complete_preprocessing(
+        self,
+        message_id: str,
+        owner: str,
+        *,
+        content: bytes | None = None,
+        recipients: Sequence[NewRecipient] | None = None,
+    ) -> Message:
+        """Save what the preprocessors changed and clear SUBMITFLAG_PREPROCESS (the spooler's
+        re-submit). Recipients may be replaced only while none has an outcome yet."""
+
+    async def record_outcomes(self, message_id: str, owner: str, updates: Sequence[RecipientUpdate]) -> None:
+        """Record per-recipient results of one attempt; a final state is never overwritten."""
+
+    async def finish(self, message_id: str, owner: str) -> None:
+        """FinishedMsg: take the message off the queue and unlock it, then sentmail → move there,
+        delete_after_submit → delete, both → move then delete, neither → leave it."""
+
+    # inbound
+    async def deliver(self, message: InboundMessage) -> Delivery: ...
+    async def receive_folder(self, message_class: str) -> Folder: ...
+    async def set_receive_folder(self, message_class: str, folder_id: str | None) -> None: ...
+    async def receive_folders(self) -> dict[str, str]: ...
+
+    # events
+    def subscribe(self) -> Subscription: ...
+
+
+STORE_METHODS: tuple[str, ...] = tuple(
+    name for name, value in vars(MessageStore).items() if callable(value) and not name.startswith("_")
+)
+
+
+class StoreProvider(Protocol):
+    """What an entry point in ``spoolerd.stores`` names: a class built from its own settings model."""
+
+    Settings: ClassVar[type[BaseModel]]
+
+    def __call__(self, settings: Any, context: StoreContext) -> MessageStore: ...

@@ -1,0 +1,574 @@
+"""The embedded default message store: one SQLite database per store, in WAL mode.
+
+Every method that changes state is one job on the group-commit writer (``engine.py``) and returns only
+after its transaction is durable; reads run on reader connections against a consistent snapshot. The
+transaction bodies below (``_tx_*``) are plain functions of a connection, so each rule of the store
+contract is visible in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spoolerd.errors import (
+    InvalidArgument,
+    NoAccess,
+    NoRecipients,
+    NoSupport,
+    NotInQueue,
+    Submitted,
+    UnableToAbort,
+)
+from spoolerd.events import EventHub, NewMail, QueueChanged, Subscription
+from spoolerd.message import (
+    Access,
+    Delivery,
+    Draft,
+    Folder,
+    FolderRole,
+    InboundMessage,
+    Message,
+    MessageFlag,
+    MessageSummary,
+    NewRecipient,
+    QueueEntry,
+    RecipientState,
+    RecipientUpdate,
+    SubmitFlag,
+    check_wire_text,
+    validate_draft,
+    validate_inbound,
+)
+from spoolerd.message_class import choose_receive_folder, inbound_class, outbound_class
+from spoolerd.store import StoreContext
+
+from . import tables
+from .engine import GroupCommitWriter, ReaderPool, connect, fsync_directory
+from .schema import migrate
+from .watch import ExternalChangeWatcher
+
+__all__ = ["SqliteSettings", "SqliteStore"]
+
+
+class SqliteSettings(BaseModel):
+    """``[stores.NAME]`` keys of a store with ``provider = "sqlite"``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(Path("spool.db"), description="database file; relative to the state directory")
+    busy_timeout: float = Field(10.0, gt=0, description="seconds to wait for another process's write lock")
+    reader_threads: int = Field(2, ge=1, le=16, description="threads serving reads")
+    max_batch: int = Field(1024, ge=1, description="most writes committed by one transaction (group commit)")
+    queue_page: int = Field(512, ge=1, le=100_000, description="queue rows read per page when iterating")
+
+
+class SqliteStore:
+    """A ``MessageStore`` kept in one SQLite database."""
+
+    Settings: ClassVar[type[BaseModel]] = SqliteSettings
+    can_queue: ClassVar[bool] = True
+
+    def __init__(self, settings: SqliteSettings, context: StoreContext) -> None:
+        self.name = context.name
+        path = settings.path if settings.path.is_absolute() else context.state_dir / settings.path
+        self.path = str(path)
+        self._settings = settings
+        self._clock = context.clock
+        self._hub = EventHub()
+
+        def open_connection() -> sqlite3.Connection:
+            return connect(self.path, busy_timeout=settings.busy_timeout)
+
+        self._writer = GroupCommitWriter(open_connection, max_batch=settings.max_batch)
+        self._readers = ReaderPool(open_connection, threads=settings.reader_threads)
+        self._watcher: ExternalChangeWatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._data_version: int | None = None
+        self._check_running = False
+        self._check_again = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        created = not await asyncio.to_thread(os.path.exists, self.path)
+        self._loop = asyncio.get_running_loop()
+        await self._writer.start(self.name)
+        await self._writer.run(migrate)
+        if created:
+            await asyncio.to_thread(fsync_directory, self.path)
+        self._data_version = await self._writer.run(tables.data_version)
+        self._watcher = ExternalChangeWatcher(self.path, self._on_external_wake)
+        self._watcher.start()
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
+            self._watcher = None
+        await self._writer.stop()
+        await self._readers.stop()
+        self._hub.close()
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far (group commit makes this smaller than the writes)."""
+        return self._writer.commits
+
+    # ------------------------------------------------------------------ events
+
+    def subscribe(self) -> Subscription:
+        return self._hub.subscribe()
+
+    def _on_external_wake(self) -> None:  # watcher thread
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._check_external)
+
+    def _check_external(self) -> None:
+        # data_version on the writer's connection moves only when *another* connection committed.
+        if self._check_running:
+            self._check_again = True
+            return
+        self._check_running = True
+        loop = self._loop
+        assert loop is not None
+
+        def answered(version: Any, exc: BaseException | None) -> None:  # writer thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._external_checked, version, exc)
+
+        self._writer.enqueue(tables.data_version, answered)
+
+    def _external_checked(self, version: int | None, exc: BaseException | None) -> None:
+        self._check_running = False
+        if exc is None and version is not None and version != self._data_version:
+            self._data_version = version
+            self._hub.publish(QueueChanged(self.name, "external"))
+        if self._check_again:
+            self._check_again = False
+            self._check_external()
+
+    # ------------------------------------------------------------------ folders
+
+    async def folders(self) -> list[Folder]:
+        return await self._readers.run(tables.all_folders)
+
+    async def folder(self, role: FolderRole) -> Folder:
+        role = FolderRole(role)
+        return await self._readers.run(lambda c: tables.folder_by_role(c, role))
+
+    async def create_folder(self, name: str, parent_id: str | None = None) -> Folder:
+        check_wire_text("folder name", name, allow_empty=False)
+
+        def tx(conn: sqlite3.Connection) -> Folder:
+            parent = (
+                tables.folder_by_role(conn, FolderRole.ROOT)
+                if parent_id is None
+                else tables.folder_by_id(conn, parent_id)
+            )
+            cur = conn.execute(
+                "INSERT INTO folders (parent_id, name, role) VALUES (?, ?, NULL)", (int(parent.id), name)
+            )
+            return Folder(str(cur.lastrowid), name, None, parent.id)
+
+        return await self._writer.run(tx)
+
+    # ------------------------------------------------------------------ messages
+
+    async def create_message(self, folder_id: str, draft: Draft) -> str:
+        validate_draft(draft)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> str:
+            folder = tables.folder_by_id(conn, folder_id)
+            cur = conn.execute(
+                "INSERT INTO messages (folder_id, message_class, flags, priority, sender, subject, size,"
+                " created_at, not_before, sentmail_folder, delete_after_submit, ndr_requested, dr_requested)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (int(folder.id), *tables.draft_values(conn, draft, now)),
+            )
+            mid = int(cur.lastrowid or 0)
+            conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, bytes(draft.content)))
+            tables.insert_recipients(conn, mid, draft.recipients)
+            return str(mid)
+
+        return await self._writer.run(tx)
+
+    async def save(self, message_id: str, draft: Draft) -> None:
+        validate_draft(draft)
+        mid = tables.int_id(message_id)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            row = tables.state_row(conn, mid)
+            tables.refuse_if_queued(row, now, "saved")
+            values = tables.draft_values(conn, draft, now)
+            conn.execute(
+                "UPDATE messages SET message_class=?, flags=?, priority=?, sender=?, subject=?, size=?,"
+                " not_before=?, sentmail_folder=?, delete_after_submit=?, ndr_requested=?,"
+                " dr_requested=? WHERE id=?",
+                (*values[:6], *values[7:], mid),
+            )
+            conn.execute("UPDATE contents SET data=? WHERE message_id=?", (bytes(draft.content), mid))
+            conn.execute("DELETE FROM recipients WHERE message_id=?", (mid,))
+            tables.insert_recipients(conn, mid, draft.recipients)
+
+        await self._writer.run(tx)
+
+    async def open(self, message_id: str, access: Access = Access.READ) -> Message:
+        mid = tables.int_id(message_id)
+        access = Access(access)
+        now = self._clock()
+
+        def read(conn: sqlite3.Connection) -> Message:
+            message = tables.load_message(conn, mid, now)
+            if SubmitFlag.LOCKED in message.submit_flags:
+                raise NoAccess(f"message {message_id} is locked by the spooler")
+            if message.queued and access is Access.MODIFY:
+                raise Submitted(f"message {message_id} is submitted; it can only be read or aborted")
+            writable = not message.queued and access is not Access.READ
+            return tables.replace_writable(message, writable)
+
+        return await self._readers.run(read)
+
+    async def list_messages(self, folder_id: str) -> list[MessageSummary]:
+        def read(conn: sqlite3.Connection) -> list[MessageSummary]:
+            folder = tables.folder_by_id(conn, folder_id)
+            rows = conn.execute(
+                "SELECT id, folder_id, message_class, flags, sender, subject, size,"
+                " COALESCE(client_submit_time, created_at) FROM messages WHERE folder_id=? ORDER BY id",
+                (int(folder.id),),
+            )
+            return [
+                MessageSummary(str(r[0]), str(r[1]), r[2], MessageFlag(r[3]), r[4], r[5], r[6], r[7])
+                for r in rows
+            ]
+
+        return await self._readers.run(read)
+
+    async def move(self, message_id: str, folder_id: str) -> None:
+        mid = tables.int_id(message_id)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.refuse_if_queued(tables.state_row(conn, mid), now, "moved")
+            folder = tables.folder_by_id(conn, folder_id)
+            conn.execute("UPDATE messages SET folder_id=? WHERE id=?", (int(folder.id), mid))
+
+        await self._writer.run(tx)
+
+    async def delete(self, message_id: str) -> None:
+        mid = tables.int_id(message_id)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.refuse_if_queued(tables.state_row(conn, mid), now, "deleted")
+            conn.execute("DELETE FROM messages WHERE id=?", (mid,))
+
+        await self._writer.run(tx)
+
+    # ------------------------------------------------------------------ outgoing queue: client side
+
+    async def submit(self, message_id: str, *, preprocess: bool = False) -> None:
+        mid = tables.int_id(message_id)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            row = tables.state_row(conn, mid)
+            tables.refuse_if_queued(row, now, "submitted again")
+            (count,) = conn.execute("SELECT COUNT(*) FROM recipients WHERE message_id=?", (mid,)).fetchone()
+            if count == 0:
+                raise NoRecipients(f"message {message_id} has no recipients")
+            message_class, flags, not_before = conn.execute(
+                "SELECT message_class, flags, not_before FROM messages WHERE id=?", (mid,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE messages SET message_class=?, flags=?, submit_flags=?, client_submit_time=?,"
+                " next_attempt=NULL, due_at=?, queued=1, lock_owner=NULL, lock_expiry=NULL WHERE id=?",
+                (
+                    outbound_class(message_class),
+                    flags | MessageFlag.SUBMIT | MessageFlag.UNSENT,
+                    SubmitFlag.PREPROCESS if preprocess else 0,
+                    now,
+                    tables.due(now, not_before),
+                    mid,
+                ),
+            )
+            conn.execute(
+                "UPDATE recipients SET responsibility=0, state='pending', attempts=0, next_attempt=NULL,"
+                " last_code=NULL, last_status=NULL, last_text=NULL, transport=NULL WHERE message_id=?",
+                (mid,),
+            )
+
+        await self._writer.run(tx)
+        self._hub.publish(QueueChanged(self.name, "submit", message_id))
+
+    async def abort_submit(self, message_id: str) -> None:
+        mid = tables.int_id(message_id)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            queued, lock_owner, lock_expiry = tables.state_row(conn, mid)
+            if not queued:
+                raise NotInQueue(f"message {message_id} is not in the outgoing queue")
+            if tables.live(lock_owner, lock_expiry, now):
+                raise UnableToAbort(f"message {message_id} is locked by the spooler")
+            conn.execute(
+                "UPDATE messages SET flags = flags & ?, submit_flags=0, client_submit_time=NULL,"
+                " next_attempt=NULL, due_at=NULL, queued=0, lock_owner=NULL, lock_expiry=NULL WHERE id=?",
+                (~MessageFlag.SUBMIT & 0xFFFFFFFF, mid),
+            )
+
+        await self._writer.run(tx)
+        self._hub.publish(QueueChanged(self.name, "abort", message_id))
+
+    # ------------------------------------------------------------------ outgoing queue: spooler side
+
+    async def outgoing_queue(
+        self, *, due_at: float | None = None, include_locked: bool = True
+    ) -> AsyncIterator[QueueEntry]:
+        page = self._settings.queue_page
+        after: tuple[float, int] = (float("-inf"), 0)
+        while True:
+            now = self._clock()
+            sql = f"SELECT {tables.QUEUE_COLUMNS} FROM messages WHERE queued=1"
+            sql += " AND (client_submit_time, id) > (?, ?)"
+            args: list[Any] = [*after]
+            if due_at is not None:
+                sql += " AND due_at <= ?"
+                args.append(due_at)
+            if not include_locked:
+                sql += " AND (lock_owner IS NULL OR lock_expiry <= ?)"
+                args.append(now)
+            sql += " ORDER BY client_submit_time, id LIMIT ?"
+            args.append(page)
+            rows = await self._readers.run(partial(tables.fetch_all, sql=sql, args=args))
+            for r in rows:
+                yield tables.queue_entry_from_row(r, now)
+            if len(rows) < page:
+                return
+            after = (rows[-1][1], rows[-1][0])
+
+    async def next_due(self) -> float | None:
+        def read(conn: sqlite3.Connection) -> float | None:
+            (free,) = conn.execute(
+                "SELECT MIN(due_at) FROM messages WHERE queued=1 AND lock_owner IS NULL"
+            ).fetchone()
+            (held,) = conn.execute(
+                "SELECT MIN(MAX(due_at, lock_expiry)) FROM messages WHERE lock_owner IS NOT NULL AND queued=1"
+            ).fetchone()
+            times = [t for t in (free, held) if t is not None]
+            return min(times) if times else None
+
+        return await self._readers.run(read)
+
+    async def lock(self, message_id: str, owner: str, lease: float) -> Message:
+        mid = tables.int_id(message_id)
+        check_wire_text("lock owner", owner, allow_empty=False)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> Message:
+            queued, lock_owner, lock_expiry = tables.state_row(conn, mid)
+            if not queued:
+                raise NotInQueue(f"message {message_id} is not in the outgoing queue")
+            if lock_owner != owner and tables.live(lock_owner, lock_expiry, now):
+                raise NoAccess(f"message {message_id} is locked by {lock_owner}")
+            conn.execute(
+                "UPDATE messages SET lock_owner=?, lock_expiry=? WHERE id=?", (owner, now + lease, mid)
+            )
+            return tables.replace_writable(tables.load_message(conn, mid, now), False)
+
+        return await self._writer.run(tx)
+
+    async def renew(self, message_id: str, owner: str, lease: float) -> None:
+        mid = tables.int_id(message_id)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.require_lock(conn, mid, owner)
+            conn.execute("UPDATE messages SET lock_expiry=? WHERE id=?", (now + lease, mid))
+
+        await self._writer.run(tx)
+
+    async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
+        mid = tables.int_id(message_id)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.require_lock(conn, mid, owner)
+            if retry_at is None:
+                conn.execute("UPDATE messages SET lock_owner=NULL, lock_expiry=NULL WHERE id=?", (mid,))
+            else:
+                conn.execute(
+                    "UPDATE messages SET lock_owner=NULL, lock_expiry=NULL, next_attempt=?,"
+                    " due_at=MAX(?, COALESCE(not_before, ?)) WHERE id=?",
+                    (retry_at, retry_at, retry_at, mid),
+                )
+
+        await self._writer.run(tx)
+        self._hub.publish(QueueChanged(self.name, "unlock" if retry_at is None else "retry", message_id))
+
+    async def complete_preprocessing(
+        self,
+        message_id: str,
+        owner: str,
+        *,
+        content: bytes | None = None,
+        recipients: Sequence[NewRecipient] | None = None,
+    ) -> Message:
+        mid = tables.int_id(message_id)
+        if recipients is not None:
+            validate_draft(Draft(content=b"", recipients=recipients))
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> Message:
+            tables.require_lock(conn, mid, owner)
+            if content is not None:
+                conn.execute("UPDATE contents SET data=? WHERE message_id=?", (bytes(content), mid))
+                conn.execute("UPDATE messages SET size=? WHERE id=?", (len(content), mid))
+            if recipients is not None:
+                (tried,) = conn.execute(
+                    "SELECT COUNT(*) FROM recipients WHERE message_id=? AND attempts > 0", (mid,)
+                ).fetchone()
+                if tried:
+                    raise Submitted(f"message {message_id} has delivery attempts; its recipients are fixed")
+                if not recipients:
+                    raise NoRecipients(f"preprocessing left message {message_id} with no recipients")
+                conn.execute("DELETE FROM recipients WHERE message_id=?", (mid,))
+                tables.insert_recipients(conn, mid, recipients)
+            conn.execute(
+                "UPDATE messages SET submit_flags = submit_flags & ? WHERE id=?",
+                (~SubmitFlag.PREPROCESS & 0xFFFFFFFF, mid),
+            )
+            return tables.replace_writable(tables.load_message(conn, mid, now), False)
+
+        return await self._writer.run(tx)
+
+    async def record_outcomes(self, message_id: str, owner: str, updates: Sequence[RecipientUpdate]) -> None:
+        mid = tables.int_id(message_id)
+        for update in updates:
+            RecipientState(update.state)
+            for what, text in (("transport", update.transport), ("status", update.status)):
+                if text is not None:
+                    check_wire_text(what, text)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.require_lock(conn, mid, owner)
+            for u in updates:
+                found = conn.execute(
+                    "SELECT state FROM recipients WHERE message_id=? AND idx=?", (mid, u.index)
+                ).fetchone()
+                if found is None:
+                    raise InvalidArgument(f"message {message_id} has no recipient #{u.index}")
+                if RecipientState(found[0]).final:
+                    continue  # exactly one final outcome per recipient
+                state = RecipientState(u.state)
+                conn.execute(
+                    "UPDATE recipients SET state=?, responsibility=?, attempts=attempts+1, next_attempt=?,"
+                    " last_code=?, last_status=?, last_text=?, transport=COALESCE(?, transport)"
+                    " WHERE message_id=? AND idx=?",
+                    (state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
+                     mid, u.index),
+                )  # fmt: skip
+
+        await self._writer.run(tx)
+
+    async def finish(self, message_id: str, owner: str) -> None:
+        mid = tables.int_id(message_id)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            queued, lock_owner, _expiry = tables.state_row(conn, mid)
+            if not queued:
+                raise NotInQueue(f"message {message_id} is not in the outgoing queue")
+            if lock_owner != owner:
+                raise NoSupport(f"only the spooler holding message {message_id}'s lock can finish it")
+            sentmail, delete_after = conn.execute(
+                "SELECT sentmail_folder, delete_after_submit FROM messages WHERE id=?", (mid,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE messages SET flags = flags & ?, submit_flags=0, next_attempt=NULL, due_at=NULL,"
+                " queued=0, lock_owner=NULL, lock_expiry=NULL WHERE id=?",
+                (~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF, mid),
+            )
+            if sentmail is not None and tables.folder_exists(conn, sentmail):
+                conn.execute("UPDATE messages SET folder_id=? WHERE id=?", (sentmail, mid))
+            if delete_after:
+                conn.execute("DELETE FROM messages WHERE id=?", (mid,))
+
+        await self._writer.run(tx)
+        self._hub.publish(QueueChanged(self.name, "finish", message_id))
+
+    # ------------------------------------------------------------------ inbound
+
+    async def deliver(self, message: InboundMessage) -> Delivery:
+        validate_inbound(message)
+        message_class = inbound_class(message.message_class)
+        received = message.received_at if message.received_at is not None else self._clock()
+        content = bytes(message.content)
+
+        def tx(conn: sqlite3.Connection) -> Delivery:
+            folder_id = choose_receive_folder(
+                message_class, tables.receive_table(conn), tables.folder_by_role(conn, FolderRole.INBOX).id
+            )
+            cur = conn.execute(
+                "INSERT INTO messages (folder_id, message_class, flags, priority, sender, subject, size,"
+                " created_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                (int(folder_id), message_class, int(message.flags), message.sender, message.subject,
+                 len(content), received),
+            )  # fmt: skip
+            mid = int(cur.lastrowid or 0)
+            conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, content))
+            return Delivery(str(mid), folder_id, message_class, MessageFlag(message.flags))
+
+        delivery = await self._writer.run(tx)
+        self._hub.publish(
+            NewMail(
+                self.name, delivery.message_id, delivery.folder_id, delivery.message_class, delivery.flags
+            )
+        )
+        return delivery
+
+    async def receive_folder(self, message_class: str) -> Folder:
+        tables.checked_class(message_class)
+
+        def read(conn: sqlite3.Connection) -> Folder:
+            inbox = tables.folder_by_role(conn, FolderRole.INBOX)
+            return tables.folder_by_id(
+                conn, choose_receive_folder(message_class, tables.receive_table(conn), inbox.id)
+            )
+
+        return await self._readers.run(read)
+
+    async def set_receive_folder(self, message_class: str, folder_id: str | None) -> None:
+        tables.checked_class(message_class)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            key = message_class.casefold()
+            if folder_id is None:
+                conn.execute("DELETE FROM receive_folders WHERE message_class=?", (key,))
+                return
+            folder = tables.folder_by_id(conn, folder_id)
+            conn.execute(
+                "INSERT INTO receive_folders (message_class, folder_id) VALUES (?, ?)"
+                " ON CONFLICT (message_class) DO UPDATE SET folder_id=excluded.folder_id",
+                (key, int(folder.id)),
+            )
+
+        await self._writer.run(tx)
+
+    async def receive_folders(self) -> dict[str, str]:
+        return await self._readers.run(tables.receive_table)

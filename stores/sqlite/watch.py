@@ -1,0 +1,78 @@
+"""Notice commits by other processes (e.g. ``spoolerd-sendmail`` writing while the daemon runs).
+
+A thread sleeps in ``poll()`` on an inotify descriptor watching the database directory; any write to the
+database or its WAL wakes it, and the store then asks SQLite's ``data_version`` whether the change came
+from another connection. No timer runs while nothing is written, so an idle daemon stays asleep. Without
+inotify (not Linux), the thread falls back to a slow safety re-scan, as DESIGN §3 allows.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["FALLBACK_RESCAN_SECONDS", "ExternalChangeWatcher"]
+
+FALLBACK_RESCAN_SECONDS = 60.0
+
+try:  # Linux only
+    import inotify_simple
+except ImportError:  # pragma: no cover - exercised on other platforms
+    inotify_simple = None
+
+
+class ExternalChangeWatcher:
+    """Calls ``on_wake`` (from its own thread) whenever the database files may have changed."""
+
+    def __init__(self, db_path: str, on_wake: Callable[[], None]) -> None:
+        self._dir = os.path.dirname(os.path.abspath(db_path)) or "."
+        self._names = {os.path.basename(db_path), os.path.basename(db_path) + "-wal"}
+        self._on_wake = on_wake
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._inotify: Any = None
+        self.wakeups = 0
+
+    @property
+    def event_driven(self) -> bool:
+        return self._inotify is not None
+
+    def start(self) -> None:
+        if inotify_simple is not None:
+            flags = inotify_simple.flags
+            self._inotify = inotify_simple.INotify()
+            self._inotify.add_watch(self._dir, flags.MODIFY | flags.CLOSE_WRITE | flags.MOVED_TO)
+        self._thread = threading.Thread(target=self._main, name="sqlite-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            os.write(self._stop_w, b"x")
+            self._thread.join()
+            self._thread = None
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+
+    def _main(self) -> None:
+        poller = select.poll()
+        poller.register(self._stop_r, select.POLLIN)
+        timeout_ms: int | None = int(FALLBACK_RESCAN_SECONDS * 1000)
+        if self._inotify is not None:
+            poller.register(self._inotify.fileno(), select.POLLIN)
+            timeout_ms = None
+        while True:
+            ready = poller.poll(timeout_ms)
+            if any(fd == self._stop_r for fd, _ in ready):
+                return
+            if self._inotify is not None:
+                events = self._inotify.read(timeout=0)
+                if not any(ev.name in self._names for ev in events):
+                    continue
+            self.wakeups += 1
+            self._on_wake()

@@ -1,0 +1,44 @@
+"""A separate process that opens a store through the registry (as spoolerd-sendmail would) and writes.
+
+usage: store_child.py SPEC submit N [--pause]
+  SPEC is JSON {"provider", "options", "location"}. For each of N messages: create in the Outbox, submit,
+  then print the id and flush stdout, so the parent knows exactly which submits returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from spoolerd.message import Draft, FolderRole, NewRecipient
+from spoolerd.plugins import PluginRegistry
+from spoolerd.store import StoreContext
+
+
+async def main(spec: dict[str, object], command: str, count: int) -> None:
+    registry = PluginRegistry()
+    store = registry.open_store(
+        str(spec["provider"]),
+        dict(spec["options"]),
+        StoreContext("child", Path(str(spec["location"]))),  # type: ignore[call-overload]
+    )
+    await store.start()
+    try:
+        outbox = await store.folder(FolderRole.OUTBOX)
+        print("ready", flush=True)
+        for i in range(count):
+            content = f"Subject: child {i}\r\n\r\n".encode() + bytes(range(256)) * 4
+            mid = await store.create_message(outbox.id, Draft(content, [NewRecipient(f"r{i}@example.org")]))
+            await store.submit(mid)
+            print(mid, flush=True)
+    finally:
+        await store.stop()
+
+
+if __name__ == "__main__":
+    spec_arg, command, count_arg = sys.argv[1:4]
+    if command != "submit":
+        sys.exit(f"unknown command {command!r}")
+    asyncio.run(main(json.loads(spec_arg), command, int(count_arg)))
