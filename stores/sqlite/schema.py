@@ -61,8 +61,10 @@ def _v1(conn: sqlite3.Connection) -> None:
             queued              INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX messages_by_folder ON messages(folder_id, id);
-        -- the outgoing queue in submission order, and its due head for the spooler's timer
-        CREATE INDEX queue_order ON messages(client_submit_time, id) WHERE queued = 1;
+        -- the outgoing queue in submission order; covering the due and lock filters, so a scan for
+        -- the due head never reads table rows it skips; then the due head for the spooler's timer
+        CREATE INDEX queue_order ON messages(client_submit_time, id, due_at, lock_owner, lock_expiry)
+            WHERE queued = 1;
         CREATE INDEX queue_due ON messages(due_at) WHERE queued = 1 AND lock_owner IS NULL;
         CREATE INDEX queue_locks ON messages(lock_expiry) WHERE lock_owner IS NOT NULL;
         -- content apart, so queue and folder scans never page through message bodies

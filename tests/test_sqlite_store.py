@@ -1,0 +1,108 @@
+"""What only the SQLite provider promises: schema migrations, its pragmas, group commit semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from spoolerd.errors import NoRecipients, StoreUnavailable
+from spoolerd.message import Draft, FolderRole, NewRecipient
+from spoolerd.store import StoreContext
+from stores.sqlite import SqliteSettings, SqliteStore
+from stores.sqlite.engine import connect
+from stores.sqlite.schema import SCHEMA_VERSION, migrate
+from tests.conftest import FakeClock
+
+
+def make_store(tmp_path: Path, clock: FakeClock, **settings: object) -> SqliteStore:
+    return SqliteStore(SqliteSettings.model_validate(settings), StoreContext("local", tmp_path, clock))
+
+
+async def test_relative_path_is_taken_from_the_state_directory(tmp_path: Path, clock: FakeClock) -> None:
+    store = make_store(tmp_path / "state", clock, path="sub/x.db")
+    await store.start()
+    await store.stop()
+    assert (tmp_path / "state" / "sub" / "x.db").is_file()
+
+
+async def test_an_old_schema_is_migrated_keeping_its_data(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "spool.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    migrate(conn, target=1)
+    conn.execute(
+        "INSERT INTO messages (folder_id, message_class, flags, sender, subject, size, created_at)"
+        " VALUES (3, 'IPM.Note', 8, 'a@example.org', 'old', 3, 1.0)"
+    )
+    conn.execute("INSERT INTO contents (message_id, data) VALUES (1, X'6f6c64')")
+    conn.execute("COMMIT")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+
+    store = make_store(tmp_path, clock)
+    await store.start()
+    try:
+        assert (await store.open("1")).subject == "old"
+    finally:
+        await store.stop()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "transport_state" in tables
+    conn.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    conn = sqlite3.connect(tmp_path / "spool.db")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    store = make_store(tmp_path, clock)
+    with pytest.raises(StoreUnavailable, match="newer than this spoolerd understands"):
+        await store.start()
+    await store.stop()
+
+
+async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> None:
+    (tmp_path / "spool.db").write_bytes(b"this is not sqlite" * 100)
+    store = make_store(tmp_path, clock)
+    with pytest.raises(StoreUnavailable, match="database error"):
+        await store.start()
+    await store.stop()
+
+
+def test_connections_are_wal_with_full_sync(tmp_path: Path) -> None:
+    conn = connect(str(tmp_path / "x.db"), busy_timeout=1)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn.close()
+
+
+async def test_concurrent_writes_share_commits_and_a_failure_stays_alone(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = make_store(tmp_path, clock)
+    await store.start()
+    try:
+        outbox = await store.folder(FolderRole.OUTBOX)
+        good = await asyncio.gather(
+            *(
+                store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")]))
+                for _ in range(200)
+            )
+        )
+        empty = await store.create_message(outbox.id, Draft(b"x", []))
+        before = store.commits
+        results = await asyncio.gather(
+            *(store.submit(mid) for mid in [*good[:100], empty, *good[100:]]), return_exceptions=True
+        )
+        assert store.commits - before < 200 / 4  # group commit: many submits per fsync
+        assert isinstance(results[100], NoRecipients)
+        assert [r for i, r in enumerate(results) if i != 100] == [None] * 200
+        queued = {e.id async for e in store.outgoing_queue()}
+        assert queued == set(good)
+    finally:
+        await store.stop()
