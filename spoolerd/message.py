@@ -31,6 +31,7 @@ __all__ = [
     "RecipientUpdate",
     "SubmitFlag",
     "address_type_of",
+    "check_class",
     "check_wire_text",
     "validate_draft",
     "validate_inbound",
@@ -266,20 +267,25 @@ def _check_line(what: str, value: str) -> None:
         raise InvalidArgument(f"{what} {value!r} contains CR, LF or NUL")
 
 
-def _check_class(message_class: str) -> None:
+def check_class(message_class: str) -> None:
+    """``validate_class`` with the store's error: ``InvalidArgument``."""
     try:
         validate_class(message_class)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from exc
 
 
+def _check_common(content: object, message_class: str, sender: str, subject: str) -> None:
+    if not isinstance(content, bytes | bytearray | memoryview):
+        raise InvalidArgument("message content must be bytes (RFC 5322)")
+    check_class(message_class)
+    check_wire_text("sender", sender)
+    _check_line("subject", subject)
+
+
 def validate_draft(draft: Draft) -> None:
     """The checks every store makes before accepting a draft."""
-    if not isinstance(draft.content, bytes | bytearray | memoryview):
-        raise InvalidArgument("message content must be bytes (RFC 5322)")
-    _check_class(draft.message_class)
-    check_wire_text("sender", draft.sender)
-    _check_line("subject", draft.subject)
+    _check_common(draft.content, draft.message_class, draft.sender, draft.subject)
     if draft.priority not in (-1, 0, 1):
         raise InvalidArgument(f"priority must be -1, 0 or 1, not {draft.priority!r}")
     for rcpt in draft.recipients:
@@ -291,8 +297,5 @@ def validate_draft(draft: Draft) -> None:
 
 
 def validate_inbound(message: InboundMessage) -> None:
-    if not isinstance(message.content, bytes | bytearray | memoryview):
-        raise InvalidArgument("message content must be bytes (RFC 5322)")
-    _check_class(message.message_class)
-    check_wire_text("sender", message.sender)
-    _check_line("subject", message.subject)
+    """The checks every store makes before accepting an inbound message."""
+    _check_common(message.content, message.message_class, message.sender, message.subject)

@@ -43,6 +43,7 @@ from spoolerd.message import (
     RecipientState,
     RecipientUpdate,
     SubmitFlag,
+    check_class,
     check_wire_text,
     validate_draft,
     validate_inbound,
@@ -543,7 +544,7 @@ class SqliteStore:
         return delivery
 
     async def receive_folder(self, message_class: str) -> Folder:
-        tables.checked_class(message_class)
+        check_class(message_class)
 
         def read(conn: sqlite3.Connection) -> Folder:
             inbox = tables.folder_by_role(conn, FolderRole.INBOX)
@@ -554,7 +555,7 @@ class SqliteStore:
         return await self._readers.run(read)
 
     async def set_receive_folder(self, message_class: str, folder_id: str | None) -> None:
-        tables.checked_class(message_class)
+        check_class(message_class)
 
         def tx(conn: sqlite3.Connection) -> None:
             key = message_class.casefold()

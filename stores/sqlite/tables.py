@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from spoolerd.errors import InvalidArgument, LockLost, NoAccess, NotFound, NotInQueue, Submitted
+from spoolerd.errors import LockLost, NoAccess, NotFound, NotInQueue, Submitted
 from spoolerd.message import (
     Draft,
     Folder,
@@ -25,7 +25,6 @@ from spoolerd.message import (
     RecipientState,
     SubmitFlag,
 )
-from spoolerd.message_class import validate_class
 
 MESSAGE_COLUMNS = (
     "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
@@ -73,13 +72,6 @@ def fetch_all(conn: sqlite3.Connection, *, sql: str, args: Sequence[Any]) -> lis
 
 def data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-def checked_class(message_class: str) -> None:
-    try:
-        validate_class(message_class)
-    except ValueError as exc:
-        raise InvalidArgument(str(exc)) from exc
 
 
 def folder_from_row(row: tuple[Any, ...]) -> Folder:
