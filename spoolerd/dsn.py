@@ -1,0 +1,158 @@
+"""Delivery status notifications (RFC 3464), built in memory: no I/O, no store, no clock of its own.
+
+One report covers every recipient of one message that it is about (MAPI's StatusRecips is called once
+per message). A non-delivery report carries the original message (``message/rfc822``) or, above a size
+limit, only its header (``text/rfc822-headers``); a delivery report carries the header only. Field values
+are kept to one line of ASCII, whatever a remote server put in its reply.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, formatdate
+
+__all__ = ["ORIGINAL_LIMIT", "RecipientStatus", "ReportKind", "build_report", "report_class"]
+
+ORIGINAL_LIMIT = 50_000  # bytes; Postfix's bounce_size_limit
+
+
+class ReportKind(enum.StrEnum):
+    NDR = "NDR"  # failed recipients (Action: failed)
+    DELAY = "DELAY"  # still trying (Action: delayed)
+    DR = "DR"  # delivered recipients (Action: delivered)
+
+
+_ACTION = {ReportKind.NDR: "failed", ReportKind.DELAY: "delayed", ReportKind.DR: "delivered"}
+_SUBJECT = {
+    ReportKind.NDR: "Undelivered Mail Returned to Sender",
+    ReportKind.DELAY: "Delayed Mail (still being retried)",
+    ReportKind.DR: "Successful Mail Delivery Report",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    address: str
+    status: str  # enhanced status code, e.g. "5.1.1"
+    code: int | None = None  # SMTP reply code, when the diagnostic came from an SMTP server
+    diagnostic: str = ""
+    last_attempt: float | None = None
+    remote_mta: str | None = None
+
+
+def report_class(message_class: str, kind: ReportKind) -> str:
+    """MAPI's report class for a message class: ``REPORT.IPM.Note.NDR``, ``REPORT.IPM.Note.DR``."""
+    suffix = "NDR" if kind is ReportKind.NDR else "DR" if kind is ReportKind.DR else "DELAYED"
+    return f"REPORT.{message_class or 'IPM'}.{suffix}"
+
+
+def _field(text: str) -> str:
+    """One line of printable ASCII for a header field value."""
+    flat = " ".join(text.split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _date(ts: float) -> str:
+    return format_datetime(datetime.fromtimestamp(ts, UTC))
+
+
+def _header_block(content: bytes) -> bytes:
+    """The original's header section (up to and including the blank line that ends it)."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        end = content.find(sep)
+        if end >= 0:
+            return content[: end + len(sep)]
+    return content if content.endswith(b"\n") else content + b"\r\n"
+
+
+def _human_text(kind: ReportKind, reporting_mta: str, recipients: Sequence[RecipientStatus]) -> str:
+    intro = {
+        ReportKind.NDR: "Your message could not be delivered to one or more recipients.\r\n"
+        "It is attached below. The reason for each recipient follows.",
+        ReportKind.DELAY: "Your message has not been delivered yet to the recipients below.\r\n"
+        "spoolerd keeps trying; you do not need to send it again.",
+        ReportKind.DR: "Your message was delivered to the recipients below.",
+    }[kind]
+    lines = [f"This is the mail system at {reporting_mta}.", "", intro, ""]
+    for r in recipients:
+        reason = _field(f"{r.code} {r.diagnostic}" if r.code else r.diagnostic)
+        lines.append(f"<{_field(r.address)}>: {reason or r.status}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def build_report(
+    kind: ReportKind,
+    *,
+    original: bytes,
+    envelope_to: str,
+    recipients: Sequence[RecipientStatus],
+    reporting_mta: str,
+    arrival: float,
+    now: float,
+    original_envelope_id: str | None = None,
+    original_limit: int = ORIGINAL_LIMIT,
+) -> bytes:
+    """An RFC 3464 ``multipart/report`` about ``recipients`` of ``original``, addressed to ``envelope_to``."""
+    if not recipients:
+        raise ValueError("a report needs at least one recipient")
+    boundary = f"=_spoolerd_{secrets.token_hex(12)}"
+    mta = _field(reporting_mta)
+    head = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{mta}>",
+        f"To: <{_field(envelope_to)}>",
+        f"Subject: {_SUBJECT[kind]}",
+        f"Date: {formatdate(now)}",
+        f"Message-ID: <{secrets.token_hex(16)}@{mta}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+    ]
+    status_fields = [f"Reporting-MTA: dns; {mta}"]
+    if original_envelope_id:
+        status_fields.append(f"Original-Envelope-Id: {_field(original_envelope_id)}")
+    status_fields.append(f"Arrival-Date: {_date(arrival)}")
+    per_recipient = []
+    for r in recipients:
+        block = [
+            f"Final-Recipient: rfc822; {_field(r.address)}",
+            f"Action: {_ACTION[kind]}",
+            f"Status: {r.status}",
+        ]
+        if r.remote_mta:
+            block.append(f"Remote-MTA: dns; {_field(r.remote_mta)}")
+        if r.diagnostic or r.code:
+            kind_of = "smtp" if r.code else "x-spoolerd"
+            text = f"{r.code} {r.status} {r.diagnostic}" if r.code else r.diagnostic
+            block.append(f"Diagnostic-Code: {kind_of}; {_field(text)}")
+        if r.last_attempt is not None:
+            block.append(f"Last-Attempt-Date: {_date(r.last_attempt)}")
+        per_recipient.append("\r\n".join(block))
+    delivery_status = "\r\n\r\n".join(["\r\n".join(status_fields), *per_recipient]) + "\r\n"
+
+    if kind is ReportKind.NDR and len(original) <= original_limit:
+        attached_type, attached = "message/rfc822", original
+    else:
+        attached_type, attached = "text/rfc822-headers", _header_block(original)
+    eight_bit = any(b > 0x7F for b in attached)
+    description = "Original message" if attached_type == "message/rfc822" else "Original message header"
+
+    crlf = b"\r\n"
+    parts = [
+        "\r\n".join(head).encode() + crlf + crlf,
+        b"This is a MIME-encapsulated message." + crlf,
+        f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Description: Notification"
+        f"\r\n\r\n{_human_text(kind, mta, recipients)}".encode("ascii", "backslashreplace"),
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n"
+        f"Content-Description: Delivery report\r\n\r\n{delivery_status}".encode(),
+        f"--{boundary}\r\nContent-Type: {attached_type}\r\nContent-Description: {description}\r\n".encode()
+        + (b"Content-Transfer-Encoding: 8bit\r\n" if eight_bit else b"")
+        + crlf
+        + attached
+        + (b"" if attached.endswith(b"\n") else crlf),
+        f"--{boundary}--\r\n".encode(),
+    ]
+    return b"".join(parts)

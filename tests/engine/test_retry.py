@@ -1,0 +1,44 @@
+"""Retry timing (sans-io): Postfix-like backoff, give-up after the queue lifetime, the destination cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from spoolerd.retry import DestinationCache, RetryPolicy
+
+
+def test_backoff_doubles_from_five_minutes_to_about_67() -> None:
+    policy = RetryPolicy()
+    assert [policy.delay(n) for n in range(1, 8)] == [300, 600, 1200, 2400, 4000, 4000, 4000]
+
+
+def test_a_transport_hint_is_honoured_but_never_below_a_minute() -> None:
+    policy = RetryPolicy()
+    assert policy.delay(1, hint=1800) == 1800
+    assert policy.delay(5, hint=5) == 60
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"), [(0, 1000.0 + 300), (5 * 86400 - 1, 5 * 86400 - 1 + 1000.0 + 300)]
+)
+def test_next_attempt_inside_the_lifetime(age: float, expected: float) -> None:
+    policy = RetryPolicy()
+    assert policy.next_attempt(submitted_at=1000.0, attempts=1, now=1000.0 + age) == expected
+
+
+def test_give_up_after_the_lifetime() -> None:
+    policy = RetryPolicy(give_up_after=3600)
+    assert policy.next_attempt(submitted_at=0.0, attempts=3, now=3600.0) is None
+    assert policy.expired(0.0, 3600.0) and not policy.expired(0.0, 3599.0)
+
+
+def test_destination_cache_holds_a_dead_destination_until_it_is_due() -> None:
+    cache = DestinationCache(hold=300)
+    cache.failed("relay.example.org", now=100.0)
+    assert cache.dead_until("relay.example.org", 100.0) == 400.0
+    assert cache.dead_until("other.example.org", 100.0) is None
+    assert cache.dead_until("relay.example.org", 400.0) is None  # expired entries are forgotten
+    cache.failed("relay.example.org", now=500.0, hint=900)
+    assert cache.dead_until("relay.example.org", 500.0) == 1400.0
+    cache.succeeded("relay.example.org")
+    assert cache.dead_until("relay.example.org", 500.0) is None
