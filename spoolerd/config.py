@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,37 +51,92 @@ class LogConfig(_Strict):
     format: Literal["console", "json"] = "console"
 
 
+class RetrySection(_Strict):
+    """Retry timing; the defaults are Postfix's (5 min doubling to ~67 min, give up after 5 days)."""
+
+    initial: float = Field(300.0, gt=0, description="seconds before the first retry")
+    maximum: float = Field(4000.0, gt=0, description="longest wait between two attempts")
+    give_up_after: float = Field(5 * 86400.0, gt=0, description="queue lifetime: then an NDR with 4.4.7")
+    min_hint: float = Field(60.0, ge=0, description="shortest retry-after a transport may ask for")
+    destination_hold: float = Field(300.0, ge=0, description="how long a failed destination is left alone")
+
+
 class SpoolerSection(_Strict):
     state_dir: Path = Field(default_factory=default_state_dir)
     default_store: str = "local"
+    max_in_flight: int = Field(64, ge=1, description="messages being delivered at once, in all")
+    transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
+    destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")
+    lease: float = Field(300.0, ge=5, description="seconds a message lock lasts unless renewed")
+    send_timeout: float = Field(600.0, gt=0, description="longest one transport send may take")
+    reporting_mta: str = Field(default_factory=socket.gethostname, description="name in reports")
+    report_original_limit: int = Field(50_000, ge=0, description="larger originals: headers only in an NDR")
+    preprocessors: list[str] = Field(
+        default_factory=lambda: ["headers"], description="spoolerd.preprocessors"
+    )
+    retry: RetrySection = Field(default_factory=RetrySection)
 
 
-class StoreSection(BaseModel):
-    """``[stores.NAME]``: ``provider`` picks the entry point; every other key belongs to the provider."""
+class _PluginSection(BaseModel):
+    """A plugin's section: ``provider`` picks the entry point; undeclared keys belong to the provider."""
 
     model_config = ConfigDict(extra="allow")
 
-    provider: str = "sqlite"
+    provider: str
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
+class StoreSection(_PluginSection):
+    provider: str = "sqlite"
+    addresses: list[str] = Field(default_factory=list, description="addresses (or @domains) this store owns")
+    coupled_transport: str | None = Field(None, description="transport that handles its recipients at submit")
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            _local, at, domain = address.rpartition("@")
+            if not at or not domain or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in address):
+                raise ValueError(f"{address!r} is neither user@domain nor @domain")
+        return addresses
+
+
+class TransportSection(_PluginSection):
+    concurrency: int | None = Field(
+        None, ge=1, description="sends at once (default spooler.transport_concurrency)"
+    )
+
+
 def _default_stores() -> dict[str, StoreSection]:
-    return {"local": StoreSection(provider="sqlite")}
+    return {"local": StoreSection(provider="sqlite", addresses=["@localhost"])}
+
+
+def _default_transports() -> dict[str, TransportSection]:
+    return {"loopback": TransportSection(provider="loopback")}
 
 
 class Config(_Strict):
     spooler: SpoolerSection = Field(default_factory=SpoolerSection)
     log: LogConfig = Field(default_factory=LogConfig)
     stores: dict[str, StoreSection] = Field(default_factory=_default_stores)
+    transports: dict[str, TransportSection] = Field(default_factory=_default_transports)
+    lists: dict[str, list[str]] = Field(
+        default_factory=dict, description="distribution lists: address -> members"
+    )
+
+    @field_validator("stores", "transports")
+    @classmethod
+    def _names(cls, sections: dict[str, Any]) -> dict[str, Any]:
+        for name in sections:
+            if not _NAME.match(name):
+                raise ValueError(f"name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        return sections
 
     @field_validator("stores")
     @classmethod
-    def _store_names(cls, stores: dict[str, StoreSection]) -> dict[str, StoreSection]:
-        for name in stores:
-            if not _NAME.match(name):
-                raise ValueError(f"store name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    def _some_store(cls, stores: dict[str, StoreSection]) -> dict[str, StoreSection]:
         if not stores:
             raise ValueError("at least one store is needed")
         return stores
@@ -91,12 +147,19 @@ def parse_config(data: dict[str, Any], source: str | None = None) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(exc, ""), source) from exc
+    problems = []
     if config.spooler.default_store not in config.stores:
         names = ", ".join(sorted(config.stores))
-        raise ConfigError(
-            [f"spooler.default_store: names {config.spooler.default_store!r}, but the stores are: {names}"],
-            source,
+        problems.append(
+            f"spooler.default_store: names {config.spooler.default_store!r}, but the stores are: {names}"
         )
+    for name, section in config.stores.items():
+        coupled = section.coupled_transport
+        if coupled is not None and coupled not in config.transports:
+            known = ", ".join(sorted(config.transports)) or "none"
+            problems.append(f"stores.{name}.coupled_transport: no transport {coupled!r} (known: {known})")
+    if problems:
+        raise ConfigError(problems, source)
     return config
 
 

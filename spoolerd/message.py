@@ -7,6 +7,7 @@ an ``await`` without seeing it change underneath. Times are POSIX seconds (float
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ __all__ = [
     "SubmitFlag",
     "address_type_of",
     "check_class",
+    "check_time",
     "check_wire_text",
     "validate_draft",
     "validate_inbound",
@@ -262,6 +264,12 @@ def check_wire_text(what: str, value: str, *, allow_empty: bool = True) -> str:
     return value
 
 
+def check_time(what: str, value: float | None) -> None:
+    """Refuse NaN and infinities where a time or a duration is expected (None is allowed)."""
+    if value is not None and not math.isfinite(value):
+        raise InvalidArgument(f"{what} must be a finite number, not {value!r}")
+
+
 def _check_line(what: str, value: str) -> None:
     if any(ch in value for ch in "\r\n\0"):
         raise InvalidArgument(f"{what} {value!r} contains CR, LF or NUL")
@@ -286,6 +294,7 @@ def _check_common(content: object, message_class: str, sender: str, subject: str
 def validate_draft(draft: Draft) -> None:
     """The checks every store makes before accepting a draft."""
     _check_common(draft.content, draft.message_class, draft.sender, draft.subject)
+    check_time("not_before", draft.not_before)
     if draft.priority not in (-1, 0, 1):
         raise InvalidArgument(f"priority must be -1, 0 or 1, not {draft.priority!r}")
     for rcpt in draft.recipients:
@@ -299,3 +308,4 @@ def validate_draft(draft: Draft) -> None:
 def validate_inbound(message: InboundMessage) -> None:
     """The checks every store makes before accepting an inbound message."""
     _check_common(message.content, message.message_class, message.sender, message.subject)
+    check_time("received_at", message.received_at)

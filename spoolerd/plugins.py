@@ -14,7 +14,9 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError, PluginError
+from .preprocess import Preprocessor
 from .store import STORE_METHODS, MessageStore, StoreContext, StoreProvider
+from .transport import TRANSPORT_METHODS, Transport, TransportContext, TransportProvider
 
 __all__ = [
     "PREPROCESSORS",
@@ -82,22 +84,62 @@ class PluginRegistry:
         self._loaded[key] = obj
         return obj
 
-    def store_provider(self, name: str) -> StoreProvider:
-        """The store provider class behind ``spoolerd.stores:name``, checked against the store contract."""
-        cls = self.load(STORES, name)
-        ep = self._entry_points[STORES][name][0]
+    def _provider(self, group: str, name: str, methods: Iterable[str], what: str) -> Any:
+        cls = self.load(group, name)
+        ep = self._entry_points[group][name][0]
         settings = getattr(cls, "Settings", None)
         if not (isinstance(settings, type) and issubclass(settings, BaseModel)):
             raise PluginError(f"entry point {_describe(ep)} has no pydantic 'Settings' model")
-        missing = [m for m in STORE_METHODS if not callable(getattr(cls, m, None))]
-        if not isinstance(getattr(cls, "can_queue", None), bool):
+        missing = [m for m in methods if not callable(getattr(cls, m, None))]
+        if group == STORES and not isinstance(getattr(cls, "can_queue", None), bool):
             missing.append("can_queue")
         if missing:
             raise PluginError(
-                f"entry point {_describe(ep)} does not implement the store contract:"
+                f"entry point {_describe(ep)} does not implement the {what} contract:"
                 f" missing {', '.join(missing)}"
             )
-        return cast(StoreProvider, cls)
+        return cls
+
+    def store_provider(self, name: str) -> StoreProvider:
+        """The store provider class behind ``spoolerd.stores:name``, checked against the store contract."""
+        return cast(StoreProvider, self._provider(STORES, name, STORE_METHODS, "store"))
+
+    def transport_provider(self, name: str) -> TransportProvider:
+        """The transport class behind ``spoolerd.transports:name``, checked against the transport contract."""
+        return cast(TransportProvider, self._provider(TRANSPORTS, name, TRANSPORT_METHODS, "transport"))
+
+    def open_transport(
+        self, provider: str, options: Mapping[str, Any], context: TransportContext
+    ) -> Transport:
+        cls = self.transport_provider(provider)
+        try:
+            settings = cls.Settings.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(validation_problems(exc, f"transports.{context.name}")) from exc
+        transport = cls(settings, context)
+        types = getattr(transport, "address_types", ())
+        if types is not None and not (
+            isinstance(types, frozenset) and all(isinstance(t, str) for t in types)
+        ):
+            ep = self._entry_points[TRANSPORTS][provider][0]
+            raise PluginError(
+                f"entry point {_describe(ep)}: address_types must be a frozenset of str or None"
+            )
+        return transport
+
+    def preprocessor(self, name: str) -> Preprocessor:
+        """A preprocessor built from ``spoolerd.preprocessors:name`` (a factory taking no arguments)."""
+        factory = self.load(PREPROCESSORS, name)
+        ep = self._entry_points[PREPROCESSORS][name][0]
+        try:
+            instance = factory()
+        except Exception as exc:
+            raise PluginError(
+                f"entry point {_describe(ep)} could not be built: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not callable(instance) or not isinstance(getattr(instance, "name", None), str):
+            raise PluginError(f"entry point {_describe(ep)} is not a preprocessor (a callable with a name)")
+        return cast(Preprocessor, instance)
 
     def open_store(self, provider: str, options: Mapping[str, Any], context: StoreContext) -> MessageStore:
         """Validate ``options`` with the provider's own model and build the (not yet started) store."""

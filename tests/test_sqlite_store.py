@@ -106,3 +106,37 @@ async def test_concurrent_writes_share_commits_and_a_failure_stays_alone(
         assert queued == set(good)
     finally:
         await store.stop()
+
+
+async def test_writes_racing_with_stop_fail_cleanly_instead_of_hanging(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    import anyio
+
+    store = make_store(tmp_path, clock)
+    await store.start()
+    outbox = await store.folder(FolderRole.OUTBOX)
+    ids = [await store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")])) for _ in range(3)]
+    mid = ids[0]
+    with anyio.fail_after(10):
+        stopping = asyncio.ensure_future(store.stop())
+        await asyncio.sleep(0)  # stop() has begun
+        results = await asyncio.gather(*(store.submit(i) for i in ids[1:]), return_exceptions=True)
+        await stopping
+    for result in results:
+        assert result is None or isinstance(result, StoreUnavailable), result
+    with anyio.fail_after(5), pytest.raises(StoreUnavailable):
+        await store.submit(mid)
+
+
+async def test_external_checks_take_no_write_transactions(tmp_path: Path, clock: FakeClock) -> None:
+    store = make_store(tmp_path, clock)
+    await store.start()
+    try:
+        outbox = await store.folder(FolderRole.OUTBOX)
+        before = store.commits
+        for _ in range(20):  # sequential: every write wakes the watcher on our own WAL
+            await store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")]))
+        assert store.commits - before == 20
+    finally:
+        await store.stop()

@@ -13,6 +13,8 @@ blocks the writer. Nothing here knows what the store's tables mean.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 from spoolerd.errors import StoreError, StoreUnavailable
 
-__all__ = ["Done", "GroupCommitWriter", "ReaderPool", "connect"]
+__all__ = ["Done", "GroupCommitWriter", "ReaderPool", "connect", "fsync_directory", "make_dirs_durably"]
 
 T = TypeVar("T")
 Done = Callable[[Any, BaseException | None], None]
@@ -52,6 +54,19 @@ def fsync_directory(path: str) -> None:
         os.close(fd)
 
 
+def make_dirs_durably(directory: str) -> None:
+    """``mkdir -p``, fsyncing the parent of every directory it creates (a power loss keeps them)."""
+    missing = []
+    current = os.path.abspath(directory)
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o750)
+        fsync_directory(path)
+
+
 def _as_store_error(exc: BaseException) -> BaseException:
     if isinstance(exc, StoreError) or not isinstance(exc, Exception):
         return exc
@@ -64,20 +79,31 @@ def _as_store_error(exc: BaseException) -> BaseException:
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     done: Done
+    read_only: bool = False  # run outside any transaction: no write lock, no commit
 
 
 _STOP = object()
 
 
-def _answer_on(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> Done:
+def _answer_on(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], on_commit: Callable[[Any], None] | None
+) -> Done:
     def done(result: Any, exc: BaseException | None) -> None:
-        loop.call_soon_threadsafe(_resolve, future, result, exc)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, future, result, exc, on_commit)
 
     return done
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled; the change itself stands
+def _resolve(
+    future: asyncio.Future[Any],
+    result: Any,
+    exc: BaseException | None,
+    on_commit: Callable[[Any], None] | None,
+) -> None:
+    if exc is None and on_commit is not None:
+        on_commit(result)  # even when the caller was cancelled: the change stands, so its events must too
+    if future.done():
         return
     if exc is not None:
         future.set_exception(exc)
@@ -95,9 +121,12 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self._gate = threading.Lock()  # orders enqueue against closing
+        self._closed = True
         self.commits = 0  # transactions committed (tests and benchmarks read it)
 
     async def start(self, name: str) -> None:
+        self._closed = False
         self._thread = threading.Thread(target=self._main, name=f"sqlite-writer:{name}", daemon=True)
         self._thread.start()
         await asyncio.to_thread(self._ready.wait)
@@ -105,25 +134,41 @@ class GroupCommitWriter:
             raise _as_store_error(self._start_error)
 
     async def stop(self) -> None:
-        """Finish every job already queued, then close the connection."""
-        if self._thread is None:
-            return
-        self._jobs.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        """Finish every job already queued, refuse new ones, then close the connection."""
+        with self._gate:
+            if self._closed:
+                thread, self._thread = self._thread, None
+            else:
+                self._closed = True
+                self._jobs.put(_STOP)
+                thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
 
-    def enqueue(self, fn: Callable[[sqlite3.Connection], Any], done: Done) -> None:
+    def enqueue(
+        self, fn: Callable[[sqlite3.Connection], Any], done: Done, *, read_only: bool = False
+    ) -> None:
         """Queue a job from any thread; ``done`` is called on the writer thread after the commit."""
-        if self._thread is None:
-            done(None, StoreUnavailable("the store is not open"))
-            return
-        self._jobs.put(_Job(fn, done))
+        with self._gate:
+            if not self._closed:
+                self._jobs.put(_Job(fn, done, read_only))
+                return
+        done(None, StoreUnavailable("the store is closed"))
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction; return its result once the transaction is durable."""
+    async def run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        on_commit: Callable[[T], None] | None = None,
+        read_only: bool = False,
+    ) -> T:
+        """Run ``fn`` in a write transaction; return its result once the transaction is durable.
+
+        ``on_commit`` runs on the event loop after the commit even if the caller was cancelled meanwhile.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.enqueue(fn, _answer_on(loop, future))
+        self.enqueue(fn, _answer_on(loop, future, on_commit), read_only=read_only)
         return await future
 
     def _main(self) -> None:
@@ -131,32 +176,65 @@ class GroupCommitWriter:
             conn = self._connect()
         except BaseException as exc:  # reported to start(); the thread has nothing else to do
             self._start_error = exc
+            self._closed = True
             self._ready.set()
             return
         self._ready.set()
         try:
-            while True:
-                first = self._jobs.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                stopping = False
-                while len(batch) < self._max_batch:
-                    try:
-                        nxt = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP:
-                        stopping = True
-                        break
-                    batch.append(nxt)
-                self._run_batch(conn, [job for job in batch if isinstance(job, _Job)])
-                if stopping:
-                    return
+            self._serve(conn)
+        except BaseException:
+            logging.getLogger(__name__).exception("sqlite writer thread failed")
         finally:
+            with self._gate:
+                self._closed = True
             conn.close()
+            self._fail_leftovers()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            jobs = [job for job in batch if isinstance(job, _Job)]
+            for job in jobs:
+                if job.read_only:
+                    self._run_read(conn, job)
+            self._run_batch(conn, [job for job in jobs if not job.read_only])
+            if stopping:
+                return
+
+    def _fail_leftovers(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, _Job):
+                _call(job.done, None, StoreUnavailable("the store is closed"))
+
+    @staticmethod
+    def _run_read(conn: sqlite3.Connection, job: _Job) -> None:
+        try:
+            result = job.fn(conn)
+        except Exception as exc:
+            _call(job.done, None, _as_store_error(exc))
+        else:
+            _call(job.done, result, None)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        if not batch:
+            return
         answers: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -173,13 +251,21 @@ class GroupCommitWriter:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # the transaction as a whole failed: nobody's change was made
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             for job in batch:
-                job.done(None, _as_store_error(exc))
+                _call(job.done, None, _as_store_error(exc))
             return
         self.commits += 1
         for job, result, error in answers:
-            job.done(result, error)
+            _call(job.done, result, error)
+
+
+def _call(done: Done, result: Any, exc: BaseException | None) -> None:
+    try:
+        done(result, exc)
+    except Exception:  # a broken callback must not kill the writer and strand every later caller
+        logging.getLogger(__name__).exception("sqlite writer callback failed")
 
 
 class ReaderPool:
@@ -215,7 +301,11 @@ class ReaderPool:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a consistent snapshot of the database."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._read, fn)
+        try:
+            pending = loop.run_in_executor(self._pool, self._read, fn)
+        except RuntimeError as exc:  # the pool was shut down
+            raise StoreUnavailable("the store is closed") from exc
+        return await pending
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, True)

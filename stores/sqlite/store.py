@@ -44,6 +44,7 @@ from spoolerd.message import (
     RecipientUpdate,
     SubmitFlag,
     check_class,
+    check_time,
     check_wire_text,
     validate_draft,
     validate_inbound,
@@ -52,7 +53,7 @@ from spoolerd.message_class import choose_receive_folder, inbound_class, outboun
 from spoolerd.store import StoreContext
 
 from . import tables
-from .engine import GroupCommitWriter, ReaderPool, connect, fsync_directory
+from .engine import GroupCommitWriter, ReaderPool, connect, fsync_directory, make_dirs_durably
 from .schema import migrate
 from .watch import ExternalChangeWatcher
 
@@ -99,16 +100,17 @@ class SqliteStore:
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(make_dirs_durably, str(Path(self.path).parent))
         created = not await asyncio.to_thread(os.path.exists, self.path)
         self._loop = asyncio.get_running_loop()
         await self._writer.start(self.name)
         await self._writer.run(migrate)
         if created:
             await asyncio.to_thread(fsync_directory, self.path)
-        self._data_version = await self._writer.run(tables.data_version)
+        # watch first, then take the baseline: a commit in between shows as a change, never goes missing
         self._watcher = ExternalChangeWatcher(self.path, self._on_external_wake)
         self._watcher.start()
+        self._data_version = await self._writer.run(tables.data_version, read_only=True)
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -153,11 +155,13 @@ class SqliteStore:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(self._external_checked, version, exc)
 
-        self._writer.enqueue(tables.data_version, answered)
+        self._writer.enqueue(tables.data_version, answered, read_only=True)
 
     def _external_checked(self, version: int | None, exc: BaseException | None) -> None:
         self._check_running = False
-        if exc is None and version is not None and version != self._data_version:
+        if exc is not None:  # e.g. a busy moment; look again (unless the store is closing)
+            self._check_again = self._watcher is not None
+        elif version is not None and version != self._data_version:
             self._data_version = version
             self._hub.publish(QueueChanged(self.name, "external"))
         if self._check_again:
@@ -310,14 +314,18 @@ class SqliteStore:
                     mid,
                 ),
             )
+            # A recipient with a final outcome keeps it (it is never sent twice) unless the client asks
+            # for the message to be sent again (MSGFLAG_RESEND).
+            keep_final = "" if flags & MessageFlag.RESEND else " AND state NOT IN ('delivered', 'failed')"
             conn.execute(
                 "UPDATE recipients SET responsibility=0, state='pending', attempts=0, next_attempt=NULL,"
-                " last_code=NULL, last_status=NULL, last_text=NULL, transport=NULL WHERE message_id=?",
+                " last_code=NULL, last_status=NULL, last_text=NULL, transport=NULL WHERE message_id=?"
+                + keep_final,
                 (mid,),
             )
 
-        await self._writer.run(tx)
-        self._hub.publish(QueueChanged(self.name, "submit", message_id))
+        publish = partial(self._hub.publish, QueueChanged(self.name, "submit", message_id))
+        await self._writer.run(tx, on_commit=lambda _: publish())
 
     async def abort_submit(self, message_id: str) -> None:
         mid = tables.int_id(message_id)
@@ -335,8 +343,8 @@ class SqliteStore:
                 (~MessageFlag.SUBMIT & 0xFFFFFFFF, mid),
             )
 
-        await self._writer.run(tx)
-        self._hub.publish(QueueChanged(self.name, "abort", message_id))
+        publish = partial(self._hub.publish, QueueChanged(self.name, "abort", message_id))
+        await self._writer.run(tx, on_commit=lambda _: publish())
 
     # ------------------------------------------------------------------ outgoing queue: spooler side
 
@@ -380,6 +388,7 @@ class SqliteStore:
 
     async def lock(self, message_id: str, owner: str, lease: float) -> Message:
         mid = tables.int_id(message_id)
+        check_time("lease", lease)
         check_wire_text("lock owner", owner, allow_empty=False)
         now = self._clock()
 
@@ -398,6 +407,7 @@ class SqliteStore:
 
     async def renew(self, message_id: str, owner: str, lease: float) -> None:
         mid = tables.int_id(message_id)
+        check_time("lease", lease)
         now = self._clock()
 
         def tx(conn: sqlite3.Connection) -> None:
@@ -408,6 +418,7 @@ class SqliteStore:
 
     async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
         mid = tables.int_id(message_id)
+        check_time("retry_at", retry_at)
 
         def tx(conn: sqlite3.Connection) -> None:
             tables.require_lock(conn, mid, owner)
@@ -420,8 +431,9 @@ class SqliteStore:
                     (retry_at, retry_at, retry_at, mid),
                 )
 
-        await self._writer.run(tx)
-        self._hub.publish(QueueChanged(self.name, "unlock" if retry_at is None else "retry", message_id))
+        reason = "unlock" if retry_at is None else "retry"
+        publish = partial(self._hub.publish, QueueChanged(self.name, reason, message_id))
+        await self._writer.run(tx, on_commit=lambda _: publish())
 
     async def complete_preprocessing(
         self,
@@ -463,6 +475,7 @@ class SqliteStore:
         mid = tables.int_id(message_id)
         for update in updates:
             RecipientState(update.state)
+            check_time("next_attempt", update.next_attempt)
             for what, text in (("transport", update.transport), ("status", update.status)):
                 if text is not None:
                     check_wire_text(what, text)
@@ -510,8 +523,8 @@ class SqliteStore:
             if delete_after:
                 conn.execute("DELETE FROM messages WHERE id=?", (mid,))
 
-        await self._writer.run(tx)
-        self._hub.publish(QueueChanged(self.name, "finish", message_id))
+        publish = partial(self._hub.publish, QueueChanged(self.name, "finish", message_id))
+        await self._writer.run(tx, on_commit=lambda _: publish())
 
     # ------------------------------------------------------------------ inbound
 
@@ -535,13 +548,10 @@ class SqliteStore:
             conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, content))
             return Delivery(str(mid), folder_id, message_class, MessageFlag(message.flags))
 
-        delivery = await self._writer.run(tx)
-        self._hub.publish(
-            NewMail(
-                self.name, delivery.message_id, delivery.folder_id, delivery.message_class, delivery.flags
-            )
-        )
-        return delivery
+        def announce(d: Delivery) -> None:
+            self._hub.publish(NewMail(self.name, d.message_id, d.folder_id, d.message_class, d.flags))
+
+        return await self._writer.run(tx, on_commit=announce)
 
     async def receive_folder(self, message_class: str) -> Folder:
         check_class(message_class)

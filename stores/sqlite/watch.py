@@ -72,7 +72,8 @@ class ExternalChangeWatcher:
                 return
             if self._inotify is not None:
                 events = self._inotify.read(timeout=0)
-                if not any(ev.name in self._names for ev in events):
-                    continue
+                overflow = inotify_simple.flags.Q_OVERFLOW
+                if not any(ev.name in self._names or ev.mask & overflow for ev in events):
+                    continue  # another file in the directory; an overflow may hide ours, so it counts
             self.wakeups += 1
             self._on_wake()

@@ -304,3 +304,65 @@ async def test_concurrent_submits_are_all_durable(store_factory: StoreFactory) -
     await store_factory.close(store)
     reopened = await store_factory.open()
     assert sorted(await queue_ids(reopened), key=int) == sorted(ids, key=int)
+
+
+async def test_resubmit_keeps_final_outcomes_unless_resend(store: MessageStore) -> None:
+    mid = await queued(store, "done@example.org", "later@example.org")
+    await store.lock(mid, "spooler", 60)
+    await store.record_outcomes(
+        mid,
+        "spooler",
+        [
+            RecipientUpdate(0, RecipientState.DELIVERED, "x", 250),
+            RecipientUpdate(1, RecipientState.DEFERRED, "x"),
+        ],
+    )
+    await store.unlock(mid, "spooler")
+    await store.abort_submit(mid)
+    await store.submit(mid)
+    states = [r.state for r in (await store.open(mid)).recipients]
+    assert states == [RecipientState.DELIVERED, RecipientState.PENDING]  # never delivered twice
+
+    await store.abort_submit(mid)
+    m = await store.open(mid, Access.MODIFY)
+    await store.save(
+        mid,
+        Draft(m.content, [NewRecipient(r.address) for r in m.recipients], flags=m.flags | MessageFlag.RESEND),
+    )
+    await store.submit(mid)
+    assert [r.state for r in (await store.open(mid)).recipients] == [RecipientState.PENDING] * 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+async def test_times_must_be_finite(store: MessageStore, bad: float) -> None:
+    from spoolerd.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        await new_message(store, not_before=bad)
+    mid = await queued(store)
+    with pytest.raises(InvalidArgument):
+        await store.lock(mid, "spooler", bad)
+    await store.lock(mid, "spooler", 60)
+    with pytest.raises(InvalidArgument):
+        await store.unlock(mid, "spooler", retry_at=bad)
+    with pytest.raises(InvalidArgument):
+        await store.record_outcomes(
+            mid, "spooler", [RecipientUpdate(0, RecipientState.DEFERRED, next_attempt=bad)]
+        )
+
+
+async def test_a_change_made_for_a_cancelled_caller_is_still_announced(store: MessageStore) -> None:
+    import anyio
+
+    from spoolerd.events import QueueChanged
+
+    mid = await new_message(store)
+    async with store.subscribe() as events:
+        task = asyncio.ensure_future(store.submit(mid))
+        await asyncio.sleep(0)  # one step: the submit is on its way to the store
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        if mid in await queue_ids(store):
+            with anyio.fail_after(5):
+                assert await events.receive() == QueueChanged(store.name, "submit", mid)

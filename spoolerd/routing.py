@@ -1,0 +1,82 @@
+"""Routing and recipient expansion, with no I/O.
+
+Routing follows the MAPI spooler: a recipient goes to the first transport, in configured order, whose
+address types include the recipient's type exactly (compared case-insensitively). ``None`` as a
+transport's types means any type; an empty set means never (a preprocessor-only transport). A transport
+that answered NOT_ME is skipped for that recipient; with no transport left, the recipient is unroutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .message import NewRecipient, Recipient
+
+__all__ = ["Route", "expand_recipients", "route", "serves"]
+
+
+def serves(address_types: frozenset[str] | None, address_type: str) -> bool:
+    if address_types is None:
+        return True
+    wanted = address_type.casefold()
+    return any(t.casefold() == wanted for t in address_types)
+
+
+@dataclass(slots=True)
+class Route:
+    by_transport: dict[str, list[Recipient]] = field(default_factory=dict)
+    unroutable: list[Recipient] = field(default_factory=list)
+
+
+def route(
+    recipients: Iterable[Recipient],
+    transports: Sequence[tuple[str, frozenset[str] | None]],
+    refused: Mapping[int, set[str]] | None = None,
+) -> Route:
+    """Assign each recipient to its first serving transport not in ``refused[recipient.index]``."""
+    refused = refused or {}
+    plan = Route()
+    for rcpt in recipients:
+        skip = refused.get(rcpt.index, set())
+        for name, types in transports:
+            if name not in skip and serves(types, rcpt.address_type):
+                plan.by_transport.setdefault(name, []).append(rcpt)
+                break
+        else:
+            plan.unroutable.append(rcpt)
+    return plan
+
+
+def expand_recipients(
+    recipients: Sequence[Recipient | NewRecipient], lists: Mapping[str, Sequence[str]]
+) -> list[NewRecipient]:
+    """Expand distribution lists (recursively, each list once) and drop duplicates (ExpandRecips).
+
+    A member keeps the kind (to/cc/bcc) of the list entry it came from; the first occurrence of an
+    address wins, so an explicit To beats the same address reached through a Bcc list later.
+    """
+    table = {name.casefold(): members for name, members in lists.items()}
+    out: list[NewRecipient] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(rcpt: NewRecipient, expanding: frozenset[str]) -> None:
+        key = rcpt.address.casefold()
+        members = table.get(key)
+        if members is not None and key not in expanding:
+            for member in members:
+                add(NewRecipient(member, kind=rcpt.kind), expanding | {key})
+            return
+        identity = (rcpt.resolved_type.casefold(), key)
+        if identity not in seen:
+            seen.add(identity)
+            out.append(rcpt)
+
+    for r in recipients:
+        new = (
+            r
+            if isinstance(r, NewRecipient)
+            else NewRecipient(r.address, r.display_name, r.kind, r.address_type)
+        )
+        add(new, frozenset())
+    return out
