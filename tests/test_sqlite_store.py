@@ -116,7 +116,9 @@ async def test_writes_racing_with_stop_fail_cleanly_instead_of_hanging(
     store = make_store(tmp_path, clock)
     await store.start()
     outbox = await store.folder(FolderRole.OUTBOX)
-    ids = [await store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")])) for _ in range(3)]
+    ids = [
+        await store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")])) for _ in range(3)
+    ]
     mid = ids[0]
     with anyio.fail_after(10):
         stopping = asyncio.ensure_future(store.stop())
