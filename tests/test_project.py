@@ -22,6 +22,11 @@ def readme_commands() -> list[str]:
     ]
 
 
+def test_readme_opens_with_exactly_two_commands() -> None:
+    run, test = readme_commands()
+    assert "spoolerd run" in run and "pytest" in test
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     test_command = readme_commands()[-1]
     assert "pytest" in test_command

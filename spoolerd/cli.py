@@ -1,0 +1,82 @@
+"""``spoolerd``: run the daemon, or check a configuration file without starting anything.
+
+    spoolerd run [--config FILE]       no FILE: the embedded default (SQLite store in ./spool, loopback)
+    spoolerd check-config FILE         like ``postfix check`` / ``nginx -t``
+    spoolerd --version
+
+A configuration error prints every problem, naming the key, and exits with EX_CONFIG (78).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import anyio
+import structlog
+
+from . import __version__
+from .config import Config, load_config
+from .daemon import build, running
+from .errors import ConfigError, SpoolerError
+from .logsetup import configure_logging
+from .plugins import PluginRegistry
+
+__all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
+
+EX_CONFIG = 78
+EX_SOFTWARE = 70
+SHUTDOWN_DEADLINE = 30.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spoolerd", description="a mail spooler daemon")
+    parser.add_argument("--version", action="version", version=f"spoolerd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", "-c", help="TOML configuration (default: the embedded default)")
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("file")
+    return parser
+
+
+def _report(exc: ConfigError) -> int:
+    where = f"{exc.source}: " if exc.source else ""
+    for problem in exc.problems:
+        print(f"spoolerd: config error: {where}{problem}", file=sys.stderr)
+    return EX_CONFIG
+
+
+async def _serve(config: Config, source: str | None) -> None:
+    daemon = build(config, PluginRegistry(), source=source)
+    log = structlog.get_logger("spoolerd")
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with running(daemon):
+            async for signum in signals:
+                log.info("stopping", signal=signal.Signals(signum).name)
+                await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    source = getattr(args, "config", None) or getattr(args, "file", None)
+    try:
+        config = load_config(source)
+        if args.command == "check-config":
+            build(config, PluginRegistry(), source=source)
+            print(f"{source}: ok")
+            return 0
+        configure_logging(config.log)
+        anyio.run(_serve, config, source)
+    except ConfigError as exc:
+        return _report(exc)
+    except SpoolerError as exc:
+        print(f"spoolerd: {exc}", file=sys.stderr)
+        return EX_SOFTWARE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

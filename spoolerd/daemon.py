@@ -1,0 +1,124 @@
+"""Assembling a running spooler from a validated config: stores, transports, preprocessors, the engine.
+
+``build`` makes every object without starting anything, so ``spoolerd check-config`` can report every
+problem (of the frame and of each plugin's own section) at once; ``running`` starts and stops them in
+order. Nothing here names a store or transport module: they all come from the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from .config import Config, open_stores
+from .delivery import DeliverySettings, Dispatcher, TransportSlot
+from .errors import ConfigError, PluginError
+from .plugins import PluginRegistry
+from .preprocess import Preprocessor
+from .retry import RetryPolicy
+from .spooler import Spooler
+from .store import Clock, MessageStore
+from .transport import Transport, TransportContext
+
+__all__ = ["Daemon", "build", "running"]
+
+log = structlog.get_logger("spoolerd.daemon")
+
+
+@dataclass(slots=True)
+class Daemon:
+    config: Config
+    stores: dict[str, MessageStore]
+    default_store: str
+    transports: list[Transport]
+    spooler: Spooler
+
+
+def build(
+    config: Config, registry: PluginRegistry, *, clock: Clock = time.time, source: str | None = None
+) -> Daemon:
+    """Every configured object, validated and built but not started (a ConfigError lists all problems)."""
+    problems: list[str] = []
+    try:
+        opened = open_stores(config, registry, clock=clock, source=source)
+        stores, default = opened.stores, opened.default
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        stores, default = {}, config.spooler.default_store
+
+    addresses = {name: tuple(section.addresses) for name, section in config.stores.items()}
+    transports: list[Transport] = []
+    slots: list[TransportSlot] = []
+    for name, section in config.transports.items():
+        context = TransportContext(name, stores, addresses, clock)
+        try:
+            transport = registry.open_transport(section.provider, section.options(), context)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        except PluginError as exc:
+            problems.append(f"transports.{name}.provider: {exc}")
+            continue
+        transports.append(transport)
+        limit = section.concurrency or config.spooler.transport_concurrency
+        own = getattr(transport, "preprocessors", None)
+        slots.append(
+            TransportSlot(transport, anyio.CapacityLimiter(limit), list(own()) if callable(own) else [])
+        )
+
+    preprocessors: list[Preprocessor] = []
+    for name in config.spooler.preprocessors:
+        try:
+            preprocessors.append(registry.preprocessor(name))
+        except PluginError as exc:
+            problems.append(f"spooler.preprocessors: {exc}")
+    if problems:
+        raise ConfigError(problems, source)
+
+    spooler_cfg = config.spooler
+    retry = spooler_cfg.retry
+    settings = DeliverySettings(
+        lease=spooler_cfg.lease,
+        send_timeout=spooler_cfg.send_timeout,
+        destination_concurrency=spooler_cfg.destination_concurrency,
+        destination_hold=retry.destination_hold,
+        reporting_mta=spooler_cfg.reporting_mta,
+        report_original_limit=spooler_cfg.report_original_limit,
+        retry=RetryPolicy(retry.initial, retry.maximum, 2.0, retry.give_up_after, retry.min_hint),
+        lists=config.lists,
+    )
+    owner = f"spoolerd:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
+    spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
+    return Daemon(config, stores, default, transports, spooler)
+
+
+@asynccontextmanager
+async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
+    """Start stores, then transports, then the spooler; stop them in reverse order on exit."""
+    async with AsyncExitStack() as stack:
+        for store in daemon.stores.values():
+            await store.start()
+            stack.push_async_callback(store.stop)
+        for transport in daemon.transports:
+            await transport.start()
+            stack.push_async_callback(transport.stop)
+        async with anyio.create_task_group() as tg:
+            await tg.start(daemon.spooler.run)
+            log.info(
+                "spooler running",
+                stores=sorted(daemon.stores),
+                transports=[t.name for t in daemon.transports],
+            )
+            try:
+                yield daemon
+            finally:
+                await daemon.spooler.shutdown()

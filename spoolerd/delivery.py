@@ -1,0 +1,427 @@
+"""One delivery attempt of one message: the MAPI spooler's work between SetLockState and FinishedMsg.
+
+lock (a lease, renewed while in flight) → preprocessors and list expansion, then the preprocess flag is
+cleared → route each recipient that has no final outcome by address type, in transport order, NOT_ME
+falling through → send (bounded per transport and per destination; a dead destination is not tried) →
+record every outcome durably → NDR / DR into the sender's store → finish, or unlock with a retry time.
+
+A recipient recorded DELIVERED or FAILED is never sent again: only recipients without a final state are
+routed, so a crash or a retry resends at most what was in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import anyio
+import structlog
+
+from .dsn import RecipientStatus, ReportKind, build_report, report_class
+from .errors import NoAccess, NotFound, NotInQueue, StoreError
+from .message import InboundMessage, Message, Recipient, RecipientState, RecipientUpdate, SubmitFlag
+from .message_class import canonical
+from .preprocess import Preprocessor
+from .retry import DestinationCache, RetryPolicy
+from .routing import expand_recipients, route, serves
+from .store import Clock, MessageStore
+from .transport import Outcome, OutcomeKind, Transport
+
+__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "TransportSlot"]
+
+log = structlog.get_logger("spoolerd.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    lease: float = 300.0
+    send_timeout: float = 600.0
+    destination_concurrency: int = 8
+    destination_hold: float = 300.0
+    reporting_mta: str = "localhost"
+    report_original_limit: int = 50_000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TransportSlot:
+    """A configured transport with its concurrency limit and the preprocessors it registered."""
+
+    transport: Transport
+    limiter: anyio.CapacityLimiter
+    preprocessors: Sequence[Preprocessor] = ()
+    online: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.transport.name
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    """What one attempt did, counted per recipient."""
+
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    finished: bool = False
+    retry_at: float | None = None
+
+
+def _update(
+    rcpt: Recipient, transport: str | None, outcome: Outcome, next_attempt: float | None
+) -> RecipientUpdate:
+    state = {
+        OutcomeKind.DELIVERED: RecipientState.DELIVERED,
+        OutcomeKind.FAILED: RecipientState.FAILED,
+    }.get(outcome.kind, RecipientState.DEFERRED)
+    return RecipientUpdate(
+        rcpt.index, state, transport, outcome.code, outcome.status, outcome.diagnostic, next_attempt
+    )
+
+
+def _is_report(message: Message) -> bool:
+    return canonical(message.message_class).startswith("report.")
+
+
+class Dispatcher:
+    """Runs delivery attempts; shared by all messages so limits and the destination cache are global."""
+
+    def __init__(
+        self,
+        transports: Sequence[TransportSlot],
+        preprocessors: Sequence[Preprocessor],
+        settings: DeliverySettings,
+        *,
+        owner: str,
+        clock: Clock,
+    ) -> None:
+        self.transports = list(transports)
+        self.preprocessors = list(preprocessors)
+        self.settings = settings
+        self.owner = owner
+        self.clock = clock
+        self.destinations = DestinationCache(hold=settings.destination_hold)
+        self._destination_limits: dict[tuple[str, str], anyio.CapacityLimiter] = {}
+
+    def slot(self, name: str) -> TransportSlot | None:
+        return next((s for s in self.transports if s.name == name), None)
+
+    # ------------------------------------------------------------------ one message
+
+    async def attempt(
+        self, store: MessageStore, message_id: str, *, force: bool = False
+    ) -> AttemptResult | None:
+        """Lock, deliver what is pending, record it, and finish or unlock. ``None``: not ours to do
+        (another spooler holds it, or it left the queue meanwhile)."""
+        try:
+            message = await store.lock(message_id, self.owner, self.settings.lease)
+        except (NoAccess, NotInQueue, NotFound):
+            return None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew, store, message_id)
+            try:
+                return await self._attempt_locked(store, message, force=force)
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):  # shutting down: hand the message back at once
+                    await self._release(store, message_id, None)
+                raise
+            except StoreError:
+                log.exception("store failed during delivery", store=store.name, message=message_id)
+                await self._release(store, message_id, self.clock() + self.settings.retry.initial)
+                return AttemptResult(retry_at=self.clock() + self.settings.retry.initial)
+            finally:
+                tg.cancel_scope.cancel()
+        raise AssertionError("unreachable: the attempt returns or raises inside the task group")
+
+    async def _renew(self, store: MessageStore, message_id: str) -> None:
+        interval = self.settings.lease / 3
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await store.renew(message_id, self.owner, self.settings.lease)
+            except StoreError:
+                log.warning("lease renewal failed", store=store.name, message=message_id)
+
+    async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
+        try:
+            await store.unlock(message_id, self.owner, retry_at=retry_at)
+        except StoreError:
+            log.warning("unlock failed; the lease will expire", store=store.name, message=message_id)
+
+    async def _attempt_locked(self, store: MessageStore, message: Message, *, force: bool) -> AttemptResult:
+        if SubmitFlag.PREPROCESS in message.submit_flags:
+            message = await self._preprocess(store, message)
+        now = self.clock()
+        pending = [r for r in message.recipients if not r.state.final]
+        outcomes: dict[int, tuple[str | None, Outcome]] = {}
+        submitted = message.client_submit_time or message.created_at
+        if self.settings.retry.expired(submitted, now):
+            for r in pending:
+                outcomes[r.index] = (r.transport, _expired(r))
+        else:
+            outcomes = await self._route_and_send(message, pending, force=force)
+
+        result = AttemptResult()
+        updates = []
+        for r in pending:
+            transport, outcome = outcomes[r.index]
+            next_attempt = None
+            if outcome.kind is OutcomeKind.DEFERRED:
+                next_attempt = self.settings.retry.next_attempt(
+                    submitted, r.attempts + 1, now, outcome.retry_after
+                )
+                if next_attempt is None:
+                    outcome = _expired(r, outcome)
+            updates.append(_update(r, transport, outcome, next_attempt))
+            if outcome.kind is OutcomeKind.DELIVERED:
+                result.delivered += 1
+            elif outcome.kind is OutcomeKind.FAILED:
+                result.failed += 1
+            else:
+                result.deferred += 1
+                result.retry_at = (
+                    next_attempt
+                    if result.retry_at is None
+                    else min(result.retry_at, next_attempt or math.inf)
+                )
+        if updates:
+            await store.record_outcomes(message.id, self.owner, updates)
+
+        if result.deferred:
+            await store.unlock(message.id, self.owner, retry_at=result.retry_at)
+            return result
+        final = {u.index: u for u in updates}
+        recipients = [r if r.index not in final else _apply(r, final[r.index]) for r in message.recipients]
+        await self._reports(store, message, recipients, now)
+        await store.finish(message.id, self.owner)
+        result.finished = True
+        return result
+
+    # ------------------------------------------------------------------ preprocessing
+
+    async def _preprocess(self, store: MessageStore, message: Message) -> Message:
+        content: bytes | None = None
+        recipients = None
+        current = message
+        now = self.clock()
+        for pre in self._preprocessors_for(message):
+            result = await pre(current, now)
+            if result.content is not None:
+                content = result.content
+                current = _with(current, content=content)
+            if result.recipients is not None:
+                recipients = list(result.recipients)
+        expanded = expand_recipients(
+            recipients if recipients is not None else message.recipients, self.settings.lists
+        )
+        unchanged = recipients is None and len(expanded) == len(message.recipients)
+        return await store.complete_preprocessing(
+            message.id, self.owner, content=content, recipients=None if unchanged else expanded
+        )
+
+    def _preprocessors_for(self, message: Message) -> list[Preprocessor]:
+        """Entry-point preprocessors, then each transport's, in transport order. A transport's
+        preprocessor runs when that transport handles one of the recipients, or, if it declares its own
+        ``address_types`` (as a preprocessor-only transport's do), when a recipient has one of them."""
+        chosen = list(self.preprocessors)
+        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in self.transports])
+        for slot in self.transports:
+            for pre in slot.preprocessors:
+                if not hasattr(pre, "address_types"):
+                    applies = slot.name in plan.by_transport
+                else:
+                    types: frozenset[str] | None = pre.address_types
+                    applies = any(serves(types, r.address_type) for r in message.recipients)
+                if applies:
+                    chosen.append(pre)
+        return chosen
+
+    # ------------------------------------------------------------------ routing and sending
+
+    async def _route_and_send(
+        self, message: Message, pending: Sequence[Recipient], *, force: bool
+    ) -> dict[int, tuple[str | None, Outcome]]:
+        outcomes: dict[int, tuple[str | None, Outcome]] = {}
+        refused: dict[int, set[str]] = {}
+        remaining = list(pending)
+        usable = [(s.name, s.transport.address_types) for s in self.transports if s.online]
+        offline = [(s.name, s.transport.address_types) for s in self.transports if not s.online]
+        while remaining:
+            plan = route(remaining, usable, refused)
+            for r in plan.unroutable:
+                waiting = route([r], offline, refused).by_transport
+                if waiting:
+                    name = next(iter(waiting))
+                    outcomes[r.index] = (
+                        name,
+                        Outcome.deferred(f"transport {name} is offline", status="4.3.2"),
+                    )
+                else:
+                    outcomes[r.index] = (None, _no_transport(r, refused.get(r.index)))
+            remaining = []
+            batches: list[tuple[str, list[Recipient], list[Outcome]]] = []
+            async with anyio.create_task_group() as tg:
+                for name, recipients in plan.by_transport.items():
+                    tg.start_soon(self._send_into, batches, name, message, recipients, force)
+            for name, recipients, results in batches:
+                for r, outcome in zip(recipients, results, strict=True):
+                    if outcome.kind is OutcomeKind.NOT_ME:
+                        refused.setdefault(r.index, set()).add(name)
+                        remaining.append(r)
+                    else:
+                        outcomes[r.index] = (name, outcome)
+        return outcomes
+
+    async def _send_into(
+        self,
+        batches: list[tuple[str, list[Recipient], list[Outcome]]],
+        name: str,
+        message: Message,
+        recipients: list[Recipient],
+        force: bool,
+    ) -> None:
+        slot = self.slot(name)
+        assert slot is not None
+        batches.append((name, recipients, await self._send(slot, message, recipients, force=force)))
+
+    async def _send(
+        self, slot: TransportSlot, message: Message, recipients: list[Recipient], *, force: bool
+    ) -> list[Outcome]:
+        """Send to one transport, a destination at a time; never raises, answers one outcome each."""
+        transport = slot.transport
+        by_destination: dict[str, list[int]] = {}
+        for i, r in enumerate(recipients):
+            by_destination.setdefault(transport.destination(r), []).append(i)
+        results: list[Outcome] = [Outcome.not_me()] * len(recipients)
+
+        async def one(destination: str, positions: list[int]) -> None:
+            now = self.clock()
+            dead_until = None if force else self.destinations.dead_until(f"{slot.name}:{destination}", now)
+            if dead_until is not None:
+                outcome = Outcome.deferred(
+                    f"destination {destination} is not responding; left alone until it is due",
+                    status="4.4.1",
+                    retry_after=dead_until - now,
+                )
+                for i in positions:
+                    results[i] = outcome
+                return
+            group = [recipients[i] for i in positions]
+            limit = self._destination_limits.setdefault(
+                (slot.name, destination), anyio.CapacityLimiter(self.settings.destination_concurrency)
+            )
+            async with slot.limiter, limit:
+                answers = await self._call_transport(transport, message, group)
+            key = f"{slot.name}:{destination}"
+            if any(o.kind is OutcomeKind.DELIVERED for o in answers):
+                self.destinations.succeeded(key)
+            elif answers and all(_destination_down(o) for o in answers):
+                hint = max((o.retry_after or 0.0) for o in answers)
+                self.destinations.failed(key, self.clock(), hint or None)
+            for i, outcome in zip(positions, answers, strict=True):
+                results[i] = outcome
+
+        async with anyio.create_task_group() as tg:
+            for destination, positions in by_destination.items():
+                tg.start_soon(one, destination, positions)
+        return results
+
+    async def _call_transport(
+        self, transport: Transport, message: Message, recipients: list[Recipient]
+    ) -> list[Outcome]:
+        try:
+            with anyio.fail_after(self.settings.send_timeout):
+                answers = await transport.send(message, recipients)
+        except TimeoutError:
+            diagnostic = f"transport {transport.name} did not answer within {self.settings.send_timeout:g} s"
+            return [Outcome.deferred(diagnostic, status="4.4.2")] * len(recipients)
+        except Exception as exc:  # a crashing plugin must not take the spooler down with it
+            log.exception("transport raised", transport=transport.name, message=message.id)
+            diagnostic = f"transport {transport.name} failed: {type(exc).__name__}: {exc}"
+            return [Outcome.deferred(diagnostic, status="4.3.0")] * len(recipients)
+        if not isinstance(answers, list) or len(answers) != len(recipients):
+            count = len(answers) if isinstance(answers, list) else "no list of"
+            diagnostic = (
+                f"transport {transport.name} answered {count} outcomes for {len(recipients)} recipients"
+            )
+            log.error("transport broke its contract", transport=transport.name, problem=diagnostic)
+            return [Outcome.deferred(diagnostic, status="4.3.0")] * len(recipients)
+        return answers
+
+    # ------------------------------------------------------------------ reports
+
+    async def _reports(
+        self, store: MessageStore, message: Message, recipients: Sequence[Recipient], now: float
+    ) -> None:
+        """One NDR for all failed recipients (if requested, which is the default), one DR if asked for."""
+        if not message.sender or _is_report(message):
+            return  # never report on a report, nor to the null sender
+        wanted = []
+        if message.ndr_requested:
+            wanted.append((ReportKind.NDR, RecipientState.FAILED))
+        if message.dr_requested:
+            wanted.append((ReportKind.DR, RecipientState.DELIVERED))
+        for kind, state in wanted:
+            about = [r for r in recipients if r.state is state]
+            if not about:
+                continue
+            content = build_report(
+                kind,
+                original=message.content,
+                envelope_to=message.sender,
+                recipients=[
+                    RecipientStatus(
+                        r.address,
+                        r.last_status or ("5.0.0" if kind is ReportKind.NDR else "2.0.0"),
+                        r.last_code,
+                        r.last_text or "",
+                        now,
+                    )
+                    for r in about
+                ],
+                reporting_mta=self.settings.reporting_mta,
+                arrival=message.client_submit_time or message.created_at,
+                now=now,
+                original_limit=self.settings.report_original_limit,
+            )
+            await store.deliver(
+                InboundMessage(
+                    content,
+                    message_class=report_class(message.message_class, kind),
+                    subject=f"{'Undelivered' if kind is ReportKind.NDR else 'Delivered'}: {message.subject}",
+                    received_at=now,
+                )
+            )
+
+
+def _expired(r: Recipient, last: Outcome | None = None) -> Outcome:
+    reason = last.diagnostic if last is not None else (r.last_text or "")
+    text = "delivery time expired" + (f"; last error: {reason}" if reason else "")
+    return Outcome(OutcomeKind.FAILED, last.code if last else r.last_code, "4.4.7", text)
+
+
+def _no_transport(r: Recipient, refused: set[str] | None) -> Outcome:
+    if refused:
+        tried = ", ".join(sorted(refused))
+        return Outcome.failed(f"no transport accepted the recipient (declined by {tried})", None, "5.4.4")
+    return Outcome.failed(f"no transport serves address type {r.address_type or '(none)'!r}", None, "5.4.4")
+
+
+def _destination_down(outcome: Outcome) -> bool:
+    """A deferral that speaks of the destination, not of one mailbox: no reply at all, or 4.4.x."""
+    return outcome.kind is OutcomeKind.DEFERRED and (
+        outcome.code is None or (outcome.status or "").startswith("4.4.")
+    )
+
+
+def _apply(r: Recipient, u: RecipientUpdate) -> Recipient:
+    return replace(
+        r, state=u.state, last_code=u.code, last_status=u.status, last_text=u.text, transport=u.transport
+    )
+
+
+def _with(message: Message, *, content: bytes) -> Message:
+    return replace(message, content=content, size=len(content))

@@ -1,0 +1,243 @@
+"""The spooler: watches every store's outgoing queue and keeps delivery attempts running.
+
+It sleeps until something can be done: a queue change announced by a store, a finished attempt that
+frees capacity, a flush, or the next due time from the stores (``next_due``). It never polls. Each
+wake-up scans the due head of each queue in submission order and starts attempts up to the global
+in-flight limit; a message whose transport is slow holds only its own slot, never the queue.
+
+Shutdown is two-phase (``shutdown``): stop starting attempts, let those in flight finish within a
+deadline, then cancel the rest, whose locks are released as they unwind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from .delivery import AttemptResult, Dispatcher
+from .errors import StoreError
+from .events import NewMail, QueueChanged, Subscription
+from .store import Clock, MessageStore
+from .transport import Receiver
+
+__all__ = ["Counters", "FlushResult", "Spooler"]
+
+log = structlog.get_logger("spoolerd.spooler")
+
+# Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
+_OWN_REASONS = frozenset({"finish", "retry", "unlock"})
+
+
+@dataclass(slots=True)
+class Counters:
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    received: int = 0
+
+
+@dataclass(slots=True)
+class FlushResult:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    received: int = 0
+    messages: int = 0
+
+    def add(self, attempt: AttemptResult | None) -> None:
+        if attempt is None:
+            return
+        self.messages += 1
+        self.sent += attempt.delivered
+        self.deferred += attempt.deferred
+        self.failed += attempt.failed
+
+
+@dataclass(slots=True)
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: AttemptResult | None = None
+
+
+class Spooler:
+    def __init__(
+        self,
+        stores: Mapping[str, MessageStore],
+        dispatcher: Dispatcher,
+        *,
+        max_in_flight: int = 64,
+        clock: Clock,
+    ) -> None:
+        self.stores = dict(stores)
+        self.dispatcher = dispatcher
+        self.max_in_flight = max_in_flight
+        self.clock = clock
+        self.counters = Counters()
+        self.loop_iterations = 0  # scheduler wake-ups: an idle daemon must not add to them
+        self._in_flight: dict[tuple[str, str], _Flight] = {}
+        self._wake = anyio.Event()
+        self._freed = anyio.Event()
+        self._dirty = True
+        self._stopping = False
+        self._tg: TaskGroup | None = None
+        self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until ``shutdown``; ``task_status.started()`` once every queue is watched."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for store in self.stores.values():
+                tg.start_soon(self._watch, store.subscribe())
+            for slot in self.dispatcher.transports:
+                if callable(getattr(slot.transport, "receive", None)):
+                    tg.start_soon(self._receive, slot.name, cast(Receiver, slot.transport))
+            task_status.started()
+            await self._schedule()
+            tg.cancel_scope.cancel()
+
+    def wake(self) -> None:
+        """Rescan the queues at once (a queue changed, or a flush asked)."""
+        self._dirty = True
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def shutdown(self, deadline: float = 30.0) -> None:
+        """Stop starting attempts, give those in flight ``deadline`` seconds, then cancel them."""
+        self._stopping = True
+        self._wake.set()
+        with anyio.move_on_after(deadline):
+            for flight in list(self._in_flight.values()):
+                await flight.done.wait()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _watch(self, events: Subscription) -> None:
+        async with events:
+            async for event in events:
+                if isinstance(event, NewMail):
+                    continue
+                if isinstance(event, QueueChanged) and event.reason in _OWN_REASONS:
+                    continue
+                self.wake()
+
+    async def _schedule(self) -> None:
+        while not self._stopping:
+            self._wake = anyio.Event()
+            skipped = False
+            if self._dirty:
+                self._dirty = False
+                skipped = await self._dispatch_due()
+            self.loop_iterations += 1
+            next_due = await self._next_due()
+            now = self.clock()
+            if next_due is None or (skipped and next_due <= now):
+                timeout = math.inf  # a finished attempt or a queue change will wake us
+            else:
+                timeout = max(0.0, next_due - now)
+            if timeout == math.inf and not self._in_flight:
+                self.parked.set()
+            with anyio.move_on_after(timeout) as scope:
+                await self._wake.wait()
+            if self.parked.is_set():
+                self.parked = anyio.Event()
+            if scope.cancelled_caught:
+                self._dirty = True  # something came due
+
+    async def _next_due(self) -> float | None:
+        times = [t for t in [await store.next_due() for store in self.stores.values()] if t is not None]
+        return min(times) if times else None
+
+    async def _dispatch_due(self) -> bool:
+        """Start attempts for due messages, oldest first; True when a due message had to wait."""
+        now = self.clock()
+        skipped = False
+        for name, store in self.stores.items():
+            async for entry in store.outgoing_queue(due_at=now, include_locked=False):
+                if (name, entry.id) in self._in_flight:
+                    skipped = True
+                    continue
+                if len(self._in_flight) >= self.max_in_flight or self._stopping:
+                    return True
+                self._start(name, store, entry.id, force=False)
+        return skipped
+
+    def _start(self, name: str, store: MessageStore, message_id: str, *, force: bool) -> _Flight:
+        assert self._tg is not None, "the spooler is not running"
+        flight = _Flight()
+        self._in_flight[(name, message_id)] = flight
+        self._tg.start_soon(self._attempt, name, store, message_id, force, flight)
+        return flight
+
+    async def _attempt(
+        self, name: str, store: MessageStore, message_id: str, force: bool, flight: _Flight
+    ) -> None:
+        try:
+            flight.result = await self.dispatcher.attempt(store, message_id, force=force)
+        except Exception:
+            log.exception("delivery attempt failed", store=name, message=message_id)
+        finally:
+            del self._in_flight[(name, message_id)]
+            if flight.result is not None:
+                self.counters.delivered += flight.result.delivered
+                self.counters.deferred += flight.result.deferred
+                self.counters.failed += flight.result.failed
+            flight.done.set()
+            self._freed.set()
+            self._freed = anyio.Event()
+            self.wake()
+
+    # ------------------------------------------------------------------ flush (FlushQueues, upload)
+
+    async def flush(self, *, force: bool = False, message_ids: Collection[str] | None = None) -> FlushResult:
+        """Attempt every due message now (every queued one with ``force``, which also ignores the
+        destination cache) and wait for those attempts; counts are per recipient."""
+        wanted = None if message_ids is None else set(message_ids)
+        flights: list[_Flight] = []
+        now = self.clock()
+        for name, store in self.stores.items():
+            async for entry in store.outgoing_queue(due_at=None if force else now, include_locked=True):
+                if wanted is not None and entry.id not in wanted:
+                    continue
+                current = self._in_flight.get((name, entry.id))
+                if current is not None:
+                    flights.append(current)
+                    continue
+                if entry.lock_owner is not None:
+                    continue  # another spooler's
+                while len(self._in_flight) >= self.max_in_flight:
+                    await self._freed.wait()
+                flights.append(self._start(name, store, entry.id, force=force))
+        result = FlushResult()
+        for flight in flights:
+            await flight.done.wait()
+            result.add(flight.result)
+        return result
+
+    # ------------------------------------------------------------------ inbound
+
+    async def _receive(self, name: str, transport: Receiver) -> None:
+        """File what a transport downloads; it is acknowledged remotely only after the local commit."""
+        async for inbound in transport.receive():
+            store = self.stores.get(inbound.store)
+            if store is None:
+                log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
+                continue
+            try:
+                await store.deliver(inbound.message)
+            except StoreError:
+                # not acknowledged, so the transport keeps the message and offers it again later
+                log.exception("could not file a downloaded message", transport=name, store=inbound.store)
+                continue
+            self.counters.received += 1
+            await inbound.acknowledge()

@@ -1,0 +1,385 @@
+"""The spooler engine end to end: real SQLite stores, the loopback transport and scripted test transports
+loaded through the entry-point registry, and a clock the tests move by hand (no real waiting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from spoolerd.errors import UnableToAbort
+from spoolerd.events import NewMail
+from spoolerd.message import FolderRole, InboundMessage, MessageFlag, RecipientState, SubmitFlag
+from tests.conftest import FakeClock
+from tests.engine.harness import CONTENT, parse, spooler
+
+SCRIPTED = "test-scripted"
+
+
+def scripted(**settings: object) -> dict[str, object]:
+    return {"provider": SCRIPTED, **settings}
+
+
+# ---------------------------------------------------------------------- loopback, finishing
+
+
+async def test_loopback_files_a_copy_and_the_original_goes_to_sent_items(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with spooler(tmp_path, clock) as h:
+        mid = await h.submit("alice@localhost", "bob@LOCALHOST", message_class="")
+        await h.finished(mid)
+        (copy,) = await h.folder(FolderRole.INBOX)  # two local recipients in one store: one copy
+        (sent,) = await h.folder(FolderRole.SENT)
+        assert sent.id == mid and not sent.queued and MessageFlag.UNSENT not in sent.flags
+        assert [(r.state, r.transport, r.responsibility) for r in sent.recipients] == [
+            (RecipientState.DELIVERED, "loopback", True)
+        ] * 2
+        # the headers preprocessor added what a submission lacked; the rest is byte-identical
+        assert copy.content == sent.content and sent.content.endswith(CONTENT)
+        headers = parse(sent.content)
+        assert headers["Date"] and headers["Message-ID"].endswith("@localhost>")
+        assert copy.message_class == "IPM.Note" and sent.message_class == "IPM"
+        assert h.spooler.counters.delivered == 2
+
+
+async def test_delete_after_submit_and_neither(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock) as h:
+        gone = await h.submit("a@localhost", delete_after_submit=True)
+        kept = await h.submit("a@localhost", sentmail=False)
+        await h.finished(gone)
+        await h.finished(kept)
+        assert [m.id for m in await h.folder(FolderRole.OUTBOX)] == [kept]
+        assert await h.folder(FolderRole.SENT) == []
+
+
+async def test_loopback_delivers_between_stores(tmp_path: Path, clock: FakeClock) -> None:
+    stores = {
+        "local": {"provider": "sqlite", "path": "local.db", "addresses": ["me@localhost"]},
+        "team": {"provider": "sqlite", "path": "team.db", "addresses": ["@team.test"]},
+    }
+    async with spooler(tmp_path, clock, stores=stores) as h:
+        async with h.daemon.stores["team"].subscribe() as events:
+            mid = await h.submit("anyone@team.test")
+            with anyio.fail_after(10):
+                event = await events.receive()
+        assert isinstance(event, NewMail) and event.store == "team"
+        await h.finished(mid)
+        (copy,) = await h.folder(FolderRole.INBOX, store="team")
+        assert copy.content.endswith(CONTENT)
+
+
+# ---------------------------------------------------------------------- routing
+
+
+async def test_not_me_falls_through_and_unroutable_recipients_fail(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {
+        "partners": scripted(accept_domains=["partner.test"]),
+        "loopback": {"provider": "loopback"},
+    }
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("p@partner.test", "me@localhost", "x@nowhere.test")
+        await h.finished(mid)
+        sent = await h.message(mid)
+        by_address = {r.address: r for r in sent.recipients}
+        assert by_address["p@partner.test"].transport == "partners"
+        assert by_address["me@localhost"].transport == "loopback"
+        lost = by_address["x@nowhere.test"]
+        assert (lost.state, lost.last_status) == (RecipientState.FAILED, "5.4.4")
+        assert "declined by loopback, partners" in (lost.last_text or "")
+        offered = sorted(a for _mid, addresses in h.transport("partners").calls for a in addresses)
+        assert offered == ["me@localhost", "p@partner.test", "x@nowhere.test"]  # first chance to each
+
+
+async def test_an_address_type_no_transport_serves_fails_at_once(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock) as h:
+        outbox = await h.store.folder(FolderRole.OUTBOX)
+        from spoolerd.message import Draft, NewRecipient
+
+        mid = await h.store.create_message(
+            outbox.id, Draft(CONTENT, [NewRecipient("/o=x/cn=y", address_type="EX")], sender="me@localhost")
+        )
+        await h.store.submit(mid)
+        await h.finished(mid)
+        (r,) = (await h.message(mid)).recipients
+        assert (r.state, r.last_status) == (RecipientState.FAILED, "5.4.4")
+        assert "no transport serves address type 'EX'" in (r.last_text or "")
+
+
+# ---------------------------------------------------------------------- reports
+
+
+async def test_one_ndr_per_message_with_status_and_diagnostic(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(perm_fail=["bob@remote.test", "carol@remote.test"])}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("ok@remote.test", "bob@remote.test", "carol@remote.test", subject="hi")
+        await h.finished(mid)
+        (ndr,) = await h.folder(FolderRole.INBOX)
+        assert ndr.message_class == "REPORT.IPM.Note.NDR"
+        report = parse(ndr.content)
+        assert report.get_content_type() == "multipart/report"
+        assert report.get_param("report-type") == "delivery-status"
+        assert report["To"] == "<me@localhost>"
+        _text, status, original = report.get_payload()  # type: ignore[misc]
+        blocks = status.get_payload()[1:]
+        assert [(b["Final-Recipient"], b["Action"], b["Status"]) for b in blocks] == [
+            ("rfc822; bob@remote.test", "failed", "5.1.1"),
+            ("rfc822; carol@remote.test", "failed", "5.1.1"),
+        ]
+        assert blocks[0]["Diagnostic-Code"] == "smtp; 550 5.1.1 <bob@remote.test>: no such user"
+        assert original.get_content_type() == "message/rfc822"
+        assert (await h.message(mid)).content in ndr.content  # the original, byte for byte
+
+
+async def test_no_report_about_a_report_nor_to_the_null_sender(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(perm_fail=["bob@remote.test"])}
+    async with spooler(tmp_path, clock, transports) as h:
+        a = await h.submit("bob@remote.test", message_class="REPORT.IPM.Note.NDR")
+        b = await h.submit("bob@remote.test", sender="")
+        c = await h.submit("bob@remote.test", ndr_requested=False)
+        for mid in (a, b, c):
+            await h.finished(mid)
+        assert await h.folder(FolderRole.INBOX) == []
+        assert h.spooler.counters.failed == 3
+
+
+async def test_delivery_report_only_when_requested(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted()}
+    async with spooler(tmp_path, clock, transports) as h:
+        plain = await h.submit("a@remote.test")
+        asked = await h.submit("a@remote.test", dr_requested=True)
+        await h.finished(plain)
+        await h.finished(asked)
+        (dr,) = await h.folder(FolderRole.INBOX)
+        assert dr.message_class == "REPORT.IPM.Note.DR"
+        status = parse(dr.content).get_payload()[1]  # type: ignore[index]
+        assert status.get_payload()[1]["Action"] == "delivered"
+
+
+# ---------------------------------------------------------------------- retries
+
+
+async def test_temporary_failures_back_off_like_postfix(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["slow@remote.test"], temp_fail_times=3)}
+    async with spooler(tmp_path, clock, transports) as h:
+        t0 = clock.now
+        mid = await h.submit("slow@remote.test")
+        remote = h.transport("remote")
+        expected_waits = [300, 600, 1200]
+        for attempt, wait in enumerate(expected_waits, start=1):
+            result = await h.spooler.flush(message_ids=[mid])
+            assert (result.deferred, len(remote.calls)) == (1, attempt)
+            (r,) = (await h.message(mid)).recipients
+            assert (r.state, r.attempts, r.next_attempt) == (
+                RecipientState.DEFERRED,
+                attempt,
+                clock.now + wait,
+            )
+            assert (r.last_code, r.last_status) == (451, "4.3.0")
+            clock.advance(wait - 1)
+            assert (await h.spooler.flush(message_ids=[mid])).messages == 0  # not due yet: not tried
+            assert len(remote.calls) == attempt
+            clock.advance(1)
+        result = await h.spooler.flush(message_ids=[mid])
+        assert result.sent == 1 and clock.now - t0 == sum(expected_waits)
+        await h.finished(mid)
+
+
+async def test_a_transport_retry_after_hint_is_honoured(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"], retry_after=1800)}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("x@remote.test")
+        await h.spooler.flush(message_ids=[mid])
+        (r,) = (await h.message(mid)).recipients
+        assert r.next_attempt == clock.now + 1800
+
+
+async def test_flush_force_ignores_backoff(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"], temp_fail_times=1)}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("x@remote.test")
+        assert (await h.spooler.flush(message_ids=[mid])).deferred == 1
+        assert (await h.spooler.flush(message_ids=[mid])).messages == 0
+        assert (await h.spooler.flush(force=True, message_ids=[mid])).sent == 1
+
+
+async def test_give_up_after_the_queue_lifetime_with_4_4_7(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"])}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("x@remote.test")
+        await h.spooler.flush(message_ids=[mid])
+        clock.advance(5 * 86400)
+        result = await h.spooler.flush(message_ids=[mid])
+        assert result.failed == 1
+        await h.finished(mid)
+        (r,) = (await h.message(mid)).recipients
+        assert (r.state, r.last_status) == (RecipientState.FAILED, "4.4.7")
+        assert "delivery time expired" in (r.last_text or "")
+        (ndr,) = await h.folder(FolderRole.INBOX)
+        block = parse(ndr.content).get_payload()[1].get_payload()[1]  # type: ignore[index]
+        assert (block["Status"], block["Action"]) == ("4.4.7", "failed")
+
+
+async def test_a_dead_destination_is_not_hammered(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(connection_down=True)}
+    async with spooler(tmp_path, clock, transports) as h:
+        first = await h.submit("a@down.test")
+        await h.spooler.flush(message_ids=[first])
+        remote = h.transport("remote")
+        assert len(remote.calls) == 1
+        second = await h.submit("b@down.test")
+        other = await h.submit("c@up.test")
+        await h.spooler.flush(message_ids=[second, other])
+        assert [call[1] for call in remote.calls] == [["a@down.test"], ["c@up.test"]]
+        (r,) = (await h.message(second)).recipients
+        assert (r.state, r.attempts, r.last_status) == (RecipientState.DEFERRED, 1, "4.4.1")
+        await h.spooler.flush(force=True, message_ids=[second])  # force ignores the cache
+        assert remote.calls[-1][1] == ["b@down.test"]
+
+
+async def test_deferred_send_time_is_honoured(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted()}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("a@remote.test", not_before=clock.now + 600)
+        assert (await h.spooler.flush()).messages == 0
+        assert h.transport("remote").calls == []
+        clock.advance(600)
+        assert (await h.spooler.flush()).sent == 1
+        assert h.transport("remote").calls == [(mid, ["a@remote.test"])]
+
+
+# ---------------------------------------------------------------------- concurrency and failures
+
+
+async def test_abort_works_until_the_message_is_locked(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted()}
+    async with spooler(tmp_path, clock, transports, spooler={"max_in_flight": 1}) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        busy = await h.submit("a@remote.test")
+        waiting = await h.submit("b@remote.test")
+        with anyio.fail_after(10):
+            await remote.entered.wait()  # the first message reached the transport: it is locked
+        with pytest.raises(UnableToAbort):
+            await h.store.abort_submit(busy)
+        await h.store.abort_submit(waiting)
+        remote.gate.set()
+        await h.finished(busy)
+        assert [c[1] for c in remote.calls] == [["a@remote.test"]]
+
+
+async def test_a_slow_transport_does_not_hold_up_other_mail(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"slow": scripted(accept_domains=["slow.test"]), "loopback": {"provider": "loopback"}}
+    async with spooler(tmp_path, clock, transports) as h:
+        slow = h.transport("slow")
+        slow.gate = anyio.Event()
+        stuck = await h.submit("x@slow.test")
+        local = await h.submit("me@localhost")
+        await h.finished(local)  # delivered while the older message still waits on its transport
+        assert stuck in {e.id async for e in h.store.outgoing_queue()}
+        slow.gate.set()
+        await h.finished(stuck)
+
+
+async def test_a_crashing_transport_defers_and_the_spooler_lives_on(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {
+        "broken": scripted(crash=True, accept_domains=["broken.test"]),
+        "loopback": {"provider": "loopback"},
+    }
+    async with spooler(tmp_path, clock, transports) as h:
+        bad = await h.submit("x@broken.test")
+        result = await h.spooler.flush(message_ids=[bad])
+        assert result.deferred == 1
+        (r,) = (await h.message(bad)).recipients
+        assert (r.state, r.last_status) == (RecipientState.DEFERRED, "4.3.0")
+        assert "RuntimeError: scripted crash" in (r.last_text or "")
+        good = await h.submit("me@localhost")
+        await h.finished(good)
+
+
+# ---------------------------------------------------------------------- preprocessing and expansion
+
+
+async def test_preprocessors_run_in_order_and_only_where_their_transport_is_used(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    transports = {
+        "x400": {"provider": "test-tagger", "address_types": ["X400"]},
+        "preonly": {"provider": "test-tagger", "preprocess_types": ["SMTP"]},
+        "loopback": {"provider": "loopback"},
+    }
+    pre = {"preprocessors": ["test-stamp", "headers"]}
+    async with spooler(tmp_path, clock, transports, spooler=pre) as h:
+        smtp_only = await h.submit("me@localhost")
+        await h.finished(smtp_only)
+        content = (await h.message(smtp_only)).content
+        tags = [line for line in content.split(b"\r\n") if line.startswith(b"X-Preprocessed-By")]
+        # each preprocessor prepends its line: the last to run is on top
+        assert tags == [b"X-Preprocessed-By: transport:preonly", b"X-Preprocessed-By: entry-point:test-stamp"]
+        assert SubmitFlag.PREPROCESS not in (await h.message(smtp_only)).submit_flags
+        x400 = await h.submit("me@localhost", ("/c=xx/o=org", "X400"), content=b"Subject: both\r\n\r\nx\r\n")
+        await h.finished(x400)
+        content = (await h.message(x400)).content
+        tags = [line for line in content.split(b"\r\n") if line.startswith(b"X-Preprocessed-By")]
+        assert tags == [
+            b"X-Preprocessed-By: transport:preonly",
+            b"X-Preprocessed-By: transport:x400",  # its transport handles the X400 recipient this time
+            b"X-Preprocessed-By: entry-point:test-stamp",
+        ]
+
+
+async def test_distribution_lists_are_expanded_and_duplicates_dropped(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    lists = {
+        "team@localhost": ["a@localhost", "b@localhost", "crew@localhost"],
+        "crew@localhost": ["b@localhost", "c@localhost"],
+    }
+    async with spooler(tmp_path, clock, lists=lists) as h:
+        mid = await h.submit("team@localhost", "A@localhost")
+        await h.finished(mid)
+        assert [r.address for r in (await h.message(mid)).recipients] == [
+            "a@localhost",
+            "b@localhost",
+            "c@localhost",
+        ]
+
+
+# ---------------------------------------------------------------------- inbound
+
+
+async def test_downloaded_mail_is_committed_before_it_is_acknowledged(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    transports = {"feed": {"provider": "test-inbound"}, "loopback": {"provider": "loopback"}}
+    async with spooler(tmp_path, clock, transports) as h:
+        feed = h.transport("feed")
+        async with h.store.subscribe() as events:
+            feed.inject(InboundMessage(b"Subject: in\r\n\r\nbody\r\n", sender="x@remote.test"))
+            with anyio.fail_after(10):
+                event = await events.receive()
+        assert isinstance(event, NewMail) and event.message_class == "IPM.Note"
+        (stored,) = await h.folder(FolderRole.INBOX)
+        assert stored.content == b"Subject: in\r\n\r\nbody\r\n"
+        with anyio.fail_after(10):
+            await feed.acked.wait()
+        assert feed.acknowledged == [stored.content]
+        assert h.spooler.counters.received == 1
+
+
+# ---------------------------------------------------------------------- idle
+
+
+async def test_an_idle_spooler_does_not_wake_up(tmp_path: Path) -> None:
+    import time
+
+    async with spooler(tmp_path, FakeClock(time.time())) as h:
+        mid = await h.submit("me@localhost")
+        await h.finished(mid)
+        with anyio.fail_after(10):
+            await h.spooler.parked.wait()
+        before = h.spooler.loop_iterations
+        await anyio.sleep(1.0)  # a measurement window, not a wait for state
+        assert h.spooler.loop_iterations == before
+        assert h.spooler.parked.is_set()

@@ -1,0 +1,1 @@
+"""Small transports and a preprocessor that the spooler's tests script: installed through entry points."""

@@ -1,0 +1,215 @@
+"""Test transports with scripted behaviour: deliver, defer, fail, decline (NOT_ME), stall, crash.
+
+They are real plugins (entry points in ``spoolerd.transports``), built by the registry from their own
+settings, so the spooler under test loads them exactly as it loads SMTP or IMAP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import anyio
+from pydantic import BaseModel, ConfigDict
+
+from spoolerd.message import InboundMessage, Message, Recipient
+from spoolerd.preprocess import PreprocessResult
+from spoolerd.transport import Outcome, TransportContext
+
+
+class ScriptedSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address_types: list[str] | None = ["SMTP"]
+    accept_domains: list[str] | None = None  # others: NOT_ME
+    temp_fail: list[str] = []  # deferred with 451 4.3.0 ...
+    temp_fail_times: int = 1_000_000  # ... this many times, then delivered
+    perm_fail: list[str] = []  # 550 5.1.1
+    connection_down: bool = False  # every recipient deferred with no reply (destination down)
+    retry_after: float | None = None
+    crash: bool = False  # send() raises
+    delay: float = 0.0  # seconds each send takes
+    log_file: str | None = None  # a line "message-id address" per delivered recipient, fsynced
+
+
+def _prepend(content: bytes, header: bytes) -> bytes:
+    return header + b"\r\n" + content
+
+
+class ScriptedTransport:
+    Settings: ClassVar[type[BaseModel]] = ScriptedSettings
+
+    def __init__(self, settings: ScriptedSettings, context: TransportContext) -> None:
+        self.name = context.name
+        self.settings = settings
+        self.address_types = None if settings.address_types is None else frozenset(settings.address_types)
+        self.calls: list[tuple[str, list[str]]] = []  # (message id, addresses) per send
+        self.delivered: list[tuple[str, str, bytes]] = []  # (message id, address, content)
+        self.gate: anyio.Event | None = None  # when set by a test, send waits for it
+        self.entered = anyio.Event()  # set at the first send
+        self.started = self.stopped = False
+        self._failures: dict[str, int] = {}
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def destination(self, recipient: Recipient) -> str:
+        return recipient.address.rpartition("@")[2].lower()
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        self.calls.append((message.id, [r.address for r in recipients]))
+        self.entered.set()
+        accepted = self.settings.accept_domains
+        mine = [r for r in recipients if accepted is None or r.address.rpartition("@")[2] in accepted]
+        if self.gate is not None and mine:  # declining is instant; only real work waits
+            await self.gate.wait()
+        if self.settings.delay:
+            await anyio.sleep(self.settings.delay)
+        if self.settings.crash and mine:
+            raise RuntimeError("scripted crash")
+        outcomes = []
+        for r in recipients:
+            domain = r.address.rpartition("@")[2]
+            if self.settings.accept_domains is not None and domain not in self.settings.accept_domains:
+                outcomes.append(Outcome.not_me())
+            elif self.settings.connection_down:
+                outcomes.append(
+                    Outcome.deferred("connection refused", None, "4.4.1", self.settings.retry_after)
+                )
+            elif r.address in self.settings.perm_fail:
+                outcomes.append(Outcome.failed(f"<{r.address}>: no such user", 550, "5.1.1"))
+            elif (
+                r.address in self.settings.temp_fail
+                and self._failures.get(r.address, 0) < self.settings.temp_fail_times
+            ):
+                self._failures[r.address] = self._failures.get(r.address, 0) + 1
+                outcomes.append(
+                    Outcome.deferred("mailbox busy, try later", 451, "4.3.0", self.settings.retry_after)
+                )
+            else:
+                outcomes.append(Outcome.delivered("accepted"))
+                self.delivered.append((message.id, r.address, message.content))
+        if self.settings.log_file:
+            lines = "".join(
+                f"{message.id} {r.address}\n"
+                for r, o in zip(recipients, outcomes, strict=True)
+                if o.kind == "delivered"
+            )
+            fd = os.open(self.settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return outcomes
+
+
+class _NoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InboundSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = "local"
+
+
+@dataclass
+class _Inbound:
+    store: str
+    message: InboundMessage
+    owner: InboundTransport
+
+    async def acknowledge(self) -> None:
+        self.owner.acknowledged.append(self.message.content)
+        self.owner.acked.set()
+
+
+class InboundTransport:
+    """Downloads what a test injects; records what the spooler acknowledged."""
+
+    Settings: ClassVar[type[BaseModel]] = InboundSettings
+
+    def __init__(self, settings: InboundSettings, context: TransportContext) -> None:
+        self.name = context.name
+        self.address_types: frozenset[str] | None = frozenset()
+        self.store = settings.store
+        self.acknowledged: list[bytes] = []
+        self.acked = anyio.Event()
+        self._send, self._receive = anyio.create_memory_object_stream[InboundMessage](100)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._send.close()
+        self._receive.close()
+
+    def destination(self, recipient: Recipient) -> str:
+        return "-"
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        return [Outcome.not_me()] * len(recipients)
+
+    def inject(self, message: InboundMessage) -> None:
+        self._send.send_nowait(message)
+
+    async def receive(self) -> AsyncIterator[_Inbound]:
+        async for message in self._receive:
+            yield _Inbound(self.store, message, self)
+
+
+class _Tag:
+    def __init__(self, name: str, address_types: frozenset[str] | None = None) -> None:
+        self.name = name
+        if address_types is not None:
+            self.address_types = address_types
+
+    async def __call__(self, message: Message, now: float) -> PreprocessResult:
+        return PreprocessResult(content=_prepend(message.content, f"X-Preprocessed-By: {self.name}".encode()))
+
+
+class TaggerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address_types: list[str] = []  # empty: a preprocessor-only transport
+    preprocess_types: list[str] | None = None  # the preprocessor's own address types, if any
+
+
+class TaggerTransport:
+    """Registers a preprocessor; delivers whatever is routed to it."""
+
+    Settings: ClassVar[type[BaseModel]] = TaggerSettings
+
+    def __init__(self, settings: TaggerSettings, context: TransportContext) -> None:
+        self.name = context.name
+        self.address_types: frozenset[str] | None = frozenset(settings.address_types)
+        types = settings.preprocess_types
+        self._tag = _Tag(f"transport:{self.name}", None if types is None else frozenset(types))
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def destination(self, recipient: Recipient) -> str:
+        return "-"
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        return [Outcome.delivered("tagged")] * len(recipients)
+
+    def preprocessors(self) -> list[_Tag]:
+        return [self._tag]
+
+
+class StampPreprocessor(_Tag):
+    """Entry point ``test-stamp`` in ``spoolerd.preprocessors``."""
+
+    def __init__(self) -> None:
+        super().__init__("entry-point:test-stamp")
