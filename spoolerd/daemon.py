@@ -7,20 +7,22 @@ order. Nothing here names a store or transport module: they all come from the re
 
 from __future__ import annotations
 
+import fcntl
 import os
-import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import structlog
 
 from .config import Config, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, StateDirBusy
+from .fsutil import make_dirs_durably
 from .plugins import PluginRegistry
 from .preprocess import Preprocessor
 from .retry import RetryPolicy
@@ -28,7 +30,7 @@ from .spooler import Spooler
 from .store import Clock, MessageStore
 from .transport import Transport, TransportContext
 
-__all__ = ["Daemon", "build", "running"]
+__all__ = ["Daemon", "build", "running", "state_lock"]
 
 log = structlog.get_logger("spoolerd.daemon")
 
@@ -95,16 +97,37 @@ def build(
         retry=RetryPolicy(retry.initial, retry.maximum, 2.0, retry.give_up_after, retry.min_hint),
         lists=config.lists,
     )
-    owner = f"spoolerd:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    # One daemon per state directory (``running`` holds its lock file), so the owner name can be stable:
+    # after a crash the restarted daemon takes its own unexpired leases straight back.
+    owner = f"spoolerd@{socket.gethostname()}:{os.path.abspath(config.spooler.state_dir)}"
     dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
     return Daemon(config, stores, default, transports, spooler)
+
+
+@contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """Hold ``STATE_DIR/spoolerd.lock`` for the daemon's life: a second daemon on the same directory
+    would deliver the same messages under the same lock owner."""
+    make_dirs_durably(str(state_dir))
+    fd = os.open(os.path.join(state_dir, "spoolerd.lock"), os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
 
 
 @asynccontextmanager
 async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
     """Start stores, then transports, then the spooler; stop them in reverse order on exit."""
     async with AsyncExitStack() as stack:
+        stack.enter_context(state_lock(daemon.config.spooler.state_dir))
         for store in daemon.stores.values():
             await store.start()
             stack.push_async_callback(store.stop)

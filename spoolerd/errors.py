@@ -19,6 +19,7 @@ __all__ = [
     "NotInQueue",
     "PluginError",
     "SpoolerError",
+    "StateDirBusy",
     "StoreError",
     "StoreUnavailable",
     "Submitted",
@@ -48,6 +49,12 @@ class PluginError(SpoolerError, ImportError):
     """An entry point could not be loaded or does not honour its contract."""
 
     code = "bad_plugin"
+
+
+class StateDirBusy(SpoolerError):
+    """Another daemon already holds the state directory."""
+
+    code = "state_dir_busy"
 
 
 class StoreError(SpoolerError):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -26,7 +25,7 @@ from typing import Any, TypeVar
 
 from spoolerd.errors import StoreError, StoreUnavailable
 
-__all__ = ["Done", "GroupCommitWriter", "ReaderPool", "connect", "fsync_directory", "make_dirs_durably"]
+__all__ = ["Done", "GroupCommitWriter", "ReaderPool", "connect"]
 
 T = TypeVar("T")
 Done = Callable[[Any, BaseException | None], None]
@@ -43,28 +42,6 @@ def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def fsync_directory(path: str) -> None:
-    """Make a newly created database (and its WAL) survive a crash of the file system's directory."""
-    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_dirs_durably(directory: str) -> None:
-    """``mkdir -p``, fsyncing the parent of every directory it creates (a power loss keeps them)."""
-    missing = []
-    current = os.path.abspath(directory)
-    while not os.path.isdir(current):
-        missing.append(current)
-        current = os.path.dirname(current)
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o750)
-        fsync_directory(path)
 
 
 def _as_store_error(exc: BaseException) -> BaseException:
@@ -114,9 +91,16 @@ def _resolve(
 class GroupCommitWriter:
     """Runs write jobs on one connection, many per transaction, answering each after the commit."""
 
-    def __init__(self, connect_fn: Callable[[], sqlite3.Connection], *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        connect_fn: Callable[[], sqlite3.Connection],
+        *,
+        max_batch: int = 1024,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._connect = connect_fn
         self._max_batch = max_batch
+        self._after_commit = after_commit  # on the writer thread, once the commit is visible to others
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -257,6 +241,11 @@ class GroupCommitWriter:
                 _call(job.done, None, _as_store_error(exc))
             return
         self.commits += 1
+        if self._after_commit is not None:
+            try:
+                self._after_commit()
+            except OSError:
+                logging.getLogger(__name__).exception("after-commit hook failed")
         for job, result, error in answers:
             _call(job.done, result, error)
 

@@ -28,6 +28,7 @@ from spoolerd.errors import (
     UnableToAbort,
 )
 from spoolerd.events import EventHub, NewMail, QueueChanged, Subscription
+from spoolerd.fsutil import fsync_directory, make_dirs_durably
 from spoolerd.message import (
     Access,
     Delivery,
@@ -53,9 +54,9 @@ from spoolerd.message_class import choose_receive_folder, inbound_class, outboun
 from spoolerd.store import StoreContext
 
 from . import tables
-from .engine import GroupCommitWriter, ReaderPool, connect, fsync_directory, make_dirs_durably
+from .engine import GroupCommitWriter, ReaderPool, connect
 from .schema import migrate
-from .watch import ExternalChangeWatcher
+from .watch import Doorbell, ExternalChangeWatcher
 
 __all__ = ["SqliteSettings", "SqliteStore"]
 
@@ -89,7 +90,10 @@ class SqliteStore:
         def open_connection() -> sqlite3.Connection:
             return connect(self.path, busy_timeout=settings.busy_timeout)
 
-        self._writer = GroupCommitWriter(open_connection, max_batch=settings.max_batch)
+        self._doorbell: Doorbell | None = None
+        self._writer = GroupCommitWriter(
+            open_connection, max_batch=settings.max_batch, after_commit=self._ring
+        )
         self._readers = ReaderPool(open_connection, threads=settings.reader_threads)
         self._watcher: ExternalChangeWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,6 +107,7 @@ class SqliteStore:
         await asyncio.to_thread(make_dirs_durably, str(Path(self.path).parent))
         created = not await asyncio.to_thread(os.path.exists, self.path)
         self._loop = asyncio.get_running_loop()
+        self._doorbell = await asyncio.to_thread(Doorbell, self.path)
         await self._writer.start(self.name)
         await self._writer.run(migrate)
         if created:
@@ -118,6 +123,9 @@ class SqliteStore:
             self._watcher = None
         await self._writer.stop()
         await self._readers.stop()
+        if self._doorbell is not None:
+            self._doorbell.close()
+            self._doorbell = None
         self._hub.close()
 
     async def __aenter__(self) -> SqliteStore:
@@ -136,6 +144,10 @@ class SqliteStore:
 
     def subscribe(self) -> Subscription:
         return self._hub.subscribe()
+
+    def _ring(self) -> None:  # writer thread, after each commit
+        if self._doorbell is not None:
+            self._doorbell.ring()
 
     def _on_external_wake(self) -> None:  # watcher thread
         loop = self._loop

@@ -1,9 +1,14 @@
 """Notice commits by other processes (e.g. ``spoolerd-sendmail`` writing while the daemon runs).
 
-A thread sleeps in ``poll()`` on an inotify descriptor watching the database directory; any write to the
-database or its WAL wakes it, and the store then asks SQLite's ``data_version`` whether the change came
-from another connection. No timer runs while nothing is written, so an idle daemon stays asleep. Without
-inotify (not Linux), the thread falls back to a slow safety re-scan, as DESIGN §3 allows.
+A thread sleeps in ``poll()`` on an inotify descriptor watching the database directory, and the store
+then asks SQLite's ``data_version`` whether another connection committed. No timer runs while nothing is
+written, so an idle daemon stays asleep. Without inotify (not Linux), the thread falls back to a slow
+safety re-scan, as DESIGN §3 allows.
+
+A write to the WAL is not yet a commit: the commit becomes visible only when the writer updates the
+shared-memory index after its fsync, and inotify cannot see that (it is a memory write). So every writer
+rings a doorbell after each commit: one byte written to ``<db>-bell`` (see ``Doorbell``). Its event comes
+after the commit is visible, so the last commit of a burst is never missed.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FALLBACK_RESCAN_SECONDS", "ExternalChangeWatcher"]
+__all__ = ["FALLBACK_RESCAN_SECONDS", "Doorbell", "ExternalChangeWatcher", "doorbell_path"]
 
 FALLBACK_RESCAN_SECONDS = 60.0
 
@@ -24,12 +29,29 @@ except ImportError:  # pragma: no cover - exercised on other platforms
     inotify_simple = None
 
 
+def doorbell_path(db_path: str) -> str:
+    return db_path + "-bell"
+
+
+class Doorbell:
+    """Rung by a writer after each commit; costs one small write, never an fsync."""
+
+    def __init__(self, db_path: str) -> None:
+        self._fd = os.open(doorbell_path(db_path), os.O_WRONLY | os.O_CREAT, 0o640)
+
+    def ring(self) -> None:
+        os.pwrite(self._fd, b"\0", 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class ExternalChangeWatcher:
     """Calls ``on_wake`` (from its own thread) whenever the database files may have changed."""
 
     def __init__(self, db_path: str, on_wake: Callable[[], None]) -> None:
         self._dir = os.path.dirname(os.path.abspath(db_path)) or "."
-        self._names = {os.path.basename(db_path), os.path.basename(db_path) + "-wal"}
+        self._names = {os.path.basename(db_path), os.path.basename(doorbell_path(db_path))}
         self._on_wake = on_wake
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
