@@ -48,8 +48,8 @@ def _report(exc: ConfigError) -> int:
     return EX_CONFIG
 
 
-async def _serve(config: Config, source: str | None) -> None:
-    daemon = build(config, PluginRegistry(), source=source)
+async def _serve(config: Config, registry: PluginRegistry, source: str | None) -> None:
+    daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with running(daemon):
@@ -62,14 +62,15 @@ async def _serve(config: Config, source: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     source = getattr(args, "config", None) or getattr(args, "file", None)
+    registry = PluginRegistry()
     try:
-        config = load_config(source)
+        config = load_config(source, registry)
         if args.command == "check-config":
-            build(config, PluginRegistry(), source=source)
+            build(config, registry, source=source)
             print(f"{source}: ok")
             return 0
         configure_logging(config.log)
-        anyio.run(_serve, config, source)
+        anyio.run(_serve, config, registry, source)
     except ConfigError as exc:
         return _report(exc)
     except SpoolerError as exc:

@@ -142,11 +142,45 @@ class Config(_Strict):
         return stores
 
 
-def parse_config(data: dict[str, Any], source: str | None = None) -> Config:
+def plugin_problems(data: dict[str, Any], registry: PluginRegistry) -> list[str]:
+    """Check each ``[stores.*]`` / ``[transports.*]`` section against its provider's own model, from the
+    raw TOML: lets a broken frame and broken plugin sections be reported together."""
+    problems: list[str] = []
+    groups: tuple[tuple[str, str | None, type[_PluginSection], Any], ...] = (
+        ("stores", "sqlite", StoreSection, registry.store_provider),
+        ("transports", None, TransportSection, registry.transport_provider),
+    )
+    for key, default_provider, frame, load in groups:
+        sections = data.get(key)
+        if not isinstance(sections, dict):
+            continue
+        for name, section in sections.items():
+            if not isinstance(section, dict):
+                continue
+            provider = section.get("provider", default_provider)
+            if not isinstance(provider, str):
+                continue  # the frame reports it
+            try:
+                cls = load(provider)
+            except PluginError as exc:
+                problems.append(f"{key}.{name}.provider: {exc}")
+                continue
+            options = {k: v for k, v in section.items() if k not in frame.model_fields}
+            try:
+                cls.Settings.model_validate(options)
+            except ValidationError as exc:
+                problems.extend(validation_problems(exc, f"{key}.{name}"))
+    return problems
+
+
+def parse_config(
+    data: dict[str, Any], source: str | None = None, registry: PluginRegistry | None = None
+) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, ""), source) from exc
+        extra = plugin_problems(data, registry) if registry is not None else []
+        raise ConfigError(validation_problems(exc, "") + extra, source) from exc
     problems = []
     if config.spooler.default_store not in config.stores:
         names = ", ".join(sorted(config.stores))
@@ -163,7 +197,7 @@ def parse_config(data: dict[str, Any], source: str | None = None) -> Config:
     return config
 
 
-def load_config(path: str | os.PathLike[str] | None) -> Config:
+def load_config(path: str | os.PathLike[str] | None, registry: PluginRegistry | None = None) -> Config:
     """Read and validate a TOML file; ``None`` gives the embedded default."""
     if path is None:
         return Config()
@@ -175,7 +209,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], source) from exc
-    return parse_config(data, source)
+    return parse_config(data, source, registry)
 
 
 @dataclass(frozen=True, slots=True)

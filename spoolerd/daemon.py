@@ -28,6 +28,7 @@ from .preprocess import Preprocessor
 from .retry import RetryPolicy
 from .spooler import Spooler
 from .store import Clock, MessageStore
+from .submission import Submitter
 from .transport import Transport, TransportContext
 
 __all__ = ["Daemon", "build", "running", "state_lock"]
@@ -42,6 +43,7 @@ class Daemon:
     default_store: str
     transports: list[Transport]
     spooler: Spooler
+    submitter: Submitter
 
 
 def build(
@@ -102,7 +104,15 @@ def build(
     owner = f"spoolerd@{socket.gethostname()}:{os.path.abspath(config.spooler.state_dir)}"
     dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
-    return Daemon(config, stores, default, transports, spooler)
+    by_name = {t.name: t for t in transports}
+    coupled = {
+        name: by_name[section.coupled_transport]
+        for name, section in config.stores.items()
+        if section.coupled_transport is not None and section.coupled_transport in by_name
+    }
+    preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
+    submitter = Submitter(stores, coupled, preprocess=preprocess, spooler=spooler, lease=spooler_cfg.lease)
+    return Daemon(config, stores, default, transports, spooler, submitter)
 
 
 @contextmanager

@@ -90,8 +90,12 @@ class MessageStore(Protocol):
     async def delete(self, message_id: str) -> None: ...
 
     # the outgoing queue (client side)
-    async def submit(self, message_id: str, *, preprocess: bool = False) -> None:
-        """Queue the message (``NoRecipients`` if it has none, leaving it unchanged)."""
+    async def submit(
+        self, message_id: str, *, preprocess: bool = False, lock: tuple[str, float] | None = None
+    ) -> None:
+        """Queue the message (``NoRecipients`` if it has none, leaving it unchanged). ``lock=(owner,
+        lease)`` queues it already locked, in the same step: how a tightly coupled store keeps its own
+        transport's recipients away from the spooler while it hands them over inside submit."""
 
     async def abort_submit(self, message_id: str) -> None:
         """Take the message off the queue: ``NotInQueue`` / ``UnableToAbort`` (locked)."""

@@ -301,9 +301,16 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ outgoing queue: client side
 
-    async def submit(self, message_id: str, *, preprocess: bool = False) -> None:
+    async def submit(
+        self, message_id: str, *, preprocess: bool = False, lock: tuple[str, float] | None = None
+    ) -> None:
         mid = tables.int_id(message_id)
         now = self._clock()
+        lock_owner, lock_expiry = None, None
+        if lock is not None:
+            check_wire_text("lock owner", lock[0], allow_empty=False)
+            check_time("lease", lock[1])
+            lock_owner, lock_expiry = lock[0], now + lock[1]
 
         def tx(conn: sqlite3.Connection) -> None:
             row = tables.state_row(conn, mid)
@@ -316,13 +323,15 @@ class SqliteStore:
             ).fetchone()
             conn.execute(
                 "UPDATE messages SET message_class=?, flags=?, submit_flags=?, client_submit_time=?,"
-                " next_attempt=NULL, due_at=?, queued=1, lock_owner=NULL, lock_expiry=NULL WHERE id=?",
+                " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=? WHERE id=?",
                 (
                     outbound_class(message_class),
                     flags | MessageFlag.SUBMIT | MessageFlag.UNSENT,
                     SubmitFlag.PREPROCESS if preprocess else 0,
                     now,
                     tables.due(now, not_before),
+                    lock_owner,
+                    lock_expiry,
                     mid,
                 ),
             )

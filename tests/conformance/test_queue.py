@@ -366,3 +366,19 @@ async def test_a_change_made_for_a_cancelled_caller_is_still_announced(store: Me
         if mid in await queue_ids(store):
             with anyio.fail_after(5):
                 assert await events.receive() == QueueChanged(store.name, "submit", mid)
+
+
+async def test_submit_can_queue_a_message_already_locked(store: MessageStore) -> None:
+    mid = await new_message(store)
+    await store.submit(mid, lock=("coupled", 60))
+    (entry,) = [e async for e in store.outgoing_queue()]
+    assert SubmitFlag.LOCKED in entry.submit_flags and entry.lock_owner == "coupled"
+    assert await queue_ids(store, include_locked=False) == []
+    with pytest.raises(NoAccess):
+        await store.lock(mid, "spooler", 60)
+    with pytest.raises(NoAccess):
+        await store.open(mid)
+    held = await store.lock(mid, "coupled", 60)  # the holder may take a fresh snapshot
+    assert held.queued
+    await store.finish(mid, "coupled")
+    assert await queue_ids(store) == []

@@ -49,6 +49,7 @@ class ScriptedTransport:
         self.delivered: list[tuple[str, str, bytes]] = []  # (message id, address, content)
         self.gate: anyio.Event | None = None  # when set by a test, send waits for it
         self.entered = anyio.Event()  # set at the first send
+        self.concurrent = self.max_concurrent = 0
         self.started = self.stopped = False
         self._failures: dict[str, int] = {}
 
@@ -64,6 +65,14 @@ class ScriptedTransport:
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         self.calls.append((message.id, [r.address for r in recipients]))
         self.entered.set()
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            return await self._send(message, recipients)
+        finally:
+            self.concurrent -= 1
+
+    async def _send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         accepted = self.settings.accept_domains
         mine = [r for r in recipients if accepted is None or r.address.rpartition("@")[2] in accepted]
         if self.gate is not None and mine:  # declining is instant; only real work waits

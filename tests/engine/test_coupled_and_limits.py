@@ -1,0 +1,91 @@
+"""The tightly coupled store, ordering and concurrency limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from spoolerd.message import Draft, FolderRole, NewRecipient, RecipientState
+from tests.conftest import FakeClock
+from tests.engine.harness import CONTENT, Harness, spooler
+
+COUPLED_STORES = {
+    "local": {"provider": "sqlite", "addresses": ["@localhost"], "coupled_transport": "loopback"}
+}
+
+
+async def draft(h: Harness, *to: str) -> str:
+    outbox = await h.store.folder(FolderRole.OUTBOX)
+    sent = await h.store.folder(FolderRole.SENT)
+    rcpts = [NewRecipient(a) for a in to]
+    return await h.store.create_message(
+        outbox.id, Draft(CONTENT, rcpts, sender="me@localhost", sentmail_folder=sent.id)
+    )
+
+
+async def test_coupled_store_finishes_local_mail_inside_submit(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock, stores=COUPLED_STORES, spooler={"preprocessors": []}) as h:
+        mid = await draft(h, "alice@localhost", "bob@localhost")
+        result = await h.daemon.submitter.submit("local", mid)
+        assert (result.queued, result.handled) == (False, 2)
+        # already finished when submit returned: in Sent Items, a copy in the Inbox, the spooler idle
+        assert [m.id for m in await h.folder(FolderRole.SENT)] == [mid]
+        assert len(await h.folder(FolderRole.INBOX)) == 1
+        assert h.spooler.counters.delivered == 0
+        assert [(r.state, r.transport) for r in (await h.message(mid)).recipients] == [
+            (RecipientState.DELIVERED, "loopback")
+        ] * 2
+
+
+async def test_coupled_store_queues_the_rest_for_the_spooler(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"loopback": {"provider": "loopback"}, "remote": {"provider": "test-scripted"}}
+    async with spooler(
+        tmp_path, clock, transports, stores=COUPLED_STORES, spooler={"preprocessors": []}
+    ) as h:
+        mid = await draft(h, "alice@localhost", "far@remote.test")
+        result = await h.daemon.submitter.submit("local", mid)
+        assert (result.queued, result.handled) == (True, 1)
+        await h.finished(mid)
+        assert h.transport("remote").calls == [(mid, ["far@remote.test"])]  # the spooler sent only the rest
+        assert h.spooler.counters.delivered == 1
+        states = {r.address: (r.state, r.transport) for r in (await h.message(mid)).recipients}
+        assert states == {
+            "alice@localhost": (RecipientState.DELIVERED, "loopback"),
+            "far@remote.test": (RecipientState.DELIVERED, "remote"),
+        }
+
+
+async def test_coupled_store_with_preprocessing_leaves_everything_to_the_spooler(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with spooler(tmp_path, clock, stores=COUPLED_STORES) as h:  # the headers preprocessor is on
+        mid = await draft(h, "alice@localhost")
+        result = await h.daemon.submitter.submit("local", mid)
+        assert (result.queued, result.handled) == (True, 0)
+        await h.finished(mid)
+        assert h.spooler.counters.delivered == 1
+        assert b"Message-ID: " in (await h.message(mid)).content
+
+
+async def test_oldest_first(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": {"provider": "test-scripted"}}
+    async with spooler(tmp_path, clock, transports, spooler={"max_in_flight": 1}) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()  # hold the first attempt until all are queued
+        ids = []
+        for n in range(4):
+            ids.append(await h.submit(f"r{n}@remote.test"))
+            clock.advance(1)
+        remote.gate.set()
+        await h.finished(ids[-1])
+        assert [mid for mid, _ in remote.calls] == ids
+
+
+async def test_per_transport_concurrency_is_bounded(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": {"provider": "test-scripted", "delay": 0.01, "concurrency": 3}}
+    async with spooler(tmp_path, clock, transports, spooler={"max_in_flight": 20}) as h:
+        ids = [await h.submit(f"r{n}@d{n}.test") for n in range(12)]
+        for mid in ids:
+            await h.finished(mid)
+        assert h.transport("remote").max_concurrent == 3
