@@ -74,6 +74,7 @@ class SpoolerSection(_Strict):
     preprocessors: list[str] = Field(
         default_factory=lambda: ["headers"], description="spoolerd.preprocessors"
     )
+    delay_warning_after: float | None = Field(None, gt=0, description="seconds queued before a delay warning")
     retry: RetrySection = Field(default_factory=RetrySection)
 
 

@@ -98,6 +98,7 @@ def build(
         report_original_limit=spooler_cfg.report_original_limit,
         retry=RetryPolicy(retry.initial, retry.maximum, 2.0, retry.give_up_after, retry.min_hint),
         lists=config.lists,
+        delay_warning_after=spooler_cfg.delay_warning_after,
     )
     # One daemon per state directory (``running`` holds its lock file), so the owner name can be stable:
     # after a crash the restarted daemon takes its own unexpired leases straight back.

@@ -42,6 +42,7 @@ class DeliverySettings:
     reporting_mta: str = "localhost"
     report_original_limit: int = 50_000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
@@ -187,8 +188,18 @@ class Dispatcher:
                     if result.retry_at is None
                     else min(result.retry_at, next_attempt or math.inf)
                 )
+        warn = self._delay_warning_due(message, submitted, now) and result.deferred > 0
+        if warn:
+            deferred = [u for u in updates if u.state is RecipientState.DEFERRED]
+            by_index = {r.index: r for r in pending}
+            statuses = [
+                RecipientStatus(by_index[u.index].address, u.status or "4.0.0", u.code, u.text or "", now)
+                for u in deferred
+            ]
+            # told before it is recorded: a crash in between repeats a warning, never loses one
+            await self._deliver_report(store, message, ReportKind.DELAY, statuses, now)
         if updates:
-            await store.record_outcomes(message.id, self.owner, updates)
+            await store.record_outcomes(message.id, self.owner, updates, delay_reported=warn)
 
         if result.deferred:
             await store.unlock(message.id, self.owner, retry_at=result.retry_at)
@@ -353,6 +364,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ reports
 
+    def _delay_warning_due(self, message: Message, submitted: float, now: float) -> bool:
+        after = self.settings.delay_warning_after
+        return (
+            after is not None
+            and not message.delay_reported
+            and now - submitted >= after
+            and bool(message.sender)
+            and not _is_report(message)
+        )
+
     async def _reports(
         self, store: MessageStore, message: Message, recipients: Sequence[Recipient], now: float
     ) -> None:
@@ -365,36 +386,45 @@ class Dispatcher:
         if message.dr_requested:
             wanted.append((ReportKind.DR, RecipientState.DELIVERED))
         for kind, state in wanted:
-            about = [r for r in recipients if r.state is state]
-            if not about:
-                continue
-            content = build_report(
-                kind,
-                original=message.content,
-                envelope_to=message.sender,
-                recipients=[
-                    RecipientStatus(
-                        r.address,
-                        r.last_status or ("5.0.0" if kind is ReportKind.NDR else "2.0.0"),
-                        r.last_code,
-                        r.last_text or "",
-                        now,
-                    )
-                    for r in about
-                ],
-                reporting_mta=self.settings.reporting_mta,
-                arrival=message.client_submit_time or message.created_at,
-                now=now,
-                original_limit=self.settings.report_original_limit,
-            )
-            await store.deliver(
-                InboundMessage(
-                    content,
-                    message_class=report_class(message.message_class, kind),
-                    subject=f"{'Undelivered' if kind is ReportKind.NDR else 'Delivered'}: {message.subject}",
-                    received_at=now,
+            default_status = "5.0.0" if kind is ReportKind.NDR else "2.0.0"
+            statuses = [
+                RecipientStatus(
+                    r.address, r.last_status or default_status, r.last_code, r.last_text or "", now
                 )
+                for r in recipients
+                if r.state is state
+            ]
+            if statuses:
+                await self._deliver_report(store, message, kind, statuses, now)
+
+    async def _deliver_report(
+        self,
+        store: MessageStore,
+        message: Message,
+        kind: ReportKind,
+        statuses: Sequence[RecipientStatus],
+        now: float,
+    ) -> None:
+        """File a report about ``message`` in the sender's store, through its receive folder."""
+        content = build_report(
+            kind,
+            original=message.content,
+            envelope_to=message.sender,
+            recipients=statuses,
+            reporting_mta=self.settings.reporting_mta,
+            arrival=message.client_submit_time or message.created_at,
+            now=now,
+            original_limit=self.settings.report_original_limit,
+        )
+        label = {ReportKind.NDR: "Undelivered", ReportKind.DR: "Delivered", ReportKind.DELAY: "Delayed"}[kind]
+        await store.deliver(
+            InboundMessage(
+                content,
+                message_class=report_class(message.message_class, kind),
+                subject=f"{label}: {message.subject}",
+                received_at=now,
             )
+        )
 
 
 def _expired(r: Recipient, last: Outcome | None = None) -> Outcome:

@@ -195,6 +195,7 @@ class Message:
     lock_owner: str | None
     lock_expiry: float | None
     writable: bool = False
+    delay_reported: bool = False  # a delay warning went to the sender for this submission
 
     @property
     def queued(self) -> bool:

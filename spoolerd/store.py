@@ -130,8 +130,16 @@ class MessageStore(Protocol):
         """Save what the preprocessors changed and clear SUBMITFLAG_PREPROCESS (the spooler's
         re-submit). Recipients may be replaced only while none has an outcome yet."""
 
-    async def record_outcomes(self, message_id: str, owner: str, updates: Sequence[RecipientUpdate]) -> None:
-        """Record per-recipient results of one attempt; a final state is never overwritten."""
+    async def record_outcomes(
+        self,
+        message_id: str,
+        owner: str,
+        updates: Sequence[RecipientUpdate],
+        *,
+        delay_reported: bool = False,
+    ) -> None:
+        """Record per-recipient results of one attempt; a final state is never overwritten.
+        ``delay_reported`` marks the submission as warned about (cleared by the next submit)."""
 
     async def finish(self, message_id: str, owner: str) -> None:
         """FinishedMsg: take the message off the queue and unlock it, then sentmail → move there,

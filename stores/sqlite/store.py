@@ -323,7 +323,8 @@ class SqliteStore:
             ).fetchone()
             conn.execute(
                 "UPDATE messages SET message_class=?, flags=?, submit_flags=?, client_submit_time=?,"
-                " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=? WHERE id=?",
+                " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=?, delay_reported=0"
+                " WHERE id=?",
                 (
                     outbound_class(message_class),
                     flags | MessageFlag.SUBMIT | MessageFlag.UNSENT,
@@ -492,7 +493,14 @@ class SqliteStore:
 
         return await self._writer.run(tx)
 
-    async def record_outcomes(self, message_id: str, owner: str, updates: Sequence[RecipientUpdate]) -> None:
+    async def record_outcomes(
+        self,
+        message_id: str,
+        owner: str,
+        updates: Sequence[RecipientUpdate],
+        *,
+        delay_reported: bool = False,
+    ) -> None:
         mid = tables.int_id(message_id)
         for update in updates:
             RecipientState(update.state)
@@ -503,6 +511,8 @@ class SqliteStore:
 
         def tx(conn: sqlite3.Connection) -> None:
             tables.require_lock(conn, mid, owner)
+            if delay_reported:
+                conn.execute("UPDATE messages SET delay_reported=1 WHERE id=?", (mid,))
             for u in updates:
                 found = conn.execute(
                     "SELECT state FROM recipients WHERE message_id=? AND idx=?", (mid, u.index)

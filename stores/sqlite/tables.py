@@ -29,7 +29,8 @@ from spoolerd.message import (
 MESSAGE_COLUMNS = (
     "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
     " m.created_at, m.client_submit_time, m.not_before, m.next_attempt, m.sentmail_folder,"
-    " m.delete_after_submit, m.ndr_requested, m.dr_requested, m.lock_owner, m.lock_expiry, m.queued"
+    " m.delete_after_submit, m.ndr_requested, m.dr_requested, m.lock_owner, m.lock_expiry, m.queued,"
+    " m.delay_reported"
 )
 RECIPIENT_COLUMNS = (
     "idx, address, display_name, address_type, kind, responsibility, state, attempts, next_attempt,"
@@ -205,7 +206,7 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
     (
         _id, folder_id, message_class, flags, submit_flags, priority, sender, subject, size, created_at,
         client_submit_time, not_before, next_attempt, sentmail, delete_after, ndr, dr, lock_owner,
-        lock_expiry, _queued, content,
+        lock_expiry, _queued, delay_reported, content,
     ) = row  # fmt: skip
     return Message(
         id=str(mid),
@@ -229,6 +230,7 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
         dr_requested=bool(dr),
         lock_owner=lock_owner if live(lock_owner, lock_expiry, now) else None,
         lock_expiry=lock_expiry if live(lock_owner, lock_expiry, now) else None,
+        delay_reported=bool(delay_reported),
     )
 
 

@@ -382,3 +382,17 @@ async def test_submit_can_queue_a_message_already_locked(store: MessageStore) ->
     assert held.queued
     await store.finish(mid, "coupled")
     assert await queue_ids(store) == []
+
+
+async def test_delay_reported_is_kept_until_the_next_submit(store: MessageStore) -> None:
+    mid = await queued(store)
+    assert not (await store.open(mid)).delay_reported
+    await store.lock(mid, "spooler", 60)
+    await store.record_outcomes(
+        mid, "spooler", [RecipientUpdate(0, RecipientState.DEFERRED)], delay_reported=True
+    )
+    assert (await store.lock(mid, "spooler", 60)).delay_reported
+    await store.unlock(mid, "spooler")
+    await store.abort_submit(mid)
+    await store.submit(mid)
+    assert not (await store.open(mid)).delay_reported

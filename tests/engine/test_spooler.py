@@ -383,3 +383,56 @@ async def test_an_idle_spooler_does_not_wake_up(tmp_path: Path) -> None:
         await anyio.sleep(1.0)  # a measurement window, not a wait for state
         assert h.spooler.loop_iterations == before
         assert h.spooler.parked.is_set()
+
+
+async def test_delay_warning_is_off_by_default(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"])}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("x@remote.test")
+        for _ in range(4):
+            await h.spooler.flush(force=True, message_ids=[mid])
+            clock.advance(86400)
+        assert await h.folder(FolderRole.INBOX) == []
+
+
+async def test_one_delay_warning_once_the_message_is_old_enough(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"], temp_fail_times=5)}
+    async with spooler(tmp_path, clock, transports, spooler={"delay_warning_after": 4 * 3600}) as h:
+        mid = await h.submit("x@remote.test", "ok@remote.test")
+        await h.spooler.flush(message_ids=[mid])  # ok@ delivered, x@ deferred: too young to warn
+        assert await h.folder(FolderRole.INBOX) == []
+        clock.advance(4 * 3600)
+        await h.spooler.flush(message_ids=[mid])
+        clock.advance(3600)
+        await h.spooler.flush(message_ids=[mid])
+        (warning,) = await h.folder(FolderRole.INBOX)  # once, however many deferrals follow
+        assert warning.message_class == "REPORT.IPM.Note.DELAYED"
+        report = parse(warning.content)
+        (block,) = report.get_payload()[1].get_payload()[1:]  # type: ignore[index]
+        assert (block["Final-Recipient"], block["Action"], block["Status"]) == (
+            "rfc822; x@remote.test", "delayed", "4.3.0",
+        )  # fmt: skip
+        assert report.get_payload()[2].get_content_type() == "text/rfc822-headers"  # type: ignore[index]
+        assert (await h.message(mid)).delay_reported
+
+
+async def test_the_lease_is_renewed_while_a_send_takes_long(tmp_path: Path, clock: FakeClock) -> None:
+    from dataclasses import replace
+
+    from spoolerd.errors import NoAccess
+
+    transports = {"remote": scripted()}
+    async with spooler(tmp_path, clock, transports) as h:
+        dispatcher = h.spooler.dispatcher
+        dispatcher.settings = replace(dispatcher.settings, lease=0.3)  # renewed every 0.1 s
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await remote.entered.wait()
+        clock.advance(3600)  # the first lease ran out long ago, by the store's clock ...
+        await anyio.sleep(0.5)  # ... and a few renewal periods pass (a window, not a wait for state)
+        with pytest.raises(NoAccess):  # ... yet it is still held: the spooler renewed it
+            await h.store.lock(mid, "intruder", 60)
+        remote.gate.set()
+        await h.finished(mid)
