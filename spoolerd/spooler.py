@@ -173,7 +173,12 @@ class Spooler:
         return skipped
 
     def _start(self, name: str, store: MessageStore, message_id: str, *, force: bool) -> _Flight:
+        """Start an attempt, or join the one already running: one attempt per message at a time (the
+        lock is re-entrant for this spooler's owner, so the store would not stop a second one)."""
         assert self._tg is not None, "the spooler is not running"
+        running = self._in_flight.get((name, message_id))
+        if running is not None:
+            return running
         flight = _Flight()
         self._in_flight[(name, message_id)] = flight
         self._tg.start_soon(self._attempt, name, store, message_id, force, flight)
@@ -187,7 +192,8 @@ class Spooler:
         except Exception:
             log.exception("delivery attempt failed", store=name, message=message_id)
         finally:
-            del self._in_flight[(name, message_id)]
+            if self._in_flight.get((name, message_id)) is flight:
+                del self._in_flight[(name, message_id)]
             if flight.result is not None:
                 self.counters.delivered += flight.result.delivered
                 self.counters.deferred += flight.result.deferred
@@ -209,13 +215,12 @@ class Spooler:
             async for entry in store.outgoing_queue(due_at=None if force else now, include_locked=True):
                 if wanted is not None and entry.id not in wanted:
                     continue
-                current = self._in_flight.get((name, entry.id))
-                if current is not None:
-                    flights.append(current)
-                    continue
-                if entry.lock_owner is not None:
+                if (name, entry.id) not in self._in_flight and entry.lock_owner not in (
+                    None,
+                    self.dispatcher.owner,
+                ):
                     continue  # another spooler's
-                while len(self._in_flight) >= self.max_in_flight:
+                while (name, entry.id) not in self._in_flight and len(self._in_flight) >= self.max_in_flight:
                     await self._freed.wait()
                 flights.append(self._start(name, store, entry.id, force=force))
         result = FlushResult()

@@ -89,3 +89,25 @@ async def test_per_transport_concurrency_is_bounded(tmp_path: Path, clock: FakeC
         for mid in ids:
             await h.finished(mid)
         assert h.transport("remote").max_concurrent == 3
+
+
+async def test_a_message_in_flight_is_never_attempted_twice(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": {"provider": "test-scripted"}}
+    async with spooler(tmp_path, clock, transports) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await remote.entered.wait()  # the scheduler's attempt is in the transport
+        # starting it again (what a flush resuming after a wait for capacity did) joins the running attempt
+        again = h.spooler._start("local", h.store, mid, force=True)
+        assert again is h.spooler._start("local", h.store, mid, force=False)
+        assert h.spooler.in_flight == 1
+        # a flush (or a second dispatch) for the same message joins the running attempt
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(h.spooler.flush)
+            tg.start_soon(h.spooler.flush)
+            await anyio.lowlevel.checkpoint()
+            remote.gate.set()
+        await h.finished(mid)
+        assert remote.calls == [(mid, ["a@remote.test"])]

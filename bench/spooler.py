@@ -1,0 +1,91 @@
+"""Spooler throughput through the engine alone: N messages queued in a SQLite store, delivered by the
+loopback transport (each delivery is a second durable write into the store) or by a no-op test transport,
+every per-recipient outcome durably recorded.
+
+    python bench/spooler.py [--messages 5000] [--recipients 1] [--transport loopback|null] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from spoolerd.config import parse_config
+from spoolerd.daemon import build, running
+from spoolerd.message import Draft, FolderRole, NewRecipient
+from spoolerd.plugins import PluginRegistry
+
+BODY = (
+    b"From: bench@localhost\r\nSubject: bench\r\nDate: x\r\nMessage-ID: <x@y>\r\n\r\n" + b"x" * 4000 + b"\r\n"
+)
+
+
+async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        transports = (
+            {"loopback": {"provider": "loopback"}}
+            if transport == "loopback"
+            else {"null": {"provider": "test-scripted", "concurrency": 64}}
+        )
+        config = parse_config(
+            {
+                "spooler": {"state_dir": tmp, "preprocessors": [], "max_in_flight": 128},
+                "stores": {"local": {"provider": "sqlite", "addresses": ["@localhost"]}},
+                "transports": transports,
+            }
+        )
+        daemon = build(config, PluginRegistry())
+        store = daemon.stores["local"]
+        domain = "localhost" if transport == "loopback" else "remote.test"
+        async with running(daemon):
+            outbox = await store.folder(FolderRole.OUTBOX)
+            rcpts = [NewRecipient(f"r{i}@{domain}") for i in range(recipients)]
+            ids = await asyncio.gather(
+                *(
+                    store.create_message(outbox.id, Draft(BODY, rcpts, sender="bench@localhost"))
+                    for _ in range(messages)
+                )
+            )
+            started = time.perf_counter()
+            await asyncio.gather(*(store.submit(mid) for mid in ids))
+            with anyio.fail_after(600):
+                while await store.next_due() is not None or daemon.spooler.in_flight:
+                    await daemon.spooler.flush()
+            elapsed = time.perf_counter() - started
+            delivered = daemon.spooler.counters.delivered
+        return {
+            "transport": transport,
+            "messages": messages,
+            "recipients_per_message": recipients,
+            "delivered_recipients": delivered,
+            "seconds": elapsed,
+            "messages_per_second": messages / elapsed,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--recipients", type=int, default=1)
+    parser.add_argument("--transport", choices=["loopback", "null"], default="loopback")
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "spooler.json"))
+    args = parser.parse_args()
+    result = asyncio.run(run(args.messages, args.recipients, args.transport))
+    for key, value in result.items():
+        print(f"{key:<24} {value:,.1f}" if isinstance(value, float) else f"{key:<24} {value}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
