@@ -274,9 +274,13 @@ class Dispatcher:
                     outcomes[r.index] = (None, _no_transport(r, refused.get(r.index)))
             remaining = []
             batches: list[tuple[str, list[Recipient], list[Outcome]]] = []
-            async with anyio.create_task_group() as tg:
-                for name, recipients in plan.by_transport.items():
-                    tg.start_soon(self._send_into, batches, name, message, recipients, force)
+            if len(plan.by_transport) == 1:  # the common case: no task group needed
+                ((name, recipients),) = plan.by_transport.items()
+                await self._send_into(batches, name, message, recipients, force)
+            else:
+                async with anyio.create_task_group() as tg:
+                    for name, recipients in plan.by_transport.items():
+                        tg.start_soon(self._send_into, batches, name, message, recipients, force)
             for name, recipients, results in batches:
                 for r, outcome in zip(recipients, results, strict=True):
                     if outcome.kind is OutcomeKind.NOT_ME:
@@ -335,9 +339,13 @@ class Dispatcher:
             for i, outcome in zip(positions, answers, strict=True):
                 results[i] = outcome
 
-        async with anyio.create_task_group() as tg:
-            for destination, positions in by_destination.items():
-                tg.start_soon(one, destination, positions)
+        if len(by_destination) == 1:
+            ((destination, positions),) = by_destination.items()
+            await one(destination, positions)
+        else:
+            async with anyio.create_task_group() as tg:
+                for destination, positions in by_destination.items():
+                    tg.start_soon(one, destination, positions)
         return results
 
     async def _call_transport(
