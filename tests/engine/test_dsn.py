@@ -16,6 +16,18 @@ ORIGINAL = (
 )
 
 
+def raw_ndr(*recipients: RecipientStatus) -> bytes:
+    return build_report(
+        ReportKind.NDR,
+        original=ORIGINAL,
+        envelope_to="a@example.org",
+        recipients=list(recipients),
+        reporting_mta="h",
+        arrival=0,
+        now=0,
+    )
+
+
 def parse(raw: bytes) -> Message:
     return email.message_from_bytes(raw, policy=email.policy.compat32)
 
@@ -68,15 +80,7 @@ def test_ndr_is_a_multipart_report_with_per_recipient_status() -> None:
 
 
 def test_the_original_is_attached_byte_for_byte() -> None:
-    raw = build_report(
-        ReportKind.NDR,
-        original=ORIGINAL,
-        envelope_to="a@example.org",
-        recipients=[RecipientStatus("b@example.org", "5.0.0", 550, "no")],
-        reporting_mta="h",
-        arrival=0,
-        now=0,
-    )
+    raw = raw_ndr(RecipientStatus("b@example.org", "5.0.0", 550, "no"))
     assert ORIGINAL in raw
     assert b"Content-Transfer-Encoding: 8bit" in raw  # the original has 8-bit bytes
 
@@ -98,15 +102,7 @@ def test_delivery_report_carries_headers_only() -> None:
 
 
 def test_header_injection_in_diagnostics_is_flattened() -> None:
-    raw = build_report(
-        ReportKind.NDR,
-        original=ORIGINAL,
-        envelope_to="a@example.org",
-        recipients=[RecipientStatus("b@example.org", "5.0.0", 550, "bad\r\nX-Injected: yes")],
-        reporting_mta="h",
-        arrival=0,
-        now=0,
-    )
+    raw = raw_ndr(RecipientStatus("b@example.org", "5.0.0", 550, "bad\r\nX-Injected: yes"))
     assert b"\r\nX-Injected" not in raw
 
 
