@@ -112,7 +112,7 @@ def build(
         if section.coupled_transport is not None and section.coupled_transport in by_name
     }
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
-    submitter = Submitter(stores, coupled, preprocess=preprocess, spooler=spooler, lease=spooler_cfg.lease)
+    submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
     return Daemon(config, stores, default, transports, spooler, submitter)
 
 

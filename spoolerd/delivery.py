@@ -11,15 +11,15 @@ routed, so a crash or a retry resends at most what was in flight.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 import anyio
 import structlog
 
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
-from .errors import NoAccess, NotFound, NotInQueue, StoreError
+from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from .message import InboundMessage, Message, Recipient, RecipientState, RecipientUpdate, SubmitFlag
 from .message_class import canonical
 from .preprocess import Preprocessor
@@ -105,7 +105,37 @@ class Dispatcher:
         self.owner = owner
         self.clock = clock
         self.destinations = DestinationCache(hold=settings.destination_hold)
-        self._destination_limits: dict[tuple[str, str], anyio.CapacityLimiter] = {}
+        self._destination_limits: dict[str, anyio.CapacityLimiter] = {}  # only destinations in use
+
+    def outcome_update(
+        self, r: Recipient, transport: str | None, outcome: Outcome, submitted: float, now: float
+    ) -> RecipientUpdate:
+        """The durable record of one tried recipient: deferrals get their next attempt, or expire."""
+        next_attempt = None
+        if outcome.kind is OutcomeKind.DEFERRED:
+            next_attempt = self.settings.retry.next_attempt(
+                submitted, r.attempts + 1, now, outcome.retry_after
+            )
+            if next_attempt is None:
+                outcome = _expired(r, outcome)
+        return _update(r, transport, outcome, next_attempt)
+
+    def _dead(self, key: str, count: int, force: bool) -> list[Outcome] | None:
+        """Deferrals without an attempt when the destination is known dead (``force`` tries anyway)."""
+        now = self.clock()
+        until = None if force else self.destinations.dead_until(key, now)
+        if until is None:
+            return None
+        destination = key.partition(":")[2]
+        outcome = Outcome(
+            OutcomeKind.DEFERRED,
+            None,
+            "4.4.1",
+            f"destination {destination} is not responding; left alone until it is due",
+            until - now,
+            attempted=False,
+        )
+        return [outcome] * count
 
     def slot(self, name: str) -> TransportSlot | None:
         return next((s for s in self.transports if s.name == name), None)
@@ -116,35 +146,50 @@ class Dispatcher:
         self, store: MessageStore, message_id: str, *, force: bool = False
     ) -> AttemptResult | None:
         """Lock, deliver what is pending, record it, and finish or unlock. ``None``: not ours to do
-        (another spooler holds it, or it left the queue meanwhile)."""
+        (another spooler holds it, it left the queue meanwhile, or our lease was lost mid-way)."""
         try:
             message = await store.lock(message_id, self.owner, self.settings.lease)
         except (NoAccess, NotInQueue, NotFound):
             return None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._renew, store, message_id)
+        async with self.leased(store, message_id, self.owner):
             try:
                 return await self._attempt_locked(store, message, force=force)
             except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):  # shutting down: hand the message back at once
+                with anyio.CancelScope(shield=True):  # shutting down or lease lost: hand it back
                     await self._release(store, message_id, None)
                 raise
-            except StoreError:
-                log.exception("store failed during delivery", store=store.name, message=message_id)
-                await self._release(store, message_id, self.clock() + self.settings.retry.initial)
-                return AttemptResult(retry_at=self.clock() + self.settings.retry.initial)
+            except Exception:
+                # A store error, a broken preprocessor, a transport that raised outside send(): back
+                # off as for a temporary failure, so the message is neither hammered nor stuck.
+                log.exception("delivery attempt failed", store=store.name, message=message_id)
+                retry_at = self.clock() + self.settings.retry.initial
+                await self._release(store, message_id, retry_at)
+                return AttemptResult(retry_at=retry_at)
+        return None  # the lease was lost: the attempt was cancelled and the message handed back
+
+    @asynccontextmanager
+    async def leased(self, store: MessageStore, message_id: str, owner: str) -> AsyncIterator[None]:
+        """Renew the lease every third of its length while the body runs; if it is lost (taken over
+        after expiry, or the message left the queue), cancel the body rather than race the new holder."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew, store, message_id, owner, tg.cancel_scope)
+            try:
+                yield
             finally:
                 tg.cancel_scope.cancel()
-        raise AssertionError("unreachable: the attempt returns or raises inside the task group")
 
-    async def _renew(self, store: MessageStore, message_id: str) -> None:
+    async def _renew(self, store: MessageStore, message_id: str, owner: str, body: anyio.CancelScope) -> None:
         interval = self.settings.lease / 3
         while True:
             await anyio.sleep(interval)
             try:
-                await store.renew(message_id, self.owner, self.settings.lease)
+                await store.renew(message_id, owner, self.settings.lease)
+            except (LockLost, NotInQueue, NotFound):
+                log.warning("lease lost; abandoning the attempt", store=store.name, message=message_id)
+                body.cancel()
+                return
             except StoreError:
-                log.warning("lease renewal failed", store=store.name, message=message_id)
+                log.warning("lease renewal failed; trying again", store=store.name, message=message_id)
 
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:
@@ -153,15 +198,14 @@ class Dispatcher:
             log.warning("unlock failed; the lease will expire", store=store.name, message=message_id)
 
     async def _attempt_locked(self, store: MessageStore, message: Message, *, force: bool) -> AttemptResult:
-        if SubmitFlag.PREPROCESS in message.submit_flags:
-            message = await self._preprocess(store, message)
         now = self.clock()
-        pending = [r for r in message.recipients if not r.state.final]
-        outcomes: dict[int, tuple[str | None, Outcome]] = {}
         submitted = message.client_submit_time or message.created_at
-        if self.settings.retry.expired(submitted, now):
-            for r in pending:
-                outcomes[r.index] = (r.transport, _expired(r))
+        expired = self.settings.retry.expired(submitted, now)
+        if SubmitFlag.PREPROCESS in message.submit_flags and not expired:
+            message = await self._preprocess(store, message)
+        pending = [r for r in message.recipients if not r.state.final]
+        if expired:  # checked before anything that could fail again: an old message always ends
+            outcomes = {r.index: (r.transport, _expired(r)) for r in pending}
         else:
             outcomes = await self._route_and_send(message, pending, force=force)
 
@@ -169,37 +213,28 @@ class Dispatcher:
         updates = []
         for r in pending:
             transport, outcome = outcomes[r.index]
-            next_attempt = None
-            if outcome.kind is OutcomeKind.DEFERRED:
-                next_attempt = self.settings.retry.next_attempt(
-                    submitted, r.attempts + 1, now, outcome.retry_after
-                )
-                if next_attempt is None:
-                    outcome = _expired(r, outcome)
-            updates.append(_update(r, transport, outcome, next_attempt))
-            if outcome.kind is OutcomeKind.DELIVERED:
+            if not outcome.attempted:
+                # not tried (dead destination, offline transport): no attempt to count, just a wait
+                wait_until = now + (outcome.retry_after or self.settings.retry.initial)
+                result.deferred += 1
+                result.retry_at = wait_until if result.retry_at is None else min(result.retry_at, wait_until)
+                continue
+            update = self.outcome_update(r, transport, outcome, submitted, now)
+            updates.append(update)
+            if update.state is RecipientState.DELIVERED:
                 result.delivered += 1
-            elif outcome.kind is OutcomeKind.FAILED:
+            elif update.state is RecipientState.FAILED:
                 result.failed += 1
             else:
+                assert update.next_attempt is not None
                 result.deferred += 1
-                result.retry_at = (
-                    next_attempt
-                    if result.retry_at is None
-                    else min(result.retry_at, next_attempt or math.inf)
-                )
-        warn = self._delay_warning_due(message, submitted, now) and result.deferred > 0
-        if warn:
-            deferred = [u for u in updates if u.state is RecipientState.DEFERRED]
-            by_index = {r.index: r for r in pending}
-            statuses = [
-                RecipientStatus(by_index[u.index].address, u.status or "4.0.0", u.code, u.text or "", now)
-                for u in deferred
-            ]
-            # told before it is recorded: a crash in between repeats a warning, never loses one
-            await self._deliver_report(store, message, ReportKind.DELAY, statuses, now)
+                due = update.next_attempt
+                result.retry_at = due if result.retry_at is None else min(result.retry_at, due)
         if updates:
-            await store.record_outcomes(message.id, self.owner, updates, delay_reported=warn)
+            with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
+                await store.record_outcomes(message.id, self.owner, updates)
+        if result.deferred and self._delay_warning_due(message, submitted, now):
+            await self._warn_delayed(store, message, updates, pending, now)
 
         if result.deferred:
             await store.unlock(message.id, self.owner, retry_at=result.retry_at)
@@ -210,6 +245,30 @@ class Dispatcher:
         await store.finish(message.id, self.owner)
         result.finished = True
         return result
+
+    async def _warn_delayed(
+        self,
+        store: MessageStore,
+        message: Message,
+        updates: Sequence[RecipientUpdate],
+        pending: Sequence[Recipient],
+        now: float,
+    ) -> None:
+        """File the delay warning, then mark it sent; a failure here never costs the attempt's outcomes
+        (a crash between the two repeats a warning, never loses one)."""
+        by_index = {r.index: r for r in pending}
+        statuses = [
+            RecipientStatus(by_index[u.index].address, u.status or "4.0.0", u.code, u.text or "", now)
+            for u in updates
+            if u.state is RecipientState.DEFERRED
+        ]
+        if not statuses:
+            return
+        try:
+            await self._deliver_report(store, message, ReportKind.DELAY, statuses, now)
+            await store.record_outcomes(message.id, self.owner, [], delay_reported=True)
+        except StoreError:
+            log.exception("could not file a delay warning", store=store.name, message=message.id)
 
     # ------------------------------------------------------------------ preprocessing
 
@@ -228,7 +287,8 @@ class Dispatcher:
         expanded = expand_recipients(
             recipients if recipients is not None else message.recipients, self.settings.lists
         )
-        unchanged = recipients is None and len(expanded) == len(message.recipients)
+        before = [(r.address, r.address_type, r.kind) for r in message.recipients]
+        unchanged = recipients is None and [(r.address, r.resolved_type, r.kind) for r in expanded] == before
         return await store.complete_preprocessing(
             message.id, self.owner, content=content, recipients=None if unchanged else expanded
         )
@@ -266,10 +326,10 @@ class Dispatcher:
                 waiting = route([r], offline, refused).by_transport
                 if waiting:
                     name = next(iter(waiting))
-                    outcomes[r.index] = (
-                        name,
-                        Outcome.deferred(f"transport {name} is offline", status="4.3.2"),
+                    offline_outcome = Outcome(
+                        OutcomeKind.DEFERRED, None, "4.3.2", f"transport {name} is offline", attempted=False
                     )
+                    outcomes[r.index] = (name, offline_outcome)
                 else:
                     outcomes[r.index] = (None, _no_transport(r, refused.get(r.index)))
             remaining = []
@@ -309,33 +369,37 @@ class Dispatcher:
         transport = slot.transport
         by_destination: dict[str, list[int]] = {}
         for i, r in enumerate(recipients):
-            by_destination.setdefault(transport.destination(r), []).append(i)
+            try:
+                destination = transport.destination(r)
+            except Exception:
+                log.exception("transport could not name a destination", transport=transport.name)
+                destination = "-"
+            by_destination.setdefault(destination, []).append(i)
         results: list[Outcome] = [Outcome.not_me()] * len(recipients)
 
         async def one(destination: str, positions: list[int]) -> None:
-            now = self.clock()
-            dead_until = None if force else self.destinations.dead_until(f"{slot.name}:{destination}", now)
-            if dead_until is not None:
-                outcome = Outcome.deferred(
-                    f"destination {destination} is not responding; left alone until it is due",
-                    status="4.4.1",
-                    retry_after=dead_until - now,
-                )
-                for i in positions:
-                    results[i] = outcome
-                return
-            group = [recipients[i] for i in positions]
-            limit = self._destination_limits.setdefault(
-                (slot.name, destination), anyio.CapacityLimiter(self.settings.destination_concurrency)
-            )
-            async with slot.limiter, limit:
-                answers = await self._call_transport(transport, message, group)
             key = f"{slot.name}:{destination}"
-            if any(o.kind is OutcomeKind.DELIVERED for o in answers):
-                self.destinations.succeeded(key)
-            elif answers and all(_destination_down(o) for o in answers):
-                hint = max((o.retry_after or 0.0) for o in answers)
-                self.destinations.failed(key, self.clock(), hint or None)
+            limit = self._destination_limits.setdefault(
+                key, anyio.CapacityLimiter(self.settings.destination_concurrency)
+            )
+            try:
+                answers = self._dead(key, len(positions), force)
+                if answers is None:
+                    # the destination's own limit first: waiting for it must not hold a transport slot
+                    async with limit, slot.limiter:
+                        answers = self._dead(key, len(positions), force)  # it may have died meanwhile
+                        if answers is None:
+                            answers = await self.call_transport(
+                                transport, message, [recipients[i] for i in positions]
+                            )
+                    if any(o.kind is OutcomeKind.DELIVERED for o in answers):
+                        self.destinations.succeeded(key)
+                    elif answers and all(_destination_down(o) for o in answers):
+                        hint = max((o.retry_after or 0.0) for o in answers)
+                        self.destinations.failed(key, self.clock(), hint or None)
+            finally:
+                if limit.borrowed_tokens == 0 and limit.statistics().tasks_waiting == 0:
+                    self._destination_limits.pop(key, None)  # only busy destinations keep a limiter
             for i, outcome in zip(positions, answers, strict=True):
                 results[i] = outcome
 
@@ -348,7 +412,7 @@ class Dispatcher:
                     tg.start_soon(one, destination, positions)
         return results
 
-    async def _call_transport(
+    async def call_transport(
         self, transport: Transport, message: Message, recipients: list[Recipient]
     ) -> list[Outcome]:
         try:

@@ -231,6 +231,7 @@ class QueueEntry:
     size: int
     lock_owner: str | None
     lock_expiry: float | None
+    not_before: float | None = None  # the deferred send time, if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Defaults follow Postfix: the first retry 5 minutes after a temporary failure, doubling up to about
 67 minutes (``minimal_backoff_time = 300s``, ``maximal_backoff_time = 4000s``), and a message that is
 still undeliverable 5 days after submission is returned (``maximal_queue_lifetime = 5d``) with 4.4.7.
-A transport's own retry-after hint wins when it asks for more patience, never for less than a minute.
+A transport's own retry-after hint is honoured as given (MAPI's "resubmit after N seconds"), but never
+sooner than a minute. A destination that is known dead is not tried and costs no attempt.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class DestinationCache:
     _dead: dict[str, float] = field(default_factory=dict)
 
     def failed(self, destination: str, now: float, hint: float | None = None) -> None:
+        if len(self._dead) >= 4096:  # forget what has expired, so the cache does not grow forever
+            self._dead = {d: until for d, until in self._dead.items() if until > now}
         self._dead[destination] = now + max(self.hold, hint or 0.0)
 
     def succeeded(self, destination: str) -> None:

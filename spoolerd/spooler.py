@@ -30,6 +30,8 @@ __all__ = ["Counters", "FlushResult", "Spooler"]
 
 log = structlog.get_logger("spoolerd.spooler")
 
+STORE_RETRY = 5.0  # seconds before reading a queue again after a store error
+
 # Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
 _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
 
@@ -87,6 +89,7 @@ class Spooler:
         self._stopping = False
         self._tg: TaskGroup | None = None
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
+        self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
 
     # ------------------------------------------------------------------ running
 
@@ -101,6 +104,9 @@ class Spooler:
                     tg.start_soon(self._receive, slot.name, cast(Receiver, slot.transport))
             task_status.started()
             await self._schedule()
+            # stopping: intake is over; attempts in flight finish (``shutdown`` cancels at its deadline)
+            while self._in_flight:
+                await next(iter(self._in_flight.values())).done.wait()
             tg.cancel_scope.cancel()
 
     def wake(self) -> None:
@@ -115,12 +121,17 @@ class Spooler:
     async def shutdown(self, deadline: float = 30.0) -> None:
         """Stop starting attempts, give those in flight ``deadline`` seconds, then cancel them."""
         self._stopping = True
+        for scope in self._intake:  # no more downloads
+            scope.cancel()
         self._wake.set()
         with anyio.move_on_after(deadline):
             for flight in list(self._in_flight.values()):
                 await flight.done.wait()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):  # the cancelled attempts hand their messages back first
+            for flight in list(self._in_flight.values()):
+                await flight.done.wait()
 
     async def _watch(self, events: Subscription) -> None:
         async with events:
@@ -135,16 +146,22 @@ class Spooler:
         while not self._stopping:
             self._wake = anyio.Event()
             skipped = False
-            if self._dirty:
-                self._dirty = False
-                skipped = await self._dispatch_due()
             self.loop_iterations += 1
-            next_due = await self._next_due()
-            now = self.clock()
-            if next_due is None or (skipped and next_due <= now):
-                timeout = math.inf  # a finished attempt or a queue change will wake us
+            try:
+                if self._dirty:
+                    self._dirty = False
+                    skipped = await self._dispatch_due()
+                next_due = await self._next_due()
+            except StoreError:
+                log.exception("could not read the queues; trying again shortly")
+                self._dirty = True
+                timeout = STORE_RETRY
             else:
-                timeout = max(0.0, next_due - now)
+                now = self.clock()
+                if next_due is None or (skipped and next_due <= now):
+                    timeout = math.inf  # a finished attempt or a queue change will wake us
+                else:
+                    timeout = max(0.0, next_due - now)
             if timeout == math.inf and not self._in_flight:
                 self.parked.set()
             with anyio.move_on_after(timeout) as scope:
@@ -215,6 +232,8 @@ class Spooler:
             async for entry in store.outgoing_queue(due_at=None if force else now, include_locked=True):
                 if wanted is not None and entry.id not in wanted:
                     continue
+                if entry.not_before is not None and entry.not_before > now:
+                    continue  # force skips backoff, never a deferred send time
                 if (name, entry.id) not in self._in_flight and entry.lock_owner not in (
                     None,
                     self.dispatcher.owner,
@@ -232,6 +251,20 @@ class Spooler:
     # ------------------------------------------------------------------ inbound
 
     async def _receive(self, name: str, transport: Receiver) -> None:
+        """Keep a transport's download loop running: a failure is logged and retried with backoff."""
+        backoff = 1.0
+        with anyio.CancelScope() as intake:
+            self._intake.append(intake)
+            while not self._stopping:
+                try:
+                    await self._receive_once(name, transport)
+                    backoff = 1.0
+                except Exception:
+                    log.exception("download failed; retrying", transport=name, retry_in=backoff)
+                await anyio.sleep(backoff)  # a timer between failed downloads, not a poll
+                backoff = min(backoff * 2, 300.0)
+
+    async def _receive_once(self, name: str, transport: Receiver) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""
         async for inbound in transport.receive():
             store = self.stores.get(inbound.store)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from .errors import NotFound
-from .message import RecipientState, RecipientUpdate
+from .delivery import Dispatcher
+from .errors import NotFound, StoreError
+from .message import RecipientState
 from .routing import serves
 from .spooler import Spooler
 from .store import MessageStore
@@ -35,6 +36,7 @@ log = structlog.get_logger("spoolerd.submission")
 class SubmitResult:
     queued: bool  # left for the spooler (False: finished inside submit by the coupled transport)
     handled: int = 0  # recipients the coupled transport took
+    retry_at: float | None = None  # when the spooler should look at it (None: at once)
 
 
 class Submitter:
@@ -44,14 +46,14 @@ class Submitter:
         coupled: Mapping[str, Transport],
         *,
         preprocess: bool,
+        dispatcher: Dispatcher,
         spooler: Spooler | None = None,
-        lease: float = 300.0,
     ) -> None:
         self.stores = stores
         self.coupled = coupled
         self.preprocess = preprocess  # any preprocessor or distribution list is configured
+        self.dispatcher = dispatcher
         self.spooler = spooler
-        self.lease = lease
 
     async def submit(self, store_name: str, message_id: str) -> SubmitResult:
         store = self.stores.get(store_name)
@@ -62,47 +64,54 @@ class Submitter:
             await store.submit(message_id, preprocess=self.preprocess)
             return SubmitResult(queued=True)
         owner = f"coupled:{store_name}:{secrets.token_hex(4)}"
-        await store.submit(message_id, lock=(owner, self.lease))
+        await store.submit(message_id, lock=(owner, self.dispatcher.settings.lease))
+        result = SubmitResult(queued=True)  # if the hand-over is cut short, the spooler has it
         try:
-            return await self._hand_over(store, transport, message_id, owner)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await store.unlock(message_id, owner)
-            if self.spooler is not None:
-                self.spooler.wake()
-            raise
+            async with self.dispatcher.leased(store, message_id, owner):
+                result = await self._hand_over(store, transport, message_id, owner)
+        finally:
+            if result.queued:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await store.unlock(message_id, owner, retry_at=result.retry_at)
+                    except StoreError:
+                        log.warning("unlock after a coupled hand-over failed", message=message_id)
+                if self.spooler is not None:
+                    self.spooler.wake()
+        return result
 
     async def _hand_over(
         self, store: MessageStore, transport: Transport, message_id: str, owner: str
     ) -> SubmitResult:
-        message = await store.lock(message_id, owner, self.lease)  # our own lock: a fresh snapshot
+        message = await store.lock(message_id, owner, self.dispatcher.settings.lease)  # a fresh snapshot
         mine = [
             r
             for r in message.recipients
             if not r.state.final and serves(transport.address_types, r.address_type)
         ]
-        updates = []
-        if mine:
-            try:
-                outcomes = await transport.send(message, mine)
-            except Exception:
-                log.exception(
-                    "coupled transport failed; the spooler takes the message", transport=transport.name
-                )
-                outcomes = []
-            for rcpt, outcome in zip(mine, outcomes, strict=False):
-                if outcome.kind is OutcomeKind.DELIVERED:
-                    updates.append(
-                        RecipientUpdate(rcpt.index, RecipientState.DELIVERED, transport.name, outcome.code,
-                                        outcome.status, outcome.diagnostic)
-                    )  # fmt: skip
+        if not mine:
+            return SubmitResult(queued=True)
+        # the same timeout and crash handling as the spooler's own sends
+        outcomes = await self.dispatcher.call_transport(transport, message, mine)
+        now = self.dispatcher.clock()
+        submitted = message.client_submit_time or now
+        updates = [
+            self.dispatcher.outcome_update(r, transport.name, o, submitted, now)
+            for r, o in zip(mine, outcomes, strict=True)
+            if o.kind is not OutcomeKind.NOT_ME
+        ]
         if updates:
-            await store.record_outcomes(message_id, owner, updates)
-        delivered = {u.index for u in updates}
-        if all(r.state is RecipientState.DELIVERED or r.index in delivered for r in message.recipients):
+            with anyio.CancelScope(shield=True):  # what was sent is recorded
+                await store.record_outcomes(message_id, owner, updates)
+        states = {r.index: r.state for r in message.recipients} | {u.index: u.state for u in updates}
+        if all(state is RecipientState.DELIVERED for state in states.values()):
             await store.finish(message_id, owner)
             return SubmitResult(queued=False, handled=len(updates))
-        await store.unlock(message_id, owner)
-        if self.spooler is not None:
-            self.spooler.wake()
-        return SubmitResult(queued=True, handled=len(updates))
+        # The rest is the spooler's: other transports' recipients at once; if only our deferrals are
+        # left, after their backoff. The spooler also reports failures (one NDR) when it finishes.
+        waiting = [i for i, state in states.items() if not state.final]
+        ours_deferred = {u.index for u in updates if u.state is RecipientState.DEFERRED}
+        retry_at = None
+        if waiting and set(waiting) <= ours_deferred:
+            retry_at = min(u.next_attempt for u in updates if u.next_attempt is not None)
+        return SubmitResult(queued=True, handled=len(updates), retry_at=retry_at)

@@ -55,6 +55,7 @@ class Outcome:
     status: str | None = None
     diagnostic: str = ""
     retry_after: float | None = None  # DEFERRED: the transport's own hint, in seconds
+    attempted: bool = True  # False: the spooler deferred it without trying (dead destination, offline)
 
     @classmethod
     def delivered(cls, diagnostic: str = "", code: int | None = 250, status: str = "2.0.0") -> Outcome:

@@ -38,7 +38,7 @@ RECIPIENT_COLUMNS = (
 )
 QUEUE_COLUMNS = (
     "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
-    " lock_expiry"
+    " lock_expiry, not_before"
 )
 
 
@@ -168,6 +168,7 @@ def queue_entry_from_row(r: tuple[Any, ...], now: float) -> QueueEntry:
         size=r[8],
         lock_owner=r[9] if live(r[9], r[10], now) else None,
         lock_expiry=r[10] if live(r[9], r[10], now) else None,
+        not_before=r[11],
     )
 
 

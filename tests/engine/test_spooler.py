@@ -233,7 +233,9 @@ async def test_a_dead_destination_is_not_hammered(tmp_path: Path, clock: FakeClo
         await h.spooler.flush(message_ids=[second, other])
         assert [call[1] for call in remote.calls] == [["a@down.test"], ["c@up.test"]]
         (r,) = (await h.message(second)).recipients
-        assert (r.state, r.attempts, r.last_status) == (RecipientState.DEFERRED, 1, "4.4.1")
+        assert (r.state, r.attempts) == (RecipientState.PENDING, 0)  # not tried: no attempt counted
+        (entry,) = [e async for e in h.store.outgoing_queue() if e.id == second]
+        assert entry.due_at == clock.now + 300  # it waits for the destination to come due again
         await h.spooler.flush(force=True, message_ids=[second])  # force ignores the cache
         assert remote.calls[-1][1] == ["b@down.test"]
 

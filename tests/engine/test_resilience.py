@@ -1,0 +1,197 @@
+"""Failure paths: shutdown with sends in flight, failures in optional steps, broken plugins, store errors,
+limits that must not block each other. Each of these was once a bug (found by review)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+
+from spoolerd.errors import NoAccess, StoreUnavailable
+from spoolerd.message import FolderRole, Message, RecipientState
+from spoolerd.preprocess import PreprocessResult
+from tests.conftest import FakeClock
+from tests.engine.harness import spooler
+from tests.engine.test_coupled_and_limits import draft
+
+
+def scripted(**settings: object) -> dict[str, object]:
+    return {"provider": "test-scripted", **settings}
+
+
+async def test_shutdown_lets_a_send_in_flight_finish(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock, {"remote": scripted(delay=0.5)}) as h:
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await h.transport("remote").entered.wait()
+        await h.spooler.shutdown(deadline=10.0)
+        (r,) = (await h.message(mid)).recipients
+        assert r.state is RecipientState.DELIVERED  # finished within the deadline, not cut off
+
+
+async def test_shutdown_deadline_cancels_and_unlocks(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()  # never opens
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await remote.entered.wait()
+            await h.spooler.shutdown(deadline=0.2)
+        entry = next(iter([e async for e in h.store.outgoing_queue() if e.id == mid]))
+        assert entry.lock_owner is None  # handed back, so the next start takes it at once
+
+
+async def test_a_failed_delay_warning_keeps_the_attempts_outcomes(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"])}
+    async with spooler(tmp_path, clock, transports, spooler={"delay_warning_after": 3600}) as h:
+        mid = await h.submit("x@remote.test", "ok@remote.test")
+        clock.advance(7200)
+        real = h.store.deliver
+        failures = [StoreUnavailable("disk busy")]
+
+        async def flaky(message: object) -> object:
+            if failures:
+                raise failures.pop()
+            return await real(message)  # type: ignore[arg-type]
+
+        h.store.deliver = flaky  # type: ignore[method-assign]
+        await h.spooler.flush(message_ids=[mid])
+        await h.spooler.flush(force=True, message_ids=[mid])
+        sent = [address for _mid, address, _content in h.transport("remote").delivered]
+        assert sent.count("ok@remote.test") == 1
+
+
+async def test_a_one_member_list_is_expanded(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock, lists={"team@localhost": ["alice@localhost"]}) as h:
+        mid = await h.submit("team@localhost")
+        await h.finished(mid)
+        assert [r.address for r in (await h.message(mid)).recipients] == ["alice@localhost"]
+
+
+async def test_flush_force_still_honours_the_deferred_send_time(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        await h.submit("a@remote.test", not_before=clock.now + 86400)
+        assert (await h.spooler.flush(force=True)).messages == 0
+        assert h.transport("remote").calls == []
+
+
+async def test_a_broken_preprocessor_backs_off_and_the_message_still_ends(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+
+        class Boom:
+            name = "boom"
+
+            async def __call__(self, message: Message, now: float) -> PreprocessResult:
+                raise ValueError("bad preprocessor")
+
+        h.spooler.dispatcher.preprocessors.append(Boom())
+        mid = await h.submit("a@remote.test")
+        result = await h.spooler.flush(message_ids=[mid])
+        (entry,) = [e async for e in h.store.outgoing_queue() if e.id == mid]
+        assert entry.lock_owner is None and entry.due_at == clock.now + 300  # released with a backoff
+        assert result.sent == 0
+        clock.advance(6 * 86400)
+        await h.spooler.flush(message_ids=[mid])
+        await h.finished(mid)
+        (ndr,) = await h.folder(FolderRole.INBOX)
+        assert b"Status: 4.4.7" in ndr.content
+
+
+async def test_a_slow_destination_does_not_hold_the_transports_slots(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    transports = {"remote": {"provider": "test-scripted", "concurrency": 2}}
+    async with spooler(tmp_path, clock, transports, spooler={"destination_concurrency": 1}) as h:
+        remote = h.transport("remote")
+        slow_gate = anyio.Event()
+        send = remote._send
+
+        async def gated(message: Message, recipients: list[object]) -> object:
+            if recipients[0].address.endswith("@slow.test"):  # type: ignore[attr-defined]
+                await slow_gate.wait()
+            return await send(message, recipients)
+
+        remote._send = gated
+        await h.submit("a@slow.test")
+        await h.submit("b@slow.test")  # waits for slow.test's only slot, not for the transport's
+        fast = await h.submit("c@fast.test")
+        await h.finished(fast)
+        slow_gate.set()
+
+
+async def test_a_dead_destination_is_rechecked_after_waiting_for_its_slot(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    transports = {"remote": scripted(connection_down=True, delay=0.05)}
+    async with spooler(tmp_path, clock, transports, spooler={"destination_concurrency": 1}) as h:
+        ids = [await h.submit(f"u{i}@down.test") for i in range(4)]
+        await h.spooler.flush(message_ids=ids)
+        assert len(h.transport("remote").calls) == 1
+
+
+async def test_a_store_read_error_does_not_stop_the_spooler(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock) as h:
+        real = h.store.next_due
+        errors = [StoreUnavailable("database is locked")] * 2
+
+        async def flaky() -> float | None:
+            if errors:
+                raise errors.pop()
+            return await real()
+
+        h.store.next_due = flaky  # type: ignore[method-assign]
+        mid = await h.submit("me@localhost")
+        await h.finished(mid)
+        assert h.spooler.counters.delivered == 1
+
+
+async def test_a_failing_download_is_retried_not_fatal(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spoolerd_testplugins.transports import InboundTransport
+
+    tries = anyio.Event()
+    count = 0
+
+    async def receive(self: InboundTransport) -> object:
+        nonlocal count
+        count += 1
+        if count == 2:
+            tries.set()
+        raise ConnectionResetError("imap connection dropped")
+        yield  # pragma: no cover - makes this an async generator
+
+    monkeypatch.setattr(InboundTransport, "receive", receive)
+    transports = {"feed": {"provider": "test-inbound"}, "loopback": {"provider": "loopback"}}
+    async with spooler(tmp_path, clock, transports) as h:
+        with anyio.fail_after(10):
+            await tries.wait()  # failed, backed off, tried again
+        mid = await h.submit("me@localhost")
+        await h.finished(mid)  # and the spooler is still delivering
+
+
+async def test_a_coupled_hand_over_keeps_its_lease(tmp_path: Path, clock: FakeClock) -> None:
+    stores = {"local": {"provider": "sqlite", "addresses": ["@localhost"], "coupled_transport": "remote"}}
+    async with spooler(
+        tmp_path, clock, {"remote": scripted()}, stores=stores, spooler={"preprocessors": []}
+    ) as h:
+        dispatcher = h.spooler.dispatcher
+        dispatcher.settings = replace(dispatcher.settings, lease=0.3)  # renewed every 0.1 s
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        mid = await draft(h, "far@remote.test")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(h.daemon.submitter.submit, "local", mid)
+            with anyio.fail_after(10):
+                await remote.entered.wait()
+            clock.advance(3600)  # the first lease ran out long ago, by the store's clock
+            await anyio.sleep(0.5)  # a few renewal periods (a window, not a wait for state)
+            with pytest.raises(NoAccess):
+                await h.store.lock(mid, "intruder", 60)
+            remote.gate.set()
+        assert [m for m, _ in remote.calls] == [mid]
+        assert [m.id for m in await h.folder(FolderRole.SENT)] == [mid]
