@@ -51,7 +51,10 @@ class ExternalChangeWatcher:
 
     def __init__(self, db_path: str, on_wake: Callable[[], None]) -> None:
         self._dir = os.path.dirname(os.path.abspath(db_path)) or "."
-        self._names = {os.path.basename(db_path), os.path.basename(doorbell_path(db_path))}
+        # the doorbell for our writers; the database and its WAL for writers that do not ring it (the
+        # sqlite3 shell, say), whose last commit of a burst may still be seen only at the next change
+        base = os.path.basename(db_path)
+        self._names = {base, base + "-wal", os.path.basename(doorbell_path(db_path))}
         self._on_wake = on_wake
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
