@@ -134,7 +134,3 @@ class TransportProvider(Protocol):
     Settings: ClassVar[type[BaseModel]]
 
     def __call__(self, settings: Any, context: TransportContext) -> Transport: ...
-
-
-def outcome_for_all(recipients: Sequence[Recipient], outcome: Outcome) -> list[Outcome]:
-    return [outcome] * len(recipients)
