@@ -110,6 +110,23 @@ class TransportSection(_PluginSection):
     )
 
 
+def default_socket(state_dir: Path) -> Path:
+    """systemd's RuntimeDirectory= when set, else the state directory (./spool by default)."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return (Path(runtime) if runtime else state_dir) / "control.sock"
+
+
+class ControlSection(_Strict):
+    """The control socket (DESIGN §6)."""
+
+    socket: Path | None = Field(None, description="Unix socket path (default: see default_socket)")
+    enabled: bool = True
+    allowed_uids: list[int] = Field(default_factory=list, description="besides root and the daemon's own")
+    allowed_groups: list[str | int] = Field(default_factory=list, description="group names or gids")
+    rate: float = Field(200.0, gt=0, description="requests a second per connection")
+    burst: float = Field(400.0, ge=1, description="requests in a burst per connection")
+
+
 def _default_stores() -> dict[str, StoreSection]:
     return {"local": StoreSection(provider="sqlite", addresses=["@localhost"])}
 
@@ -121,6 +138,7 @@ def _default_transports() -> dict[str, TransportSection]:
 class Config(_Strict):
     spooler: SpoolerSection = Field(default_factory=SpoolerSection)
     log: LogConfig = Field(default_factory=LogConfig)
+    control: ControlSection = Field(default_factory=ControlSection)
     stores: dict[str, StoreSection] = Field(default_factory=_default_stores)
     transports: dict[str, TransportSection] = Field(default_factory=_default_transports)
     lists: dict[str, list[str]] = Field(

@@ -8,6 +8,7 @@ order. Nothing here names a store or transport module: they all come from the re
 from __future__ import annotations
 
 import fcntl
+import grp
 import os
 import socket
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from .config import Config, open_stores
+from .config import Config, default_socket, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
 from .errors import ConfigError, PluginError, StateDirBusy
 from .fsutil import make_dirs_durably
@@ -116,6 +117,15 @@ def build(
     return Daemon(config, stores, default, transports, spooler, submitter)
 
 
+def _gid(group: str | int) -> int:
+    if isinstance(group, int):
+        return group
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from None
+
+
 @contextmanager
 def state_lock(state_dir: Path) -> Iterator[None]:
     """Hold ``STATE_DIR/spoolerd.lock`` for the daemon's life: a second daemon on the same directory
@@ -147,6 +157,19 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             stack.push_async_callback(transport.stop)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
+            control = daemon.config.control
+            if control.enabled:
+                from .control.server import ControlServer  # the socket layer imports this module
+
+                server = ControlServer(
+                    daemon,
+                    control.socket or default_socket(daemon.config.spooler.state_dir),
+                    allowed_uids=control.allowed_uids,
+                    allowed_gids=[_gid(g) for g in control.allowed_groups],
+                    rate=control.rate,
+                    burst=control.burst,
+                )
+                await tg.start(server.serve)
             log.info(
                 "spooler running",
                 stores=sorted(daemon.stores),
@@ -156,3 +179,4 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 yield daemon
             finally:
                 await daemon.spooler.shutdown()
+                tg.cancel_scope.cancel()  # the control server

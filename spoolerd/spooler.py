@@ -12,17 +12,19 @@ deadline, then cancel the rest, whose locks are released as they unwind.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from .delivery import AttemptResult, Dispatcher
-from .errors import StoreError
+from .errors import NoAccess, NotFound, StoreError
 from .events import NewMail, QueueChanged, Subscription
+from .message import Access
+from .routing import serves
 from .store import Clock, MessageStore
 from .transport import Receiver
 
@@ -222,9 +224,34 @@ class Spooler:
 
     # ------------------------------------------------------------------ flush (FlushQueues, upload)
 
-    async def flush(self, *, force: bool = False, message_ids: Collection[str] | None = None) -> FlushResult:
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Run ``fn`` in the spooler's task group (a flush answered before it is over)."""
+        assert self._tg is not None, "the spooler is not running"
+        self._tg.start_soon(fn)
+
+    async def _routes_to(self, store: MessageStore, message_id: str, transport: str) -> bool:
+        """Whether ``transport`` serves a recipient of the message that has no final outcome (it may
+        not be the first in order: earlier transports can pass a recipient on with NOT_ME)."""
+        try:
+            message = await store.open(message_id, Access.BEST)
+        except (NoAccess, NotFound):
+            return True  # in flight or gone: joining (or skipping) it is harmless
+        slot = self.dispatcher.slot(transport)
+        types = None if slot is None else slot.transport.address_types
+        return slot is not None and any(
+            serves(types, r.address_type) for r in message.recipients if not r.state.final
+        )
+
+    async def flush(
+        self,
+        *,
+        force: bool = False,
+        message_ids: Collection[str] | None = None,
+        transport: str | None = None,
+    ) -> FlushResult:
         """Attempt every due message now (every queued one with ``force``, which also ignores the
-        destination cache) and wait for those attempts; counts are per recipient."""
+        destination cache) and wait for those attempts; counts are per recipient. ``transport``
+        flushes that transport's queue only (FlushQueues' target transport)."""
         wanted = None if message_ids is None else set(message_ids)
         flights: list[_Flight] = []
         now = self.clock()
@@ -234,6 +261,8 @@ class Spooler:
                     continue
                 if entry.not_before is not None and entry.not_before > now:
                     continue  # force skips backoff, never a deferred send time
+                if transport is not None and not await self._routes_to(store, entry.id, transport):
+                    continue
                 if (name, entry.id) not in self._in_flight and entry.lock_owner not in (
                     None,
                     self.dispatcher.owner,

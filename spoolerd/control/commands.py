@@ -1,0 +1,401 @@
+"""Control commands: a table of plain async functions over the running daemon (no sockets here).
+
+Each command validates its ``args`` with its own pydantic model, so a wrong type or an unknown argument
+is a ``bad_args`` error naming the field; store and spooler errors keep their own stable codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import getaddresses
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .. import __version__
+from ..daemon import Daemon
+from ..errors import NoAccess, NotFound, SpoolerError
+from ..events import NewMail, QueueChanged
+from ..message import Draft, FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..store import MessageStore
+from ..transport import Direction
+
+__all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
+
+
+class CommandError(SpoolerError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class Connection:
+    """What a command may know of the client that sent it."""
+
+    uid: int
+    send_event: Callable[[dict[str, Any]], Awaitable[None]]
+    closed: anyio.Event
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _StoreArgs(_Args):
+    store: str | None = None
+
+
+def _store(daemon: Daemon, name: str | None) -> tuple[str, MessageStore]:
+    chosen = name or daemon.default_store
+    store = daemon.stores.get(chosen)
+    if store is None:
+        raise CommandError("unknown_store", f"no store named {chosen!r}")
+    return chosen, store
+
+
+def _slot(daemon: Daemon, name: str) -> Any:
+    slot = daemon.spooler.dispatcher.slot(name)
+    if slot is None:
+        raise CommandError("unknown_transport", f"no transport named {name!r}")
+    return slot
+
+
+# ---------------------------------------------------------------------- commands
+
+
+async def ping(daemon: Daemon, args: _Args, conn: Connection) -> Any:
+    return {"pong": True, "version": __version__}
+
+
+async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
+    spooler = daemon.spooler
+    c = spooler.counters
+    rows: list[dict[str, Any]] = [
+        {
+            "resource_type": "spooler",
+            "name": "spooler",
+            "status": ["available"],
+            "methods": ["flush"],
+            "in_flight": spooler.in_flight,
+            "counters": {
+                "sent": c.delivered,
+                "deferred": c.deferred,
+                "failed": c.failed,
+                "received": c.received,
+            },
+        }
+    ]
+    for name, store in daemon.stores.items():
+        queued = sum([1 async for _ in store.outgoing_queue()])
+        rows.append(
+            {
+                "resource_type": "store",
+                "name": name,
+                "provider": daemon.config.stores[name].provider,
+                "status": ["available"],
+                "methods": [],
+                "counters": {"queued": queued},
+            }
+        )
+    for slot in spooler.dispatcher.transports:
+        transport = slot.transport
+        row_status = ["available" if slot.online else "offline", "outbound_enabled"]
+        if callable(getattr(transport, "receive", None)):
+            row_status.append("inbound_enabled")
+        rows.append(
+            {
+                "resource_type": "transport",
+                "name": slot.name,
+                "provider": daemon.config.transports[slot.name].provider,
+                "status": row_status,
+                "methods": ["flush"] if callable(getattr(transport, "flush", None)) else [],
+                "address_types": None if transport.address_types is None else sorted(transport.address_types),
+            }
+        )
+    return rows
+
+
+class QueueArgs(_StoreArgs):
+    ids: list[str] | None = None
+
+
+async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
+    names = [args.store] if args.store else list(daemon.stores)
+    now = time.time()
+    out = []
+    for name in names:
+        _, store = _store(daemon, name)
+        async for entry in store.outgoing_queue():
+            if args.ids is not None and entry.id not in args.ids:
+                continue
+            row: dict[str, Any] = {
+                "id": entry.id,
+                "store": name,
+                "age": max(0.0, now - entry.client_submit_time),
+                "size": entry.size,
+                "sender": entry.sender,
+                "subject": entry.subject,
+                "due_at": entry.due_at,
+                "locked": entry.lock_owner is not None,
+                "recipients": None,
+            }
+            try:
+                message = await store.open(entry.id)
+            except (NoAccess, NotFound):
+                pass  # being delivered right now, or just finished
+            else:
+                row["recipients"] = [
+                    {
+                        "address": r.address,
+                        "state": r.state.value,
+                        "attempts": r.attempts,
+                        "last_code": r.last_code,
+                        "last_status": r.last_status,
+                        "last_text": r.last_text,
+                        "transport": r.transport,
+                    }
+                    for r in message.recipients
+                ]
+            out.append(row)
+    return out
+
+
+class SubmitArgs(_StoreArgs):
+    message: str  # base64 RFC 5322
+    sender: str | None = None
+    recipients: list[str] | None = None  # none: To, Cc and Bcc of the message (sendmail -t)
+    not_before: float | None = None
+    sentmail: bool = True  # file the sent message in Sent Items
+    delete_after_submit: bool = False
+
+
+def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[NewRecipient]]:
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(content)
+    subject = str(headers.get("subject", "") or "")
+    sender = args.sender
+    if sender is None:
+        found = getaddresses(
+            [str(v) for v in headers.get_all("sender", []) or headers.get_all("from", []) or []]
+        )
+        sender = found[0][1] if found else ""
+    if args.recipients is not None:
+        recipients = [NewRecipient(a) for a in args.recipients]
+    else:
+        recipients = []
+        for field, kind in (("to", RecipientKind.TO), ("cc", RecipientKind.CC), ("bcc", RecipientKind.BCC)):
+            for display, address in getaddresses([str(v) for v in headers.get_all(field, []) or []]):
+                if address:
+                    recipients.append(NewRecipient(address, display, kind))
+        content = _without_bcc(content)
+    return content, sender, " ".join(subject.split()), recipients
+
+
+def _without_bcc(content: bytes) -> bytes:
+    """Drop Bcc fields (and their continuation lines) from the header section, as sendmail -t does."""
+    lines = content.splitlines(keepends=True)
+    out, dropping, in_header = [], False, True
+    for line in lines:
+        if in_header and line in (b"\r\n", b"\n"):
+            in_header = False
+        if in_header:
+            if line[:1] in (b" ", b"\t"):
+                if dropping:
+                    continue
+            else:
+                dropping = line.lower().startswith(b"bcc:")
+                if dropping:
+                    continue
+        out.append(line)
+    return b"".join(out)
+
+
+async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
+    name, store = _store(daemon, args.store)
+    try:
+        content = base64.b64decode(args.message, validate=True)
+    except binascii.Error as exc:
+        raise CommandError("bad_args", f"message: not base64: {exc}") from None
+    content, sender, subject, recipients = _envelope(content, args)
+    check_wire_text("sender", sender)
+    if not recipients:
+        raise CommandError("no_recipients", "no recipients given and none in To, Cc or Bcc")
+    outbox = await store.folder(FolderRole.OUTBOX)
+    sent = await store.folder(FolderRole.SENT) if args.sentmail else None
+    draft = Draft(
+        content,
+        recipients,
+        message_class="IPM.Note",
+        sender=sender,
+        subject=subject[:255],
+        sentmail_folder=sent.id if sent else None,
+        delete_after_submit=args.delete_after_submit,
+        not_before=args.not_before,
+    )
+    message_id = await store.create_message(outbox.id, draft)
+    result = await daemon.submitter.submit(name, message_id)  # durable before we answer
+    return {"id": message_id, "store": name, "queued": result.queued, "recipients": len(recipients)}
+
+
+class FlushArgs(_Args):
+    direction: Literal["upload", "download", "both"] = "both"
+    transport: str | None = None
+    ids: list[str] | None = None
+    force: bool = False
+    wait: bool = True
+
+
+async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
+    if args.transport is not None:
+        _slot(daemon, args.transport)
+
+    async def run() -> dict[str, int]:
+        counts = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
+        if args.direction in ("download", "both"):
+            received_before = daemon.spooler.counters.received
+            for slot in daemon.spooler.dispatcher.transports:
+                flusher = getattr(slot.transport, "flush", None)
+                if callable(flusher) and args.transport in (None, slot.name):
+                    await flusher(Direction.DOWNLOAD)
+            counts["received"] = daemon.spooler.counters.received - received_before
+        if args.direction in ("upload", "both"):
+            result = await daemon.spooler.flush(
+                force=args.force, message_ids=args.ids, transport=args.transport
+            )
+            counts.update(sent=result.sent, deferred=result.deferred, failed=result.failed)
+        return counts
+
+    if args.wait:
+        return await run()
+    daemon.spooler.spawn(run)  # FLUSH_ASYNC_OK: answer now, flush in the background
+    return {"started": True}
+
+
+class IdArgs(_StoreArgs):
+    id: str
+
+
+async def abort(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+    _, store = _store(daemon, args.store)
+    await store.abort_submit(args.id)
+    return {"id": args.id, "aborted": True}
+
+
+class TransportArgs(_Args):
+    transport: str
+
+
+async def online(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
+    _slot(daemon, args.transport).online = True
+    daemon.spooler.wake()
+    return {"transport": args.transport, "online": True}
+
+
+async def offline(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
+    _slot(daemon, args.transport).online = False
+    return {"transport": args.transport, "online": False}
+
+
+class ListArgs(_StoreArgs):
+    folder: str = "inbox"  # a role (inbox, outbox, sent, drafts, deleted) or a folder id
+
+
+async def list_folder(daemon: Daemon, args: ListArgs, conn: Connection) -> Any:
+    _, store = _store(daemon, args.store)
+    try:
+        folder_id = (await store.folder(FolderRole(args.folder))).id
+    except ValueError:
+        folder_id = args.folder
+    rows = await store.list_messages(folder_id)
+    return [
+        {
+            "id": r.id,
+            "class": r.message_class,
+            "flags": int(r.flags),
+            "sender": r.sender,
+            "subject": r.subject,
+            "size": r.size,
+            "time": r.time,
+        }
+        for r in rows
+    ]
+
+
+async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+    _, store = _store(daemon, args.store)
+    message = await store.open(args.id)  # read access: NoAccess while the spooler holds it
+    return {
+        "id": message.id,
+        "class": message.message_class,
+        "content": base64.b64encode(message.content).decode(),
+    }
+
+
+async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
+    """Stream store events to the client until it hangs up."""
+    names = [args.store] if args.store else list(daemon.stores)
+    subscriptions = [(_store(daemon, name)[1]).subscribe() for name in names]
+
+    async def forward(sub: Any) -> None:
+        async with sub:
+            async for event in sub:
+                if isinstance(event, QueueChanged):
+                    payload = {
+                        "type": "queue_changed",
+                        "store": event.store,
+                        "reason": event.reason,
+                        "id": event.message_id,
+                    }
+                elif isinstance(event, NewMail):
+                    payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
+                               "folder": event.folder_id, "class": event.message_class}  # fmt: skip
+                else:
+                    continue
+                await conn.send_event(payload)
+
+    await conn.send_event({"type": "subscribed", "stores": names})
+    async with anyio.create_task_group() as tg:
+        for sub in subscriptions:
+            tg.start_soon(forward, sub)
+        await conn.closed.wait()
+        tg.cancel_scope.cancel()
+    return {"subscribed": False}
+
+
+Handler = Callable[[Daemon, Any, Connection], Awaitable[Any]]
+COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
+    "ping": (_Args, ping),
+    "status": (_Args, status),
+    "queue": (QueueArgs, queue),
+    "submit": (SubmitArgs, submit),
+    "flush": (FlushArgs, flush),
+    "abort": (IdArgs, abort),
+    "online": (TransportArgs, online),
+    "offline": (TransportArgs, offline),
+    "list": (ListArgs, list_folder),
+    "fetch": (IdArgs, fetch),
+    "subscribe": (_StoreArgs, subscribe),
+}
+
+
+async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: Connection) -> Any:
+    """Run one command; every failure is a CommandError or SpoolerError with a stable code."""
+    entry = COMMANDS.get(cmd)
+    if entry is None:
+        raise CommandError("unknown_command", f"no command {cmd!r} (known: {', '.join(sorted(COMMANDS))})")
+    model, handler = entry
+    try:
+        args = model.model_validate(raw_args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}" for err in exc.errors()
+        )
+        raise CommandError("bad_args", problems) from None
+    return await handler(daemon, args, conn)

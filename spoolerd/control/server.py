@@ -1,0 +1,205 @@
+"""The control socket server: a thin I/O layer that moves lines between clients and the command table.
+
+The socket is created with mode 0660 and every connection's peer credentials (SO_PEERCRED) are checked:
+root, the daemon's own uid, the configured uids, and members of the configured groups (primary or
+supplementary, read from /proc) may talk to it; anyone else gets a ``forbidden`` error and is hung up
+on. A client that sends too fast is answered ``rate_limited``. A bad line never costs the connection,
+let alone the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
+
+from ..daemon import Daemon
+from ..errors import ConfigError, SpoolerError
+from ..fsutil import make_dirs_durably
+from .commands import Connection, run_command
+from .protocol import LineBuffer, ProtocolError, encode_error, encode_event, encode_result, parse_request
+
+__all__ = ["ControlServer", "peer_credentials"]
+
+log = structlog.get_logger("spoolerd.control")
+
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_credentials(stream: SocketStream) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix stream socket."""
+    raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
+    pid, uid, gid = _PEERCRED.unpack(raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return pid, uid, gid
+
+
+def _groups_of(pid: int, gid: int) -> set[int]:
+    groups = {gid}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Groups:"):
+                groups.update(int(g) for g in line.split()[1:])
+    except OSError:
+        pass  # the client is gone already; its primary group is all we know
+    return groups
+
+
+class _RateLimit:
+    """A token bucket: ``rate`` requests a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class ControlServer:
+    def __init__(
+        self,
+        daemon: Daemon,
+        path: Path,
+        *,
+        allowed_uids: Collection[int] = (),
+        allowed_gids: Collection[int] = (),
+        mode: int = 0o660,
+        max_line: int | None = None,
+        rate: float = 200.0,
+        burst: float = 400.0,
+    ) -> None:
+        self.daemon = daemon
+        self.path = path
+        self.uids = {0, os.getuid(), *allowed_uids}
+        self.gids = set(allowed_gids)
+        self.mode = mode
+        self.max_line = max_line
+        self.rate, self.burst = rate, burst
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        if len(os.fsencode(self.path)) > 107:
+            raise ConfigError(
+                [f"control.socket: {self.path} is longer than a Unix socket path may be (107 bytes)"]
+            )
+        make_dirs_durably(str(self.path.parent))
+        if self.path.is_socket():
+            self.path.unlink()  # left by a daemon that died; the state lock says we are the only one
+        listener = await anyio.create_unix_listener(self.path, mode=self.mode)
+        log.info("control socket listening", path=str(self.path))
+        task_status.started()
+        try:
+            async with listener:
+                await listener.serve(self._client)
+        finally:
+            self.path.unlink(missing_ok=True)
+
+    def _authorised(self, stream: SocketStream) -> tuple[bool, int]:
+        try:
+            pid, uid, gid = peer_credentials(stream)
+        except OSError:
+            return False, -1
+        return uid in self.uids or bool(self.gids & _groups_of(pid, gid)), uid
+
+    async def _client(self, stream: SocketStream) -> None:
+        async with stream:
+            allowed, uid = self._authorised(stream)
+            if not allowed:
+                log.warning("control client refused", uid=uid)
+                await _send(
+                    stream, encode_error(None, "forbidden", f"uid {uid} may not use the control socket")
+                )
+                return
+            session = _Session(self, stream, uid)
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+                await session.run()
+
+
+class _Session:
+    """One client connection: requests answered in order; a ``subscribe`` stream runs beside them."""
+
+    def __init__(self, server: ControlServer, stream: SocketStream, uid: int) -> None:
+        self.server = server
+        self.stream = stream
+        self.uid = uid
+        self.buffer = LineBuffer() if server.max_line is None else LineBuffer(server.max_line)
+        self.limit = _RateLimit(server.rate, server.burst)
+        self.lock = anyio.Lock()
+        self.closed = anyio.Event()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.read, tg)
+            await self.closed.wait()
+            tg.cancel_scope.cancel()
+
+    async def send_line(self, line: bytes) -> None:
+        async with self.lock:
+            await self.stream.send(line)
+
+    async def read(self, tg: TaskGroup) -> None:
+        try:
+            while True:
+                try:
+                    data = await self.stream.receive(65536)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                    return
+                for item in self.buffer.feed(data):
+                    if isinstance(item, ProtocolError):
+                        await self.send_line(encode_error(item.request_id, item.code, item.message))
+                    elif not self.limit.allow():
+                        await self.send_line(
+                            encode_error(None, "rate_limited", "too many requests; slow down")
+                        )
+                    else:
+                        await self.answer(item, tg)
+        finally:
+            self.closed.set()
+
+    async def answer(self, line: bytes, tg: TaskGroup) -> None:
+        try:
+            request = parse_request(line)
+        except ProtocolError as exc:
+            await self.send_line(encode_error(exc.request_id, exc.code, exc.message))
+            return
+
+        async def send_event(event: dict[str, Any]) -> None:
+            await self.send_line(encode_event(request.id, event))
+
+        async def run() -> None:
+            conn = Connection(self.uid, send_event, self.closed)
+            try:
+                result = await run_command(self.server.daemon, request.cmd, request.args, conn)
+            except SpoolerError as exc:
+                await self.send_line(encode_error(request.id, exc.code, str(exc)))
+            except Exception as exc:  # a bug must cost one answer, not the daemon
+                log.exception("control command failed", cmd=request.cmd)
+                await self.send_line(
+                    encode_error(request.id, "internal_error", f"{type(exc).__name__}: {exc}")
+                )
+            else:
+                await self.send_line(encode_result(request.id, result))
+
+        if request.cmd == "subscribe":
+            tg.start_soon(run)  # a stream: keep reading this connection (its hang-up ends the stream)
+        else:
+            await run()
+
+
+async def _send(stream: SocketStream, line: bytes) -> None:
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+        await stream.send(line)

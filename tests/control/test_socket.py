@@ -1,0 +1,236 @@
+"""The control socket, black-box: a real daemon process driven only through its socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+MESSAGE = (
+    b"From: me@localhost\r\nTo: Alice <alice@localhost>\r\n"
+    b"Bcc: hidden@localhost\r\nSubject: hi\r\n\r\nbody\r\n"
+)
+
+
+class Client:
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.next_id = 0
+
+    async def line(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive(1 << 20)
+            self.buffer += chunk
+        raw, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    async def raw(self, data: bytes) -> dict[str, Any]:
+        await self.stream.send(data)
+        with anyio.fail_after(30):
+            return await self.line()
+
+    async def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        self.next_id += 1
+        answer = await self.raw(json.dumps({"id": self.next_id, "cmd": cmd, "args": args}).encode() + b"\n")
+        assert answer["id"] == self.next_id
+        return answer
+
+    async def ok(self, cmd: str, **args: Any) -> Any:
+        answer = await self.call(cmd, **args)
+        assert answer["ok"], answer
+        return answer["result"]
+
+
+class Daemon:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "control.sock"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.clients: list[Client] = []
+
+    async def start(self) -> None:
+        cfg = self.root / "spoolerd.toml"
+        cfg.write_text(
+            f"""
+[spooler]
+state_dir = "{self.root / "state"}"
+[control]
+socket = "{self.socket}"
+[log]
+format = "json"
+[stores.local]
+provider = "sqlite"
+addresses = ["@localhost"]
+[transports.loopback]
+provider = "loopback"
+[transports.remote]
+provider = "test-scripted"
+perm_fail = ["nobody@remote.test"]
+"""
+        )
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "spoolerd.cli", "run", "--config", str(cfg), stderr=subprocess.PIPE
+        )
+        assert self.proc.stderr is not None
+        with anyio.fail_after(30):
+            while b"spooler running" not in (line := await self.proc.stderr.readline()):
+                assert line, "the daemon exited before it was ready"
+
+    async def client(self) -> Client:
+        client = Client(await anyio.connect_unix(self.socket))
+        self.clients.append(client)
+        return client
+
+    async def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            return await self.proc.wait()
+
+
+@pytest.fixture
+async def daemon() -> AsyncIterator[Daemon]:
+    root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
+    os.chmod(root, 0o755)
+    d = Daemon(root)
+    await d.start()
+    yield d
+    for client in d.clients:
+        await client.stream.aclose()
+    if d.proc is not None and d.proc.returncode is None:
+        assert await d.stop() == 0
+
+
+async def test_ping_status_and_socket_mode(daemon: Daemon) -> None:
+    assert oct(daemon.socket.stat().st_mode & 0o777) == "0o660"
+    c = await daemon.client()
+    assert (await c.ok("ping"))["pong"] is True
+    rows = await c.ok("status")
+    assert [(r["resource_type"], r["name"]) for r in rows] == [
+        ("spooler", "spooler"), ("store", "local"), ("transport", "loopback"), ("transport", "remote"),
+    ]  # fmt: skip
+    assert "available" in rows[2]["status"]
+
+
+async def test_submit_queue_flush_list_fetch(daemon: Daemon) -> None:
+    c = await daemon.client()
+    sub = await c.ok("submit", message=base64.b64encode(MESSAGE).decode())
+    assert sub["recipients"] == 2 and sub["store"] == "local"
+    result = await c.ok("flush", direction="upload")
+    assert set(result) == {"sent", "deferred", "failed", "received"}
+    assert await c.ok("queue") == []
+    inbox = await c.ok("list", folder="inbox")
+    assert len(inbox) == 1 and inbox[0]["class"] == "IPM.Note"
+    copy = base64.b64decode((await c.ok("fetch", id=inbox[0]["id"]))["content"])
+    assert b"Bcc:" not in copy and b"Subject: hi" in copy  # Bcc recipients get it, nobody sees them
+    sent = await c.ok("list", folder="sent")
+    assert [m["id"] for m in sent] == [sub["id"]]
+
+
+async def test_flush_counts_and_ndr(daemon: Daemon) -> None:
+    c = await daemon.client()
+    await c.ok("offline", transport="remote")
+    msg = b"From: me@localhost\r\nTo: ok@remote.test, nobody@remote.test\r\nSubject: x\r\n\r\nx\r\n"
+    sub = await c.ok("submit", message=base64.b64encode(msg).decode())
+    assert (await c.ok("flush", direction="upload", force=True))["sent"] == 0  # remote is offline
+    (row,) = await c.ok("queue")
+    assert row["id"] == sub["id"] and {r["state"] for r in row["recipients"]} == {"pending"}
+    await c.ok("online", transport="remote")
+    counts = await c.ok("flush", direction="upload", transport="remote", force=True)
+    assert (counts["sent"], counts["failed"]) == (1, 1)
+    (ndr,) = await c.ok("list", folder="inbox")
+    assert ndr["class"] == "REPORT.IPM.Note.NDR"
+
+
+async def test_abort(daemon: Daemon) -> None:
+    c = await daemon.client()
+    msg = base64.b64encode(b"To: alice@localhost\r\n\r\nlater\r\n").decode()
+    sub = await c.ok("submit", message=msg, not_before=4_000_000_000.0)
+    assert (await c.ok("abort", id=sub["id"]))["aborted"]
+    again = await c.call("abort", id=sub["id"])
+    assert again["error"]["code"] == "not_in_queue"
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"this is not json\n", "bad_json"),
+        (b"\xff\xfe\x00garbage\x80\n", "bad_json"),
+        (b"[1, 2, 3]\n", "bad_request"),
+        (b'{"id": 1}\n', "bad_request"),
+        (b'{"id": 1, "cmd": "launch"}\n', "unknown_command"),
+        (b'{"id": 1, "cmd": "flush", "args": {"force": "yes"}}\n', "bad_args"),
+        (b'{"id": 1, "cmd": "flush", "args": {"colour": 1}}\n', "bad_args"),
+        (b'{"id": 1, "cmd": "flush", "args": {"transport": "smpt"}}\n', "unknown_transport"),
+        (b'{"id": 1, "cmd": "submit", "args": {"message": "!!"}}\n', "bad_args"),
+        (b'{"id": 1, "cmd": "fetch", "args": {"id": "999"}}\n', "not_found"),
+        (b'{"id": 1, "cmd": "list", "args": {"store": "nope"}}\n', "unknown_store"),
+    ],
+)
+async def test_bad_requests_get_errors_and_the_daemon_lives_on(
+    daemon: Daemon, line: bytes, code: str
+) -> None:
+    c = await daemon.client()
+    answer = await c.raw(line)
+    assert answer["ok"] is False and answer["error"]["code"] == code, answer
+    assert (await c.ok("ping"))["pong"]  # same connection still works
+
+
+async def test_huge_lines(daemon: Daemon) -> None:
+    c = await daemon.client()
+    garbage = await c.raw(b"x" * (10 * 1024 * 1024) + b"\n")  # 10 MB of garbage: a parse error
+    assert garbage["error"]["code"] == "bad_json"
+    too_long = await c.raw(b"y" * (20 * 1024 * 1024) + b"\n")
+    assert too_long["error"]["code"] == "line_too_long"
+    assert (await c.ok("ping"))["pong"]
+
+
+async def test_subscribe_streams_events(daemon: Daemon) -> None:
+    watcher = await daemon.client()
+    await watcher.stream.send(b'{"id": "w", "cmd": "subscribe"}\n')
+    with anyio.fail_after(10):
+        assert (await watcher.line())["event"]["type"] == "subscribed"
+    c = await daemon.client()
+    sub = await c.ok("submit", message=base64.b64encode(b"To: bob@localhost\r\n\r\nx\r\n").decode())
+    seen = set()
+    with anyio.fail_after(10):
+        while ("queue_changed", "submit") not in seen or "new_mail" not in {k for k, _ in seen}:
+            event = (await watcher.line())["event"]
+            seen.add((event["type"], event.get("reason")))
+            if event["type"] == "queue_changed":
+                assert event["id"] in (sub["id"], None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
+async def test_a_uid_that_is_not_allowed_is_refused(daemon: Daemon) -> None:
+    os.chmod(daemon.socket, 0o666)  # let the other user reach the socket: the peer check must stop it
+    request = b'{"id":1,"cmd":"ping"}\n'
+    code = (
+        f"import socket; s=socket.socket(socket.AF_UNIX); s.connect({str(daemon.socket)!r});"
+        f"s.sendall({request!r}); print(s.recv(4096).decode())"
+    )
+    out = await anyio.run_process(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code]
+    )
+    answer = json.loads(out.stdout)
+    assert answer["ok"] is False and answer["error"]["code"] == "forbidden"
+    c = await daemon.client()
+    assert (await c.ok("ping"))["pong"]
+
+
+async def test_sigterm_exits_0_and_removes_the_socket(daemon: Daemon) -> None:
+    assert daemon.socket.exists()
+    assert await daemon.stop() == 0
+    assert not daemon.socket.exists()
