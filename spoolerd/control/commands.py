@@ -11,9 +11,6 @@ import binascii
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
-from email.utils import getaddresses
 from typing import Any, Literal
 
 import anyio
@@ -21,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__
 from ..daemon import Daemon
+from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged
 from ..message import Draft, FolderRole, NewRecipient, RecipientKind, check_wire_text
@@ -178,43 +176,13 @@ class SubmitArgs(_StoreArgs):
 
 
 def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[NewRecipient]]:
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(content)
-    subject = str(headers.get("subject", "") or "")
-    sender = args.sender
-    if sender is None:
-        found = getaddresses(
-            [str(v) for v in headers.get_all("sender", []) or headers.get_all("from", []) or []]
-        )
-        sender = found[0][1] if found else ""
+    sender = args.sender if args.sender is not None else header_sender(content)
     if args.recipients is not None:
         recipients = [NewRecipient(a) for a in args.recipients]
     else:
-        recipients = []
-        for field, kind in (("to", RecipientKind.TO), ("cc", RecipientKind.CC), ("bcc", RecipientKind.BCC)):
-            for display, address in getaddresses([str(v) for v in headers.get_all(field, []) or []]):
-                if address:
-                    recipients.append(NewRecipient(address, display, kind))
-        content = _without_bcc(content)
-    return content, sender, " ".join(subject.split()), recipients
-
-
-def _without_bcc(content: bytes) -> bytes:
-    """Drop Bcc fields (and their continuation lines) from the header section, as sendmail -t does."""
-    lines = content.splitlines(keepends=True)
-    out, dropping, in_header = [], False, True
-    for line in lines:
-        if in_header and line in (b"\r\n", b"\n"):
-            in_header = False
-        if in_header:
-            if line[:1] in (b" ", b"\t"):
-                if dropping:
-                    continue
-            else:
-                dropping = line.lower().startswith(b"bcc:")
-                if dropping:
-                    continue
-        out.append(line)
-    return b"".join(out)
+        recipients = [NewRecipient(a, d, RecipientKind(k)) for d, a, k in header_recipients(content)]
+        content = without_bcc(content)
+    return content, sender, header_subject(content), recipients
 
 
 async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:

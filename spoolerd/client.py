@@ -1,0 +1,110 @@
+"""A small blocking client for the control socket, standard library only, so the command-line tools start
+fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ControlClient", "Refused", "Unreachable", "default_socket_path"]
+
+
+class Unreachable(Exception):
+    """No daemon answers on the socket."""
+
+
+class Refused(Exception):
+    """The daemon answered with an error object."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def default_socket_path() -> Path:
+    """$SPOOLERD_SOCKET, else systemd's $RUNTIME_DIRECTORY, else /run/spoolerd if a daemon is there,
+    else ./spool (the daemon's own defaults)."""
+    explicit = os.environ.get("SPOOLERD_SOCKET")
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "control.sock"
+    system = Path("/run/spoolerd/control.sock")
+    return system if system.exists() else Path("spool") / "control.sock"
+
+
+class ControlClient:
+    def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float | None = 300.0) -> None:
+        self.path = Path(path) if path is not None else default_socket_path()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(os.fspath(self.path))
+        except OSError as exc:
+            self._sock.close()
+            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from None
+        self._buffer = b""
+        self._next_id = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _line(self) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            try:
+                chunk = self._sock.recv(1 << 20)
+            except OSError as exc:
+                raise Unreachable(f"the connection to spoolerd broke: {exc}") from None
+            if not chunk:
+                raise Unreachable("spoolerd closed the connection")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\n", 1)
+        answer: dict[str, Any] = json.loads(raw)
+        return answer
+
+    def _send(self, cmd: str, args: dict[str, Any]) -> int:
+        self._next_id += 1
+        line = json.dumps({"id": self._next_id, "cmd": cmd, "args": args}).encode() + b"\n"
+        try:
+            self._sock.sendall(line)
+        except OSError as exc:
+            raise Unreachable(f"could not talk to spoolerd: {exc}") from None
+        return self._next_id
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        """Send one command and return its result; ``Refused`` for an error answer."""
+        request_id = self._send(cmd, {k: v for k, v in args.items() if v is not None})
+        while True:
+            answer = self._line()
+            if answer.get("id") not in (request_id, None) or "event" in answer:
+                continue
+            if answer.get("ok"):
+                return answer.get("result")
+            error = answer.get("error") or {}
+            raise Refused(str(error.get("code", "error")), str(error.get("message", "")))
+
+    def events(self, **args: Any) -> Iterator[dict[str, Any]]:
+        """``subscribe``: yield events until the daemon goes away."""
+        request_id = self._send("subscribe", {k: v for k, v in args.items() if v is not None})
+        self._sock.settimeout(None)
+        while True:
+            answer = self._line()
+            if answer.get("id") != request_id:
+                continue
+            if "event" in answer:
+                yield answer["event"]
+            elif not answer.get("ok", True):
+                error = answer.get("error") or {}
+                raise Refused(str(error.get("code", "error")), str(error.get("message", "")))

@@ -1,0 +1,68 @@
+"""Envelope data from an RFC 5322 header, with no I/O: what ``sendmail -t`` and the ``submit`` command
+derive from a message when the caller gives no envelope. Standard library only (sendmail imports it)."""
+
+from __future__ import annotations
+
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+__all__ = ["KINDS", "has_field", "header_recipients", "header_sender", "header_subject", "without_bcc"]
+
+KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
+
+
+def _fields(content: bytes, name: str) -> list[str]:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    return [str(v) for v in headers.get_all(name, [])]
+
+
+def has_field(content: bytes, name: str) -> bool:
+    return bool(_fields(content, name))
+
+
+def header_recipients(content: bytes) -> list[tuple[str, str, str]]:
+    """(display name, address, kind) from To, Cc and Bcc, in that order."""
+    out = []
+    for field, kind in KINDS:
+        for display, address in getaddresses(_fields(content, field)):
+            if address:
+                out.append((display, address, kind))
+    return out
+
+
+def header_sender(content: bytes) -> str:
+    """The address in Sender, else the first in From, else ""."""
+    found = getaddresses(_fields(content, "sender") or _fields(content, "from"))
+    return next((address for _display, address in found if address), "")
+
+
+def header_subject(content: bytes) -> str:
+    from email.header import decode_header, make_header
+
+    raw = _fields(content, "subject")
+    if not raw:
+        return ""
+    try:
+        text = str(make_header(decode_header(raw[0])))
+    except (ValueError, LookupError):
+        text = raw[0]
+    return " ".join(text.split())
+
+
+def without_bcc(content: bytes) -> bytes:
+    """Drop Bcc fields (with their continuation lines) from the header section, as sendmail -t does."""
+    out, dropping, in_header = [], False, True
+    for line in content.splitlines(keepends=True):
+        if in_header and line in (b"\r\n", b"\n"):
+            in_header = False
+        if in_header:
+            if line[:1] in (b" ", b"\t"):
+                if dropping:
+                    continue
+            else:
+                dropping = line.lower().startswith(b"bcc:")
+                if dropping:
+                    continue
+        out.append(line)
+    return b"".join(out)

@@ -1,0 +1,175 @@
+"""``spoolerd-sendmail``: a sendmail(8)-compatible submission command for cron, mailx, PHP and friends.
+
+    spoolerd-sendmail [-t] [-i|-oi] [-f sender] [-F name] [-bm] [--] [recipient ...] < message
+
+The message goes to the daemon's control socket; when no daemon answers it is written straight into
+the default store (the same SQLite database), where the daemon finds it when it starts. The exit status
+follows sysexits(3). The common path imports only the standard library, to start fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .client import ControlClient, Refused, Unreachable
+from .envelope import has_field, header_recipients, header_sender, without_bcc
+
+__all__ = ["main", "parse_args"]
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 66, 70, 75, 78
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    from_headers: bool = False  # -t
+    dot_ends: bool = True  # without -i/-oi a line with a lone "." ends the message
+    sender: str | None = None  # -f
+    full_name: str | None = None  # -F
+    recipients: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    opts = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            opts.recipients += args
+            break
+        if not arg.startswith("-") or arg == "-":
+            opts.recipients.append(arg)
+            continue
+        flag, rest = arg[:2], arg[2:]
+        if flag in ("-f", "-r", "-F"):
+            value = rest or (args.pop(0) if args else None)
+            if value is None:
+                raise UsageError(f"{flag} needs an argument")
+            if flag == "-F":
+                opts.full_name = value
+            else:
+                opts.sender = value
+        elif arg == "-t":
+            opts.from_headers = True
+        elif arg in ("-i", "-oi"):
+            opts.dot_ends = False
+        elif arg == "-bm" or flag in ("-o", "-v", "-e") or arg == "-U":
+            pass  # deliver mail (the default); other -o options and -v are accepted and ignored
+        elif flag == "-b":
+            raise UsageError(f"mode {arg} is not supported (only -bm)")
+        else:
+            raise UsageError(f"unknown option {arg}")
+    for r in opts.recipients:
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in r):
+            raise UsageError(f"recipient {r!r} contains control characters")
+    return opts
+
+
+def read_message(stream: bytes, dot_ends: bool) -> bytes:
+    if not dot_ends:
+        return stream
+    out = []
+    for line in stream.splitlines(keepends=True):
+        if line.rstrip(b"\r\n") == b".":
+            break
+        out.append(line)
+    return b"".join(out)
+
+
+def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
+    """The content to submit, the envelope sender and the recipients, as sendmail would make them."""
+    sender = opts.sender or header_sender(content) or f"{getpass.getuser()}@{socket.gethostname()}"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in sender):
+        raise UsageError("the sender contains control characters")
+    recipients = list(opts.recipients)
+    if opts.from_headers:
+        recipients += [address for _display, address, _kind in header_recipients(content)]
+        content = without_bcc(content)
+    if not has_field(content, "from"):
+        newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
+        name = (opts.full_name or "").replace('"', "")
+        value = f'"{name}" <{sender}>' if name else sender
+        content = f"From: {value}".encode() + newline + content
+    unique: dict[str, str] = {}
+    for r in recipients:
+        unique.setdefault(r.lower(), r)
+    return content, sender, list(unique.values())
+
+
+def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
+    """No daemon: queue the message in the default store ourselves (the daemon picks it up later)."""
+    import anyio
+
+    from .config import load_config, open_stores
+    from .envelope import header_subject
+    from .message import Draft, FolderRole, NewRecipient
+    from .plugins import PluginRegistry
+
+    async def run() -> str:
+        registry = PluginRegistry()
+        config = load_config(os.environ.get("SPOOLERD_CONFIG"), registry)
+        opened = open_stores(config, registry)
+        store = opened.stores[opened.default]
+        await store.start()
+        try:
+            outbox = await store.folder(FolderRole.OUTBOX)
+            sent = await store.folder(FolderRole.SENT)
+
+            draft = Draft(content, [NewRecipient(r) for r in recipients], sender=sender,
+                          subject=header_subject(content)[:255], sentmail_folder=sent.id)  # fmt: skip
+            message_id = await store.create_message(outbox.id, draft)
+            await store.submit(message_id, preprocess=True)
+            return message_id
+        finally:
+            await store.stop()
+
+    return anyio.run(run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        content, sender, recipients = prepare(read_message(sys.stdin.buffer.read(), opts.dot_ends), opts)
+    except UsageError as exc:
+        print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except OSError as exc:
+        print(f"spoolerd-sendmail: cannot read the message: {exc}", file=sys.stderr)
+        return EX_NOINPUT
+    if not recipients:
+        print("spoolerd-sendmail: no recipients (give addresses, or -t with To/Cc/Bcc)", file=sys.stderr)
+        return EX_USAGE
+    try:
+        with ControlClient() as client:
+            client.call(
+                "submit", message=base64.b64encode(content).decode(), sender=sender, recipients=recipients
+            )
+    except Refused as exc:
+        print(f"spoolerd-sendmail: refused: {exc}", file=sys.stderr)
+        return EX_DATAERR if exc.code in ("bad_args", "invalid_argument", "no_recipients") else EX_TEMPFAIL
+    except Unreachable:
+        pass  # no daemon: queue it in the store directly
+    else:
+        return EX_OK
+    try:
+        _submit_direct(content, sender, recipients)
+    except Exception as exc:
+        code = getattr(exc, "code", "")
+        print(f"spoolerd-sendmail: could not queue the message: {exc}", file=sys.stderr)
+        return (
+            EX_CONFIG if code == "bad_config" else EX_DATAERR if code == "invalid_argument" else EX_TEMPFAIL
+        )
+    return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A real daemon process per test, and a line-protocol client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+
+class Client:
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.next_id = 0
+
+    async def line(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive(1 << 20)
+            self.buffer += chunk
+        raw, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    async def raw(self, data: bytes) -> dict[str, Any]:
+        await self.stream.send(data)
+        with anyio.fail_after(30):
+            return await self.line()
+
+    async def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        self.next_id += 1
+        answer = await self.raw(json.dumps({"id": self.next_id, "cmd": cmd, "args": args}).encode() + b"\n")
+        assert answer["id"] == self.next_id
+        return answer
+
+    async def ok(self, cmd: str, **args: Any) -> Any:
+        answer = await self.call(cmd, **args)
+        assert answer["ok"], answer
+        return answer["result"]
+
+
+class Daemon:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "control.sock"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.clients: list[Client] = []
+
+    async def start(self) -> None:
+        cfg = self.write_config()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "spoolerd.cli", "run", "--config", str(cfg), stderr=subprocess.PIPE
+        )
+        assert self.proc.stderr is not None
+        with anyio.fail_after(30):
+            while b"spooler running" not in (line := await self.proc.stderr.readline()):
+                assert line, "the daemon exited before it was ready"
+
+    def write_config(self) -> Path:
+        cfg = self.root / "spoolerd.toml"
+        cfg.write_text(
+            f"""
+[spooler]
+state_dir = "{self.root / "state"}"
+[control]
+socket = "{self.socket}"
+[log]
+format = "json"
+[stores.local]
+provider = "sqlite"
+addresses = ["@localhost"]
+[transports.loopback]
+provider = "loopback"
+[transports.remote]
+provider = "test-scripted"
+perm_fail = ["nobody@remote.test"]
+"""
+        )
+        return cfg
+
+    async def client(self) -> Client:
+        client = Client(await anyio.connect_unix(self.socket))
+        self.clients.append(client)
+        return client
+
+    async def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            return await self.proc.wait()
+
+
+@pytest.fixture
+async def daemon() -> AsyncIterator[Daemon]:
+    root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
+    os.chmod(root, 0o755)
+    d = Daemon(root)
+    await d.start()
+    yield d
+    for client in d.clients:
+        await client.stream.aclose()
+    if d.proc is not None and d.proc.returncode is None:
+        assert await d.stop() == 0

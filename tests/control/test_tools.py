@@ -1,0 +1,143 @@
+"""spoolerctl and spoolerd-sendmail, run as the commands a user types, against a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.control.conftest import Daemon
+
+MAIL = (
+    b"From: me@localhost\nTo: alice@localhost\nCc: bob@localhost\nBcc: secret@localhost\nSubject: cron\n\n"
+    b"line\n.\nafter the dot\n"
+)
+
+
+async def run(
+    *argv: str, stdin: bytes = b"", env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    return await anyio.run_process(list(argv), input=stdin, env={**os.environ, **(env or {})}, check=check)
+
+
+def ctl(daemon: Daemon, *args: str) -> list[str]:
+    return [sys.executable, "-m", "spoolerd.ctl", "--socket", str(daemon.socket), *args]
+
+
+def sendmail(daemon: Daemon, *args: str) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "spoolerd.sendmail", *args], {"SPOOLERD_SOCKET": str(daemon.socket)}
+
+
+async def inbox(daemon: Daemon) -> list[dict[str, object]]:
+    out = await run(*ctl(daemon, "--json", "ls", "inbox"), check=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+async def test_sendmail_t_i_with_the_daemon_up(daemon: Daemon) -> None:
+    argv, env = sendmail(daemon, "-t", "-i")
+    done = await run(*argv, stdin=MAIL, env=env)
+    assert done.returncode == 0, done.stderr
+    flushed = json.loads((await run(*ctl(daemon, "--json", "flush"), check=True)).stdout)
+    assert flushed["failed"] == 0
+    (copy,) = await inbox(daemon)
+    content = (await run(*ctl(daemon, "cat", str(copy["id"])), check=True)).stdout
+    assert b"after the dot" in content  # -i: a lone dot does not end the message
+    assert b"Bcc" not in content
+    sent = json.loads((await run(*ctl(daemon, "--json", "ls", "sent"), check=True)).stdout)
+    assert len(sent) == 1
+
+
+async def test_sendmail_dot_ends_input_and_f_F_make_a_from(daemon: Daemon) -> None:
+    argv, env = sendmail(daemon, "-f", "robot@localhost", "-F", "Cron Daemon", "alice@localhost")
+    assert (await run(*argv, stdin=b"Subject: x\n\nbefore\n.\nafter\n", env=env)).returncode == 0
+    await run(*ctl(daemon, "flush"), check=True)
+    (copy,) = await inbox(daemon)
+    content = (await run(*ctl(daemon, "cat", str(copy["id"])), check=True)).stdout
+    assert b'From: "Cron Daemon" <robot@localhost>' in content
+    assert b"before" in content and b"after" not in content
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        ((), b"Subject: none\n\nx\n"),  # no recipients at all
+        (("-q", "a@localhost"), b"x"),  # unknown option
+        (("-bp",), b""),  # a mode we do not offer
+        (("-f",), b""),  # missing argument
+        (("bad\naddress@localhost",), b"x"),
+    ],
+)
+async def test_sendmail_usage_errors_exit_64(daemon: Daemon, args: tuple[str, ...], stdin: bytes) -> None:
+    argv, env = sendmail(daemon, *args)
+    done = await run(*argv, stdin=stdin, env=env)
+    assert done.returncode == 64, done.stderr
+    assert done.stderr.startswith(b"spoolerd-sendmail: ")
+
+
+async def test_sendmail_with_the_daemon_down_queues_into_the_store(tmp_path: Path) -> None:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="spd"))
+    os.chmod(root, 0o755)
+    down = Daemon(root)
+    cfg = down.write_config()
+    argv, env = sendmail(down, "alice@localhost")
+    done = await run(
+        *argv, stdin=b"Subject: waits\n\nfor the daemon\n", env={**env, "SPOOLERD_CONFIG": str(cfg)}
+    )
+    assert done.returncode == 0, done.stderr
+    await down.start()
+    try:
+        with anyio.fail_after(20):
+            while not await inbox(down):
+                await run(*ctl(down, "flush"), check=True)
+    finally:
+        assert await down.stop() == 0
+
+
+async def test_spoolerctl_commands_and_exit_codes(daemon: Daemon, tmp_path: Path) -> None:
+    status = await run(*ctl(daemon, "status"), check=True)
+    assert b"spooler" in status.stdout and b"loopback" in status.stdout
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(b"From: me@localhost\nTo: x@remote.test\nSubject: later\n\nbody\n")
+    await run(*ctl(daemon, "offline", "remote"), check=True)
+    submitted = json.loads((await run(*ctl(daemon, "--json", "submit", str(mail)), check=True)).stdout)
+    await run(*ctl(daemon, "flush", "--upload", "--force"), check=True)
+    queue = (await run(*ctl(daemon, "queue"), check=True)).stdout.decode()
+    assert submitted["id"] in queue and "x@remote.test" in queue
+    await run(*ctl(daemon, "online", "remote"), check=True)
+    counts = json.loads(
+        (await run(*ctl(daemon, "--json", "flush", "--transport", "remote", "--force"), check=True)).stdout
+    )
+    assert counts["sent"] == 1
+    assert (await run(*ctl(daemon, "queue"), check=True)).stdout.startswith(b"Mail queue is empty")
+    refused = await run(*ctl(daemon, "abort", submitted["id"]))
+    assert refused.returncode == 1 and b"not_in_queue" in refused.stderr
+    assert (await run(*ctl(daemon, "frobnicate"))).returncode == 2
+    unreachable = await run(
+        sys.executable, "-m", "spoolerd.ctl", "--socket", str(tmp_path / "none.sock"), "status"
+    )
+    assert unreachable.returncode == 3
+
+
+async def test_spoolerctl_watch_prints_events(daemon: Daemon) -> None:
+    proc = subprocess.Popen(ctl(daemon, "--json", "watch"), stdout=subprocess.PIPE)  # noqa: ASYNC220
+    try:
+        assert proc.stdout is not None
+        first = await anyio.to_thread.run_sync(proc.stdout.readline)
+        assert json.loads(first)["type"] == "subscribed"
+        argv, env = sendmail(daemon, "alice@localhost")
+        await run(*argv, stdin=b"Subject: w\n\nx\n", env=env, check=True)
+        with anyio.fail_after(20):
+            event = json.loads(await anyio.to_thread.run_sync(proc.stdout.readline))
+        assert event["type"] in ("queue_changed", "new_mail")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
