@@ -15,10 +15,8 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from .client import ControlClient, Refused, Unreachable
-from .envelope import has_field, header_recipients, header_sender, without_bcc
 
 __all__ = ["main", "parse_args"]
 
@@ -29,13 +27,23 @@ class UsageError(Exception):
     pass
 
 
-@dataclass
 class Options:
-    from_headers: bool = False  # -t
-    dot_ends: bool = True  # without -i/-oi a line with a lone "." ends the message
-    sender: str | None = None  # -f
-    full_name: str | None = None  # -F
-    recipients: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.from_headers = False  # -t
+        self.dot_ends = True  # without -i/-oi a line with a lone "." ends the message
+        self.sender: str | None = None  # -f
+        self.full_name: str | None = None  # -F
+        self.recipients: list[str] = []
+
+
+def _has_from(content: bytes) -> bool:
+    """Whether the header section has a From field (a byte scan: no email package on the fast path)."""
+    for line in content.splitlines():
+        if not line.strip():
+            return False
+        if line[:5].lower() == b"from:":
+            return True
+    return False
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -87,14 +95,18 @@ def read_message(stream: bytes, dot_ends: bool) -> bytes:
 
 def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
     """The content to submit, the envelope sender and the recipients, as sendmail would make them."""
-    sender = opts.sender or header_sender(content) or f"{getpass.getuser()}@{socket.gethostname()}"
+    has_from = _has_from(content)
+    if opts.from_headers or (has_from and not opts.sender):
+        from .envelope import header_recipients, header_sender, without_bcc  # only when headers matter
+    sender = opts.sender or (header_sender(content) if has_from else "")
+    sender = sender or f"{getpass.getuser()}@{socket.gethostname()}"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in sender):
         raise UsageError("the sender contains control characters")
     recipients = list(opts.recipients)
     if opts.from_headers:
         recipients += [address for _display, address, _kind in header_recipients(content)]
         content = without_bcc(content)
-    if not has_field(content, "from"):
+    if not has_from:
         newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
         name = (opts.full_name or "").replace('"', "")
         value = f'"{name}" <{sender}>' if name else sender
