@@ -21,6 +21,7 @@ from .config import Config, load_config
 from .daemon import build, running
 from .errors import ConfigError, SpoolerError
 from .logsetup import configure_logging
+from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
@@ -51,12 +52,19 @@ def _report(exc: ConfigError) -> int:
 async def _serve(config: Config, registry: PluginRegistry, source: str | None) -> None:
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
+    notify = Notifier()
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with running(daemon):
+        async with running(daemon), anyio.create_task_group() as tg:
+            interval = watchdog_interval()
+            if interval is not None:
+                tg.start_soon(notify.watchdog, interval)
+            notify.ready(f"running: {len(daemon.stores)} store(s), {len(daemon.transports)} transport(s)")
             async for signum in signals:
                 log.info("stopping", signal=signal.Signals(signum).name)
+                notify.stopping()
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
                 break
+            tg.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
