@@ -85,6 +85,11 @@ def build(
             preprocessors.append(registry.preprocessor(name))
         except PluginError as exc:
             problems.append(f"spooler.preprocessors: {exc}")
+    for group in config.control.allowed_groups:
+        try:
+            _gid(group)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems, source)
 

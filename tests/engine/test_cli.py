@@ -72,3 +72,10 @@ async def test_a_bad_config_exits_78_without_touching_the_state(tmp_path: Path) 
     assert proc.returncode == EX_CONFIG
     assert b"spooler.lease" in err
     assert not (tmp_path / "state").exists()
+
+
+def test_check_config_resolves_control_groups(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "groups.toml"
+    bad.write_text('[control]\nallowed_groups = ["no-such-group-here"]\n')
+    assert main(["check-config", str(bad)]) == EX_CONFIG
+    assert "control.allowed_groups: no group named 'no-such-group-here'" in capsys.readouterr().err
