@@ -49,7 +49,7 @@ def _show_queue(rows: list[dict[str, Any]]) -> str:
         return "Mail queue is empty"
     lines = []
     for r in rows:
-        flag = "*" if r["locked"] else " "
+        flag = "*" if r["locked"] else "!" if r.get("held") else " "
         lines.append(
             f"{r['id']}{flag} {r['store']}  {_age(r['age'])}  {r['size']}  <{r['sender']}>  {r['subject']}"
         )
@@ -60,7 +60,7 @@ def _show_queue(rows: list[dict[str, Any]]) -> str:
             )
         if r["recipients"] is None:
             lines.append("      (being delivered now)")
-    return "\n".join(lines) + f"\n-- {len(rows)} message(s); * = being delivered"
+    return "\n".join(lines) + f"\n-- {len(rows)} message(s); * = being delivered, ! = held"
 
 
 def _show_list(rows: list[dict[str, Any]]) -> str:
@@ -116,7 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--store")
     s.add_argument("--from", dest="sender", help="envelope sender")
     s.add_argument("--to", action="append", dest="recipients", help="envelope recipient (repeatable)")
-    for name, help_text in (("abort", "take a message off the queue"), ("cat", "print a message")):
+    for name, help_text in (
+        ("abort", "take a message off the queue"),
+        ("hold", "keep a queued message from being sent"),
+        ("release", "let a held message go"),
+        ("cat", "print a message"),
+    ):
         a = sub.add_parser(name, help=help_text)
         a.add_argument("id")
         a.add_argument("--store")
@@ -160,9 +165,9 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
             "submit", message=data, store=args.store, sender=args.sender, recipients=args.recipients
         )
         text = f"{result['id']} queued in {result['store']} for {result['recipients']} recipient(s)"
-    elif args.command == "abort":
-        result = client.call("abort", id=args.id, store=args.store)
-        text = f"{args.id} aborted"
+    elif args.command in ("abort", "hold", "release"):
+        result = client.call(args.command, id=args.id, store=args.store)
+        text = f"{args.id} " + {"abort": "aborted", "hold": "held", "release": "released"}[args.command]
     elif args.command == "cat":
         result = client.call("fetch", id=args.id, store=args.store)
         if not args.json:

@@ -196,6 +196,7 @@ class Message:
     lock_expiry: float | None
     writable: bool = False
     delay_reported: bool = False  # a delay warning went to the sender for this submission
+    held: bool = False  # queued, but kept from sending until released
 
     @property
     def queued(self) -> bool:
@@ -232,6 +233,7 @@ class QueueEntry:
     lock_owner: str | None
     lock_expiry: float | None
     not_before: float | None = None  # the deferred send time, if any
+    held: bool = False  # kept from sending until released
 
 
 @dataclass(frozen=True, slots=True)

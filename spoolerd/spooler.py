@@ -259,8 +259,8 @@ class Spooler:
             async for entry in store.outgoing_queue(due_at=None if force else now, include_locked=True):
                 if wanted is not None and entry.id not in wanted:
                     continue
-                if entry.not_before is not None and entry.not_before > now:
-                    continue  # force skips backoff, never a deferred send time
+                if entry.held or (entry.not_before is not None and entry.not_before > now):
+                    continue  # force skips backoff, never a hold or a deferred send time
                 if transport is not None and not await self._routes_to(store, entry.id, transport):
                     continue
                 if (name, entry.id) not in self._in_flight and entry.lock_owner not in (

@@ -100,6 +100,10 @@ class MessageStore(Protocol):
     async def abort_submit(self, message_id: str) -> None:
         """Take the message off the queue: ``NotInQueue`` / ``UnableToAbort`` (locked)."""
 
+    async def hold(self, message_id: str, held: bool = True) -> None:
+        """Keep a queued message from being sent (``held=False`` releases it); ``NotInQueue`` if it is
+        not queued. A held message stays queued: never due, skipped by every flush, still abortable."""
+
     # the outgoing queue (spooler side)
     def outgoing_queue(
         self, *, due_at: float | None = None, include_locked: bool = True

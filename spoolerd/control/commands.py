@@ -143,6 +143,7 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                 "subject": entry.subject,
                 "due_at": entry.due_at,
                 "locked": entry.lock_owner is not None,
+                "held": entry.held,
                 "recipients": None,
             }
             try:
@@ -256,6 +257,19 @@ async def abort(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     return {"id": args.id, "aborted": True}
 
 
+async def hold(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+    _, store = _store(daemon, args.store)
+    await store.hold(args.id, True)
+    return {"id": args.id, "held": True}
+
+
+async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+    _, store = _store(daemon, args.store)
+    await store.hold(args.id, False)
+    daemon.spooler.wake()
+    return {"id": args.id, "held": False}
+
+
 class TransportArgs(_Args):
     transport: str
 
@@ -345,6 +359,8 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "submit": (SubmitArgs, submit),
     "flush": (FlushArgs, flush),
     "abort": (IdArgs, abort),
+    "hold": (IdArgs, hold),
+    "release": (IdArgs, release),
     "online": (TransportArgs, online),
     "offline": (TransportArgs, offline),
     "list": (ListArgs, list_folder),

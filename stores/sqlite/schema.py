@@ -129,7 +129,16 @@ def _v3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN delay_reported INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+def _v4(conn: sqlite3.Connection) -> None:
+    # Held messages stay queued but are never due; the due index leaves them out.
+    conn.execute("ALTER TABLE messages ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+    conn.execute("DROP INDEX queue_due")
+    conn.execute(
+        "CREATE INDEX queue_due ON messages(due_at) WHERE queued = 1 AND lock_owner IS NULL AND held = 0"
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

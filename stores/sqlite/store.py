@@ -323,7 +323,8 @@ class SqliteStore:
             ).fetchone()
             conn.execute(
                 "UPDATE messages SET message_class=?, flags=?, submit_flags=?, client_submit_time=?,"
-                " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=?, delay_reported=0"
+                " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=?, delay_reported=0,"
+                " held=0"
                 " WHERE id=?",
                 (
                     outbound_class(message_class),
@@ -368,6 +369,20 @@ class SqliteStore:
         publish = partial(self._hub.publish, QueueChanged(self.name, "abort", message_id))
         await self._writer.run(tx, on_commit=lambda _: publish())
 
+    async def hold(self, message_id: str, held: bool = True) -> None:
+        mid = tables.int_id(message_id)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            queued, _owner, _expiry = tables.state_row(conn, mid)
+            if not queued:
+                raise NotInQueue(f"message {message_id} is not in the outgoing queue")
+            conn.execute("UPDATE messages SET held=? WHERE id=?", (int(held), mid))
+
+        publish = partial(
+            self._hub.publish, QueueChanged(self.name, "hold" if held else "release", message_id)
+        )
+        await self._writer.run(tx, on_commit=lambda _: publish())
+
     # ------------------------------------------------------------------ outgoing queue: spooler side
 
     async def outgoing_queue(
@@ -381,7 +396,7 @@ class SqliteStore:
             sql += " AND (client_submit_time, id) > (?, ?)"
             args: list[Any] = [*after]
             if due_at is not None:
-                sql += " AND due_at <= ?"
+                sql += " AND due_at <= ? AND held = 0"
                 args.append(due_at)
             if not include_locked:
                 sql += " AND (lock_owner IS NULL OR lock_expiry <= ?)"
@@ -398,10 +413,11 @@ class SqliteStore:
     async def next_due(self) -> float | None:
         def read(conn: sqlite3.Connection) -> float | None:
             (free,) = conn.execute(
-                "SELECT MIN(due_at) FROM messages WHERE queued=1 AND lock_owner IS NULL"
+                "SELECT MIN(due_at) FROM messages WHERE queued=1 AND lock_owner IS NULL AND held=0"
             ).fetchone()
             (held,) = conn.execute(
-                "SELECT MIN(MAX(due_at, lock_expiry)) FROM messages WHERE lock_owner IS NOT NULL AND queued=1"
+                "SELECT MIN(MAX(due_at, lock_expiry)) FROM messages"
+                " WHERE lock_owner IS NOT NULL AND queued=1 AND held=0"
             ).fetchone()
             times = [t for t in (free, held) if t is not None]
             return min(times) if times else None

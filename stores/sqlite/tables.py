@@ -30,7 +30,7 @@ MESSAGE_COLUMNS = (
     "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
     " m.created_at, m.client_submit_time, m.not_before, m.next_attempt, m.sentmail_folder,"
     " m.delete_after_submit, m.ndr_requested, m.dr_requested, m.lock_owner, m.lock_expiry, m.queued,"
-    " m.delay_reported"
+    " m.delay_reported, m.held"
 )
 RECIPIENT_COLUMNS = (
     "idx, address, display_name, address_type, kind, responsibility, state, attempts, next_attempt,"
@@ -38,7 +38,7 @@ RECIPIENT_COLUMNS = (
 )
 QUEUE_COLUMNS = (
     "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
-    " lock_expiry, not_before"
+    " lock_expiry, not_before, held"
 )
 
 
@@ -169,6 +169,7 @@ def queue_entry_from_row(r: tuple[Any, ...], now: float) -> QueueEntry:
         lock_owner=r[9] if live(r[9], r[10], now) else None,
         lock_expiry=r[10] if live(r[9], r[10], now) else None,
         not_before=r[11],
+        held=bool(r[12]),
     )
 
 
@@ -207,7 +208,7 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
     (
         _id, folder_id, message_class, flags, submit_flags, priority, sender, subject, size, created_at,
         client_submit_time, not_before, next_attempt, sentmail, delete_after, ndr, dr, lock_owner,
-        lock_expiry, _queued, delay_reported, content,
+        lock_expiry, _queued, delay_reported, held, content,
     ) = row  # fmt: skip
     return Message(
         id=str(mid),
@@ -232,6 +233,7 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
         lock_owner=lock_owner if live(lock_owner, lock_expiry, now) else None,
         lock_expiry=lock_expiry if live(lock_owner, lock_expiry, now) else None,
         delay_reported=bool(delay_reported),
+        held=bool(held),
     )
 
 

@@ -396,3 +396,27 @@ async def test_delay_reported_is_kept_until_the_next_submit(store: MessageStore)
     await store.abort_submit(mid)
     await store.submit(mid)
     assert not (await store.open(mid)).delay_reported
+
+
+async def test_hold_keeps_a_message_queued_but_never_due(store: MessageStore, clock: FakeClock) -> None:
+    from spoolerd.events import QueueChanged
+
+    mid = await queued(store)
+    draft_only = await new_message(store)
+    with pytest.raises(NotInQueue):
+        await store.hold(draft_only)
+    async with store.subscribe() as events:
+        await store.hold(mid)
+        assert await events.receive() == QueueChanged(store.name, "hold", mid)
+        assert await queue_ids(store) == [mid]  # still queued ...
+        assert await queue_ids(store, due_at=clock.now + 86400) == []  # ... never due
+        assert await store.next_due() is None
+        (entry,) = [e async for e in store.outgoing_queue()]
+        assert entry.held and (await store.open(mid)).held
+        await store.hold(mid, False)
+        assert await events.receive() == QueueChanged(store.name, "release", mid)
+    assert await queue_ids(store, due_at=clock.now) == [mid]
+    await store.hold(mid)
+    await store.abort_submit(mid)  # a held message may still be aborted
+    await store.submit(mid)  # and a new submission is not held
+    assert not (await store.open(mid)).held

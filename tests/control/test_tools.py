@@ -141,3 +141,21 @@ async def test_spoolerctl_watch_prints_events(daemon: Daemon) -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_hold_and_release(daemon: Daemon, tmp_path: Path) -> None:
+    mail = tmp_path / "later.eml"
+    mail.write_bytes(b"To: far@remote.test\nSubject: held\n\nx\n")
+    await run(*ctl(daemon, "offline", "remote"), check=True)  # it waits in the queue ...
+    mid = json.loads((await run(*ctl(daemon, "--json", "submit", str(mail)), check=True)).stdout)["id"]
+    assert (await run(*ctl(daemon, "hold", mid), check=True)).stdout.strip() == f"{mid} held".encode()
+    await run(*ctl(daemon, "online", "remote"), check=True)  # ... and the hold keeps it there
+    (row,) = json.loads((await run(*ctl(daemon, "--json", "queue"), check=True)).stdout)
+    assert row["held"] is True
+    assert b"! = held" in (await run(*ctl(daemon, "queue"), check=True)).stdout
+    counts = json.loads((await run(*ctl(daemon, "--json", "flush", "--force"), check=True)).stdout)
+    assert counts["sent"] == 0
+    await run(*ctl(daemon, "release", mid), check=True)
+    counts = json.loads((await run(*ctl(daemon, "--json", "flush", "--force"), check=True)).stdout)
+    assert counts["sent"] == 1
+    assert (await run(*ctl(daemon, "queue"), check=True)).stdout.startswith(b"Mail queue is empty")
