@@ -18,7 +18,7 @@ import structlog
 
 from . import __version__
 from .config import Config, load_config
-from .daemon import build, running
+from .daemon import Daemon, build, reload, running
 from .errors import ConfigError, SpoolerError
 from .logsetup import configure_logging
 from .notify import Notifier, watchdog_interval
@@ -53,18 +53,34 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
     notify = Notifier()
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running(daemon), anyio.create_task_group() as tg:
             interval = watchdog_interval()
             if interval is not None:
                 tg.start_soon(notify.watchdog, interval)
             notify.ready(f"running: {len(daemon.stores)} store(s), {len(daemon.transports)} transport(s)")
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    _reload(daemon, notify)
+                    continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 notify.stopping()
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
                 break
             tg.cancel_scope.cancel()
+
+
+def _reload(daemon: Daemon, notify: Notifier) -> None:
+    """SIGHUP: re-read the config; a bad one is refused and the running config kept."""
+    log = structlog.get_logger("spoolerd")
+    notify.send("RELOADING=1")
+    try:
+        restart = reload(daemon)
+    except ConfigError as exc:
+        log.warning("reload refused; keeping the running configuration", problems=exc.problems)
+    else:
+        log.info("configuration reloaded", restart_needed=restart)
+    notify.send("READY=1", "STATUS=running (reloaded)")
 
 
 def main(argv: list[str] | None = None) -> int:

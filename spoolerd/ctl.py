@@ -131,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list a folder (default: inbox)")
     ls.add_argument("folder", nargs="?", default="inbox")
     ls.add_argument("--store")
+    sub.add_parser("reload", help="re-read the daemon's configuration (a bad one is refused)")
     w = sub.add_parser("watch", help="print events as they happen")
     w.add_argument("--store")
     return p
@@ -177,6 +178,10 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     elif args.command in ("online", "offline"):
         result = client.call(args.command, transport=args.transport)
         text = f"{args.transport} is {args.command}"
+    elif args.command == "reload":
+        result = client.call("reload")
+        restart = ", ".join(result["restart_needed"])
+        text = "reloaded" + (f"; restart needed for: {restart}" if restart else "")
     else:  # ls
         result = client.call("list", folder=args.folder, store=args.store)
         text = _show_list(result)

@@ -12,18 +12,19 @@ import grp
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import structlog
 
-from .config import Config, default_socket, open_stores
+from .config import Config, default_socket, load_config, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
 from .errors import ConfigError, PluginError, StateDirBusy
 from .fsutil import make_dirs_durably
+from .logsetup import configure_logging
 from .plugins import PluginRegistry
 from .preprocess import Preprocessor
 from .retry import RetryPolicy
@@ -32,7 +33,7 @@ from .store import Clock, MessageStore
 from .submission import Submitter
 from .transport import Transport, TransportContext
 
-__all__ = ["Daemon", "build", "running", "state_lock"]
+__all__ = ["Daemon", "build", "delivery_settings", "reload", "running", "state_lock"]
 
 log = structlog.get_logger("spoolerd.daemon")
 
@@ -45,6 +46,9 @@ class Daemon:
     transports: list[Transport]
     spooler: Spooler
     submitter: Submitter
+    source: str | None = None  # the config file, read again on reload
+    registry: PluginRegistry = field(default_factory=PluginRegistry)
+    on_reload: list[Callable[[Config], None]] = field(default_factory=list)
 
 
 def build(
@@ -94,18 +98,7 @@ def build(
         raise ConfigError(problems, source)
 
     spooler_cfg = config.spooler
-    retry = spooler_cfg.retry
-    settings = DeliverySettings(
-        lease=spooler_cfg.lease,
-        send_timeout=spooler_cfg.send_timeout,
-        destination_concurrency=spooler_cfg.destination_concurrency,
-        destination_hold=retry.destination_hold,
-        reporting_mta=spooler_cfg.reporting_mta,
-        report_original_limit=spooler_cfg.report_original_limit,
-        retry=RetryPolicy(retry.initial, retry.maximum, 2.0, retry.give_up_after, retry.min_hint),
-        lists=config.lists,
-        delay_warning_after=spooler_cfg.delay_warning_after,
-    )
+    settings = delivery_settings(config)
     # One daemon per state directory (``running`` holds its lock file), so the owner name can be stable:
     # after a crash the restarted daemon takes its own unexpired leases straight back.
     owner = f"spoolerd@{socket.gethostname()}:{os.path.abspath(config.spooler.state_dir)}"
@@ -119,7 +112,52 @@ def build(
     }
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
-    return Daemon(config, stores, default, transports, spooler, submitter)
+    return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+
+
+def delivery_settings(config: Config) -> DeliverySettings:
+    spooler_cfg, retry = config.spooler, config.spooler.retry
+    return DeliverySettings(
+        lease=spooler_cfg.lease,
+        send_timeout=spooler_cfg.send_timeout,
+        destination_concurrency=spooler_cfg.destination_concurrency,
+        destination_hold=retry.destination_hold,
+        reporting_mta=spooler_cfg.reporting_mta,
+        report_original_limit=spooler_cfg.report_original_limit,
+        retry=RetryPolicy(retry.initial, retry.maximum, 2.0, retry.give_up_after, retry.min_hint),
+        lists=config.lists,
+        delay_warning_after=spooler_cfg.delay_warning_after,
+    )
+
+
+# What a reload cannot change in a running daemon (the store and transport objects are built once).
+_RESTART_KEYS = ("stores", "transports")
+
+
+def reload(daemon: Daemon) -> list[str]:
+    """Re-read and re-validate the config file; apply what can change live. A bad file raises
+    ConfigError and changes nothing. Returns the sections that changed but need a restart."""
+    config = load_config(daemon.source, daemon.registry)
+    fresh = build(config, daemon.registry, source=daemon.source)  # validates everything, starts nothing
+    old = daemon.config.model_dump()
+    new = config.model_dump()
+    restart = [key for key in _RESTART_KEYS if old[key] != new[key]]
+    if old["spooler"]["state_dir"] != new["spooler"]["state_dir"]:
+        restart.append("spooler.state_dir")
+    if old["control"]["socket"] != new["control"]["socket"]:
+        restart.append("control.socket")
+    configure_logging(config.log)
+    dispatcher = daemon.spooler.dispatcher
+    dispatcher.settings = delivery_settings(config)
+    dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
+    dispatcher.destinations.hold = config.spooler.retry.destination_hold
+    daemon.spooler.max_in_flight = config.spooler.max_in_flight
+    daemon.submitter.preprocess = fresh.submitter.preprocess
+    for listener in daemon.on_reload:
+        listener(config)
+    daemon.config = config.model_copy(update={key: getattr(daemon.config, key) for key in _RESTART_KEYS})
+    daemon.spooler.wake()
+    return restart
 
 
 def _gid(group: str | int) -> int:
@@ -174,6 +212,7 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                     rate=control.rate,
                     burst=control.burst,
                 )
+                daemon.on_reload.append(server.reconfigure)
                 await tg.start(server.serve)
             log.info(
                 "spooler running",

@@ -17,7 +17,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__
-from ..daemon import Daemon
+from ..daemon import Daemon, reload
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged
@@ -270,6 +270,11 @@ async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     return {"id": args.id, "held": False}
 
 
+async def reload_config(daemon: Daemon, args: _Args, conn: Connection) -> Any:
+    restart = reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
+    return {"reloaded": True, "restart_needed": restart}
+
+
 class TransportArgs(_Args):
     transport: str
 
@@ -366,6 +371,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "list": (ListArgs, list_folder),
     "fetch": (IdArgs, fetch),
     "subscribe": (_StoreArgs, subscribe),
+    "reload": (_Args, reload_config),
 }
 
 

@@ -10,6 +10,7 @@ let alone the daemon.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import socket
 import struct
@@ -22,6 +23,7 @@ import anyio
 import structlog
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
+from ..config import Config
 from ..daemon import Daemon
 from ..errors import ConfigError, SpoolerError
 from ..fsutil import make_dirs_durably
@@ -90,6 +92,14 @@ class ControlServer:
         self.mode = mode
         self.max_line = max_line
         self.rate, self.burst = rate, burst
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: who may connect and how fast (the socket path needs a restart)."""
+        self.uids = {0, os.getuid(), *config.control.allowed_uids}
+        self.gids = {
+            grp.getgrnam(g).gr_gid if isinstance(g, str) else g for g in config.control.allowed_groups
+        }
+        self.rate, self.burst = config.control.rate, config.control.burst
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if len(os.fsencode(self.path)) > 107:

@@ -159,3 +159,33 @@ async def test_hold_and_release(daemon: Daemon, tmp_path: Path) -> None:
     counts = json.loads((await run(*ctl(daemon, "--json", "flush", "--force"), check=True)).stdout)
     assert counts["sent"] == 1
     assert (await run(*ctl(daemon, "queue"), check=True)).stdout.startswith(b"Mail queue is empty")
+
+
+async def test_reload_applies_a_good_config_and_refuses_a_bad_one(daemon: Daemon) -> None:
+    import signal
+
+    cfg = daemon.root / "spoolerd.toml"
+    # the list sends to an address the remote peer rejects: an NDR proves the reload took effect
+    good = cfg.read_text() + '\n[lists]\n"team@localhost" = ["nobody@remote.test"]\n'
+    cfg.write_text(good)
+    answer = json.loads((await run(*ctl(daemon, "--json", "reload"), check=True)).stdout)
+    assert answer == {"reloaded": True, "restart_needed": []}
+    argv, env = sendmail(daemon, "team@localhost")
+    await run(*argv, stdin=b"Subject: team\n\nx\n", env=env, check=True)
+    await run(*ctl(daemon, "flush"), check=True)
+    assert [m["class"] for m in await inbox(daemon)] == ["REPORT.IPM.Note.NDR"]
+
+    cfg.write_text(good + "\n[spooler.retry]\ninitial = -5\n")  # bad: refused, the old config stays
+    refused = await run(*ctl(daemon, "reload"))
+    assert (
+        refused.returncode == 1
+        and b"bad_config" in refused.stderr
+        and b"spooler.retry.initial" in refused.stderr
+    )
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)  # the same through SIGHUP: logged, and the daemon lives on
+    assert (await run(*ctl(daemon, "status"))).returncode == 0
+
+    cfg.write_text(good.replace("[transports.remote]", "[transports.remote2]"))
+    answer = json.loads((await run(*ctl(daemon, "--json", "reload"), check=True)).stdout)
+    assert answer["restart_needed"] == ["transports"]
