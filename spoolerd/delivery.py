@@ -54,10 +54,24 @@ class TransportSlot:
     limiter: anyio.CapacityLimiter
     preprocessors: Sequence[Preprocessor] = ()
     online: bool = True
+    counters: dict[str, int] = field(default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0})
+    last_error: str | None = None
+    since: float = 0.0  # when ``online`` last changed
 
     @property
     def name(self) -> str:
         return self.transport.name
+
+    def account(self, outcomes: Sequence[Outcome]) -> None:
+        """Count what one send did, and keep the latest problem for the status row."""
+        for outcome in outcomes:
+            if outcome.kind is OutcomeKind.NOT_ME:
+                continue
+            key = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}.get(outcome.kind, "deferred")
+            self.counters[key] += 1
+            if outcome.kind is not OutcomeKind.DELIVERED:
+                code = f"{outcome.code} " if outcome.code else ""
+                self.last_error = f"{code}{outcome.status or ''} {outcome.diagnostic}".strip()
 
 
 @dataclass(slots=True)
@@ -392,6 +406,7 @@ class Dispatcher:
                             answers = await self.call_transport(
                                 transport, message, [recipients[i] for i in positions]
                             )
+                            slot.account(answers)
                     if any(o.kind is OutcomeKind.DELIVERED for o in answers):
                         self.destinations.succeeded(key)
                     elif answers and all(_destination_down(o) for o in answers):

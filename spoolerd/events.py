@@ -12,6 +12,7 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -38,26 +39,27 @@ class NewMail:
 
 
 StoreEvent = QueueChanged | NewMail
+E = TypeVar("E")
 
 
-class Subscription:
+class Subscription(Generic[E]):
     """A stream of events from the moment of subscribing; use as ``async with hub.subscribe() as sub``."""
 
-    def __init__(self, hub: EventHub) -> None:
+    def __init__(self, hub: EventHub[E]) -> None:
         self._hub = hub
-        send, receive = anyio.create_memory_object_stream[StoreEvent](math.inf)
-        self._send: MemoryObjectSendStream[StoreEvent] = send
-        self._receive: MemoryObjectReceiveStream[StoreEvent] = receive
+        send, receive = anyio.create_memory_object_stream[E](math.inf)
+        self._send: MemoryObjectSendStream[E] = send
+        self._receive: MemoryObjectReceiveStream[E] = receive
 
-    def _push(self, event: StoreEvent) -> None:
+    def _push(self, event: E) -> None:
         self._send.send_nowait(event)
 
-    async def receive(self) -> StoreEvent:
+    async def receive(self) -> E:
         return await self._receive.receive()
 
-    def pending(self) -> list[StoreEvent]:
+    def pending(self) -> list[E]:
         """Every event already waiting, without blocking (lets a waiter coalesce a burst)."""
-        out: list[StoreEvent] = []
+        out: list[E] = []
         while True:
             try:
                 out.append(self._receive.receive_nowait())
@@ -69,10 +71,10 @@ class Subscription:
         self._send.close()
         self._receive.close()
 
-    def __aiter__(self) -> AsyncIterator[StoreEvent]:
+    def __aiter__(self) -> AsyncIterator[E]:
         return self._receive.__aiter__()
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Subscription[E]:
         return self
 
     async def __aexit__(
@@ -81,16 +83,18 @@ class Subscription:
         self.close()
 
 
-class EventHub:
-    def __init__(self) -> None:
-        self._subscribers: set[Subscription] = set()
+class EventHub(Generic[E]):
+    """Fans events out to every current subscriber (stores publish StoreEvents; the spooler, dicts)."""
 
-    def subscribe(self) -> Subscription:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription[E]] = set()
+
+    def subscribe(self) -> Subscription[E]:
         sub = Subscription(self)
         self._subscribers.add(sub)
         return sub
 
-    def publish(self, event: StoreEvent) -> None:
+    def publish(self, event: E) -> None:
         for sub in tuple(self._subscribers):
             sub._push(event)
 

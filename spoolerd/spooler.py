@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .delivery import AttemptResult, Dispatcher
 from .errors import NoAccess, NotFound, StoreError
-from .events import NewMail, QueueChanged, Subscription
+from .events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
 from .message import Access
 from .routing import serves
 from .store import Clock, MessageStore
@@ -91,6 +91,7 @@ class Spooler:
         self._stopping = False
         self._tg: TaskGroup | None = None
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
+        self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
         self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
 
     # ------------------------------------------------------------------ running
@@ -110,6 +111,17 @@ class Spooler:
             while self._in_flight:
                 await next(iter(self._in_flight.values())).done.wait()
             tg.cancel_scope.cancel()
+
+    def set_online(self, transport: str, online: bool) -> None:
+        """Take a transport online or offline (its messages wait meanwhile); a status change event."""
+        slot = self.dispatcher.slot(transport)
+        if slot is None:
+            raise KeyError(transport)
+        if slot.online != online:
+            slot.online, slot.since = online, self.clock()
+            self.events.publish({"type": "status_changed", "name": transport, "online": online})
+        if online:
+            self.wake()
 
     def wake(self) -> None:
         """Rescan the queues at once (a queue changed, or a flush asked)."""
@@ -135,7 +147,7 @@ class Spooler:
             for flight in list(self._in_flight.values()):
                 await flight.done.wait()
 
-    async def _watch(self, events: Subscription) -> None:
+    async def _watch(self, events: Subscription[StoreEvent]) -> None:
         async with events:
             async for event in events:
                 if isinstance(event, NewMail):
@@ -217,6 +229,17 @@ class Spooler:
                 self.counters.delivered += flight.result.delivered
                 self.counters.deferred += flight.result.deferred
                 self.counters.failed += flight.result.failed
+                result = flight.result
+                counts = (
+                    ("delivered", result.delivered),
+                    ("deferred", result.deferred),
+                    ("failed", result.failed),
+                )
+                for kind, count in counts:
+                    if count:
+                        self.events.publish(
+                            {"type": kind, "store": name, "id": message_id, "recipients": count}
+                        )
             flight.done.set()
             self._freed.set()
             self._freed = anyio.Event()

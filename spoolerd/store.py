@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from .events import Subscription
+from .events import StoreEvent, Subscription
 from .message import (
     Access,
     Delivery,
@@ -156,7 +156,7 @@ class MessageStore(Protocol):
     async def receive_folders(self) -> dict[str, str]: ...
 
     # events
-    def subscribe(self) -> Subscription: ...
+    def subscribe(self) -> Subscription[StoreEvent]: ...
 
 
 STORE_METHODS: tuple[str, ...] = tuple(

@@ -116,6 +116,9 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
                 "status": row_status,
                 "methods": ["flush"] if callable(getattr(transport, "flush", None)) else [],
                 "address_types": None if transport.address_types is None else sorted(transport.address_types),
+                "counters": dict(slot.counters),
+                "last_error": slot.last_error,
+                "since": slot.since or None,
             }
         )
     return rows
@@ -280,13 +283,14 @@ class TransportArgs(_Args):
 
 
 async def online(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
-    _slot(daemon, args.transport).online = True
-    daemon.spooler.wake()
+    _slot(daemon, args.transport)
+    daemon.spooler.set_online(args.transport, True)
     return {"transport": args.transport, "online": True}
 
 
 async def offline(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
-    _slot(daemon, args.transport).online = False
+    _slot(daemon, args.transport)
+    daemon.spooler.set_online(args.transport, False)
     return {"transport": args.transport, "online": False}
 
 
@@ -347,8 +351,15 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
                     continue
                 await conn.send_event(payload)
 
+    async def forward_spooler(sub: Any) -> None:
+        async with sub:
+            async for event in sub:
+                if args.store is None or event.get("store") in (None, args.store):
+                    await conn.send_event(event)
+
     await conn.send_event({"type": "subscribed", "stores": names})
     async with anyio.create_task_group() as tg:
+        tg.start_soon(forward_spooler, daemon.spooler.events.subscribe())
         for sub in subscriptions:
             tg.start_soon(forward, sub)
         await conn.closed.wait()

@@ -27,7 +27,7 @@ from spoolerd.errors import (
     Submitted,
     UnableToAbort,
 )
-from spoolerd.events import EventHub, NewMail, QueueChanged, Subscription
+from spoolerd.events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
 from spoolerd.fsutil import fsync_directory, make_dirs_durably
 from spoolerd.message import (
     Access,
@@ -85,7 +85,7 @@ class SqliteStore:
         self.path = str(path)
         self._settings = settings
         self._clock = context.clock
-        self._hub = EventHub()
+        self._hub: EventHub[StoreEvent] = EventHub()
 
         def open_connection() -> sqlite3.Connection:
             return connect(self.path, busy_timeout=settings.busy_timeout)
@@ -142,7 +142,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ events
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self) -> Subscription[StoreEvent]:
         return self._hub.subscribe()
 
     def _ring(self) -> None:  # writer thread, after each commit

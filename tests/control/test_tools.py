@@ -189,3 +189,27 @@ async def test_reload_applies_a_good_config_and_refuses_a_bad_one(daemon: Daemon
     cfg.write_text(good.replace("[transports.remote]", "[transports.remote2]"))
     answer = json.loads((await run(*ctl(daemon, "--json", "reload"), check=True)).stdout)
     assert answer["restart_needed"] == ["transports"]
+
+
+async def test_status_rows_and_events_follow_the_state(daemon: Daemon) -> None:
+    watch = await daemon.client()
+    await watch.stream.send(b'{"id": "w", "cmd": "subscribe"}\n')
+    with anyio.fail_after(10):
+        assert (await watch.line())["event"]["type"] == "subscribed"
+    await run(*ctl(daemon, "offline", "remote"), check=True)
+    argv, env = sendmail(daemon, "ok@remote.test", "nobody@remote.test")
+    await run(*argv, stdin=b"Subject: s\n\nx\n", env=env, check=True)
+    await run(*ctl(daemon, "online", "remote"), check=True)
+    await run(*ctl(daemon, "flush", "--force"), check=True)
+    rows = {
+        r["name"]: r for r in json.loads((await run(*ctl(daemon, "--json", "status"), check=True)).stdout)
+    }
+    remote = rows["remote"]
+    assert remote["counters"] == {"sent": 1, "deferred": 0, "failed": 1}
+    assert "no such user" in remote["last_error"] and remote["since"] is not None
+    assert rows["spooler"]["counters"]["sent"] >= 1
+    types = []
+    with anyio.fail_after(10):
+        while not {"status_changed", "delivered", "failed"} <= set(types):
+            types.append((await watch.line())["event"]["type"])
+    assert types.index("status_changed") < types.index("delivered")
