@@ -48,8 +48,9 @@ class Client:
 
 
 class Daemon:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: str = "") -> None:
         self.root = root
+        self.extra = extra  # more settings for the "remote" test transport
         self.socket = root / "control.sock"
         self.proc: asyncio.subprocess.Process | None = None
         self.clients: list[Client] = []
@@ -82,7 +83,7 @@ provider = "loopback"
 [transports.remote]
 provider = "test-scripted"
 perm_fail = ["nobody@remote.test"]
-"""
+{self.extra}"""
         )
         return cfg
 

@@ -213,3 +213,36 @@ async def test_status_rows_and_events_follow_the_state(daemon: Daemon) -> None:
         while not {"status_changed", "delivered", "failed"} <= set(types):
             types.append((await watch.line())["event"]["type"])
     assert types.index("status_changed") < types.index("delivered")
+
+
+async def test_sigterm_with_deliveries_in_flight_loses_nothing(tmp_path: Path) -> None:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="spd"))
+    os.chmod(root, 0o755)
+    log_file = root / "peer.log"
+    slow = Daemon(root, extra=f'delay = 0.3\nlog_file = "{log_file}"\n')
+    await slow.start()
+    argv, env = sendmail(slow, "-t")
+    for n in range(20):
+        await run(*argv, stdin=f"To: r{n}@remote.test\nSubject: {n}\n\nx\n".encode(), env=env, check=True)
+    watch = await slow.client()
+    await watch.stream.send(b'{"id": "w", "cmd": "subscribe"}\n')
+    with anyio.fail_after(20):  # deliveries are under way: wait for the first one to be recorded
+        while (await watch.line())["event"]["type"] != "delivered":
+            pass
+    await watch.stream.aclose()
+    slow.clients.remove(watch)
+    assert await slow.stop() == 0  # SIGTERM: in-flight sends finish, the rest stays queued
+    done_before = set(log_file.read_text().split("\n")) - {""}
+    await slow.start()
+    try:
+        with anyio.fail_after(60):
+            while json.loads((await run(*ctl(slow, "--json", "queue"), check=True)).stdout):
+                await run(*ctl(slow, "flush"), check=True)
+    finally:
+        assert await slow.stop() == 0
+    lines = [line for line in log_file.read_text().split("\n") if line]
+    assert sorted({line.split()[1] for line in lines}) == sorted(f"r{n}@remote.test" for n in range(20))
+    assert len(lines) == len(set(lines))  # a graceful stop resends nothing
+    assert done_before <= set(lines)
