@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import anyio
@@ -21,9 +21,10 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from .delivery import AttemptResult, Dispatcher
+from .envelope import header_sender, header_subject
 from .errors import NoAccess, NotFound, StoreError
 from .events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
-from .message import Access
+from .message import Access, InboundMessage
 from .routing import serves
 from .store import Clock, MessageStore
 from .transport import Receiver
@@ -324,10 +325,23 @@ class Spooler:
                 log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
                 continue
             try:
-                await store.deliver(inbound.message)
+                await store.deliver(_summarised(inbound.message))
             except StoreError:
                 # not acknowledged, so the transport keeps the message and offers it again later
                 log.exception("could not file a downloaded message", transport=name, store=inbound.store)
                 continue
             self.counters.received += 1
             await inbound.acknowledge()
+
+
+def _summarised(message: InboundMessage) -> InboundMessage:
+    """Fill in the sender and subject of the contents table from the header, when the transport did not."""
+    if message.sender and message.subject:
+        return message
+    sender = message.sender or header_sender(message.content)
+    subject = message.subject or header_subject(message.content)
+    return replace(message, sender=_one_line(sender), subject=_one_line(subject)[:255])
+
+
+def _one_line(text: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in text)

@@ -111,6 +111,8 @@ class Transport(Protocol):
 # Optional parts a transport may add (the spooler looks for them by name):
 #   def receive(self) -> AsyncIterator[Inbound]      download: messages to file into a store
 #   async def flush(self, direction: Direction) -> None
+#       DOWNLOAD: fetch what the server has now and return once the spooler has committed and
+#       acknowledged all of it, so a synchronous flush can report how many were received
 #   def preprocessors(self) -> Sequence[Preprocessor]
 
 

@@ -171,10 +171,6 @@ class _Session:
                 for item in self.buffer.feed(data):
                     if isinstance(item, ProtocolError):
                         await self.send_line(encode_error(item.request_id, item.code, item.message))
-                    elif not self.limit.allow():
-                        await self.send_line(
-                            encode_error(None, "rate_limited", "too many requests; slow down")
-                        )
                     else:
                         await self.answer(item, tg)
         finally:
@@ -185,6 +181,9 @@ class _Session:
             request = parse_request(line)
         except ProtocolError as exc:
             await self.send_line(encode_error(exc.request_id, exc.code, exc.message))
+            return
+        if not self.limit.allow():
+            await self.send_line(encode_error(request.id, "rate_limited", "too many requests; slow down"))
             return
 
         async def send_event(event: dict[str, Any]) -> None:

@@ -51,6 +51,8 @@ class Daemon:
     def __init__(self, root: Path, extra: str = "") -> None:
         self.root = root
         self.extra = extra  # more settings for the "remote" test transport
+        self.drop = root / "drop"  # what the "feed" transport downloads on flush --download
+        self.drop.mkdir(exist_ok=True)
         self.socket = root / "control.sock"
         self.proc: asyncio.subprocess.Process | None = None
         self.clients: list[Client] = []
@@ -83,7 +85,11 @@ provider = "loopback"
 [transports.remote]
 provider = "test-scripted"
 perm_fail = ["nobody@remote.test"]
-{self.extra}"""
+{self.extra}
+[transports.feed]
+provider = "test-inbound"
+drop_dir = "{self.drop}"
+"""
         )
         return cfg
 

@@ -25,6 +25,7 @@ async def test_ping_status_and_socket_mode(daemon: Daemon) -> None:
     rows = await c.ok("status")
     assert [(r["resource_type"], r["name"]) for r in rows] == [
         ("spooler", "spooler"), ("store", "local"), ("transport", "loopback"), ("transport", "remote"),
+        ("transport", "feed"),
     ]  # fmt: skip
     assert "available" in rows[2]["status"]
 

@@ -246,3 +246,35 @@ async def test_sigterm_with_deliveries_in_flight_loses_nothing(tmp_path: Path) -
     assert sorted({line.split()[1] for line in lines}) == sorted(f"r{n}@remote.test" for n in range(20))
     assert len(lines) == len(set(lines))  # a graceful stop resends nothing
     assert done_before <= set(lines)
+
+
+async def test_flush_download_counts_what_was_received(daemon: Daemon) -> None:
+    for n in range(3):
+        (daemon.drop / f"{n}.eml").write_bytes(
+            f"From: far@remote.test\nSubject: in {n}\n\nbody {n}\n".encode()
+        )
+    counts = json.loads((await run(*ctl(daemon, "--json", "flush", "--download"), check=True)).stdout)
+    assert counts == {"sent": 0, "deferred": 0, "failed": 0, "received": 3}
+    assert list(daemon.drop.iterdir()) == []  # acknowledged (removed) only after the local commit
+    assert sorted(m["subject"] for m in await inbox(daemon)) == ["in 0", "in 1", "in 2"]
+    rows = {
+        r["name"]: r for r in json.loads((await run(*ctl(daemon, "--json", "status"), check=True)).stdout)
+    }
+    assert "flush" in rows["feed"]["methods"] and "inbound_enabled" in rows["feed"]["status"]
+    assert rows["spooler"]["counters"]["received"] == 3
+
+
+async def test_more_error_codes(daemon: Daemon) -> None:
+    c = await daemon.client()
+    no_rcpt = await c.call("submit", message="U3ViamVjdDogbm9ib2R5Cgp4Cg==")  # "Subject: nobody\n\nx\n"
+    assert no_rcpt["error"]["code"] == "no_recipients"
+    burst = b"".join(b'{"id": %d, "cmd": "ping"}\n' % n for n in range(600))  # over the 400 burst at once
+    await c.stream.send(burst)
+    codes = []
+    with anyio.fail_after(30):
+        for _ in range(600):
+            answer = await c.line()
+            codes.append(answer.get("error", {}).get("code", "ok"))
+    assert codes.count("rate_limited") > 0 and codes.count("ok") >= 400
+    await anyio.sleep(0.1)  # the bucket refills with time (200 a second): time is the point here
+    assert (await c.ok("ping"))["pong"]  # the connection survives its throttling

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from spoolerd.message import InboundMessage, Message, Recipient
 from spoolerd.preprocess import PreprocessResult
-from spoolerd.transport import Outcome, TransportContext
+from spoolerd.transport import Direction, Outcome, TransportContext
 
 
 class ScriptedSettings(BaseModel):
@@ -126,6 +126,7 @@ class InboundSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store: str = "local"
+    drop_dir: str | None = None  # flush(DOWNLOAD) takes every file here as one downloaded message
 
 
 @dataclass
@@ -134,9 +135,16 @@ class _Inbound:
     message: InboundMessage
     owner: InboundTransport
 
+    path: str | None = None
+
     async def acknowledge(self) -> None:
         self.owner.acknowledged.append(self.message.content)
         self.owner.acked.set()
+        if self.path is not None:
+            os.unlink(self.path)  # "mark it seen on the server": only after the local commit
+        self.owner.outstanding -= 1
+        if self.owner.outstanding == 0:
+            self.owner.drained.set()
 
 
 class InboundTransport:
@@ -148,9 +156,12 @@ class InboundTransport:
         self.name = context.name
         self.address_types: frozenset[str] | None = frozenset()
         self.store = settings.store
+        self.drop_dir = settings.drop_dir
         self.acknowledged: list[bytes] = []
         self.acked = anyio.Event()
-        self._send, self._receive = anyio.create_memory_object_stream[InboundMessage](100)
+        self.outstanding = 0
+        self.drained = anyio.Event()
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[InboundMessage, str | None]](100)
 
     async def start(self) -> None:
         return None
@@ -165,12 +176,25 @@ class InboundTransport:
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         return [Outcome.not_me()] * len(recipients)
 
-    def inject(self, message: InboundMessage) -> None:
-        self._send.send_nowait(message)
+    def inject(self, message: InboundMessage, path: str | None = None) -> None:
+        self.outstanding += 1
+        self.drained = anyio.Event() if self.drained.is_set() else self.drained
+        self._send.send_nowait((message, path))
+
+    async def flush(self, direction: Direction) -> None:
+        """Download now: hand over every file in the drop directory and return once the spooler has
+        committed and acknowledged them all (FlushQueues is synchronous)."""
+        if direction is not Direction.DOWNLOAD or self.drop_dir is None:
+            return
+        for name in sorted(os.listdir(self.drop_dir)):
+            path = os.path.join(self.drop_dir, name)
+            self.inject(InboundMessage(await anyio.Path(path).read_bytes()), path)
+        if self.outstanding:
+            await self.drained.wait()
 
     async def receive(self) -> AsyncIterator[_Inbound]:
-        async for message in self._receive:
-            yield _Inbound(self.store, message, self)
+        async for message, path in self._receive:
+            yield _Inbound(self.store, message, self, path)
 
 
 class _Tag:
