@@ -78,6 +78,8 @@ def _reload(daemon: Daemon, notify: Notifier) -> None:
         restart = reload(daemon)
     except ConfigError as exc:
         log.warning("reload refused; keeping the running configuration", problems=exc.problems)
+    except Exception:  # a reload must never take the daemon down
+        log.exception("reload failed; keeping the running configuration")
     else:
         log.info("configuration reloaded", restart_needed=restart)
     notify.send("READY=1", "STATUS=running (reloaded)")

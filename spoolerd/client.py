@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ControlClient", "Refused", "Unreachable", "default_socket_path"]
+__all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default_socket_path"]
 
 
 class Unreachable(Exception):
     """No daemon answers on the socket."""
+
+
+class ConnectionLost(Exception):
+    """The connection broke after a request was sent: the daemon may or may not have acted on it."""
 
 
 class Refused(Exception):
@@ -66,9 +70,9 @@ class ControlClient:
             try:
                 chunk = self._sock.recv(1 << 20)
             except OSError as exc:
-                raise Unreachable(f"the connection to spoolerd broke: {exc}") from None
+                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from None
             if not chunk:
-                raise Unreachable("spoolerd closed the connection")
+                raise ConnectionLost("spoolerd closed the connection")
             self._buffer += chunk
         raw, self._buffer = self._buffer.split(b"\n", 1)
         answer: dict[str, Any] = json.loads(raw)
@@ -80,7 +84,7 @@ class ControlClient:
         try:
             self._sock.sendall(line)
         except OSError as exc:
-            raise Unreachable(f"could not talk to spoolerd: {exc}") from None
+            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
         return self._next_id
 
     def call(self, cmd: str, **args: Any) -> Any:

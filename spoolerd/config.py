@@ -226,7 +226,7 @@ def load_config(path: str | os.PathLike[str] | None, registry: PluginRegistry | 
             data = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"not valid TOML: {exc}"], source) from exc
     return parse_config(data, source, registry)
 

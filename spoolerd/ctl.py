@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .client import ControlClient, Refused, Unreachable
+from .client import ConnectionLost, ControlClient, Refused, Unreachable
 
 __all__ = ["main"]
 
@@ -96,10 +96,17 @@ class _Progress:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spoolerctl", description="control a running spoolerd")
-    p.add_argument("--socket", help="control socket (default: $SPOOLERD_SOCKET, $RUNTIME_DIRECTORY, ./spool)")
-    p.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
+    common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="answer as JSON")
+    p = argparse.ArgumentParser(prog="spoolerctl", description="control a running spoolerd", parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
+    sub_add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub_add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
     sub.add_parser("status", help="the status table")
     q = sub.add_parser("queue", help="queued messages with per-recipient state (like mailq)")
     q.add_argument("--store")
@@ -194,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    args.json = getattr(args, "json", False)
+    args.socket = getattr(args, "socket", None)
     try:
         with ControlClient(args.socket) as client:
             return _run(args, client)
-    except Unreachable as exc:
+    except (Unreachable, ConnectionLost) as exc:
         print(f"spoolerctl: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except Refused as exc:

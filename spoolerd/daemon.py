@@ -144,8 +144,9 @@ def reload(daemon: Daemon) -> list[str]:
     restart = [key for key in _RESTART_KEYS if old[key] != new[key]]
     if old["spooler"]["state_dir"] != new["spooler"]["state_dir"]:
         restart.append("spooler.state_dir")
-    if old["control"]["socket"] != new["control"]["socket"]:
-        restart.append("control.socket")
+    for section, key in (("control", "socket"), ("control", "enabled"), ("spooler", "transport_concurrency")):
+        if old[section][key] != new[section][key]:
+            restart.append(f"{section}.{key}")
     configure_logging(config.log)
     dispatcher = daemon.spooler.dispatcher
     dispatcher.settings = delivery_settings(config)

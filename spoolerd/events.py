@@ -45,14 +45,20 @@ E = TypeVar("E")
 class Subscription(Generic[E]):
     """A stream of events from the moment of subscribing; use as ``async with hub.subscribe() as sub``."""
 
-    def __init__(self, hub: EventHub[E]) -> None:
+    def __init__(self, hub: EventHub[E], limit: float = math.inf) -> None:
         self._hub = hub
-        send, receive = anyio.create_memory_object_stream[E](math.inf)
+        send, receive = anyio.create_memory_object_stream[E](limit)
         self._send: MemoryObjectSendStream[E] = send
         self._receive: MemoryObjectReceiveStream[E] = receive
+        self.overflowed = False  # a bounded subscriber fell too far behind: its stream was ended
 
     def _push(self, event: E) -> None:
-        self._send.send_nowait(event)
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self.overflowed = True
+            self._hub._subscribers.discard(self)
+            self._send.close()  # the reader sees the end of the stream after what it already has
 
     async def receive(self) -> E:
         return await self._receive.receive()
@@ -89,8 +95,10 @@ class EventHub(Generic[E]):
     def __init__(self) -> None:
         self._subscribers: set[Subscription[E]] = set()
 
-    def subscribe(self) -> Subscription[E]:
-        sub = Subscription(self)
+    def subscribe(self, limit: float = math.inf) -> Subscription[E]:
+        """A new stream of events; with a ``limit``, a subscriber that falls that far behind is cut off
+        (for consumers the daemon does not control, such as control-socket clients)."""
+        sub = Subscription(self, limit)
         self._subscribers.add(sub)
         return sub
 

@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from .client import ControlClient, Refused, Unreachable
+from .client import ConnectionLost, ControlClient, Refused, Unreachable
 
 __all__ = ["main", "parse_args"]
 
@@ -59,13 +59,15 @@ def parse_args(argv: Sequence[str]) -> Options:
             continue
         flag, rest = arg[:2], arg[2:]
         if flag in ("-f", "-r", "-F"):
-            value = rest or (args.pop(0) if args else None)
+            value = rest if rest else (args.pop(0) if args else None)
             if value is None:
                 raise UsageError(f"{flag} needs an argument")
+            if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+                raise UsageError(f"{flag} {value!r} contains control characters")
             if flag == "-F":
                 opts.full_name = value
             else:
-                opts.sender = value
+                opts.sender = "" if value in ("", "<>") else value  # "" and <> are the null sender
         elif arg == "-t":
             opts.from_headers = True
         elif arg in ("-i", "-oi"):
@@ -96,10 +98,12 @@ def read_message(stream: bytes, dot_ends: bool) -> bytes:
 def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
     """The content to submit, the envelope sender and the recipients, as sendmail would make them."""
     has_from = _has_from(content)
-    if opts.from_headers or (has_from and not opts.sender):
+    if opts.from_headers or (has_from and opts.sender is None):
         from .envelope import header_recipients, header_sender, without_bcc  # only when headers matter
-    sender = opts.sender or (header_sender(content) if has_from else "")
-    sender = sender or f"{getpass.getuser()}@{socket.gethostname()}"
+    if opts.sender is not None:
+        sender = opts.sender  # may be "" (the null sender, -f '<>')
+    else:
+        sender = (header_sender(content) if has_from else "") or f"{getpass.getuser()}@{socket.gethostname()}"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in sender):
         raise UsageError("the sender contains control characters")
     recipients = list(opts.recipients)
@@ -108,8 +112,8 @@ def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
         content = without_bcc(content)
     if not has_from:
         newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
-        name = (opts.full_name or "").replace('"', "")
-        value = f'"{name}" <{sender}>' if name else sender
+        name = (opts.full_name or "").replace("\\", "").replace('"', "")
+        value = f'"{name}" <{sender}>' if name else (sender or f"{getpass.getuser()}@{socket.gethostname()}")
         content = f"From: {value}".encode() + newline + content
     unique: dict[str, str] = {}
     for r in recipients:
@@ -117,8 +121,30 @@ def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
     return content, sender, list(unique.values())
 
 
+SYSTEM_CONFIG = "/etc/spoolerd/spoolerd.toml"
+
+
+class NoStore(Exception):
+    """No daemon answers and no store to write into could be found."""
+
+
+def _fallback_config() -> str | None:
+    """The config whose default store we may write into: $SPOOLERD_CONFIG, else the system file, else
+    the embedded default, but only where its store already exists (never a new ./spool by accident)."""
+    explicit = os.environ.get("SPOOLERD_CONFIG")
+    if explicit:
+        return explicit
+    if os.path.exists(SYSTEM_CONFIG):
+        return SYSTEM_CONFIG
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "spool"
+    if os.path.exists(os.path.join(state, "spool.db")):
+        return None
+    raise NoStore("no spoolerd answers, and there is no store to queue into (set SPOOLERD_CONFIG)")
+
+
 def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     """No daemon: queue the message in the default store ourselves (the daemon picks it up later)."""
+    config_path = _fallback_config()
     import anyio
 
     from .config import load_config, open_stores
@@ -128,7 +154,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
 
     async def run() -> str:
         registry = PluginRegistry()
-        config = load_config(os.environ.get("SPOOLERD_CONFIG"), registry)
+        config = load_config(config_path, registry)
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
         await store.start()
@@ -161,10 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("spoolerd-sendmail: no recipients (give addresses, or -t with To/Cc/Bcc)", file=sys.stderr)
         return EX_USAGE
     try:
-        with ControlClient() as client:
+        with ControlClient(timeout=None) as client:  # a submit is answered once it is durable: wait
             client.call(
                 "submit", message=base64.b64encode(content).decode(), sender=sender, recipients=recipients
             )
+    except ConnectionLost as exc:
+        # the request went out: it may be queued already, so writing it again could send it twice
+        print(f"spoolerd-sendmail: {exc}; the message may or may not be queued", file=sys.stderr)
+        return EX_TEMPFAIL
     except Refused as exc:
         print(f"spoolerd-sendmail: refused: {exc}", file=sys.stderr)
         return EX_DATAERR if exc.code in ("bad_args", "invalid_argument", "no_recipients") else EX_TEMPFAIL
@@ -174,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_OK
     try:
         _submit_direct(content, sender, recipients)
+    except NoStore as exc:
+        print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except Exception as exc:
         code = getattr(exc, "code", "")
         print(f"spoolerd-sendmail: could not queue the message: {exc}", file=sys.stderr)

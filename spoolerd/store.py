@@ -19,6 +19,7 @@ Errors are the ``StoreError`` family in ``spoolerd.errors``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,7 @@ class MessageStore(Protocol):
     async def receive_folders(self) -> dict[str, str]: ...
 
     # events
-    def subscribe(self) -> Subscription[StoreEvent]: ...
+    def subscribe(self, limit: float = math.inf) -> Subscription[StoreEvent]: ...
 
 
 STORE_METHODS: tuple[str, ...] = tuple(

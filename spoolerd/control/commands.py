@@ -20,7 +20,7 @@ from .. import __version__
 from ..daemon import Daemon, reload
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
-from ..events import NewMail, QueueChanged
+from ..events import NewMail, QueueChanged, Subscription
 from ..message import Draft, FolderRole, NewRecipient, RecipientKind, check_wire_text
 from ..store import MessageStore
 from ..transport import Direction
@@ -329,41 +329,50 @@ async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     }
 
 
+SUBSCRIBER_BACKLOG = 10_000  # events a control client may fall behind before its stream is ended
+
+
 async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
-    """Stream store events to the client until it hangs up."""
+    """Stream events to the client until it hangs up (or falls too far behind reading them)."""
     names = [args.store] if args.store else list(daemon.stores)
-    subscriptions = [(_store(daemon, name)[1]).subscribe() for name in names]
+    stores = [_store(daemon, name)[1] for name in names]
 
-    async def forward(sub: Any) -> None:
-        async with sub:
-            async for event in sub:
-                if isinstance(event, QueueChanged):
-                    payload = {
-                        "type": "queue_changed",
-                        "store": event.store,
-                        "reason": event.reason,
-                        "id": event.message_id,
-                    }
-                elif isinstance(event, NewMail):
-                    payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
-                               "folder": event.folder_id, "class": event.message_class}  # fmt: skip
-                else:
+    async def forward(sub: Subscription[Any]) -> None:
+        async for event in sub:
+            if isinstance(event, QueueChanged):
+                payload = {
+                    "type": "queue_changed",
+                    "store": event.store,
+                    "reason": event.reason,
+                    "id": event.message_id,
+                }
+            elif isinstance(event, NewMail):
+                payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
+                           "folder": event.folder_id, "class": event.message_class}  # fmt: skip
+            elif isinstance(event, dict):
+                if args.store is not None and event.get("store") not in (None, args.store):
                     continue
-                await conn.send_event(payload)
+                payload = event
+            else:
+                continue
+            await conn.send_event(payload)
+        if sub.overflowed:
+            await conn.send_event({"type": "overflow", "message": "events were dropped; subscribe again"})
+        conn.closed.set()  # the stream ended: so does the subscription
 
-    async def forward_spooler(sub: Any) -> None:
-        async with sub:
-            async for event in sub:
-                if args.store is None or event.get("store") in (None, args.store):
-                    await conn.send_event(event)
-
-    await conn.send_event({"type": "subscribed", "stores": names})
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(forward_spooler, daemon.spooler.events.subscribe())
+    subscriptions: list[Subscription[Any]] = []
+    try:  # every subscription is closed again, however the client leaves
+        subscriptions.append(daemon.spooler.events.subscribe(SUBSCRIBER_BACKLOG))
+        subscriptions += [store.subscribe(SUBSCRIBER_BACKLOG) for store in stores]
+        await conn.send_event({"type": "subscribed", "stores": names})
+        async with anyio.create_task_group() as tg:
+            for sub in subscriptions:
+                tg.start_soon(forward, sub)
+            await conn.closed.wait()
+            tg.cancel_scope.cancel()
+    finally:
         for sub in subscriptions:
-            tg.start_soon(forward, sub)
-        await conn.closed.wait()
-        tg.cancel_scope.cancel()
+            sub.close()
     return {"subscribed": False}
 
 

@@ -84,6 +84,7 @@ class ControlServer:
         max_line: int | None = None,
         rate: float = 200.0,
         burst: float = 400.0,
+        max_connections: int = 256,
     ) -> None:
         self.daemon = daemon
         self.path = path
@@ -92,6 +93,8 @@ class ControlServer:
         self.mode = mode
         self.max_line = max_line
         self.rate, self.burst = rate, burst
+        self.connections = 0
+        self.max_connections = max_connections
 
     def reconfigure(self, config: Config) -> None:
         """A reload: who may connect and how fast (the socket path needs a restart)."""
@@ -110,6 +113,8 @@ class ControlServer:
         if self.path.is_socket():
             self.path.unlink()  # left by a daemon that died; the state lock says we are the only one
         listener = await anyio.create_unix_listener(self.path, mode=self.mode)
+        if self.gids:  # members of the allowed groups must be able to reach the 0660 socket
+            os.chown(self.path, -1, min(self.gids))
         log.info("control socket listening", path=str(self.path))
         task_status.started()
         try:
@@ -126,17 +131,28 @@ class ControlServer:
         return uid in self.uids or bool(self.gids & _groups_of(pid, gid)), uid
 
     async def _client(self, stream: SocketStream) -> None:
-        async with stream:
-            allowed, uid = self._authorised(stream)
-            if not allowed:
-                log.warning("control client refused", uid=uid)
-                await _send(
-                    stream, encode_error(None, "forbidden", f"uid {uid} may not use the control socket")
-                )
-                return
-            session = _Session(self, stream, uid)
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
-                await session.run()
+        """One connection. Nothing that happens on it may reach the listener: that would stop the daemon."""
+        try:
+            async with stream:
+                allowed, uid = self._authorised(stream)
+                if not allowed:
+                    log.warning("control client refused", uid=uid)
+                    await _send(
+                        stream, encode_error(None, "forbidden", f"uid {uid} may not use the control socket")
+                    )
+                    return
+                if self.connections >= self.max_connections:
+                    await _send(stream, encode_error(None, "busy", "too many control connections; try again"))
+                    return
+                self.connections += 1
+                try:
+                    await _Session(self, stream, uid).run()
+                finally:
+                    self.connections -= 1
+        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            pass  # the client went away mid-answer
+        except* Exception:
+            log.exception("control connection failed")
 
 
 class _Session:
@@ -158,8 +174,12 @@ class _Session:
             tg.cancel_scope.cancel()
 
     async def send_line(self, line: bytes) -> None:
+        """Write one line; a client that went away just ends the session."""
         async with self.lock:
-            await self.stream.send(line)
+            try:
+                await self.stream.send(line)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+                self.closed.set()
 
     async def read(self, tg: TaskGroup) -> None:
         try:

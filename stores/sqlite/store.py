@@ -9,6 +9,7 @@ contract is visible in one place.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -142,8 +143,8 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ events
 
-    def subscribe(self) -> Subscription[StoreEvent]:
-        return self._hub.subscribe()
+    def subscribe(self, limit: float = math.inf) -> Subscription[StoreEvent]:
+        return self._hub.subscribe(limit)
 
     def _ring(self) -> None:  # writer thread, after each commit
         if self._doorbell is not None:
