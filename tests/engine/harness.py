@@ -102,3 +102,11 @@ async def spooler(
     daemon = build(parse_config(data), PluginRegistry(), clock=clock)
     async with running(daemon):
         yield Harness(daemon, clock)
+
+
+async def outlive_the_lease(clock: FakeClock, lease: float, steps: int = 2) -> None:
+    """Let store time pass beyond ``lease`` in steps shorter than it, each followed by a real pause
+    long enough for one renewal (every lease/3): renewing keeps the lock, not renewing loses it."""
+    for _ in range(steps):
+        clock.advance(lease * 0.6)
+        await anyio.sleep(lease * 0.5)  # a renewal period passes: the window is the point, not a state

@@ -13,7 +13,7 @@ from spoolerd.errors import NoAccess, StoreUnavailable
 from spoolerd.message import FolderRole, Message, RecipientState
 from spoolerd.preprocess import PreprocessResult
 from tests.conftest import FakeClock
-from tests.engine.harness import spooler
+from tests.engine.harness import outlive_the_lease, spooler
 from tests.engine.test_coupled_and_limits import draft
 
 
@@ -180,7 +180,7 @@ async def test_a_coupled_hand_over_keeps_its_lease(tmp_path: Path, clock: FakeCl
         tmp_path, clock, {"remote": scripted()}, stores=stores, spooler={"preprocessors": []}
     ) as h:
         dispatcher = h.spooler.dispatcher
-        dispatcher.settings = replace(dispatcher.settings, lease=0.3)  # renewed every 0.1 s
+        dispatcher.settings = replace(dispatcher.settings, lease=1.5)  # renewed every 0.5 s
         remote = h.transport("remote")
         remote.gate = anyio.Event()
         mid = await draft(h, "far@remote.test")
@@ -188,8 +188,7 @@ async def test_a_coupled_hand_over_keeps_its_lease(tmp_path: Path, clock: FakeCl
             tg.start_soon(h.daemon.submitter.submit, "local", mid)
             with anyio.fail_after(10):
                 await remote.entered.wait()
-            clock.advance(3600)  # the first lease ran out long ago, by the store's clock
-            await anyio.sleep(0.5)  # a few renewal periods (a window, not a wait for state)
+            await outlive_the_lease(clock, 1.5)  # store time passes the first lease's expiry
             with pytest.raises(NoAccess):
                 await h.store.lock(mid, "intruder", 60)
             remote.gate.set()
