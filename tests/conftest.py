@@ -6,6 +6,7 @@ joins by adding how to configure it against a fresh temporary location.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -95,3 +96,10 @@ async def store_factory(
 @pytest.fixture
 async def store(store_factory: StoreFactory) -> MessageStore:
     return await store_factory.open()
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill a daemon a test started if it is still running (after a failed assertion, say)."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 
+from tests.conftest import reap
 from tests.control.conftest import Daemon
 
 
@@ -53,7 +54,5 @@ async def test_ready_watchdog_and_stopping(tmp_path: Path) -> None:
         with anyio.fail_after(30):
             assert await proc.wait() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
         receiver.close()

@@ -18,6 +18,7 @@ import pytest
 
 import spoolerd
 from spoolerd.client import ControlClient
+from tests.conftest import reap
 
 UNIT = Path(__file__).resolve().parents[2] / "config" / "spoolerd.service"
 ANALYZE = shutil.which("systemd-analyze")
@@ -122,7 +123,5 @@ async def test_the_daemon_as_the_unit_runs_it_becomes_ready_and_serves_flush() -
         with anyio.fail_after(30):
             assert await proc.wait() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
         receiver.close()
