@@ -7,7 +7,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-__all__ = ["KINDS", "has_field", "header_recipients", "header_sender", "header_subject", "without_bcc"]
+__all__ = ["KINDS", "header_recipients", "header_sender", "header_subject", "without_bcc"]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 
@@ -15,10 +15,6 @@ KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 def _fields(content: bytes, name: str) -> list[str]:
     headers = BytesHeaderParser(policy=compat32).parsebytes(content)
     return [str(v) for v in headers.get_all(name, [])]
-
-
-def has_field(content: bytes, name: str) -> bool:
-    return bool(_fields(content, name))
 
 
 def header_recipients(content: bytes) -> list[tuple[str, str, str]]:

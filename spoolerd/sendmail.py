@@ -27,6 +27,11 @@ class UsageError(Exception):
     pass
 
 
+def _has_control(value: str) -> bool:
+    """CR, LF and other control characters never reach a header or an SMTP command."""
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+
+
 class Options:
     def __init__(self) -> None:
         self.from_headers = False  # -t
@@ -62,7 +67,7 @@ def parse_args(argv: Sequence[str]) -> Options:
             value = rest if rest else (args.pop(0) if args else None)
             if value is None:
                 raise UsageError(f"{flag} needs an argument")
-            if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            if _has_control(value):
                 raise UsageError(f"{flag} {value!r} contains control characters")
             if flag == "-F":
                 opts.full_name = value
@@ -79,7 +84,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         else:
             raise UsageError(f"unknown option {arg}")
     for r in opts.recipients:
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in r):
+        if _has_control(r):
             raise UsageError(f"recipient {r!r} contains control characters")
     return opts
 
@@ -104,7 +109,7 @@ def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
         sender = opts.sender  # may be "" (the null sender, -f '<>')
     else:
         sender = (header_sender(content) if has_from else "") or f"{getpass.getuser()}@{socket.gethostname()}"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in sender):
+    if _has_control(sender):
         raise UsageError("the sender contains control characters")
     recipients = list(opts.recipients)
     if opts.from_headers:
@@ -149,8 +154,9 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
 
     from .config import load_config, open_stores
     from .envelope import header_subject
-    from .message import Draft, FolderRole, NewRecipient
+    from .message import NewRecipient
     from .plugins import PluginRegistry
+    from .submission import create_outgoing
 
     async def run() -> str:
         registry = PluginRegistry()
@@ -159,12 +165,10 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
         store = opened.stores[opened.default]
         await store.start()
         try:
-            outbox = await store.folder(FolderRole.OUTBOX)
-            sent = await store.folder(FolderRole.SENT)
-
-            draft = Draft(content, [NewRecipient(r) for r in recipients], sender=sender,
-                          subject=header_subject(content)[:255], sentmail_folder=sent.id)  # fmt: skip
-            message_id = await store.create_message(outbox.id, draft)
+            rcpts = [NewRecipient(r) for r in recipients]
+            message_id = await create_outgoing(
+                store, content, rcpts, sender=sender, subject=header_subject(content)
+            )
             await store.submit(message_id, preprocess=True)
             return message_id
         finally:

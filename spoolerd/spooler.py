@@ -52,7 +52,6 @@ class FlushResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
-    received: int = 0
     messages: int = 0
 
     def add(self, attempt: AttemptResult | None) -> None:

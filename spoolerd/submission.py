@@ -13,7 +13,7 @@ The message is queued already locked (``submit(lock=...)``), so the spooler cann
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -21,15 +21,42 @@ import structlog
 
 from .delivery import Dispatcher
 from .errors import NotFound, StoreError
-from .message import RecipientState
+from .message import Draft, FolderRole, NewRecipient, RecipientState
 from .routing import serves
 from .spooler import Spooler
 from .store import MessageStore
 from .transport import OutcomeKind, Transport
 
-__all__ = ["SubmitResult", "Submitter"]
+__all__ = ["SubmitResult", "Submitter", "create_outgoing"]
 
 log = structlog.get_logger("spoolerd.submission")
+
+
+async def create_outgoing(
+    store: MessageStore,
+    content: bytes,
+    recipients: Sequence[NewRecipient],
+    *,
+    sender: str,
+    subject: str,
+    sentmail: bool = True,
+    delete_after_submit: bool = False,
+    not_before: float | None = None,
+) -> str:
+    """A new message in the store's Outbox, filed in Sent Items once sent (unless ``sentmail`` is off):
+    what the submit command and sendmail both create before submitting."""
+    outbox = await store.folder(FolderRole.OUTBOX)
+    sent = await store.folder(FolderRole.SENT) if sentmail else None
+    draft = Draft(
+        content,
+        recipients,
+        sender=sender,
+        subject=subject[:255],
+        sentmail_folder=sent.id if sent else None,
+        delete_after_submit=delete_after_submit,
+        not_before=not_before,
+    )
+    return await store.create_message(outbox.id, draft)
 
 
 @dataclass(frozen=True, slots=True)

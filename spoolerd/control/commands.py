@@ -21,8 +21,9 @@ from ..daemon import Daemon, reload
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged, Subscription
-from ..message import Draft, FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
 from ..store import MessageStore
+from ..submission import create_outgoing
 from ..transport import Direction
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
@@ -199,19 +200,16 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
     check_wire_text("sender", sender)
     if not recipients:
         raise CommandError("no_recipients", "no recipients given and none in To, Cc or Bcc")
-    outbox = await store.folder(FolderRole.OUTBOX)
-    sent = await store.folder(FolderRole.SENT) if args.sentmail else None
-    draft = Draft(
+    message_id = await create_outgoing(
+        store,
         content,
         recipients,
-        message_class="IPM.Note",
         sender=sender,
-        subject=subject[:255],
-        sentmail_folder=sent.id if sent else None,
+        subject=subject,
+        sentmail=args.sentmail,
         delete_after_submit=args.delete_after_submit,
         not_before=args.not_before,
     )
-    message_id = await store.create_message(outbox.id, draft)
     result = await daemon.submitter.submit(name, message_id)  # durable before we answer
     return {"id": message_id, "store": name, "queued": result.queued, "recipients": len(recipients)}
 

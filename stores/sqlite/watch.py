@@ -59,11 +59,6 @@ class ExternalChangeWatcher:
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._inotify: Any = None
-        self.wakeups = 0
-
-    @property
-    def event_driven(self) -> bool:
-        return self._inotify is not None
 
     def start(self) -> None:
         if inotify_simple is not None:
@@ -100,5 +95,4 @@ class ExternalChangeWatcher:
                 overflow = inotify_simple.flags.Q_OVERFLOW
                 if not any(ev.name in self._names or ev.mask & overflow for ev in events):
                     continue  # another file in the directory; an overflow may hide ours, so it counts
-            self.wakeups += 1
             self._on_wake()
