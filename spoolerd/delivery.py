@@ -393,9 +393,12 @@ class Dispatcher:
 
         async def one(destination: str, positions: list[int]) -> None:
             key = f"{slot.name}:{destination}"
-            limit = self._destination_limits.setdefault(
-                key, anyio.CapacityLimiter(self.settings.destination_concurrency)
-            )
+            limit = self._destination_limits.get(key)
+            if limit is None:
+                own = getattr(transport, "destination_concurrency", None)
+                limit = self._destination_limits[key] = anyio.CapacityLimiter(
+                    own or self.settings.destination_concurrency
+                )
             try:
                 answers = self._dead(key, len(positions), force)
                 if answers is None:

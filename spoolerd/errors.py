@@ -23,6 +23,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Submitted",
+    "TransportError",
     "UnableToAbort",
 ]
 
@@ -55,6 +56,13 @@ class StateDirBusy(SpoolerError):
     """Another daemon already holds the state directory."""
 
     code = "state_dir_busy"
+
+
+class TransportError(SpoolerError, ConnectionError):
+    """A transport could not do its part (no connection, refused credentials). Transports turn it into
+    per-recipient outcomes; it names the cause and never carries a secret."""
+
+    code = "transport_error"
 
 
 class StoreError(SpoolerError):

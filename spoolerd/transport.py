@@ -114,6 +114,7 @@ class Transport(Protocol):
 #       DOWNLOAD: fetch what the server has now and return once the spooler has committed and
 #       acknowledged all of it, so a synchronous flush can report how many were received
 #   def preprocessors(self) -> Sequence[Preprocessor]
+#   destination_concurrency: int | None      sends at once per destination, instead of the spooler's
 
 
 class Inbound(Protocol):

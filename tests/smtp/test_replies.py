@@ -1,0 +1,96 @@
+"""The SMTP transport's sans-io rules: reply → outcome, what a message needs, MAIL options."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from spoolerd.transport import OutcomeKind
+from transports.smtp import SmtpSettings
+from transports.smtp.replies import Reply, mail_options, no_reply, outcome_for, requirements, wire_content
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "kind", "status", "detail"),
+    [
+        (250, "2.0.0 Ok: queued as 1234", OutcomeKind.DELIVERED, "2.0.0", "Ok: queued as 1234"),
+        (
+            550,
+            "5.1.1 <x@y>: Recipient address rejected",
+            OutcomeKind.FAILED,
+            "5.1.1",
+            "<x@y>: Recipient address rejected",
+        ),
+        (550, "No such user", OutcomeKind.FAILED, "5.0.0", "No such user"),
+        (450, "4.2.0 Mailbox busy", OutcomeKind.DEFERRED, "4.2.0", "Mailbox busy"),
+        (421, "Service not available", OutcomeKind.DEFERRED, "4.0.0", "Service not available"),
+        (550, "4.1.1 mismatched class", OutcomeKind.FAILED, "5.0.0", "4.1.1 mismatched class"),
+        (354, "go ahead", OutcomeKind.DEFERRED, "4.0.0", "go ahead"),
+        (552, "5.3.4 Message\ntoo big", OutcomeKind.FAILED, "5.3.4", "Message too big"),
+    ],
+)
+def test_reply_outcomes(code: int, text: str, kind: OutcomeKind, status: str, detail: str) -> None:
+    outcome = outcome_for(Reply(code, text, "RCPT TO"), "relay:25")
+    assert (outcome.kind, outcome.code, outcome.status) == (kind, code, status)
+    assert (
+        outcome.diagnostic
+        == f"relay:25 said: {code} {Reply(code, text, 'x').status} {detail} (in reply to RCPT TO)"
+    )
+
+
+def test_no_reply_has_no_code() -> None:
+    o = no_reply("timed out", "relay:25")
+    assert (o.kind, o.code, o.status, o.diagnostic) == (
+        OutcomeKind.DEFERRED,
+        None,
+        "4.4.2",
+        "relay:25: timed out",
+    )
+
+
+def test_wire_content_and_requirements() -> None:
+    assert wire_content(b"a\nb\rc\r\nd") == b"a\r\nb\r\nc\r\nd\r\n"
+    assert wire_content(b"a\r\n") == b"a\r\n"
+    ascii_only = requirements(b"Subject: x\r\n\r\nbody\r\n", "a@b", ["c@d"])
+    assert (ascii_only.size, ascii_only.eight_bit, ascii_only.smtputf8) == (20, False, False)
+    body = requirements("S: x\r\n\r\n\u00e9\r\n".encode(), "a@b", ["c@d"])
+    assert (body.eight_bit, body.smtputf8) == (True, False)
+    header = requirements("S: \u00e9\r\n\r\nx\r\n".encode(), "a@b", ["c@d"])
+    assert (header.eight_bit, header.smtputf8) == (True, True)
+    assert requirements(b"S: x\r\n\r\nx\r\n", "a@b", ["\u00e9@d"]).smtputf8
+
+
+def test_mail_options() -> None:
+    need = requirements("S: x\r\n\r\n\u00e9\r\n".encode(), "a@b", ["c@d"])
+    assert mail_options(need, {"size": "1000", "8bitmime": ""}, "p") == [f"SIZE={need.size}", "BODY=8BITMIME"]
+    assert mail_options(need, {"size": "0", "8bitmime": ""}, "p") == [f"SIZE={need.size}", "BODY=8BITMIME"]
+    too_big = mail_options(need, {"size": "5"}, "p")
+    assert not isinstance(too_big, list) and too_big.status == "5.3.4"
+    no_8bit = mail_options(need, {}, "p")
+    assert not isinstance(no_8bit, list) and no_8bit.status == "5.6.3"
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"host": "relay", "helo": "bad name"}, "neither a domain name"),
+        ({"host": "relay\r\nX"}, "control characters"),
+        ({"host": "relay", "username": "u"}, "give password_file or password_env"),
+        ({"host": "relay", "password_env": "X"}, "no username"),
+        ({"host": "relay", "username": "u", "auth": "xoauth2", "password_env": "X"}, "needs token_file"),
+        ({"host": "relay", "username": "u", "password_env": "X", "password_file": "/f"}, "not both"),
+        ({"host": "relay", "client_key": "/k"}, "client_key needs client_cert"),
+        ({"host": "relay", "tls": "ssl"}, "tls"),
+        ({"host": "relay", "password": "inline"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_settings_are_named(settings: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        SmtpSettings.model_validate(settings)
+
+
+def test_default_ports_follow_the_tls_mode() -> None:
+    ports = {
+        mode: SmtpSettings(host="r", tls=mode).effective_port for mode in ("starttls", "implicit", "none")
+    }
+    assert ports == {"starttls": 587, "implicit": 465, "none": 25}

@@ -1,0 +1,117 @@
+"""Where the relay's secrets come from: a password file or environment variable, and an XOAUTH2 access
+token from a file (re-read for each connection, so whatever renews it need not tell us) or from a command
+(cached until it expires, fetched again when the relay refuses it). Errors name the source, never the
+secret."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+
+from spoolerd.errors import ConfigError, TransportError
+
+from .settings import SmtpSettings
+
+__all__ = ["Credentials"]
+
+_COMMAND_TIMEOUT = 30.0
+_EXPIRY_MARGIN = 60.0  # a token this close to expiry is renewed before use
+
+
+def _first_line(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TransportError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    secret = text.splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise TransportError(f"{path} is empty")
+    return secret
+
+
+class Credentials:
+    """The username and a way to get the current secret; ``check`` fails early on what is missing."""
+
+    def __init__(self, settings: SmtpSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.username = settings.username
+        self._clock = clock
+        self._token: str | None = None
+        self._token_until = 0.0
+
+    def check(self) -> None:
+        """At start: a configured file must be readable and a variable set (a command runs later)."""
+        s = self.settings
+        try:
+            if s.password_file is not None:
+                _first_line(s.password_file)
+            if s.token_file is not None:
+                _first_line(s.token_file)
+        except TransportError as exc:
+            raise ConfigError([str(exc)]) from None
+        if s.password_env is not None and not os.environ.get(s.password_env):
+            raise ConfigError([f"password_env: the environment variable {s.password_env} is not set"])
+
+    def password(self) -> str:
+        s = self.settings
+        if s.password_file is not None:
+            return _first_line(s.password_file)
+        if s.password_env is not None:
+            value = os.environ.get(s.password_env)
+            if not value:
+                raise TransportError(f"the environment variable {s.password_env} is not set")
+            return value
+        raise TransportError("no password configured")
+
+    async def token(self, *, renew: bool = False) -> str:
+        s = self.settings
+        if s.token_file is not None:
+            return _first_line(s.token_file)
+        if s.token_command is None:
+            raise TransportError("no token configured")
+        if renew or self._token is None or self._clock() >= self._token_until:
+            self._token, lifetime = await self._run_token_command(s.token_command)
+            self._token_until = self._clock() + max(0.0, lifetime - _EXPIRY_MARGIN)
+        return self._token
+
+    def forget_token(self) -> None:
+        self._token = None
+
+    async def _run_token_command(self, command: list[str]) -> tuple[str, float]:
+        name = Path(command[0]).name
+        try:
+            with anyio.fail_after(_COMMAND_TIMEOUT):
+                done = await anyio.run_process(command, check=False, stderr=subprocess.DEVNULL)
+        except TimeoutError:
+            raise TransportError(
+                f"token command {name} did not finish within {_COMMAND_TIMEOUT:g} s"
+            ) from None
+        except OSError as exc:
+            raise TransportError(f"token command {name} could not run: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            raise TransportError(f"token command {name} exited with status {done.returncode}")
+        return _parse_token(done.stdout, name, self.settings.token_lifetime)
+
+
+def _parse_token(output: bytes, name: str, default_lifetime: float) -> tuple[str, float]:
+    """A bare token (one line), or JSON with ``access_token`` and optionally ``expires_in`` seconds."""
+    text = output.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+            token, lifetime = data["access_token"], float(data.get("expires_in", default_lifetime))
+        except (ValueError, KeyError, TypeError):
+            raise TransportError(f"token command {name} printed JSON without a usable access_token") from None
+        if not isinstance(token, str):
+            raise TransportError(f"token command {name} printed a non-string access_token")
+    else:
+        token, lifetime = (text.splitlines() or [""])[0].strip(), default_lifetime
+    if not token or any(ord(c) < 0x21 or ord(c) == 0x7F for c in token):
+        raise TransportError(f"token command {name} printed no usable token")
+    return token, lifetime

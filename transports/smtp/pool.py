@@ -1,0 +1,81 @@
+"""Connections to the relay, reused across messages: at most ``size`` open, each used for at most
+``per_connection`` transactions, an idle one closed (QUIT) after ``idle_timeout`` by a timer, not a
+sweep. A connection that broke, or whose transaction left it in doubt, is closed, never handed out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from .session import Connection
+
+__all__ = ["ConnectionPool"]
+
+
+class ConnectionPool:
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[Connection]],
+        *,
+        size: int,
+        per_connection: int,
+        idle_timeout: float,
+    ) -> None:
+        self._opener = opener
+        self._size = size
+        self._per_connection = per_connection
+        self._idle_timeout = idle_timeout
+        self._idle: list[Connection] = []  # most recently used last: warm connections first
+        self._slots: asyncio.Semaphore | None = None  # made in the running loop
+        self.opened = 0  # connections opened so far (status and tests)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def acquire(self) -> Connection:
+        """An idle connection if one is still up, else a new one (which may raise ``SessionFailed``)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._size)
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.idle_timer is not None:
+                    conn.idle_timer.cancel()
+                    conn.idle_timer = None
+                if conn.usable:
+                    break
+                conn.close(polite=False)
+            else:
+                conn = await self._opener()
+                self.opened += 1
+        except BaseException:
+            self._slots.release()
+            raise
+        return conn
+
+    def release(self, conn: Connection, *, reusable: bool) -> None:
+        """Hand ``conn`` back: kept for the next message if it is sound and has uses left, else closed."""
+        assert self._slots is not None
+        try:
+            if reusable and conn.usable and conn.sent < self._per_connection:
+                conn.idle_timer = asyncio.get_running_loop().call_later(
+                    self._idle_timeout, self._expire, conn
+                )
+                self._idle.append(conn)
+            else:
+                conn.close(polite=reusable)
+        finally:
+            self._slots.release()
+
+    def _expire(self, conn: Connection) -> None:
+        conn.idle_timer = None
+        if conn in self._idle:
+            self._idle.remove(conn)
+            conn.close(polite=True)
+
+    def close(self) -> None:
+        """Close every idle connection (at stop; connections in use are closed by their senders)."""
+        while self._idle:
+            self._idle.pop().close(polite=True)

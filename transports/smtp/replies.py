@@ -1,0 +1,130 @@
+"""The SMTP transport's rules, with no I/O: what a message needs of the relay, which MAIL options say
+so, and how each reply (or its absence) becomes a per-recipient outcome.
+
+A 5xx reply fails what it is about; a 4xx reply defers it; a reply that never came (connection lost,
+timeout, TLS failure) defers with no code, which the spooler reads as "the relay is down". Enhanced
+status codes (RFC 3463) are kept as the relay sent them, else derived from the reply's class.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from spoolerd.transport import Outcome, OutcomeKind
+
+__all__ = [
+    "Reply",
+    "Requirements",
+    "bad_address",
+    "mail_options",
+    "no_reply",
+    "outcome_for",
+    "requirements",
+    "wire_content",
+]
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply from the relay, and the command it answered (for the diagnostic)."""
+
+    code: int
+    text: str
+    command: str
+
+    @property
+    def status(self) -> str:
+        """The enhanced status code the relay gave, else the generic one of the reply's class."""
+        found = _ENHANCED.match(self.text)
+        if found and found.group(1) == str(self.code)[0]:
+            return f"{found.group(1)}.{found.group(2)}.{found.group(3)}"
+        return f"{str(self.code)[0]}.0.0" if str(self.code)[0] in "245" else "4.0.0"  # 1xx/3xx: retry
+
+    @property
+    def detail(self) -> str:
+        """The reply text without its enhanced status code, on one line."""
+        text = " ".join(self.text.split())
+        found = _ENHANCED.match(text)
+        if found and found.group(1) == str(self.code)[0]:
+            text = text[found.end() :]
+        return text
+
+
+def outcome_for(reply: Reply, peer: str) -> Outcome:
+    """The outcome of a reply that ends what it answers: 2xx delivered, 5xx failed, else deferred."""
+    status = reply.status
+    diagnostic = f"{peer} said: {reply.code} {status} {reply.detail} (in reply to {reply.command})"
+    if 200 <= reply.code < 300:
+        return Outcome(OutcomeKind.DELIVERED, reply.code, status, diagnostic)
+    if 500 <= reply.code < 600:
+        return Outcome(OutcomeKind.FAILED, reply.code, status, diagnostic)
+    return Outcome(OutcomeKind.DEFERRED, reply.code, status, diagnostic)
+
+
+def no_reply(cause: str, peer: str, status: str = "4.4.2") -> Outcome:
+    """No usable reply came (connection refused or lost, timeout, TLS failure): defer, with no code."""
+    return Outcome(OutcomeKind.DEFERRED, None, status, f"{peer}: {cause}")
+
+
+def bad_address(address: str) -> bool:
+    """Anything that would break the command line or the angle-bracket path."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F or c in "<>" for c in address)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """What sending one message takes of the relay."""
+
+    size: int  # octets on the wire, before dot-stuffing
+    eight_bit: bool  # some octet above 127 (BODY=8BITMIME)
+    smtputf8: bool  # a non-ASCII address or header (RFC 6531)
+
+
+def wire_content(content: bytes) -> bytes:
+    """The message as DATA carries it: every line ending CRLF, the last line too."""
+    if b"\n" in content or b"\r" in content:
+        content = _LINE_ENDINGS.sub(b"\r\n", content)
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    return content
+
+
+def requirements(wire: bytes, sender: str, recipients: list[str]) -> Requirements:
+    eight_bit = not wire.isascii()
+    smtputf8 = not sender.isascii() or not all(r.isascii() for r in recipients)
+    if eight_bit and not smtputf8:
+        end = _HEADER_END.search(wire)
+        smtputf8 = not wire[: end.start() if end else len(wire)].isascii()
+    return Requirements(len(wire), eight_bit, smtputf8)
+
+
+def mail_options(need: Requirements, extensions: dict[str, str], peer: str) -> list[str] | Outcome:
+    """MAIL FROM parameters for ``need``, or the permanent failure when the relay cannot take it."""
+    options = []
+    if "size" in extensions:
+        limit = extensions["size"].strip()
+        if limit.isdigit() and int(limit) > 0 and need.size > int(limit):
+            return Outcome.failed(
+                f"message size {need.size} exceeds the size limit {limit} of {peer}", None, "5.3.4"
+            )
+        options.append(f"SIZE={need.size}")
+    if need.smtputf8:
+        if "smtputf8" not in extensions:
+            return Outcome.failed(
+                f"the message needs SMTPUTF8 (non-ASCII addresses or headers), which {peer} does not offer",
+                None,
+                "5.6.7",
+            )
+        options.append("SMTPUTF8")
+    if need.eight_bit:
+        if "8bitmime" not in extensions:
+            return Outcome.failed(
+                f"the message has 8-bit content and {peer} does not offer 8BITMIME", None, "5.6.3"
+            )
+        options.append("BODY=8BITMIME")
+    return options

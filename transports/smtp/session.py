@@ -1,0 +1,232 @@
+"""One SMTP session up to the point where mail can be sent: connect, greeting, EHLO, STARTTLS, AUTH.
+
+Every step has its timeout, and every way it can go wrong becomes ``SessionFailed`` carrying the
+outcome for the recipients that were waiting (deferred, with no reply code: the relay, not the
+message, is the problem). Credentials never appear in a diagnostic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from spoolerd.errors import ConfigError, TransportError
+from spoolerd.transport import Outcome
+
+from .credentials import Credentials
+from .replies import Reply, no_reply
+from .settings import AuthMethod, SmtpSettings, TlsMode
+
+__all__ = ["Connection", "SessionFailed", "describe", "open_session", "tls_context"]
+
+
+class SessionFailed(TransportError):
+    """The session could not be set up; ``outcome`` is what every waiting recipient gets."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.diagnostic)
+        self.outcome = outcome
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    client: aiosmtplib.SMTP
+    sent: int = 0  # transactions started on it
+    idle_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return self.client.esmtp_extensions
+
+    @property
+    def usable(self) -> bool:
+        return self.client.is_connected
+
+    def close(self, *, polite: bool) -> None:
+        """Close at once; ``polite`` sends QUIT first (without waiting for its reply)."""
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        protocol = self.client.protocol
+        if polite and protocol is not None and self.client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, RuntimeError):
+                protocol.write(b"QUIT\r\n")
+        self.client.close()
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    """The client TLS context, built once at start; a bad CA or certificate file is a config error."""
+    if settings.tls is TlsMode.NONE:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        if settings.client_cert is not None:
+            context.load_cert_chain(
+                str(settings.client_cert), str(settings.client_key) if settings.client_key else None
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"TLS files: {exc}"]) from None
+    if not settings.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def describe(exc: BaseException, doing: str) -> tuple[str, str]:
+    """A diagnostic and an enhanced status code for a failure with no usable reply."""
+    cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) and exc.__cause__ else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"TLS certificate not verified while {doing}: {cause.verify_message}", "4.7.5"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failure while {doing}: {cause.reason or cause}", "4.7.5"
+    if isinstance(exc, TimeoutError):
+        return f"timed out while {doing}", "4.4.2"
+    if isinstance(exc, aiosmtplib.SMTPConnectError) or isinstance(cause, ConnectionRefusedError):
+        detail = getattr(cause, "strerror", None) or str(cause)
+        return f"cannot connect: {detail}", "4.4.1"
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return f"connection lost while {doing}", "4.4.2"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"bad reply while {doing}: {exc.code} {exc.message}", "4.5.0"
+    return f"{type(exc).__name__} while {doing}: {exc}", "4.4.2"
+
+
+async def open_session(
+    settings: SmtpSettings,
+    credentials: Credentials,
+    context: ssl.SSLContext | None,
+    helo: str,
+    peer: str,
+) -> Connection:
+    """A connected, greeted, (encrypted,) (authenticated) session, or ``SessionFailed``."""
+    implicit = settings.tls is TlsMode.IMPLICIT
+    client = aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.effective_port,
+        local_hostname=helo,
+        timeout=settings.command_timeout,
+        use_tls=implicit,
+        start_tls=False,
+        tls_context=context if implicit else None,
+    )
+    progress = ["connecting"]  # what was under way, for the diagnostic
+    try:
+        await _setup(client, settings, credentials, context=context, peer=peer, progress=progress)
+    except SessionFailed:
+        client.close()
+        raise
+    except TransportError as exc:  # a secret could not be read
+        client.close()
+        raise SessionFailed(no_reply(f"credentials: {exc}", peer, "4.7.0")) from None
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+        client.close()
+        diagnostic, status = describe(exc, progress[-1])
+        raise SessionFailed(no_reply(diagnostic, peer, status)) from None
+    except BaseException:
+        client.close()
+        raise
+    return Connection(client)
+
+
+async def _setup(
+    client: aiosmtplib.SMTP,
+    settings: SmtpSettings,
+    credentials: Credentials,
+    *,
+    context: ssl.SSLContext | None,
+    peer: str,
+    progress: list[str],
+) -> None:
+    try:
+        await client.connect(timeout=settings.connect_timeout)
+    except aiosmtplib.SMTPConnectResponseError as exc:
+        raise _refused(Reply(exc.code, exc.message, "the greeting"), peer) from None
+    progress.append("greeting (EHLO)")
+    await _ehlo(client, peer)
+    encrypted = settings.tls is TlsMode.IMPLICIT
+    if settings.tls in (TlsMode.STARTTLS, TlsMode.OPPORTUNISTIC):
+        if client.supports_extension("starttls"):
+            progress.append("starting TLS")
+            assert context is not None
+            response = await client.starttls(
+                server_hostname=settings.host, tls_context=context, timeout=settings.connect_timeout
+            )
+            if response.code != 220:
+                raise _refused(Reply(response.code, response.message, "STARTTLS"), peer)
+            progress.append("greeting (EHLO) after STARTTLS")
+            await _ehlo(client, peer)
+            encrypted = True
+        elif settings.tls is TlsMode.STARTTLS:
+            raise SessionFailed(no_reply("TLS is required, but was not offered by the relay", peer, "4.7.4"))
+    if credentials.username is not None:
+        if not encrypted and settings.tls is not TlsMode.NONE:
+            raise SessionFailed(
+                no_reply("refusing to send credentials over a connection without TLS", peer, "4.7.0")
+            )
+        progress.append("authenticating")
+        await _authenticate(client, settings, credentials, peer)
+
+
+def _refused(reply: Reply, peer: str) -> SessionFailed:
+    """The relay answered but would not go on: deferred, like a lost connection (the reply is kept)."""
+    status = reply.status
+    if not status.startswith("4."):
+        status = "4" + status[1:]
+    return SessionFailed(
+        no_reply(
+            f"answered {reply.code} {reply.status} {reply.detail} (in reply to {reply.command})", peer, status
+        )
+    )
+
+
+async def _ehlo(client: aiosmtplib.SMTP, peer: str) -> None:
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError as exc:
+        if not client.is_connected:
+            raise
+        try:  # an old relay without ESMTP
+            await client.helo()
+        except aiosmtplib.SMTPHeloError as helo_exc:
+            raise _refused(Reply(helo_exc.code, helo_exc.message, "HELO"), peer) from None
+        del exc
+
+
+async def _authenticate(
+    client: aiosmtplib.SMTP, settings: SmtpSettings, credentials: Credentials, peer: str
+) -> None:
+    username = credentials.username
+    assert username is not None
+    offered = [m.lower() for m in client.server_auth_methods]
+    method = settings.auth
+    if method is AuthMethod.AUTO:
+        method = next(
+            (m for m in (AuthMethod.PLAIN, AuthMethod.LOGIN) if m.value in offered), AuthMethod.PLAIN
+        )
+    if method.value not in offered:
+        shown = ", ".join(m.upper() for m in offered) or "none"
+        raise SessionFailed(
+            no_reply(
+                f"the relay does not offer AUTH {method.value.upper()} (it offers: {shown})", peer, "4.7.0"
+            )
+        )
+    try:
+        if method is AuthMethod.XOAUTH2:
+            try:
+                await client.auth_xoauth2(username, await credentials.token())
+            except aiosmtplib.SMTPAuthenticationError:
+                if settings.token_command is None or not client.is_connected:
+                    raise
+                await client.auth_xoauth2(
+                    username, await credentials.token(renew=True)
+                )  # it may have expired
+        elif method is AuthMethod.PLAIN:
+            await client.auth_plain(username, credentials.password())
+        else:
+            await client.auth_login(username, credentials.password())
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise _refused(Reply(exc.code, exc.message, f"AUTH {method.value.upper()}"), peer) from None
