@@ -83,9 +83,14 @@ async def test_oldest_first(tmp_path: Path, clock: FakeClock) -> None:
 
 
 async def test_per_transport_concurrency_is_bounded(tmp_path: Path, clock: FakeClock) -> None:
-    transports = {"remote": {"provider": "test-scripted", "delay": 0.01, "concurrency": 3}}
+    transports = {"remote": {"provider": "test-scripted", "concurrency": 3}}
     async with spooler(tmp_path, clock, transports, spooler={"max_in_flight": 20}) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()  # every send waits: all twelve press on the limit of three
         ids = [await h.submit(f"r{n}@d{n}.test") for n in range(12)]
+        with anyio.fail_after(10):
+            await remote.until_concurrent(3)
+        remote.gate.set()
         for mid in ids:
             await h.finished(mid)
         assert h.transport("remote").max_concurrent == 3

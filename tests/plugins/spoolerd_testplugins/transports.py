@@ -50,11 +50,20 @@ class ScriptedTransport:
         self.gate: anyio.Event | None = None  # when set by a test, send waits for it
         self.entered = anyio.Event()  # set at the first send
         self.concurrent = self.max_concurrent = 0
+        self._crowds: list[tuple[int, anyio.Event]] = []  # (sends at once, set when reached)
         self.started = self.stopped = False
         self._failures: dict[str, int] = {}
 
     async def start(self) -> None:
         self.started = True
+
+    async def until_concurrent(self, count: int) -> None:
+        """Return once ``count`` sends are under way at the same time."""
+        if self.concurrent >= count:
+            return
+        reached = anyio.Event()
+        self._crowds.append((count, reached))
+        await reached.wait()
 
     async def stop(self) -> None:
         self.stopped = True
@@ -67,6 +76,9 @@ class ScriptedTransport:
         self.entered.set()
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        for count, reached in self._crowds:
+            if self.concurrent >= count:
+                reached.set()
         try:
             return await self._send(message, recipients)
         finally:
