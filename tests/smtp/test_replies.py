@@ -7,7 +7,15 @@ from pydantic import ValidationError
 
 from spoolerd.transport import OutcomeKind
 from transports.smtp import SmtpSettings
-from transports.smtp.replies import Reply, mail_options, no_reply, outcome_for, requirements, wire_content
+from transports.smtp.replies import (
+    Reply,
+    expected,
+    mail_options,
+    no_reply,
+    outcome_for,
+    requirements,
+    wire_content,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,7 +33,6 @@ from transports.smtp.replies import Reply, mail_options, no_reply, outcome_for, 
         (450, "4.2.0 Mailbox busy", OutcomeKind.DEFERRED, "4.2.0", "Mailbox busy"),
         (421, "Service not available", OutcomeKind.DEFERRED, "4.0.0", "Service not available"),
         (550, "4.1.1 mismatched class", OutcomeKind.FAILED, "5.0.0", "4.1.1 mismatched class"),
-        (354, "go ahead", OutcomeKind.DEFERRED, "4.0.0", "go ahead"),
         (552, "5.3.4 Message\ntoo big", OutcomeKind.FAILED, "5.3.4", "Message too big"),
     ],
 )
@@ -36,6 +43,18 @@ def test_reply_outcomes(code: int, text: str, kind: OutcomeKind, status: str, de
         outcome.diagnostic
         == f"relay:25 said: {code} {Reply(code, text, 'x').status} {detail} (in reply to RCPT TO)"
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "command"),
+    [(354, "RCPT TO"), (252, "RCPT TO"), (251, "MAIL FROM"), (250, "DATA"), (220, "end of DATA")],
+)
+def test_replies_smtp_does_not_allow_there_are_never_success(code: int, command: str) -> None:
+    reply = Reply(code, "2.0.0 fine", command)
+    assert not expected(reply)
+    outcome = outcome_for(reply, "relay:25")
+    assert (outcome.kind, outcome.code, outcome.status) == (OutcomeKind.DEFERRED, code, "4.5.0")
+    assert outcome.diagnostic.startswith(f"relay:25 gave an unexpected reply: {code} ")
 
 
 def test_no_reply_has_no_code() -> None:

@@ -206,7 +206,7 @@ async def test_connection_dropped_mid_data(
 async def test_stalled_server_times_out(smtp_server: ServerFactory, started: Start) -> None:
     release = threading.Event()
     server = smtp_server(Handler(stall_rcpt=release))
-    t = await started(transport(server.port, command_timeout=0.5))
+    t = await started(transport(server.port, command_timeout=2))  # only the stalled RCPT gets near it
     msg, rcpts = message("first@example.net", "stall@example.net")
     try:
         first, stalled = await t.send(msg, rcpts)
@@ -219,6 +219,28 @@ async def test_stalled_server_times_out(smtp_server: ServerFactory, started: Sta
     msg, rcpts = message("next@example.net")
     assert (await t.send(msg, rcpts))[0].kind is DELIVERED  # a fresh connection
     assert t.pool.opened == 2
+
+
+async def test_unexpected_replies_are_not_success_and_end_the_connection(
+    scripted_server: Callable[..., Awaitable[Scripted]], started: Start
+) -> None:
+    async def on_line(line: bytes, writer: asyncio.StreamWriter) -> bool:
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
+        elif verb == b"RCPT" and b"odd@" in line:
+            writer.write(b"252 2.1.5 cannot verify, will try\r\n")
+        else:
+            writer.write(b"250 ok\r\n")
+        return True
+
+    server = await scripted_server(on_line)
+    t = await started(transport(server.port))
+    msg, rcpts = message("odd@example.net")
+    (o,) = await t.send(msg, rcpts)
+    assert (o.kind, o.code, o.status) == (DEFERRED, 252, "4.5.0") and "unexpected reply" in o.diagnostic
+    assert not any(line.upper().startswith(b"DATA") for line in server.lines)  # nothing was sent
+    assert t.pool.idle == 0  # a relay that breaks the protocol is not trusted with the next message
 
 
 async def test_stale_pooled_connection_is_replaced(
@@ -415,6 +437,39 @@ async def test_xoauth2_token_command_refreshed_when_refused(
     await t.stop()  # a new connection reuses the cached token: the command does not run again
     assert (await t.send(msg, rcpts))[0].kind is DELIVERED
     assert calls.read_text() == "2"
+
+
+async def test_xoauth2_refused_token_is_not_reused(
+    scripted_server: Callable[..., Awaitable[Scripted]], started: Start, tmp_path: Path
+) -> None:
+    """A relay that refuses the token and hangs up: the next connection asks the command again."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "token.py"
+    script.write_text(
+        "import pathlib\n"
+        f"p = pathlib.Path({str(calls)!r})\n"
+        "p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1))\n"
+        "print('some-token')\n"
+    )
+
+    async def on_line(line: bytes, writer: asyncio.StreamWriter) -> bool:
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            writer.write(b"250-scripted\r\n250 AUTH XOAUTH2\r\n")
+        elif verb == b"AUTH":
+            writer.write(b"535 5.7.8 token expired\r\n")
+            return False
+        return True
+
+    server = await scripted_server(on_line)
+    t = await started(
+        transport(server.port, username=USER, auth="xoauth2", token_command=[sys.executable, str(script)])
+    )
+    msg, rcpts = message("a@example.net")
+    for expected_calls in ("1", "2"):
+        (o,) = await t.send(msg, rcpts)
+        assert o.kind is DEFERRED and "535" in o.diagnostic
+        assert calls.read_text() == expected_calls
 
 
 async def test_missing_secret_is_a_start_error(tmp_path: Path) -> None:

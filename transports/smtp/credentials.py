@@ -27,8 +27,10 @@ _EXPIRY_MARGIN = 60.0  # a token this close to expiry is renewed before use
 def _first_line(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TransportError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except OSError as exc:
+        raise TransportError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:  # its message would quote a byte of the secret
+        raise TransportError(f"cannot read {path}: not UTF-8 text") from None
     secret = text.splitlines()[0].strip() if text.strip() else ""
     if not secret:
         raise TransportError(f"{path} is empty")

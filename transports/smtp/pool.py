@@ -28,6 +28,7 @@ class ConnectionPool:
         self._idle: list[Connection] = []  # most recently used last: warm connections first
         self._slots: asyncio.Semaphore | None = None  # made in the running loop
         self.opened = 0  # connections opened so far (status and tests)
+        self._closed = False  # after close(): connections coming back are closed, not kept
 
     @property
     def idle(self) -> int:
@@ -59,7 +60,7 @@ class ConnectionPool:
         """Hand ``conn`` back: kept for the next message if it is sound and has uses left, else closed."""
         assert self._slots is not None
         try:
-            if reusable and conn.usable and conn.sent < self._per_connection:
+            if reusable and conn.usable and conn.sent < self._per_connection and not self._closed:
                 conn.idle_timer = asyncio.get_running_loop().call_later(
                     self._idle_timeout, self._expire, conn
                 )
@@ -76,6 +77,7 @@ class ConnectionPool:
             conn.close(polite=True)
 
     def close(self) -> None:
-        """Close every idle connection (at stop; connections in use are closed by their senders)."""
+        """Close every idle connection (at stop; connections in use are closed when they come back)."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close(polite=True)

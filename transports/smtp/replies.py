@@ -17,6 +17,7 @@ __all__ = [
     "Reply",
     "Requirements",
     "bad_address",
+    "expected",
     "mail_options",
     "no_reply",
     "outcome_for",
@@ -55,14 +56,28 @@ class Reply:
         return text
 
 
+def expected(reply: Reply) -> bool:
+    """A reply that SMTP allows for success at this step (250 for MAIL and the end of DATA, 250 or 251
+    for RCPT; nothing for the DATA command itself, whose 354 is not an ending); any other 1xx-3xx is a
+    protocol error, not a success."""
+    if reply.command == "DATA":
+        return False
+    return reply.code == 250 or (reply.code == 251 and reply.command == "RCPT TO")
+
+
 def outcome_for(reply: Reply, peer: str) -> Outcome:
-    """The outcome of a reply that ends what it answers: 2xx delivered, 5xx failed, else deferred."""
+    """The outcome of a reply that ends what it answers: success delivered, 5xx failed, else deferred."""
     status = reply.status
     diagnostic = f"{peer} said: {reply.code} {status} {reply.detail} (in reply to {reply.command})"
-    if 200 <= reply.code < 300:
+    if expected(reply):
         return Outcome(OutcomeKind.DELIVERED, reply.code, status, diagnostic)
     if 500 <= reply.code < 600:
         return Outcome(OutcomeKind.FAILED, reply.code, status, diagnostic)
+    if not 400 <= reply.code < 500:  # a reply SMTP does not allow here: try again later
+        status = "4.5.0"
+        diagnostic = (
+            f"{peer} gave an unexpected reply: {reply.code} {reply.detail} (in reply to {reply.command})"
+        )
     return Outcome(OutcomeKind.DEFERRED, reply.code, status, diagnostic)
 
 

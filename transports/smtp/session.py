@@ -219,11 +219,11 @@ async def _authenticate(
             try:
                 await client.auth_xoauth2(username, await credentials.token())
             except aiosmtplib.SMTPAuthenticationError:
+                credentials.forget_token()  # refused: the next connection asks for a new one
                 if settings.token_command is None or not client.is_connected:
                     raise
-                await client.auth_xoauth2(
-                    username, await credentials.token(renew=True)
-                )  # it may have expired
+                # it may have expired since it was cached: one more try with a fresh one
+                await client.auth_xoauth2(username, await credentials.token(renew=True))
         elif method is AuthMethod.PLAIN:
             await client.auth_plain(username, credentials.password())
         else:

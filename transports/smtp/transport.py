@@ -28,6 +28,7 @@ from .replies import (
     Reply,
     Requirements,
     bad_address,
+    expected,
     mail_options,
     no_reply,
     outcome_for,
@@ -143,28 +144,35 @@ class SmtpTransport:
         try:
             args = [b"FROM:<" + sender.encode(encoding) + b">", *(o.encode() for o in options)]
             reply = await self._command(conn, "MAIL FROM", b"MAIL", *args)
-            if reply.code != 250:
-                return [outcome_for(reply, self.peer)] * len(rcpts), await self._reset(conn)
+            if reused and reply.code == 421:  # the relay closes idle connections this way too
+                raise _Stale
+            if not expected(reply):
+                return [outcome_for(reply, self.peer)] * len(rcpts), await self._reset(conn, reply)
             accepted = []
+            sound = True  # no reply outside what SMTP allows
             for i, rcpt in enumerate(rcpts):
                 doing = "RCPT TO"
                 reply = await self._command(conn, doing, b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
-                if reply.code in (250, 251):
+                if expected(reply):
                     accepted.append(i)
                 else:
                     results[i] = outcome_for(reply, self.peer)
+                    sound = sound and reply.code >= 400
             if not accepted:
-                return [r for r in results if r is not None], await self._reset(conn)
+                return [r for r in results if r is not None], sound and await self._reset(conn)
             doing = "DATA"
             try:
                 response = await conn.client.data(wire, timeout=self.settings.data_timeout)
                 reply = Reply(response.code, response.message, "end of DATA")
             except aiosmtplib.SMTPDataError as exc:
-                reply = Reply(exc.code, exc.message, "DATA")
+                reply = Reply(exc.code, exc.message, "DATA")  # refused at DATA or at the end of it
+                sound = sound and reply.code >= 400
             final = outcome_for(reply, self.peer)
             for i in accepted:
                 results[i] = final
-            return [r for r in results if r is not None], reply.code == 250 or await self._reset(conn)
+            return [r for r in results if r is not None], sound and (
+                reply.code == 250 or await self._reset(conn, reply)
+            )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             if reused and doing == "MAIL FROM" and isinstance(exc, aiosmtplib.SMTPServerDisconnected):
                 raise _Stale from None
@@ -176,8 +184,11 @@ class SmtpTransport:
         response = await conn.client.execute_command(*args, timeout=self.settings.command_timeout)
         return Reply(response.code, response.message, name)
 
-    async def _reset(self, conn: Connection) -> bool:
-        """RSET after a transaction that did not end in 250; the connection is kept only if it worked."""
+    async def _reset(self, conn: Connection, reply: Reply | None = None) -> bool:
+        """RSET after a transaction that did not end in 250; the connection is kept only if it worked.
+        After a reply SMTP does not allow there (``reply``), the connection is not trusted again."""
+        if reply is not None and reply.code < 400:
+            return False
         try:
             response = await conn.client.execute_command(b"RSET", timeout=self.settings.command_timeout)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
