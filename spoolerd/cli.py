@@ -1,6 +1,7 @@
 """``spoolerd``: run the daemon, or check a configuration file without starting anything.
 
-    spoolerd run [--config FILE]       no FILE: the embedded default (SQLite store in ./spool, loopback)
+    spoolerd run [--config FILE]       no FILE: $SPOOLERD_CONFIG, else the embedded default (SQLite store
+                                       in ./spool, loopback); SPOOLERD__SECTION__KEY variables override
     spoolerd check-config FILE         like ``postfix check`` / ``nginx -t``
     spoolerd --version
 
@@ -10,6 +11,7 @@ A configuration error prints every problem, naming the key, and exits with EX_CO
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -36,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spoolerd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("--config", "-c", help="TOML configuration (default: the embedded default)")
+    run.add_argument("--config", "-c", help="TOML configuration (default: $SPOOLERD_CONFIG, else built in)")
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file")
     return parser
@@ -88,6 +90,8 @@ def _reload(daemon: Daemon, notify: Notifier) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     source = getattr(args, "config", None) or getattr(args, "file", None)
+    if source is None and args.command == "run":
+        source = os.environ.get("SPOOLERD_CONFIG") or None  # the container image sets it
     registry = PluginRegistry()
     try:
         config = load_config(source, registry)

@@ -12,12 +12,14 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config_env import ENV_PREFIX, env_overlay, merged
 from .errors import ConfigError, PluginError
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
@@ -216,19 +218,31 @@ def parse_config(
     return config
 
 
-def load_config(path: str | os.PathLike[str] | None, registry: PluginRegistry | None = None) -> Config:
-    """Read and validate a TOML file; ``None`` gives the embedded default."""
-    if path is None:
+def load_config(
+    path: str | os.PathLike[str] | None,
+    registry: PluginRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read and validate a TOML file (``None``: the embedded default), with ``SPOOLERD__…`` variables
+    from ``environ`` (default: the process environment) laid over it."""
+    data: dict[str, Any] = {}
+    source = None if path is None else os.fspath(path)
+    if source is not None:
+        try:
+            with open(source, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"not valid TOML: {exc}"], source) from exc
+    overlay, problems = env_overlay(os.environ if environ is None else environ)
+    if overlay or problems:
+        source = f"{source or 'the default'} + {ENV_PREFIX}* environment"
+    if problems:
+        raise ConfigError(problems, source)
+    if not data and not overlay:
         return Config()
-    source = os.fspath(path)
-    try:
-        with open(source, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"not valid TOML: {exc}"], source) from exc
-    return parse_config(data, source, registry)
+    return parse_config(merged(data, overlay), source, registry)
 
 
 @dataclass(frozen=True, slots=True)
