@@ -49,8 +49,14 @@ class _Strict(BaseModel):
 
 
 class LogConfig(_Strict):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["console", "json"] = "console"
+    """Logging: structlog on stderr (journald or docker logs collect it); secrets are never printed."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="the least severe level shown"
+    )
+    format: Literal["console", "json"] = Field(
+        "console", description="console: for people; json: one object a line"
+    )
 
 
 class RetrySection(_Strict):
@@ -64,8 +70,12 @@ class RetrySection(_Strict):
 
 
 class SpoolerSection(_Strict):
-    state_dir: Path = Field(default_factory=default_state_dir)
-    default_store: str = "local"
+    """The engine: where its state lives, how much it does at once, how it retries and reports."""
+
+    state_dir: Path = Field(
+        default_factory=default_state_dir, description="stores' files and the daemon's lock"
+    )
+    default_store: str = Field("local", description="the store that sendmail and submit use by default")
     max_in_flight: int = Field(64, ge=1, description="messages being delivered at once, in all")
     transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
     destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")
@@ -77,7 +87,7 @@ class SpoolerSection(_Strict):
         default_factory=lambda: ["headers"], description="spoolerd.preprocessors"
     )
     delay_warning_after: float | None = Field(None, gt=0, description="seconds queued before a delay warning")
-    retry: RetrySection = Field(default_factory=RetrySection)
+    retry: RetrySection = Field(default_factory=RetrySection, description="the [spooler.retry] section")
 
 
 class _PluginSection(BaseModel):
@@ -85,14 +95,14 @@ class _PluginSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    provider: str
+    provider: str = Field(description="entry point in spoolerd.transports")
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
 class StoreSection(_PluginSection):
-    provider: str = "sqlite"
+    provider: str = Field("sqlite", description="entry point in spoolerd.stores")
     addresses: list[str] = Field(default_factory=list, description="addresses (or @domains) this store owns")
     coupled_transport: str | None = Field(None, description="transport that handles its recipients at submit")
 
@@ -121,8 +131,12 @@ def default_socket(state_dir: Path) -> Path:
 class ControlSection(_Strict):
     """The control socket (DESIGN §6)."""
 
-    socket: Path | None = Field(None, description="Unix socket path (default: see default_socket)")
-    enabled: bool = True
+    socket: Path | None = Field(
+        None, description="Unix socket path (default: control.sock in $RUNTIME_DIRECTORY, else in state_dir)"
+    )
+    enabled: bool = Field(
+        True, description="false: no control socket (spoolerctl and sendmail cannot connect)"
+    )
     allowed_uids: list[int] = Field(default_factory=list, description="besides root and the daemon's own")
     allowed_groups: list[str | int] = Field(default_factory=list, description="group names or gids")
     rate: float = Field(200.0, gt=0, description="requests a second per connection")

@@ -1,0 +1,143 @@
+"""The configuration reference, generated from the pydantic models themselves (the core's sections and
+the ``Settings`` of every provider this distribution ships), so it cannot drift from what the daemon
+accepts. ``python -m spoolerd.config_reference > config/reference.md``; a test checks the file."""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .config import (
+    Config,
+    ControlSection,
+    LogConfig,
+    RetrySection,
+    SpoolerSection,
+    StoreSection,
+    TransportSection,
+)
+from .config_env import ENV_PREFIX
+from .plugins import STORES, TRANSPORTS
+
+__all__ = ["render"]
+
+_COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+
+
+def _type(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(f'"{a}"' for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type(a) for a in args)
+    if origin is list:
+        return f"list of {_type(args[0])}"
+    if origin is dict:
+        return f"table of {_type(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return " \\| ".join(f'"{m.value}"' for m in annotation)
+    if annotation is type(None):
+        return "none"
+    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "Path": "path"}.get(
+        getattr(annotation, "__name__", str(annotation)), getattr(annotation, "__name__", str(annotation))
+    )
+
+
+def _default(name: str, field: Any) -> str:
+    if name in _COMPUTED:
+        return _COMPUTED[name]
+    if field.default is not PydanticUndefined:
+        value = field.default
+    elif field.default_factory is not None:
+        value = field.default_factory()
+    else:
+        return "**required**"
+    if isinstance(value, BaseModel):
+        return "(section)"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
+def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        meaning = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | {_type(field.annotation)} | {_default(name, field)} | {meaning} |")
+    return lines
+
+
+def _providers(group: str) -> list[tuple[str, type[BaseModel]]]:
+    """The providers this distribution ships (third-party ones document themselves)."""
+    found = []
+    for ep in importlib.metadata.entry_points(group=group):
+        if ep.dist is not None and ep.dist.name == "spoolerd":
+            found.append((ep.name, ep.load().Settings))
+    return sorted(found, key=lambda item: item[0])
+
+
+def render() -> str:
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from the pydantic models by `python -m spoolerd.config_reference`; a test keeps it",
+        "current. The file is TOML (`spoolerd run --config FILE`, or `$SPOOLERD_CONFIG`); every key may",
+        f"also be set as an environment variable `{ENV_PREFIX}SECTION__KEY` (each `__` one level down,",
+        f"e.g. `{ENV_PREFIX}SPOOLER__RETRY__INITIAL=60`,",
+        f"`{ENV_PREFIX}TRANSPORTS__RELAY__HOST=smtp.example.org`), which wins over the file.",
+        "`config/spoolerd.toml` is a commented example.",
+        "",
+    ]
+    sections: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
+        ("[spooler]", SpoolerSection, ("retry",)),
+        ("[spooler.retry]", RetrySection, ()),
+        ("[log]", LogConfig, ()),
+        ("[control]", ControlSection, ()),
+    ]
+    for title, model, skip in sections:
+        out += [
+            f"## `{title}`",
+            "",
+            *((model.__doc__ or "").strip().splitlines()[:1]),
+            "",
+            *_table(model, skip),
+            "",
+        ]
+    for title, frame, group in (
+        ("[stores.NAME]", StoreSection, STORES),
+        ("[transports.NAME]", TransportSection, TRANSPORTS),
+    ):
+        out += [
+            f"## `{title}`",
+            "",
+            "`provider` names an entry point in `" + group + "`; these keys belong to spoolerd, every other",
+            "key to the provider (below).",
+            "",
+            *_table(frame),
+            "",
+        ]
+        for name, settings in _providers(group):
+            keys = _table(settings) if settings.model_fields else ["No keys of its own."]
+            out += [f'### `provider = "{name}"`', "", *keys, ""]
+    lists = Config.model_fields["lists"]
+    out += ["## `[lists]`", "", f'{lists.description}: `"team@example.org" = ["a@example.org", …]`.', ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

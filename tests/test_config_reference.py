@@ -1,0 +1,41 @@
+"""config/reference.md is what the models say, and every key the daemon accepts is explained there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from spoolerd.config import (
+    ControlSection,
+    LogConfig,
+    RetrySection,
+    SpoolerSection,
+    StoreSection,
+    TransportSection,
+)
+from spoolerd.config_reference import render
+from transports.smtp import SmtpSettings
+
+REFERENCE = Path(__file__).resolve().parents[1] / "config" / "reference.md"
+
+
+def test_the_reference_is_current() -> None:
+    assert REFERENCE.read_text() == render(), (
+        "regenerate: python -m spoolerd.config_reference > config/reference.md"
+    )
+
+
+def test_every_key_is_described_and_listed() -> None:
+    text = render()
+    models: list[type[BaseModel]] = [
+        SpoolerSection, RetrySection, LogConfig, ControlSection, StoreSection, TransportSection, SmtpSettings,
+    ]  # fmt: skip
+    for model in models:
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            listed = f"| `{name}` |" in text or f"## `[spooler.{name}]`" in text
+            assert listed, f"{model.__name__}.{name} is missing from the reference"
+    for provider in ("sqlite", "loopback", "smtp"):
+        assert f'### `provider = "{provider}"`' in text
+    assert "test-scripted" not in text  # only what this distribution ships
