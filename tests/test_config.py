@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,31 @@ def test_example_config_validates_with_every_provider_model() -> None:
     opened = open_stores(config, PluginRegistry(), source=str(EXAMPLE))
     assert config.log.format == "json"
     assert set(opened.stores) == {"local"}
+
+
+def test_example_config_shows_every_key() -> None:
+    """Set or commented out, every key of every section and built-in provider appears in the example."""
+    from spoolerd.config import (
+        ControlSection,
+        LogConfig,
+        RetrySection,
+        SpoolerSection,
+        StoreSection,
+        TransportSection,
+    )
+    from stores.sqlite.store import SqliteStore
+    from transports.smtp import SmtpSettings
+
+    text = EXAMPLE.read_text()
+    for model in (SpoolerSection, RetrySection, LogConfig, ControlSection, StoreSection, TransportSection):
+        for name in model.model_fields:
+            shown = re.search(rf"^#?\s*{name}\s*=", text, re.M) or f"[spooler.{name}]" in text
+            assert shown, f"{model.__name__}.{name} is not in config/spoolerd.toml"
+    for model in (SqliteStore.Settings, SmtpSettings):
+        for name in model.model_fields:
+            assert re.search(rf"^#?\s*{name}\s*=", text, re.M), (
+                f"{model.__name__}.{name} is not in the example"
+            )
 
 
 @pytest.mark.parametrize(
