@@ -48,6 +48,9 @@ def header_subject(content: bytes) -> str:
 
 def without_bcc(content: bytes) -> bytes:
     """Drop Bcc fields (with their continuation lines) from the header section, as sendmail -t does."""
+    end = min((i for i in (content.find(b"\r\n\r\n"), content.find(b"\n\n")) if i >= 0), default=len(content))
+    if b"bcc:" not in content[: end + 2].lower():
+        return content  # the common case, decided without splitting the message into lines
     out, dropping, in_header = [], False, True
     for line in content.splitlines(keepends=True):
         if in_header and line in (b"\r\n", b"\n"):

@@ -14,8 +14,8 @@ from transports.smtp.replies import (
     no_reply,
     outcome_for,
     requirements,
-    wire_content,
 )
+from transports.smtp.wire import ReplyParser, crlf, data_payload
 
 
 @pytest.mark.parametrize(
@@ -68,8 +68,9 @@ def test_no_reply_has_no_code() -> None:
 
 
 def test_wire_content_and_requirements() -> None:
-    assert wire_content(b"a\nb\rc\r\nd") == b"a\r\nb\r\nc\r\nd\r\n"
-    assert wire_content(b"a\r\n") == b"a\r\n"
+    assert crlf(b"a\nb\rc\r\nd") == b"a\r\nb\r\nc\r\nd\r\n"
+    assert crlf(b"a\r\n") == b"a\r\n"
+    assert crlf(b"a\r\nb") == b"a\r\nb\r\n"
     ascii_only = requirements(b"Subject: x\r\n\r\nbody\r\n", "a@b", ["c@d"])
     assert (ascii_only.size, ascii_only.eight_bit, ascii_only.smtputf8) == (20, False, False)
     body = requirements("S: x\r\n\r\n\u00e9\r\n".encode(), "a@b", ["c@d"])
@@ -113,3 +114,25 @@ def test_default_ports_follow_the_tls_mode() -> None:
         mode: SmtpSettings(host="r", tls=mode).effective_port for mode in ("starttls", "implicit", "none")
     }
     assert ports == {"starttls": 587, "implicit": 465, "none": 25}
+
+
+def test_data_payload_stuffs_leading_dots() -> None:
+    assert data_payload(b"a\r\n") == b"a\r\n.\r\n"
+    assert data_payload(b".a\r\nb\r\n.\r\n..c\r\n") == b"..a\r\nb\r\n..\r\n...c\r\n.\r\n"
+
+
+def test_reply_parser_splits_pipelined_and_multiline_replies() -> None:
+    parser = ReplyParser()
+    assert parser.feed(b"250-first\r\n250-sec") == []
+    assert parser.feed(b"ond\r\n250 last\r\n354 go\r\n5") == [(250, "first\nsecond\nlast"), (354, "go")]
+    assert parser.feed(b"50 5.1.1 no\r\n") == [(550, "5.1.1 no")]
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"hello\r\n", b"25x ok\r\n", b"250" + b"x" * 9000 + b"\r\n", b"2" * 9000]
+)
+def test_reply_parser_refuses_what_is_not_smtp(garbage: bytes) -> None:
+    from transports.smtp.wire import SmtpProtocolError
+
+    with pytest.raises(SmtpProtocolError):
+        ReplyParser().feed(garbage)

@@ -199,7 +199,7 @@ async def test_connection_dropped_mid_data(
     msg, rcpts = message("a@example.net", "b@example.net")
     outcomes = await t.send(msg, rcpts)
     assert [(o.kind, o.code) for o in outcomes] == [(DEFERRED, None)] * 2
-    assert "connection lost while waiting for the reply to DATA" in outcomes[0].diagnostic
+    assert "connection lost while waiting for the reply to end of DATA" in outcomes[0].diagnostic
     assert t.pool.idle == 0  # a broken connection is not kept
 
 
@@ -241,6 +241,72 @@ async def test_unexpected_replies_are_not_success_and_end_the_connection(
     assert (o.kind, o.code, o.status) == (DEFERRED, 252, "4.5.0") and "unexpected reply" in o.diagnostic
     assert not any(line.upper().startswith(b"DATA") for line in server.lines)  # nothing was sent
     assert t.pool.idle == 0  # a relay that breaks the protocol is not trusted with the next message
+
+
+def pipelining_relay(refuse_mail: bool = False) -> Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]:
+    """A relay that offers PIPELINING and answers line by line, as a real one does."""
+    state = {"mail": False, "rcpts": 0, "data": False}
+
+    async def on_line(line: bytes, writer: asyncio.StreamWriter) -> bool:
+        if state["data"]:
+            if line == b".\r\n":
+                state.update(data=False, mail=False, rcpts=0)
+                writer.write(b"250 2.0.0 queued\r\n")
+            return True
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            writer.write(b"250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        elif verb == b"MAIL":
+            state["mail"] = not refuse_mail
+            writer.write(b"250 2.1.0 ok\r\n" if state["mail"] else b"550 5.7.1 sender refused\r\n")
+        elif verb == b"RCPT" and not state["mail"]:
+            writer.write(b"503 5.5.1 need MAIL first\r\n")
+        elif verb == b"RCPT":
+            refused = b"gone@" in line
+            state["rcpts"] += 0 if refused else 1
+            writer.write(b"550 5.1.1 no such user\r\n" if refused else b"250 2.1.5 ok\r\n")
+        elif verb == b"DATA" and state["rcpts"]:
+            state["data"] = True
+            writer.write(b"354 go ahead\r\n")
+        elif verb == b"DATA":
+            writer.write(b"554 5.5.1 no valid recipients\r\n")
+        elif verb == b"RSET":
+            state.update(mail=False, rcpts=0)
+            writer.write(b"250 ok\r\n")
+        else:
+            writer.write(b"250 ok\r\n")
+        return True
+
+    return on_line
+
+
+async def test_pipelined_transaction_keeps_each_reply_with_its_command(
+    scripted_server: Callable[..., Awaitable[Scripted]], started: Start
+) -> None:
+    server = await scripted_server(pipelining_relay())
+    t = await started(transport(server.port))
+    msg, rcpts = message("a@example.net", "gone@example.net", "b@example.net")
+    a, gone, b = await t.send(msg, rcpts)
+    assert (a.kind, b.kind, gone.kind, gone.code, gone.status) == (DELIVERED, DELIVERED, FAILED, 550, "5.1.1")
+    msg, rcpts = message("gone@example.net")  # all refused: the pipelined DATA gets 554, nothing is sent
+    (only,) = await t.send(msg, rcpts)
+    assert (only.kind, only.code) == (FAILED, 550)
+    msg, rcpts = message("c@example.net")
+    assert (await t.send(msg, rcpts))[0].kind is DELIVERED
+    assert server.connections == 1  # every reply was read in step, so the connection stayed usable
+    assert sum(1 for line in server.lines if line == b".\r\n") == 2
+
+
+async def test_pipelined_refused_sender_reads_the_rest_and_resets(
+    scripted_server: Callable[..., Awaitable[Scripted]], started: Start
+) -> None:
+    server = await scripted_server(pipelining_relay(refuse_mail=True))
+    t = await started(transport(server.port))
+    msg, rcpts = message("a@example.net", "b@example.net")
+    outcomes = await t.send(msg, rcpts)
+    assert [(o.kind, o.code, o.status) for o in outcomes] == [(FAILED, 550, "5.7.1")] * 2
+    assert (await t.send(msg, rcpts))[0].code == 550  # same connection, still in step
+    assert server.connections == 1 and b"RSET\r\n" in server.lines
 
 
 async def test_stale_pooled_connection_is_replaced(

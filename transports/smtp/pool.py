@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from .session import Connection
+from .channel import Connection
 
 __all__ = ["ConnectionPool"]
 

@@ -22,11 +22,9 @@ __all__ = [
     "no_reply",
     "outcome_for",
     "requirements",
-    "wire_content",
 ]
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
-_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -98,15 +96,6 @@ class Requirements:
     size: int  # octets on the wire, before dot-stuffing
     eight_bit: bool  # some octet above 127 (BODY=8BITMIME)
     smtputf8: bool  # a non-ASCII address or header (RFC 6531)
-
-
-def wire_content(content: bytes) -> bytes:
-    """The message as DATA carries it: every line ending CRLF, the last line too."""
-    if b"\n" in content or b"\r" in content:
-        content = _LINE_ENDINGS.sub(b"\r\n", content)
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
-    return content
 
 
 def requirements(wire: bytes, sender: str, recipients: list[str]) -> Requirements:

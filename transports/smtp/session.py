@@ -7,21 +7,20 @@ message, is the problem). Credentials never appear in a diagnostic.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ssl
-from dataclasses import dataclass
 
 import aiosmtplib
 
 from spoolerd.errors import ConfigError, TransportError
 from spoolerd.transport import Outcome
 
+from .channel import Connection
 from .credentials import Credentials
 from .replies import Reply, no_reply
 from .settings import AuthMethod, SmtpSettings, TlsMode
+from .wire import SmtpProtocolError
 
-__all__ = ["Connection", "SessionFailed", "describe", "open_session", "tls_context"]
+__all__ = ["SessionFailed", "describe", "open_session", "tls_context"]
 
 
 class SessionFailed(TransportError):
@@ -30,32 +29,6 @@ class SessionFailed(TransportError):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.diagnostic)
         self.outcome = outcome
-
-
-@dataclass(slots=True, eq=False)
-class Connection:
-    client: aiosmtplib.SMTP
-    sent: int = 0  # transactions started on it
-    idle_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def extensions(self) -> dict[str, str]:
-        return self.client.esmtp_extensions
-
-    @property
-    def usable(self) -> bool:
-        return self.client.is_connected
-
-    def close(self, *, polite: bool) -> None:
-        """Close at once; ``polite`` sends QUIT first (without waiting for its reply)."""
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
-        protocol = self.client.protocol
-        if polite and protocol is not None and self.client.is_connected:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError, RuntimeError):
-                protocol.write(b"QUIT\r\n")
-        self.client.close()
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
@@ -90,6 +63,8 @@ def describe(exc: BaseException, doing: str) -> tuple[str, str]:
         return f"cannot connect: {detail}", "4.4.1"
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
         return f"connection lost while {doing}", "4.4.2"
+    if isinstance(exc, SmtpProtocolError):
+        return f"bad reply while {doing}: {exc}", "4.5.0"
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"bad reply while {doing}: {exc.code} {exc.message}", "4.5.0"
     return f"{type(exc).__name__} while {doing}: {exc}", "4.4.2"
@@ -129,7 +104,7 @@ async def open_session(
     except BaseException:
         client.close()
         raise
-    return Connection(client)
+    return Connection(client)  # aiosmtplib's part is done: the channel takes the connection over
 
 
 async def _setup(

@@ -9,12 +9,12 @@ nothing was sent on it yet. Bcc header fields are removed from the content befor
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Sequence
 from typing import ClassVar
 
-import aiosmtplib
 import anyio
 from pydantic import BaseModel
 
@@ -22,6 +22,7 @@ from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
 from spoolerd.transport import Outcome, TransportContext
 
+from .channel import Channel, Connection, ConnectionLost
 from .credentials import Credentials
 from .pool import ConnectionPool
 from .replies import (
@@ -33,10 +34,10 @@ from .replies import (
     no_reply,
     outcome_for,
     requirements,
-    wire_content,
 )
-from .session import Connection, SessionFailed, describe, open_session, tls_context
+from .session import SessionFailed, describe, open_session, tls_context
 from .settings import HELO_NAME, SmtpSettings
+from .wire import SmtpProtocolError, crlf, data_payload
 
 __all__ = ["SmtpTransport"]
 
@@ -101,7 +102,7 @@ class SmtpTransport:
                 todo.append(i)
         if todo:
             addresses = [recipients[i].address for i in todo]
-            wire = wire_content(without_bcc(message.content))
+            wire = crlf(without_bcc(message.content))
             results = await self._deliver(sender, addresses, wire, requirements(wire, sender, addresses))
             for i, outcome in zip(todo, results, strict=True):
                 outcomes[i] = outcome
@@ -134,55 +135,79 @@ class SmtpTransport:
         *,
         reused: bool,
     ) -> tuple[list[Outcome], bool]:
-        """Outcomes per recipient, and whether the connection may carry another message."""
+        """Outcomes per recipient, and whether the connection may carry another message. With
+        PIPELINING, MAIL, every RCPT and DATA go out in one write and their replies are read in order."""
         options = mail_options(need, conn.extensions, self.peer)
         if isinstance(options, Outcome):
             return [options] * len(rcpts), True  # refused before anything was sent
         encoding = "utf-8" if need.smtputf8 else "ascii"
+        mail = b"MAIL FROM:<" + sender.encode(encoding) + b">" + b"".join(b" " + o.encode() for o in options)
+        rcpt_lines = [b"RCPT TO:<" + rcpt.encode(encoding) + b">\r\n" for rcpt in rcpts]
+        channel, pipelined = conn.channel, conn.pipelining
         results: list[Outcome | None] = [None] * len(rcpts)
-        doing = "MAIL FROM"
+        doing, answered = "MAIL FROM", False
         try:
-            args = [b"FROM:<" + sender.encode(encoding) + b">", *(o.encode() for o in options)]
-            reply = await self._command(conn, "MAIL FROM", b"MAIL", *args)
-            if reused and reply.code == 421:  # the relay closes idle connections this way too
+            channel.write(mail + b"\r\n" + (b"".join(rcpt_lines) + b"DATA\r\n" if pipelined else b""))
+            reply = await self._reply(channel, doing)
+            answered = True
+            if reused and reply.code == 421:  # how a relay closes a connection it finds idle, too
                 raise _Stale
             if not expected(reply):
+                if pipelined:  # the relay still answers each RCPT and the DATA: keep in step
+                    await self._skip(channel, len(rcpts))
                 return [outcome_for(reply, self.peer)] * len(rcpts), await self._reset(conn, reply)
-            accepted = []
-            sound = True  # no reply outside what SMTP allows
-            for i, rcpt in enumerate(rcpts):
-                doing = "RCPT TO"
-                reply = await self._command(conn, doing, b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+            accepted, sound = [], True  # sound: no reply outside what SMTP allows
+            doing = "RCPT TO"
+            for i, line in enumerate(rcpt_lines):
+                if not pipelined:
+                    channel.write(line)
+                reply = await self._reply(channel, doing)
                 if expected(reply):
                     accepted.append(i)
                 else:
                     results[i] = outcome_for(reply, self.peer)
                     sound = sound and reply.code >= 400
-            if not accepted:
-                return [r for r in results if r is not None], sound and await self._reset(conn)
             doing = "DATA"
-            try:
-                response = await conn.client.data(wire, timeout=self.settings.data_timeout)
-                reply = Reply(response.code, response.message, "end of DATA")
-            except aiosmtplib.SMTPDataError as exc:
-                reply = Reply(exc.code, exc.message, "DATA")  # refused at DATA or at the end of it
-                sound = sound and reply.code >= 400
+            if not pipelined:
+                if not accepted:
+                    return _all(results), sound and await self._reset(conn)
+                channel.write(b"DATA\r\n")
+            reply = await self._reply(channel, doing)
+            if reply.code != 354:
+                for i in accepted:
+                    results[i] = outcome_for(reply, self.peer)
+                return _all(results), sound and await self._reset(conn, reply)
+            if not accepted:  # 354 although every recipient was refused: end the empty message
+                channel.write(b".\r\n")
+                await self._reply(channel, doing)
+                return _all(results), False
+            channel.write(data_payload(wire))
+            await channel.drain()
+            doing = "end of DATA"
+            reply = await self._reply(channel, doing, self.settings.data_timeout)
             final = outcome_for(reply, self.peer)
             for i in accepted:
                 results[i] = final
-            return [r for r in results if r is not None], sound and (
-                reply.code == 250 or await self._reset(conn, reply)
-            )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            if reused and doing == "MAIL FROM" and isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            return _all(results), sound and (reply.code == 250 or await self._reset(conn, reply))
+        except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError) as exc:
+            if reused and not answered and isinstance(exc, ConnectionLost):
                 raise _Stale from None
             diagnostic, status = describe(exc, f"waiting for the reply to {doing}")
             lost = no_reply(diagnostic, self.peer, status)
             return [r if r is not None else lost for r in results], False
 
-    async def _command(self, conn: Connection, name: str, *args: bytes) -> Reply:
-        response = await conn.client.execute_command(*args, timeout=self.settings.command_timeout)
-        return Reply(response.code, response.message, name)
+    async def _reply(self, channel: Channel, command: str, limit: float | None = None) -> Reply:
+        async with asyncio.timeout(limit or self.settings.command_timeout):
+            code, text = await channel.reply()
+        return Reply(code, text, command)
+
+    async def _skip(self, channel: Channel, rcpts: int) -> None:
+        """Read the pipelined replies after a refused MAIL; a 354 (a broken relay) gets an empty body."""
+        for _ in range(rcpts):
+            await self._reply(channel, "RCPT TO")
+        if (await self._reply(channel, "DATA")).code == 354:
+            channel.write(b".\r\n")
+            await self._reply(channel, "end of DATA")
 
     async def _reset(self, conn: Connection, reply: Reply | None = None) -> bool:
         """RSET after a transaction that did not end in 250; the connection is kept only if it worked.
@@ -190,7 +215,12 @@ class SmtpTransport:
         if reply is not None and reply.code < 400:
             return False
         try:
-            response = await conn.client.execute_command(b"RSET", timeout=self.settings.command_timeout)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            conn.channel.write(b"RSET\r\n")
+            return (await self._reply(conn.channel, "RSET")).code == 250
+        except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError):
             return False
-        return response.code == 250
+
+
+def _all(results: list[Outcome | None]) -> list[Outcome]:
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]

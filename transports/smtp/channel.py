@@ -1,0 +1,136 @@
+"""The I/O under a transaction: once aiosmtplib has set up the session (greeting, EHLO, STARTTLS, AUTH),
+the connection's transport is handed to this protocol, which writes commands (pipelined when the relay
+offers PIPELINING) and hands back the replies ``wire.ReplyParser`` finds, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+
+import aiosmtplib
+
+from .wire import ReplyParser, SmtpProtocolError
+
+__all__ = ["Channel", "Connection", "ConnectionLost"]
+
+
+class ConnectionLost(ConnectionError):
+    """The relay closed the connection, or it broke."""
+
+
+class Channel(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._parser = ReplyParser()
+        self._replies: collections.deque[tuple[int, str]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self.transport: asyncio.Transport | None = None
+
+    def take_over(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.set_protocol(self)
+
+    # -- asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._replies.extend(self._parser.feed(data))
+        except SmtpProtocolError as exc:
+            self._fail(exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._fail(ConnectionLost("the relay closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionLost(f"connection lost: {exc}" if exc else "the relay closed the connection"))
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- use
+
+    @property
+    def usable(self) -> bool:
+        return self._error is None and self.transport is not None and not self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        await self._writable.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def reply(self) -> tuple[int, str]:
+        """The next reply (the caller bounds the wait with a timeout)."""
+        while not self._replies:
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._replies.popleft()
+
+    def close(self, *, polite: bool) -> None:
+        if self.transport is None:
+            return
+        if polite and self.usable:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.transport.write(b"QUIT\r\n")
+        self.transport.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Connection:
+    """A session ready for transactions: what the relay offers, and its channel."""
+
+    __slots__ = ("channel", "extensions", "idle_timer", "sent")
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.extensions = dict(client.esmtp_extensions)
+        transport = client.transport
+        assert isinstance(transport, asyncio.Transport)
+        self.channel = Channel()
+        self.channel.take_over(transport)
+        self.sent = 0  # transactions started on it
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.channel.usable
+
+    @property
+    def pipelining(self) -> bool:
+        return "pipelining" in self.extensions
+
+    def close(self, *, polite: bool) -> None:
+        """Close at once; ``polite`` sends QUIT first (without waiting for its reply)."""
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        self.channel.close(polite=polite)

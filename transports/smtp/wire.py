@@ -1,0 +1,64 @@
+"""SMTP framing with no I/O: replies parsed out of received bytes (several at once when commands are
+pipelined, RFC 2920), and a message encoded as DATA carries it (CRLF line endings, dot-stuffed, RFC 5321
+§4.5.2). The common case, content already in CRLF form without a leading dot, costs a few C scans."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MAX_REPLY", "ReplyParser", "SmtpProtocolError", "data_payload"]
+
+MAX_LINE = 8192
+MAX_REPLY = 4 * MAX_LINE
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class SmtpProtocolError(Exception):
+    """The relay sent something that is not an SMTP reply."""
+
+
+class ReplyParser:
+    """Feed bytes; get back every reply they complete, as (code, text) with continuation lines joined
+    by newlines and the code stripped from each."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._lines: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[tuple[int, str]]:
+        self._buffer += data
+        replies = []
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
+            if len(line) > MAX_LINE or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                raise SmtpProtocolError(f"not an SMTP reply line: {line[:80]!r}")
+            self._lines.append(line)
+            if sum(len(x) for x in self._lines) > MAX_REPLY:
+                raise SmtpProtocolError("reply too long")
+            if line[3:4] != b"-":
+                code = int(self._lines[0][:3])
+                text = "\n".join(x[4:].strip(b" \t\r\n").decode("utf-8", "replace") for x in self._lines)
+                replies.append((code, text))
+                self._lines = []
+        if len(self._buffer) > MAX_LINE:
+            raise SmtpProtocolError("reply line too long")
+        return replies
+
+
+def data_payload(wire: bytes) -> bytes:
+    """``wire`` (CRLF line endings, ending in CRLF) dot-stuffed and terminated by ``.CRLF``."""
+    if wire.startswith(b".") or b"\n." in wire:
+        wire = _LEADING_DOT.sub(b"..", wire)
+    return wire + b".\r\n"
+
+
+def crlf(content: bytes) -> bytes:
+    """Every line ending CRLF, the last line too; content already so is returned as it is."""
+    lf, cr, crlf_count = content.count(b"\n"), content.count(b"\r"), content.count(b"\r\n")
+    if not (lf == cr == crlf_count):
+        content = _LINE_ENDINGS.sub(b"\r\n", content)
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    return content
