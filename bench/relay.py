@@ -1,6 +1,6 @@
 """Relay throughput: spoolerd's SMTP transport against Postfix, both delivering to the same smtp-sink.
 
-    python bench/relay.py [--messages 10000] [--recipients 1 5] [--uvloop] [--json FILE]   (as root)
+    python bench/relay.py [--messages 10000] [--recipients 1 5] [--json FILE]   (as root)
 
 For each recipient count, in one run:
   spoolerd  N messages (4 KB) are queued durably in a SQLite store; a daemon (its own process, for an
@@ -270,24 +270,18 @@ async def bench(messages: int, recipient_counts: list[int]) -> list[dict[str, An
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--leg":
-        if os.environ.get("BENCH_UVLOOP"):  # --uvloop: the same leg on uvloop's event loop
-            import uvloop
+        from spoolerd import eventloop  # the daemon's own choice of loop
 
-            print(json.dumps(uvloop.run(spoolerd_leg(sys.argv[2], int(sys.argv[3])))))
-        else:
-            print(json.dumps(asyncio.run(spoolerd_leg(sys.argv[2], int(sys.argv[3])))))
+        print(json.dumps(eventloop.run(spoolerd_leg, sys.argv[2], int(sys.argv[3]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--recipients", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--uvloop", action="store_true", help="run the spoolerd leg on uvloop (if installed)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "relay.json"))
     args = parser.parse_args()
     reason = available()
     if reason:
         sys.exit(f"bench/relay.py: {reason}")
-    if args.uvloop:
-        os.environ["BENCH_UVLOOP"] = "1"
     rows = asyncio.run(bench(args.messages, args.recipients))
     print(f"{'rcpts':>5} {'messages':>8} {'spoolerd msg/s':>15} {'postfix msg/s':>14} {'ratio':>6}", end="")
     print(f" {'RSS MB':>7}")

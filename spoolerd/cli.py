@@ -18,7 +18,7 @@ import sys
 import anyio
 import structlog
 
-from . import __version__
+from . import __version__, eventloop
 from .config import Config, load_config
 from .daemon import Daemon, build, reload, running
 from .errors import ConfigError, SpoolerError
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{source}: ok")
             return 0
         configure_logging(config.log)
-        anyio.run(_serve, config, registry, source)
+        eventloop.run(_serve, config, registry, source)
     except ConfigError as exc:
         return _report(exc)
     except SpoolerError as exc:

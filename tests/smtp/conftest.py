@@ -279,3 +279,12 @@ def _collect_garbage() -> Iterator[None]:
     """An unclosed socket is reported by the test that leaked it, not by whichever test runs next."""
     yield
     gc.collect()
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test here runs on asyncio's loop and on uvloop's, which the daemon uses."""
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

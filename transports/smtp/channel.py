@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import typing
 
 import aiosmtplib
 
@@ -113,8 +114,9 @@ class Connection:
 
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.extensions = dict(client.esmtp_extensions)
-        transport = client.transport
-        assert isinstance(transport, asyncio.Transport)
+        # any loop's stream transport (uvloop's are not asyncio.Transport subclasses)
+        transport = typing.cast(asyncio.Transport, client.transport)
+        assert transport is not None
         self.channel = Channel()
         self.channel.take_over(transport)
         self.sent = 0  # transactions started on it
