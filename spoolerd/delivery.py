@@ -74,6 +74,14 @@ class TransportSlot:
                 self.last_error = f"{code}{outcome.status or ''} {outcome.diagnostic}".strip()
 
 
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    store: MessageStore
+    message_id: str
+    owner: str
+    scope: anyio.CancelScope  # cancelled if the lease is lost
+
+
 @dataclass(slots=True)
 class AttemptResult:
     """What one attempt did, counted per recipient."""
@@ -120,6 +128,8 @@ class Dispatcher:
         self.clock = clock
         self.destinations = DestinationCache(hold=settings.destination_hold)
         self._destination_limits: dict[str, anyio.CapacityLimiter] = {}  # only destinations in use
+        self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
+        self._leases_changed = anyio.Event()
 
     def outcome_update(
         self, r: Recipient, transport: str | None, outcome: Outcome, submitted: float, now: float
@@ -183,27 +193,44 @@ class Dispatcher:
 
     @asynccontextmanager
     async def leased(self, store: MessageStore, message_id: str, owner: str) -> AsyncIterator[None]:
-        """Renew the lease every third of its length while the body runs; if it is lost (taken over
-        after expiry, or the message left the queue), cancel the body rather than race the new holder."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._renew, store, message_id, owner, tg.cancel_scope)
+        """Keep the lease renewed while the body runs (``renew_leases`` does it for every message in
+        flight); if it is lost (taken over after expiry, or the message left the queue), cancel the body
+        rather than race the new holder."""
+        with anyio.CancelScope() as scope:
+            lease = _Lease(store, message_id, owner, scope)
+            self._leases[id(lease)] = lease
+            self._leases_changed.set()
             try:
                 yield
             finally:
-                tg.cancel_scope.cancel()
+                del self._leases[id(lease)]
 
-    async def _renew(self, store: MessageStore, message_id: str, owner: str, body: anyio.CancelScope) -> None:
-        interval = self.settings.lease / 3
+    async def renew_leases(self) -> None:
+        """Run by the spooler: every third of the lease, renew every lease in flight, together (one
+        group commit); while none is held, sleep until one is."""
         while True:
-            await anyio.sleep(interval)
-            try:
-                await store.renew(message_id, owner, self.settings.lease)
-            except (LockLost, NotInQueue, NotFound):
-                log.warning("lease lost; abandoning the attempt", store=store.name, message=message_id)
-                body.cancel()
-                return
-            except StoreError:
-                log.warning("lease renewal failed; trying again", store=store.name, message=message_id)
+            if not self._leases:
+                self._leases_changed = anyio.Event()
+                await self._leases_changed.wait()
+            await anyio.sleep(self.settings.lease / 3)
+            held = list(self._leases.values())
+            if held:
+                async with anyio.create_task_group() as tg:
+                    for lease in held:
+                        tg.start_soon(self._renew, lease)
+
+    async def _renew(self, lease: _Lease) -> None:
+        try:
+            await lease.store.renew(lease.message_id, lease.owner, self.settings.lease)
+        except (LockLost, NotInQueue, NotFound):
+            log.warning(
+                "lease lost; abandoning the attempt", store=lease.store.name, message=lease.message_id
+            )
+            lease.scope.cancel()
+        except StoreError:
+            log.warning(
+                "lease renewal failed; trying again", store=lease.store.name, message=lease.message_id
+            )
 
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:
@@ -244,18 +271,25 @@ class Dispatcher:
                 result.deferred += 1
                 due = update.next_attempt
                 result.retry_at = due if result.retry_at is None else min(result.retry_at, due)
-        if updates:
-            with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
-                await store.record_outcomes(message.id, self.owner, updates)
-        if result.deferred and self._delay_warning_due(message, submitted, now):
-            await self._warn_delayed(store, message, updates, pending, now)
-
-        if result.deferred:
-            await store.unlock(message.id, self.owner, retry_at=result.retry_at)
-            return result
         final = {u.index: u for u in updates}
         recipients = [r if r.index not in final else _apply(r, final[r.index]) for r in message.recipients]
-        await self._reports(store, message, recipients, now)
+        reports = [] if result.deferred else self._wanted_reports(message, recipients, now)
+        if not result.deferred and not reports:
+            # the common end: nothing happens between recording and finishing, so one transaction
+            with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
+                await store.finish(message.id, self.owner, outcomes=updates)
+            result.finished = True
+            return result
+        if updates:
+            with anyio.CancelScope(shield=True):  # recorded before any report goes out
+                await store.record_outcomes(message.id, self.owner, updates)
+        if result.deferred:
+            if self._delay_warning_due(message, submitted, now):
+                await self._warn_delayed(store, message, updates, pending, now)
+            await store.unlock(message.id, self.owner, retry_at=result.retry_at)
+            return result
+        for kind, statuses in reports:
+            await self._deliver_report(store, message, kind, statuses, now)
         await store.finish(message.id, self.owner)
         result.finished = True
         return result
@@ -464,17 +498,19 @@ class Dispatcher:
             and not _is_report(message)
         )
 
-    async def _reports(
-        self, store: MessageStore, message: Message, recipients: Sequence[Recipient], now: float
-    ) -> None:
-        """One NDR for all failed recipients (if requested, which is the default), one DR if asked for."""
+    def _wanted_reports(
+        self, message: Message, recipients: Sequence[Recipient], now: float
+    ) -> list[tuple[ReportKind, list[RecipientStatus]]]:
+        """One NDR for all failed recipients (if requested, which is the default), one DR if asked for;
+        never a report on a report, nor to the null sender."""
         if not message.sender or _is_report(message):
-            return  # never report on a report, nor to the null sender
+            return []
         wanted = []
         if message.ndr_requested:
             wanted.append((ReportKind.NDR, RecipientState.FAILED))
         if message.dr_requested:
             wanted.append((ReportKind.DR, RecipientState.DELIVERED))
+        reports = []
         for kind, state in wanted:
             default_status = "5.0.0" if kind is ReportKind.NDR else "2.0.0"
             statuses = [
@@ -485,7 +521,8 @@ class Dispatcher:
                 if r.state is state
             ]
             if statuses:
-                await self._deliver_report(store, message, kind, statuses, now)
+                reports.append((kind, statuses))
+        return reports
 
     async def _deliver_report(
         self,

@@ -100,6 +100,7 @@ class Spooler:
         """Run until ``shutdown``; ``task_status.started()`` once every queue is watched."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self.dispatcher.renew_leases)
             for store in self.stores.values():
                 tg.start_soon(self._watch, store.subscribe())
             for slot in self.dispatcher.transports:

@@ -146,9 +146,10 @@ class MessageStore(Protocol):
         """Record per-recipient results of one attempt; a final state is never overwritten.
         ``delay_reported`` marks the submission as warned about (cleared by the next submit)."""
 
-    async def finish(self, message_id: str, owner: str) -> None:
-        """FinishedMsg: take the message off the queue and unlock it, then sentmail → move there,
-        delete_after_submit → delete, both → move then delete, neither → leave it."""
+    async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
+        """FinishedMsg: record ``outcomes`` (as ``record_outcomes`` would, in the same transaction), take
+        the message off the queue and unlock it, then sentmail → move there, delete_after_submit →
+        delete, both → move then delete, neither → leave it."""
 
     # inbound
     async def deliver(self, message: InboundMessage) -> Delivery: ...

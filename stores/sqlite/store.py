@@ -519,38 +519,19 @@ class SqliteStore:
         delay_reported: bool = False,
     ) -> None:
         mid = tables.int_id(message_id)
-        for update in updates:
-            RecipientState(update.state)
-            check_time("next_attempt", update.next_attempt)
-            for what, text in (("transport", update.transport), ("status", update.status)):
-                if text is not None:
-                    check_wire_text(what, text)
+        _check_updates(updates)
 
         def tx(conn: sqlite3.Connection) -> None:
             tables.require_lock(conn, mid, owner)
             if delay_reported:
                 conn.execute("UPDATE messages SET delay_reported=1 WHERE id=?", (mid,))
-            for u in updates:
-                found = conn.execute(
-                    "SELECT state FROM recipients WHERE message_id=? AND idx=?", (mid, u.index)
-                ).fetchone()
-                if found is None:
-                    raise InvalidArgument(f"message {message_id} has no recipient #{u.index}")
-                if RecipientState(found[0]).final:
-                    continue  # exactly one final outcome per recipient
-                state = RecipientState(u.state)
-                conn.execute(
-                    "UPDATE recipients SET state=?, responsibility=?, attempts=attempts+1, next_attempt=?,"
-                    " last_code=?, last_status=?, last_text=?, transport=COALESCE(?, transport)"
-                    " WHERE message_id=? AND idx=?",
-                    (state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
-                     mid, u.index),
-                )  # fmt: skip
+            _apply_updates(conn, mid, message_id, updates)
 
         await self._writer.run(tx)
 
-    async def finish(self, message_id: str, owner: str) -> None:
+    async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
         mid = tables.int_id(message_id)
+        _check_updates(outcomes)
 
         def tx(conn: sqlite3.Connection) -> None:
             queued, lock_owner, _expiry = tables.state_row(conn, mid)
@@ -558,6 +539,7 @@ class SqliteStore:
                 raise NotInQueue(f"message {message_id} is not in the outgoing queue")
             if lock_owner != owner:
                 raise NoSupport(f"only the spooler holding message {message_id}'s lock can finish it")
+            _apply_updates(conn, mid, message_id, outcomes)
             sentmail, delete_after = conn.execute(
                 "SELECT sentmail_folder, delete_after_submit FROM messages WHERE id=?", (mid,)
             ).fetchone()
@@ -631,3 +613,34 @@ class SqliteStore:
 
     async def receive_folders(self) -> dict[str, str]:
         return await self._readers.run(tables.receive_table)
+
+
+def _check_updates(updates: Sequence[RecipientUpdate]) -> None:
+    for update in updates:
+        RecipientState(update.state)
+        check_time("next_attempt", update.next_attempt)
+        for what, text in (("transport", update.transport), ("status", update.status)):
+            if text is not None:
+                check_wire_text(what, text)
+
+
+def _apply_updates(
+    conn: sqlite3.Connection, mid: int, message_id: str, updates: Sequence[RecipientUpdate]
+) -> None:
+    """Record each outcome; a recipient that already has a final one keeps it (exactly one each)."""
+    for u in updates:
+        found = conn.execute(
+            "SELECT state FROM recipients WHERE message_id=? AND idx=?", (mid, u.index)
+        ).fetchone()
+        if found is None:
+            raise InvalidArgument(f"message {message_id} has no recipient #{u.index}")
+        if RecipientState(found[0]).final:
+            continue
+        state = RecipientState(u.state)
+        conn.execute(
+            "UPDATE recipients SET state=?, responsibility=?, attempts=attempts+1, next_attempt=?,"
+            " last_code=?, last_status=?, last_text=?, transport=COALESCE(?, transport)"
+            " WHERE message_id=? AND idx=?",
+            (state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
+             mid, u.index),
+        )  # fmt: skip

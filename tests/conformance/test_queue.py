@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from spoolerd.errors import (
+    InvalidArgument,
     LockLost,
     NoAccess,
     NoRecipients,
@@ -272,6 +273,38 @@ async def test_finish_table(store: MessageStore, sentmail: bool, delete_after: b
     assert (mid in in_sent, mid in in_outbox) == ((True, False) if expected == "moved" else (False, True))
 
 
+async def test_finish_records_the_last_outcomes_with_it(store: MessageStore) -> None:
+    sent = await store.folder(FolderRole.SENT)
+    mid = await queued(store, "a@example.org", "b@example.org", sentmail_folder=sent.id)
+    await store.lock(mid, "spooler", 60)
+    await store.record_outcomes(
+        mid, "spooler", [RecipientUpdate(0, RecipientState.FAILED, "x", 550, "5.1.1")]
+    )
+    await store.finish(
+        mid,
+        "spooler",
+        outcomes=[
+            RecipientUpdate(0, RecipientState.DELIVERED, "x", 250),  # already final: kept as it was
+            RecipientUpdate(1, RecipientState.DELIVERED, "x", 250, "2.0.0", "queued"),
+        ],
+    )
+    assert await queue_ids(store) == []
+    a, b = (await store.open(mid)).recipients
+    assert (a.state, a.last_code, a.attempts) == (RecipientState.FAILED, 550, 1)
+    assert (b.state, b.last_code, b.last_text, b.attempts, b.responsibility) == (
+        RecipientState.DELIVERED, 250, "queued", 1, True,
+    )  # fmt: skip
+    assert mid in [m.id for m in await store.list_messages(sent.id)]
+
+
+async def test_finish_with_a_bad_outcome_changes_nothing(store: MessageStore) -> None:
+    mid = await queued(store)
+    await store.lock(mid, "spooler", 60)
+    with pytest.raises(InvalidArgument):
+        await store.finish(mid, "spooler", outcomes=[RecipientUpdate(7, RecipientState.DELIVERED, "x")])
+    assert await queue_ids(store) == [mid]
+
+
 async def test_finish_is_only_for_the_lock_holder(store: MessageStore) -> None:
     mid = await queued(store)
     with pytest.raises(NoSupport):
@@ -335,8 +368,6 @@ async def test_resubmit_keeps_final_outcomes_unless_resend(store: MessageStore) 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 async def test_times_must_be_finite(store: MessageStore, bad: float) -> None:
-    from spoolerd.errors import InvalidArgument
-
     with pytest.raises(InvalidArgument):
         await new_message(store, not_before=bad)
     mid = await queued(store)
