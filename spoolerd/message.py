@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -258,13 +259,16 @@ class Delivery:
     flags: MessageFlag = field(default=MessageFlag.NONE)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_wire_text(what: str, value: str, *, allow_empty: bool = True) -> str:
     """Refuse CR, LF and other control characters in a value that may reach an SMTP/IMAP wire."""
     if not value and not allow_empty:
         raise InvalidArgument(f"{what} is empty")
-    bad = next((ch for ch in value if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    bad = _CONTROL.search(value)
     if bad is not None:
-        raise InvalidArgument(f"{what} {value!r} contains the control character {bad!r}")
+        raise InvalidArgument(f"{what} {value!r} contains the control character {bad.group()!r}")
     return value
 
 
