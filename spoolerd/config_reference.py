@@ -25,9 +25,24 @@ from .config import (
 from .config_env import ENV_PREFIX
 from .plugins import STORES, TRANSPORTS
 
-__all__ = ["render"]
+__all__ = ["documented_models", "render"]
 
 _COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+
+
+_SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
+    ("[spooler]", SpoolerSection, ("retry",)),
+    ("[spooler.retry]", RetrySection, ()),
+    ("[log]", LogConfig, ()),
+    ("[control]", ControlSection, ()),
+)
+
+
+def documented_models() -> list[type[BaseModel]]:
+    """Every model whose keys the reference lists: the core's sections, the frame of a store's and a
+    transport's section, and the Settings of every provider this distribution ships."""
+    providers = [settings for group in (STORES, TRANSPORTS) for _name, settings in _providers(group)]
+    return [model for _title, model, _skip in _SECTIONS] + [StoreSection, TransportSection] + providers
 
 
 def _type(annotation: Any) -> str:
@@ -103,13 +118,7 @@ def render() -> str:
         "`config/spoolerd.toml` is a commented example.",
         "",
     ]
-    sections: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
-        ("[spooler]", SpoolerSection, ("retry",)),
-        ("[spooler.retry]", RetrySection, ()),
-        ("[log]", LogConfig, ()),
-        ("[control]", ControlSection, ()),
-    ]
-    for title, model, skip in sections:
+    for title, model, skip in _SECTIONS:
         out += [
             f"## `{title}`",
             "",
