@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InvalidArgument
@@ -31,6 +31,7 @@ __all__ = [
     "RecipientKind",
     "RecipientState",
     "RecipientUpdate",
+    "StateChange",
     "SubmitFlag",
     "address_type_of",
     "check_class",
@@ -38,6 +39,7 @@ __all__ = [
     "check_wire_text",
     "validate_draft",
     "validate_inbound",
+    "validate_state_change",
 ]
 
 
@@ -317,3 +319,20 @@ def validate_inbound(message: InboundMessage) -> None:
     """The checks every store makes before accepting an inbound message."""
     _check_common(message.content, message.message_class, message.sender, message.subject)
     check_time("received_at", message.received_at)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A transport's memory kept in a store (e.g. an IMAP account's UIDVALIDITY and the UIDs it took):
+    keys set to bytes, or to None to forget them. Given to ``deliver``, it commits with the message."""
+
+    transport: str
+    changes: Mapping[str, bytes | None]
+
+
+def validate_state_change(change: StateChange) -> None:
+    check_wire_text("transport", change.transport, allow_empty=False)
+    for key, value in change.changes.items():
+        check_wire_text("transport state key", key, allow_empty=False)
+        if value is not None and not isinstance(value, bytes):
+            raise InvalidArgument(f"transport state {key!r} must be bytes or None")

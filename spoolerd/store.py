@@ -10,7 +10,8 @@ It follows IMsgStore / IMessage as the MAPI spooler uses them (DESIGN §2-§3):
 - the spooler takes a message with ``lock`` (a lease: owner + expiry, so a crashed spooler's locks
   expire), records per-recipient outcomes, and either ``unlock``s it with a retry time or ``finish``es
   it (sentmail / delete table);
-- ``deliver`` files inbound mail into the receive folder picked by longest message-class prefix;
+- ``deliver`` files inbound mail into the receive folder picked by longest message-class prefix, with
+  the downloading transport's memory of it (``StateChange``) in the same transaction;
 - every state change is durable before the call returns, and queue changes / new mail are announced
   through ``subscribe()`` so the spooler never polls.
 
@@ -41,6 +42,7 @@ from .message import (
     NewRecipient,
     QueueEntry,
     RecipientUpdate,
+    StateChange,
 )
 
 __all__ = ["STORE_METHODS", "Clock", "MessageStore", "StoreContext", "StoreProvider"]
@@ -152,7 +154,15 @@ class MessageStore(Protocol):
         delete, both → move then delete, neither → leave it."""
 
     # inbound
-    async def deliver(self, message: InboundMessage) -> Delivery: ...
+    async def deliver(self, message: InboundMessage, *, state: StateChange | None = None) -> Delivery:
+        """File ``message`` in its receive folder; ``state`` (what the downloading transport remembers
+        about it) commits in the same transaction, so a crash never keeps one without the other."""
+
+    # a transport's memory (``StateChange``)
+    async def transport_state(self, transport: str, prefix: str = "") -> dict[str, bytes]:
+        """Every key the transport keeps here that starts with ``prefix``, with its value."""
+
+    async def set_transport_state(self, change: StateChange) -> None: ...
     async def receive_folder(self, message_class: str) -> Folder: ...
     async def set_receive_folder(self, message_class: str, folder_id: str | None) -> None: ...
     async def receive_folders(self) -> dict[str, str]: ...

@@ -44,12 +44,14 @@ from spoolerd.message import (
     QueueEntry,
     RecipientState,
     RecipientUpdate,
+    StateChange,
     SubmitFlag,
     check_class,
     check_time,
     check_wire_text,
     validate_draft,
     validate_inbound,
+    validate_state_change,
 )
 from spoolerd.message_class import choose_receive_folder, inbound_class, outbound_class
 from spoolerd.store import StoreContext
@@ -558,8 +560,10 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ inbound
 
-    async def deliver(self, message: InboundMessage) -> Delivery:
+    async def deliver(self, message: InboundMessage, *, state: StateChange | None = None) -> Delivery:
         validate_inbound(message)
+        if state is not None:
+            validate_state_change(state)
         message_class = inbound_class(message.message_class)
         received = message.received_at if message.received_at is not None else self._clock()
         content = bytes(message.content)
@@ -576,12 +580,30 @@ class SqliteStore:
             )  # fmt: skip
             mid = int(cur.lastrowid or 0)
             conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, content))
+            if state is not None:
+                _write_state(conn, state)
             return Delivery(str(mid), folder_id, message_class, MessageFlag(message.flags))
 
         def announce(d: Delivery) -> None:
             self._hub.publish(NewMail(self.name, d.message_id, d.folder_id, d.message_class, d.flags))
 
         return await self._writer.run(tx, on_commit=announce)
+
+    async def transport_state(self, transport: str, prefix: str = "") -> dict[str, bytes]:
+        check_wire_text("transport", transport, allow_empty=False)
+
+        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
+            rows = conn.execute(
+                "SELECT key, value FROM transport_state WHERE transport=? AND key >= ? AND key < ?",
+                (transport, prefix, prefix + "\U0010ffff"),
+            )
+            return {key: bytes(value) for key, value in rows}
+
+        return await self._readers.run(read)
+
+    async def set_transport_state(self, change: StateChange) -> None:
+        validate_state_change(change)
+        await self._writer.run(lambda conn: _write_state(conn, change))
 
     async def receive_folder(self, message_class: str) -> Folder:
         check_class(message_class)
@@ -644,3 +666,15 @@ def _apply_updates(
             (state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
              mid, u.index),
         )  # fmt: skip
+
+
+def _write_state(conn: sqlite3.Connection, change: StateChange) -> None:
+    for key, value in change.changes.items():
+        if value is None:
+            conn.execute("DELETE FROM transport_state WHERE transport=? AND key=?", (change.transport, key))
+        else:
+            conn.execute(
+                "INSERT INTO transport_state (transport, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (transport, key) DO UPDATE SET value=excluded.value",
+                (change.transport, key, value),
+            )
