@@ -2,9 +2,11 @@
 
 Each ``__`` steps one level down, so every key is reachable, however nested:
 ``SPOOLERD__SPOOLER__MAX_IN_FLIGHT=32``, ``SPOOLERD__SPOOLER__RETRY__INITIAL=60``,
-``SPOOLERD__TRANSPORTS__RELAY__HOST=smtp.example.org``. Names are lower-cased. A value is read as a TOML
-value when it is one (``32``, ``true``, ``["a", "b"]``, ``"quoted"``) and as a plain string otherwise.
-The environment wins over the file, key by key.
+``SPOOLERD__TRANSPORTS__RELAY__HOST=smtp.example.org``. Names are lower-cased (a section named with
+capitals in the file cannot be reached). A value is a string, converted by the models like any other
+(``32``, ``true``); one that starts with ``[``, ``{`` or ``"`` is read as a TOML value (a list, a table,
+a quoted string). The environment wins over the file, key by key; a section the environment names
+replaces the built-in default sections of its kind, as one in the file would.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ ENV_PREFIX = "SPOOLERD__"
 
 
 def _value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+    """A string, which the config models convert as they would a TOML string (``32``, ``true``); an
+    array, table or quoted string is read as TOML (``["a", "b"]``, ``{x = 1}``, ``"12345"``)."""
+    if raw.lstrip()[:1] in ("[", "{", '"'):
+        try:
+            return tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return raw
 
 
 def env_overlay(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:

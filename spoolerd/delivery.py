@@ -123,7 +123,8 @@ class Dispatcher:
     ) -> None:
         self.transports = list(transports)
         self.preprocessors = list(preprocessors)
-        self.settings = settings
+        self._rearm = anyio.Event()
+        self._settings = settings
         self.owner = owner
         self.clock = clock
         self.destinations = DestinationCache(hold=settings.destination_hold)
@@ -205,14 +206,27 @@ class Dispatcher:
             finally:
                 del self._leases[id(lease)]
 
+    @property
+    def settings(self) -> DeliverySettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: DeliverySettings) -> None:
+        """A reload: the lease renewer re-arms at once, so a shorter lease is renewed in time."""
+        self._settings = settings
+        self._rearm.set()
+
     async def renew_leases(self) -> None:
         """Run by the spooler: every third of the lease, renew every lease in flight, together (one
-        group commit); while none is held, sleep until one is."""
+        group commit), each bounded by that third so one slow store cannot hold up the rest; while
+        none is held, sleep until one is. It never raises: a failed renewal is tried again next time."""
         while True:
             if not self._leases:
                 self._leases_changed = anyio.Event()
                 await self._leases_changed.wait()
-            await anyio.sleep(self.settings.lease / 3)
+            self._rearm = anyio.Event()
+            with anyio.move_on_after(self.settings.lease / 3):
+                await self._rearm.wait()  # set by a reload: renew now, then at the new pace
             held = list(self._leases.values())
             if held:
                 async with anyio.create_task_group() as tg:
@@ -220,17 +234,18 @@ class Dispatcher:
                         tg.start_soon(self._renew, lease)
 
     async def _renew(self, lease: _Lease) -> None:
+        where = {"store": lease.store.name, "message": lease.message_id}
         try:
-            await lease.store.renew(lease.message_id, lease.owner, self.settings.lease)
+            with anyio.fail_after(self.settings.lease / 3):
+                await lease.store.renew(lease.message_id, lease.owner, self.settings.lease)
         except (LockLost, NotInQueue, NotFound):
-            log.warning(
-                "lease lost; abandoning the attempt", store=lease.store.name, message=lease.message_id
-            )
-            lease.scope.cancel()
-        except StoreError:
-            log.warning(
-                "lease renewal failed; trying again", store=lease.store.name, message=lease.message_id
-            )
+            if id(lease) in self._leases:  # not merely finished while the renewal was on its way
+                log.warning("lease lost; abandoning the attempt", **where)
+                lease.scope.cancel()
+        except TimeoutError:
+            log.warning("lease renewal timed out; trying again", **where)
+        except Exception:  # a store plugin's surprise must not stop every other renewal
+            log.exception("lease renewal failed; trying again", **where)
 
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:

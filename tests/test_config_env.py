@@ -10,6 +10,7 @@ from spoolerd.config import load_config
 from spoolerd.config_env import env_overlay, merged
 from spoolerd.errors import ConfigError
 from spoolerd.plugins import PluginRegistry
+from transports.smtp import SmtpSettings
 
 
 def test_overlay_nests_and_types_values() -> None:
@@ -20,6 +21,7 @@ def test_overlay_nests_and_types_values() -> None:
             "SPOOLERD__TRANSPORTS__RELAY__HOST": "smtp.example.org",
             "SPOOLERD__TRANSPORTS__RELAY__VERIFY": "false",
             "SPOOLERD__TRANSPORTS__RELAY__HELO": '"123"',
+            "SPOOLERD__TRANSPORTS__RELAY__USERNAME": "12345",
             "SPOOLERD__STORES__LOCAL__ADDRESSES": '["@example.org", "me@example.net"]',
             "SPOOLERD_CONFIG": "/not/an/overlay",
             "HOME": "/root",
@@ -27,8 +29,10 @@ def test_overlay_nests_and_types_values() -> None:
     )
     assert problems == []
     assert overlay == {
-        "spooler": {"max_in_flight": 32, "retry": {"initial": 60.5}},
-        "transports": {"relay": {"host": "smtp.example.org", "verify": False, "helo": "123"}},
+        "spooler": {"max_in_flight": "32", "retry": {"initial": "60.5"}},  # the models convert them
+        "transports": {
+            "relay": {"host": "smtp.example.org", "verify": "false", "helo": "123", "username": "12345"}
+        },
         "stores": {"local": {"addresses": ["@example.org", "me@example.net"]}},
     }
 
@@ -62,12 +66,20 @@ def test_environment_overrides_the_file_and_adds_sections(tmp_path: Path) -> Non
             "SPOOLERD__TRANSPORTS__RELAY__PROVIDER": "smtp",
             "SPOOLERD__TRANSPORTS__RELAY__HOST": "smtp.example.org",
             "SPOOLERD__TRANSPORTS__RELAY__TLS": "implicit",
+            "SPOOLERD__TRANSPORTS__RELAY__PORT": "2465",
+            "SPOOLERD__TRANSPORTS__RELAY__VERIFY": "false",
+            "SPOOLERD__TRANSPORTS__RELAY__USERNAME": "12345",  # digits, still a name
+            "SPOOLERD__TRANSPORTS__RELAY__PASSWORD_ENV": "X",
         },
     )
     assert config.spooler.max_in_flight == 32
     assert config.spooler.state_dir == tmp_path and config.log.level == "debug"  # the file's, kept
     relay = config.transports["relay"]
-    assert relay.provider == "smtp" and relay.options() == {"host": "smtp.example.org", "tls": "implicit"}
+    assert relay.provider == "smtp"
+    settings = SmtpSettings.model_validate(relay.options())
+    assert (settings.host, settings.tls, settings.port, settings.verify, settings.username) == (
+        "smtp.example.org", "implicit", 2465, False, "12345",
+    )  # fmt: skip
 
 
 def test_environment_alone_changes_the_default() -> None:

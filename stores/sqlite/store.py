@@ -594,8 +594,8 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> dict[str, bytes]:
             rows = conn.execute(
-                "SELECT key, value FROM transport_state WHERE transport=? AND key >= ? AND key < ?",
-                (transport, prefix, prefix + "\U0010ffff"),
+                "SELECT key, value FROM transport_state WHERE transport=? AND substr(key, 1, length(?)) = ?",
+                (transport, prefix, prefix),
             )
             return {key: bytes(value) for key, value in rows}
 

@@ -33,6 +33,13 @@ async def test_state_is_kept_per_transport_and_read_by_prefix(store: MessageStor
     assert await store.transport_state("other") == {"acct/INBOX/uidvalidity": b"1"}
 
 
+async def test_prefix_matches_every_key_that_starts_with_it(store: MessageStore) -> None:
+    keys = {"a": b"1", "a\U0010ffff": b"2", "a\U0010ffffz": b"3", "ab": b"4", "b": b"5", "A": b"6"}
+    await store.set_transport_state(StateChange("t", keys))
+    assert set(await store.transport_state("t", "a")) == {"a", "a\U0010ffff", "a\U0010ffffz", "ab"}
+    assert set(await store.transport_state("t", "a%")) == set()  # no LIKE wildcards either
+
+
 async def test_state_changes_and_is_forgotten(store: MessageStore) -> None:
     await store.set_transport_state(StateChange("imap", {"k": b"1", "gone": b"x"}))
     await store.set_transport_state(StateChange("imap", {"k": b"2", "gone": None, "absent": None}))

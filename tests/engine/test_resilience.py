@@ -194,3 +194,49 @@ async def test_a_coupled_hand_over_keeps_its_lease(tmp_path: Path, clock: FakeCl
             remote.gate.set()
         assert [m for m, _ in remote.calls] == [mid]
         assert [m.id for m in await h.folder(FolderRole.SENT)] == [mid]
+
+
+async def test_a_renewal_that_raises_does_not_stop_the_spooler(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One renewer serves every lease: a store plugin raising something unexpected from renew must
+    cost at most that renewal, never the spooler (nor the other attempts)."""
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        dispatcher = h.spooler.dispatcher
+        dispatcher.settings = replace(dispatcher.settings, lease=0.6)  # renewals every 0.2 s
+        renewed = anyio.Event()
+
+        async def broken_renew(message_id: str, owner: str, lease: float) -> None:
+            renewed.set()
+            raise ConnectionError("a plugin's surprise")
+
+        monkeypatch.setattr(h.store, "renew", broken_renew)
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await renewed.wait()  # the renewer hit the error ...
+        remote.gate.set()
+        await h.finished(mid)  # ... and the attempt, and the spooler, went on
+        second = await h.submit("b@remote.test")
+        await h.finished(second)
+
+
+async def test_a_reload_with_a_shorter_lease_rearms_the_renewer(tmp_path: Path, clock: FakeClock) -> None:
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        dispatcher = h.spooler.dispatcher
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        first = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await remote.until_concurrent(1)  # held under the 300 s lease: the renewer sleeps 100 s
+        dispatcher.settings = replace(dispatcher.settings, lease=1.5)  # a reload
+        second = await h.submit("b@remote.test")  # locked for 1.5 s of store time
+        with anyio.fail_after(10):
+            await remote.until_concurrent(2)
+        await outlive_the_lease(clock, 1.5)  # without re-arming, nothing would renew it for 100 s
+        with pytest.raises(NoAccess):
+            await h.store.lock(second, "intruder", 60)
+        remote.gate.set()
+        await h.finished(first)
+        await h.finished(second)
