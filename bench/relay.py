@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.peers, whe
 
 import aiosmtplib
 
+from tests.peers.ports import free_port
 from tests.peers.postfix import Postfix, available
 
 SENDER = "bench@localhost"
@@ -43,14 +44,6 @@ def content(i: int) -> bytes:
         f"From: bench@localhost\r\nTo: sink@remote.test\r\nSubject: bench {i}\r\n"
         f"Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{i}@bench.test>\r\n\r\n"
     ).encode() + (b"x" * 76 + b"\r\n") * 52  # ~4 KB
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Sink:

@@ -286,9 +286,7 @@ class Dispatcher:
                 result.deferred += 1
                 due = update.next_attempt
                 result.retry_at = due if result.retry_at is None else min(result.retry_at, due)
-        final = {u.index: u for u in updates}
-        recipients = [r if r.index not in final else _apply(r, final[r.index]) for r in message.recipients]
-        reports = [] if result.deferred else self._wanted_reports(message, recipients, now)
+        reports = [] if result.deferred else self._wanted_reports(message, _applied(message, updates), now)
         if not result.deferred and not reports:
             # the common end: nothing happens between recording and finishing, so one transaction
             with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
@@ -587,6 +585,12 @@ def _destination_down(outcome: Outcome) -> bool:
     return outcome.kind is OutcomeKind.DEFERRED and (
         outcome.code is None or (outcome.status or "").startswith("4.4.")
     )
+
+
+def _applied(message: Message, updates: Sequence[RecipientUpdate]) -> list[Recipient]:
+    """The message's recipients as they stand once ``updates`` are recorded."""
+    final = {u.index: u for u in updates}
+    return [r if r.index not in final else _apply(r, final[r.index]) for r in message.recipients]
 
 
 def _apply(r: Recipient, u: RecipientUpdate) -> Recipient:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
-import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,15 +21,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from spoolerd.message import Message, MessageFlag, Recipient, RecipientKind, SubmitFlag
 from spoolerd.transport import TransportContext
+from tests.peers.ports import free_port
 from transports.smtp import SmtpSettings, SmtpTransport
 
 USER, PASSWORD, TOKEN = "alice", "s3cret-pw", "tok-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

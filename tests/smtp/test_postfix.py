@@ -15,9 +15,8 @@ import pytest
 from spoolerd.message import RecipientState
 from tests.conftest import FakeClock
 from tests.engine.harness import spooler
+from tests.peers.ports import free_port
 from tests.peers.postfix import Postfix, available
-
-from .conftest import free_port
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ from pathlib import Path
 from spoolerd.message import FolderRole, RecipientState
 from tests.conftest import FakeClock
 from tests.engine.harness import parse, spooler
+from tests.peers.ports import free_port
 
-from .conftest import ServerFactory, free_port
+from .conftest import ServerFactory
 
 CONTENT = b"From: me@localhost\r\nTo: a@example.net\r\nBcc: secret@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
 

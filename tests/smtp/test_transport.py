@@ -166,7 +166,7 @@ async def test_control_characters_never_reach_the_wire(smtp_server: ServerFactor
 
 
 async def test_connection_refused_defers_without_code(started: Start) -> None:
-    from .conftest import free_port
+    from tests.peers.ports import free_port
 
     t = await started(transport(free_port()))
     msg, rcpts = message("a@example.net", "b@example.net")
