@@ -67,7 +67,7 @@ def build(
     transports: list[Transport] = []
     slots: list[TransportSlot] = []
     for name, section in config.transports.items():
-        context = TransportContext(name, stores, addresses, clock)
+        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
         try:
             transport = registry.open_transport(section.provider, section.options(), context)
         except ConfigError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 import structlog
@@ -91,6 +92,7 @@ class AttemptResult:
     failed: int = 0
     finished: bool = False
     retry_at: float | None = None
+    sent: tuple[Message, frozenset[str]] | None = None  # finished: the message as sent, and by whom
 
 
 def _update(
@@ -178,7 +180,7 @@ class Dispatcher:
             return None
         async with self.leased(store, message_id, self.owner):
             try:
-                return await self._attempt_locked(store, message, force=force)
+                result = await self._attempt_locked(store, message, force=force)
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):  # shutting down or lease lost: hand it back
                     await self._release(store, message_id, None)
@@ -190,7 +192,30 @@ class Dispatcher:
                 retry_at = self.clock() + self.settings.retry.initial
                 await self._release(store, message_id, retry_at)
                 return AttemptResult(retry_at=retry_at)
+            if result.sent is not None:  # after the lease: the message has left the queue
+                await self._file_sent(*result.sent)
+            return result
         return None  # the lease was lost: the attempt was cancelled and the message handed back
+
+    async def _file_sent(self, message: Message, delivered_by: frozenset[str]) -> None:
+        """Offer a copy of sent mail to the transports that file one (``sent_copies``)."""
+        for slot in self.transports:
+            transport: Any = slot.transport
+            if getattr(transport, "sent_copies", False):
+                try:
+                    with anyio.fail_after(self.settings.send_timeout):
+                        await transport.file_sent(message, delivered_by)
+                except Exception:  # a copy of what was sent: never a reason to fail the delivery
+                    log.exception("filing a sent copy failed", transport=slot.name, message=message.id)
+
+    def _sent(
+        self, message: Message, updates: Sequence[RecipientUpdate]
+    ) -> tuple[Message, frozenset[str]] | None:
+        if not any(getattr(slot.transport, "sent_copies", False) for slot in self.transports):
+            return None
+        applied = _applied(message, updates)
+        by = frozenset(r.transport for r in applied if r.state is RecipientState.DELIVERED and r.transport)
+        return (message, by) if by else None
 
     @asynccontextmanager
     async def leased(self, store: MessageStore, message_id: str, owner: str) -> AsyncIterator[None]:
@@ -292,6 +317,7 @@ class Dispatcher:
             with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
                 await store.finish(message.id, self.owner, outcomes=updates)
             result.finished = True
+            result.sent = self._sent(message, updates)
             return result
         if updates:
             with anyio.CancelScope(shield=True):  # recorded before any report goes out
@@ -305,6 +331,7 @@ class Dispatcher:
             await self._deliver_report(store, message, kind, statuses, now)
         await store.finish(message.id, self.owner)
         result.finished = True
+        result.sent = self._sent(message, updates)
         return result
 
     async def _warn_delayed(

@@ -325,7 +325,7 @@ class Spooler:
                 log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
                 continue
             try:
-                await store.deliver(_summarised(inbound.message))
+                await store.deliver(_summarised(inbound.message), state=getattr(inbound, "state", None))
             except StoreError:
                 # not acknowledged, so the transport keeps the message and offers it again later
                 log.exception("could not file a downloaded message", transport=name, store=inbound.store)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from .message import InboundMessage, Message, Recipient
+from .message import InboundMessage, Message, Recipient, StateChange
 from .store import Clock, MessageStore
 
 __all__ = [
@@ -88,6 +88,7 @@ class TransportContext:
     stores: Mapping[str, MessageStore] = field(default_factory=dict)
     store_addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # store -> owned addresses
     clock: Clock = field(default=time.time)
+    default_store: str = ""  # [spooler] default_store: where a downloading transport files by default
 
 
 @runtime_checkable
@@ -115,13 +116,21 @@ class Transport(Protocol):
 #       acknowledged all of it, so a synchronous flush can report how many were received
 #   def preprocessors(self) -> Sequence[Preprocessor]
 #   destination_concurrency: int | None      sends at once per destination, instead of the spooler's
+#   def status(self) -> Mapping[str, Any]
+#       its part of the status row: "status" flags added to the spooler's (inbound_active, flushing,
+#       failure), "last_error", "counters", and keys of its own
+#   sent_copies: bool, with async def file_sent(self, message, delivered_by: Collection[str]) -> None
+#       told of each message that has ended with recipients delivered (by the transports named), to
+#       file a copy of sent mail (e.g. IMAP APPEND to Sent); its errors are its own
 
 
 class Inbound(Protocol):
-    """One downloaded message: the spooler commits it, then calls ``acknowledge`` (e.g. mark \\Seen)."""
+    """One downloaded message: the spooler commits it, with ``state`` (what the transport remembers of
+    it, e.g. its UID) in the same transaction, then calls ``acknowledge`` (e.g. mark \\Seen)."""
 
     store: str
     message: InboundMessage
+    state: StateChange | None
 
     async def acknowledge(self) -> None: ...
 

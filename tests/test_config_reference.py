@@ -27,6 +27,6 @@ def test_every_key_is_described_and_listed() -> None:
             assert field.description, f"{model.__name__}.{name} has no description"
             listed = f"| `{name}` |" in text or f"## `[spooler.{name}]`" in text
             assert listed, f"{model.__name__}.{name} is missing from the reference"
-    for provider in ("sqlite", "loopback", "smtp"):
+    for provider in ("sqlite", "loopback", "smtp", "imap"):
         assert f'### `provider = "{provider}"`' in text
     assert "test-scripted" not in text  # only what this distribution ships

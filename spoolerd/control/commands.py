@@ -109,19 +109,29 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
         row_status = ["available" if slot.online else "offline", "outbound_enabled"]
         if callable(getattr(transport, "receive", None)):
             row_status.append("inbound_enabled")
-        rows.append(
-            {
-                "resource_type": "transport",
-                "name": slot.name,
-                "provider": daemon.config.transports[slot.name].provider,
-                "status": row_status,
-                "methods": ["flush"] if callable(getattr(transport, "flush", None)) else [],
-                "address_types": None if transport.address_types is None else sorted(transport.address_types),
-                "counters": dict(slot.counters),
-                "last_error": slot.last_error,
-                "since": slot.since or None,
-            }
-        )
+        row: dict[str, Any] = {
+            "resource_type": "transport",
+            "name": slot.name,
+            "provider": daemon.config.transports[slot.name].provider,
+            "status": row_status,
+            "methods": ["flush"] if callable(getattr(transport, "flush", None)) else [],
+            "address_types": None if transport.address_types is None else sorted(transport.address_types),
+            "counters": dict(slot.counters),
+            "last_error": slot.last_error,
+            "since": slot.since or None,
+        }
+        own = getattr(transport, "status", None)
+        if callable(own):  # the transport's part: its flags, counters and details, and a newer error
+            extra = dict(own())
+            if "inbound_enabled" in row_status:
+                row_status.remove("inbound_enabled")  # the transport says whether it downloads
+            row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
+            row["counters"].update(extra.pop("counters", {}))
+            error = extra.pop("last_error", None)
+            if error is not None:
+                row["last_error"] = error
+            row.update(extra)
+        rows.append(row)
     return rows
 
 

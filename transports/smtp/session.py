@@ -11,11 +11,12 @@ import ssl
 
 import aiosmtplib
 
-from spoolerd.errors import ConfigError, TransportError
+from spoolerd.errors import TransportError
 from spoolerd.transport import Outcome
+from transports.common.credentials import Credentials
+from transports.common.tls import client_context
 
 from .channel import Connection
-from .credentials import Credentials
 from .replies import Reply, no_reply
 from .settings import AuthMethod, SmtpSettings, TlsMode
 from .wire import SmtpProtocolError
@@ -33,20 +34,7 @@ class SessionFailed(TransportError):
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     """The client TLS context, built once at start; a bad CA or certificate file is a config error."""
-    if settings.tls is TlsMode.NONE:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
-        if settings.client_cert is not None:
-            context.load_cert_chain(
-                str(settings.client_cert), str(settings.client_key) if settings.client_key else None
-            )
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError([f"TLS files: {exc}"]) from None
-    if not settings.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return None if settings.tls is TlsMode.NONE else client_context(settings)
 
 
 def describe(exc: BaseException, doing: str) -> tuple[str, str]:

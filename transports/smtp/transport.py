@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
 from spoolerd.transport import Outcome, TransportContext
+from transports.common.credentials import Credentials
 
 from .channel import Channel, Connection, ConnectionLost
-from .credentials import Credentials
 from .pool import ConnectionPool
 from .replies import (
     Reply,

@@ -1,6 +1,6 @@
-"""Where the relay's secrets come from: a password file or environment variable, and an XOAUTH2 access
+"""Where a server's secrets come from: a password file or environment variable, and an XOAUTH2 access
 token from a file (re-read for each connection, so whatever renews it need not tell us) or from a command
-(cached until it expires, fetched again when the relay refuses it). Errors name the source, never the
+(cached until it expires, fetched again when the server refuses it). Errors name the source, never the
 secret."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import anyio
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from spoolerd.errors import ConfigError, TransportError
 
-from .settings import SmtpSettings
-
-__all__ = ["Credentials"]
+__all__ = ["Credentials", "SecretSources"]
 
 _COMMAND_TIMEOUT = 30.0
 _EXPIRY_MARGIN = 60.0  # a token this close to expiry is renewed before use
@@ -37,10 +37,50 @@ def _first_line(path: Path) -> str:
     return secret
 
 
+class SecretSources(BaseModel):
+    """Settings keys naming the login and where its secret lives (never the secret itself)."""
+
+    username: str | None = Field(None, description="login identity; no username: no login")
+    password_file: Path | None = Field(None, description="file whose first line is the password")
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    token_file: Path | None = Field(None, description="XOAUTH2: file holding the access token (re-read)")
+    token_command: list[str] | None = Field(
+        None, description="XOAUTH2: command printing a token, or JSON with access_token and expires_in"
+    )
+    token_lifetime: float = Field(3000.0, gt=0, description="seconds a command's plain token is reused")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, username: str | None) -> str | None:
+        if username is not None and (not username or any(ord(c) < 0x20 or ord(c) == 0x7F for c in username)):
+            raise ValueError("must be non-empty and free of control characters")
+        return username
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> Self:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        if self.token_file is not None and self.token_command is not None:
+            raise ValueError("give token_file or token_command, not both")
+        if self.token_command is not None and not self.token_command:
+            raise ValueError("token_command: give the command and its arguments as a list")
+        if self.username is None and (self.has_password or self.has_token):
+            raise ValueError("a password or token is configured but no username")
+        return self
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_file is not None or self.password_env is not None
+
+    @property
+    def has_token(self) -> bool:
+        return self.token_file is not None or self.token_command is not None
+
+
 class Credentials:
     """The username and a way to get the current secret; ``check`` fails early on what is missing."""
 
-    def __init__(self, settings: SmtpSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: SecretSources, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.username = settings.username
         self._clock = clock

@@ -1,0 +1,224 @@
+"""Download from a real Dovecot into the store: byte-exact, exactly once across flushes, restarts and a
+commit that was never acknowledged, each after-download policy, a UIDVALIDITY change, IDLE push, TLS,
+a refused login and two accounts in one daemon."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from spoolerd.errors import TransportError
+from spoolerd.events import NewMail
+from spoolerd.message import FolderRole
+from spoolerd.transport import Direction, TransportContext
+from tests.conftest import FakeClock
+from tests.engine.harness import Harness, spooler
+from tests.peers.dovecot import Dovecot
+from transports.imap import ImapSettings, ImapTransport
+
+from .conftest import Account, message, new_account
+
+
+def imap(account: Account, **settings: Any) -> dict[str, dict[str, Any]]:
+    return {"mail": account.settings(**settings)}
+
+
+async def inbox(h: Harness, store: str | None = None) -> list[bytes]:
+    return [m.content for m in await h.folder(FolderRole.INBOX, store)]
+
+
+async def download(h: Harness, name: str = "mail") -> int:
+    """flush --download, as the control command does it: how many were received."""
+    before = h.spooler.counters.received
+    with anyio.fail_after(30):
+        await h.transport(name).flush(Direction.DOWNLOAD)
+    return h.spooler.counters.received - before
+
+
+async def test_200_messages_arrive_byte_exact_once(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    sent = [message(i, size=300 + 37 * i) for i in range(200)]
+    async with account.client() as other:
+        for content in sent:
+            await other.append(content)
+    async with spooler(tmp_path, clock, imap(account)) as h:
+        assert await download(h) == 200
+        assert await download(h) == 0  # a second flush takes nothing again
+        got = await inbox(h)
+        assert sorted(got) == sorted(sent)
+        assert all(m.message_class == "IPM.Note" for m in await h.folder(FolderRole.INBOX))
+    async with spooler(tmp_path, clock, imap(account)) as h:  # a restart does not download it all again
+        async with account.client() as other:
+            await other.append(late := message(1000))
+        assert await download(h) == 1
+        assert sorted(await inbox(h)) == sorted([*sent, late])
+    async with account.client() as other:
+        flags = {uid: f for uid, (f, _) in (await other.messages()).items()}
+    assert len(flags) == 201 and not any("\\Seen" in f for f in flags.values())  # keep: untouched
+
+
+async def test_a_commit_never_acknowledged_is_not_downloaded_twice(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    """The spooler commits (message and UID in one transaction) and dies before the server hears of it:
+    the next daemon marks it \\Seen and takes nothing twice."""
+    async with account.client() as other:
+        for i in range(3):
+            await other.append(message(i))
+    settings = imap(account, after_download="seen")
+    async with spooler(tmp_path, clock) as h:  # the first daemon, with the account not yet running
+        context = TransportContext("mail", h.daemon.stores, default_store="local")
+        options = {k: v for k, v in settings["mail"].items() if k != "provider"}
+        transport = ImapTransport(ImapSettings.model_validate(options), context)
+        await transport.start()
+        with anyio.fail_after(10):
+            session = await transport._connect()
+            passes = transport._downloader.run(session)
+            first = await anext(passes)
+            await h.store.deliver(first.message, state=first.state)
+            await passes.aclose()  # no acknowledge: as if killed right after the commit
+            session.close()
+    async with account.client() as other:
+        assert not any("\\Seen" in f for f, _ in (await other.messages()).values())
+    async with spooler(tmp_path, clock, settings) as h:
+        assert await download(h) == 2
+        assert len(await inbox(h)) == 3
+    async with account.client() as other:
+        assert all("\\Seen" in f for f, _ in (await other.messages()).values())
+
+
+@pytest.mark.parametrize("policy", ["seen", "delete", "move"])
+async def test_after_download_policies(
+    tmp_path: Path, clock: FakeClock, account: Account, policy: str
+) -> None:
+    async with account.client() as other:
+        await other.create("Archive")
+        for i in range(5):
+            await other.append(message(i))
+    extra = {"move_to": "Archive"} if policy == "move" else {}
+    async with spooler(tmp_path, clock, imap(account, after_download=policy, **extra)) as h:
+        assert await download(h) == 5
+        async with account.client() as other:
+            await other.append(message(99))
+        assert await download(h) == 1
+        assert len(await inbox(h)) == 6
+        async with account.client() as other:
+            left = await other.messages()
+            archived = await other.messages("Archive")
+        if policy == "seen":
+            assert len(left) == 6 and all("\\Seen" in f for f, _ in left.values())
+        elif policy == "delete":
+            assert left == {} and archived == {}
+        else:
+            assert left == {} and len(archived) == 6
+        memory = await h.store.transport_state("mail")
+        uid_keys = [k for k in memory if "/uid/" in k]
+        assert len(uid_keys) == (6 if policy == "seen" else 0)  # nothing remembered of what is gone
+
+
+async def test_uidvalidity_change_downloads_only_the_new(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    old = [message(i) for i in range(4)]
+    async with account.client() as other:
+        await other.create("Feed")
+        for content in old:
+            await other.append(content, "Feed")
+    settings = imap(account, mailboxes=["Feed"])
+    async with spooler(tmp_path, clock, settings) as h:
+        assert await download(h) == 4
+        async with account.client() as other:  # the mailbox is rebuilt: same mail, new UIDVALIDITY
+            await other.delete("Feed")
+            await other.create("Feed")
+            for content in [*old, new := message(50)]:
+                await other.append(content, "Feed")
+        assert await download(h) == 1
+        assert sorted(await inbox(h)) == sorted([*old, new])
+        row = h.transport("mail").status()
+        assert any("UIDVALIDITY changed" in notice and "4 of 5" in notice for notice in row["notices"])
+        assert await download(h) == 0
+
+
+async def test_idle_push_arrives_within_two_seconds(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    async with spooler(tmp_path, clock, imap(account)) as h:
+        assert await download(h) == 0  # connected, and now idling
+        async with h.store.subscribe() as events, account.client() as other:
+            await other.append(message(7))
+            appended = time.monotonic()
+            with anyio.fail_after(2):
+                while not isinstance(await events.receive(), NewMail):
+                    pass
+            latency = time.monotonic() - appended
+        assert len(await inbox(h)) == 1
+        print(f"IDLE push latency: {latency * 1000:.0f} ms")
+
+
+async def test_implicit_tls_needs_the_ca(
+    tmp_path: Path, clock: FakeClock, account: Account, server: Dovecot, ca_file: Path
+) -> None:
+    async with account.client() as other:
+        await other.append(content := message(1))
+    tls = {"tls": "implicit", "port": server.imaps_port, "host": "localhost"}
+    async with spooler(tmp_path / "a", clock, imap(account, **tls)) as h:
+        with pytest.raises(TransportError, match="certificate"):
+            await download(h)
+        assert "failure" in h.transport("mail").status()["status"]
+        assert await inbox(h) == []
+    async with spooler(tmp_path / "b", clock, imap(account, **tls, ca_file=str(ca_file))) as h:
+        assert await download(h) == 1
+        assert await inbox(h) == [content]
+
+
+async def test_starttls(tmp_path: Path, clock: FakeClock, account: Account, ca_file: Path) -> None:
+    async with account.client() as other:
+        await other.append(content := message(1))
+    settings = imap(account, tls="starttls", host="localhost", ca_file=str(ca_file))
+    async with spooler(tmp_path, clock, settings) as h:
+        assert await download(h) == 1
+        assert await inbox(h) == [content]
+
+
+async def test_wrong_password_is_a_clear_failure_not_a_loop(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    account.password_file.write_text("not-the-password\n")
+    async with spooler(tmp_path, clock, imap(account)) as h:
+        transport = h.transport("mail")
+        with pytest.raises(TransportError, match=f"login as {account.user} refused"):
+            await download(h)
+        row = transport.status()
+        assert "failure" in row["status"] and "refused" in row["last_error"]
+        assert "not-the-password" not in row["last_error"]
+        passes = transport._ended
+        with pytest.raises(TransportError):  # a flush tries again at once; nothing else does
+            await download(h)
+        assert transport._ended == passes + 1
+        account.password_file.write_text(account.password + "\n")  # fixed: the next flush works
+        assert await download(h) == 0
+        assert "failure" not in transport.status()["status"]
+
+
+async def test_two_accounts_in_one_daemon(
+    tmp_path: Path, clock: FakeClock, server: Dovecot, account: Account
+) -> None:
+    second = new_account(server, tmp_path)
+    for acct, n in ((account, 1), (second, 2)):
+        async with acct.client() as other:
+            await other.append(message(n))
+    stores = {
+        "local": {"provider": "sqlite", "addresses": ["@localhost"]},
+        "other": {"provider": "sqlite", "path": str(tmp_path / "other.db")},
+    }
+    transports = {"first": account.settings(), "second": second.settings(store="other")}
+    async with spooler(tmp_path, clock, transports, stores=stores) as h:
+        assert await download(h, "first") == 1
+        assert await download(h, "second") == 1
+        assert len(await inbox(h, "local")) == 1
+        assert len(await inbox(h, "other")) == 1

@@ -1,0 +1,227 @@
+"""Download: what one pass over an account's mailboxes takes, and what it remembers.
+
+The account's memory lives in the local store (``transport_state``), per mailbox:
+
+    mbox/<mailbox, %-encoded>/validity    UIDVALIDITY the UIDs below belong to
+    mbox/<mailbox, %-encoded>/uid/<UID>   b"p <fingerprint>" taken, not yet acknowledged on the server
+                                          b"a <fingerprint>" taken and acknowledged
+
+A message's key is committed in the same transaction as the message itself (``deliver(state=…)``), so a
+message is never kept without its UID or the reverse. Only then is it acknowledged on the server (\\Seen,
+deleted or moved, by ``after_download``), and for \\Seen the key is marked acknowledged afterwards. A kill
+between the two leaves a "p" key: the next pass acknowledges it again and downloads nothing twice. Keys
+of UIDs the server no longer has are forgotten, so the memory stays as large as the mailbox.
+
+A UIDVALIDITY change voids every UID: the messages are matched again by a fingerprint (size, Message-ID,
+Date, From) fetched from the server, the ones already taken are remembered under their new UIDs, and
+only the rest is downloaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from spoolerd.message import InboundMessage, StateChange
+from spoolerd.store import MessageStore
+
+from .session import Session
+from .settings import AfterDownload, ImapSettings
+from .wire import FINGERPRINT_FIELDS, fingerprint, uid_set
+
+__all__ = ["Downloaded", "Downloader", "MailboxMemory"]
+
+_PENDING = b"p"
+_DONE = b"a"
+
+
+@dataclass(slots=True)
+class Downloaded:
+    """One message for the spooler to commit (with ``state``) before it calls ``acknowledge``."""
+
+    store: str
+    message: InboundMessage
+    state: StateChange
+    uid: int
+    _taken: Callable[[int], None]
+
+    async def acknowledge(self) -> None:
+        self._taken(self.uid)  # the server is told after the batch, in one command
+
+
+@dataclass(slots=True)
+class MailboxMemory:
+    """What the store remembers of one mailbox."""
+
+    prefix: str
+    validity: int | None = None
+    taken: dict[int, tuple[bool, bytes]] = field(default_factory=dict)  # uid -> (acknowledged, fingerprint)
+
+    @classmethod
+    def key_prefix(cls, mailbox: str) -> str:
+        return f"mbox/{quote(mailbox, safe='')}/"
+
+    @classmethod
+    def parse(cls, mailbox: str, state: Mapping[str, bytes]) -> MailboxMemory:
+        prefix = cls.key_prefix(mailbox)
+        memory = cls(prefix)
+        for key, value in state.items():
+            rest = key[len(prefix) :]
+            if rest == "validity":
+                memory.validity = int(value)
+            elif rest.startswith("uid/"):
+                flag, _, fp = value.partition(b" ")
+                memory.taken[int(rest[4:])] = (flag == _DONE, fp)
+        return memory
+
+    @property
+    def validity_key(self) -> str:
+        return self.prefix + "validity"
+
+    def uid_key(self, uid: int) -> str:
+        return f"{self.prefix}uid/{uid}"
+
+    def value(self, acknowledged: bool, fp: bytes) -> bytes:
+        return (_DONE if acknowledged else _PENDING) + b" " + fp
+
+
+@dataclass(slots=True)
+class PassReport:
+    received: int = 0
+    notices: list[str] = field(default_factory=list)
+
+
+class Downloader:
+    """Runs download passes for one account into one store."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ImapSettings,
+        store_name: str,
+        store: MessageStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.store_name = store_name
+        self.store = store
+        self.clock = clock
+        self.report = PassReport()
+
+    async def _memory(self, mailbox: str) -> MailboxMemory:
+        prefix = MailboxMemory.key_prefix(mailbox)
+        return MailboxMemory.parse(mailbox, await self.store.transport_state(self.name, prefix))
+
+    async def _remember(self, changes: Mapping[str, bytes | None]) -> None:
+        if changes:
+            await self.store.set_transport_state(StateChange(self.name, dict(changes)))
+
+    async def run(self, session: Session) -> AsyncIterator[Downloaded]:
+        """One pass over every mailbox: new messages are yielded in UID order and acknowledged on the
+        server a batch at a time, once the spooler has committed them."""
+        self.report = PassReport()
+        for mailbox in self.settings.mailboxes:
+            async for item in self._mailbox(session, mailbox):
+                yield item
+
+    async def _mailbox(self, session: Session, mailbox: str) -> AsyncIterator[Downloaded]:
+        info = await session.select(mailbox)
+        if info.uidvalidity is None:
+            raise ValueError(f"{session.peer}: {mailbox} has no UIDVALIDITY")
+        memory = await self._memory(mailbox)
+        if memory.validity is not None and memory.validity != info.uidvalidity:
+            memory = await self._revalidate(session, mailbox, memory, info.uidvalidity)
+        memory.validity = info.uidvalidity
+        on_server = set(await session.uids()) if info.exists else set()
+        await self._remember({memory.uid_key(uid): None for uid in memory.taken if uid not in on_server})
+        unacknowledged = [u for u, (done, _) in memory.taken.items() if not done and u in on_server]
+        if unacknowledged:  # taken before a crash or a lost connection, never acknowledged
+            await self._acknowledge(session, memory, unacknowledged)
+        new = sorted(on_server - memory.taken.keys())
+        keep = self.settings.after_download is AfterDownload.KEEP
+        batch = self.settings.fetch_batch
+        for start in range(0, len(new), batch):
+            wanted = set(new[start : start + batch])
+            fetched = await session.fetch(uid_set(wanted), "(UID RFC822.SIZE BODY.PEEK[])")
+            taken: list[int] = []
+            yielded: list[int] = []
+            for item in sorted(fetched, key=lambda f: f.uid):
+                if item.uid not in wanted or item.literal is None:
+                    continue  # an unsolicited FETCH (flags changed by another client)
+                wanted.discard(item.uid)
+                fp = fingerprint(len(item.literal), item.literal)
+                memory.taken[item.uid] = (keep, fp)
+                yielded.append(item.uid)
+                changes = {
+                    memory.validity_key: str(info.uidvalidity).encode(),
+                    memory.uid_key(item.uid): memory.value(keep, fp),
+                }
+                yield Downloaded(
+                    self.store_name,
+                    InboundMessage(
+                        item.literal,
+                        message_class=self.settings.message_class,
+                        received_at=self.clock(),
+                    ),
+                    StateChange(self.name, changes),
+                    item.uid,
+                    taken.append,
+                )
+            for uid in set(yielded) - set(taken):
+                memory.taken.pop(uid, None)  # not committed: offered again next pass
+            self.report.received += len(taken)
+            if taken:
+                await self._acknowledge(session, memory, taken)
+
+    async def _acknowledge(self, session: Session, memory: MailboxMemory, uids: list[int]) -> None:
+        """Tell the server, by ``after_download``; then mark the keys (or forget them, once gone)."""
+        policy = self.settings.after_download
+        if policy is AfterDownload.KEEP:
+            return
+        uids_text = uid_set(uids)
+        if policy is AfterDownload.SEEN:
+            await session.add_flags(uids_text, "\\Seen")
+            await self._remember({memory.uid_key(u): memory.value(True, memory.taken[u][1]) for u in uids})
+            for u in uids:
+                memory.taken[u] = (True, memory.taken[u][1])
+            return
+        if policy is AfterDownload.DELETE:
+            await session.add_flags(uids_text, "\\Deleted")
+            await session.expunge(uids_text)
+        else:
+            assert self.settings.move_to is not None
+            await session.move(uids_text, self.settings.move_to)
+        await self._remember({memory.uid_key(u): None for u in uids})  # gone from the server
+        for u in uids:
+            memory.taken.pop(u, None)
+
+    async def _revalidate(
+        self, session: Session, mailbox: str, memory: MailboxMemory, validity: int
+    ) -> MailboxMemory:
+        """The mailbox's UIDs were renumbered: recognise what was taken by fingerprint."""
+        known = Counter(fp for _, fp in memory.taken.values())
+        fields = " ".join(FINGERPRINT_FIELDS)
+        fetched = await session.fetch("1:*", f"(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({fields})])")
+        fresh = MailboxMemory(memory.prefix, validity)
+        changes: dict[str, bytes | None] = {memory.uid_key(uid): None for uid in memory.taken}
+        changes[fresh.validity_key] = str(validity).encode()
+        keep = self.settings.after_download is AfterDownload.KEEP
+        for item in sorted(fetched, key=lambda f: f.uid):
+            if item.size is None or item.literal is None:
+                continue
+            fp = fingerprint(item.size, item.literal)
+            if known[fp] > 0:
+                known[fp] -= 1
+                fresh.taken[item.uid] = (keep, fp)  # not kept: acknowledged again below, harmlessly
+                changes[fresh.uid_key(item.uid)] = fresh.value(keep, fp)
+        await self._remember(changes)
+        on_server = sum(1 for item in fetched if item.literal is not None)
+        self.report.notices.append(
+            f"{mailbox}: UIDVALIDITY changed from {memory.validity} to {validity}; "
+            f"{len(fresh.taken)} of {on_server} messages were already downloaded, the rest are new"
+        )
+        return fresh

@@ -1,0 +1,359 @@
+"""One IMAP connection, logged in, with a deadline on every command (aioimaplib underneath).
+
+aioimaplib has no STARTTLS, so ``starttls`` opens the connection, reads the greeting, sends STARTTLS and
+upgrades the socket itself (``loop.start_tls``) before handing it to aioimaplib's protocol with the
+greeting replayed: aioimaplib then asks CAPABILITY again, over TLS, as RFC 3501 requires. A lost
+connection ends any command or IDLE wait at once instead of at its timeout. Errors are ``ImapError``s
+whose text names the server and the step, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import aioimaplib
+from aioimaplib.aioimaplib import STOP_WAIT_SERVER_PUSH, IMAP4ClientProtocol, Response
+
+from spoolerd.errors import TransportError
+from transports.common.credentials import Credentials
+
+from .settings import AuthMethod, ImapSettings, TlsMode
+from .wire import Fetched, SelectInfo, mailbox_arg, parse_fetch, parse_search, parse_select, response_code
+
+__all__ = ["ImapError", "LoginRefused", "Session", "open_session"]
+
+T = TypeVar("T")
+
+
+class ImapError(TransportError):
+    """The server could not be reached or did not do what was asked."""
+
+    code = "imap_error"
+
+
+class LoginRefused(ImapError):
+    """The server refused the credentials: retrying at once would only be refused again."""
+
+    code = "login_refused"
+
+
+class CommandFailed(ImapError):
+    """A tagged NO or BAD; ``response`` is the server's text with its code."""
+
+    def __init__(self, message: str, result: str, text: bytes) -> None:
+        super().__init__(message)
+        self.result = result
+        self.response = response_code(text)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not verified: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failure: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError | aioimaplib.CommandTimeout):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+class _Lines(asyncio.Protocol):
+    """Reads the greeting and the STARTTLS reply before TLS (then the socket goes to aioimaplib)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            self.lines.put_nowait(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lines.put_nowait(None)
+
+    async def line(self) -> bytes:
+        line = await self.lines.get()
+        if line is None:
+            raise ConnectionResetError("the server closed the connection")
+        return line
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        lost: Callable[[Exception | None], None],
+        *,
+        limit: float,
+        context: ssl.SSLContext | None,
+        starttls: bool,
+    ) -> None:
+        self._starttls = starttls
+        super().__init__(host, port, None, limit, lost, context)
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        running = loop if loop is not None else asyncio.get_running_loop()
+        self.protocol = IMAP4ClientProtocol(running, conn_lost_cb)
+        if self._starttls:
+            assert ssl_context is not None
+            self._client_task = running.create_task(self._upgrade(running, host, port, ssl_context))
+        else:
+            self._client_task = running.create_task(
+                running.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+            )
+
+    async def _upgrade(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int, context: ssl.SSLContext
+    ) -> tuple[asyncio.BaseTransport, IMAP4ClientProtocol]:
+        transport, lines = await loop.create_connection(_Lines, host, port)
+        try:
+            greeting = await _starttls(transport, lines)
+            tls = await loop.start_tls(transport, lines, context, server_hostname=host)
+        except BaseException:
+            transport.close()
+            raise
+        assert tls is not None
+        tls.set_protocol(self.protocol)
+        self.protocol.connection_made(tls)
+        self.protocol.data_received(greeting + b"\r\n")  # aioimaplib greets and asks CAPABILITY, in TLS
+        return tls, self.protocol
+
+
+async def _starttls(transport: asyncio.BaseTransport, lines: _Lines) -> bytes:
+    """Read the greeting, ask for STARTTLS and read the answer; the greeting is returned to be replayed.
+    Untagged data before the answer (a CAPABILITY) means nothing before TLS."""
+    greeting = await lines.line()
+    if not greeting.startswith(b"* OK"):
+        raise ImapError(f"greeting {greeting[:200]!r}")
+    assert isinstance(transport, asyncio.WriteTransport)
+    transport.write(b"S0 STARTTLS\r\n")
+    while not (reply := await lines.line()).startswith(b"S0 "):
+        pass
+    if not reply.startswith(b"S0 OK"):
+        raise ImapError("the server does not offer STARTTLS (tls = starttls requires it)")
+    return greeting
+
+
+class Session:
+    """A logged-in connection; each method raises ImapError (or CommandFailed) on failure."""
+
+    def __init__(self, client: _Client, settings: ImapSettings, lost: asyncio.Event) -> None:
+        self._client = client
+        self.settings = settings
+        self.peer = f"{settings.host}:{settings.effective_port}"
+        self._lost = lost
+        self.selected: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return not self._lost.is_set()
+
+    def has(self, capability: str) -> bool:
+        return bool(self._client.has_capability(capability))
+
+    async def _run(self, step: str, work: Awaitable[T], limit: float | None = None) -> T:
+        """``work`` within ``limit`` (the command timeout), ended at once if the connection is lost."""
+        task = asyncio.ensure_future(work)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, lost},
+                timeout=limit or self.settings.command_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+        if task not in done:
+            self.close()
+            why = "connection lost" if lost in done else "timed out"
+            raise ImapError(f"{self.peer}: {why} during {step}")
+        try:
+            return task.result()
+        except (aioimaplib.AioImapException, OSError, ValueError) as exc:
+            self.close()
+            raise ImapError(f"{self.peer}: {step} failed: {describe(exc)}") from None
+
+    async def _ok(self, step: str, work: Awaitable[Response]) -> Response:
+        response = await self._run(step, work)
+        if response.result != "OK":
+            text = bytes(response.lines[-1]) if response.lines else b""
+            code = response_code(text)
+            raise CommandFailed(f"{self.peer}: {step} refused: {code.text}", response.result, text)
+        return response
+
+    async def select(self, mailbox: str) -> SelectInfo:
+        response = await self._ok(f"SELECT {mailbox}", self._client.select(mailbox_arg(mailbox)))
+        self.selected = mailbox
+        return parse_select(response.lines)
+
+    async def uids(self) -> list[int]:
+        response = await self._ok("UID SEARCH", self._client.uid_search("ALL", charset=None))
+        return parse_search(response.lines)
+
+    async def fetch(self, uids: str, items: str) -> list[Fetched]:
+        response = await self._ok("UID FETCH", self._client.uid("fetch", uids, items))
+        return parse_fetch(response.lines)
+
+    async def add_flags(self, uids: str, flags: str) -> None:
+        await self._ok("UID STORE", self._client.uid("store", uids, "+FLAGS.SILENT", f"({flags})"))
+
+    async def expunge(self, uids: str) -> None:
+        if self.has("UIDPLUS"):
+            await self._ok("UID EXPUNGE", self._client.uid("expunge", uids))
+        else:
+            await self._ok("EXPUNGE", self._client.expunge())
+
+    async def move(self, uids: str, mailbox: str) -> None:
+        """MOVE (RFC 6851) when offered, else COPY, \\Deleted and EXPUNGE."""
+        if self.has("MOVE"):
+            await self._ok(f"UID MOVE to {mailbox}", self._client.uid("move", uids, mailbox_arg(mailbox)))
+            return
+        await self._ok(f"UID COPY to {mailbox}", self._client.uid("copy", uids, mailbox_arg(mailbox)))
+        await self.add_flags(uids, "\\Deleted")
+        await self.expunge(uids)
+
+    async def append(self, content: bytes, mailbox: str, flags: str | None = None) -> Response:
+        """APPEND; the response is returned whatever it says (the caller maps NO to an outcome)."""
+        return await self._run(
+            f"APPEND to {mailbox}", self._client.append(content, mailbox=mailbox_arg(mailbox), flags=flags)
+        )
+
+    async def create(self, mailbox: str) -> None:
+        await self._ok(f"CREATE {mailbox}", self._client.create(mailbox_arg(mailbox)))
+
+    async def search_header(self, name: str, value: str) -> list[int]:
+        response = await self._ok(
+            "UID SEARCH HEADER",
+            self._client.uid_search("HEADER", name, aioimaplib.quoted(value), charset=None),
+        )
+        return parse_search(response.lines)
+
+    async def wait_for_mail(self, seconds: float, wake: asyncio.Event) -> str:
+        """IDLE on the selected mailbox until new mail ("push"), ``wake`` is set ("wake") or ``seconds``
+        pass ("timeout"). Without IDLE it just waits for ``wake`` or the time."""
+        if not (self.settings.idle and self.has("IDLE")):
+            try:
+                await asyncio.wait_for(wake.wait(), seconds)
+            except TimeoutError:
+                return "timeout"
+            return "wake"
+        loop = asyncio.get_running_loop()
+        idle = await self._run("IDLE", self._client.idle_start(timeout=seconds + 60))
+        deadline = loop.time() + seconds
+        reason = "timeout"
+        while (remaining := deadline - loop.time()) > 0:
+            push = asyncio.ensure_future(self._client.wait_server_push(timeout=remaining))
+            waker = asyncio.ensure_future(wake.wait())
+            lost = asyncio.ensure_future(self._lost.wait())
+            try:
+                done, _ = await asyncio.wait({push, waker, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (push, waker, lost):
+                    task.cancel()
+            if lost in done:
+                raise ImapError(f"{self.peer}: connection lost while idling")
+            if waker in done:
+                reason = "wake"
+                break
+            if push in done:
+                try:
+                    lines: Sequence[bytes] = push.result()
+                except TimeoutError:
+                    break
+                if lines == STOP_WAIT_SERVER_PUSH:
+                    break
+                if any(bytes(line).endswith(b"EXISTS") for line in lines):
+                    reason = "push"
+                    break
+        self._client.idle_done()
+        await self._run("IDLE DONE", idle)
+        return reason
+
+    async def logout(self) -> None:
+        with contextlib.suppress(ImapError):
+            await self._run("LOGOUT", self._client.logout(), limit=5)
+        self.close()
+
+    def close(self) -> None:
+        transport = getattr(self._client.protocol, "transport", None)
+        if transport is not None:
+            transport.close()
+        self._lost.set()
+
+
+async def open_session(
+    settings: ImapSettings, credentials: Credentials, context: ssl.SSLContext | None
+) -> Session:
+    """Connect, (STARTTLS,) read the greeting and log in, within ``connect_timeout``."""
+    peer = f"{settings.host}:{settings.effective_port}"
+    lost = asyncio.Event()
+
+    def on_lost(exc: Exception | None) -> None:
+        lost.set()
+
+    client = _Client(
+        settings.host,
+        settings.effective_port,
+        on_lost,
+        limit=settings.connect_timeout,
+        context=context if settings.tls is not TlsMode.NONE else None,
+        starttls=settings.tls is TlsMode.STARTTLS,
+    )
+    session = Session(client, settings, lost)
+    try:
+        async with asyncio.timeout(settings.connect_timeout):
+            try:
+                await client.wait_hello_from_server()
+            except (aioimaplib.AioImapException, OSError, TimeoutError) as exc:
+                raise ImapError(f"{peer}: could not connect: {describe(exc)}") from None
+            await _login(session, client, settings, credentials)
+    except TimeoutError:
+        session.close()
+        raise ImapError(f"{peer}: no login within {settings.connect_timeout:g} s") from None
+    except BaseException:
+        session.close()
+        raise
+    client.timeout = settings.command_timeout
+    return session
+
+
+async def _login(session: Session, client: _Client, settings: ImapSettings, credentials: Credentials) -> None:
+    assert settings.username is not None
+    user = settings.username
+    try:
+        if settings.auth is AuthMethod.XOAUTH2:
+            token = await credentials.token()
+            response = await session._run("AUTHENTICATE XOAUTH2", client.xoauth2(user, token))
+            if response.result != "OK":  # maybe just expired: one more try with a fresh token
+                credentials.forget_token()
+                token = await credentials.token(renew=True)
+                response = await session._run("AUTHENTICATE XOAUTH2", client.xoauth2(user, token))
+        else:
+            password = credentials.password()
+            if not password.isascii():
+                raise LoginRefused(f"{session.peer}: the password is not ASCII, which LOGIN cannot send")
+            response = await session._run("LOGIN", client.login(aioimaplib.quoted(user), password))
+    except ImapError:
+        raise
+    except TransportError as exc:  # a credentials file, variable or command that failed
+        raise LoginRefused(f"{session.peer}: credentials: {exc}") from None
+    if response.result != "OK":
+        text = bytes(response.lines[-1]) if response.lines else b""
+        raise LoginRefused(f"{session.peer}: login as {user} refused: {response_code(text).text}")

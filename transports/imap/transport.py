@@ -1,0 +1,293 @@
+"""The IMAP transport (entry point ``imap``): one account, downloading into a local store and uploading by
+APPEND.
+
+Download runs as one loop per account (``receive``, driven by the spooler): connect and log in, make a
+pass over the mailboxes (``download.Downloader``), then wait on IDLE for new mail (re-issued every
+``idle_renew`` seconds), or on a timer without IDLE, and start again. ``flush(DOWNLOAD)`` cuts any wait
+short and returns once a pass that began after it has committed and acknowledged everything. A network
+error reconnects after a backoff doubling from ``reconnect_initial`` to ``reconnect_max``; a refused
+login waits ``login_retry`` (or the next flush) and shows in the status row, so a wrong password never
+becomes a reconnect loop.
+
+Upload uses its own connection, kept open between messages and replaced once when found dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any, ClassVar
+
+import structlog
+from pydantic import BaseModel
+
+from spoolerd.envelope import without_bcc
+from spoolerd.errors import ConfigError
+from spoolerd.message import Message, Recipient
+from spoolerd.transport import Direction, Outcome, OutcomeKind, TransportContext
+from transports.common.credentials import Credentials
+from transports.common.tls import client_context
+
+from .download import Downloaded, Downloader
+from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
+from .settings import ImapSettings, TlsMode
+from .upload import append_outcome
+from .wire import header_fields
+
+__all__ = ["ImapTransport"]
+
+log = structlog.get_logger("spoolerd.transports.imap")
+
+
+class ImapTransport:
+    Settings: ClassVar[type[BaseModel]] = ImapSettings
+
+    def __init__(self, settings: ImapSettings, context: TransportContext) -> None:
+        self.name = context.name
+        self.settings = settings
+        self.peer = f"{settings.host}:{settings.effective_port}"
+        types = set(settings.address_types) | ({"SMTP"} if settings.addresses else set())
+        self.address_types: frozenset[str] | None = frozenset(types)
+        self.sent_copies = settings.sent_copy
+        self._exact = {a.casefold() for a in settings.addresses if not a.startswith("@")}
+        self._domains = {a[1:].casefold() for a in settings.addresses if a.startswith("@")}
+        self._credentials = Credentials(settings)
+        self._context: ssl.SSLContext | None = None
+        self._downloader: Downloader | None = None
+        if settings.mailboxes:
+            store_name = settings.store or context.default_store
+            store = context.stores.get(store_name or "")
+            if store is None:
+                raise ConfigError([f"store: no store named {store_name!r} to download into"])
+            self._downloader = Downloader(self.name, settings, store_name or "", store, context.clock)
+        # the download loop
+        self._wake = asyncio.Event()
+        self._started = 0  # passes begun
+        self._ended = 0  # passes over
+        self._pass_over = asyncio.Event()
+        self._errors: dict[int, str] = {}  # pass number -> why it failed (recent passes only)
+        self._download: Session | None = None
+        self._active = False
+        self._flushing = 0
+        self._failure: str | None = None
+        self._notices: list[str] = []
+        self.counters: dict[str, int] = {"received": 0, "uploaded": 0, "sent_copies": 0}
+        # upload
+        self._upload: Session | None = None
+        self._upload_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._credentials.check()
+        if self.settings.tls is not TlsMode.NONE:
+            self._context = client_context(self.settings)
+
+    async def stop(self) -> None:
+        for session in (self._download, self._upload):
+            if session is not None:
+                session.close()
+        self._download = self._upload = None
+
+    async def _connect(self) -> Session:
+        return await open_session(self.settings, self._credentials, self._context)
+
+    # ------------------------------------------------------------------ download
+
+    async def receive(self) -> AsyncIterator[Downloaded]:
+        downloader = self._downloader
+        if downloader is None:  # upload only: nothing to download, ever
+            await asyncio.Event().wait()
+            return
+        backoff = self.settings.reconnect_initial
+        while True:
+            self._started += 1
+            number = self._started
+            self._wake.clear()
+            error: str | None = None
+            wait = backoff
+            try:
+                if self._download is None or not self._download.alive:
+                    self._download = await self._connect()
+                self._active = True
+                async for item in downloader.run(self._download):
+                    yield item
+                self.counters["received"] += downloader.report.received
+                for notice in downloader.report.notices:
+                    log.warning("mailbox renumbered", transport=self.name, notice=notice)
+                self._notices = (self._notices + downloader.report.notices)[-10:]
+                backoff = self.settings.reconnect_initial
+            except LoginRefused as exc:
+                error, wait = str(exc), self.settings.login_retry
+            except (ImapError, ValueError) as exc:
+                error = str(exc)
+                backoff = min(backoff * 2, self.settings.reconnect_max)
+            finally:
+                self._active = False
+            self._end_pass(number, error)
+            if error is not None:
+                if self._download is not None:
+                    self._download.close()
+                    self._download = None
+                log.warning("download failed", transport=self.name, error=error, retry_in=wait)
+                await self._sleep(wait)
+                continue
+            await self._idle(downloader)
+
+    async def _idle(self, downloader: Downloader) -> None:
+        """Wait for new mail, a flush, or the time to look again."""
+        session = self._download
+        assert session is not None
+        mailboxes = self.settings.mailboxes
+        idles = session.has("IDLE") and self.settings.idle
+        seconds = self.settings.idle_renew if idles else self.settings.poll_interval
+        if len(mailboxes) > 1:
+            seconds = min(seconds, self.settings.poll_interval)  # IDLE watches the first mailbox only
+        try:
+            if session.selected != mailboxes[0]:
+                await session.select(mailboxes[0])
+            await session.wait_for_mail(seconds, self._wake)
+        except ImapError as exc:  # reconnect at once; the backoff applies if that fails
+            log.info("connection lost while waiting for mail", transport=self.name, error=str(exc))
+            session.close()
+            self._download = None
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _end_pass(self, number: int, error: str | None) -> None:
+        self._ended = number
+        self._failure = error
+        if error is not None:
+            self._errors[number] = error
+        for old in [n for n in self._errors if n < number - 100]:
+            del self._errors[old]
+        self._pass_over.set()
+        self._pass_over = asyncio.Event()
+
+    async def flush(self, direction: Direction) -> None:
+        """DOWNLOAD: a pass that starts now; returns when it is over, raising what made it fail."""
+        if direction is not Direction.DOWNLOAD or self._downloader is None:
+            return
+        target = self._started + 1
+        self._flushing += 1
+        self._wake.set()
+        try:
+            while self._ended < target:
+                await self._pass_over.wait()
+        finally:
+            self._flushing -= 1
+        failed = self._errors.get(target)
+        if failed is not None:
+            raise ImapError(f"download by {self.name} failed: {failed}")
+
+    # ------------------------------------------------------------------ upload
+
+    def destination(self, recipient: Recipient) -> str:
+        return f"imap:{self.peer}"
+
+    def _uploads(self, recipient: Recipient) -> bool:
+        if recipient.address_type in self.settings.address_types:
+            return True
+        if recipient.address_type != "SMTP" or not (self._exact or self._domains):
+            return False
+        address = recipient.address.casefold()
+        return address in self._exact or address.rpartition("@")[2] in self._domains
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        outcomes = [Outcome.not_me()] * len(recipients)
+        mine = [i for i, r in enumerate(recipients) if self._uploads(r)]
+        if mine:
+            assert self.settings.upload_mailbox is not None
+            outcome = await self._append(without_bcc(message.content), self.settings.upload_mailbox)
+            if outcome.kind is OutcomeKind.DELIVERED:
+                self.counters["uploaded"] += 1
+            for i in mine:
+                outcomes[i] = outcome
+        return outcomes
+
+    async def _append(self, content: bytes, mailbox: str, flags: str | None = None) -> Outcome:
+        """APPEND on the upload connection: a dead kept connection is replaced once, and a missing
+        mailbox is created once (``create_mailboxes``)."""
+        async with self._upload_lock:
+            created = False
+            for _ in range(3):
+                fresh = self._upload is None or not self._upload.alive
+                try:
+                    if fresh:
+                        self._upload = await self._connect()
+                    assert self._upload is not None
+                    response = await self._upload.append(content, mailbox, flags)
+                except LoginRefused as exc:
+                    return Outcome.deferred(str(exc), None, "4.7.0")
+                except ImapError as exc:
+                    self._upload = None
+                    if fresh:
+                        return Outcome.deferred(str(exc), None, "4.4.2")
+                    continue  # the kept connection had died: once more on a new one
+                outcome = append_outcome(response, mailbox, self.peer)
+                trycreate = b"[TRYCREATE]" in bytes(response.lines[-1] if response.lines else b"")
+                if trycreate and self.settings.create_mailboxes and not created:
+                    try:
+                        await self._upload.create(mailbox)
+                    except CommandFailed as exc:
+                        return Outcome.failed(f"could not create {mailbox}: {exc}", 550, "5.2.0")
+                    except ImapError as exc:
+                        self._upload = None
+                        return Outcome.deferred(str(exc), None, "4.4.2")
+                    created = True
+                    continue
+                return outcome
+            return Outcome.deferred(f"{self.peer}: APPEND to {mailbox} did not complete", None, "4.4.2")
+
+    async def file_sent(self, message: Message, delivered_by: Collection[str]) -> None:
+        """``sent_copy``: a copy of mail other transports delivered goes to the server's Sent mailbox,
+        once: a copy with the same Message-ID already there is not appended again."""
+        if not self.sent_copies or not set(delivered_by) - {self.name}:
+            return
+        mailbox = self.settings.sent_mailbox
+        message_id = header_fields(message.content, ["MESSAGE-ID"]).get("MESSAGE-ID")
+        if message_id:
+            try:
+                async with self._upload_lock:
+                    if self._upload is None or not self._upload.alive:
+                        self._upload = await self._connect()
+                    await self._upload.select(mailbox)
+                    present = await self._upload.search_header("Message-ID", message_id)
+                if present:
+                    return
+            except CommandFailed:
+                pass  # no Sent mailbox yet: the APPEND below creates it
+            except ImapError as exc:
+                log.warning("no sent copy", transport=self.name, message=message.id, error=str(exc))
+                return
+        outcome = await self._append(message.content, mailbox, "\\Seen")
+        if outcome.kind is OutcomeKind.DELIVERED:
+            self.counters["sent_copies"] += 1
+        else:
+            log.warning("no sent copy", transport=self.name, message=message.id, error=outcome.diagnostic)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """This account's part of the status row."""
+        flags = []
+        if self._downloader is not None:
+            flags.append("inbound_enabled")
+        if self._active:
+            flags.append("inbound_active")
+        if self._flushing:
+            flags.append("flushing")
+        if self._failure is not None:
+            flags.append("failure")
+        return {
+            "status": flags,
+            "last_error": self._failure,
+            "counters": dict(self.counters),
+            "server": self.peer,
+            "mailboxes": list(self.settings.mailboxes),
+            "notices": list(self._notices),
+        }
