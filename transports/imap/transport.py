@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any, ClassVar
 
@@ -77,6 +78,7 @@ class ImapTransport:
         # upload
         self._upload: Session | None = None
         self._upload_lock = asyncio.Lock()
+        self._appended: OrderedDict[tuple[str, int], Outcome] = OrderedDict()  # recent uploads
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,9 +204,15 @@ class ImapTransport:
         mine = [i for i, r in enumerate(recipients) if self._uploads(r)]
         if mine:
             assert self.settings.upload_mailbox is not None
-            outcome = await self._append(without_bcc(message.content), self.settings.upload_mailbox)
-            if outcome.kind is OutcomeKind.DELIVERED:
-                self.counters["uploaded"] += 1
+            key = (message.id, len(message.content))
+            outcome = self._appended.get(key)
+            if outcome is None:  # one copy per message, also for recipients that reach us a round later
+                outcome = await self._append(without_bcc(message.content), self.settings.upload_mailbox)
+                if outcome.kind is OutcomeKind.DELIVERED:
+                    self.counters["uploaded"] += 1
+                    self._appended[key] = outcome
+                    while len(self._appended) > 1000:
+                        self._appended.popitem(last=False)
             for i in mine:
                 outcomes[i] = outcome
         return outcomes

@@ -1,0 +1,133 @@
+"""The IMAP transport in a real daemon process: flush --download and status over the control socket, and a
+SIGKILL in the middle of a download (between commits and acknowledgements, wherever it falls) that
+neither loses nor duplicates a message."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.control.conftest import Client
+from tests.control.conftest import Daemon as ControlDaemon
+from tests.peers.dovecot import Dovecot
+
+from .conftest import Account, message
+
+
+class Daemon(ControlDaemon):
+    """The control tests' daemon process, with one store and the account as its only transport."""
+
+    def __init__(self, root: Path, account: Account, **imap: Any) -> None:
+        self.options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in account.settings(**imap).items())
+        super().__init__(root)
+
+    def write_config(self) -> Path:
+        cfg = self.root / "spoolerd.toml"
+        cfg.write_text(
+            f'[spooler]\nstate_dir = "{self.root / "state"}"\n[control]\nsocket = "{self.socket}"\n'
+            f'[log]\nformat = "json"\n[stores.local]\nprovider = "sqlite"\n'
+            f"[transports.mail]\n{self.options}\n"
+        )
+        return cfg
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+
+@pytest.fixture
+def root() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="spi"))  # short: a socket path has at most 107 bytes
+    os.chmod(path, 0o755)
+    return path
+
+
+@pytest.fixture
+async def running(root: Path, account: Account) -> AsyncIterator[Daemon]:
+    daemon = Daemon(root, account, after_download="seen")
+    await daemon.start()
+    yield daemon
+    if daemon.proc is not None and daemon.proc.returncode is None:
+        assert await daemon.stop() == 0
+
+
+async def subjects(client: Client) -> list[str]:
+    return [row["subject"] for row in await client.ok("list", folder="inbox")]
+
+
+async def test_flush_download_and_status_over_the_socket(running: Daemon, account: Account) -> None:
+    client = await running.client()
+    async with account.client() as other:
+        for i in range(20):
+            await other.append(message(i))
+    counts = await client.ok("flush", direction="download", transport="mail")
+    received = counts["received"]
+    assert received <= 20  # IDLE may have pushed some before the flush
+    assert sorted(await subjects(client)) == sorted(f"number {i}" for i in range(20))
+    (row,) = [r for r in await client.ok("status") if r["name"] == "mail"]
+    assert "inbound_enabled" in row["status"] and "failure" not in row["status"]
+    assert row["counters"]["received"] == 20 and row["mailboxes"] == ["INBOX"]
+    await client.stream.aclose()
+
+
+async def test_refused_login_is_an_error_answer_and_a_status_row(
+    root: Path, account: Account, server: Dovecot
+) -> None:
+    account.password_file.write_text("wrong\n")
+    daemon = Daemon(root, account)
+    await daemon.start()
+    try:
+        client = await daemon.client()
+        answer = await client.call("flush", direction="download")
+        assert not answer["ok"] and answer["error"]["code"] == "imap_error"
+        assert f"login as {account.user} refused" in answer["error"]["message"]
+        (row,) = [r for r in await client.ok("status") if r["name"] == "mail"]
+        assert "failure" in row["status"] and "refused" in row["last_error"]
+        assert (await client.ok("ping"))["pong"]  # the daemon is fine
+        await client.stream.aclose()
+    finally:
+        assert await daemon.stop() == 0
+
+
+@pytest.mark.slow
+async def test_sigkill_during_download_loses_and_duplicates_nothing(root: Path, account: Account) -> None:
+    total = 400
+    async with account.client() as other:
+        for i in range(total):
+            await other.append(message(i, size=2000))
+    daemon = Daemon(root, account, after_download="seen", fetch_batch=20)
+    await daemon.start()  # the first pass starts at once
+    watcher = await daemon.client()
+    await watcher.stream.send(b'{"id": "w", "cmd": "subscribe"}\n')
+    seen = 0
+    with anyio.fail_after(30):
+        while seen < 130:  # mid-batch, mid-download: some committed, not all acknowledged
+            event = (await watcher.line()).get("event", {})
+            seen += event.get("type") == "new_mail"
+    await daemon.kill()
+    await watcher.stream.aclose()
+
+    async with account.client() as other:
+        flagged = sum("\\Seen" in f for f, _ in (await other.messages()).values())
+    assert flagged < total  # the kill did land in the middle
+
+    again = Daemon(root, account, after_download="seen", fetch_batch=20)
+    await again.start()
+    try:
+        client = await again.client()
+        await client.ok("flush", direction="download")
+        got = await subjects(client)
+        assert len(got) == total and sorted(got) == sorted(f"number {i}" for i in range(total))
+        await client.stream.aclose()
+    finally:
+        assert await again.stop() == 0
+    async with account.client() as other:
+        assert all("\\Seen" in f for f, _ in (await other.messages()).values())

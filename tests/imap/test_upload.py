@@ -1,0 +1,101 @@
+"""Upload by APPEND against a real Dovecot: outcomes per recipient, a missing mailbox created (or not),
+a dead server deferring, and a copy of mail other transports sent filed once in the server's Sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from spoolerd.message import FolderRole, RecipientState
+from tests.conftest import FakeClock
+from tests.engine.harness import spooler
+from tests.peers.ports import free_port
+
+from .conftest import Account
+
+CONTENT = (
+    b"From: me@localhost\r\nTo: archive@archive.test\r\nBcc: hidden@archive.test\r\n"
+    b"Message-ID: <upload-1@localhost>\r\nSubject: keep this\r\n\r\nbody\r\n.\r\n"
+)
+
+
+def uploader(account: Account, **settings: object) -> dict[str, object]:
+    return account.settings(
+        mailboxes=[],
+        upload_mailbox="Archive",
+        address_types=["IMAP"],
+        addresses=["@archive.test"],
+        **settings,
+    )
+
+
+async def test_append_delivers_each_recipient_it_serves(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    transports = {"loopback": {"provider": "loopback"}, "archive": uploader(account)}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit(
+            "archive@archive.test",
+            ("shared-box", "IMAP"),
+            "me@localhost",
+            "hidden@archive.test",
+            content=CONTENT,
+        )
+        await h.finished(mid)
+        states = {r.address: (r.state, r.transport, r.last_text) for r in (await h.message(mid)).recipients}
+    assert states["me@localhost"][:2] == (RecipientState.DELIVERED, "loopback")
+    for address in ("archive@archive.test", "shared-box", "hidden@archive.test"):
+        state, transport, text = states[address]
+        assert (state, transport) == (RecipientState.DELIVERED, "archive")
+        assert text is not None and "appended to Archive" in text and "UID 1" in text
+    async with account.client() as other:
+        (stored,) = (await other.messages("Archive")).values()  # one copy for all, mailbox created
+    assert stored[1].endswith(CONTENT.replace(b"Bcc: hidden@archive.test\r\n", b""))  # after Date added
+
+
+async def test_a_mailbox_that_may_not_be_created_fails_with_an_ndr(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    transports = {"loopback": {"provider": "loopback"}, "archive": uploader(account, create_mailboxes=False)}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("archive@archive.test", content=CONTENT)
+        await h.finished(mid)
+        (r,) = (await h.message(mid)).recipients
+        assert (r.state, r.last_status) == (RecipientState.FAILED, "5.2.0")
+        assert r.last_text is not None and "TRYCREATE" in r.last_text
+        (ndr,) = await h.folder(FolderRole.INBOX)
+        assert b"5.2.0" in ndr.content
+
+
+async def test_a_dead_server_defers(tmp_path: Path, clock: FakeClock, account: Account) -> None:
+    transports = {"archive": uploader(account, port=free_port(), connect_timeout=5)}
+    async with spooler(tmp_path, clock, transports) as h:
+        mid = await h.submit("archive@archive.test", content=CONTENT)
+        result = await h.spooler.flush()
+        assert result.deferred == 1
+        (r,) = (await h.message(mid)).recipients
+        assert r.state is RecipientState.DEFERRED and "could not connect" in (r.last_text or "")
+
+
+async def test_sent_copy_is_filed_once(tmp_path: Path, clock: FakeClock, account: Account) -> None:
+    transports = {
+        "loopback": {"provider": "loopback"},
+        "mail": account.settings(mailboxes=[], sent_copy=True),
+    }
+    async with spooler(tmp_path, clock, transports) as h:
+        async with h.spooler.events.subscribe() as events:
+            mid = await h.submit("friend@localhost", content=CONTENT)
+            # the spooler tells of the delivery once the attempt, sent copy included, is over
+            with anyio.fail_after(10):
+                while (await events.receive()).get("id") != mid:
+                    pass
+        async with account.client() as other:
+            (copy,) = (await other.messages("Sent")).values()
+        assert "\\Seen" in copy[0] and copy[1].endswith(CONTENT)  # as sent, Bcc and all, as a client keeps it
+        transport = h.transport("mail")
+        (sent,) = await h.folder(FolderRole.SENT)
+        await transport.file_sent(sent, {"loopback"})  # offered again (a crash before it was noted)
+        async with account.client() as other:
+            assert len(await other.messages("Sent")) == 1
+        assert transport.status()["counters"]["sent_copies"] == 1
