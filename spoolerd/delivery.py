@@ -178,6 +178,7 @@ class Dispatcher:
             message = await store.lock(message_id, self.owner, self.settings.lease)
         except (NoAccess, NotInQueue, NotFound):
             return None
+        result: AttemptResult | None = None
         async with self.leased(store, message_id, self.owner):
             try:
                 result = await self._attempt_locked(store, message, force=force)
@@ -192,10 +193,9 @@ class Dispatcher:
                 retry_at = self.clock() + self.settings.retry.initial
                 await self._release(store, message_id, retry_at)
                 return AttemptResult(retry_at=retry_at)
-            if result.sent is not None:  # after the lease: the message has left the queue
-                await self._file_sent(*result.sent)
-            return result
-        return None  # the lease was lost: the attempt was cancelled and the message handed back
+        if result is not None and result.sent is not None:  # out of the lease: the message left the queue
+            await self._file_sent(*result.sent)
+        return result  # None: the lease was lost, the attempt cancelled and the message handed back
 
     async def _file_sent(self, message: Message, delivered_by: frozenset[str]) -> None:
         """Offer a copy of sent mail to the transports that file one (``sent_copies``)."""

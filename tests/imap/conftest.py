@@ -83,6 +83,7 @@ class Account:
             yield Client(imap)
         finally:
             await imap.logout()
+            imap.protocol.transport.close()  # LOGOUT does not close it; the server's EOF may come late
 
 
 class Client:

@@ -3,11 +3,13 @@ a dead server deferring, and a copy of mail other transports sent filed once in 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import anyio
 
 from spoolerd.message import FolderRole, RecipientState
+from spoolerd.transport import OutcomeKind
 from tests.conftest import FakeClock
 from tests.engine.harness import spooler
 from tests.peers.ports import free_port
@@ -99,3 +101,44 @@ async def test_sent_copy_is_filed_once(tmp_path: Path, clock: FakeClock, account
         async with account.client() as other:
             assert len(await other.messages("Sent")) == 1
         assert transport.status()["counters"]["sent_copies"] == 1
+
+
+async def test_an_earlier_attempt_that_landed_is_not_appended_again(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    """A first APPEND whose answer was lost: the retry finds the Message-ID and appends nothing."""
+    transports = {"archive": uploader(account)}
+    async with spooler(tmp_path, clock, transports) as h:
+        async with account.client() as other:
+            await other.create("Archive")
+        later = clock() + 3600  # the spooler leaves it alone: the test plays the retry itself
+        mid = await h.submit("archive@archive.test", content=CONTENT, not_before=later)
+        stored = await h.message(mid)
+        async with account.client() as other:  # as if the first attempt had landed unanswered
+            await other.append(stored.content, "Archive")
+        (r,) = stored.recipients
+        tried = dataclasses.replace(r, attempts=1)
+        (outcome,) = await h.transport("archive").send(stored, [tried])
+        assert outcome.kind is OutcomeKind.DELIVERED and "already in Archive" in outcome.diagnostic
+        async with account.client() as other:
+            assert len(await other.messages("Archive")) == 1
+
+
+async def test_messages_of_two_stores_are_both_uploaded(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    """Two stores may number messages alike: one is not taken for the other."""
+    stores = {
+        "local": {"provider": "sqlite"},
+        "other": {"provider": "sqlite", "path": str(tmp_path / "other.db")},
+    }
+    async with spooler(tmp_path, clock, {"archive": uploader(account)}, stores=stores) as h:
+        first = await h.submit("archive@archive.test", content=CONTENT, store="local")
+        second = await h.submit(
+            "archive@archive.test", content=CONTENT.replace(b"body", b"other"), store="other"
+        )
+        assert first == second  # the case in point
+        await h.finished(first, "local")
+        await h.finished(second, "other")
+    async with account.client() as other:
+        assert len(await other.messages("Archive")) == 2

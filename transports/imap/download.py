@@ -28,12 +28,13 @@ from urllib.parse import quote
 from spoolerd.message import InboundMessage, StateChange
 from spoolerd.store import MessageStore
 
-from .session import Session
+from .session import CommandFailed, Session
 from .settings import AfterDownload, ImapSettings
-from .wire import FINGERPRINT_FIELDS, fingerprint, uid_set
+from .wire import FINGERPRINT_FIELDS, Fetched, fingerprint, uid_set
 
 __all__ = ["Downloaded", "Downloader", "MailboxMemory"]
 
+_REVALIDATE_BATCH = 200
 _PENDING = b"p"
 _DONE = b"a"
 
@@ -111,6 +112,7 @@ class Downloader:
         self.store = store
         self.clock = clock
         self.report = PassReport()
+        self.uidnext: dict[str, int] = {}  # per mailbox, at the last pass's SELECT
 
     async def _memory(self, mailbox: str) -> MailboxMemory:
         prefix = MailboxMemory.key_prefix(mailbox)
@@ -130,6 +132,7 @@ class Downloader:
 
     async def _mailbox(self, session: Session, mailbox: str) -> AsyncIterator[Downloaded]:
         info = await session.select(mailbox)
+        self.uidnext[mailbox] = info.uidnext or 0
         if info.uidvalidity is None:
             raise ValueError(f"{session.peer}: {mailbox} has no UIDVALIDITY")
         memory = await self._memory(mailbox)
@@ -146,7 +149,7 @@ class Downloader:
         batch = self.settings.fetch_batch
         for start in range(0, len(new), batch):
             wanted = set(new[start : start + batch])
-            fetched = await session.fetch(uid_set(wanted), "(UID RFC822.SIZE BODY.PEEK[])")
+            fetched = await self._fetch(session, mailbox, wanted)
             taken: list[int] = []
             yielded: list[int] = []
             for item in sorted(fetched, key=lambda f: f.uid):
@@ -177,11 +180,37 @@ class Downloader:
             if taken:
                 await self._acknowledge(session, memory, taken)
 
+    async def _fetch(self, session: Session, mailbox: str, uids: set[int]) -> list[Fetched]:
+        """A batch in one command; if the server refuses it, one by one, so that one message it cannot
+        give (a broken file, say) does not hold back the others."""
+        items = "(UID RFC822.SIZE BODY.PEEK[])"
+        try:
+            return await session.fetch(uid_set(uids), items)
+        except CommandFailed:
+            pass
+        fetched: list[Fetched] = []
+        for uid in sorted(uids):
+            try:
+                fetched += await session.fetch(str(uid), items)
+            except CommandFailed as exc:
+                self.report.notices.append(f"{mailbox}: UID {uid} could not be fetched: {exc}")
+        return fetched
+
     async def _acknowledge(self, session: Session, memory: MailboxMemory, uids: list[int]) -> None:
-        """Tell the server, by ``after_download``; then mark the keys (or forget them, once gone)."""
+        """Tell the server, by ``after_download``; then mark the keys (or forget them, once gone). A
+        refusal (a read-only mailbox, a missing move_to) is reported and the keys stay unacknowledged,
+        to be tried again next pass: new mail keeps arriving meanwhile."""
         policy = self.settings.after_download
         if policy is AfterDownload.KEEP:
             return
+        try:
+            await self._tell_server(session, memory, uids, policy)
+        except CommandFailed as exc:
+            self.report.notices.append(f"{len(uids)} messages stay on the server as they were: {exc}")
+
+    async def _tell_server(
+        self, session: Session, memory: MailboxMemory, uids: list[int], policy: AfterDownload
+    ) -> None:
         uids_text = uid_set(uids)
         if policy is AfterDownload.SEEN:
             await session.add_flags(uids_text, "\\Seen")
@@ -205,7 +234,11 @@ class Downloader:
         """The mailbox's UIDs were renumbered: recognise what was taken by fingerprint."""
         known = Counter(fp for _, fp in memory.taken.values())
         fields = " ".join(FINGERPRINT_FIELDS)
-        fetched = await session.fetch("1:*", f"(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({fields})])")
+        fetched: list[Fetched] = []
+        uids = await session.uids()
+        for start in range(0, len(uids), _REVALIDATE_BATCH):  # aioimaplib copes badly with huge answers
+            chunk = uid_set(uids[start : start + _REVALIDATE_BATCH])
+            fetched += await session.fetch(chunk, f"(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({fields})])")
         fresh = MailboxMemory(memory.prefix, validity)
         changes: dict[str, bytes | None] = {memory.uid_key(uid): None for uid in memory.taken}
         changes[fresh.validity_key] = str(validity).encode()

@@ -85,6 +85,17 @@ class _Lines(asyncio.Protocol):
         return line
 
 
+class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
+    def _continuation(self, line: bytes) -> None:
+        command = self.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            # XOAUTH2 refused: the server sends its error as a challenge and waits for an empty
+            # answer before its tagged NO (RFC 7628 3.2.3); aioimaplib would wait for ever
+            self.transport.write(b"\r\n")
+            return
+        super()._continuation(line)
+
+
 class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
     def __init__(
         self,
@@ -108,7 +119,7 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         running = loop if loop is not None else asyncio.get_running_loop()
-        self.protocol = IMAP4ClientProtocol(running, conn_lost_cb)
+        self.protocol = _Protocol(running, conn_lost_cb)
         if self._starttls:
             assert ssl_context is not None
             self._client_task = running.create_task(self._upgrade(running, host, port, ssl_context))
@@ -176,6 +187,11 @@ class Session:
                 timeout=limit or self.settings.command_timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
+        except BaseException:
+            # cancelled mid-command: aioimaplib would still answer the server's next continuation
+            # with whatever literal comes next, so the connection is never used again
+            self.close()
+            raise
         finally:
             lost.cancel()
             if not task.done():
@@ -321,6 +337,8 @@ async def open_session(
         async with asyncio.timeout(settings.connect_timeout):
             try:
                 await client.wait_hello_from_server()
+            except ImapError as exc:  # our own STARTTLS step: its words are the diagnostic
+                raise ImapError(f"{peer}: could not connect: {exc}") from None
             except (aioimaplib.AioImapException, OSError, TimeoutError) as exc:
                 raise ImapError(f"{peer}: could not connect: {describe(exc)}") from None
             await _login(session, client, settings, credentials)
@@ -357,3 +375,5 @@ async def _login(session: Session, client: _Client, settings: ImapSettings, cred
     if response.result != "OK":
         text = bytes(response.lines[-1]) if response.lines else b""
         raise LoginRefused(f"{session.peer}: login as {user} refused: {response_code(text).text}")
+    if settings.auth is AuthMethod.XOAUTH2:  # LOGIN's answer carries them; AUTHENTICATE's may not
+        await session._run("CAPABILITY", client.protocol.capability())

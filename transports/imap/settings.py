@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from transports.common.credentials import SecretSources
 from transports.common.tls import TlsFiles, check_host
 
-from .wire import check_mailbox
+from .wire import canonical_mailbox, check_mailbox
 
 __all__ = ["AfterDownload", "AuthMethod", "ImapSettings", "TlsMode"]
 
@@ -63,7 +63,7 @@ class ImapSettings(SecretSources, TlsFiles):
         1500.0, ge=10, le=1740, description="seconds before IDLE is re-issued (within 29 minutes)"
     )
     poll_interval: float = Field(300.0, gt=0, description="seconds between checks without IDLE")
-    fetch_batch: int = Field(50, ge=1, le=1000, description="messages fetched per command")
+    fetch_batch: int = Field(50, ge=1, le=200, description="messages fetched per command")
     # upload
     upload_mailbox: str | None = Field(
         None, description="APPEND outgoing mail for this account's recipients here (none: no upload)"
@@ -91,8 +91,7 @@ class ImapSettings(SecretSources, TlsFiles):
     @field_validator("mailboxes")
     @classmethod
     def _mailboxes(cls, names: list[str]) -> list[str]:
-        for name in names:
-            check_mailbox(name)
+        names = [canonical_mailbox(check_mailbox(name)) for name in names]
         if len(set(names)) != len(names):
             raise ValueError("a mailbox is listed twice")
         return names
@@ -100,7 +99,7 @@ class ImapSettings(SecretSources, TlsFiles):
     @field_validator("move_to", "upload_mailbox", "sent_mailbox")
     @classmethod
     def _mailbox(cls, name: str | None) -> str | None:
-        return None if name is None else check_mailbox(name)
+        return None if name is None else canonical_mailbox(check_mailbox(name))
 
     @field_validator("addresses")
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -72,13 +73,14 @@ class ImapTransport:
         self._download: Session | None = None
         self._active = False
         self._flushing = 0
+        self._stopped = False
         self._failure: str | None = None
         self._notices: list[str] = []
         self.counters: dict[str, int] = {"received": 0, "uploaded": 0, "sent_copies": 0}
         # upload
         self._upload: Session | None = None
         self._upload_lock = asyncio.Lock()
-        self._appended: OrderedDict[tuple[str, int], Outcome] = OrderedDict()  # recent uploads
+        self._appended: OrderedDict[tuple[str, bytes], Outcome] = OrderedDict()  # recent uploads
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -88,6 +90,8 @@ class ImapTransport:
             self._context = client_context(self.settings)
 
     async def stop(self) -> None:
+        self._stopped = True
+        self._pass_over.set()  # a flush still waiting is answered
         for session in (self._download, self._upload):
             if session is not None:
                 session.close()
@@ -126,6 +130,10 @@ class ImapTransport:
             except (ImapError, ValueError) as exc:
                 error = str(exc)
                 backoff = min(backoff * 2, self.settings.reconnect_max)
+            except Exception as exc:  # the store failed (e.g. its disk): the pass is over, not the loop
+                log.exception("download pass failed", transport=self.name)
+                error = f"{type(exc).__name__}: {exc}"
+                backoff = min(backoff * 2, self.settings.reconnect_max)
             finally:
                 self._active = False
             self._end_pass(number, error)
@@ -148,8 +156,11 @@ class ImapTransport:
         if len(mailboxes) > 1:
             seconds = min(seconds, self.settings.poll_interval)  # IDLE watches the first mailbox only
         try:
-            if session.selected != mailboxes[0]:
-                await session.select(mailboxes[0])
+            # SELECT again: mail that came during the pass was announced while a command was running,
+            # and aioimaplib drops such announcements; UIDNEXT tells (once IDLE runs, nothing is lost)
+            info = await session.select(mailboxes[0])
+            if info.uidnext is not None and info.uidnext > downloader.uidnext.get(mailboxes[0], 0):
+                return
             await session.wait_for_mail(seconds, self._wake)
         except ImapError as exc:  # reconnect at once; the backoff applies if that fails
             log.info("connection lost while waiting for mail", transport=self.name, error=str(exc))
@@ -178,10 +189,12 @@ class ImapTransport:
         self._flushing += 1
         self._wake.set()
         try:
-            while self._ended < target:
+            while self._ended < target and not self._stopped:
                 await self._pass_over.wait()
         finally:
             self._flushing -= 1
+        if self._ended < target:
+            raise ImapError(f"{self.name}: stopped before the download was done")
         failed = self._errors.get(target)
         if failed is not None:
             raise ImapError(f"download by {self.name} failed: {failed}")
@@ -204,10 +217,14 @@ class ImapTransport:
         mine = [i for i, r in enumerate(recipients) if self._uploads(r)]
         if mine:
             assert self.settings.upload_mailbox is not None
-            key = (message.id, len(message.content))
+            content = without_bcc(message.content)
+            key = (message.id, hashlib.sha256(content).digest())
             outcome = self._appended.get(key)
+            if outcome is None and any(recipients[i].attempts for i in mine):
+                # tried before: that APPEND may have landed with its answer lost
+                outcome = await self._present(message, content, self.settings.upload_mailbox)
             if outcome is None:  # one copy per message, also for recipients that reach us a round later
-                outcome = await self._append(without_bcc(message.content), self.settings.upload_mailbox)
+                outcome = await self._append(content, self.settings.upload_mailbox)
                 if outcome.kind is OutcomeKind.DELIVERED:
                     self.counters["uploaded"] += 1
                     self._appended[key] = outcome
@@ -251,27 +268,32 @@ class ImapTransport:
                 return outcome
             return Outcome.deferred(f"{self.peer}: APPEND to {mailbox} did not complete", None, "4.4.2")
 
+    async def _present(self, message: Message, content: bytes, mailbox: str) -> Outcome | None:
+        """Delivered, if ``mailbox`` already holds a message with this one's Message-ID (an earlier
+        APPEND whose answer was lost); None if not, or if that cannot be told."""
+        message_id = header_fields(content, ["MESSAGE-ID"]).get("MESSAGE-ID")
+        if not message_id:
+            return None
+        try:
+            async with self._upload_lock:
+                if self._upload is None or not self._upload.alive:
+                    self._upload = await self._connect()
+                await self._upload.select(mailbox)
+                present = await self._upload.search_header("Message-ID", message_id)
+        except ImapError:  # no such mailbox yet, or no connection: the APPEND will tell
+            return None
+        if not present:
+            return None
+        return Outcome.delivered(f"already in {mailbox} on {self.peer} as UID {present[0]}")
+
     async def file_sent(self, message: Message, delivered_by: Collection[str]) -> None:
         """``sent_copy``: a copy of mail other transports delivered goes to the server's Sent mailbox,
         once: a copy with the same Message-ID already there is not appended again."""
         if not self.sent_copies or not set(delivered_by) - {self.name}:
             return
         mailbox = self.settings.sent_mailbox
-        message_id = header_fields(message.content, ["MESSAGE-ID"]).get("MESSAGE-ID")
-        if message_id:
-            try:
-                async with self._upload_lock:
-                    if self._upload is None or not self._upload.alive:
-                        self._upload = await self._connect()
-                    await self._upload.select(mailbox)
-                    present = await self._upload.search_header("Message-ID", message_id)
-                if present:
-                    return
-            except CommandFailed:
-                pass  # no Sent mailbox yet: the APPEND below creates it
-            except ImapError as exc:
-                log.warning("no sent copy", transport=self.name, message=message.id, error=str(exc))
-                return
+        if await self._present(message, message.content, mailbox) is not None:
+            return
         outcome = await self._append(message.content, mailbox, "\\Seen")
         if outcome.kind is OutcomeKind.DELIVERED:
             self.counters["sent_copies"] += 1

@@ -14,6 +14,7 @@ __all__ = [
     "Fetched",
     "ResponseCode",
     "SelectInfo",
+    "canonical_mailbox",
     "check_mailbox",
     "fingerprint",
     "header_fields",
@@ -37,6 +38,11 @@ def check_mailbox(name: str) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise ValueError(f"mailbox name {name!r} holds a control character")
     return name
+
+
+def canonical_mailbox(name: str) -> str:
+    """INBOX is case-insensitive (RFC 3501 5.1): any spelling of it is INBOX, one mailbox, one memory."""
+    return "INBOX" if name.upper() == "INBOX" else name
 
 
 def _utf7_chunk(text: str) -> str:
