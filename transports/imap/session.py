@@ -51,6 +51,8 @@ class CommandFailed(ImapError):
 
 
 def describe(exc: BaseException) -> str:
+    if isinstance(exc, ImapError):
+        return str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not verified: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
@@ -311,6 +313,8 @@ class Session:
         transport = getattr(self._client.protocol, "transport", None)
         if transport is not None:
             transport.close()
+        for task in [*self._client.protocol.tasks, *self._client.tasks]:
+            task.cancel()  # aioimaplib's greeting and IDLE helpers, which would wait for ever
         self._lost.set()
 
 
@@ -333,18 +337,21 @@ async def open_session(
         starttls=settings.tls is TlsMode.STARTTLS,
     )
     session = Session(client, settings, lost)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.connect_timeout
+
+    def left() -> float:
+        return max(0.001, deadline - loop.time())
+
     try:
-        async with asyncio.timeout(settings.connect_timeout):
-            try:
-                await client.wait_hello_from_server()
-            except ImapError as exc:  # our own STARTTLS step: its words are the diagnostic
-                raise ImapError(f"{peer}: could not connect: {exc}") from None
-            except (aioimaplib.AioImapException, OSError, TimeoutError) as exc:
-                raise ImapError(f"{peer}: could not connect: {describe(exc)}") from None
-            await _login(session, client, settings, credentials)
-    except TimeoutError:
-        session.close()
-        raise ImapError(f"{peer}: no login within {settings.connect_timeout:g} s") from None
+        try:
+            await session._run("connect", client._client_task, left())
+            # aioimaplib's own wait_hello_from_server cannot be cancelled while the server withholds
+            # its CAPABILITY answer (a lock held across it): wait on the state, as _run can walk away
+            await session._run("greeting", client.protocol.wait("AUTH|NONAUTH"), left())
+        except ImapError as exc:
+            raise ImapError(f"{peer}: could not connect: {str(exc).removeprefix(peer + ': ')}") from None
+        await _login(session, client, settings, credentials, left)
     except BaseException:
         session.close()
         raise
@@ -352,22 +359,28 @@ async def open_session(
     return session
 
 
-async def _login(session: Session, client: _Client, settings: ImapSettings, credentials: Credentials) -> None:
+async def _login(
+    session: Session,
+    client: _Client,
+    settings: ImapSettings,
+    credentials: Credentials,
+    left: Callable[[], float],
+) -> None:
     assert settings.username is not None
     user = settings.username
     try:
         if settings.auth is AuthMethod.XOAUTH2:
             token = await credentials.token()
-            response = await session._run("AUTHENTICATE XOAUTH2", client.xoauth2(user, token))
+            response = await session._run("AUTHENTICATE XOAUTH2", client.xoauth2(user, token), left())
             if response.result != "OK":  # maybe just expired: one more try with a fresh token
                 credentials.forget_token()
                 token = await credentials.token(renew=True)
-                response = await session._run("AUTHENTICATE XOAUTH2", client.xoauth2(user, token))
+                response = await session._run("AUTHENTICATE XOAUTH2", client.xoauth2(user, token), left())
         else:
             password = credentials.password()
             if not password.isascii():
                 raise LoginRefused(f"{session.peer}: the password is not ASCII, which LOGIN cannot send")
-            response = await session._run("LOGIN", client.login(aioimaplib.quoted(user), password))
+            response = await session._run("LOGIN", client.login(aioimaplib.quoted(user), password), left())
     except ImapError:
         raise
     except TransportError as exc:  # a credentials file, variable or command that failed
@@ -376,4 +389,4 @@ async def _login(session: Session, client: _Client, settings: ImapSettings, cred
         text = bytes(response.lines[-1]) if response.lines else b""
         raise LoginRefused(f"{session.peer}: login as {user} refused: {response_code(text).text}")
     if settings.auth is AuthMethod.XOAUTH2:  # LOGIN's answer carries them; AUTHENTICATE's may not
-        await session._run("CAPABILITY", client.protocol.capability())
+        await session._run("CAPABILITY", client.protocol.capability(), left())
