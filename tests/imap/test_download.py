@@ -268,3 +268,31 @@ async def test_an_acknowledgement_the_server_refuses_does_not_stop_new_mail(
         assert await download(h) == 13  # and nothing twice
         notices = h.transport("mail").status()["notices"]
         assert any("stay on the server" in n and "Nowhere" in n for n in notices)
+
+
+async def test_without_idle_the_account_is_checked_every_poll_interval(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    async with spooler(tmp_path, clock, imap(account, idle=False, poll_interval=0.5)) as h:
+        assert await download(h) == 0
+        async with h.store.subscribe() as events, account.client() as other:
+            await other.append(message(3))
+            with anyio.fail_after(5):  # no flush, no IDLE: the poll timer finds it
+                while not isinstance(await events.receive(), NewMail):
+                    pass
+
+
+async def test_a_dropped_connection_is_replaced_and_push_goes_on(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    async with spooler(tmp_path, clock, imap(account)) as h:
+        transport = h.transport("mail")
+        assert await download(h) == 0
+        first = transport._download
+        first._client.protocol.transport.abort()  # the network drops the idling connection
+        async with h.store.subscribe() as events, account.client() as other:
+            await other.append(message(4))
+            with anyio.fail_after(5):  # reconnected at once, and the new message found
+                while not isinstance(await events.receive(), NewMail):
+                    pass
+        assert transport._download is not first and not first.alive
