@@ -296,3 +296,32 @@ async def test_a_dropped_connection_is_replaced_and_push_goes_on(
                 while not isinstance(await events.receive(), NewMail):
                     pass
         assert transport._download is not first and not first.alive
+
+
+async def test_a_downloaded_report_is_filed_as_a_report(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    ndr = (
+        b"From: MAILER-DAEMON@example.org\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+        b"Message-ID: <ndr-1@example.org>\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nIt bounced.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; example.org\r\n\r\n"
+        b"Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    )
+    async with account.client() as other:
+        await other.append(ndr)
+        await other.append(message(1))
+    async with spooler(tmp_path, clock, imap(account)) as h:
+        assert await download(h) == 2
+        classes = sorted(m.message_class for m in await h.folder(FolderRole.INBOX))
+    assert classes == ["IPM.Note", "REPORT.IPM.Note.NDR"]
+
+
+async def test_idle_is_renewed_on_time(tmp_path: Path, clock: FakeClock, account: Account) -> None:
+    async with spooler(tmp_path, clock, imap(account, idle_renew=1)) as h:
+        transport = h.transport("mail")
+        with anyio.fail_after(10):  # three renewals, each ending IDLE and looking again, then idling on
+            while transport._ended < 3:
+                await transport._pass_over.wait()
+        assert "failure" not in transport.status()["status"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from spoolerd.message import InboundMessage, StateChange
+from spoolerd.message_class import class_from_content
 from spoolerd.store import MessageStore
 
 from .session import CommandFailed, Session
@@ -167,7 +168,7 @@ class Downloader:
                     self.store_name,
                     InboundMessage(
                         item.literal,
-                        message_class=self.settings.message_class,
+                        message_class=class_from_content(item.literal, self.settings.message_class),
                         received_at=self.clock(),
                     ),
                     StateChange(self.name, changes),

@@ -8,6 +8,7 @@ from typing import Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from spoolerd.message_class import inbound_class
 from transports.common.credentials import SecretSources
 from transports.common.tls import TlsFiles, check_host
 
@@ -53,14 +54,18 @@ class ImapSettings(SecretSources, TlsFiles):
     store: str | None = Field(
         None, description="the local store downloads go to (default: the default store)"
     )
-    message_class: str = Field("IPM.Note", description="class of downloaded messages (picks the folder)")
+    message_class: str = Field(
+        "IPM.Note",
+        description="class of downloaded messages (picks the folder); reports, S/MIME and "
+        "meeting requests get their own",
+    )
     after_download: AfterDownload = Field(
         AfterDownload.KEEP, description="keep, seen, delete or move (to move_to), once stored locally"
     )
     move_to: str | None = Field(None, description="after_download = move: the mailbox to move to")
     idle: bool = Field(True, description="IDLE for push delivery, when the server offers it")
     idle_renew: float = Field(
-        1500.0, ge=10, le=1740, description="seconds before IDLE is re-issued (within 29 minutes)"
+        1500.0, ge=1, le=1740, description="seconds before IDLE is re-issued (within 29 minutes)"
     )
     poll_interval: float = Field(300.0, gt=0, description="seconds between checks without IDLE")
     fetch_batch: int = Field(50, ge=1, le=200, description="messages fetched per command")
@@ -100,6 +105,11 @@ class ImapSettings(SecretSources, TlsFiles):
     @classmethod
     def _mailbox(cls, name: str | None) -> str | None:
         return None if name is None else canonical_mailbox(check_mailbox(name))
+
+    @field_validator("message_class")
+    @classmethod
+    def _class(cls, message_class: str) -> str:
+        return inbound_class(message_class)
 
     @field_validator("addresses")
     @classmethod
