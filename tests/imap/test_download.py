@@ -4,6 +4,7 @@ a refused login and two accounts in one daemon."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.engine.harness import Harness, spooler
 from tests.peers.dovecot import Dovecot
 from transports.imap import ImapSettings, ImapTransport
 from transports.imap import download as download_module
+from transports.imap.session import CommandFailed, ImapError, Session
 
 from .conftest import Account, message, new_account
 
@@ -63,15 +65,18 @@ async def test_200_messages_arrive_byte_exact_once(
     assert len(flags) == 201 and not any("\\Seen" in f for f in flags.values())  # keep: untouched
 
 
+@pytest.mark.parametrize("policy", ["seen", "delete", "move"])
 async def test_a_commit_never_acknowledged_is_not_downloaded_twice(
-    tmp_path: Path, clock: FakeClock, account: Account
+    tmp_path: Path, clock: FakeClock, account: Account, policy: str
 ) -> None:
     """The spooler commits (message and UID in one transaction) and dies before the server hears of it:
-    the next daemon marks it \\Seen and takes nothing twice."""
+    the next daemon acknowledges it (\\Seen, delete, move) and takes nothing twice."""
     async with account.client() as other:
+        await other.create("Archive")
         for i in range(3):
             await other.append(message(i))
-    settings = imap(account, after_download="seen")
+    extra = {"move_to": "Archive"} if policy == "move" else {}
+    settings = imap(account, after_download=policy, **extra)
     async with spooler(tmp_path, clock) as h:  # the first daemon, with the account not yet running
         context = TransportContext("mail", h.daemon.stores, default_store="local")
         options = {k: v for k, v in settings["mail"].items() if k != "provider"}
@@ -85,12 +90,50 @@ async def test_a_commit_never_acknowledged_is_not_downloaded_twice(
             await passes.aclose()  # no acknowledge: as if killed right after the commit
             session.close()
     async with account.client() as other:
-        assert not any("\\Seen" in f for f, _ in (await other.messages()).values())
+        left = await other.messages()
+        assert len(left) == 3 and not any("\\Seen" in f for f, _ in left.values())
     async with spooler(tmp_path, clock, settings) as h:
         assert await download(h) == 3
-        assert len(await inbox(h)) == 3
     async with account.client() as other:
-        assert all("\\Seen" in f for f, _ in (await other.messages()).values())
+        left = await other.messages()
+        archived = await other.messages("Archive")
+    if policy == "seen":
+        assert len(left) == 3 and all("\\Seen" in f for f, _ in left.values())
+    else:
+        assert left == {} and len(archived) == (3 if policy == "move" else 0)
+
+
+async def test_move_without_move_never_copies_twice(
+    tmp_path: Path, clock: FakeClock, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server without MOVE: COPY, then \\Deleted and EXPUNGE. If the second step is refused, the next
+    pass must not COPY again."""
+    real_has, real_flags = Session.has, Session.add_flags
+    refuse = [True]
+
+    def has(self: Session, capability: str) -> bool:
+        return capability != "MOVE" and real_has(self, capability)
+
+    async def add_flags(self: Session, uids: str, flags: str) -> None:
+        if flags == "\\Deleted" and refuse[0]:
+            raise CommandFailed("refused", "NO", b"[NOPERM] not today")
+        await real_flags(self, uids, flags)
+
+    monkeypatch.setattr(Session, "has", has)
+    monkeypatch.setattr(Session, "add_flags", add_flags)
+    async with account.client() as other:
+        await other.create("Archive")
+        for i in range(3):
+            await other.append(message(i))
+    settings = imap(account, after_download="move", move_to="Archive")
+    async with spooler(tmp_path, clock, settings) as h:
+        assert await download(h) == 3
+        assert await download(h) == 3  # refused again: still nothing copied twice
+        refuse[0] = False
+        assert await download(h) == 3
+    async with account.client() as other:
+        assert await other.messages() == {}
+        assert len(await other.messages("Archive")) == 3
 
 
 @pytest.mark.parametrize("policy", ["seen", "delete", "move"])
@@ -197,6 +240,7 @@ async def test_wrong_password_is_a_clear_failure_not_a_loop(
             await download(h)
         row = transport.status()
         assert "failure" in row["status"] and "refused" in row["last_error"]
+        assert row["retry_in"] > 3000  # login_retry (an hour), not the reconnect backoff
         assert "not-the-password" not in row["last_error"]
         passes = transport._ended
         with pytest.raises(TransportError):  # a flush tries again at once; nothing else does
@@ -222,6 +266,8 @@ async def test_two_accounts_in_one_daemon(
     async with spooler(tmp_path, clock, transports, stores=stores) as h:
         assert await download(h, "first", "local") == 1
         assert await download(h, "second", "other") == 1
+        firsts, seconds = await inbox(h, "local"), await inbox(h, "other")
+    assert b"message 1\r\n" in firsts[0] and b"message 2\r\n" in seconds[0]  # each where it belongs
 
 
 async def test_mail_arriving_during_a_pass_is_not_left_for_the_next_idle_renewal(
@@ -325,3 +371,23 @@ async def test_idle_is_renewed_on_time(tmp_path: Path, clock: FakeClock, account
             while transport._ended < 3:
                 await transport._pass_over.wait()
         assert "failure" not in transport.status()["status"]
+
+
+async def test_a_server_failing_every_wait_is_not_hammered(
+    tmp_path: Path, clock: FakeClock, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IDLE refused at once, every time: after the first quick retry, the reconnects back off."""
+    starts: list[float] = []
+
+    async def refuse(self: Session, seconds: float, wake: Any) -> str:
+        starts.append(time.monotonic())
+        raise ImapError("IDLE refused")
+
+    monkeypatch.setattr(Session, "wait_for_mail", refuse)
+    async with spooler(tmp_path, clock, imap(account, reconnect_initial=0.5)) as h:
+        transport = h.transport("mail")
+        with anyio.fail_after(10):
+            while len(starts) < 4:
+                await transport._pass_over.wait()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[1] >= 0.5 and gaps[2] >= 1.0  # 0.5 s, then doubling (a lower bound only)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 
+from spoolerd.envelope import without_bcc
 from spoolerd.message import FolderRole, RecipientState
 from spoolerd.transport import OutcomeKind
 from tests.conftest import FakeClock
@@ -115,7 +116,7 @@ async def test_an_earlier_attempt_that_landed_is_not_appended_again(
         mid = await h.submit("archive@archive.test", content=CONTENT, not_before=later)
         stored = await h.message(mid)
         async with account.client() as other:  # as if the first attempt had landed unanswered
-            await other.append(stored.content, "Archive")
+            await other.append(without_bcc(stored.content), "Archive")
         (r,) = stored.recipients
         tried = dataclasses.replace(r, attempts=1)
         (outcome,) = await h.transport("archive").send(stored, [tried])
@@ -142,3 +143,19 @@ async def test_messages_of_two_stores_are_both_uploaded(
         await h.finished(second, "other")
     async with account.client() as other:
         assert len(await other.messages("Archive")) == 2
+
+
+async def test_another_message_with_the_same_message_id_is_not_taken_for_it(
+    tmp_path: Path, clock: FakeClock, account: Account
+) -> None:
+    async with spooler(tmp_path, clock, {"archive": uploader(account)}) as h:
+        async with account.client() as other:
+            await other.create("Archive")
+            await other.append(CONTENT.replace(b"body", b"an older, longer body"), "Archive")
+        mid = await h.submit("archive@archive.test", content=CONTENT, not_before=clock() + 3600)
+        stored = await h.message(mid)
+        tried = dataclasses.replace(stored.recipients[0], attempts=1)
+        (outcome,) = await h.transport("archive").send(stored, [tried])
+        assert outcome.kind is OutcomeKind.DELIVERED and "appended to Archive" in outcome.diagnostic
+        async with account.client() as other:
+            assert len(await other.messages("Archive")) == 2

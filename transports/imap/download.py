@@ -4,6 +4,8 @@ The account's memory lives in the local store (``transport_state``), per mailbox
 
     mbox/<mailbox, %-encoded>/validity    UIDVALIDITY the UIDs below belong to
     mbox/<mailbox, %-encoded>/uid/<UID>   b"p <fingerprint>" taken, not yet acknowledged on the server
+                                          b"c <fingerprint>" copied to move_to, not yet removed (a
+                                                             server without MOVE)
                                           b"a <fingerprint>" taken and acknowledged
 
 A message's key is committed in the same transaction as the message itself (``deliver(state=…)``), so a
@@ -37,6 +39,7 @@ __all__ = ["Downloaded", "Downloader", "MailboxMemory"]
 
 _REVALIDATE_BATCH = 200
 _PENDING = b"p"
+_COPIED = b"c"
 _DONE = b"a"
 
 
@@ -61,6 +64,7 @@ class MailboxMemory:
     prefix: str
     validity: int | None = None
     taken: dict[int, tuple[bool, bytes]] = field(default_factory=dict)  # uid -> (acknowledged, fingerprint)
+    copied: set[int] = field(default_factory=set)  # copied to move_to already: never copied again
 
     @classmethod
     def key_prefix(cls, mailbox: str) -> str:
@@ -76,7 +80,10 @@ class MailboxMemory:
                 memory.validity = int(value)
             elif rest.startswith("uid/"):
                 flag, _, fp = value.partition(b" ")
-                memory.taken[int(rest[4:])] = (flag == _DONE, fp)
+                uid = int(rest[4:])
+                memory.taken[uid] = (flag == _DONE, fp)
+                if flag == _COPIED:
+                    memory.copied.add(uid)
         return memory
 
     @property
@@ -223,11 +230,27 @@ class Downloader:
             await session.add_flags(uids_text, "\\Deleted")
             await session.expunge(uids_text)
         else:
-            assert self.settings.move_to is not None
-            await session.move(uids_text, self.settings.move_to)
+            await self._move(session, memory, uids)
         await self._remember({memory.uid_key(u): None for u in uids})  # gone from the server
         for u in uids:
             memory.taken.pop(u, None)
+            memory.copied.discard(u)
+
+    async def _move(self, session: Session, memory: MailboxMemory, uids: list[int]) -> None:
+        """MOVE (RFC 6851) in one step; without it COPY, remembered at once so that a failure after it
+        never copies again, then \\Deleted and EXPUNGE."""
+        target = self.settings.move_to
+        assert target is not None
+        if session.has("MOVE") and not memory.copied.intersection(uids):
+            await session.move(uid_set(uids), target)
+            return
+        to_copy = [u for u in uids if u not in memory.copied]
+        if to_copy:
+            await session.copy(uid_set(to_copy), target)
+            await self._remember({memory.uid_key(u): _COPIED + b" " + memory.taken[u][1] for u in to_copy})
+            memory.copied.update(to_copy)
+        await session.add_flags(uid_set(uids), "\\Deleted")
+        await session.expunge(uid_set(uids))
 
     async def _revalidate(
         self, session: Session, mailbox: str, memory: MailboxMemory, validity: int

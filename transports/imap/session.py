@@ -239,13 +239,11 @@ class Session:
             await self._ok("EXPUNGE", self._client.expunge())
 
     async def move(self, uids: str, mailbox: str) -> None:
-        """MOVE (RFC 6851) when offered, else COPY, \\Deleted and EXPUNGE."""
-        if self.has("MOVE"):
-            await self._ok(f"UID MOVE to {mailbox}", self._client.uid("move", uids, mailbox_arg(mailbox)))
-            return
+        """UID MOVE (RFC 6851): only when ``has("MOVE")``."""
+        await self._ok(f"UID MOVE to {mailbox}", self._client.uid("move", uids, mailbox_arg(mailbox)))
+
+    async def copy(self, uids: str, mailbox: str) -> None:
         await self._ok(f"UID COPY to {mailbox}", self._client.uid("copy", uids, mailbox_arg(mailbox)))
-        await self.add_flags(uids, "\\Deleted")
-        await self.expunge(uids)
 
     async def append(self, content: bytes, mailbox: str, flags: str | None = None) -> Response:
         """APPEND; the response is returned whatever it says (the caller maps NO to an outcome)."""

@@ -36,11 +36,13 @@ from .download import Downloaded, Downloader
 from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
 from .settings import ImapSettings, TlsMode
 from .upload import append_outcome
-from .wire import header_fields
+from .wire import header_fields, uid_set
 
 __all__ = ["ImapTransport"]
 
 log = structlog.get_logger("spoolerd.transports.imap")
+
+_QUICK_FAILURE = 10.0  # seconds: waiting for mail that fails sooner backs off before reconnecting
 
 
 class ImapTransport:
@@ -74,6 +76,8 @@ class ImapTransport:
         self._active = False
         self._flushing = 0
         self._stopped = False
+        self._retry_at: float | None = None  # loop time of the next try, while waiting after a failure
+        self._idle_failures = 0
         self._failure: str | None = None
         self._notices: list[str] = []
         self.counters: dict[str, int] = {"received": 0, "uploaded": 0, "sent_copies": 0}
@@ -155,6 +159,8 @@ class ImapTransport:
         seconds = self.settings.idle_renew if idles else self.settings.poll_interval
         if len(mailboxes) > 1:
             seconds = min(seconds, self.settings.poll_interval)  # IDLE watches the first mailbox only
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             # SELECT again: mail that came during the pass was announced while a command was running,
             # and aioimaplib drops such announcements; UIDNEXT tells (once IDLE runs, nothing is lost)
@@ -162,14 +168,35 @@ class ImapTransport:
             if info.uidnext is not None and info.uidnext > downloader.uidnext.get(mailboxes[0], 0):
                 return
             await session.wait_for_mail(seconds, self._wake)
-        except ImapError as exc:  # reconnect at once; the backoff applies if that fails
-            log.info("connection lost while waiting for mail", transport=self.name, error=str(exc))
+            self._idle_failures = 0
+        except ImapError as exc:
             session.close()
             self._download = None
+            if loop.time() - began > _QUICK_FAILURE:  # a connection that served a while: at once
+                log.info("connection lost while waiting for mail", transport=self.name, error=str(exc))
+                self._idle_failures = 0
+                return
+            # failing as soon as it waits, again and again (a server that refuses IDLE, say): after the
+            # first time, back off rather than loop on connect, log in, pass, fail
+            self._idle_failures += 1
+            if self._idle_failures == 1:
+                return
+            wait = min(
+                self.settings.reconnect_initial * 2 ** (self._idle_failures - 2), self.settings.reconnect_max
+            )
+            log.warning("waiting for mail failed", transport=self.name, error=str(exc), retry_in=wait)
+            self._failure = str(exc)
+            await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        """Wait ``seconds`` (shown as retry_in in the status row), or until a flush."""
+        loop = asyncio.get_running_loop()
+        self._retry_at = loop.time() + seconds
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+        finally:
+            self._retry_at = None
 
     def _end_pass(self, number: int, error: str | None) -> None:
         self._ended = number
@@ -269,7 +296,7 @@ class ImapTransport:
             return Outcome.deferred(f"{self.peer}: APPEND to {mailbox} did not complete", None, "4.4.2")
 
     async def _present(self, message: Message, content: bytes, mailbox: str) -> Outcome | None:
-        """Delivered, if ``mailbox`` already holds a message with this one's Message-ID (an earlier
+        """Delivered, if ``mailbox`` already holds a message with this one's Message-ID and size (an earlier
         APPEND whose answer was lost); None if not, or if that cannot be told."""
         message_id = header_fields(content, ["MESSAGE-ID"]).get("MESSAGE-ID")
         if not message_id:
@@ -280,11 +307,15 @@ class ImapTransport:
                     self._upload = await self._connect()
                 await self._upload.select(mailbox)
                 present = await self._upload.search_header("Message-ID", message_id)
+                if not present:
+                    return None
+                fetched = await self._upload.fetch(uid_set(present), "(UID RFC822.SIZE)")
         except ImapError:  # no such mailbox yet, or no connection: the APPEND will tell
             return None
-        if not present:
+        same = [f.uid for f in fetched if f.size == len(content)]
+        if not same:  # no message with that Message-ID, or only others (of another size) with it
             return None
-        return Outcome.delivered(f"already in {mailbox} on {self.peer} as UID {present[0]}")
+        return Outcome.delivered(f"already in {mailbox} on {self.peer} as UID {same[0]}")
 
     async def file_sent(self, message: Message, delivered_by: Collection[str]) -> None:
         """``sent_copy``: a copy of mail other transports delivered goes to the server's Sent mailbox,
@@ -320,4 +351,7 @@ class ImapTransport:
             "server": self.peer,
             "mailboxes": list(self.settings.mailboxes),
             "notices": list(self._notices),
+            "retry_in": None
+            if self._retry_at is None
+            else round(self._retry_at - asyncio.get_running_loop().time(), 1),
         }
