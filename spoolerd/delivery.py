@@ -11,6 +11,7 @@ routed, so a crash or a retry resends at most what was in flight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -130,7 +131,9 @@ class Dispatcher:
         self.owner = owner
         self.clock = clock
         self.destinations = DestinationCache(hold=settings.destination_hold)
-        self._destination_limits: dict[str, anyio.CapacityLimiter] = {}  # only destinations in use
+        # destination -> [its limit, how many attempts use it]; only destinations in use have one (the
+        # hot path uses asyncio's primitives directly: the daemon runs on asyncio, and anyio's cost more)
+        self._destination_limits: dict[str, list[Any]] = {}
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
         self._leases_changed = anyio.Event()
 
@@ -467,12 +470,15 @@ class Dispatcher:
 
         async def one(destination: str, positions: list[int]) -> None:
             key = f"{slot.name}:{destination}"
-            limit = self._destination_limits.get(key)
-            if limit is None:
+            entry = self._destination_limits.get(key)
+            if entry is None:
                 own = getattr(transport, "destination_concurrency", None)
-                limit = self._destination_limits[key] = anyio.CapacityLimiter(
-                    own or self.settings.destination_concurrency
-                )
+                entry = self._destination_limits[key] = [
+                    asyncio.Semaphore(own or self.settings.destination_concurrency),
+                    0,
+                ]
+            limit: asyncio.Semaphore = entry[0]
+            entry[1] += 1  # users, waiting or in
             try:
                 answers = self._dead(key, len(positions), force)
                 if answers is None:
@@ -490,7 +496,8 @@ class Dispatcher:
                         hint = max((o.retry_after or 0.0) for o in answers)
                         self.destinations.failed(key, self.clock(), hint or None)
             finally:
-                if limit.borrowed_tokens == 0 and limit.statistics().tasks_waiting == 0:
+                entry[1] -= 1
+                if entry[1] == 0:
                     self._destination_limits.pop(key, None)  # only busy destinations keep a limiter
             for i, outcome in zip(positions, answers, strict=True):
                 results[i] = outcome
@@ -508,7 +515,7 @@ class Dispatcher:
         self, transport: Transport, message: Message, recipients: list[Recipient]
     ) -> list[Outcome]:
         try:
-            with anyio.fail_after(self.settings.send_timeout):
+            async with asyncio.timeout(self.settings.send_timeout):
                 answers = await transport.send(message, recipients)
         except TimeoutError:
             diagnostic = f"transport {transport.name} did not answer within {self.settings.send_timeout:g} s"

@@ -11,6 +11,7 @@ deadline, then cancel the rest, whose locks are released as they unwind.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -65,7 +66,7 @@ class FlushResult:
 
 @dataclass(slots=True)
 class _Flight:
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # asyncio's: one per attempt, cheaper
     result: AttemptResult | None = None
 
 
@@ -86,7 +87,7 @@ class Spooler:
         self.loop_iterations = 0  # scheduler wake-ups: an idle daemon must not add to them
         self._in_flight: dict[tuple[str, str], _Flight] = {}
         self._wake = anyio.Event()
-        self._freed = anyio.Event()
+        self._freed = asyncio.Event()
         self._dirty = True
         self._stopping = False
         self._tg: TaskGroup | None = None
@@ -243,7 +244,7 @@ class Spooler:
                         )
             flight.done.set()
             self._freed.set()
-            self._freed = anyio.Event()
+            self._freed = asyncio.Event()
             self.wake()
 
     # ------------------------------------------------------------------ flush (FlushQueues, upload)
