@@ -7,6 +7,7 @@ order. Nothing here names a store or transport module: they all come from the re
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import grp
 import os
@@ -80,7 +81,7 @@ def build(
         limit = section.concurrency or config.spooler.transport_concurrency
         own = getattr(transport, "preprocessors", None)
         slots.append(
-            TransportSlot(transport, anyio.CapacityLimiter(limit), list(own()) if callable(own) else [])
+            TransportSlot(transport, asyncio.Semaphore(limit), list(own()) if callable(own) else [])
         )
 
     preprocessors: list[Preprocessor] = []

@@ -53,7 +53,7 @@ class TransportSlot:
     """A configured transport with its concurrency limit and the preprocessors it registered."""
 
     transport: Transport
-    limiter: anyio.CapacityLimiter
+    limiter: asyncio.Semaphore  # the transport's concurrency
     preprocessors: Sequence[Preprocessor] = ()
     online: bool = True
     counters: dict[str, int] = field(default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0})
