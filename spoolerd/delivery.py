@@ -22,7 +22,15 @@ import structlog
 
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
-from .message import InboundMessage, Message, Recipient, RecipientState, RecipientUpdate, SubmitFlag
+from .message import (
+    InboundMessage,
+    Message,
+    Recipient,
+    RecipientState,
+    RecipientUpdate,
+    StateChange,
+    SubmitFlag,
+)
 from .message_class import canonical
 from .preprocess import Preprocessor
 from .retry import DestinationCache, RetryPolicy
@@ -333,6 +341,7 @@ class Dispatcher:
         for kind, statuses in reports:
             await self._deliver_report(store, message, kind, statuses, now)
         await store.finish(message.id, self.owner)
+        await _forget_reports(store, message.id, [kind for kind, _ in reports])  # the message is gone
         result.finished = True
         result.sent = self._sent(message, updates)
         return result
@@ -358,6 +367,7 @@ class Dispatcher:
         try:
             await self._deliver_report(store, message, ReportKind.DELAY, statuses, now)
             await store.record_outcomes(message.id, self.owner, [], delay_reported=True)
+            await _forget_reports(store, message.id, [ReportKind.DELAY])  # the flag remembers it now
         except StoreError:
             log.exception("could not file a delay warning", store=store.name, message=message.id)
 
@@ -579,7 +589,11 @@ class Dispatcher:
         statuses: Sequence[RecipientStatus],
         now: float,
     ) -> None:
-        """File a report about ``message`` in the sender's store, through its receive folder."""
+        """File a report about ``message`` in the sender's store, through its receive folder, once: the
+        store remembers, in the same transaction, that it was filed, so an attempt that dies before it
+        finishes the message (or marks the delay warned) does not file it again when it is repeated."""
+        if await store.transport_state(REPORTS, _report_key(message.id, kind)):
+            return
         content = build_report(
             kind,
             original=message.content,
@@ -597,8 +611,26 @@ class Dispatcher:
                 message_class=report_class(message.message_class, kind),
                 subject=f"{label}: {message.subject}",
                 received_at=now,
-            )
+            ),
+            state=StateChange(REPORTS, {_report_key(message.id, kind): b"filed"}),
         )
+
+
+REPORTS = "(spooler reports)"  # the spooler's own memory in a store: reports filed, per message
+
+
+def _report_key(message_id: str, kind: ReportKind) -> str:
+    return f"{message_id}/{kind.value}"
+
+
+async def _forget_reports(store: MessageStore, message_id: str, kinds: Sequence[ReportKind]) -> None:
+    """Drop what is no longer needed to avoid a second report; failing leaves a few bytes behind."""
+    try:
+        await store.set_transport_state(
+            StateChange(REPORTS, {_report_key(message_id, k): None for k in kinds})
+        )
+    except StoreError:
+        log.warning("could not forget filed reports", store=store.name, message=message_id)
 
 
 def _expired(r: Recipient, last: Outcome | None = None) -> Outcome:

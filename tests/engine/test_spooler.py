@@ -4,11 +4,13 @@ loaded through the entry-point registry, and a clock the tests move by hand (no 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from spoolerd.errors import UnableToAbort
+from spoolerd.delivery import REPORTS
+from spoolerd.errors import StoreUnavailable, UnableToAbort
 from spoolerd.events import NewMail
 from spoolerd.message import FolderRole, InboundMessage, MessageFlag, RecipientState, SubmitFlag
 from tests.conftest import FakeClock
@@ -437,3 +439,33 @@ async def test_the_lease_is_renewed_while_a_send_takes_long(tmp_path: Path, cloc
             await h.store.lock(mid, "intruder", 60)
         remote.gate.set()
         await h.finished(mid)
+
+
+async def test_an_ndr_filed_before_a_crash_is_not_filed_again(tmp_path: Path, clock: FakeClock) -> None:
+    """The NDR is committed, then the attempt dies before the message is finished: the repeat files no
+    second NDR (the store remembers, with the NDR itself, that it was filed), and forgets it at the end."""
+    transports = {"remote": scripted(perm_fail=["bob@remote.test"])}
+    async with spooler(tmp_path, clock, transports) as h:
+        store = h.store
+        real_finish = store.finish
+        calls = 0
+
+        async def finish_fails_once(*args: Any, **kwargs: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise StoreUnavailable("disk gone, as if killed here")
+            await real_finish(*args, **kwargs)
+
+        store.finish = finish_fails_once  # type: ignore[method-assign]
+        mid = await h.submit("bob@remote.test")
+        with anyio.fail_after(10):
+            while calls < 1:
+                await h.spooler.flush(force=True)
+        clock.advance(3600)
+        await h.spooler.flush(force=True)
+        await h.finished(mid)
+        assert calls == 2
+        (ndr,) = await h.folder(FolderRole.INBOX)
+        assert ndr.message_class == "REPORT.IPM.Note.NDR"
+        assert await store.transport_state(REPORTS) == {}
