@@ -77,6 +77,10 @@ class Channel(asyncio.Protocol):
         if self._error is not None:
             raise self._error
 
+    def next_reply(self) -> tuple[int, str] | None:
+        """A reply already received, if any (else ``reply`` waits for one)."""
+        return self._replies.popleft() if self._replies else None
+
     async def reply(self) -> tuple[int, str]:
         """The next reply (the caller bounds the wait with a timeout)."""
         while not self._replies:

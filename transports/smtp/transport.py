@@ -197,9 +197,11 @@ class SmtpTransport:
             return [r if r is not None else lost for r in results], False
 
     async def _reply(self, channel: Channel, command: str, limit: float | None = None) -> Reply:
-        async with asyncio.timeout(limit or self.settings.command_timeout):
-            code, text = await channel.reply()
-        return Reply(code, text, command)
+        ready = channel.next_reply()  # pipelined replies mostly arrive together: no wait, no timer
+        if ready is None:
+            async with asyncio.timeout(limit or self.settings.command_timeout):
+                ready = await channel.reply()
+        return Reply(ready[0], ready[1], command)
 
     async def _skip(self, channel: Channel, rcpts: int) -> None:
         """Read the pipelined replies after a refused MAIL; a 354 (a broken relay) gets an empty body."""
