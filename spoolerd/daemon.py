@@ -80,9 +80,7 @@ def build(
         transports.append(transport)
         limit = section.concurrency or config.spooler.transport_concurrency
         own = getattr(transport, "preprocessors", None)
-        slots.append(
-            TransportSlot(transport, asyncio.Semaphore(limit), list(own()) if callable(own) else [])
-        )
+        slots.append(TransportSlot(transport, asyncio.Semaphore(limit), list(own()) if callable(own) else []))
 
     preprocessors: list[Preprocessor] = []
     for name in config.spooler.preprocessors:

@@ -133,6 +133,7 @@ class Dispatcher:
         clock: Clock,
     ) -> None:
         self.transports = list(transports)
+        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
         self.preprocessors = list(preprocessors)
         self._rearm = anyio.Event()
         self._settings = settings
@@ -210,19 +211,18 @@ class Dispatcher:
 
     async def _file_sent(self, message: Message, delivered_by: frozenset[str]) -> None:
         """Offer a copy of sent mail to the transports that file one (``sent_copies``)."""
-        for slot in self.transports:
+        for slot in self._sent_copiers:
             transport: Any = slot.transport
-            if getattr(transport, "sent_copies", False):
-                try:
-                    with anyio.fail_after(self.settings.send_timeout):
-                        await transport.file_sent(message, delivered_by)
-                except Exception:  # a copy of what was sent: never a reason to fail the delivery
-                    log.exception("filing a sent copy failed", transport=slot.name, message=message.id)
+            try:
+                with anyio.fail_after(self.settings.send_timeout):
+                    await transport.file_sent(message, delivered_by)
+            except Exception:  # a copy of what was sent: never a reason to fail the delivery
+                log.exception("filing a sent copy failed", transport=slot.name, message=message.id)
 
     def _sent(
         self, message: Message, updates: Sequence[RecipientUpdate]
     ) -> tuple[Message, frozenset[str]] | None:
-        if not any(getattr(slot.transport, "sent_copies", False) for slot in self.transports):
+        if not self._sent_copiers:
             return None
         applied = _applied(message, updates)
         by = frozenset(r.transport for r in applied if r.state is RecipientState.DELIVERED and r.transport)

@@ -28,7 +28,7 @@ from .events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
 from .message import Access, InboundMessage
 from .routing import serves
 from .store import Clock, MessageStore
-from .transport import Receiver
+from .transport import Receiver, downloads
 
 __all__ = ["Counters", "FlushResult", "Spooler"]
 
@@ -105,7 +105,7 @@ class Spooler:
             for store in self.stores.values():
                 tg.start_soon(self._watch, store.subscribe())
             for slot in self.dispatcher.transports:
-                if callable(getattr(slot.transport, "receive", None)):
+                if downloads(slot.transport):
                     tg.start_soon(self._receive, slot.name, cast(Receiver, slot.transport))
             task_status.started()
             await self._schedule()

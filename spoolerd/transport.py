@@ -29,6 +29,7 @@ __all__ = [
     "Transport",
     "TransportContext",
     "TransportProvider",
+    "downloads",
 ]
 
 
@@ -111,6 +112,7 @@ class Transport(Protocol):
 
 # Optional parts a transport may add (the spooler looks for them by name):
 #   def receive(self) -> AsyncIterator[Inbound]      download: messages to file into a store
+#   downloads: bool      False: has receive() but nothing to download as configured (see ``downloads``)
 #   async def flush(self, direction: Direction) -> None
 #       DOWNLOAD: fetch what the server has now and return once the spooler has committed and
 #       acknowledged all of it, so a synchronous flush can report how many were received
@@ -140,6 +142,12 @@ class Receiver(Protocol):
 
 
 TRANSPORT_METHODS: tuple[str, ...] = ("start", "stop", "send", "destination")
+
+
+def downloads(transport: object) -> bool:
+    """Whether the spooler runs a download loop for ``transport``: it has ``receive``, and does not say
+    (``downloads = False``) that its configuration gives it nothing to download."""
+    return callable(getattr(transport, "receive", None)) and bool(getattr(transport, "downloads", True))
 
 
 class TransportProvider(Protocol):

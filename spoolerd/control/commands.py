@@ -24,7 +24,7 @@ from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
 from ..store import MessageStore
 from ..submission import create_outgoing
-from ..transport import Direction
+from ..transport import Direction, downloads
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -107,7 +107,7 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
     for slot in spooler.dispatcher.transports:
         transport = slot.transport
         row_status = ["available" if slot.online else "offline", "outbound_enabled"]
-        if callable(getattr(transport, "receive", None)):
+        if downloads(transport):
             row_status.append("inbound_enabled")
         row: dict[str, Any] = {
             "resource_type": "transport",
@@ -123,8 +123,6 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
         own = getattr(transport, "status", None)
         if callable(own):  # the transport's part: its flags, counters and details, and a newer error
             extra = dict(own())
-            if "inbound_enabled" in row_status:
-                row_status.remove("inbound_enabled")  # the transport says whether it downloads
             row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
             row["counters"].update(extra.pop("counters", {}))
             error = extra.pop("last_error", None)

@@ -145,8 +145,8 @@ class Downloader:
             raise ValueError(f"{session.peer}: {mailbox} has no UIDVALIDITY")
         memory = await self._memory(mailbox)
         if memory.validity is not None and memory.validity != info.uidvalidity:
-            memory = await self._revalidate(session, mailbox, memory, info.uidvalidity)
-        memory.validity = info.uidvalidity
+            memory = await self._revalidate(session, mailbox, memory, info.uidvalidity)  # stores it
+        validity_stored = memory.validity is not None
         on_server = set(await session.uids()) if info.exists else set()
         await self._remember({memory.uid_key(uid): None for uid in memory.taken if uid not in on_server})
         unacknowledged = [u for u, (done, _) in memory.taken.items() if not done and u in on_server]
@@ -167,10 +167,9 @@ class Downloader:
                 fp = fingerprint(len(item.literal), item.literal)
                 memory.taken[item.uid] = (keep, fp)
                 yielded.append(item.uid)
-                changes = {
-                    memory.validity_key: str(info.uidvalidity).encode(),
-                    memory.uid_key(item.uid): memory.value(keep, fp),
-                }
+                changes: dict[str, bytes | None] = {memory.uid_key(item.uid): memory.value(keep, fp)}
+                if not validity_stored:  # with the first UID ever taken here, in the same transaction
+                    changes[memory.validity_key] = str(info.uidvalidity).encode()
                 yield Downloaded(
                     self.store_name,
                     InboundMessage(

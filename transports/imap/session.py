@@ -22,7 +22,16 @@ from spoolerd.errors import TransportError
 from transports.common.credentials import Credentials
 
 from .settings import AuthMethod, ImapSettings, TlsMode
-from .wire import Fetched, SelectInfo, mailbox_arg, parse_fetch, parse_search, parse_select, response_code
+from .wire import (
+    Fetched,
+    SelectInfo,
+    last_line,
+    mailbox_arg,
+    parse_fetch,
+    parse_search,
+    parse_select,
+    response_code,
+)
 
 __all__ = ["ImapError", "LoginRefused", "Session", "open_session"]
 
@@ -170,7 +179,6 @@ class Session:
         self.settings = settings
         self.peer = f"{settings.host}:{settings.effective_port}"
         self._lost = lost
-        self.selected: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -211,14 +219,13 @@ class Session:
     async def _ok(self, step: str, work: Awaitable[Response]) -> Response:
         response = await self._run(step, work)
         if response.result != "OK":
-            text = bytes(response.lines[-1]) if response.lines else b""
+            text = last_line(response)
             code = response_code(text)
             raise CommandFailed(f"{self.peer}: {step} refused: {code.text}", response.result, text)
         return response
 
     async def select(self, mailbox: str) -> SelectInfo:
         response = await self._ok(f"SELECT {mailbox}", self._client.select(mailbox_arg(mailbox)))
-        self.selected = mailbox
         return parse_select(response.lines)
 
     async def uids(self) -> list[int]:
@@ -384,7 +391,7 @@ async def _login(
     except TransportError as exc:  # a credentials file, variable or command that failed
         raise LoginRefused(f"{session.peer}: credentials: {exc}") from None
     if response.result != "OK":
-        text = bytes(response.lines[-1]) if response.lines else b""
+        text = last_line(response)
         raise LoginRefused(f"{session.peer}: login as {user} refused: {response_code(text).text}")
     if settings.auth is AuthMethod.XOAUTH2:  # LOGIN's answer carries them; AUTHENTICATE's may not
         await session._run("CAPABILITY", client.protocol.capability(), left())

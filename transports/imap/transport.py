@@ -36,7 +36,7 @@ from .download import Downloaded, Downloader
 from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
 from .settings import ImapSettings, TlsMode
 from .upload import append_outcome
-from .wire import header_fields, uid_set
+from .wire import header_fields, last_line, response_code, uid_set
 
 __all__ = ["ImapTransport"]
 
@@ -55,6 +55,7 @@ class ImapTransport:
         types = set(settings.address_types) | ({"SMTP"} if settings.addresses else set())
         self.address_types: frozenset[str] | None = frozenset(types)
         self.sent_copies = settings.sent_copy
+        self.downloads = bool(settings.mailboxes)
         self._exact = {a.casefold() for a in settings.addresses if not a.startswith("@")}
         self._domains = {a[1:].casefold() for a in settings.addresses if a.startswith("@")}
         self._credentials = Credentials(settings)
@@ -108,8 +109,7 @@ class ImapTransport:
 
     async def receive(self) -> AsyncIterator[Downloaded]:
         downloader = self._downloader
-        if downloader is None:  # upload only: nothing to download, ever
-            await asyncio.Event().wait()
+        if downloader is None:  # upload only (``downloads`` is False, so the spooler never asks)
             return
         backoff = self.settings.reconnect_initial
         while True:
@@ -281,7 +281,7 @@ class ImapTransport:
                         return Outcome.deferred(str(exc), None, "4.4.2")
                     continue  # the kept connection had died: once more on a new one
                 outcome = append_outcome(response, mailbox, self.peer)
-                trycreate = b"[TRYCREATE]" in bytes(response.lines[-1] if response.lines else b"")
+                trycreate = response.result == "NO" and response_code(last_line(response)).name == "TRYCREATE"
                 if trycreate and self.settings.create_mailboxes and not created:
                     try:
                         await self._upload.create(mailbox)
@@ -336,8 +336,6 @@ class ImapTransport:
     def status(self) -> dict[str, Any]:
         """This account's part of the status row."""
         flags = []
-        if self._downloader is not None:
-            flags.append("inbound_enabled")
         if self._active:
             flags.append("inbound_active")
         if self._flushing:

@@ -13,7 +13,7 @@ from aioimaplib.aioimaplib import Response
 
 from spoolerd.transport import Outcome
 
-from .wire import parse_appenduid, response_code
+from .wire import last_line, parse_appenduid, response_code
 
 __all__ = ["append_outcome"]
 
@@ -39,7 +39,7 @@ _PERMANENT = {
 
 def append_outcome(response: Response, mailbox: str, peer: str) -> Outcome:
     """The outcome of one APPEND, from its tagged response."""
-    text = bytes(response.lines[-1]) if response.lines else b""
+    text = last_line(response)
     code = response_code(text)
     if response.result == "OK":
         uid = parse_appenduid(text)

@@ -9,6 +9,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "Fetched",
@@ -18,6 +19,7 @@ __all__ = [
     "check_mailbox",
     "fingerprint",
     "header_fields",
+    "last_line",
     "mailbox_arg",
     "parse_appenduid",
     "parse_fetch",
@@ -92,6 +94,11 @@ def response_code(line: bytes | bytearray) -> ResponseCode:
 def _printable(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace").strip()
     return "".join(c if c.isprintable() else " " for c in text)[:300]
+
+
+def last_line(response: Any) -> bytes:
+    """The text of a tagged response (aioimaplib's ``Response``: its last line)."""
+    return bytes(response.lines[-1]) if response.lines else b""
 
 
 def parse_appenduid(line: bytes | bytearray) -> tuple[int, int] | None:
