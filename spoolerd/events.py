@@ -9,7 +9,7 @@ consumers (the spooler, control-socket watchers) drain them promptly.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -45,14 +45,19 @@ E = TypeVar("E")
 class Subscription(Generic[E]):
     """A stream of events from the moment of subscribing; use as ``async with hub.subscribe() as sub``."""
 
-    def __init__(self, hub: EventHub[E], limit: float = math.inf) -> None:
+    def __init__(
+        self, hub: EventHub[E], limit: float = math.inf, accept: Callable[[E], bool] | None = None
+    ) -> None:
         self._hub = hub
+        self._accept = accept  # events it turns down are never queued (nor wake the reader)
         send, receive = anyio.create_memory_object_stream[E](limit)
         self._send: MemoryObjectSendStream[E] = send
         self._receive: MemoryObjectReceiveStream[E] = receive
         self.overflowed = False  # a bounded subscriber fell too far behind: its stream was ended
 
     def _push(self, event: E) -> None:
+        if self._accept is not None and not self._accept(event):
+            return
         try:
             self._send.send_nowait(event)
         except anyio.WouldBlock:
@@ -95,10 +100,13 @@ class EventHub(Generic[E]):
     def __init__(self) -> None:
         self._subscribers: set[Subscription[E]] = set()
 
-    def subscribe(self, limit: float = math.inf) -> Subscription[E]:
+    def subscribe(
+        self, limit: float = math.inf, accept: Callable[[E], bool] | None = None
+    ) -> Subscription[E]:
         """A new stream of events; with a ``limit``, a subscriber that falls that far behind is cut off
-        (for consumers the daemon does not control, such as control-socket clients)."""
-        sub = Subscription(self, limit)
+        (for consumers the daemon does not control, such as control-socket clients); with ``accept``,
+        only the events it approves."""
+        sub = Subscription(self, limit, accept)
         self._subscribers.add(sub)
         return sub
 

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .delivery import AttemptResult, Dispatcher
 from .envelope import header_sender, header_subject
 from .errors import NoAccess, NotFound, StoreError
-from .events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
+from .events import EventHub, QueueChanged, StoreEvent, Subscription
 from .message import Access, InboundMessage
 from .routing import serves
 from .store import Clock, MessageStore
@@ -38,6 +38,11 @@ STORE_RETRY = 5.0  # seconds before reading a queue again after a store error
 
 # Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
 _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
+
+
+def _wakes(event: StoreEvent) -> bool:
+    """A store event that may make something due: not new mail, and not the spooler's own doing."""
+    return isinstance(event, QueueChanged) and event.reason not in _OWN_REASONS
 
 
 @dataclass(slots=True)
@@ -103,7 +108,7 @@ class Spooler:
             self._tg = tg
             tg.start_soon(self.dispatcher.renew_leases)
             for store in self.stores.values():
-                tg.start_soon(self._watch, store.subscribe())
+                tg.start_soon(self._watch, store.subscribe(accept=_wakes))
             for slot in self.dispatcher.transports:
                 if downloads(slot.transport):
                     tg.start_soon(self._receive, slot.name, cast(Receiver, slot.transport))
@@ -151,11 +156,7 @@ class Spooler:
 
     async def _watch(self, events: Subscription[StoreEvent]) -> None:
         async with events:
-            async for event in events:
-                if isinstance(event, NewMail):
-                    continue
-                if isinstance(event, QueueChanged) and event.reason in _OWN_REASONS:
-                    continue
+            async for _ in events:  # only what _wakes let through
                 self.wake()
 
     async def _schedule(self) -> None:

@@ -168,7 +168,10 @@ class MessageStore(Protocol):
     async def receive_folders(self) -> dict[str, str]: ...
 
     # events
-    def subscribe(self, limit: float = math.inf) -> Subscription[StoreEvent]: ...
+    def subscribe(
+        self, limit: float = math.inf, accept: Callable[[StoreEvent], bool] | None = None
+    ) -> Subscription[StoreEvent]:
+        """Queue changes and new mail from now on; ``accept`` filters before anything is queued."""
 
 
 STORE_METHODS: tuple[str, ...] = tuple(

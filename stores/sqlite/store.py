@@ -12,7 +12,7 @@ import asyncio
 import math
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -145,8 +145,10 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ events
 
-    def subscribe(self, limit: float = math.inf) -> Subscription[StoreEvent]:
-        return self._hub.subscribe(limit)
+    def subscribe(
+        self, limit: float = math.inf, accept: Callable[[StoreEvent], bool] | None = None
+    ) -> Subscription[StoreEvent]:
+        return self._hub.subscribe(limit, accept)
 
     def _ring(self) -> None:  # writer thread, after each commit
         if self._doorbell is not None:

@@ -37,6 +37,19 @@ async def test_deliver_files_into_the_inbox_and_announces_new_mail(
     assert [s.id for s in await store.list_messages(inbox.id)] == [delivery.message_id]
 
 
+async def test_a_subscription_takes_only_what_it_accepts(store: MessageStore) -> None:
+    outbox = await store.folder(FolderRole.OUTBOX)
+    only_mail = store.subscribe(accept=lambda event: isinstance(event, NewMail))
+    async with only_mail, store.subscribe() as everything:
+        mid = await store.create_message(outbox.id, Draft(b"Subject: q\r\n\r\nx\r\n", [NewRecipient("a@x")]))
+        await store.submit(mid)  # a queue change: the filtered stream never holds it
+        delivery = await store.deliver(InboundMessage(b"Subject: in\r\n\r\nx\r\n"))
+        with anyio.fail_after(5):
+            while not isinstance(await everything.receive(), NewMail):
+                pass
+        assert [e.message_id for e in only_mail.pending()] == [delivery.message_id]
+
+
 async def test_receive_folder_longest_prefix_wins(store: MessageStore) -> None:
     inbox = await store.folder(FolderRole.INBOX)
     notes = await store.create_folder("Notes")

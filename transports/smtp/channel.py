@@ -114,7 +114,7 @@ class Channel(asyncio.Protocol):
 class Connection:
     """A session ready for transactions: what the relay offers, and its channel."""
 
-    __slots__ = ("channel", "extensions", "idle_timer", "sent")
+    __slots__ = ("channel", "extensions", "idle_since", "sent")
 
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.extensions = dict(client.esmtp_extensions)
@@ -124,7 +124,7 @@ class Connection:
         self.channel = Channel()
         self.channel.take_over(transport)
         self.sent = 0  # transactions started on it
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     @property
     def usable(self) -> bool:
@@ -136,7 +136,4 @@ class Connection:
 
     def close(self, *, polite: bool) -> None:
         """Close at once; ``polite`` sends QUIT first (without waiting for its reply)."""
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
         self.channel.close(polite=polite)

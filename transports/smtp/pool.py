@@ -1,6 +1,7 @@
 """Connections to the relay, reused across messages: at most ``size`` open, each used for at most
-``per_connection`` transactions, an idle one closed (QUIT) after ``idle_timeout`` by a timer, not a
-sweep. A connection that broke, or whose transaction left it in doubt, is closed, never handed out."""
+``per_connection`` transactions, an idle one closed (QUIT) after ``idle_timeout`` by one timer for the
+pool, armed for the oldest idle connection only while there is one (no sweep, and no timer per use).
+A connection that broke, or whose transaction left it in doubt, is closed, never handed out."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class ConnectionPool:
         self._idle_timeout = idle_timeout
         self._idle: list[Connection] = []  # most recently used last: warm connections first
         self._slots: asyncio.Semaphore | None = None  # made in the running loop
+        self._timer: asyncio.TimerHandle | None = None  # for the oldest idle connection
         self.opened = 0  # connections opened so far (status and tests)
         self._closed = False  # after close(): connections coming back are closed, not kept
 
@@ -42,9 +44,6 @@ class ConnectionPool:
         try:
             while self._idle:
                 conn = self._idle.pop()
-                if conn.idle_timer is not None:
-                    conn.idle_timer.cancel()
-                    conn.idle_timer = None
                 if conn.usable:
                     break
                 conn.close(polite=False)
@@ -61,23 +60,34 @@ class ConnectionPool:
         assert self._slots is not None
         try:
             if reusable and conn.usable and conn.sent < self._per_connection and not self._closed:
-                conn.idle_timer = asyncio.get_running_loop().call_later(
-                    self._idle_timeout, self._expire, conn
-                )
+                loop = asyncio.get_running_loop()
+                conn.idle_since = loop.time()
                 self._idle.append(conn)
+                if self._timer is None:
+                    self._timer = loop.call_later(self._idle_timeout, self._expire)
             else:
                 conn.close(polite=reusable)
         finally:
             self._slots.release()
 
-    def _expire(self, conn: Connection) -> None:
-        conn.idle_timer = None
-        if conn in self._idle:
-            self._idle.remove(conn)
+    def _expire(self) -> None:
+        """Close what has been idle ``idle_timeout``; re-arm for the oldest one left, if any."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self._idle_timeout
+        expired = [c for c in self._idle if c.idle_since <= cutoff]
+        self._idle = [c for c in self._idle if c.idle_since > cutoff]  # order kept: warm ones last
+        for conn in expired:
             conn.close(polite=True)
+        if self._idle:
+            oldest = min(c.idle_since for c in self._idle)
+            self._timer = loop.call_at(oldest + self._idle_timeout, self._expire)
 
     def close(self) -> None:
         """Close every idle connection (at stop; connections in use are closed when they come back)."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._idle:
             self._idle.pop().close(polite=True)
