@@ -96,6 +96,8 @@ class Spooler:
         self._dirty = True
         self._stopping = False
         self._tg: TaskGroup | None = None
+        self._work: asyncio.Queue[tuple[str, MessageStore, str, bool, _Flight]] = asyncio.Queue()
+        self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
         self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
@@ -150,6 +152,10 @@ class Spooler:
                 await flight.done.wait()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        while not self._work.empty():  # queued, never begun: nothing to hand back
+            name, _, message_id, _, flight = self._work.get_nowait()
+            self._in_flight.pop((name, message_id), None)
+            flight.done.set()
         with anyio.CancelScope(shield=True):  # the cancelled attempts hand their messages back first
             for flight in list(self._in_flight.values()):
                 await flight.done.wait()
@@ -215,8 +221,22 @@ class Spooler:
             return running
         flight = _Flight()
         self._in_flight[(name, message_id)] = flight
-        self._tg.start_soon(self._attempt, name, store, message_id, force, flight)
+        self._work.put_nowait((name, store, message_id, force, flight))
+        if self._work.qsize() > self._idle_workers:  # nobody free to take it: one more worker
+            self._tg.start_soon(self._worker)
         return flight
+
+    async def _worker(self) -> None:
+        """Runs attempts one after another. Workers stay once started (as many as were ever busy at
+        once, at most max_in_flight), because starting an attempt in a waiting worker costs less than
+        spawning a task for each; they end with the task group."""
+        while True:
+            self._idle_workers += 1
+            try:
+                item = await self._work.get()
+            finally:
+                self._idle_workers -= 1
+            await self._attempt(*item)
 
     async def _attempt(
         self, name: str, store: MessageStore, message_id: str, force: bool, flight: _Flight
