@@ -220,6 +220,9 @@ class Spooler:
         if running is not None:
             return running
         flight = _Flight()
+        if self._stopping:  # shutting down: its workers may be cancelled already, so nothing starts
+            flight.done.set()
+            return flight
         self._in_flight[(name, message_id)] = flight
         self._work.put_nowait((name, store, message_id, force, flight))
         if self._work.qsize() > self._idle_workers:  # nobody free to take it: one more worker
@@ -227,8 +230,8 @@ class Spooler:
         return flight
 
     async def _worker(self) -> None:
-        """Runs attempts one after another. Workers stay once started (as many as were ever busy at
-        once, at most max_in_flight), because starting an attempt in a waiting worker costs less than
+        """Runs attempts one after another. Workers stay once started (about as many as were ever busy
+        at once), because starting an attempt in a waiting worker costs less than
         spawning a task for each; they end with the task group."""
         while True:
             self._idle_workers += 1

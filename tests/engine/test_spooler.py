@@ -469,3 +469,14 @@ async def test_an_ndr_filed_before_a_crash_is_not_filed_again(tmp_path: Path, cl
         (ndr,) = await h.folder(FolderRole.INBOX)
         assert ndr.message_class == "REPORT.IPM.Note.NDR"
         assert await store.transport_state(REPORTS) == {}
+
+
+async def test_a_flush_during_shutdown_returns(tmp_path: Path, clock: FakeClock) -> None:
+    """Once shutdown has begun, nothing new starts (its workers may be gone): a flush that asks for an
+    attempt then is answered at once instead of waiting for a worker that will never come."""
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        await h.spooler.shutdown(deadline=0)
+        mid = await h.submit("someone@remote.test")  # queued, and nobody left to take it
+        with anyio.fail_after(5):
+            result = await h.spooler.flush(force=True, message_ids=[mid])
+        assert result.sent == 0 and mid not in {k[1] for k in h.spooler._in_flight}
