@@ -7,7 +7,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-__all__ = ["KINDS", "header_recipients", "header_sender", "header_subject", "without_bcc"]
+__all__ = ["KINDS", "header_end", "header_recipients", "header_sender", "header_subject", "without_bcc"]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 
@@ -46,9 +46,17 @@ def header_subject(content: bytes) -> str:
     return " ".join(text.split())
 
 
+def header_end(content: bytes) -> int:
+    """Where the header section ends: the blank line (CRLF or bare LF), or the end of a header-only
+    message. Found without copying or splitting the body."""
+    return min(
+        (i for i in (content.find(b"\r\n\r\n"), content.find(b"\n\n")) if i >= 0), default=len(content)
+    )
+
+
 def without_bcc(content: bytes) -> bytes:
     """Drop Bcc fields (with their continuation lines) from the header section, as sendmail -t does."""
-    end = min((i for i in (content.find(b"\r\n\r\n"), content.find(b"\n\n")) if i >= 0), default=len(content))
+    end = header_end(content)
     if b"bcc:" not in content[: end + 2].lower():
         return content  # the common case, decided without splitting the message into lines
     out, dropping, in_header = [], False, True

@@ -14,6 +14,8 @@ import email.utils
 from collections.abc import Mapping
 from email.parser import BytesHeaderParser
 
+from .envelope import header_end
+
 __all__ = [
     "INBOUND_DEFAULT",
     "OUTBOUND_DEFAULT",
@@ -83,8 +85,7 @@ def class_from_content(content: bytes, default: str = INBOUND_DEFAULT) -> str:
     delivery reports are ``REPORT.IPM.Note.NDR`` / ``.DR`` / ``.DELAYED``, read receipts
     ``REPORT.IPM.Note.IPNRN``, S/MIME ``IPM.Note.SMIME`` (``.MultipartSigned``), a meeting request or
     cancellation ``IPM.Schedule.Meeting.Request`` / ``.Canceled``; anything else is ``default``."""
-    end = content.find(b"\r\n\r\n")
-    head = content if end < 0 else content[: end + 4]
+    head = content[: header_end(content)]
     if b"content-type" not in head.lower():
         return default  # text/plain, as most mail: no need to parse
     header = _HEADERS.parsebytes(head)

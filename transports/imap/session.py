@@ -177,7 +177,7 @@ class Session:
     def __init__(self, client: _Client, settings: ImapSettings, lost: asyncio.Event) -> None:
         self._client = client
         self.settings = settings
-        self.peer = f"{settings.host}:{settings.effective_port}"
+        self.peer = settings.peer
         self._lost = lost
 
     @property
@@ -327,7 +327,7 @@ async def open_session(
     settings: ImapSettings, credentials: Credentials, context: ssl.SSLContext | None
 ) -> Session:
     """Connect, (STARTTLS,) read the greeting and log in, within ``connect_timeout``."""
-    peer = f"{settings.host}:{settings.effective_port}"
+    peer = settings.peer
     lost = asyncio.Event()
 
     def on_lost(exc: Exception | None) -> None:

@@ -140,3 +140,8 @@ class ImapSettings(SecretSources, TlsFiles):
     @property
     def effective_port(self) -> int:
         return self.port if self.port is not None else _DEFAULT_PORTS[self.tls]
+
+    @property
+    def peer(self) -> str:
+        """``host:port``, as diagnostics name the server."""
+        return f"{self.host}:{self.effective_port}"

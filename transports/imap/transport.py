@@ -51,7 +51,7 @@ class ImapTransport:
     def __init__(self, settings: ImapSettings, context: TransportContext) -> None:
         self.name = context.name
         self.settings = settings
-        self.peer = f"{settings.host}:{settings.effective_port}"
+        self.peer = settings.peer
         types = set(settings.address_types) | ({"SMTP"} if settings.addresses else set())
         self.address_types: frozenset[str] | None = frozenset(types)
         self.sent_copies = settings.sent_copy

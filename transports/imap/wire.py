@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spoolerd.envelope import header_end
+
 __all__ = [
     "Fetched",
     "ResponseCode",
@@ -228,7 +230,7 @@ def header_fields(raw: bytes, names: Iterable[str]) -> dict[str, str]:
     """The unfolded, whitespace-collapsed values of the named header fields (first occurrence), read
     from a message or from a ``BODY[HEADER.FIELDS (...)]`` literal alike."""
     wanted = {n.upper() for n in names}
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    head = raw[: header_end(raw)]
     values: dict[str, str] = {}
     taking: str | None = None  # the field whose continuation lines are being joined
     for line in head.splitlines():
