@@ -199,6 +199,11 @@ class Dispatcher:
                 with anyio.CancelScope(shield=True):  # shutting down or lease lost: hand it back
                     await self._release(store, message_id, None)
                 raise
+            except StoreError:
+                # the store failed under us (a full disk, say): hand the message back if it still
+                # answers, and let the spooler leave the store alone for a while (spoolerd/health.py)
+                await self._release(store, message_id, self.clock() + self.settings.retry.initial)
+                raise
             except Exception:
                 # A store error, a broken preprocessor, a transport that raised outside send(): back
                 # off as for a temporary failure, so the message is neither hammered nor stuck.

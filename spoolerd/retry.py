@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["DestinationCache", "RetryPolicy"]
+__all__ = ["Backoff", "DestinationCache", "RetryPolicy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +80,22 @@ class DestinationCache:
 
     def clear(self) -> None:
         self._dead.clear()
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Waits that double from ``initial`` to ``maximum`` while something keeps failing, and start over
+    once it works again: how long to leave a failing store or connection alone."""
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    _next: float = 0.0
+
+    def failed(self) -> float:
+        """The wait after one more failure."""
+        wait = self._next or self.initial
+        self._next = min(wait * 2, self.maximum)
+        return wait
+
+    def reset(self) -> None:
+        self._next = 0.0

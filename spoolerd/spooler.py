@@ -25,6 +25,7 @@ from .delivery import AttemptResult, Dispatcher
 from .envelope import header_sender, header_subject
 from .errors import NoAccess, NotFound, StoreError
 from .events import EventHub, QueueChanged, StoreEvent, Subscription
+from .health import StoreHealth
 from .message import Access, InboundMessage
 from .routing import serves
 from .store import Clock, MessageStore
@@ -33,8 +34,6 @@ from .transport import Receiver, downloads
 __all__ = ["Counters", "FlushResult", "Spooler"]
 
 log = structlog.get_logger("spoolerd.spooler")
-
-STORE_RETRY = 5.0  # seconds before reading a queue again after a store error
 
 # Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
 _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
@@ -100,6 +99,7 @@ class Spooler:
         self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
+        self.health = StoreHealth(list(self.stores), clock, self.events.publish)
         self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
 
     # ------------------------------------------------------------------ running
@@ -170,21 +170,15 @@ class Spooler:
             self._wake = anyio.Event()
             skipped = False
             self.loop_iterations += 1
-            try:
-                if self._dirty:
-                    self._dirty = False
-                    skipped = await self._dispatch_due()
-                next_due = await self._next_due()
-            except StoreError:
-                log.exception("could not read the queues; trying again shortly")
-                self._dirty = True
-                timeout = STORE_RETRY
+            if self._dirty:
+                self._dirty = False
+                skipped = await self._dispatch_due()
+            next_due = await self._next_due()
+            now = self.clock()
+            if next_due is None or (skipped and next_due <= now):
+                timeout = math.inf  # a finished attempt or a queue change will wake us
             else:
-                now = self.clock()
-                if next_due is None or (skipped and next_due <= now):
-                    timeout = math.inf  # a finished attempt or a queue change will wake us
-                else:
-                    timeout = max(0.0, next_due - now)
+                timeout = max(0.0, next_due - now)
             if timeout == math.inf and not self._in_flight:
                 self.parked.set()
             with anyio.move_on_after(timeout) as scope:
@@ -195,7 +189,16 @@ class Spooler:
                 self._dirty = True  # something came due
 
     async def _next_due(self) -> float | None:
-        times = [t for t in [await store.next_due() for store in self.stores.values()] if t is not None]
+        """The earliest due time of every store; a failing store's not before its wait is over."""
+        times = []
+        for name, store in self.stores.items():
+            try:
+                due = await store.next_due()
+            except StoreError as exc:
+                self.health.failed(name, exc)
+                due = self.health.states[name].retry_at
+            if due is not None:
+                times.append(max(due, self.health.states[name].retry_at))
         return min(times) if times else None
 
     async def _dispatch_due(self) -> bool:
@@ -203,13 +206,18 @@ class Spooler:
         now = self.clock()
         skipped = False
         for name, store in self.stores.items():
-            async for entry in store.outgoing_queue(due_at=now, include_locked=False):
-                if (name, entry.id) in self._in_flight:
-                    skipped = True
-                    continue
-                if len(self._in_flight) >= self.max_in_flight or self._stopping:
-                    return True
-                self._start(name, store, entry.id, force=False)
+            if not self.health.usable(name, now):
+                continue  # failing: left alone until its wait is over (``_next_due`` wakes us then)
+            try:
+                async for entry in store.outgoing_queue(due_at=now, include_locked=False):
+                    if (name, entry.id) in self._in_flight:
+                        skipped = True
+                        continue
+                    if len(self._in_flight) >= self.max_in_flight or self._stopping:
+                        return True
+                    self._start(name, store, entry.id, force=False)
+            except StoreError as exc:
+                self.health.failed(name, exc)
         return skipped
 
     def _start(self, name: str, store: MessageStore, message_id: str, *, force: bool) -> _Flight:
@@ -246,8 +254,12 @@ class Spooler:
     ) -> None:
         try:
             flight.result = await self.dispatcher.attempt(store, message_id, force=force)
+        except StoreError as exc:  # the store, not the message: one line per state change, and a wait
+            self.health.failed(name, exc)
         except Exception:
             log.exception("delivery attempt failed", store=name, message=message_id)
+        else:
+            self.health.succeeded(name)
         finally:
             if self._in_flight.get((name, message_id)) is flight:
                 del self._in_flight[(name, message_id)]

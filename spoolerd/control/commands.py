@@ -93,15 +93,21 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
         }
     ]
     for name, store in daemon.stores.items():
-        queued = sum([1 async for _ in store.outgoing_queue()])
+        health = spooler.health.states[name]
+        try:
+            queued: int | None = sum([1 async for _ in store.outgoing_queue()])
+        except SpoolerError:
+            queued = None  # unreadable: the row says why
         rows.append(
             {
                 "resource_type": "store",
                 "name": name,
                 "provider": daemon.config.stores[name].provider,
-                "status": ["available"],
+                "status": ["failure" if health.failing else "available"],
                 "methods": [],
                 "counters": {"queued": queued},
+                "last_error": health.last_error,
+                "since": health.failing_since,
             }
         )
     for slot in spooler.dispatcher.transports:

@@ -56,3 +56,30 @@ def test_the_backoff_is_monotonic_and_bounded() -> None:
         delays = [policy.delay(n) for n in range(1, 2000)]
         assert delays == sorted(delays)
         assert max(delays) <= max(policy.maximum, policy.initial)
+
+
+def test_backoff_doubles_to_its_maximum_and_starts_over() -> None:
+    from spoolerd.retry import Backoff
+
+    backoff = Backoff(initial=1, maximum=10)
+    assert [backoff.failed() for _ in range(6)] == [1, 2, 4, 8, 10, 10]
+    backoff.reset()
+    assert backoff.failed() == 1
+
+
+def test_store_health_changes_state_once_and_ignores_failures_begun_before_the_wait() -> None:
+    from spoolerd.health import StoreHealth
+    from tests.conftest import FakeClock
+
+    clock, events = FakeClock(), []
+    health = StoreHealth(["local"], clock, events.append)
+    for _ in range(20):  # twenty attempts in flight fail together: one state change, one wait
+        health.failed("local", OSError("database or disk is full"))
+    assert health.states["local"].retry_at == clock.now + 1 and not health.usable("local", clock.now)
+    clock.advance(1)
+    health.failed("local", OSError("still full"))
+    assert health.next_try() == clock.now + 2
+    health.succeeded("local")
+    health.succeeded("local")
+    assert [e["state"] for e in events] == ["failing", "available"]
+    assert health.usable("local", clock.now) and health.next_try() is None

@@ -1,0 +1,78 @@
+"""Whether each store answers: a store that fails (a full disk, a database gone) is a state, not a flood.
+
+The spooler reports every store error here. The first one marks the store failing: one warning with the
+reason, a ``status_changed`` event, and the store is left alone for a wait that doubles up to a minute
+(``Backoff``) while it keeps failing. The first success after that marks it available again, with one
+line and one event. ``spoolerctl status`` shows the state, the last error and since when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from .retry import Backoff
+from .store import Clock
+
+__all__ = ["StoreHealth", "StoreState"]
+
+log = structlog.get_logger("spoolerd.health")
+
+
+@dataclass(slots=True)
+class StoreState:
+    failing_since: float | None = None
+    last_error: str | None = None
+    retry_at: float = 0.0  # while failing: not read again before this
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
+
+
+class StoreHealth:
+    def __init__(self, names: list[str], clock: Clock, publish: Callable[[dict[str, Any]], None]) -> None:
+        self.clock = clock
+        self.publish = publish
+        self.states = {name: StoreState() for name in names}
+
+    def usable(self, name: str, now: float) -> bool:
+        """False while a failing store's wait is not over."""
+        return self.states[name].retry_at <= now
+
+    def next_try(self) -> float | None:
+        """The earliest time a failing store is to be tried again (None: none is failing)."""
+        times = [s.retry_at for s in self.states.values() if s.failing]
+        return min(times) if times else None
+
+    def failed(self, name: str, error: BaseException) -> None:
+        state, now = self.states[name], self.clock()
+        reason = str(error) or type(error).__name__
+        state.last_error = reason
+        if state.retry_at > now:
+            return  # one of the operations begun before the wait: the store is not tried again yet
+        wait = state.backoff.failed()
+        state.retry_at = now + wait
+        if state.failing_since is None:
+            state.failing_since = now
+            log.warning("store failing", store=name, error=reason, retry_in=wait)
+            self._changed(name, "failing", error=reason)
+
+    def succeeded(self, name: str) -> None:
+        state = self.states[name]
+        if state.failing_since is None:
+            return
+        down = self.clock() - state.failing_since
+        state.failing_since, state.retry_at = None, 0.0
+        state.backoff.reset()
+        log.warning("store available again", store=name, failing_for=round(down, 1))
+        self._changed(name, "available")
+
+    def _changed(self, name: str, state: str, **details: str) -> None:
+        self.publish(
+            {"type": "status_changed", "resource_type": "store", "name": name, "state": state, **details}
+        )
