@@ -28,7 +28,7 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, int | float):
         seconds = float(text)
     else:
-        spelled = text.strip().lower()
+        spelled = text.strip(" \t").lower()
         if not _WHOLE.fullmatch(spelled):
             raise InvalidArgument(
                 f"not a duration: {text!r} (write seconds, or a number with a unit: 30d, 12h, 90m, 45s, 2w)"

@@ -3,8 +3,9 @@
 The timer sleeps until the oldest copy comes due (``store.oldest`` + the retention), deletes every copy
 that is due (``store.purge``, one transaction per batch), and sleeps again until the next one. While it
 is armed, a new copy cannot come due before it (it is younger), so finishing messages does not wake it:
-its store subscription accepts a ``finish`` only while it is unarmed (nothing kept), and that arms it
-for the new copy's due time. Nothing polls: an idle store's timer wakes once per copy that comes due.
+its store subscription accepts a ``finish`` only while it is unarmed (nothing kept), and then one look
+at the folder arms it for the new copy's due time. Nothing polls: an idle store's timer wakes once per
+purge.
 """
 
 from __future__ import annotations
@@ -94,24 +95,35 @@ class SentKeeper:
                 if self.due is not None and self.due <= self.clock():
                     await self._purge_due()
 
-    def _arm(self, at: float) -> None:
+    def _arm(self, at: float) -> bool:
+        """Arm for ``at`` unless armed for earlier already; True if that changed the time."""
         if self.due is None or at < self.due:
             self.due = at
-            self.wake()
+            return True
+        return False
 
     async def _listen(self, finishes: Subscription[StoreEvent]) -> None:
         async for _ in finishes:
-            if self.due is None:  # what was just filed (if anything) comes due a retention from now
-                self._arm(self.clock() + self.keep)
+            finishes.pending()  # a burst of finishes is one look at the folder
+            if self.due is not None:
+                continue
+            try:
+                oldest = await self.store.oldest(self._folder)
+            except StoreError:  # the copy is found at the next finish, purge or start
+                log.exception("could not read sent items", store=self.name)
+                continue
+            if oldest is not None and self._arm(oldest + self.keep):
+                self.wake()
 
     async def _purge_due(self) -> None:
         now = self.clock()
+        self.due = None  # unarmed while it purges, so a copy filed meanwhile arms it again
         try:
             count = await self.store.purge(self._folder, now - self.keep)
             oldest = await self.store.oldest(self._folder)
         except StoreError:
             log.exception("could not purge sent items; trying again later", store=self.name)
-            self.due = now + STORE_RETRY
+            self._arm(now + STORE_RETRY)
             return
         self.purged += count
         log.info(
@@ -122,7 +134,8 @@ class SentKeeper:
             older_than=format_duration(self.keep),
         )
         self.events.publish({"type": "purged", "store": self.name, "folder": "sent", "count": count})
-        self.due = None if oldest is None else max(oldest + self.keep, now + REARM_FLOOR)
+        if oldest is not None:
+            self._arm(max(oldest + self.keep, now + REARM_FLOOR))
 
 
 def sent_keepers(
