@@ -74,6 +74,13 @@ class SentKeeper:
     def wake(self) -> None:
         self._wake.set()
 
+    async def refresh(self) -> None:
+        """Look at Sent Items again after someone else deleted from it (``spoolerctl purge`` or ``rm``):
+        the oldest copy may now come due later, or never."""
+        oldest = await self.store.oldest(self._folder)
+        self.due = None if oldest is None else oldest + self.keep
+        self.wake()
+
     def _arms(self, event: StoreEvent) -> bool:
         """Let a finish through only while unarmed: armed, the timer is due before any new copy."""
         return self.due is None and _is_finish(event)

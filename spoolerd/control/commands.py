@@ -374,6 +374,9 @@ async def purge(daemon: Daemon, args: PurgeArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     cutoff = daemon.spooler.clock() - args.older_than
     count = await store.purge(await _folder_id(store, args.folder), cutoff)
+    keeper = daemon.keepers.get(name)
+    if keeper is not None and count:
+        await keeper.refresh()
     log.info("folder purged", store=name, folder=args.folder, count=count,
              older_than=format_duration(args.older_than), by="operator")  # fmt: skip
     return {"store": name, "folder": args.folder, "purged": count}
