@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
+import signal
+import subprocess
 
+import anyio
 import pytest
 
 from spoolerd.errors import InvalidArgument, NotFound, Submitted
 from spoolerd.message import Draft, FolderRole, InboundMessage, NewRecipient, RecipientState, RecipientUpdate
 from spoolerd.store import MessageStore
+from tests.conformance.test_durability import INTEGRITY_CHECKS
 from tests.conftest import FakeClock, StoreFactory
 
 CONTENT = b"Subject: sent\r\n\r\n" + b"x" * 4000 + b"\r\n"
@@ -135,3 +140,37 @@ async def test_a_purge_survives_a_reopen(store_factory: StoreFactory, clock: Fak
     assert await ids_in(again, FolderRole.SENT) == [young]
     assert await again.oldest(sent.id) == clock.now
     assert (await again.open(young)).content == CONTENT
+
+
+@pytest.mark.timeout(180)
+async def test_a_purge_killed_part_way_keeps_every_young_copy_whole(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    store = await store_factory.open()
+    sent = await store.folder(FolderRole.SENT)
+    rcpt = [NewRecipient("b@example.org")]
+    old = await asyncio.gather(*(store.create_message(sent.id, Draft(CONTENT, rcpt)) for _ in range(3000)))
+    clock.advance(3600)
+    young = await asyncio.gather(*(store.create_message(sent.id, Draft(CONTENT, rcpt)) for _ in range(50)))
+    await store_factory.close(store)
+
+    proc = await asyncio.create_subprocess_exec(
+        *store_factory.child_command("purge", repr(clock.now - 1)), stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    with anyio.fail_after(30):
+        assert (await proc.stdout.readline()).strip() == b"ready"
+    await asyncio.sleep(random.uniform(0.0, 1.0))  # the kill point is the variable under test
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+    assert INTEGRITY_CHECKS[store_factory.provider](store_factory) == "ok"
+    again = await store_factory.open()
+    left = await ids_in(again, FolderRole.SENT)
+    assert set(young) <= set(left)
+    assert set(left) <= set(old) | set(young)
+    for mid in left:  # whatever a batch left behind is whole: content and recipients
+        message = await again.open(mid)
+        assert message.content == CONTENT and len(message.recipients) == 1
+    assert await again.purge(sent.id, clock.now - 1) == len(left) - len(young)  # the rest, next time
+    assert sorted(await ids_in(again, FolderRole.SENT), key=int) == sorted(young, key=int)

@@ -135,3 +135,21 @@ async def test_the_timer_purges_and_logs_one_line(configured: StoreKeysDaemon) -
     assert await folder_ids(configured, "sent") == []
     (row,) = [r for r in await ctl_json(configured, "status") if r["resource_type"] == "store"]
     assert row["retention"] == {"sent": "2s", "sent_copies": True, "next_purge": None, "purged": 1}
+
+
+async def test_no_copies_of_what_sendmail_queues_with_the_daemon_down() -> None:
+    root = Path(tempfile.mkdtemp(prefix="spd"))
+    os.chmod(root, 0o755)
+    down = StoreKeysDaemon(root, "sent_copies = false\n")
+    argv, env = sendmail(down, "alice@localhost")
+    env["SPOOLERD_CONFIG"] = str(down.write_config())
+    done = await run(*argv, stdin=b"Subject: waits\n\nfor the daemon\n", env=env)
+    assert done.returncode == 0, done.stderr
+    await down.start()
+    try:
+        await run(*ctl(down, "flush"), check=True)
+        assert len(await folder_ids(down, "inbox")) == 1
+        assert await folder_ids(down, "sent") == []
+        assert await folder_ids(down, "outbox") == []
+    finally:
+        assert await down.stop() == 0
