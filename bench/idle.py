@@ -1,6 +1,7 @@
 """Idle daemon: does it stay asleep? Runs the real ``spoolerd run`` with nothing queued for a window and
 reads the kernel's accounting of the whole process (all threads): CPU time and context switches.
-Also runs the spooler in-process over the same window and counts its scheduler wake-ups.
+Also runs the spooler in-process over the same window and counts its scheduler wake-ups and those of
+the Sent Items retention timer.
 
     python bench/idle.py [--seconds 10] [--json FILE]
 """
@@ -62,8 +63,12 @@ async def in_process_window(seconds: float, state: Path) -> dict[str, Any]:
     async with running(daemon):
         await anyio.sleep(1.0)
         before = daemon.spooler.loop_iterations
+        retention_before = sum(keeper.wakeups for keeper in daemon.keepers.values())
         await anyio.sleep(seconds)
-        return {"scheduler_wakeups": daemon.spooler.loop_iterations - before}
+        return {
+            "scheduler_wakeups": daemon.spooler.loop_iterations - before,
+            "retention_wakeups": sum(keeper.wakeups for keeper in daemon.keepers.values()) - retention_before,
+        }
 
 
 async def main_async(seconds: float) -> dict[str, Any]:

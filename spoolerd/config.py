@@ -15,11 +15,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .config_env import ENV_PREFIX, env_overlay, merged
+from .duration import parse_duration
 from .errors import ConfigError, PluginError
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
@@ -101,10 +102,27 @@ class _PluginSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+SENT_RETENTION = 7 * 86400.0  # a week of sent mail: enough to look back on, bounded by a week's traffic
+
+
+def _retention(value: Any) -> float | None:
+    if isinstance(value, str) and value.strip().lower() == "forever":
+        return None
+    return None if value is None else parse_duration(value)
+
+
 class StoreSection(_PluginSection):
     provider: str = Field("sqlite", description="entry point in spoolerd.stores")
     addresses: list[str] = Field(default_factory=list, description="addresses (or @domains) this store owns")
     coupled_transport: str | None = Field(None, description="transport that handles its recipients at submit")
+    sent_retention: Annotated[float | None, BeforeValidator(_retention)] = Field(
+        SENT_RETENTION,
+        description='how long a sent copy stays in Sent Items: seconds or a duration ("30d", "12h");'
+        ' "forever" keeps every copy',
+    )
+    sent_copies: bool = Field(
+        True, description="file mail that local programs submit in Sent Items once sent (false: delete it)"
+    )
 
     @field_validator("addresses")
     @classmethod

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .config import (
+    SENT_RETENTION,
     Config,
     ControlSection,
     LogConfig,
@@ -23,11 +24,13 @@ from .config import (
     TransportSection,
 )
 from .config_env import ENV_PREFIX
+from .duration import format_duration
 from .plugins import STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
 
 _COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+_COMPUTED["sent_retention"] = f'`"{format_duration(SENT_RETENTION)}"` ({SENT_RETENTION:.0f} seconds)'
 
 
 _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
+from .duration import parse_duration
+from .errors import InvalidArgument
 
 __all__ = ["main"]
 
@@ -95,6 +97,13 @@ class _Progress:
             self.thread.join()
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
     common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
@@ -128,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         ("hold", "keep a queued message from being sent"),
         ("release", "let a held message go"),
         ("cat", "print a message"),
+        ("rm", "delete a message that is not queued (abort a queued one first)"),
     ):
         a = sub.add_parser(name, help=help_text)
         a.add_argument("id")
@@ -138,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list a folder (default: inbox)")
     ls.add_argument("folder", nargs="?", default="inbox")
     ls.add_argument("--store")
+    pg = sub.add_parser("purge", help="delete a folder's messages older than a duration")
+    pg.add_argument("folder", help="inbox, outbox, sent, drafts, deleted, or a folder id")
+    pg.add_argument(
+        "--older-than", required=True, type=_duration, help="e.g. 30d, 12h, 90m (seconds if bare)"
+    )
+    pg.add_argument("--store")
     sub.add_parser("reload", help="re-read the daemon's configuration (a bad one is refused)")
     w = sub.add_parser("watch", help="print events as they happen")
     w.add_argument("--store")
@@ -176,6 +192,12 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     elif args.command in ("abort", "hold", "release"):
         result = client.call(args.command, id=args.id, store=args.store)
         text = f"{args.id} " + {"abort": "aborted", "hold": "held", "release": "released"}[args.command]
+    elif args.command == "rm":
+        result = client.call("rm", id=args.id, store=args.store)
+        text = f"{args.id} removed"
+    elif args.command == "purge":
+        result = client.call("purge", folder=args.folder, older_than=args.older_than, store=args.store)
+        text = f"{result['purged']} message(s) removed from {result['folder']} in {result['store']}"
     elif args.command == "cat":
         result = client.call("fetch", id=args.id, store=args.store)
         if not args.json:

@@ -29,6 +29,7 @@ from .fsutil import make_dirs_durably
 from .logsetup import configure_logging
 from .plugins import PluginRegistry
 from .preprocess import Preprocessor
+from .retention import SentKeeper, sent_keepers
 from .retry import RetryPolicy
 from .spooler import Spooler
 from .store import Clock, MessageStore
@@ -51,6 +52,7 @@ class Daemon:
     source: str | None = None  # the config file, read again on reload
     registry: PluginRegistry = field(default_factory=PluginRegistry)
     on_reload: list[Callable[[Config], None]] = field(default_factory=list)
+    keepers: dict[str, SentKeeper] = field(default_factory=dict)  # Sent Items retention, per store
 
 
 def build(
@@ -210,6 +212,11 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             stack.push_async_callback(transport.stop)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
+            spooler = daemon.spooler
+            keep = {name: section.sent_retention for name, section in daemon.config.stores.items()}
+            daemon.keepers = sent_keepers(keep, daemon.stores, clock=spooler.clock, events=spooler.events)
+            for keeper in daemon.keepers.values():
+                await tg.start(keeper.run)
             control = daemon.config.control
             if control.enabled:
                 from .control.server import ControlServer  # the socket layer imports this module

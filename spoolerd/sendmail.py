@@ -156,6 +156,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     from .envelope import header_subject
     from .message import NewRecipient
     from .plugins import PluginRegistry
+    from .retention import filing
     from .submission import create_outgoing
 
     async def run() -> str:
@@ -166,9 +167,11 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
         await store.start()
         try:
             rcpts = [NewRecipient(r) for r in recipients]
+            filed = filing(config.stores[opened.default].sent_copies)
             message_id = await create_outgoing(
-                store, content, rcpts, sender=sender, subject=header_subject(content)
-            )
+                store, content, rcpts, sender=sender, subject=header_subject(content),
+                sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
+            )  # fmt: skip
             await store.submit(message_id, preprocess=True)
             return message_id
         finally:

@@ -12,6 +12,7 @@ It follows IMsgStore / IMessage as the MAPI spooler uses them (DESIGN §2-§3):
   it (sentmail / delete table);
 - ``deliver`` files inbound mail into the receive folder picked by longest message-class prefix, with
   the downloading transport's memory of it (``StateChange``) in the same transaction;
+- ``oldest`` / ``purge`` let Sent Items (or any folder) be kept for a limited time;
 - every state change is durable before the call returns, and queue changes / new mail are announced
   through ``subscribe()`` so the spooler never polls.
 
@@ -91,6 +92,17 @@ class MessageStore(Protocol):
     async def list_messages(self, folder_id: str) -> list[MessageSummary]: ...
     async def move(self, message_id: str, folder_id: str) -> None: ...
     async def delete(self, message_id: str) -> None: ...
+
+    # retention: a message's age in a folder counts from when it was filed there (created, delivered,
+    # moved, or filed as a sent copy by ``finish``); queued messages are never purged
+    async def oldest(self, folder_id: str) -> float | None:
+        """When the message that has been in the folder longest was filed there, on the store's clock
+        (None: no message that ``purge`` could delete)."""
+
+    async def purge(self, folder_id: str, older_than: float) -> int:
+        """Delete every message that is not queued and was filed in the folder before ``older_than`` (a
+        time on the store's clock); return how many. Each batch is one durable transaction (a crash
+        part-way leaves the rest for the next purge), and the space is given back where it can be."""
 
     # the outgoing queue (client side)
     async def submit(

@@ -14,19 +14,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, ValidationError
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
 from ..daemon import Daemon, reload
+from ..duration import format_duration
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
-from ..errors import NoAccess, NotFound, SpoolerError
+from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..retention import filing, retention_status
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
+
+log = structlog.get_logger("spoolerd.control")
 
 
 class CommandError(SpoolerError):
@@ -94,6 +99,7 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
     ]
     for name, store in daemon.stores.items():
         health = spooler.health.states[name]
+        section = daemon.config.stores[name]
         try:
             queued: int | None = sum([1 async for _ in store.outgoing_queue()])
         except SpoolerError:
@@ -108,6 +114,9 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
                 "counters": {"queued": queued},
                 "last_error": health.last_error,
                 "since": health.failing_since,
+                "retention": retention_status(
+                    section.sent_retention, section.sent_copies, daemon.keepers.get(name)
+                ),
             }
         )
     for slot in spooler.dispatcher.transports:
@@ -214,14 +223,19 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
     check_wire_text("sender", sender)
     if not recipients:
         raise CommandError("no_recipients", "no recipients given and none in To, Cc or Bcc")
+    filed = filing(
+        daemon.config.stores[name].sent_copies,
+        sentmail=args.sentmail,
+        delete_after_submit=args.delete_after_submit,
+    )
     message_id = await create_outgoing(
         store,
         content,
         recipients,
         sender=sender,
         subject=subject,
-        sentmail=args.sentmail,
-        delete_after_submit=args.delete_after_submit,
+        sentmail=filed.sentmail,
+        delete_after_submit=filed.delete_after_submit,
         not_before=args.not_before,
     )
     result = await daemon.submitter.submit(name, message_id)  # durable before we answer
@@ -310,13 +324,17 @@ class ListArgs(_StoreArgs):
     folder: str = "inbox"  # a role (inbox, outbox, sent, drafts, deleted) or a folder id
 
 
+async def _folder_id(store: MessageStore, folder: str) -> str:
+    """A folder named by its role (inbox, outbox, sent, drafts, deleted) or by its id."""
+    try:
+        return (await store.folder(FolderRole(folder))).id
+    except ValueError:
+        return folder
+
+
 async def list_folder(daemon: Daemon, args: ListArgs, conn: Connection) -> Any:
     _, store = _store(daemon, args.store)
-    try:
-        folder_id = (await store.folder(FolderRole(args.folder))).id
-    except ValueError:
-        folder_id = args.folder
-    rows = await store.list_messages(folder_id)
+    rows = await store.list_messages(await _folder_id(store, args.folder))
     return [
         {
             "id": r.id,
@@ -339,6 +357,35 @@ async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
         "class": message.message_class,
         "content": base64.b64encode(message.content).decode(),
     }
+
+
+async def remove(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+    name, store = _store(daemon, args.store)
+    try:
+        await store.delete(args.id)
+    except Submitted:
+        raise Submitted(
+            f"message {args.id} is queued: take it off the queue first (spoolerctl abort {args.id})"
+        ) from None
+    log.info("message removed", store=name, id=args.id)
+    return {"id": args.id, "store": name, "removed": True}
+
+
+class PurgeArgs(_StoreArgs):
+    folder: str  # a role or a folder id, as for list
+    older_than: float = Field(ge=0, allow_inf_nan=False)  # seconds
+
+
+async def purge(daemon: Daemon, args: PurgeArgs, conn: Connection) -> Any:
+    name, store = _store(daemon, args.store)
+    cutoff = daemon.spooler.clock() - args.older_than
+    count = await store.purge(await _folder_id(store, args.folder), cutoff)
+    keeper = daemon.keepers.get(name)
+    if keeper is not None and count:
+        await keeper.refresh()
+    log.info("folder purged", store=name, folder=args.folder, count=count,
+             older_than=format_duration(args.older_than), by="operator")  # fmt: skip
+    return {"store": name, "folder": args.folder, "purged": count}
 
 
 SUBSCRIBER_BACKLOG = 10_000  # events a control client may fall behind before its stream is ended
@@ -402,6 +449,8 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "offline": (TransportArgs, offline),
     "list": (ListArgs, list_folder),
     "fetch": (IdArgs, fetch),
+    "rm": (IdArgs, remove),
+    "purge": (PurgeArgs, purge),
     "subscribe": (_StoreArgs, subscribe),
     "reload": (_Args, reload_config),
 }

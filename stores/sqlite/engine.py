@@ -32,9 +32,12 @@ Done = Callable[[Any, BaseException | None], None]
 
 
 def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, full sync, foreign keys on."""
+    """A connection in autocommit mode (transactions are explicit), WAL, full sync, foreign keys on,
+    incremental auto-vacuum."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
     try:
+        # only takes effect on a new file: lets purges give space back (``PRAGMA incremental_vacuum``)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")

@@ -138,7 +138,16 @@ def _v4(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
+def _v5(conn: sqlite3.Connection) -> None:
+    # When a message was filed in its folder (created, delivered, moved, or filed as a sent copy): the
+    # age retention counts from. Existing messages take their submit (else creation) time. The index
+    # leaves queued messages out, as purges do.
+    conn.execute("ALTER TABLE messages ADD COLUMN filed_at REAL")
+    conn.execute("UPDATE messages SET filed_at = COALESCE(client_submit_time, created_at)")
+    conn.execute("CREATE INDEX messages_filed ON messages(folder_id, filed_at) WHERE queued = 0")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

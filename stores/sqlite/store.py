@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from spoolerd.errors import (
@@ -61,7 +62,11 @@ from .engine import GroupCommitWriter, ReaderPool, connect
 from .schema import migrate
 from .watch import Doorbell, ExternalChangeWatcher
 
-__all__ = ["SqliteSettings", "SqliteStore"]
+__all__ = ["PURGE_BATCH", "SqliteSettings", "SqliteStore"]
+
+log = structlog.get_logger("spoolerd.store.sqlite")
+
+PURGE_BATCH = 256  # messages a purge deletes per transaction: other writers get their turn in between
 
 
 class SqliteSettings(BaseModel):
@@ -113,6 +118,8 @@ class SqliteStore:
         self._doorbell = await asyncio.to_thread(Doorbell, self.path)
         await self._writer.start(self.name)
         await self._writer.run(migrate)
+        if await self._writer.run(tables.enable_incremental_vacuum, read_only=True):
+            log.info("store rebuilt so that purges give space back", store=self.name, path=self.path)
         if created:
             await asyncio.to_thread(fsync_directory, self.path)
         # watch first, then take the baseline: a commit in between shows as a change, never goes missing
@@ -220,9 +227,9 @@ class SqliteStore:
             folder = tables.folder_by_id(conn, folder_id)
             cur = conn.execute(
                 "INSERT INTO messages (folder_id, message_class, flags, priority, sender, subject, size,"
-                " created_at, not_before, sentmail_folder, delete_after_submit, ndr_requested, dr_requested)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (int(folder.id), *tables.draft_values(conn, draft, now)),
+                " created_at, not_before, sentmail_folder, delete_after_submit, ndr_requested, dr_requested,"
+                " filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (int(folder.id), *tables.draft_values(conn, draft, now), now),
             )
             mid = int(cur.lastrowid or 0)
             conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, bytes(draft.content)))
@@ -290,7 +297,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> None:
             tables.refuse_if_queued(tables.state_row(conn, mid), now, "moved")
             folder = tables.folder_by_id(conn, folder_id)
-            conn.execute("UPDATE messages SET folder_id=? WHERE id=?", (int(folder.id), mid))
+            conn.execute("UPDATE messages SET folder_id=?, filed_at=? WHERE id=?", (int(folder.id), now, mid))
 
         await self._writer.run(tx)
 
@@ -303,6 +310,40 @@ class SqliteStore:
             conn.execute("DELETE FROM messages WHERE id=?", (mid,))
 
         await self._writer.run(tx)
+
+    # ------------------------------------------------------------------ retention
+
+    async def oldest(self, folder_id: str) -> float | None:
+        def read(conn: sqlite3.Connection) -> float | None:
+            folder = tables.folder_by_id(conn, folder_id)
+            (filed,) = conn.execute(
+                "SELECT MIN(filed_at) FROM messages WHERE folder_id=? AND queued=0", (int(folder.id),)
+            ).fetchone()
+            return None if filed is None else float(filed)
+
+        return await self._readers.run(read)
+
+    async def purge(self, folder_id: str, older_than: float) -> int:
+        check_time("older_than", older_than)
+
+        def batch(conn: sqlite3.Connection) -> int:
+            folder = tables.folder_by_id(conn, folder_id)
+            deleted = conn.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                " WHERE folder_id=? AND queued=0 AND filed_at < ? ORDER BY filed_at LIMIT ?)",
+                (int(folder.id), older_than, PURGE_BATCH),
+            ).rowcount
+            tables.release_free_pages(conn)
+            return int(deleted)
+
+        total = 0
+        while (deleted := await self._writer.run(batch)) > 0:
+            total += deleted
+            if deleted < PURGE_BATCH:
+                break
+        if total:  # the file shrinks once the WAL is written back; the WAL itself goes back to empty
+            await self._writer.run(tables.checkpoint, read_only=True)
+        return total
 
     # ------------------------------------------------------------------ outgoing queue: client side
 
@@ -554,6 +595,7 @@ class SqliteStore:
     async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
         mid = tables.int_id(message_id)
         _check_updates(outcomes)
+        now = self._clock()
 
         def tx(conn: sqlite3.Connection) -> None:
             queued, lock_owner, _expiry = tables.state_row(conn, mid)
@@ -571,7 +613,7 @@ class SqliteStore:
                 (~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF, mid),
             )
             if sentmail is not None and tables.folder_exists(conn, sentmail):
-                conn.execute("UPDATE messages SET folder_id=? WHERE id=?", (sentmail, mid))
+                conn.execute("UPDATE messages SET folder_id=?, filed_at=? WHERE id=?", (sentmail, now, mid))
             if delete_after:
                 conn.execute("DELETE FROM messages WHERE id=?", (mid,))
 
@@ -585,7 +627,8 @@ class SqliteStore:
         if state is not None:
             validate_state_change(state)
         message_class = inbound_class(message.message_class)
-        received = message.received_at if message.received_at is not None else self._clock()
+        filed = self._clock()
+        received = message.received_at if message.received_at is not None else filed
         content = bytes(message.content)
 
         def tx(conn: sqlite3.Connection) -> Delivery:
@@ -594,9 +637,9 @@ class SqliteStore:
             )
             cur = conn.execute(
                 "INSERT INTO messages (folder_id, message_class, flags, priority, sender, subject, size,"
-                " created_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                " created_at, filed_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?)",
                 (int(folder_id), message_class, int(message.flags), message.sender, message.subject,
-                 len(content), received),
+                 len(content), received, filed),
             )  # fmt: skip
             mid = int(cur.lastrowid or 0)
             conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, content))

@@ -36,6 +36,7 @@ RECIPIENT_COLUMNS = (
     "idx, address, display_name, address_type, kind, responsibility, state, attempts, next_attempt,"
     " last_code, last_status, last_text, transport"
 )
+INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 QUEUE_COLUMNS = (
     "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
     " lock_expiry, not_before, held"
@@ -239,3 +240,31 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
 
 def replace_writable(message: Message, writable: bool) -> Message:
     return replace(message, writable=writable)
+
+
+def release_free_pages(conn: sqlite3.Connection) -> int:
+    """Give the pages deleted rows left behind back to the file system (in the caller's transaction;
+    the file shrinks at the next checkpoint). Python's sqlite3 steps ``incremental_vacuum`` once per
+    call, and each step frees one page, hence the loop. Returns the pages freed."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL_VACUUM:
+        return 0
+    (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    for _ in range(free):
+        conn.execute("PRAGMA incremental_vacuum")
+    return int(free)
+
+
+def enable_incremental_vacuum(conn: sqlite3.Connection) -> bool:
+    """Rebuild a database made before spoolerd set ``auto_vacuum`` at creation (one VACUUM, outside any
+    transaction), so purges can shrink it from then on. True if it was rebuilt."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL_VACUUM:
+        return False
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    conn.execute("VACUUM")
+    return True
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Write the WAL back into the database and empty it (outside any transaction): after a purge,
+    this is when the database file and the WAL really shrink. Busy readers only postpone it."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

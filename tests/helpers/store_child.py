@@ -1,8 +1,10 @@
 """A separate process that opens a store through the registry (as spoolerd-sendmail would) and writes.
 
 usage: store_child.py SPEC submit N [--pause]
+       store_child.py SPEC purge TIME
   SPEC is JSON {"provider", "options", "location"}. For each of N messages: create in the Outbox, submit,
-  then print the id and flush stdout, so the parent knows exactly which submits returned.
+  then print the id and flush stdout, so the parent knows exactly which submits returned. ``purge``
+  purges Sent Items of what was filed before TIME and prints how many it removed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from spoolerd.plugins import PluginRegistry
 from spoolerd.store import StoreContext
 
 
-async def main(spec: dict[str, object], command: str, count: int) -> None:
+async def main(spec: dict[str, object], command: str, count: float) -> None:
     registry = PluginRegistry()
     store = registry.open_store(
         str(spec["provider"]),
@@ -26,9 +28,14 @@ async def main(spec: dict[str, object], command: str, count: int) -> None:
     )
     await store.start()
     try:
+        if command == "purge":
+            sent = await store.folder(FolderRole.SENT)
+            print("ready", flush=True)
+            print(await store.purge(sent.id, count), flush=True)
+            return
         outbox = await store.folder(FolderRole.OUTBOX)
         print("ready", flush=True)
-        for i in range(count):
+        for i in range(int(count)):
             content = f"Subject: child {i}\r\n\r\n".encode() + bytes(range(256)) * 4
             mid = await store.create_message(outbox.id, Draft(content, [NewRecipient(f"r{i}@example.org")]))
             await store.submit(mid)
@@ -39,6 +46,6 @@ async def main(spec: dict[str, object], command: str, count: int) -> None:
 
 if __name__ == "__main__":
     spec_arg, command, count_arg = sys.argv[1:4]
-    if command != "submit":
+    if command not in ("submit", "purge"):
         sys.exit(f"unknown command {command!r}")
-    asyncio.run(main(json.loads(spec_arg), command, int(count_arg)))
+    asyncio.run(main(json.loads(spec_arg), command, float(count_arg)))
