@@ -45,7 +45,7 @@ def _flush_count(client: ControlClient, args: argparse.Namespace, direction: str
     count = FlushCount(count_received=direction == "download")
     if args.ids:
         count.total = len(args.ids)
-    elif args.transport is None and direction != "download" and sys.stderr.isatty():
+    elif args.transport is None and direction != "download" and not args.no_wait and sys.stderr.isatty():
         rows = client.call("status")
         count.total = sum(
             r.get("counters", {}).get("queued", 0) for r in rows if r["resource_type"] == "store"
@@ -118,7 +118,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         text = _show_queue(result)
     elif args.command == "flush":
         direction = "upload" if args.upload else "download" if args.download else "both"
-        with FlushProgress(args.socket, _flush_count(client, args, direction)):
+        count = _flush_count(client, args, direction)
+        with FlushProgress(args.socket, count, enabled=not args.no_wait):
             result = client.call("flush", direction=direction, transport=args.transport, force=args.force,
                                  wait=not args.no_wait, ids=args.ids or None)  # fmt: skip
         text = "flush started" if args.no_wait else " ".join(f"{k}={v}" for k, v in result.items())

@@ -69,18 +69,20 @@ class FlushProgress:
         *,
         label: str = "flushing",
         stream: TextIO | None = None,
+        enabled: bool = True,
     ) -> None:
         self.socket = socket
         self.count = count
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled  # False: a flush that does not wait (--no-wait) has nothing to show
         self._changed = threading.Condition()
         self._done = False
         self._client: ControlClient | None = None
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> FlushProgress:
-        if not self.stream.isatty():
+        if not (self.enabled and self.stream.isatty()):
             return self
         try:
             self._client = ControlClient(self.socket, timeout=5.0)

@@ -27,11 +27,12 @@ class Waiting:
 
 
 def _candidates(dispatcher: Dispatcher, rcpt: Recipient) -> list[TransportSlot]:
-    """The transport that last took the recipient, then every one that serves its address type, in
-    routing order (an earlier one may pass it on with NOT_ME, so any of them may be the one it waits for)."""
-    serving = [s for s in dispatcher.transports if serves(s.transport.address_types, rcpt.address_type)]
+    """The transport that last took the recipient; if none did, every one that serves its address type,
+    in routing order (an earlier one may pass it on with NOT_ME, so any of them may be the one)."""
     last = dispatcher.slot(rcpt.transport) if rcpt.transport else None
-    return serving if last is None else [last, *(s for s in serving if s is not last)]
+    if last is not None:
+        return [last]
+    return [s for s in dispatcher.transports if serves(s.transport.address_types, rcpt.address_type)]
 
 
 def waiting_for(dispatcher: Dispatcher, rcpt: Recipient, now: float) -> Waiting | None:
@@ -48,6 +49,5 @@ def waiting_for(dispatcher: Dispatcher, rcpt: Recipient, now: float) -> Waiting 
         until = dispatcher.destinations.dead_until(f"{slot.name}:{destination}", now)
         if until is not None:
             return Waiting(slot.name, destination, until)
-    if candidates and not any(s.online for s in candidates):
-        return Waiting(candidates[0].name, None, None)
-    return None
+    offline = next((s for s in candidates if not s.online), None)
+    return None if offline is None else Waiting(offline.name, None, None)

@@ -75,6 +75,11 @@ async def test_queue_shows_a_deferred_recipients_tries_next_try_and_reason(tmp_p
         await until_attempted(watch, {mid})
         text = (await run(*ctl(daemon, "queue"), check=True)).stdout.decode()
         (row,) = await queue_rows(daemon)
+        await run(*ctl(daemon, "offline", "remote"), check=True)
+        parked = await submit(daemon, tmp_path, "later@remote.test")
+        await until_attempted(watch, {parked})
+        offline = (await run(*ctl(daemon, "queue"), check=True)).stdout.decode().split("\n" + parked)[1]
+    assert re.search(r"pending +0 .* later@remote.test\n +\(waiting: transport remote is offline\)", offline)
     (rcpt,) = row["recipients"]
     assert rcpt["next_attempt"] > time.time() + 200 and rcpt["waiting"] is None  # 5 min: Postfix's
     lines = text.splitlines()
