@@ -23,6 +23,7 @@ __all__ = ["FlushCount", "FlushProgress"]
 ATTEMPT_EVENTS = frozenset({"delivered", "deferred", "failed"})
 SHOW_AFTER = 0.5  # seconds: a flush quicker than this shows nothing
 TICK = 1.0  # the elapsed time is redrawn this often when no event comes
+REPAINT = 0.1  # and never more often than this, however fast the events come
 BAR = 20
 
 
@@ -38,8 +39,9 @@ class FlushCount:
     def seen(self, event: dict[str, Any]) -> bool:
         """Take one event; True when it moved the count."""
         kind = event.get("type")
-        if kind in ATTEMPT_EVENTS and event.get("id") and event["id"] not in self.tried:
-            self.tried.add(event["id"])
+        message = f"{event.get('store')}/{event.get('id')}"  # ids are unique within their store
+        if kind in ATTEMPT_EVENTS and message not in self.tried:
+            self.tried.add(message)
             return True
         if kind == "new_mail" and self.count_received:
             self.received += 1
@@ -48,14 +50,14 @@ class FlushCount:
 
     def line(self, label: str, elapsed: float) -> str:
         done = len(self.tried)
-        if self.total:
+        if self.count_received:
+            text = f"{label}: {self.received} received"
+        elif self.total:
             filled = min(BAR, BAR * done // self.total)
             bar = "#" * filled + "." * (BAR - filled)
             text = f"{label} [{bar}] {min(done, self.total)}/{self.total} messages"
         else:
             text = f"{label}: {done} message(s) tried"
-        if self.count_received:
-            text += f", {self.received} received"
         return f"{text}  {elapsed:.0f}s"
 
 
@@ -129,7 +131,8 @@ class FlushProgress:
                 self.stream.write(f"\r{self.count.line(self.label, time.monotonic() - start)}\033[K")
                 self.stream.flush()
                 painted = True
-                self._changed.wait(TICK)  # an event or the next second, whichever comes first
+                self._changed.wait_for(lambda: self._done, REPAINT)  # only the end cuts this short
+                self._changed.wait(TICK - REPAINT)  # an event or the next second, whichever comes first
             if painted:
                 self.stream.write("\r\033[K")
                 self.stream.flush()

@@ -8,12 +8,13 @@ and a control character in them must not reach the operator's terminal.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .envelope import one_line
 
-__all__ = ["age", "clock_time", "show_queue", "table", "watch_line"]
+__all__ = ["age", "clock_time", "show_queue", "table", "watch_line", "width"]
 
 
 def table(
@@ -25,13 +26,24 @@ def table(
         [str(c) for c in header],
         *[["" if c is None else one_line(str(c)) for c in row] for row in rows],
     ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    widths = [max(width(r[i]) for r in cells) for i in range(len(header))]
     indent = " " * (sum(widths[:-1]) + 2 * len(widths))
     lines = []
     for i, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.append("  ".join(c + " " * (w - width(c)) for c, w in zip(r, widths, strict=True)).rstrip())
         lines += [indent + one_line(n) for n in (notes or {}).get(i - 1, ())]
     return "\n".join(lines)
+
+
+def width(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    wide = ("W", "F")
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in wide else 1
+        for ch in text
+    )
 
 
 def age(seconds: float) -> str:
