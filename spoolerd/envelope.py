@@ -25,7 +25,8 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")  # a line break before whitespace: folding
 def _fields(content: bytes, name: str) -> list[str]:
     """The raw values of a field, with 8-bit bytes read as UTF-8 (RFC 6532), or Latin-1 where they are
     not UTF-8: compat32 alone would turn them into surrogates or U+FFFD (``caf\ufffd\ufffd``)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    # the header section only: the parser would decode the whole message to text first
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content[: header_end(content)])
     wanted = name.lower()
     return [_text(v) for k, v in headers.raw_items() if k.lower() == wanted]
 

@@ -21,11 +21,11 @@ from ..daemon import Daemon, reload
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged, Subscription
-from ..message import FolderRole, NewRecipient, Recipient, RecipientKind, check_wire_text
+from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
-from .waiting import waiting_for
+from .waiting import waiting_row
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -174,17 +174,12 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                         "last_text": r.last_text,
                         "transport": r.transport,
                         "next_attempt": r.next_attempt,
-                        "waiting": _waiting(daemon, r),
+                        "waiting": waiting_row(daemon.spooler.dispatcher, r),
                     }
                     for r in message.recipients
                 ]
             out.append(row)
     return out
-
-
-def _waiting(daemon: Daemon, rcpt: Recipient) -> dict[str, Any] | None:
-    waiting = waiting_for(daemon.spooler.dispatcher, rcpt, daemon.spooler.clock())
-    return None if waiting is None else waiting.as_dict()
 
 
 class SubmitArgs(_StoreArgs):

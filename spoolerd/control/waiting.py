@@ -13,7 +13,7 @@ from ..delivery import Dispatcher, TransportSlot
 from ..message import Recipient
 from ..routing import serves
 
-__all__ = ["Waiting", "waiting_for"]
+__all__ = ["Waiting", "waiting_for", "waiting_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +21,6 @@ class Waiting:
     transport: str
     destination: str | None  # None: the whole transport is offline
     until: float | None  # when the destination may be tried again; None: until taken online
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _candidates(dispatcher: Dispatcher, rcpt: Recipient) -> list[TransportSlot]:
@@ -51,3 +48,9 @@ def waiting_for(dispatcher: Dispatcher, rcpt: Recipient, now: float) -> Waiting 
             return Waiting(slot.name, destination, until)
     offline = next((s for s in candidates if not s.online), None)
     return None if offline is None else Waiting(offline.name, None, None)
+
+
+def waiting_row(dispatcher: Dispatcher, rcpt: Recipient) -> dict[str, Any] | None:
+    """``waiting_for`` now, as the ``queue`` command answers it."""
+    waiting = waiting_for(dispatcher, rcpt, dispatcher.clock())
+    return None if waiting is None else asdict(waiting)
