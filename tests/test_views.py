@@ -39,3 +39,10 @@ def test_flush_count_counts_each_message_once() -> None:
     download = FlushCount(count_received=True)
     assert download.seen({"type": "new_mail", "id": "9"})
     assert download.line("flushing", 0.4) == "flushing: 1 received  0s"
+
+
+def test_status_changes_read_as_sentences() -> None:
+    offline = {"type": "status_changed", "name": "smtp", "online": False, "time": 0}
+    assert watch_line(offline)[0].endswith("  -  status     -  transport smtp is offline")
+    failing = {"type": "status_changed", "name": "smtp", "state": "failing", "last_error": "4.4.1 refused"}
+    assert watch_line(failing)[0].endswith("  -  status     -  transport smtp is failing: 4.4.1 refused")
