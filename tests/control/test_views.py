@@ -20,16 +20,31 @@ import anyio
 from spoolerd.views import clock_time
 from tests.control.conftest import Client, Daemon
 from tests.control.test_tools import ctl, inbox, run, sendmail
+from tests.peers.ports import free_port
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 
 
+class RelayDaemon(Daemon):
+    """A daemon whose "remote" transport keeps to remote.test: other mail goes to a real SMTP relay."""
+
+    def __init__(self, root: Path, relay_port: int) -> None:
+        super().__init__(root, extra='accept_domains = ["remote.test"]\n')
+        self.relay_port = relay_port
+
+    def write_config(self) -> Path:
+        cfg = super().write_config()
+        relay = f'provider = "smtp"\nhost = "127.0.0.1"\nport = {self.relay_port}\ntls = "none"\n'
+        cfg.write_text(cfg.read_text() + "[transports.relay]\n" + relay)
+        return cfg
+
+
 @asynccontextmanager
-async def daemon_with(extra: str) -> AsyncIterator[Daemon]:
-    """A daemon whose "remote" test transport behaves as ``extra`` says."""
+async def daemon_with(extra: str = "", relay_port: int | None = None) -> AsyncIterator[Daemon]:
+    """A daemon whose "remote" test transport behaves as ``extra`` says (or with a real SMTP relay)."""
     root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
     os.chmod(root, 0o755)
-    d = Daemon(root, extra=extra)
+    d = Daemon(root, extra=extra) if relay_port is None else RelayDaemon(root, relay_port)
     await d.start()
     try:
         yield d
@@ -112,6 +127,21 @@ async def test_queue_says_which_messages_wait_behind_a_down_relay(tmp_path: Path
     assert re.search(r"deferred +1 +.*a@down\.test", first_block)
     assert "(4.4.1 connection refused)" in first_block
     assert "(waiting: down.test via remote is down until" in first_block
+
+
+async def test_queue_says_so_when_the_smtp_relay_refuses_connections(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: every connection is refused
+    async with daemon_with(relay_port=port) as daemon:
+        watch = await watching(daemon)
+        first = await submit(daemon, tmp_path, "a@example.org")
+        await until_attempted(watch, {first})
+        second = await submit(daemon, tmp_path, "b@example.org")
+        await until_attempted(watch, {second})
+        text = (await run(*ctl(daemon, "queue"), check=True)).stdout.decode()
+    relay = f"127.0.0.1:{port}"
+    assert text.count(f"(waiting: {relay} via relay is down until ") == 2, text
+    assert re.search(r"deferred +1 .*a@example\.org\n +\(.*[Cc]onnect", text), text  # the refusal, as said
+    assert re.search(r"pending +0 .*b@example\.org\n +\(waiting:", text), text
 
 
 async def test_watch_prints_time_queue_id_recipient_and_reason(tmp_path: Path) -> None:
