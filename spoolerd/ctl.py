@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import sys
 import time
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     args.json = getattr(args, "json", False)
     args.socket = getattr(args, "socket", None)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a subject the terminal cannot show: '?', not a crash
+        sys.stdout.reconfigure(errors="replace")
     try:
         with ControlClient(args.socket) as client:
             return _run(args, client)

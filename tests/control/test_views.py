@@ -233,6 +233,8 @@ async def test_ls_shows_raw_utf8_rfc2047_and_latin1_subjects(daemon: Daemon) -> 
     for subject in ("café ☕ raw UTF-8", "crème brûlée", "naïve Latin-1"):
         assert subject in listing, listing
     assert "\ufffd" not in listing
+    ascii_only = await run(*ctl(daemon, "ls", "inbox"), env={"PYTHONIOENCODING": "ascii"}, check=True)
+    assert b"caf? ? raw UTF-8" in ascii_only.stdout  # a terminal without the characters: '?', no crash
     assert sorted(m["subject"] for m in await inbox(daemon)) == [
         "café ☕ raw UTF-8",
         "crème brûlée",
