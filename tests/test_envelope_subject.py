@@ -43,3 +43,9 @@ def test_any_subject_survives_raw_utf8(subject: str) -> None:
 def test_any_subject_survives_rfc2047(subject: str) -> None:
     encoded = Header(subject, "utf-8", maxlinelen=76).encode()  # folded over several lines when long
     assert header_subject(f"Subject: {encoded}\r\n\r\n".encode()) == subject
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_give_one_printable_line(value: bytes) -> None:
+    subject = header_subject(b"Subject: " + value.replace(b"\n", b"\n ") + b"\r\n\r\nbody")
+    assert subject.isprintable() and subject == " ".join(subject.split())
