@@ -79,12 +79,13 @@ def _waiting(waiting: Mapping[str, Any], now: float) -> str:
     return f"waiting: {waiting['destination']} via {waiting['transport']} is down{when}"
 
 
-QUEUE_HEADER = ("QUEUE ID", "AGE", "SIZE", "STATE", "TRIES", "NEXT TRY", "SENDER / RECIPIENT")
+QUEUE_HEADER = ("QUEUE ID", "STORE", "AGE", "SIZE", "STATE", "TRIES", "NEXT TRY", "SENDER / RECIPIENT")
 
 
 def show_queue(rows: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
     """The queue like ``mailq``: a row per message (id, age, size, sender, subject), a row per recipient
-    (state, tries, next try), and under it, in parentheses, the last reply and what it is waiting for."""
+    (state, tries, next try), and under it, in parentheses, the last reply and what it is waiting for.
+    The STORE column appears when the queue spans several stores (ids are unique within one)."""
     if not rows:
         return "Mail queue is empty"
     now = time.time() if now is None else now
@@ -94,15 +95,16 @@ def show_queue(rows: Sequence[Mapping[str, Any]], now: float | None = None) -> s
         flag, state = ("*", "sending") if r["locked"] else ("!", "held") if r.get("held") else (" ", "queued")
         due = None if r.get("held") or r["locked"] else r.get("due_at")
         subject = f'  "{r["subject"]}"' if r.get("subject") else ""
-        body.append([r["id"] + flag, age(r["age"]), r["size"], state, "", _next_try(due, now),
-                     f"<{r['sender']}>{subject}"])  # fmt: skip
+        body.append([r["id"] + flag, r.get("store"), age(r["age"]), r["size"], state, "",
+                     _next_try(due, now), f"<{r['sender']}>{subject}"])  # fmt: skip
         if r["recipients"] is None:
             notes[len(body) - 1] = ["(being delivered now)"]
         for rcpt in r["recipients"] or []:
             final = rcpt["state"] in ("delivered", "failed")
             when = None if final or due is None else max(rcpt.get("next_attempt") or 0.0, due)
+            blank = ["", "", "", ""]  # id, store, age, size: the message's
             body.append(
-                ["", "", "", rcpt["state"], rcpt["attempts"], _next_try(when, now), "  " + rcpt["address"]]
+                [*blank, rcpt["state"], rcpt["attempts"], _next_try(when, now), "  " + rcpt["address"]]
             )
             lines = []
             last = _reply(rcpt.get("last_code"), rcpt.get("last_status"), rcpt.get("last_text"))
@@ -113,7 +115,10 @@ def show_queue(rows: Sequence[Mapping[str, Any]], now: float | None = None) -> s
             notes[len(body) - 1] = lines
     size = sum(r["size"] for r in rows)
     footer = f"-- {len(rows)} message(s), {size} bytes; * = being delivered, ! = held"
-    return table(body, QUEUE_HEADER, notes) + "\n" + footer
+    header: Sequence[str] = QUEUE_HEADER
+    if len({r.get("store") for r in rows}) == 1:
+        header, body = [header[0], *header[2:]], [[row[0], *row[2:]] for row in body]
+    return table(body, header, notes) + "\n" + footer
 
 
 def _timestamp(event: Mapping[str, Any]) -> str:

@@ -46,3 +46,14 @@ def test_status_changes_read_as_sentences() -> None:
     assert watch_line(offline)[0].endswith("  -  status     -  transport smtp is offline")
     failing = {"type": "status_changed", "name": "smtp", "state": "failing", "last_error": "4.4.1 refused"}
     assert watch_line(failing)[0].endswith("  -  status     -  transport smtp is failing: 4.4.1 refused")
+
+
+def test_a_store_column_only_when_the_queue_spans_several_stores() -> None:
+    def row(store: str, ident: str) -> dict[str, object]:
+        return {"id": ident, "store": store, "age": 1.0, "size": 1, "sender": "", "subject": "",
+                "due_at": 0.0, "locked": False, "held": False, "recipients": []}  # fmt: skip
+
+    assert show_queue([row("local", "1"), row("local", "2")], 0.0).startswith("QUEUE ID  AGE ")
+    two = show_queue([row("local", "1"), row("shared", "1")], 0.0).splitlines()
+    assert two[0].startswith("QUEUE ID  STORE   AGE") and two[1].startswith("1         local   1s")
+    assert two[2].startswith("1         shared  1s")
