@@ -3,6 +3,7 @@ fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -57,6 +58,8 @@ class ControlClient:
         self._next_id = 0
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes a thread blocked reading events (close alone may not)
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
 
     def __enter__(self) -> ControlClient:

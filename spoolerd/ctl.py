@@ -8,33 +8,23 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import sys
-import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
 from .duration import parse_duration
 from .errors import InvalidArgument
+from .progress import FlushCount, FlushProgress
+from .views import show_queue as _show_queue
+from .views import table as _table
+from .views import watch_line
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _show_status(rows: list[dict[str, Any]]) -> str:
@@ -46,55 +36,24 @@ def _show_status(rows: list[dict[str, Any]]) -> str:
     return _table(body, ["TYPE", "NAME", "PROVIDER", "STATUS", "METHODS", "COUNTERS"])
 
 
-def _show_queue(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "Mail queue is empty"
-    lines = []
-    for r in rows:
-        flag = "*" if r["locked"] else "!" if r.get("held") else " "
-        lines.append(
-            f"{r['id']}{flag} {r['store']}  {_age(r['age'])}  {r['size']}  <{r['sender']}>  {r['subject']}"
-        )
-        for rcpt in r["recipients"] or []:
-            last = " ".join(str(x) for x in (rcpt["last_code"], rcpt["last_status"], rcpt["last_text"]) if x)
-            lines.append(
-                f"      {rcpt['address']}  {rcpt['state']}  tries={rcpt['attempts']}  {last}".rstrip()
-            )
-        if r["recipients"] is None:
-            lines.append("      (being delivered now)")
-    return "\n".join(lines) + f"\n-- {len(rows)} message(s); * = being delivered, ! = held"
-
-
 def _show_list(rows: list[dict[str, Any]]) -> str:
     body = [[r["id"], r["class"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["time"])), r["size"],
              r["sender"], r["subject"]] for r in rows]  # fmt: skip
     return _table(body, ["ID", "CLASS", "TIME", "SIZE", "SENDER", "SUBJECT"])
 
 
-class _Progress:
-    """An elapsed-time line on stderr while a synchronous flush runs (terminals only)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        start = time.monotonic()
-        while not self.done.wait(0.2):
-            sys.stderr.write(f"\r{self.label} {time.monotonic() - start:5.1f}s")
-            sys.stderr.flush()
-        sys.stderr.write("\r\033[K")
-
-    def __enter__(self) -> _Progress:
-        if sys.stderr.isatty():
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
+def _flush_count(client: ControlClient, args: argparse.Namespace, direction: str) -> FlushCount:
+    """What a flush is expected to try, for its progress line: the messages named, or every queued one
+    (unknown when one transport is flushed)."""
+    count = FlushCount(count_received=direction == "download")
+    if args.ids:
+        count.total = len(args.ids)
+    elif args.transport is None and direction != "download" and not args.no_wait and sys.stderr.isatty():
+        rows = client.call("status")
+        count.total = sum(
+            r.get("counters", {}).get("queued", 0) for r in rows if r["resource_type"] == "store"
+        )
+    return count
 
 
 def _duration(text: str) -> float:
@@ -164,9 +123,7 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     out = sys.stdout
     if args.command == "watch":
         for event in client.events(store=args.store):
-            out.write(
-                (json.dumps(event) if args.json else " ".join(f"{k}={v}" for k, v in event.items())) + "\n"
-            )
+            out.write((json.dumps(event) if args.json else "\n".join(watch_line(event))) + "\n")
             out.flush()
         return EXIT_OK
     result: Any
@@ -178,7 +135,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         text = _show_queue(result)
     elif args.command == "flush":
         direction = "upload" if args.upload else "download" if args.download else "both"
-        with _Progress("flushing"):
+        count = _flush_count(client, args, direction)
+        with FlushProgress(args.socket, count, enabled=not args.no_wait):
             result = client.call("flush", direction=direction, transport=args.transport, force=args.force,
                                  wait=not args.no_wait, ids=args.ids or None)  # fmt: skip
         text = "flush started" if args.no_wait else " ".join(f"{k}={v}" for k, v in result.items())
@@ -225,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     args.json = getattr(args, "json", False)
     args.socket = getattr(args, "socket", None)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a subject the terminal cannot show: '?', not a crash
+        sys.stdout.reconfigure(errors="replace")
     try:
         with ControlClient(args.socket) as client:
             return _run(args, client)

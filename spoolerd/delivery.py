@@ -38,7 +38,7 @@ from .routing import expand_recipients, route, serves
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
 
-__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "TransportSlot"]
+__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "RecipientResult", "TransportSlot"]
 
 log = structlog.get_logger("spoolerd.delivery")
 
@@ -102,6 +102,16 @@ class AttemptResult:
     finished: bool = False
     retry_at: float | None = None
     sent: tuple[Message, frozenset[str]] | None = None  # finished: the message as sent, and by whom
+    recipients: list[RecipientResult] = field(default_factory=list)  # what each recipient got, for events
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """One recipient's outcome in an attempt: its address and what was recorded (or, for a recipient
+    not tried, what it waits for)."""
+
+    address: str
+    update: RecipientUpdate
 
 
 def _update(
@@ -319,9 +329,13 @@ class Dispatcher:
                 wait_until = now + (outcome.retry_after or self.settings.retry.initial)
                 result.deferred += 1
                 result.retry_at = wait_until if result.retry_at is None else min(result.retry_at, wait_until)
+                result.recipients.append(
+                    RecipientResult(r.address, _update(r, transport, outcome, wait_until))
+                )
                 continue
             update = self.outcome_update(r, transport, outcome, submitted, now)
             updates.append(update)
+            result.recipients.append(RecipientResult(r.address, update))
             if update.state is RecipientState.DELIVERED:
                 result.delivered += 1
             elif update.state is RecipientState.FAILED:

@@ -22,7 +22,7 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from .delivery import AttemptResult, Dispatcher
-from .envelope import header_sender, header_subject
+from .envelope import header_sender, header_subject, one_line
 from .errors import NoAccess, NotFound, StoreError
 from .events import EventHub, QueueChanged, StoreEvent, Subscription
 from .health import StoreHealth
@@ -276,7 +276,14 @@ class Spooler:
                 for kind, count in counts:
                     if count:
                         self.events.publish(
-                            {"type": kind, "store": name, "id": message_id, "recipients": count}
+                            {
+                                "type": kind,
+                                "store": name,
+                                "id": message_id,
+                                "recipients": count,
+                                "time": self.clock(),
+                                "details": _details(result, kind),
+                            }
                         )
             flight.done.set()
             self._freed.set()
@@ -378,14 +385,26 @@ class Spooler:
             await inbound.acknowledge()
 
 
+def _details(result: AttemptResult, state: str) -> list[dict[str, Any]]:
+    """Per recipient in ``state``: what ``spoolerctl watch`` prints (address, reply, next try)."""
+    return [
+        {
+            "recipient": r.address,
+            "transport": u.transport,
+            "code": u.code,
+            "status": u.status,
+            "reason": u.text,
+            "next_attempt": u.next_attempt,
+        }
+        for r in result.recipients
+        if (u := r.update).state == state
+    ]
+
+
 def _summarised(message: InboundMessage) -> InboundMessage:
     """Fill in the sender and subject of the contents table from the header, when the transport did not."""
     if message.sender and message.subject:
         return message
     sender = message.sender or header_sender(message.content)
     subject = message.subject or header_subject(message.content)
-    return replace(message, sender=_one_line(sender), subject=_one_line(subject)[:255])
-
-
-def _one_line(text: str) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    return replace(message, sender=one_line(sender), subject=one_line(subject)[:255])

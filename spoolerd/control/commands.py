@@ -28,6 +28,7 @@ from ..retention import filing, retention_status
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
+from .waiting import waiting_row
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -187,6 +188,8 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                         "last_status": r.last_status,
                         "last_text": r.last_text,
                         "transport": r.transport,
+                        "next_attempt": r.next_attempt,
+                        "waiting": waiting_row(daemon.spooler.dispatcher, r),
                     }
                     for r in message.recipients
                 ]
