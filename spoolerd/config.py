@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config_env import ENV_PREFIX, env_overlay, merged
 from .errors import ConfigError, PluginError
+from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
 
@@ -87,6 +88,11 @@ class SpoolerSection(_Strict):
         default_factory=lambda: ["headers"], description="spoolerd.preprocessors"
     )
     delay_warning_after: float | None = Field(None, gt=0, description="seconds queued before a delay warning")
+    message_size_limit: int = Field(
+        DEFAULT_MESSAGE_SIZE_LIMIT,
+        ge=0,
+        description="largest message accepted, in bytes, on every submission path (0: no limit)",
+    )
     retry: RetrySection = Field(default_factory=RetrySection, description="the [spooler.retry] section")
 
 

@@ -168,10 +168,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         text = "flush started" if args.no_wait else " ".join(f"{k}={v}" for k, v in result.items())
     elif args.command == "submit":
         with open(args.file, "rb") as fh:
-            data = base64.b64encode(fh.read()).decode()
-        result = client.call(
-            "submit", message=data, store=args.store, sender=args.sender, recipients=args.recipients
-        )
+            content = fh.read()
+        result = client.submit(content, store=args.store, sender=args.sender, recipients=args.recipients)
         text = f"{result['id']} queued in {result['store']} for {result['recipients']} recipient(s)"
     elif args.command in ("abort", "hold", "release"):
         result = client.call(args.command, id=args.id, store=args.store)

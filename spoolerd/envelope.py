@@ -13,7 +13,8 @@ KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 
 
 def _fields(content: bytes, name: str) -> list[str]:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    # the header section only: the parser would decode the whole message to text first
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content[: header_end(content)])
     return [str(v) for v in headers.get_all(name, [])]
 
 

@@ -22,6 +22,7 @@ from ..envelope import header_recipients, header_sender, header_subject, without
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..message_size import check_message_size
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
@@ -42,6 +43,7 @@ class Connection:
     uid: int
     send_event: Callable[[dict[str, Any]], Awaitable[None]]
     closed: anyio.Event
+    body: bytes | None = None  # raw bytes that followed the request line (``submit``'s message)
 
 
 class _Args(BaseModel):
@@ -180,7 +182,7 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
 
 
 class SubmitArgs(_StoreArgs):
-    message: str  # base64 RFC 5322
+    message: str | None = None  # base64 RFC 5322; or none, and the message follows as the request's body
     sender: str | None = None
     recipients: list[str] | None = None  # none: To, Cc and Bcc of the message (sendmail -t)
     not_before: float | None = None
@@ -198,12 +200,23 @@ def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[N
     return content, sender, header_subject(content), recipients
 
 
-async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
-    name, store = _store(daemon, args.store)
+def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
+    """The message: the request's body, or base64 in ``message`` (one or the other)."""
+    if (args.message is None) == (conn.body is None):
+        raise CommandError("bad_args", "message: give it base64 in 'message' or as the request's body")
+    if conn.body is not None:
+        return conn.body
+    assert args.message is not None
     try:
-        content = base64.b64decode(args.message, validate=True)
+        return base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
         raise CommandError("bad_args", f"message: not base64: {exc}") from None
+
+
+async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
+    name, store = _store(daemon, args.store)
+    content = _submitted_content(args, conn)
+    check_message_size(len(content), daemon.config.spooler.message_size_limit)
     content, sender, subject, recipients = _envelope(content, args)
     check_wire_text("sender", sender)
     if not recipients:
@@ -407,6 +420,8 @@ async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: 
     if entry is None:
         raise CommandError("unknown_command", f"no command {cmd!r} (known: {', '.join(sorted(COMMANDS))})")
     model, handler = entry
+    if conn.body is not None and cmd != "submit":
+        raise CommandError("bad_request", f"{cmd} takes no body")
     try:
         args = model.model_validate(raw_args)
     except ValidationError as exc:
