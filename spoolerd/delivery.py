@@ -22,6 +22,7 @@ import structlog
 
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from .flush import dead_until_for_flush
 from .message import (
     InboundMessage,
     Message,
@@ -38,7 +39,7 @@ from .routing import expand_recipients, route, serves
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
 
-__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "TransportSlot"]
+__all__ = ["AttemptResult", "Deferral", "DeliverySettings", "Dispatcher", "TransportSlot"]
 
 log = structlog.get_logger("spoolerd.delivery")
 
@@ -92,6 +93,16 @@ class _Lease:
     scope: anyio.CancelScope  # cancelled if the lease is lost
 
 
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """Why one recipient waits after an attempt (what a flush answers, per deferred recipient)."""
+
+    recipient: str
+    code: int | None
+    status: str | None
+    reason: str
+
+
 @dataclass(slots=True)
 class AttemptResult:
     """What one attempt did, counted per recipient."""
@@ -102,6 +113,7 @@ class AttemptResult:
     finished: bool = False
     retry_at: float | None = None
     sent: tuple[Message, frozenset[str]] | None = None  # finished: the message as sent, and by whom
+    deferrals: list[Deferral] = field(default_factory=list)
 
 
 def _update(
@@ -162,7 +174,7 @@ class Dispatcher:
     def _dead(self, key: str, count: int, force: bool) -> list[Outcome] | None:
         """Deferrals without an attempt when the destination is known dead (``force`` tries anyway)."""
         now = self.clock()
-        until = None if force else self.destinations.dead_until(key, now)
+        until = None if force else dead_until_for_flush(key, self.destinations.dead_until(key, now))
         if until is None:
             return None
         destination = key.partition(":")[2]
@@ -309,6 +321,7 @@ class Dispatcher:
                 # not tried (dead destination, offline transport): no attempt to count, just a wait
                 wait_until = now + (outcome.retry_after or self.settings.retry.initial)
                 result.deferred += 1
+                result.deferrals.append(Deferral(r.address, outcome.code, outcome.status, outcome.diagnostic))
                 result.retry_at = wait_until if result.retry_at is None else min(result.retry_at, wait_until)
                 continue
             update = self.outcome_update(r, transport, outcome, submitted, now)
@@ -320,6 +333,7 @@ class Dispatcher:
             else:
                 assert update.next_attempt is not None
                 result.deferred += 1
+                result.deferrals.append(Deferral(r.address, update.code, update.status, update.text or ""))
                 due = update.next_attempt
                 result.retry_at = due if result.retry_at is None else min(result.retry_at, due)
         reports = [] if result.deferred else self._wanted_reports(message, _applied(message, updates), now)

@@ -23,6 +23,7 @@ from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
 from ..message_size import check_message_size
+from ..spooler import FlushDeferral
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
@@ -243,12 +244,18 @@ class FlushArgs(_Args):
     wait: bool = True
 
 
+def _deferral_row(waiting: FlushDeferral) -> dict[str, Any]:
+    d = waiting.deferral
+    return {"id": waiting.message_id, "store": waiting.store, "recipient": d.recipient, "code": d.code,
+            "status": d.status, "reason": d.reason}  # fmt: skip
+
+
 async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
     if args.transport is not None:
         _slot(daemon, args.transport)
 
-    async def run() -> dict[str, int]:
-        counts = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
+    async def run() -> dict[str, Any]:
+        counts: dict[str, Any] = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
         if args.direction in ("download", "both"):
             received_before = daemon.spooler.counters.received
             for slot in daemon.spooler.dispatcher.transports:
@@ -261,6 +268,7 @@ async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
                 force=args.force, message_ids=args.ids, transport=args.transport
             )
             counts.update(sent=result.sent, deferred=result.deferred, failed=result.failed)
+            counts["deferrals"] = [_deferral_row(d) for d in result.deferrals]  # why each still waits
         return counts
 
     if args.wait:

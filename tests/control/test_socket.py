@@ -35,7 +35,7 @@ async def test_submit_queue_flush_list_fetch(daemon: Daemon) -> None:
     sub = await c.ok("submit", message=base64.b64encode(MESSAGE).decode())
     assert sub["recipients"] == 2 and sub["store"] == "local"
     result = await c.ok("flush", direction="upload")
-    assert set(result) == {"sent", "deferred", "failed", "received"}
+    assert set(result) == {"sent", "deferred", "failed", "received", "deferrals"}
     assert await c.ok("queue") == []
     inbox = await c.ok("list", folder="inbox")
     assert len(inbox) == 1 and inbox[0]["class"] == "IPM.Note"
