@@ -23,7 +23,8 @@ __all__ = ["FlushView", "dead_until_for_flush", "flushing"]
 
 @dataclass(slots=True)
 class FlushView:
-    """One flush's memory of the destination marks it found (``None``: not marked down)."""
+    """One flush's memory of the destination marks it found (``None``: not marked down). A mark made
+    later is told apart by its expiry, ``now + hold`` at a failure after the first look."""
 
     found: dict[str, float | None] = field(default_factory=dict)
 

@@ -81,6 +81,9 @@ async def test_abort(daemon: Daemon) -> None:
         (b'{"id": 1, "cmd": "flush", "args": {"colour": 1}}\n', "bad_args"),
         (b'{"id": 1, "cmd": "flush", "args": {"transport": "smpt"}}\n', "unknown_transport"),
         (b'{"id": 1, "cmd": "submit", "args": {"message": "!!"}}\n', "bad_args"),
+        (b'{"id": 1, "cmd": "ping", "body": 3}\n{}\n', "bad_request"),  # only submit takes a body
+        (b'{"id": 1, "cmd": "submit", "args": {"message": "eA=="}, "body": 2}\nxx', "bad_args"),
+        (b'{"id": 1, "cmd": "submit", "body": "many"}\n', "bad_request"),
         (b'{"id": 1, "cmd": "fetch", "args": {"id": "999"}}\n', "not_found"),
         (b'{"id": 1, "cmd": "list", "args": {"store": "nope"}}\n', "unknown_store"),
     ],
