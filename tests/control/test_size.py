@@ -99,6 +99,11 @@ async def test_over_the_limit_is_refused_on_the_socket_with_a_stable_code(limite
         assert (await c.line())["ok"] is True
     refused = await run(*ctl(limited, "submit", "--to", "alice@localhost", "/dev/stdin"), stdin=over)
     assert refused.returncode == 1 and b"message_too_large" in refused.stderr
+    limited.limit = 50_000  # a reload applies a new limit at once, to new connections too
+    limited.write_config()
+    await run(*ctl(limited, "reload"), check=True)
+    again = await run(*ctl(limited, "submit", "--to", "alice@localhost", "/dev/stdin"), stdin=at_limit)
+    assert again.returncode == 1 and b"message_size_limit of 50000 bytes" in again.stderr
 
 
 async def test_sendmail_over_the_limit_exits_69_with_the_daemon_running_or_stopped(limited: Limited) -> None:
