@@ -127,7 +127,10 @@ class RequestReader:
         return Request(request.id, request.cmd, request.args, request.body_length, body)
 
     def _too_long(self) -> ProtocolError:
-        return ProtocolError("line_too_long", f"request lines are limited to {self.line_limit} bytes")
+        return ProtocolError(
+            "line_too_long",
+            f"request lines are limited to {self.line_limit} bytes (submit sends a larger message as a body)",
+        )
 
 
 def parse_request(line: bytes) -> Request:
