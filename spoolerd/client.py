@@ -81,18 +81,29 @@ class ControlClient:
         answer: dict[str, Any] = json.loads(raw)
         return answer
 
-    def _send(self, cmd: str, args: dict[str, Any]) -> int:
+    def _send(self, cmd: str, args: dict[str, Any], body: bytes | None = None) -> int:
         self._next_id += 1
-        line = json.dumps({"id": self._next_id, "cmd": cmd, "args": args}).encode() + b"\n"
+        request: dict[str, Any] = {"id": self._next_id, "cmd": cmd, "args": args}
+        if body is not None:
+            request["body"] = len(body)  # the raw bytes follow the line
         try:
-            self._sock.sendall(line)
+            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            if body:
+                self._sock.sendall(body)
         except OSError as exc:
             raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
         return self._next_id
 
     def call(self, cmd: str, **args: Any) -> Any:
         """Send one command and return its result; ``Refused`` for an error answer."""
-        request_id = self._send(cmd, {k: v for k, v in args.items() if v is not None})
+        return self._answer(self._send(cmd, {k: v for k, v in args.items() if v is not None}))
+
+    def submit(self, content: bytes, **args: Any) -> Any:
+        """``submit`` with the message as the request's body: any size up to the daemon's
+        ``message_size_limit`` (``Refused`` with ``message_too_large`` above it)."""
+        return self._answer(self._send("submit", {k: v for k, v in args.items() if v is not None}, content))
+
+    def _answer(self, request_id: int) -> Any:
         while True:
             answer = self._line()
             if answer.get("id") not in (request_id, None) or "event" in answer:

@@ -56,6 +56,15 @@ def _flush_count(client: ControlClient, args: argparse.Namespace, direction: str
     return count
 
 
+def _show_flush(result: dict[str, Any]) -> str:
+    """The counts, then one line per recipient left deferred: queue id, recipient, why."""
+    lines = [" ".join(f"{k}={v}" for k, v in result.items() if k != "deferrals")]
+    for d in result.get("deferrals", []):
+        reply = " ".join(str(x) for x in (d["code"], d["status"], d["reason"]) if x)
+        lines.append(f"{d['id']}  {d['recipient']}  deferred: {reply}")
+    return "\n".join(lines)
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -83,7 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     direction.add_argument("--upload", action="store_true", help="outgoing mail only")
     direction.add_argument("--download", action="store_true", help="incoming mail only")
     f.add_argument("--transport", help="flush this transport's queue only")
-    f.add_argument("--force", action="store_true", help="ignore retry backoff and dead destinations")
+    f.add_argument(
+        "--force",
+        action="store_true",
+        help="every message makes its own attempt, even to a destination this flush found down"
+        " (a plain flush already tries every queued message now, deferred ones included)",
+    )
     f.add_argument("--no-wait", action="store_true", help="return at once; the flush runs on")
     f.add_argument("ids", nargs="*", help="only these messages")
     s = sub.add_parser("submit", help="submit an RFC 5322 file (recipients from To/Cc/Bcc)")
@@ -139,13 +153,11 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         with FlushProgress(args.socket, count, enabled=not args.no_wait):
             result = client.call("flush", direction=direction, transport=args.transport, force=args.force,
                                  wait=not args.no_wait, ids=args.ids or None)  # fmt: skip
-        text = "flush started" if args.no_wait else " ".join(f"{k}={v}" for k, v in result.items())
+        text = "flush started" if args.no_wait else _show_flush(result)
     elif args.command == "submit":
         with open(args.file, "rb") as fh:
-            data = base64.b64encode(fh.read()).decode()
-        result = client.call(
-            "submit", message=data, store=args.store, sender=args.sender, recipients=args.recipients
-        )
+            content = fh.read()
+        result = client.submit(content, store=args.store, sender=args.sender, recipients=args.recipients)
         text = f"{result['id']} queued in {result['store']} for {result['recipients']} recipient(s)"
     elif args.command in ("abort", "hold", "release"):
         result = client.call(args.command, id=args.id, store=args.store)

@@ -22,6 +22,7 @@ import structlog
 
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from .flush import dead_until_for_flush
 from .message import (
     InboundMessage,
     Message,
@@ -104,6 +105,11 @@ class AttemptResult:
     sent: tuple[Message, frozenset[str]] | None = None  # finished: the message as sent, and by whom
     recipients: list[RecipientResult] = field(default_factory=list)  # what each recipient got, for events
 
+    @property
+    def deferrals(self) -> list[RecipientResult]:
+        """The recipients left waiting, and why (what a flush answers)."""
+        return [r for r in self.recipients if r.update.state is RecipientState.DEFERRED]
+
 
 @dataclass(frozen=True, slots=True)
 class RecipientResult:
@@ -173,7 +179,7 @@ class Dispatcher:
     def _dead(self, key: str, count: int, force: bool) -> list[Outcome] | None:
         """Deferrals without an attempt when the destination is known dead (``force`` tries anyway)."""
         now = self.clock()
-        until = None if force else self.destinations.dead_until(key, now)
+        until = None if force else dead_until_for_flush(key, self.destinations.dead_until(key, now))
         if until is None:
             return None
         destination = key.partition(":")[2]

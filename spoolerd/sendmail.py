@@ -9,7 +9,6 @@ follows sysexits(3). The common path imports only the standard library, to start
 
 from __future__ import annotations
 
-import base64
 import getpass
 import os
 import socket
@@ -21,6 +20,7 @@ from .client import ConnectionLost, ControlClient, Refused, Unreachable
 __all__ = ["main", "parse_args"]
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 66, 70, 75, 78
+EX_UNAVAILABLE = 69
 
 
 class UsageError(Exception):
@@ -155,6 +155,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     from .config import load_config, open_stores
     from .envelope import header_subject
     from .message import NewRecipient
+    from .message_size import check_message_size
     from .plugins import PluginRegistry
     from .retention import filing
     from .submission import create_outgoing
@@ -162,6 +163,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     async def run() -> str:
         registry = PluginRegistry()
         config = load_config(config_path, registry)
+        check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
         await store.start()
@@ -195,16 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_USAGE
     try:
         with ControlClient(timeout=None) as client:  # a submit is answered once it is durable: wait
-            client.call(
-                "submit", message=base64.b64encode(content).decode(), sender=sender, recipients=recipients
-            )
+            client.submit(content, sender=sender, recipients=recipients)
     except ConnectionLost as exc:
         # the request went out: it may be queued already, so writing it again could send it twice
         print(f"spoolerd-sendmail: {exc}; the message may or may not be queued", file=sys.stderr)
         return EX_TEMPFAIL
     except Refused as exc:
         print(f"spoolerd-sendmail: refused: {exc}", file=sys.stderr)
-        return EX_DATAERR if exc.code in ("bad_args", "invalid_argument", "no_recipients") else EX_TEMPFAIL
+        return _exit_status(exc.code)
     except Unreachable:
         pass  # no daemon: queue it in the store directly
     else:
@@ -215,12 +215,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     except Exception as exc:
-        code = getattr(exc, "code", "")
         print(f"spoolerd-sendmail: could not queue the message: {exc}", file=sys.stderr)
-        return (
-            EX_CONFIG if code == "bad_config" else EX_DATAERR if code == "invalid_argument" else EX_TEMPFAIL
-        )
+        return _exit_status(getattr(exc, "code", ""))
     return EX_OK
+
+
+def _exit_status(code: str) -> int:
+    """The sysexits status for a refusal's stable code, the same with or without the daemon: what will
+    never be accepted is permanent (a message over the size limit: 69, as Postfix's sendmail exits)."""
+    if code == "bad_config":
+        return EX_CONFIG
+    if code == "message_too_large":
+        return EX_UNAVAILABLE
+    if code in ("bad_args", "invalid_argument", "no_recipients"):
+        return EX_DATAERR
+    return EX_TEMPFAIL
 
 
 if __name__ == "__main__":

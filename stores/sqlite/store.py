@@ -232,7 +232,7 @@ class SqliteStore:
                 (int(folder.id), *tables.draft_values(conn, draft, now), now),
             )
             mid = int(cur.lastrowid or 0)
-            conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, bytes(draft.content)))
+            tables.insert_content(conn, mid, bytes(draft.content))
             tables.insert_recipients(conn, mid, draft.recipients)
             return str(mid)
 
@@ -642,7 +642,7 @@ class SqliteStore:
                  len(content), received, filed),
             )  # fmt: skip
             mid = int(cur.lastrowid or 0)
-            conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, content))
+            tables.insert_content(conn, mid, content)
             if state is not None:
                 _write_state(conn, state)
             return Delivery(str(mid), folder_id, message_class, MessageFlag(message.flags))
