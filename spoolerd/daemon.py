@@ -24,9 +24,9 @@ import structlog
 from .config import Config, default_socket, load_config, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
 from .errors import ConfigError, PluginError, StateDirBusy
-from .fsutil import make_dirs_durably
+from .fsutil import make_dirs_durably, unwritable
 from .logsetup import configure_logging
-from .plugins import PluginRegistry
+from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retry import RetryPolicy
 from .spooler import Spooler
@@ -63,6 +63,11 @@ def build(
     except ConfigError as exc:
         problems.extend(exc.problems)
         stores, default = {}, config.spooler.default_store
+    state_dir = unwritable(str(config.spooler.state_dir), directory=True)
+    if state_dir is not None:
+        problems.append(f"spooler.state_dir: {state_dir}")
+    for name, store in stores.items():
+        problems.extend(self_check(store, f"stores.{name}"))
 
     addresses = {name: tuple(section.addresses) for name, section in config.stores.items()}
     transports: list[Transport] = []
@@ -77,6 +82,7 @@ def build(
         except PluginError as exc:
             problems.append(f"transports.{name}.provider: {exc}")
             continue
+        problems.extend(self_check(transport, f"transports.{name}"))
         transports.append(transport)
         limit = section.concurrency or config.spooler.transport_concurrency
         own = getattr(transport, "preprocessors", None)
