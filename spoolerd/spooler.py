@@ -100,7 +100,9 @@ class Spooler:
         self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
-        self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
+        self._intake: dict[
+            str, anyio.CancelScope
+        ] = {}  # download loops by transport; cancelled first at shutdown
 
     # ------------------------------------------------------------------ running
 
@@ -141,10 +143,15 @@ class Spooler:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def in_flight_now(self) -> list[asyncio.Event]:
+        """The end of each attempt in flight now: a reload waits for them before it stops the transports
+        those attempts may still be using."""
+        return [flight.done for flight in self._in_flight.values()]
+
     async def shutdown(self, deadline: float = 30.0) -> None:
         """Stop starting attempts, give those in flight ``deadline`` seconds, then cancel them."""
         self._stopping = True
-        for scope in self._intake:  # no more downloads
+        for scope in self._intake.values():  # no more downloads
             scope.cancel()
         self._wake.set()
         with anyio.move_on_after(deadline):
@@ -331,8 +338,7 @@ class Spooler:
     async def _receive(self, name: str, transport: Receiver) -> None:
         """Keep a transport's download loop running: a failure is logged and retried with backoff."""
         backoff = 1.0
-        with anyio.CancelScope() as intake:
-            self._intake.append(intake)
+        with self._intake.setdefault(name, anyio.CancelScope()) as intake:
             while not self._stopping:
                 try:
                     await self._receive_once(name, transport)
@@ -341,6 +347,20 @@ class Spooler:
                     log.exception("download failed; retrying", transport=name, retry_in=backoff)
                 await anyio.sleep(backoff)  # a timer between failed downloads, not a poll
                 backoff = min(backoff * 2, 300.0)
+        if self._intake.get(name) is intake:
+            del self._intake[name]
+
+    def start_receiving(self, name: str, transport: Receiver) -> None:
+        """Run a transport's download loop (one that a reload added or replaced)."""
+        assert self._tg is not None, "the spooler is not running"
+        self._intake[name] = anyio.CancelScope()  # at once, so a stop_receiving right after finds it
+        self._tg.start_soon(self._receive, name, transport)
+
+    def stop_receiving(self, name: str) -> None:
+        """End a transport's download loop (a reload removes or replaces the transport)."""
+        scope = self._intake.pop(name, None)
+        if scope is not None:
+            scope.cancel()
 
     async def _receive_once(self, name: str, transport: Receiver) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""

@@ -17,11 +17,12 @@ import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__
-from ..daemon import Daemon, reload
+from ..daemon import Daemon
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..reconfigure import reload
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
@@ -280,8 +281,8 @@ async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
 
 
 async def reload_config(daemon: Daemon, args: _Args, conn: Connection) -> Any:
-    restart = reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
-    return {"reloaded": True, "restart_needed": restart}
+    result = await reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
+    return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
 
 
 class TransportArgs(_Args):
