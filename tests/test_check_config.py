@@ -113,3 +113,20 @@ def test_a_state_directory_that_cannot_be_created_is_named(tmp_path: Path) -> No
 def test_the_shipped_config_passes_as_it_is() -> None:
     done = spoolerd("check-config", EXAMPLE)
     assert (done.returncode, done.stdout) == (0, f"{EXAMPLE}: ok\n"), done.stderr
+
+
+def test_a_third_party_transport_offers_its_own_check(tmp_path: Path) -> None:
+    """The test plugins' ``test-inbound`` transport (installed through its entry point, like any
+    third-party package) has a ``check()``: its problem is reported under its section, like a built-in's."""
+    path = tmp_path / "spoolerd.toml"
+    drop = tmp_path / "drop"
+    path.write_text(
+        f'[spooler]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[transports.feed]\nprovider = "test-inbound"\ndrop_dir = "{drop}"\n'
+    )
+    for command in (["check-config", path], ["run", "--config", path]):
+        done = spoolerd(*command)
+        assert done.returncode == 78, done.stderr
+        assert f"transports.feed.drop_dir: {drop} is not a directory" in done.stderr
+    drop.mkdir()
+    assert spoolerd("check-config", path).returncode == 0
