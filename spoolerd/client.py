@@ -15,7 +15,11 @@ __all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default
 
 
 class Unreachable(Exception):
-    """No daemon answers on the socket."""
+    """No daemon answers on the socket; ``denied``: this user may not open it (one may be running)."""
+
+    def __init__(self, message: str, *, denied: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
 
 
 class ConnectionLost(Exception):
@@ -41,7 +45,11 @@ def default_socket_path() -> Path:
     if runtime:
         return Path(runtime) / "control.sock"
     system = Path("/run/spoolerd/control.sock")
-    return system if system.exists() else Path("spool") / "control.sock"
+    try:
+        present = system.exists()
+    except PermissionError:  # a directory this user may not search: connecting will say so
+        present = True
+    return system if present else Path("spool") / "control.sock"
 
 
 class ControlClient:
@@ -51,6 +59,9 @@ class ControlClient:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(os.fspath(self.path))
+        except PermissionError:
+            self._sock.close()
+            raise Unreachable(f"permission denied on {self.path}", denied=True) from None
         except OSError as exc:
             self._sock.close()
             raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from None

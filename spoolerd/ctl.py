@@ -1,7 +1,7 @@
 """``spoolerctl``: the operator's command line over the control socket.
 
 Human tables by default, ``--json`` for scripts. Exit codes: 0 ok, 1 refused by the daemon, 2 usage,
-3 daemon unreachable.
+3 daemon unreachable, 4 reloaded but a change needs a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .views import watch_line
 __all__ = ["main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_RESTART_NEEDED = 4  # reload: applied what it could; some changes wait for a restart
 
 
 def _show_status(rows: list[dict[str, Any]]) -> str:
@@ -179,8 +180,15 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         text = f"{args.transport} is {args.command}"
     elif args.command == "reload":
         result = client.call("reload")
-        restart = ", ".join(result["restart_needed"])
-        text = "reloaded" + (f"; restart needed for: {restart}" if restart else "")
+        text = "reloaded: " + ("; ".join(result["applied"]) or "nothing changed")
+        if result["restart_needed"]:
+            out.write((json.dumps(result, indent=2) if args.json else text) + "\n")
+            restart = ", ".join(result["restart_needed"])
+            print(
+                f"spoolerctl: restart needed for: {restart} (not applied until spoolerd restarts)",
+                file=sys.stderr,
+            )
+            return EXIT_RESTART_NEEDED
     else:  # ls
         result = client.call("list", folder=args.folder, store=args.store)
         text = _show_list(result)

@@ -148,8 +148,7 @@ class Dispatcher:
         owner: str,
         clock: Clock,
     ) -> None:
-        self.transports = list(transports)
-        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
+        self.replace_transports(transports)
         self.preprocessors = list(preprocessors)
         self._rearm = anyio.Event()
         self._settings = settings
@@ -162,6 +161,11 @@ class Dispatcher:
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
+
+    def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
+        """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
+        self.transports = list(transports)
+        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
 
     def outcome_update(
         self, r: Recipient, transport: str | None, outcome: Outcome, submitted: float, now: float
@@ -448,8 +452,9 @@ class Dispatcher:
         outcomes: dict[int, tuple[str | None, Outcome]] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
-        usable = [(s.name, s.transport.address_types) for s in self.transports if s.online]
-        offline = [(s.name, s.transport.address_types) for s in self.transports if not s.online]
+        slots = {s.name: s for s in self.transports}  # this attempt's, even if a reload replaces them
+        usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
+        offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:
             plan = route(remaining, usable, refused)
             for r in plan.unroutable:
@@ -466,11 +471,11 @@ class Dispatcher:
             batches: list[tuple[str, list[Recipient], list[Outcome]]] = []
             if len(plan.by_transport) == 1:  # the common case: no task group needed
                 ((name, recipients),) = plan.by_transport.items()
-                await self._send_into(batches, name, message, recipients, force)
+                await self._send_into(batches, slots[name], message, recipients, force)
             else:
                 async with anyio.create_task_group() as tg:
                     for name, recipients in plan.by_transport.items():
-                        tg.start_soon(self._send_into, batches, name, message, recipients, force)
+                        tg.start_soon(self._send_into, batches, slots[name], message, recipients, force)
             for name, recipients, results in batches:
                 for r, outcome in zip(recipients, results, strict=True):
                     if outcome.kind is OutcomeKind.NOT_ME:
@@ -483,14 +488,12 @@ class Dispatcher:
     async def _send_into(
         self,
         batches: list[tuple[str, list[Recipient], list[Outcome]]],
-        name: str,
+        slot: TransportSlot,
         message: Message,
         recipients: list[Recipient],
         force: bool,
     ) -> None:
-        slot = self.slot(name)
-        assert slot is not None
-        batches.append((name, recipients, await self._send(slot, message, recipients, force=force)))
+        batches.append((slot.name, recipients, await self._send(slot, message, recipients, force=force)))
 
     async def _send(
         self, slot: TransportSlot, message: Message, recipients: list[Recipient], *, force: bool

@@ -21,6 +21,7 @@ __all__ = ["main", "parse_args"]
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 66, 70, 75, 78
 EX_UNAVAILABLE = 69
+EX_NOPERM = 77  # this user may not reach the daemon's socket
 
 
 class UsageError(Exception):
@@ -144,7 +145,7 @@ def _fallback_config() -> str | None:
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "spool"
     if os.path.exists(os.path.join(state, "spool.db")):
         return None
-    raise NoStore("no spoolerd answers, and there is no store to queue into (set SPOOLERD_CONFIG)")
+    raise NoStore("there is no store to queue into (set SPOOLERD_CONFIG)")
 
 
 def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
@@ -205,17 +206,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as exc:
         print(f"spoolerd-sendmail: refused: {exc}", file=sys.stderr)
         return _exit_status(exc.code)
-    except Unreachable:
-        pass  # no daemon: queue it in the store directly
+    except Unreachable as exc:
+        if exc.denied:  # a daemon's socket this user may not use: writing its store would fail as well
+            print(f"spoolerd-sendmail: {exc} (not in [control] allowed_groups?)", file=sys.stderr)
+            return EX_NOPERM
+        unreachable = exc  # no daemon: queue it in the store directly
     else:
         return EX_OK
     try:
         _submit_direct(content, sender, recipients)
     except NoStore as exc:
-        print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
+        print(f"spoolerd-sendmail: {unreachable}, and {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     except Exception as exc:
-        print(f"spoolerd-sendmail: could not queue the message: {exc}", file=sys.stderr)
+        print(f"spoolerd-sendmail: {unreachable}, and could not queue the message: {exc}", file=sys.stderr)
         return _exit_status(getattr(exc, "code", ""))
     return EX_OK
 

@@ -113,7 +113,8 @@ class Spooler:
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
-        self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
+        # download loops by transport; cancelled first at shutdown
+        self._intake: dict[str, anyio.CancelScope] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -154,10 +155,15 @@ class Spooler:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def in_flight_now(self) -> list[asyncio.Event]:
+        """The end of each attempt in flight now: a reload waits for them before it stops the transports
+        those attempts may still be using."""
+        return [flight.done for flight in self._in_flight.values()]
+
     async def shutdown(self, deadline: float = 30.0) -> None:
         """Stop starting attempts, give those in flight ``deadline`` seconds, then cancel them."""
         self._stopping = True
-        for scope in self._intake:  # no more downloads
+        for scope in self._intake.values():  # no more downloads
             scope.cancel()
         self._wake.set()
         with anyio.move_on_after(deadline):
@@ -373,8 +379,7 @@ class Spooler:
         by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
         the transport has nothing more to download and the loop ends (it is not called again)."""
         backoff = 1.0
-        with anyio.CancelScope() as intake:
-            self._intake.append(intake)
+        with self._intake.setdefault(name, anyio.CancelScope()) as intake:
             while not self._stopping:
                 received = self.counters.received
                 try:
@@ -387,7 +392,21 @@ class Spooler:
                     backoff = min(backoff * 2, 300.0)
                 else:
                     log.info("download loop ended: nothing more to download", transport=name)
-                    return
+                    break
+        if self._intake.get(name) is intake:
+            del self._intake[name]
+
+    def start_receiving(self, name: str, transport: Receiver) -> None:
+        """Run a transport's download loop (one that a reload added or replaced)."""
+        assert self._tg is not None, "the spooler is not running"
+        self._intake[name] = anyio.CancelScope()  # at once, so a stop_receiving right after finds it
+        self._tg.start_soon(self._receive, name, transport)
+
+    def stop_receiving(self, name: str) -> None:
+        """End a transport's download loop (a reload removes or replaces the transport)."""
+        scope = self._intake.pop(name, None)
+        if scope is not None:
+            scope.cancel()
 
     async def _receive_once(self, name: str, transport: Receiver) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""

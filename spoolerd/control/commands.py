@@ -18,13 +18,14 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
-from ..daemon import Daemon, reload
+from ..daemon import Daemon
 from ..duration import format_duration
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
 from ..message_size import check_message_size
+from ..reconfigure import reload
 from ..retention import filing, retention_status
 from ..spooler import FlushDeferral
 from ..store import MessageStore
@@ -324,8 +325,8 @@ async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
 
 
 async def reload_config(daemon: Daemon, args: _Args, conn: Connection) -> Any:
-    restart = reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
-    return {"reloaded": True, "restart_needed": restart}
+    result = await reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
+    return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
 
 
 class TransportArgs(_Args):

@@ -91,6 +91,7 @@ class ControlServer:
         self.path = path
         self.uids = {0, os.getuid(), *allowed_uids}
         self.gids = set(allowed_gids)
+        self.socket_group = next(iter(allowed_gids), None)  # the first allowed group owns the socket
         self.mode = mode
         self.max_line = max_line
         self.rate, self.burst = rate, burst
@@ -114,8 +115,16 @@ class ControlServer:
         if self.path.is_socket():
             self.path.unlink()  # left by a daemon that died; the state lock says we are the only one
         listener = await anyio.create_unix_listener(self.path, mode=self.mode)
-        if self.gids:  # members of the allowed groups must be able to reach the 0660 socket
-            os.chown(self.path, -1, min(self.gids))
+        if self.socket_group is not None:  # members of the allowed group must be able to open the socket
+            try:
+                os.chown(self.path, -1, self.socket_group)
+            except PermissionError:
+                log.warning(
+                    "control socket left to the daemon's own group: it is not a member of the allowed group"
+                    " (under systemd: SupplementaryGroups=), so that group's members cannot connect",
+                    path=str(self.path),
+                    gid=self.socket_group,
+                )
         log.info("control socket listening", path=str(self.path))
         task_status.started()
         try:

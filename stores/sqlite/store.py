@@ -21,6 +21,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from spoolerd.errors import (
+    ConfigError,
     InvalidArgument,
     NoAccess,
     NoRecipients,
@@ -30,7 +31,7 @@ from spoolerd.errors import (
     UnableToAbort,
 )
 from spoolerd.events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
-from spoolerd.fsutil import fsync_directory, make_dirs_durably
+from spoolerd.fsutil import fsync_directory, make_dirs_durably, unwritable
 from spoolerd.message import (
     Access,
     Delivery,
@@ -110,6 +111,13 @@ class SqliteStore:
         self._check_again = False
 
     # ------------------------------------------------------------------ life cycle
+
+    def check(self) -> None:
+        """Before start (``spoolerd check-config``, ``run`` and a reload): the database and the directory
+        that holds it (and its WAL files) can be written, or created."""
+        problem = unwritable(str(Path(self.path).parent), directory=True) or unwritable(self.path)
+        if problem is not None:
+            raise ConfigError([f"path: {problem}"])
 
     async def start(self) -> None:
         await asyncio.to_thread(make_dirs_durably, str(Path(self.path).parent))

@@ -83,6 +83,14 @@ provider = "sqlite"
 addresses = ["@localhost"]
 [transports.loopback]
 provider = "loopback"
+{self.transports()}
+"""
+        )
+        return cfg
+
+    def transports(self) -> str:
+        """The [transports.*] sections after loopback."""
+        return f"""
 [transports.remote]
 provider = "test-scripted"
 perm_fail = ["nobody@remote.test"]
@@ -91,8 +99,6 @@ perm_fail = ["nobody@remote.test"]
 provider = "test-inbound"
 drop_dir = "{self.drop}"
 """
-        )
-        return cfg
 
     async def client(self) -> Client:
         client = Client(await anyio.connect_unix(self.socket))
