@@ -7,7 +7,15 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-__all__ = ["KINDS", "header_end", "header_recipients", "header_sender", "header_subject", "without_bcc"]
+__all__ = [
+    "KINDS",
+    "header_end",
+    "header_message_id",
+    "header_recipients",
+    "header_sender",
+    "header_subject",
+    "without_bcc",
+]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 
@@ -73,3 +81,26 @@ def without_bcc(content: bytes) -> bytes:
                     continue
         out.append(line)
     return b"".join(out)
+
+
+_MESSAGE_ID = b"message-id:"
+
+
+def header_message_id(content: bytes) -> str:
+    """The Message-ID field's value, unfolded and printable ("" if there is none). Found with a scan of
+    the header section, not a parse: it is read for a log line per delivery."""
+    head = content[: header_end(content)]
+    lower = head.lower()
+    if lower.startswith(_MESSAGE_ID):
+        start = len(_MESSAGE_ID)
+    else:
+        found = lower.find(b"\n" + _MESSAGE_ID)
+        if found < 0:
+            return ""
+        start = found + 1 + len(_MESSAGE_ID)
+    end = start
+    while (newline := head.find(b"\n", end)) >= 0 and head[newline + 1 : newline + 2] in (b" ", b"\t"):
+        end = newline + 1  # a continuation line: the field goes on
+    end = newline if newline >= 0 else len(head)
+    text = " ".join(head[start:end].decode("utf-8", "replace").split())
+    return text if text.isprintable() else "".join(ch for ch in text if ch.isprintable())

@@ -154,6 +154,8 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
 
     from .config import load_config, open_stores
     from .envelope import header_subject
+    from .logsetup import configure_logging
+    from .maillog import accepted
     from .message import NewRecipient
     from .plugins import PluginRegistry
     from .submission import create_outgoing
@@ -161,6 +163,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     async def run() -> str:
         registry = PluginRegistry()
         config = load_config(config_path, registry)
+        configure_logging(config.log)  # the accepted line goes to stderr, as Postfix's postdrop warns there
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
         await store.start()
@@ -170,6 +173,14 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
                 store, content, rcpts, sender=sender, subject=header_subject(content)
             )
             await store.submit(message_id, preprocess=True)
+            accepted(
+                queue_id=message_id,
+                store=opened.default,
+                content=content,
+                sender=sender,
+                recipients=len(rcpts),
+                via="sendmail",
+            )
             return message_id
         finally:
             await store.stop()

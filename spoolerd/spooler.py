@@ -100,6 +100,7 @@ class Spooler:
         self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
+        dispatcher.publish = self.events.publish  # a transport going down or up again
         self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
 
     # ------------------------------------------------------------------ running
