@@ -102,5 +102,7 @@ def header_message_id(content: bytes) -> str:
     while (newline := head.find(b"\n", end)) >= 0 and head[newline + 1 : newline + 2] in (b" ", b"\t"):
         end = newline + 1  # a continuation line: the field goes on
     end = newline if newline >= 0 else len(head)
-    text = " ".join(head[start:end].decode("utf-8", "replace").split())
-    return text if text.isprintable() else "".join(ch for ch in text if ch.isprintable())
+    text = head[start:end].decode("utf-8", "replace")
+    if not text.isprintable():  # line breaks of folding, or worse: control characters
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())

@@ -14,7 +14,7 @@ import pytest
 from tests.control.conftest import Daemon
 from tests.smtp.conftest import certs, smtp_server
 
-__all__ = ["RelayDaemon", "certs", "smtp_server"]
+__all__ = ["RelayDaemon", "certs", "records", "smtp_server", "wait_records"]
 
 
 class RelayDaemon(Daemon):
@@ -40,27 +40,29 @@ class RelayDaemon(Daemon):
         )
         return cfg
 
-    def records(self, event: str) -> list[dict[str, Any]]:
-        """The JSON lines (format json) of one event, in order."""
-        return [r for r in map(_record, self.log) if r.get("event") == event]
-
-    async def wait_records(
-        self, event: str, count: int, where: Callable[[dict[str, Any]], bool] = lambda r: True
-    ) -> list[dict[str, Any]]:
-        """Wait for ``count`` JSON lines of ``event`` that match ``where``; all of them so far."""
-
-        def match(line: bytes) -> bool:
-            record = _record(line)
-            return record.get("event") == event and where(record)
-
-        start = 0
-        for _ in range(count):
-            start = 1 + await self.log_line(match, start)
-        return [r for r in self.records(event) if where(r)]
-
     async def wait_text(self, needle: str, start: int = 0) -> str:
         """Wait for a console line holding ``needle``; that line."""
         return self.log[await self.log_line(lambda line: needle.encode() in line, start)].decode()
+
+
+def records(daemon: Daemon, event: str) -> list[dict[str, Any]]:
+    """A daemon's JSON lines (format json) of one event, in order."""
+    return [r for r in map(_record, daemon.log) if r.get("event") == event]
+
+
+async def wait_records(
+    daemon: Daemon, event: str, count: int, where: Callable[[dict[str, Any]], bool] = lambda r: True
+) -> list[dict[str, Any]]:
+    """Wait for ``count`` JSON lines of ``event`` that match ``where``; all of them so far."""
+
+    def match(line: bytes) -> bool:
+        record = _record(line)
+        return record.get("event") == event and where(record)
+
+    start = 0
+    for _ in range(count):
+        start = 1 + await daemon.log_line(match, start)
+    return [r for r in records(daemon, event) if where(r)]
 
 
 def _record(line: bytes) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tests.control.test_tools import ctl, run
 from tests.peers.ports import free_port
 from tests.smtp.conftest import PASSWORD, USER, Certs, ServerFactory
 
-from .conftest import RelayDaemon
+from .conftest import RelayDaemon, records, wait_records
 
 MESSAGE_ID = "<log-test-1@localhost>"
 CONTENT = (
@@ -48,7 +48,7 @@ async def test_json_lines_for_each_outcome_the_accepted_message_and_the_ndr(
     daemon = await started(daemons, RelayDaemon(root, server.port))
     client = await daemon.client()
     queue_id = await submit(client, OK, LATER, GONE)
-    lines = await daemon.wait_records("delivery", 3, lambda r: r["queue_id"] == queue_id)
+    lines = await wait_records(daemon, "delivery", 3, lambda r: r["queue_id"] == queue_id)
     relay = f"127.0.0.1:{server.port}"
     by_rcpt = {r["recipient"]: r for r in lines}
     assert set(by_rcpt) == {OK, LATER, GONE}
@@ -63,7 +63,7 @@ async def test_json_lines_for_each_outcome_the_accepted_message_and_the_ndr(
     }
     assert {a: (r["status"], r["dsn"], r["reply"]) for a, r in by_rcpt.items()} == expected
 
-    (accepted,) = daemon.records("accepted")
+    (accepted,) = records(daemon, "accepted")
     assert {
         k: accepted[k] for k in ("queue_id", "message_id", "sender", "size", "nrcpt", "via", "store")
     } == {
@@ -77,12 +77,12 @@ async def test_json_lines_for_each_outcome_the_accepted_message_and_the_ndr(
     }
     # the deferred recipient holds back the NDR of the first; a message with only a refusal gets one now
     bounced = await submit(client, GONE)
-    (report,) = await daemon.wait_records("report filed", 1)
+    (report,) = await wait_records(daemon, "report filed", 1)
     assert report["queue_id"] == bounced and report["report"] == "ndr" and report["nrcpt"] == 1
     assert report["store"] == "local"
     inbox = await client.ok("list", folder="inbox")
     assert [row["id"] for row in inbox] == [report["report_id"]]
-    assert daemon.records("report filed") == [report]  # none for the message still deferred
+    assert records(daemon, "report filed") == [report]  # none for the message still deferred
 
 
 async def test_console_lines_read_like_postfix(
@@ -137,8 +137,8 @@ async def test_a_dead_relay_is_one_warning_however_many_messages_and_one_when_it
         watch, lambda seen: {e.get("id") for e in seen if e["type"] == "deferred"} >= set(ids)
     )
     await client.ok("flush", force=True)
-    await daemon.wait_records("delivery", 8, lambda r: r["status"] == "deferred")
-    (down,) = daemon.records("relay down")
+    await wait_records(daemon, "delivery", 8, lambda r: r["status"] == "deferred")
+    (down,) = records(daemon, "relay down")
     assert (
         down["level"] == "warning" and down["transport"] == "relay" and down["relay"] == f"127.0.0.1:{port}"
     )
@@ -158,11 +158,11 @@ async def test_a_dead_relay_is_one_warning_however_many_messages_and_one_when_it
     server = smtp_server(port=port)
     result = await client.ok("flush", force=True)
     assert result["sent"] == 4
-    sent = await daemon.wait_records("delivery", 4, lambda r: r["status"] == "sent")
+    sent = await wait_records(daemon, "delivery", 4, lambda r: r["status"] == "sent")
     assert sorted(r["queue_id"] for r in sent) == sorted(ids)
-    (up,) = daemon.records("relay up")
+    (up,) = records(daemon, "relay up")
     assert up["level"] == "warning" and up["relay"] == f"127.0.0.1:{port}" and up["down_for"] >= 0
-    assert len(daemon.records("relay down")) == 1 and len(server.handler.received) == 4
+    assert len(records(daemon, "relay down")) == 1 and len(server.handler.received) == 4
     (row,) = [r for r in await client.ok("status") if r["name"] == "relay"]
     assert "available" in row["status"] and "failure" not in row["status"]
     seen = await _events(watch, lambda seen: any(e["type"] == "status_changed" for e in seen))
@@ -191,10 +191,10 @@ async def test_refused_login_is_a_warning_with_the_servers_words_and_no_secret(
     )
     client = await daemon.client()
     await submit(client, OK)
-    (refused,) = await daemon.wait_records("relay login refused", 1)
+    (refused,) = await wait_records(daemon, "relay login refused", 1)
     assert refused["level"] == "warning" and refused["dsn"] == "4.7.8"
     assert "535 5.7.8 Authentication credentials invalid (in reply to AUTH PLAIN)" in refused["reason"]
-    (line,) = await daemon.wait_records("delivery", 1)
+    (line,) = await wait_records(daemon, "delivery", 1)
     assert line["status"] == "deferred" and line["dsn"] == "4.7.8"
     (row,) = [r for r in await client.ok("status") if r["name"] == "relay"]
     assert "failure" in row["status"] and "Authentication credentials invalid" in row["last_error"]
@@ -211,7 +211,7 @@ async def test_untrusted_certificate_is_a_warning_with_the_reason(
     daemon = await started(daemons, RelayDaemon(root, server.port, tls="starttls"))
     client = await daemon.client()
     await submit(client, OK)
-    (failed,) = await daemon.wait_records("relay TLS failed", 1)
+    (failed,) = await wait_records(daemon, "relay TLS failed", 1)
     assert failed["level"] == "warning" and failed["dsn"] == "4.7.5"
     assert "certificate not verified" in failed["reason"] and "local issuer" in failed["reason"], failed
     (row,) = [r for r in await client.ok("status") if r["name"] == "relay"]
@@ -230,17 +230,17 @@ async def test_debug_lines_show_the_connection_and_replies_but_never_the_auth_ex
     client = await daemon.client()
     for _ in range(2):
         queue_id = await submit(client, OK)
-        await daemon.wait_records("delivery", 1, lambda r, q=queue_id: r["queue_id"] == q)
+        await wait_records(daemon, "delivery", 1, lambda r, q=queue_id: r["queue_id"] == q)
     assert await daemon.stop() == 0
     relay = f"127.0.0.1:{server.port}"
-    (opened,) = daemon.records("connection opened")
+    (opened,) = records(daemon, "connection opened")
     assert opened["level"] == "debug" and opened["relay"] == relay and opened["authenticated"] is True
     assert "auth" in opened["extensions"]
-    (reused,) = daemon.records("connection reused")
+    (reused,) = records(daemon, "connection reused")
     assert reused["relay"] == relay
-    replies = [(r["command"], r["code"]) for r in daemon.records("reply")]
+    replies = [(r["command"], r["code"]) for r in records(daemon, "reply")]
     assert replies.count(("end of DATA", 250)) == 2 and replies.count(("MAIL FROM", 250)) == 2
-    (closed,) = daemon.records("connection closed")
+    (closed,) = records(daemon, "connection closed")
     assert closed["reason"] == "stopping" and closed["transactions"] == 2
     log = b"".join(daemon.log)
     assert PASSWORD.encode() not in log
@@ -263,8 +263,8 @@ async def test_sendmail_lines_with_and_without_the_daemon(root: Path, daemons: l
     await started(daemons, daemon)
     done = await run(*argv, stdin=CONTENT, env=env, check=True)
     assert done.stderr == b""  # the daemon took it: its log says so, not the command
-    (accepted,) = await daemon.wait_records("accepted", 1)
+    (accepted,) = await wait_records(daemon, "accepted", 1)
     assert accepted["via"] == "socket" and accepted["nrcpt"] == 1 and accepted["queue_id"] != line["queue_id"]
-    delivered = await daemon.wait_records("delivery", 2, lambda r: r["status"] == "sent")
+    delivered = await wait_records(daemon, "delivery", 2, lambda r: r["status"] == "sent")
     assert {r["queue_id"] for r in delivered} == {line["queue_id"], accepted["queue_id"]}
     assert {(r["transport"], r["relay"]) for r in delivered} == {("loopback", None)}
