@@ -66,17 +66,21 @@ class Daemon:
             sys.executable, "-m", "spoolerd.cli", "run", "--config", str(cfg), stderr=subprocess.PIPE
         )
         assert self.proc.stderr is not None
+        began = len(self.log)  # a restarted daemon's lines follow its earlier life's
         self._reader = asyncio.get_running_loop().create_task(self._read_log(self.proc.stderr))
         await self.log_line(
-            lambda line: b"spooler running" in line, exited="the daemon exited before it was ready"
+            lambda line: b"spooler running" in line, began, exited="the daemon exited before it was ready"
         )
 
     async def _read_log(self, stderr: asyncio.StreamReader) -> None:
         while line := await stderr.readline():
             self.log.append(line)
-            self._logged.set()
-            self._logged = asyncio.Event()
-        self._logged.set()  # the end: waiters see it
+            self._wake_readers()
+        self._wake_readers()  # the end: they see it
+
+    def _wake_readers(self) -> None:
+        self._logged.set()
+        self._logged = asyncio.Event()  # the next wait is for the next line
 
     async def log_line(self, match: Callable[[bytes], bool], start: int = 0, *, exited: str = "") -> int:
         """Wait (30 s at most) until a line from ``start`` on matches; its index in ``log``."""
