@@ -72,12 +72,8 @@ class ConnectionPool:
                 if self._timer is None:
                     self._timer = loop.call_later(self._idle_timeout, self._expire)
             else:
-                why = (
-                    "used up"
-                    if reusable and conn.usable and conn.sent >= self._per_connection
-                    else "not reusable"
-                )
-                self._close(conn, polite=reusable, why="pool closed" if self._closed else why)
+                why = "used up" if conn.sent >= self._per_connection else "broken or in doubt"
+                self._close(conn, polite=reusable, why="stopping" if self._closed else why)
         finally:
             self._slots.release()
 
