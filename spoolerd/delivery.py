@@ -340,14 +340,14 @@ class Dispatcher:
             # the common end: nothing happens between recording and finishing, so one transaction
             with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
                 await store.finish(message.id, self.owner, outcomes=updates)
-            maillog.outcomes(message, pending, outcomes, updates, self.clock())
+            maillog.outcomes(message, pending, outcomes, updates, self.clock() - submitted)
             result.finished = True
             result.sent = self._sent(message, updates)
             return result
         if updates:
             with anyio.CancelScope(shield=True):  # recorded before any report goes out
                 await store.record_outcomes(message.id, self.owner, updates)
-        maillog.outcomes(message, pending, outcomes, updates, self.clock())
+        maillog.outcomes(message, pending, outcomes, updates, self.clock() - submitted)
         if result.deferred:
             if self._delay_warning_due(message, submitted, now):
                 await self._warn_delayed(store, message, updates, pending, now)

@@ -118,13 +118,13 @@ def outcomes(
     pending: Sequence[Recipient],
     results: Mapping[int, tuple[str | None, Outcome]],
     updates: Sequence[RecipientUpdate],
-    now: float,
+    delay: float,
 ) -> None:
     """One delivery line per recipient of one attempt, from what was recorded (``updates``; a recipient
-    without one was not tried: deferred behind a dead destination or an offline transport)."""
+    without one was not tried: deferred behind a dead destination or an offline transport); ``delay``:
+    seconds since the message was submitted."""
     recorded = {u.index: u for u in updates}
     message_id = header_message_id(message.content)
-    delay = now - (message.client_submit_time or message.created_at)
     for r in pending:
         transport, outcome = results[r.index]
         update = recorded.get(r.index)

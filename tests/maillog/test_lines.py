@@ -18,10 +18,10 @@ from spoolerd import maillog
 from spoolerd.config import LogConfig
 from spoolerd.envelope import header_message_id
 from spoolerd.logsetup import configure_logging
-from spoolerd.message import RecipientState
+from spoolerd.message import Draft, FolderRole, NewRecipient, RecipientState
 from spoolerd.retry import DestinationCache
 from tests.conftest import FakeClock
-from tests.engine.harness import spooler
+from tests.engine.harness import CONTENT, spooler
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +157,19 @@ async def test_expired_and_report_lines_from_the_engine(tmp_path: Path, clock: F
         1,
         "local",
     )
+
+
+async def test_a_coupled_store_hand_over_logs_its_outcomes(tmp_path: Path, clock: FakeClock) -> None:
+    stores = {"local": {"provider": "sqlite", "addresses": ["@localhost"], "coupled_transport": "loopback"}}
+    async with spooler(tmp_path, clock, stores=stores, spooler={"preprocessors": []}) as h:
+        outbox = await h.store.folder(FolderRole.OUTBOX)
+        draft = Draft(CONTENT, [NewRecipient("alice@localhost")], sender="me@localhost")
+        mid = await h.store.create_message(outbox.id, draft)
+        with capture_logs() as lines:
+            result = await h.daemon.submitter.submit("local", mid)
+    assert not result.queued  # delivered inside submit, not by the spooler
+    (line,) = [line for line in lines if line["event"] == "delivery"]
+    assert (line["queue_id"], line["recipient"], line["transport"]) == (mid, "alice@localhost", "loopback")
+    assert (line["status"], line["relay"]) == ("sent", None) and line[
+        "delay"
+    ] == 0.0  # sent as it was submitted
