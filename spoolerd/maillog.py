@@ -41,6 +41,7 @@ __all__ = [
     "delivery",
     "downloaded",
     "outcomes",
+    "problem",
     "relay_down",
     "relay_up",
     "reply_text",
