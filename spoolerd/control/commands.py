@@ -186,6 +186,8 @@ class SubmitArgs(_StoreArgs):
     not_before: float | None = None
     sentmail: bool = True  # file the sent message in Sent Items
     delete_after_submit: bool = False
+    ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
+    dr: bool = False  # a delivery report once delivered (sendmail -N success)
 
 
 def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[NewRecipient]]:
@@ -217,6 +219,8 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         sentmail=args.sentmail,
         delete_after_submit=args.delete_after_submit,
         not_before=args.not_before,
+        ndr_requested=args.ndr,
+        dr_requested=args.dr,
     )
     result = await daemon.submitter.submit(name, message_id)  # durable before we answer
     return {"id": message_id, "store": name, "queued": result.queued, "recipients": len(recipients)}

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -105,11 +105,20 @@ drop_dir = "{self.drop}"
             return await self.proc.wait()
 
 
+D = TypeVar("D", bound=Daemon)
+
+
 @pytest.fixture
 async def daemon() -> AsyncIterator[Daemon]:
+    async for d in running(Daemon):
+        yield d
+
+
+async def running(kind: type[D]) -> AsyncIterator[D]:
+    """A started daemon of ``kind`` in a fresh directory, stopped (exit 0) after its one use."""
     root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
     os.chmod(root, 0o755)
-    d = Daemon(root)
+    d = kind(root)
     await d.start()
     yield d
     for client in d.clients:
