@@ -13,7 +13,7 @@ from typing import Any
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
 from .sendmail_args import EX_OK, EX_UNAVAILABLE, EX_USAGE, USAGE, Mode, Options
 
-__all__ = ["CTL_EXIT", "ctl_argv", "run_mode"]
+__all__ = ["CTL_EXIT", "ctl_argv", "queued_for_site", "run_mode"]
 
 # spoolerctl's 0 ok, 1 refused by the daemon, 2 usage, 3 no daemon -> sysexits (as postqueue: "the mail
 # system is down" is EX_UNAVAILABLE)
@@ -25,7 +25,7 @@ NEWALIASES_NOTE = (
 )
 
 
-def _for_site(rows: list[dict[str, Any]], site: str) -> list[str]:
+def queued_for_site(rows: list[dict[str, Any]], site: str) -> list[str]:
     """The queued messages with a recipient still to be delivered at ``site`` or one of its
     subdomains (sendmail -qR)."""
     site = site.lower().lstrip("@")
@@ -73,7 +73,7 @@ def run_mode(opts: Options) -> int:
     if opts.flush_site is not None:
         try:
             with ControlClient() as client:
-                site_ids = _for_site(client.call("queue"), opts.flush_site)
+                site_ids = queued_for_site(client.call("queue"), opts.flush_site)
         except (Unreachable, ConnectionLost, Refused) as exc:
             print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
             return EX_UNAVAILABLE

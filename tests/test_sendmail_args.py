@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from spoolerd.sendmail_args import Mode, Options, UsageError, parse_args
-from spoolerd.sendmail_modes import ctl_argv
+from spoolerd.sendmail_modes import ctl_argv, queued_for_site
 
 VALUE_LETTERS = "ABCFLNORVXbefhopqr"
 FLAG_LETTERS = "GIUcimntvx"
@@ -112,6 +115,32 @@ def test_modes_run_as_spoolerctl_commands() -> None:
     assert ctl_argv(parse_args(["-qRexample.org"]), ["M1", "M2"]) == ["flush", "--", "M1", "M2"]
     assert ctl_argv(parse_args(["-bv", "root@localhost", "x@y"])) == ["verify", "--", "root@localhost", "x@y"]
     assert ctl_argv(parse_args(["-bi"])) is None
+
+
+def test_qr_picks_the_messages_with_a_recipient_still_due_at_the_site() -> None:
+    def row(mid: str, *rcpts: tuple[str, str]) -> dict[str, object]:
+        return {"id": mid, "recipients": [{"address": a, "state": s} for a, s in rcpts]}
+
+    rows = [
+        row("1", ("a@example.org", "deferred")),
+        row("2", ("b@mx.Example.ORG", "pending"), ("c@other.test", "deferred")),
+        row("3", ("d@example.org", "delivered"), ("e@other.test", "pending")),
+        row("4", ("f@notexample.org", "pending")),
+        {"id": "5", "recipients": None},  # being delivered right now
+    ]
+    assert queued_for_site(rows, "example.org") == ["1", "2"]
+    assert queued_for_site(rows, "@Other.Test") == ["2", "3"]
+
+
+def test_the_command_starts_on_the_standard_library_only() -> None:
+    code = (
+        "import sys, spoolerd.sendmail, spoolerd.sendmail_modes\n"
+        "spoolerd.sendmail.parse_args(['-FCronDaemon', '-i', '-B8BITMIME', '-oem', 'root'])\n"
+        "print(sorted({m.partition('.')[0] for m in sys.modules}"
+        " & {'pydantic', 'anyio', 'structlog', 'uvloop', 'aiosmtplib', 'hypothesis'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_report_requests_only_when_n_is_given() -> None:
