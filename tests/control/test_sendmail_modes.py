@@ -135,9 +135,10 @@ async def test_bv_asks_spoolerctl_verify(daemon: Daemon) -> None:
     ],
 )
 async def test_help_and_refusals_name_their_reason(
-    daemon: Daemon, args: tuple[str, ...], code: int, says: bytes
+    tmp_path: Path, args: tuple[str, ...], code: int, says: bytes
 ) -> None:
-    argv, env = sendmail(daemon, *args)
+    # decided before any daemon is asked: none runs here
+    argv, env = sendmail(Daemon(tmp_path), *args)
     done = await run(*argv, env=env)
     assert done.returncode == code and says in done.stderr, done.stderr
     if code == 0:
