@@ -38,22 +38,23 @@ EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_TEMPFAI
 
 USAGE = """\
 usage: spoolerd-sendmail [options] [--] [recipient ...] < message
-       mailq | spoolerd-sendmail -bp          list the queue
-       spoolerd-sendmail -q | -qIid | -qRsite flush the queue (all, one message, one domain)
-       newaliases | spoolerd-sendmail -bi     aliases come from the [aliases] config section
+       mailq, or spoolerd-sendmail -bp      list the queue
+       spoolerd-sendmail -q [-v]            flush the queue (-qIid: one message, -qRsite: one domain)
+       newaliases, or spoolerd-sendmail -bi aliases come from the [aliases] config section
+       spoolerd-sendmail -bv address ...    how each address would be routed (nothing is sent)
 
   -t                 recipients from To, Cc and Bcc (Bcc is removed), added to the arguments
   -i, -oi            a line with a lone "." does not end the message
   -f ADDR, -r ADDR   envelope sender ("" or "<>": the null sender)
   -F NAME            full name for the From header added to a message that has none
   -N DSN             never, or a list of success, delay, failure (default: failure):
-                     never = no non-delivery report, success = a delivery report
+                     never = no report at all, success = a delivery report
   -C FILE            the configuration file (as $SPOOLERD_CONFIG)
-  -bm                deliver a message (the default)   -bv ADDR...  how each address would be routed
-  -bd, -bs           refused: use `spoolerd run`; an SMTP session on stdin is not offered yet
+  -v                 with -q: print the flush's counts
+  -bm                deliver a message (the default)
+  -bd, -bs           refused: the daemon is `spoolerd run`; an SMTP session on stdin is not offered yet
   accepted and ignored: -B 7BIT|8BITMIME, -R full|hdrs, -V envid, -h N, -L label, -O opt=val,
-  -o x (-oem, -odb, -odi, -oQ...), -X file, -A x, -e x, -p x, -G, -U, -c, -m, -n, -v, -x
-  -I                 as -bi
+  -o x (-oem, -odb, -odi, -oQ...), -X file, -A x, -e x, -p x, -G, -U, -c, -m, -n, -x; -I is -bi
 exit codes (sysexits): 0 ok, 64 usage, 65 bad message, 66 no input, 69 unavailable, 70 internal error,
 75 try again later, 78 configuration
 """
@@ -110,6 +111,7 @@ class Options:
     dr: bool | None = None
     flush_ids: list[str] = field(default_factory=list)  # -qI
     flush_site: str | None = None  # -qR
+    verbose: bool = False  # -v: a flush prints its counts
 
     def report_requests(self) -> dict[str, bool]:
         """The control socket's ``ndr``/``dr`` submit arguments that -N set (none without -N)."""
@@ -223,7 +225,9 @@ def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:
                     opts.dot_ends = False
                 elif letter == "I":
                     opts.mode = Mode.NEWALIASES
-                continue  # -G -U -c -m -n -v -x: accepted and ignored
+                elif letter == "v":
+                    opts.verbose = True
+                continue  # -G -U -c -m -n -x: accepted and ignored
             if letter not in _WITH_VALUE:
                 where = f" (in {arg})" if len(arg) > 2 else ""
                 raise UsageError(f"unknown option -{letter}{where}")

@@ -7,6 +7,8 @@ and the flush are ``spoolerctl``'s own code (``mailq`` = ``spoolerctl queue``, `
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from typing import Any
 
@@ -84,4 +86,7 @@ def run_mode(opts: Options) -> int:
     assert argv is not None, opts.mode
     from .ctl import main as ctl_main
 
-    return CTL_EXIT.get(ctl_main(argv), EX_UNAVAILABLE)
+    quiet = opts.mode is Mode.FLUSH and not opts.verbose  # silent as postqueue -f (cron runs sendmail -q)
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+        code = ctl_main(argv)
+    return CTL_EXIT.get(code, EX_UNAVAILABLE)

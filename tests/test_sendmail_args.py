@@ -50,7 +50,8 @@ def _delivery(opts: Options) -> tuple[object, ...]:
         (["-bm", "-f", "", "--", "-a@b"], {"sender": "", "recipients": ["-a@b"]}),
         (["a@b", "-f", "x@y"], {"recipients": ["a@b", "-f", "x@y"]}),  # options end at an address
         (["-bp"], {"mode": Mode.QUEUE}),
-        (["-q"], {"mode": Mode.FLUSH}),
+        (["-q"], {"mode": Mode.FLUSH, "verbose": False}),
+        (["-v", "-q"], {"mode": Mode.FLUSH, "verbose": True}),
         (["-q1h"], {"mode": Mode.FLUSH}),
         (["-qIA1B2", "-qIC3"], {"mode": Mode.FLUSH, "flush_ids": ["A1B2", "C3"]}),
         (["-qRexample.org"], {"mode": Mode.FLUSH, "flush_site": "example.org"}),
