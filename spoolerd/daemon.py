@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 import structlog
@@ -34,7 +35,7 @@ from .store import Clock, MessageStore
 from .submission import Submitter
 from .transport import Transport, TransportContext
 
-__all__ = ["Daemon", "build", "delivery_settings", "reload", "running", "state_lock"]
+__all__ = ["Daemon", "build", "delivery_settings", "lease_owner", "reload", "running", "state_lock"]
 
 log = structlog.get_logger("spoolerd.daemon")
 
@@ -98,9 +99,7 @@ def build(
 
     spooler_cfg = config.spooler
     settings = delivery_settings(config)
-    # One daemon per state directory (``running`` holds its lock file), so the owner name can be stable:
-    # after a crash the restarted daemon takes its own unexpired leases straight back.
-    owner = f"spoolerd@{socket.gethostname()}:{os.path.abspath(config.spooler.state_dir)}"
+    owner = lease_owner(config.spooler.state_dir)
     dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
     by_name = {t.name: t for t in transports}
@@ -112,6 +111,14 @@ def build(
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
     return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+
+
+def lease_owner(state_dir: Path) -> str:
+    """The name this daemon's leases carry. One daemon per state directory (``running`` holds its lock
+    file), so it is stable across restarts: at start the daemon takes back what its previous life held
+    (``MessageStore.reclaim``). The path is quoted so that ``#``, which starts a sub-owner's suffix (a
+    coupled hand-over's), never appears in it: no daemon's name is another's sub-owner."""
+    return f"spoolerd@{socket.gethostname()}:{quote(os.path.abspath(state_dir))}"
 
 
 def delivery_settings(config: Config) -> DeliverySettings:
@@ -192,9 +199,12 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
     """Start stores, then transports, then the spooler; stop them in reverse order on exit."""
     async with AsyncExitStack() as stack:
         stack.enter_context(state_lock(daemon.config.spooler.state_dir))
-        for store in daemon.stores.values():
+        owner = daemon.spooler.dispatcher.owner
+        for name, store in daemon.stores.items():
             await store.start()
             stack.push_async_callback(store.stop)
+            if store.can_queue and (taken := await store.reclaim(owner)):
+                log.info("took back the leases of a previous run", store=name, messages=taken)
         for transport in daemon.transports:
             await transport.start()
             stack.push_async_callback(transport.stop)

@@ -145,6 +145,7 @@ class Dispatcher:
         self._destination_limits: dict[str, list[Any]] = {}
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
         self._leases_changed = anyio.Event()
+        self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
 
     def outcome_update(
         self, r: Recipient, transport: str | None, outcome: Outcome, submitted: float, now: float
@@ -241,6 +242,8 @@ class Dispatcher:
                 yield
             finally:
                 del self._leases[id(lease)]
+                if not self._leases:
+                    self._rearm.set()  # the renewer goes back to sleep now, not at its next timer
 
     @property
     def settings(self) -> DeliverySettings:
@@ -261,8 +264,9 @@ class Dispatcher:
                 self._leases_changed = anyio.Event()
                 await self._leases_changed.wait()
             self._rearm = anyio.Event()
-            with anyio.move_on_after(self.settings.lease / 3):
-                await self._rearm.wait()  # set by a reload: renew now, then at the new pace
+            with anyio.move_on_after(self.settings.lease / 3) as timer:
+                await self._rearm.wait()  # a reload: renew now, then at the new pace; or none is held
+            self.renewal_timers += timer.cancelled_caught
             held = list(self._leases.values())
             if held:
                 async with anyio.create_task_group() as tg:

@@ -3,11 +3,22 @@ derive from a message when the caller gives no envelope. Standard library only (
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-__all__ = ["KINDS", "header_end", "header_recipients", "header_sender", "header_subject", "without_bcc"]
+__all__ = [
+    "KINDS",
+    "HeaderField",
+    "header_end",
+    "header_fields",
+    "header_recipients",
+    "header_sender",
+    "header_subject",
+    "without_bcc",
+]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 
@@ -17,11 +28,52 @@ def _fields(content: bytes, name: str) -> list[str]:
     return [str(v) for v in headers.get_all(name, [])]
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    """One field of the header section: its name as written (``None`` for a line that has no colon, kept
+    as it is) and its raw lines with their continuations and line endings, byte-exact."""
+
+    name: str | None
+    raw: bytes
+
+    @property
+    def value(self) -> str:
+        """The unfolded value, decoded leniently (8-bit bytes kept as surrogates, like compat32)."""
+        text = self.raw.decode("ascii", "surrogateescape")
+        return " ".join(text.partition(":")[2].split())
+
+
+_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+def header_fields(content: bytes) -> list[HeaderField]:
+    """The header section (up to ``header_end``) split into fields. A name may be followed by blanks
+    before its colon (``Bcc :``, obsolete syntax that relays still see); a line without a colon is a field
+    of its own with no name, so what follows it is still read as header fields, as MTAs do."""
+    end = header_end(content)
+    end += 2 if content.startswith(b"\r\n", end) else 1 if content.startswith(b"\n", end) else 0
+    section = content[:end]  # with the last field's line ending: the blank line is not a field's
+    fields: list[HeaderField] = []
+    for line in section.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] = HeaderField(fields[-1].name, fields[-1].raw + line)
+            continue
+        found = _FIELD_NAME.match(line)
+        name = found.group(1).decode("ascii") if found else None
+        fields.append(HeaderField(name, line))
+    return fields
+
+
+def _header_values(content: bytes, names: frozenset[str]) -> list[str]:
+    return [f.value for f in header_fields(content) if f.name is not None and f.name.lower() in names]
+
+
 def header_recipients(content: bytes) -> list[tuple[str, str, str]]:
-    """(display name, address, kind) from To, Cc and Bcc, in that order."""
+    """(display name, address, kind) from To, Cc and Bcc, in that order (read from the same fields
+    ``without_bcc`` removes, so a recipient is never dropped from the header and from the envelope)."""
     out = []
     for field, kind in KINDS:
-        for display, address in getaddresses(_fields(content, field)):
+        for display, address in getaddresses(_header_values(content, frozenset({field}))):
             if address:
                 out.append((display, address, kind))
     return out
@@ -54,22 +106,16 @@ def header_end(content: bytes) -> int:
     )
 
 
+_BCC = frozenset({"bcc", "resent-bcc"})
+_MAYBE_BCC = re.compile(rb"(?im)^(?:resent-)?bcc[ \t]*:")
+
+
 def without_bcc(content: bytes) -> bytes:
-    """Drop Bcc fields (with their continuation lines) from the header section, as sendmail -t does."""
+    """Drop every Bcc and Resent-Bcc field (with their continuation lines, whatever the blanks before the
+    colon) from the header section, as sendmail -t does and as a relay must never see them."""
     end = header_end(content)
-    if b"bcc:" not in content[: end + 2].lower():
+    if not _MAYBE_BCC.search(content, 0, end):
         return content  # the common case, decided without splitting the message into lines
-    out, dropping, in_header = [], False, True
-    for line in content.splitlines(keepends=True):
-        if in_header and line in (b"\r\n", b"\n"):
-            in_header = False
-        if in_header:
-            if line[:1] in (b" ", b"\t"):
-                if dropping:
-                    continue
-            else:
-                dropping = line.lower().startswith(b"bcc:")
-                if dropping:
-                    continue
-        out.append(line)
-    return b"".join(out)
+    fields = header_fields(content)
+    kept = b"".join(f.raw for f in fields if f.name is None or f.name.lower() not in _BCC)
+    return kept + content[sum(len(f.raw) for f in fields) :]

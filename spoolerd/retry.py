@@ -9,6 +9,7 @@ sooner than a minute. A destination that is known dead is not tried and costs no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["DestinationCache", "RetryPolicy"]
@@ -24,7 +25,13 @@ class RetryPolicy:
 
     def delay(self, attempts: int, hint: float | None = None) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (1 = the first failure)."""
-        backoff = min(self.initial * self.multiplier ** max(attempts - 1, 0), self.maximum)
+        steps = max(attempts - 1, 0)
+        if self.multiplier > 1:
+            # past this many doublings the maximum is reached: a long queue lifetime's thousandth
+            # attempt must not overflow a float
+            ratio = max(self.maximum / self.initial, 1.0)
+            steps = min(steps, math.ceil(math.log(ratio, self.multiplier)))
+        backoff = min(self.initial * self.multiplier**steps, self.maximum)
         if hint is not None:
             return max(hint, self.min_hint)
         return backoff

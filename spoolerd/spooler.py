@@ -329,18 +329,25 @@ class Spooler:
     # ------------------------------------------------------------------ inbound
 
     async def _receive(self, name: str, transport: Receiver) -> None:
-        """Keep a transport's download loop running: a failure is logged and retried with backoff."""
+        """Keep a transport's download loop running: a failure is logged and retried with backoff (reset
+        by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
+        the transport has nothing more to download and the loop ends (it is not called again)."""
         backoff = 1.0
         with anyio.CancelScope() as intake:
             self._intake.append(intake)
             while not self._stopping:
+                received = self.counters.received
                 try:
                     await self._receive_once(name, transport)
-                    backoff = 1.0
                 except Exception:
+                    if self.counters.received > received:
+                        backoff = 1.0
                     log.exception("download failed; retrying", transport=name, retry_in=backoff)
-                await anyio.sleep(backoff)  # a timer between failed downloads, not a poll
-                backoff = min(backoff * 2, 300.0)
+                    await anyio.sleep(backoff)  # a timer between failed downloads, not a poll
+                    backoff = min(backoff * 2, 300.0)
+                else:
+                    log.info("download loop ended: nothing more to download", transport=name)
+                    return
 
     async def _receive_once(self, name: str, transport: Receiver) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""

@@ -126,6 +126,12 @@ class MessageStore(Protocol):
     async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
         """Release the lease, leaving the message queued; ``retry_at`` schedules its next attempt."""
 
+    async def reclaim(self, owner: str) -> int:
+        """Release every lease held by ``owner`` or by one of its sub-owners (``owner + "#..."``), live
+        or not, leaving those messages queued and due as they were; return how many. A restarted daemon
+        calls it at start with its stable owner name: what its previous life held when it died is taken
+        back at once instead of at lease expiry. Another owner's leases are never touched."""
+
     async def complete_preprocessing(
         self,
         message_id: str,

@@ -94,7 +94,8 @@ class Submitter:
         if transport is None or self.preprocess:
             await store.submit(message_id, preprocess=self.preprocess)
             return SubmitResult(queued=True)
-        owner = f"coupled:{store_name}:{secrets.token_hex(4)}"
+        # a sub-owner of the daemon's: the daemon's next life takes it back at once if this one dies
+        owner = f"{self.dispatcher.owner}#coupled:{store_name}:{secrets.token_hex(4)}"
         await store.submit(message_id, lock=(owner, self.dispatcher.settings.lease))
         result = SubmitResult(queued=True)  # if the hand-over is cut short, the spooler has it
         try:

@@ -478,6 +478,24 @@ class SqliteStore:
         publish = partial(self._hub.publish, QueueChanged(self.name, reason, message_id))
         await self._writer.run(tx, on_commit=lambda _: publish())
 
+    async def reclaim(self, owner: str) -> int:
+        check_wire_text("lock owner", owner, allow_empty=False)
+        pattern = owner.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "#%"
+
+        def tx(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE messages SET lock_owner=NULL, lock_expiry=NULL WHERE queued=1"
+                " AND (lock_owner=? OR lock_owner LIKE ? ESCAPE '\\')",
+                (owner, pattern),
+            )
+            return cursor.rowcount
+
+        def announce(count: int) -> None:
+            if count:
+                self._hub.publish(QueueChanged(self.name, "reclaim", None))
+
+        return await self._writer.run(tx, on_commit=announce)
+
     async def complete_preprocessing(
         self,
         message_id: str,

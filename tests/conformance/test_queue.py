@@ -451,3 +451,27 @@ async def test_hold_keeps_a_message_queued_but_never_due(store: MessageStore, cl
     await store.abort_submit(mid)  # a held message may still be aborted
     await store.submit(mid)  # and a new submission is not held
     assert not (await store.open(mid)).held
+
+
+async def test_reclaim_takes_back_an_owners_leases_and_no_one_elses(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    """A restarted daemon takes back what its previous life held (its own name and its sub-owners',
+    ``owner#...``) at once, live or not; a name that merely starts like it, or another owner's, keeps
+    its lease until expiry. Durable: a reopened store sees the released locks."""
+    store = await store_factory.open()
+    owners = ["spoolerd@h:/s", "spoolerd@h:/s#coupled:local:1", "spoolerd@h:/s2", "other", "spoolerd@h:/"]
+    ids = {owner: await queued(store) for owner in owners}
+    for owner, mid in ids.items():
+        await store.lock(mid, owner, 300)
+    assert await store.next_due() == clock.now + 300  # everything is locked
+    assert await store.reclaim("spoolerd@h:/s") == 2
+    assert await store.reclaim("spoolerd@h:/s") == 0
+    await store_factory.close(store)
+    store = await store_factory.open()
+    free = await queue_ids(store, due_at=clock.now, include_locked=False)
+    assert sorted(free) == sorted([ids["spoolerd@h:/s"], ids["spoolerd@h:/s#coupled:local:1"]])
+    for owner in ("spoolerd@h:/s2", "other", "spoolerd@h:/"):
+        with pytest.raises(NoAccess):
+            await store.lock(ids[owner], "spoolerd@h:/s", 300)
+    await store.lock(ids["spoolerd@h:/s"], "anyone", 300)  # released: anyone may take it now

@@ -42,3 +42,17 @@ def test_destination_cache_holds_a_dead_destination_until_it_is_due() -> None:
     assert cache.dead_until("relay.example.org", 500.0) == 1400.0
     cache.succeeded("relay.example.org")
     assert cache.dead_until("relay.example.org", 500.0) is None
+
+
+@pytest.mark.parametrize("attempts", [1025, 10_000, 2**40])
+def test_a_thousandth_attempt_waits_the_maximum_and_does_not_overflow(attempts: int) -> None:
+    """A queue lifetime of months reaches attempt numbers where 2 ** n overflows a float."""
+    assert RetryPolicy().delay(attempts) == 4000
+    assert RetryPolicy(initial=1.0, maximum=1e300, multiplier=10.0).delay(attempts) == 1e300
+
+
+def test_the_backoff_is_monotonic_and_bounded() -> None:
+    for policy in (RetryPolicy(), RetryPolicy(initial=7, maximum=7), RetryPolicy(initial=50, maximum=10)):
+        delays = [policy.delay(n) for n in range(1, 2000)]
+        assert delays == sorted(delays)
+        assert max(delays) <= max(policy.maximum, policy.initial)

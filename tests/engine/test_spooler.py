@@ -372,6 +372,20 @@ async def test_downloaded_mail_is_committed_before_it_is_acknowledged(
         assert h.spooler.counters.received == 1
 
 
+async def test_a_download_loop_that_ends_is_not_started_again(tmp_path: Path, clock: FakeClock) -> None:
+    """receive() returning means nothing more to download: no timer, no second call."""
+    transports = {"feed": {"provider": "test-inbound"}, "loopback": {"provider": "loopback"}}
+    async with spooler(tmp_path, clock, transports) as h:
+        feed = h.transport("feed")
+        feed.inject(InboundMessage(b"Subject: last\r\n\r\nbody\r\n"))
+        feed.end_receive()
+        with anyio.fail_after(10):
+            await feed.acked.wait()
+        await anyio.sleep(1.5)  # a window past the old one-second pause, not a wait for state
+        assert feed.receive_calls == 1
+        assert h.spooler.counters.received == 1
+
+
 # ---------------------------------------------------------------------- idle
 
 
@@ -387,6 +401,17 @@ async def test_an_idle_spooler_does_not_wake_up(tmp_path: Path) -> None:
         await anyio.sleep(1.0)  # a measurement window, not a wait for state
         assert h.spooler.loop_iterations == before
         assert h.spooler.parked.is_set()
+
+
+async def test_the_lease_renewer_sleeps_once_the_last_attempt_is_over(tmp_path: Path) -> None:
+    """No stray timer a third of the lease after the last attempt: an idle daemon does not wake."""
+    import time
+
+    async with spooler(tmp_path, FakeClock(time.time()), spooler={"lease": 6}) as h:
+        mid = await h.submit("me@localhost")
+        await h.finished(mid)
+        await anyio.sleep(2.5)  # a measurement window past the 2 s renewal timer, not a wait for state
+        assert h.spooler.dispatcher.renewal_timers == 0
 
 
 async def test_delay_warning_is_off_by_default(tmp_path: Path, clock: FakeClock) -> None:

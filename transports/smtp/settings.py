@@ -51,6 +51,9 @@ class SmtpSettings(SecretSources, TlsFiles):
     helo: str | None = Field(None, description="name sent in EHLO (default: this host's FQDN)")
     pool_size: int = Field(8, ge=1, description="connections kept open to the relay at most")
     messages_per_connection: int = Field(100, ge=1, description="then the connection is closed (QUIT)")
+    recipients_per_transaction: int = Field(
+        50, ge=1, description="RCPT TOs in one transaction at most; more go in the next (Postfix: 50)"
+    )
     destination_concurrency: int | None = Field(
         None, ge=1, description="sends at once to the relay (default spooler.destination_concurrency)"
     )

@@ -13,6 +13,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import anyio
@@ -24,6 +25,7 @@ from spoolerd.transport import Outcome, TransportContext
 from transports.common.credentials import Credentials
 
 from .channel import Channel, Connection, ConnectionLost
+from .downgrade import Unchangeable, conform
 from .pool import ConnectionPool
 from .replies import (
     Reply,
@@ -40,6 +42,16 @@ from .settings import HELO_NAME, SmtpSettings
 from .wire import SmtpProtocolError, crlf, data_payload
 
 __all__ = ["SmtpTransport"]
+
+
+@dataclass(slots=True)
+class _Transaction:
+    """What one transaction did: an outcome per recipient, whether the connection may carry another,
+    and the recipients refused with 452 (too many recipients), to be sent in a next transaction."""
+
+    outcomes: list[Outcome]
+    reusable: bool = False
+    too_many: set[int] = field(default_factory=set)
 
 
 class _Stale(Exception):
@@ -102,28 +114,49 @@ class SmtpTransport:
                 todo.append(i)
         if todo:
             addresses = [recipients[i].address for i in todo]
-            wire = crlf(without_bcc(message.content))
-            results = await self._deliver(sender, addresses, wire, requirements(wire, sender, addresses))
+            try:  # lines over 998 octets re-encoded, whatever the relay: a strict one refuses them
+                wire = conform(crlf(without_bcc(message.content)), eight_bit=True)
+            except Unchangeable as exc:
+                results = [Outcome.failed(str(exc), None, exc.status)] * len(todo)
+            else:
+                results = await self._deliver_in_batches(sender, addresses, wire)
             for i, outcome in zip(todo, results, strict=True):
                 outcomes[i] = outcome
         return outcomes
 
-    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes, need: Requirements) -> list[Outcome]:
+    async def _deliver_in_batches(self, sender: str, rcpts: list[str], wire: bytes) -> list[Outcome]:
+        """At most ``recipients_per_transaction`` recipients a transaction; those a transaction refused
+        with 452 (too many recipients, RFC 5321 §4.5.3.1.10) while it accepted others go in the next one
+        at once, not back to the queue."""
+        results: list[Outcome | None] = [None] * len(rcpts)
+        waiting = list(range(len(rcpts)))
+        limit = self.settings.recipients_per_transaction
+        while waiting:
+            batch, waiting = waiting[:limit], waiting[limit:]
+            addresses = [rcpts[i] for i in batch]
+            done = await self._deliver(sender, addresses, wire, requirements(wire, sender, addresses))
+            for position, outcome in zip(batch, done.outcomes, strict=True):
+                results[position] = outcome
+            if done.too_many and len(done.too_many) < len(batch):
+                waiting = [batch[j] for j in sorted(done.too_many)] + waiting
+        return _all(results)
+
+    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes, need: Requirements) -> _Transaction:
         while True:
             try:
                 conn = await self.pool.acquire()
             except SessionFailed as exc:
-                return [exc.outcome] * len(rcpts)
+                return _Transaction([exc.outcome] * len(rcpts))
             reused = conn.sent > 0
             conn.sent += 1
-            reusable = False
+            done = _Transaction([])
             try:
-                results, reusable = await self._transaction(conn, sender, rcpts, wire, need, reused=reused)
+                done = await self._transaction(conn, sender, rcpts, wire, need, reused=reused)
             except _Stale:
                 continue  # a fresh connection next: the loop ends because a new one is never stale
             finally:
-                self.pool.release(conn, reusable=reusable)
-            return results
+                self.pool.release(conn, reusable=done.reusable)
+            return done
 
     async def _transaction(
         self,
@@ -134,12 +167,14 @@ class SmtpTransport:
         need: Requirements,
         *,
         reused: bool,
-    ) -> tuple[list[Outcome], bool]:
+    ) -> _Transaction:
         """Outcomes per recipient, and whether the connection may carry another message. With
         PIPELINING, MAIL, every RCPT and DATA go out in one write and their replies are read in order."""
+        if need.eight_bit and not need.smtputf8 and "8bitmime" not in conn.extensions:
+            wire, need = _seven_bit(wire, need, sender, rcpts)
         options = mail_options(need, conn.extensions, self.peer)
         if isinstance(options, Outcome):
-            return [options] * len(rcpts), True  # refused before anything was sent
+            return _Transaction([options] * len(rcpts), True)  # refused before anything was sent
         encoding = "utf-8" if need.smtputf8 else "ascii"
         mail = b"MAIL FROM:<" + sender.encode(encoding) + b">" + b"".join(b" " + o.encode() for o in options)
         rcpt_lines = [b"RCPT TO:<" + rcpt.encode(encoding) + b">\r\n" for rcpt in rcpts]
@@ -155,32 +190,25 @@ class SmtpTransport:
             if not expected(reply):
                 if pipelined:  # the relay still answers each RCPT and the DATA: keep in step
                     await self._skip(channel, len(rcpts))
-                return [outcome_for(reply, self.peer)] * len(rcpts), await self._reset(conn, reply)
-            accepted, sound = [], True  # sound: no reply outside what SMTP allows
+                return _Transaction(
+                    [outcome_for(reply, self.peer)] * len(rcpts), await self._reset(conn, reply)
+                )
             doing = "RCPT TO"
-            for i, line in enumerate(rcpt_lines):
-                if not pipelined:
-                    channel.write(line)
-                reply = await self._reply(channel, doing)
-                if expected(reply):
-                    accepted.append(i)
-                else:
-                    results[i] = outcome_for(reply, self.peer)
-                    sound = sound and reply.code >= 400
+            accepted, sound, too_many = await self._recipients(channel, rcpt_lines, pipelined, results)
             doing = "DATA"
             if not pipelined:
                 if not accepted:
-                    return _all(results), sound and await self._reset(conn)
+                    return _Transaction(_all(results), sound and await self._reset(conn), too_many)
                 channel.write(b"DATA\r\n")
             reply = await self._reply(channel, doing)
             if reply.code != 354:
                 for i in accepted:
                     results[i] = outcome_for(reply, self.peer)
-                return _all(results), sound and await self._reset(conn, reply)
+                return _Transaction(_all(results), sound and await self._reset(conn, reply))
             if not accepted:  # 354 although every recipient was refused: end the empty message
                 channel.write(b".\r\n")
                 await self._reply(channel, doing)
-                return _all(results), False
+                return _Transaction(_all(results), False, too_many)
             channel.write(data_payload(wire))
             await channel.drain()
             doing = "end of DATA"
@@ -188,13 +216,34 @@ class SmtpTransport:
             final = outcome_for(reply, self.peer)
             for i in accepted:
                 results[i] = final
-            return _all(results), sound and (reply.code == 250 or await self._reset(conn, reply))
+            reusable = sound and (reply.code == 250 or await self._reset(conn, reply))
+            return _Transaction(_all(results), reusable, too_many if reply.code == 250 else set())
         except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError) as exc:
             if reused and not answered and isinstance(exc, ConnectionLost):
                 raise _Stale from None
             diagnostic, status = describe(exc, f"waiting for the reply to {doing}")
             lost = no_reply(diagnostic, self.peer, status)
-            return [r if r is not None else lost for r in results], False
+            return _Transaction([r if r is not None else lost for r in results])
+
+    async def _recipients(
+        self, channel: Channel, lines: list[bytes], pipelined: bool, results: list[Outcome | None]
+    ) -> tuple[list[int], bool, set[int]]:
+        """The RCPT TO replies: who was accepted, whether every reply was one SMTP allows there (else
+        the connection is not trusted again), and who was refused with 452 (too many recipients). The
+        refused get their outcome in ``results``."""
+        accepted, sound, too_many = [], True, set()
+        for i, line in enumerate(lines):
+            if not pipelined:
+                channel.write(line)
+            reply = await self._reply(channel, "RCPT TO")
+            if expected(reply):
+                accepted.append(i)
+                continue
+            results[i] = outcome_for(reply, self.peer)
+            sound = sound and reply.code >= 400
+            if reply.code == 452:
+                too_many.add(i)
+        return accepted, sound, too_many
 
     async def _reply(self, channel: Channel, command: str, limit: float | None = None) -> Reply:
         ready = channel.next_reply()  # pipelined replies mostly arrive together: no wait, no timer
@@ -221,6 +270,16 @@ class SmtpTransport:
             return (await self._reply(conn.channel, "RSET")).code == 250
         except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError):
             return False
+
+
+def _seven_bit(wire: bytes, need: Requirements, sender: str, rcpts: list[str]) -> tuple[bytes, Requirements]:
+    """RFC 6152 §3: 8-bit content converted to 7 bits for a relay without 8BITMIME, as Postfix does;
+    signed content stays as it is, and ``mail_options`` then refuses it (5.6.3)."""
+    try:
+        wire = conform(wire, eight_bit=False)
+    except Unchangeable:
+        return wire, need
+    return wire, requirements(wire, sender, rcpts)
 
 
 def _all(results: list[Outcome | None]) -> list[Outcome]:

@@ -173,6 +173,7 @@ class InboundTransport:
         self.acked = anyio.Event()
         self.outstanding = 0
         self.drained = anyio.Event()
+        self.receive_calls = 0
         self._send, self._receive = anyio.create_memory_object_stream[tuple[InboundMessage, str | None]](100)
 
     async def start(self) -> None:
@@ -204,7 +205,12 @@ class InboundTransport:
         if self.outstanding:
             await self.drained.wait()
 
+    def end_receive(self) -> None:
+        """Say there is nothing more to download: ``receive`` returns once it has handed over the rest."""
+        self._send.close()
+
     async def receive(self) -> AsyncIterator[_Inbound]:
+        self.receive_calls += 1
         async for message, path in self._receive:
             yield _Inbound(self.store, message, self, path)
 
