@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .config import (
+    AddressesSection,
     Config,
     ControlSection,
     LogConfig,
@@ -27,7 +28,11 @@ from .plugins import STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
 
-_COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+_COMPUTED = {
+    "state_dir": "`$STATE_DIRECTORY`, else `./spool`",
+    "reporting_mta": "this host's name",
+    "default_domain": "this host's fully qualified name (`localhost` with no `[stores]`)",
+}
 
 
 _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
@@ -35,6 +40,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[spooler.retry]", RetrySection, ()),
     ("[log]", LogConfig, ()),
     ("[control]", ControlSection, ()),
+    ("[addresses]", AddressesSection, ()),
 )
 
 
@@ -145,6 +151,8 @@ def render() -> str:
             out += [f'### `provider = "{name}"`', "", *keys, ""]
     lists = Config.model_fields["lists"]
     out += ["## `[lists]`", "", f'{lists.description}: `"team@example.org" = ["a@example.org", …]`.', ""]
+    aliases = Config.model_fields["aliases"]
+    out += ["## `[aliases]`", "", f'{aliases.description}: `root = "admin@example.org"`.', ""]
     return "\n".join(out)
 
 

@@ -3,11 +3,23 @@ derive from a message when the caller gives no envelope. Standard library only (
 
 from __future__ import annotations
 
+import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-__all__ = ["KINDS", "header_end", "header_recipients", "header_sender", "header_subject", "without_bcc"]
+from .addressing import parse_address_list
+
+__all__ = [
+    "KINDS",
+    "has_field",
+    "header_end",
+    "header_recipients",
+    "header_sender",
+    "header_subject",
+    "with_field",
+    "without_bcc",
+]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
 
@@ -17,13 +29,21 @@ def _fields(content: bytes, name: str) -> list[str]:
     return [str(v) for v in headers.get_all(name, [])]
 
 
+def _utf8(value: str) -> str:
+    """A header value as text: raw UTF-8 bytes, which the parser keeps as surrogates, decoded."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return value  # not UTF-8: the address parser refuses what is left
+
+
 def header_recipients(content: bytes) -> list[tuple[str, str, str]]:
-    """(display name, address, kind) from To, Cc and Bcc, in that order."""
+    """(display name, address, kind) from To, Cc and Bcc, in that order, read like Postfix reads them;
+    ``BadAddress`` for a field with something that cannot be mail in it."""
     out = []
     for field, kind in KINDS:
-        for display, address in getaddresses(_fields(content, field)):
-            if address:
-                out.append((display, address, kind))
+        for value in _fields(content, field):
+            out += [(m.display, m.address, kind) for m in parse_address_list(_utf8(value))]
     return out
 
 
@@ -52,6 +72,28 @@ def header_end(content: bytes) -> int:
     return min(
         (i for i in (content.find(b"\r\n\r\n"), content.find(b"\n\n")) if i >= 0), default=len(content)
     )
+
+
+_FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+def has_field(content: bytes, name: bytes) -> bool:
+    """Whether the header section has a field called ``name`` (a byte scan, nothing decoded)."""
+    wanted = name.lower()
+    for line in content[: header_end(content)].splitlines():
+        match = _FIELD_START.match(line)
+        if match is not None and match.group().rstrip(b" \t:").lower() == wanted:
+            return True
+    return False
+
+
+def with_field(content: bytes, field: bytes) -> bytes:
+    """``field`` (one header line, no newline) put first. A message that starts with body text, as
+    ``echo hi | sendmail root`` gives, gets the blank line that ends the header section it now has."""
+    newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
+    if content[:1] in (b"\r", b"\n") or _FIELD_START.match(content):
+        return field + newline + content
+    return field + newline + newline + content
 
 
 def without_bcc(content: bytes) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__
 from ..daemon import Daemon, reload
-from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..events import NewMail, QueueChanged, Subscription
-from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..message import FolderRole
 from ..store import MessageStore
 from ..submission import create_outgoing
+from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction, downloads
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
@@ -183,19 +184,16 @@ class SubmitArgs(_StoreArgs):
     message: str  # base64 RFC 5322
     sender: str | None = None
     recipients: list[str] | None = None  # none: To, Cc and Bcc of the message (sendmail -t)
+    full_name: str | None = None  # the name in the From field added to a message without one
     not_before: float | None = None
     sentmail: bool = True  # file the sent message in Sent Items
     delete_after_submit: bool = False
 
 
-def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[NewRecipient]]:
-    sender = args.sender if args.sender is not None else header_sender(content)
-    if args.recipients is not None:
-        recipients = [NewRecipient(a) for a in args.recipients]
-    else:
-        recipients = [NewRecipient(a, d, RecipientKind(k)) for d, a, k in header_recipients(content)]
-        content = without_bcc(content)
-    return content, sender, header_subject(content), recipients
+def _envelope(daemon: Daemon, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
+    trusts = trusted(daemon.config, conn.uid, os.getuid())
+    request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name)
+    return complete_submission(daemon.config, request)  # the same rules as sendmail's direct path
 
 
 async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
@@ -204,10 +202,8 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         content = base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
         raise CommandError("bad_args", f"message: not base64: {exc}") from None
-    content, sender, subject, recipients = _envelope(content, args)
-    check_wire_text("sender", sender)
-    if not recipients:
-        raise CommandError("no_recipients", "no recipients given and none in To, Cc or Bcc")
+    env = _envelope(daemon, content, args, conn)  # BadAddress, NoRecipients: refused, nothing stored
+    content, sender, subject, recipients = env.content, env.sender, env.subject, env.recipients
     message_id = await create_outgoing(
         store,
         content,
