@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
+from .ctl_verify import show_verify
 
 __all__ = ["main"]
 
@@ -139,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("folder", nargs="?", default="inbox")
     ls.add_argument("--store")
     sub.add_parser("reload", help="re-read the daemon's configuration (a bad one is refused)")
+    v = sub.add_parser("verify", help="how addresses would be completed, aliased and routed (sends nothing)")
+    v.add_argument("addresses", nargs="+", metavar="ADDRESS")
     w = sub.add_parser("watch", help="print events as they happen")
     w.add_argument("--store")
     return p
@@ -189,10 +192,15 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         result = client.call("reload")
         restart = ", ".join(result["restart_needed"])
         text = "reloaded" + (f"; restart needed for: {restart}" if restart else "")
+    elif args.command == "verify":
+        result = client.call("verify", addresses=args.addresses)
+        text = show_verify(result)
     else:  # ls
         result = client.call("list", folder=args.folder, store=args.store)
         text = _show_list(result)
     out.write((json.dumps(result, indent=2) if args.json else text) + "\n")
+    if args.command == "verify" and any("error" in entry for entry in result):
+        return EXIT_REFUSED
     return EXIT_OK
 
 

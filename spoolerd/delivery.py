@@ -25,6 +25,7 @@ from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from .message import (
     InboundMessage,
     Message,
+    NewRecipient,
     Recipient,
     RecipientState,
     RecipientUpdate,
@@ -54,6 +55,7 @@ class DeliverySettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
 
 
 @dataclass(slots=True)
@@ -605,6 +607,8 @@ class Dispatcher:
             original_limit=self.settings.report_original_limit,
         )
         label = {ReportKind.NDR: "Undelivered", ReportKind.DR: "Delivered", ReportKind.DELAY: "Delayed"}[kind]
+        if kind is ReportKind.NDR and self.settings.bounce_copy_to:
+            await self._copy_bounce(store, message, content, f"{label}: {message.subject}")
         await store.deliver(
             InboundMessage(
                 content,
@@ -614,6 +618,20 @@ class Dispatcher:
             ),
             state=StateChange(REPORTS, {_report_key(message.id, kind): b"filed"}),
         )
+
+    async def _copy_bounce(self, store: MessageStore, message: Message, content: bytes, subject: str) -> None:
+        """Queue a copy of an NDR for the postmaster: on a relay-only host nobody reads the sender's
+        Inbox. From the null sender, so the copy never bounces itself; queued before the NDR is filed,
+        so a crash in between repeats the copy but never loses it."""
+        from .submission import create_outgoing  # submission imports this module
+
+        sender = message.sender.casefold()
+        to = [NewRecipient(a) for a in self.settings.bounce_copy_to if a.casefold() != sender]
+        if to:
+            copy = await create_outgoing(
+                store, content, to, sender="", subject=subject, sentmail=False, delete_after_submit=True
+            )
+            await store.submit(copy, preprocess=True)
 
 
 REPORTS = "(spooler reports)"  # the spooler's own memory in a store: reports filed, per message

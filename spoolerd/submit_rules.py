@@ -35,6 +35,7 @@ __all__ = [
     "Envelope",
     "SubmissionRequest",
     "address_policy",
+    "bounce_copy_recipients",
     "complete_submission",
     "default_domain",
     "local_sender",
@@ -56,12 +57,13 @@ def _owned_domains(config: Config) -> list[str]:
 
 
 def default_domain(config: Config) -> str:
-    """``[addresses] default_domain``; unset, the domain the built-in local store owns when no stores
-    are configured (the embedded default: ``localhost``), else this host's fully qualified name."""
+    """``[addresses] default_domain``; unset, the domain the built-in local store owns when the stores
+    are the embedded default (``localhost``: mail to ``root`` stays on the machine), else this host's
+    fully qualified name."""
     if config.addresses.default_domain:
         return config.addresses.default_domain
     owned = _owned_domains(config)
-    if "stores" not in config.model_fields_set and owned:
+    if config.stores == Config.model_fields["stores"].get_default(call_default_factory=True) and owned:
         return owned[0]
     return _fqdn()
 
@@ -70,6 +72,14 @@ def address_policy(config: Config) -> AddressPolicy:
     domain = default_domain(config)
     local = {*_owned_domains(config), config.addresses.sender_domain or domain}
     return AddressPolicy(domain, frozenset(local), config.aliases)
+
+
+def bounce_copy_recipients(config: Config) -> list[str]:
+    """Who gets a copy of every NDR: ``[addresses] bounce_copy_to``, completed and aliased."""
+    address = config.addresses.bounce_copy_to
+    if not address:
+        return []
+    return [m.address for m, _kind in expand_aliases(address_policy(config), [(Mailbox(address), "to")])]
 
 
 def _user_name(uid: int) -> str:

@@ -26,6 +26,7 @@ from ..store import MessageStore
 from ..submission import create_outgoing
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction, downloads
+from .verify import verify_addresses
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -378,6 +379,14 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
     return {"subscribed": False}
 
 
+class VerifyArgs(_Args):
+    addresses: list[str]
+
+
+async def verify(daemon: Daemon, args: VerifyArgs, conn: Connection) -> Any:
+    return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses)
+
+
 Handler = Callable[[Daemon, Any, Connection], Awaitable[Any]]
 COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "ping": (_Args, ping),
@@ -394,6 +403,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "fetch": (IdArgs, fetch),
     "subscribe": (_StoreArgs, subscribe),
     "reload": (_Args, reload_config),
+    "verify": (VerifyArgs, verify),
 }
 
 
