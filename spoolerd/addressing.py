@@ -255,6 +255,9 @@ def format_mailbox(mailbox: Mailbox) -> str:
     """``"Display" <address>``, or the address alone: the inverse of parsing one mailbox."""
     if not mailbox.display:
         return mailbox.address
+    words = mailbox.display.split()
+    if any(w.startswith("=?") and w.endswith("?=") for w in words) and all(_ATOM.fullmatch(w) for w in words):
+        return f"{mailbox.display} <{mailbox.address}>"  # RFC 2047 encoded words are not decoded in quotes
     name = mailbox.display.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{name}" <{mailbox.address}>'
 

@@ -4,6 +4,7 @@ derive from a message when the caller gives no envelope. Standard library only (
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
@@ -17,6 +18,7 @@ __all__ = [
     "header_recipients",
     "header_sender",
     "header_subject",
+    "map_fields",
     "with_field",
     "without_bcc",
 ]
@@ -85,6 +87,31 @@ def has_field(content: bytes, name: bytes) -> bool:
         if match is not None and match.group().rstrip(b" \t:").lower() == wanted:
             return True
     return False
+
+
+def map_fields(content: bytes, names: Collection[bytes], change: Callable[[str], str | None]) -> bytes:
+    """The content with the header fields called one of ``names`` (lower case) whose value ``change``
+    rewrites (it gets the value unfolded; None keeps it) replaced; everything else byte for byte."""
+    end = header_end(content)
+    lines = content[:end].splitlines(keepends=True)
+    fields: list[list[bytes]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    out, changed = [], False
+    for field in fields:
+        raw = b"".join(field)
+        match = _FIELD_START.match(raw)
+        if match is not None and match.group().rstrip(b" \t:").lower() in names:
+            value = raw[match.end() :].decode("utf-8", "surrogateescape")
+            new = change(" ".join(value.split()))
+            if new is not None:
+                newline = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
+                raw, changed = match.group() + b" " + new.encode("utf-8", "surrogateescape") + newline, True
+        out.append(raw)
+    return b"".join(out) + content[end:] if changed else content
 
 
 def with_field(content: bytes, field: bytes) -> bytes:

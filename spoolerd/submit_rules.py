@@ -2,9 +2,10 @@
 control socket's ``submit`` and ``spoolerd-sendmail``'s direct store path call ``complete_submission``,
 so both make the same envelope from the same request.
 
-Bare names get the default domain, the alias map is applied, recipients are deduplicated, a local user
-sends as ``user@sender_domain`` unless allowed to choose another sender, and a message without a From
-field gets one (with the header section a body-only message lacks). Anything that cannot be mail is
+Bare names get the default domain (in the envelope and in the message's address fields), the alias map
+is applied, recipients are deduplicated, a local user sends as ``user@sender_domain`` unless allowed to
+choose another sender, and a message without a From field gets one (with the header section a
+body-only message lacks). Anything that cannot be mail is
 refused with ``BadAddress``, before anything is stored.
 """
 
@@ -27,7 +28,15 @@ from .addressing import (
     quote_local,
 )
 from .config import Config
-from .envelope import has_field, header_recipients, header_sender, header_subject, with_field, without_bcc
+from .envelope import (
+    has_field,
+    header_recipients,
+    header_sender,
+    header_subject,
+    map_fields,
+    with_field,
+    without_bcc,
+)
 from .errors import BadAddress, NoRecipients
 from .message import NewRecipient, RecipientKind
 
@@ -132,6 +141,21 @@ def _sender(config: Config, request: SubmissionRequest, own: str) -> str:
     return complete(found, default_domain(config)) or own
 
 
+ADDRESS_FIELDS = frozenset({b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"})
+
+
+def _completed_field(value: str, domain: str) -> str | None:
+    """An address field with its bare names completed (``To: root`` as cron writes it), or None to keep
+    it as it is (nothing bare in it, or not parseable: the header is the writer's, the envelope ours)."""
+    try:
+        mailboxes = parse_address_list(value)
+    except BadAddress:
+        return None
+    if not any(m.bare for m in mailboxes):
+        return None
+    return ", ".join(format_mailbox(Mailbox(complete(m.address, domain), m.display)) for m in mailboxes)
+
+
 def complete_submission(config: Config, request: SubmissionRequest) -> Envelope:
     """The envelope and content ``store.submit`` gets, by the rules above (``BadAddress``,
     ``NoRecipients`` when none is left)."""
@@ -150,6 +174,9 @@ def complete_submission(config: Config, request: SubmissionRequest) -> Envelope:
     ]
     if not recipients:
         raise NoRecipients("no recipients given and none in To, Cc or Bcc")
+    content = map_fields(
+        content, ADDRESS_FIELDS, lambda value: _completed_field(value, policy.default_domain)
+    )
     if not has_field(content, b"from"):  # a message needs a From: its sender's (the caller's for <>)
         name = " ".join((request.full_name or "").split())
         content = with_field(content, b"From: " + format_mailbox(Mailbox(sender or own, name)).encode())

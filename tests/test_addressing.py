@@ -20,7 +20,7 @@ from spoolerd.addressing import (
     parse_address_list,
 )
 from spoolerd.config import parse_config
-from spoolerd.envelope import has_field, header_recipients, with_field
+from spoolerd.envelope import has_field, header_recipients, map_fields, with_field
 from spoolerd.errors import BadAddress, ConfigError, NoRecipients
 from spoolerd.submit_rules import SubmissionRequest, complete_submission, default_domain, local_sender
 
@@ -256,7 +256,7 @@ def test_complete_submission() -> None:
         config, SubmissionRequest(b"To: root\nBcc: b@y.org\n\nx", "cron", None, me, True)
     )
     assert env.sender == "cron@example.org" and b"Bcc" not in env.content
-    assert env.content.startswith(b"From: cron@example.org\nTo: root\n")
+    assert env.content.startswith(b"From: cron@example.org\nTo: root@example.org\n")
     env = complete_submission(
         config, SubmissionRequest(b"From: Me <me@z.org>\n\nx", None, ["a@b.org"], me, True)
     )
@@ -270,3 +270,36 @@ def test_complete_submission() -> None:
         complete_submission(config, SubmissionRequest(b"x", "bad@", ["a@b.org"], me, True))
     with pytest.raises(NoRecipients):
         complete_submission(config, SubmissionRequest(b"x", None, [" , "], me, True))
+
+
+CRON = (
+    b"From: root (Cron Daemon)\r\nTo: root\r\nSubject: Cron <root@vm> run-parts\r\n"
+    b"Cc: =?utf-8?q?J=C3=B6rg?= <joerg>,\r\n ok@example.net\r\nX-Cron-Env: <SHELL=/bin/sh>\r\n"
+    b"\r\nTo: root\r\n"
+)
+
+
+def test_bare_names_in_address_fields_are_completed() -> None:
+    config = parse_config({"addresses": {"default_domain": "example.org"}})
+    env = complete_submission(config, SubmissionRequest(CRON, None, None, os.getuid(), True))
+    assert env.content == (
+        b'From: "Cron Daemon" <root@example.org>\r\nTo: root@example.org\r\n'
+        b"Subject: Cron <root@vm> run-parts\r\n"
+        b"Cc: =?utf-8?q?J=C3=B6rg?= <joerg@example.org>, ok@example.net\r\n"
+        b"X-Cron-Env: <SHELL=/bin/sh>\r\n\r\nTo: root\r\n"  # the body is the body
+    )
+    assert env.sender == "root@example.org"
+    assert [r.address for r in env.recipients] == ["root@example.org", "joerg@example.org", "ok@example.net"]
+
+
+def test_map_fields_keeps_what_it_does_not_change_byte_for_byte() -> None:
+    content = b"To: a@b.org,\n\tc@d.org\nFrom: <x@y.org>\n\nbody: root\n"
+    assert map_fields(content, {b"to", b"from"}, lambda value: None) is content
+    assert map_fields(content, {b"to"}, lambda value: value.upper()) == (
+        b"To: A@B.ORG, C@D.ORG\nFrom: <x@y.org>\n\nbody: root\n"
+    )
+
+
+@given(st.binary(max_size=200))
+def test_map_fields_with_no_change_is_the_identity(content: bytes) -> None:
+    assert map_fields(content, {b"to", b"from"}, lambda value: None) == content

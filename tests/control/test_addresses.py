@@ -85,7 +85,8 @@ async def test_echo_hi_to_root_lands_in_the_local_inbox(up: bool) -> None:
         content = await cat(d, copy["id"])
         parsed = email.message_from_bytes(content)
         assert parsed["From"] == f"{USER}@localhost"  # masqueraded, not user@<short hostname>
-        assert parsed.get_payload() == "hi\n"  # the body stayed the body: a blank line ends the header
+        assert content.split(b"\n\n", 1)[1] == b"hi\n"  # the body stayed the body: a blank line ends
+        assert not parsed.defects and parsed.get_payload() == "hi\n"  # the header section before it
         assert parsed["Date"] and parsed["Message-ID"]
         assert copy["sender"] == f"{USER}@localhost"
         verified = json.loads((await run(*ctl(d, "--json", "verify", "root"), check=True)).stdout)
