@@ -625,13 +625,14 @@ class Dispatcher:
         so a crash in between repeats the copy but never loses it."""
         from .submission import create_outgoing  # submission imports this module
 
-        sender = message.sender.casefold()
-        to = [NewRecipient(a) for a in self.settings.bounce_copy_to if a.casefold() != sender]
+        to = [a for a in self.settings.bounce_copy_to if a.casefold() != message.sender.casefold()]
         if to:
+            rcpts = [NewRecipient(a) for a in to]
             copy = await create_outgoing(
-                store, content, to, sender="", subject=subject, sentmail=False, delete_after_submit=True
+                store, content, rcpts, sender="", subject=subject, sentmail=False, delete_after_submit=True
             )
             await store.submit(copy, preprocess=True)
+            log.info("bounce copy queued", store=store.name, queue_id=copy, message=message.id, to=to)
 
 
 REPORTS = "(spooler reports)"  # the spooler's own memory in a store: reports filed, per message

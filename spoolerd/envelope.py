@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
@@ -31,21 +32,26 @@ def _fields(content: bytes, name: str) -> list[str]:
     return [str(v) for v in headers.get_all(name, [])]
 
 
-def _utf8(value: str) -> str:
-    """A header value as text: raw UTF-8 bytes, which the parser keeps as surrogates, decoded."""
+def _text(raw: bytes) -> str:
+    """A header value as text, unfolded: raw 8-bit bytes decoded as UTF-8, else as Latin-1 (a legacy
+    mailer's display name must not cost the message, nor turn an address into replacement characters)."""
     try:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeError:
-        return value  # not UTF-8: the address parser refuses what is left
+        text = raw.decode("latin-1")
+    return " ".join(text.split())
 
 
 def header_recipients(content: bytes) -> list[tuple[str, str, str]]:
     """(display name, address, kind) from To, Cc and Bcc, in that order, read like Postfix reads them;
     ``BadAddress`` for a field with something that cannot be mail in it."""
+    fields = _header_fields(content)
     out = []
-    for field, kind in KINDS:
-        for value in _fields(content, field):
-            out += [(m.display, m.address, kind) for m in parse_address_list(_utf8(value))]
+    for name, kind in KINDS:
+        for field in fields:
+            if field.name == name.encode():
+                value = parse_address_list(_text(field.raw[field.value_at :]))
+                out += [(m.display, m.address, kind) for m in value]
     return out
 
 
@@ -79,39 +85,49 @@ def header_end(content: bytes) -> int:
 _FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: bytes  # lower case; b"" for a line that does not start a field
+    raw: bytes  # with its continuation lines and line ends, as it is in the message
+    value_at: int  # where the value starts in ``raw``
+
+
+def _header_fields(content: bytes) -> list[_Field]:
+    """The header section's fields, in order, each with its continuation lines."""
+    groups: list[list[bytes]] = []
+    for line in content[: header_end(content)].splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and groups:
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+    fields = []
+    for group in groups:
+        raw = b"".join(group)
+        match = _FIELD_START.match(raw)
+        name = match.group().rstrip(b" \t:").lower() if match else b""
+        fields.append(_Field(name, raw, match.end() if match else 0))
+    return fields
+
+
 def has_field(content: bytes, name: bytes) -> bool:
-    """Whether the header section has a field called ``name`` (a byte scan, nothing decoded)."""
-    wanted = name.lower()
-    for line in content[: header_end(content)].splitlines():
-        match = _FIELD_START.match(line)
-        if match is not None and match.group().rstrip(b" \t:").lower() == wanted:
-            return True
-    return False
+    """Whether the header section has a field called ``name``."""
+    return any(field.name == name.lower() for field in _header_fields(content))
 
 
 def map_fields(content: bytes, names: Collection[bytes], change: Callable[[str], str | None]) -> bytes:
     """The content with the header fields called one of ``names`` (lower case) whose value ``change``
     rewrites (it gets the value unfolded; None keeps it) replaced; everything else byte for byte."""
-    end = header_end(content)
-    lines = content[:end].splitlines(keepends=True)
-    fields: list[list[bytes]] = []
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1].append(line)
-        else:
-            fields.append([line])
     out, changed = [], False
+    fields = _header_fields(content)
     for field in fields:
-        raw = b"".join(field)
-        match = _FIELD_START.match(raw)
-        if match is not None and match.group().rstrip(b" \t:").lower() in names:
-            value = raw[match.end() :].decode("utf-8", "surrogateescape")
-            new = change(" ".join(value.split()))
-            if new is not None:
-                newline = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
-                raw, changed = match.group() + b" " + new.encode("utf-8", "surrogateescape") + newline, True
-        out.append(raw)
-    return b"".join(out) + content[end:] if changed else content
+        new = change(_text(field.raw[field.value_at :])) if field.name in names else None
+        if new is None:
+            out.append(field.raw)
+            continue
+        newline = b"\r\n" if field.raw.endswith(b"\r\n") else b"\n" if field.raw.endswith(b"\n") else b""
+        out.append(field.raw[: field.value_at] + b" " + new.encode() + newline)
+        changed = True
+    return b"".join(out) + content[sum(len(f.raw) for f in fields) :] if changed else content
 
 
 def with_field(content: bytes, field: bytes) -> bytes:

@@ -214,6 +214,8 @@ def test_header_recipients_refuse_garbage() -> None:
     ]
     with pytest.raises(BadAddress):
         header_recipients(b"To: @x.org\n\n")
+    for raw in (b"J\xc3\xb6rg", b"J\xf6rg"):  # raw UTF-8, and a legacy mailer's Latin-1
+        assert header_recipients(b"To: " + raw + b" <j@x.org>\n\n") == [("J\u00f6rg", "j@x.org", "to")]
 
 
 # ---------------------------------------------------------------------- the rules of every path
