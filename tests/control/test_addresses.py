@@ -8,6 +8,8 @@ import email
 import json
 import os
 import pwd
+import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -242,3 +244,31 @@ async def test_spoolerctl_verify() -> None:
             "  bob@remote.test: loopback (store:-) then remote (remote.test)",
         ]
         assert remote_log(d) == [] and await inbox(d) == []  # verify delivers nothing
+
+
+async def test_bsd_mailx_to_root_reaches_the_people_root_is_aliased_to() -> None:
+    """bsd-mailx runs ``sendmail -i -t`` with ``To: root``: the way cron and scripts mail root."""
+    if not shutil.which("bsd-mailx"):
+        if os.environ.get("SPOOLERD_REQUIRE_PEERS"):
+            pytest.fail("bsd-mailx is not installed")
+        pytest.skip("bsd-mailx is not installed")  # .ci/run installs it
+    root = _root()
+    d = Daemon(root, _extra(root, '[aliases]\nroot = ["alice@localhost", "bob@remote.test"]'))
+    wrapper = root / "sendmail"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m spoolerd.sendmail "$@"\n')
+    wrapper.chmod(0o755)
+    (root / "mailrc").write_text(f"set sendmail={wrapper}\n")
+    env = {"MAILRC": str(root / "mailrc"), "SPOOLERD_SOCKET": str(d.socket)}
+    async with running(d):
+        done = await run("bsd-mailx", "-s", "disk full", "root", stdin=b"/ is 99% full\n", env=env)
+        assert done.returncode == 0, done.stderr
+        with anyio.fail_after(30):
+            while not await sent_items(d):
+                await run(*ctl(d, "flush"), check=True)
+        assert remote_log(d) == ["bob@remote.test"]
+        (copy,) = await inbox(d)
+        content = await cat(d, copy["id"])
+        parsed = email.message_from_bytes(content)
+        assert parsed["To"] == "root@localhost"  # completed in the header too, not just the envelope
+        assert parsed["From"] == f"{USER}@localhost" and parsed["Subject"] == "disk full"
+        assert parsed.get_payload() == "/ is 99% full\n"
