@@ -133,7 +133,9 @@ def _addr_spec(tokens: Sequence[_Token], source: str) -> str:
     domain_tokens = tokens[ats[0] + 1 :] if ats else []
     if any(t.kind not in ("atom", "quoted") for t in local_tokens):
         raise BadAddress(f"{source!r}: not an address")
-    if any(t.space_before for t in local_tokens[1:]):
+    if any(t.space_before for t in local_tokens[1:]) or any(
+        t.kind == "atom" and not t.text.isprintable() for t in local_tokens
+    ):
         raise BadAddress(f"{source!r}: a space in an address (put a name before <address>)")
     if not local_tokens or not "".join(t.text for t in local_tokens):
         raise BadAddress(f"{source!r}: the local part (before @) is empty")
@@ -225,7 +227,7 @@ def parse_address_list(text: str) -> list[Mailbox]:
         elif not angle and token.kind == ",":
             finish()
             continue
-        elif not angle and token.kind == ":" and not in_group and not any(t.kind in "<@" for t in item):
+        elif not angle and token.kind == ":" and not in_group and not any(t.kind in ("<", "@") for t in item):
             item.clear()  # the group's name
             in_group = True
             continue
@@ -242,7 +244,7 @@ def parse_address_list(text: str) -> list[Mailbox]:
 
 def parse_address(text: str) -> Mailbox:
     """Exactly one address (an envelope sender, an alias key); ``<>`` and "" are the null address."""
-    if text.strip() in ("", "<>"):
+    if text.strip(" \t") in ("", "<>"):
         _check_text(text)
         return Mailbox("")
     found = parse_address_list(text)
@@ -268,8 +270,8 @@ def complete(address: str, domain: str) -> str:
 
 
 def _key(address: str) -> str:
-    """The identity of an address for dedupe and alias lookup: the domain case-insensitive, as is the
-    local part of a lookup key (aliases, like /etc/aliases, are not case-sensitive)."""
+    """The identity of an address for dedupe: the domain compared case-insensitively, the local part as
+    written (RFC 5321 leaves its case to the receiving host)."""
     local, _, domain = _unquoted(address).rpartition("@")
     return f"{address[: len(address) - len(domain) - 1]}@{domain.casefold()}" if local else address
 
@@ -308,15 +310,20 @@ def expand_aliases(
 ) -> list[tuple[Mailbox, str]]:
     """Complete each (mailbox, kind), apply the alias map recursively and drop duplicates (the first
     wins). An address met again while its own alias is being expanded is taken as it is, as Postfix
-    does for ``root: root, admin``: loops end instead of looping."""
+    does for ``root: root, admin``: loops end instead of looping. Each alias is expanded once, so a
+    map of shared lists costs its size, not the number of paths through it."""
     out: list[tuple[Mailbox, str]] = []
     seen: set[str] = set()
+    expanded: set[str] = set()
 
     def add(mailbox: Mailbox, kind: str, expanding: frozenset[str]) -> None:
         address = complete(mailbox.address, policy.default_domain)
         key = _key(address).casefold()
         targets = policy.alias_of(address)
         if targets is not None and key not in expanding:
+            if key in expanded:
+                return  # what it expands to is there already
+            expanded.add(key)
             for target in targets:
                 add(Mailbox(target), kind, expanding | {key})
             return

@@ -38,7 +38,7 @@ from .envelope import (
     without_bcc,
 )
 from .errors import BadAddress, NoRecipients
-from .message import NewRecipient, RecipientKind
+from .message import NewRecipient, RecipientKind, check_wire_text
 
 __all__ = [
     "Envelope",
@@ -159,6 +159,7 @@ def _completed_field(value: str, domain: str) -> str | None:
 def complete_submission(config: Config, request: SubmissionRequest) -> Envelope:
     """The envelope and content ``store.submit`` gets, by the rules above (``BadAddress``,
     ``NoRecipients`` when none is left)."""
+    check_wire_text("full_name", request.full_name or "")  # it goes into a header field
     policy = address_policy(config)
     content = request.content
     own = local_sender(config, request.uid)

@@ -21,7 +21,7 @@ from spoolerd.addressing import (
 )
 from spoolerd.config import parse_config
 from spoolerd.envelope import has_field, header_recipients, map_fields, with_field
-from spoolerd.errors import BadAddress, ConfigError, NoRecipients
+from spoolerd.errors import BadAddress, ConfigError, InvalidArgument, NoRecipients
 from spoolerd.submit_rules import SubmissionRequest, complete_submission, default_domain, local_sender
 
 
@@ -115,6 +115,14 @@ def test_completion_aliases_and_dedupe() -> None:
     ]
     with pytest.raises(BadAddress, match="null address"):
         expand_aliases(policy, [(Mailbox(""), "to")])
+
+
+def test_shared_alias_lists_are_expanded_once() -> None:
+    aliases = {f"l{i}": [f"l{i + 1}", f"m{i}"] for i in range(40)} | {
+        f"m{i}": [f"l{i + 1}"] for i in range(40)
+    }
+    policy = AddressPolicy("x.org", aliases=aliases)  # 2**40 paths to l40, if each were walked
+    assert [m.address for m, _ in expand_aliases(policy, [(Mailbox("l0"), "to")])] == ["l40@x.org"]
 
 
 def test_alias_loops_end() -> None:
@@ -270,6 +278,8 @@ def test_complete_submission() -> None:
         complete_submission(config, SubmissionRequest(b"x", None, ["a@"], me, True))
     with pytest.raises(BadAddress):
         complete_submission(config, SubmissionRequest(b"x", "bad@", ["a@b.org"], me, True))
+    with pytest.raises(InvalidArgument, match="full_name"):
+        complete_submission(config, SubmissionRequest(b"x", None, ["a@b.org"], me, True, "x\r\nBcc: a@c"))
     with pytest.raises(NoRecipients):
         complete_submission(config, SubmissionRequest(b"x", None, [" , "], me, True))
 
