@@ -84,11 +84,14 @@ def address_policy(config: Config) -> AddressPolicy:
 
 
 def bounce_copy_recipients(config: Config) -> list[str]:
-    """Who gets a copy of every NDR: ``[addresses] bounce_copy_to``, completed and aliased."""
+    """Who gets a copy of every NDR: ``[addresses] bounce_copy_to``, completed and aliased. Called when
+    the daemon is built or reloaded, so resolving this host's name (a DNS lookup, perhaps slow) happens
+    then, not in the event loop during the first submit."""
+    policy = address_policy(config)
     address = config.addresses.bounce_copy_to
     if not address:
         return []
-    return [m.address for m, _kind in expand_aliases(address_policy(config), [(Mailbox(address), "to")])]
+    return [m.address for m, _kind in expand_aliases(policy, [(Mailbox(address), "to")])]
 
 
 def _user_name(uid: int) -> str:
