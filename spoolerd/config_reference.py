@@ -15,6 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from .config import (
     SENT_RETENTION,
+    AddressesSection,
     Config,
     ControlSection,
     LogConfig,
@@ -29,7 +30,11 @@ from .plugins import STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
 
-_COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+_COMPUTED = {
+    "state_dir": "`$STATE_DIRECTORY`, else `./spool`",
+    "reporting_mta": "this host's name",
+    "default_domain": "this host's fully qualified name (`localhost` with no `[stores]`)",
+}
 _COMPUTED["sent_retention"] = f'`"{format_duration(SENT_RETENTION)}"` ({SENT_RETENTION:.0f} seconds)'
 
 
@@ -38,6 +43,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[spooler.retry]", RetrySection, ()),
     ("[log]", LogConfig, ()),
     ("[control]", ControlSection, ()),
+    ("[addresses]", AddressesSection, ()),
 )
 
 
@@ -148,6 +154,8 @@ def render() -> str:
             out += [f'### `provider = "{name}"`', "", *keys, ""]
     lists = Config.model_fields["lists"]
     out += ["## `[lists]`", "", f'{lists.description}: `"team@example.org" = ["a@example.org", …]`.', ""]
+    aliases = Config.model_fields["aliases"]
+    out += ["## `[aliases]`", "", f'{aliases.description}: `root = "admin@example.org"`.', ""]
     return "\n".join(out)
 
 
