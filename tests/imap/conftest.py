@@ -4,13 +4,14 @@ client playing "another mail client" to put messages in and look at what the tra
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioimaplib
 import pytest
@@ -22,6 +23,28 @@ from tests.peers.ports import free_port
 
 _numbers = itertools.count(1)
 PASSWORD = "dovecot-secret"
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def on_both_loops(test: Test) -> Test:
+    """Run ``test`` on uvloop (the loop the daemon runs on) as well as on asyncio's own: for everything
+    that involves TLS, where the two loops' transports differ."""
+    test.__dict__["on_both_loops"] = True
+    return test
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked ``on_both_loops`` (and every test of a module whose ``ON_BOTH_LOOPS`` is true) run
+    on asyncio's loop and on uvloop's; the rest on asyncio's."""
+    import uvloop
+
+    function = getattr(item, "function", None)
+    module = getattr(item, "module", None)
+    if getattr(function, "on_both_loops", False) or getattr(module, "ON_BOTH_LOOPS", False):
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ from tests.peers.dovecot import Dovecot
 
 from .conftest import Account, message
 
+ON_BOTH_LOOPS = True  # the daemon runs on uvloop; these tests' own clients run on both loops
+
 
 class Daemon(ControlDaemon):
     """The control tests' daemon process, with one store and the account as its only transport."""
@@ -90,6 +92,24 @@ async def test_flush_download_and_status_over_the_socket(running: Daemon, accoun
     assert "inbound_enabled" in row["status"] and "failure" not in row["status"]
     assert row["counters"]["received"] == 20 and row["mailboxes"] == ["INBOX"]
     await client.stream.aclose()
+
+
+async def test_starttls_in_the_daemon(root: Path, account: Account, ca_file: Path) -> None:
+    """The daemon runs on uvloop, whose transports are not asyncio's classes: STARTTLS must work there."""
+    async with account.client() as other:
+        for i in range(3):
+            await other.append(message(i))
+    daemon = Daemon(root, account, tls="starttls", host="localhost", ca_file=str(ca_file))
+    await daemon.start()
+    try:
+        client = await daemon.client()
+        await client.ok("flush", direction="download", transport="mail")
+        assert sorted(await subjects(client)) == [f"number {i}" for i in range(3)]
+        (row,) = [r for r in await client.ok("status") if r["name"] == "mail"]
+        assert "failure" not in row["status"] and row["last_error"] is None
+        await client.stream.aclose()
+    finally:
+        assert await daemon.stop() == 0
 
 
 async def test_refused_login_is_an_error_answer_and_a_status_row(

@@ -23,7 +23,7 @@ from transports.imap import ImapSettings, ImapTransport
 from transports.imap import download as download_module
 from transports.imap.session import CommandFailed, ImapError, Session
 
-from .conftest import Account, message, new_account
+from .conftest import Account, message, new_account, on_both_loops
 
 
 def imap(account: Account, **settings: Any) -> dict[str, dict[str, Any]]:
@@ -205,6 +205,7 @@ async def test_idle_push_arrives_within_two_seconds(
         print(f"IDLE push latency: {latency * 1000:.0f} ms")
 
 
+@on_both_loops
 async def test_implicit_tls_needs_the_ca(
     tmp_path: Path, clock: FakeClock, account: Account, server: Dovecot, ca_file: Path
 ) -> None:
@@ -221,6 +222,7 @@ async def test_implicit_tls_needs_the_ca(
         assert await inbox(h) == [content]
 
 
+@on_both_loops
 async def test_starttls(tmp_path: Path, clock: FakeClock, account: Account, ca_file: Path) -> None:
     async with account.client() as other:
         await other.append(content := message(1))

@@ -32,6 +32,7 @@ from spoolerd.transport import Direction, Outcome, OutcomeKind, TransportContext
 from transports.common.credentials import Credentials
 from transports.common.tls import client_context
 
+from . import adapter
 from .download import Downloaded, Downloader
 from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
 from .settings import ImapSettings, TlsMode
@@ -90,6 +91,7 @@ class ImapTransport:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        adapter.check()  # an aioimaplib outside the tested range fails here, naming what changed
         self._credentials.check()
         if self.settings.tls is not TlsMode.NONE:
             self._context = client_context(self.settings)
@@ -155,8 +157,7 @@ class ImapTransport:
         session = self._download
         assert session is not None
         mailboxes = self.settings.mailboxes
-        idles = session.has("IDLE") and self.settings.idle
-        seconds = self.settings.idle_renew if idles else self.settings.poll_interval
+        seconds = self.settings.idle_renew if session.idles else self.settings.poll_interval
         if len(mailboxes) > 1:
             seconds = min(seconds, self.settings.poll_interval)  # IDLE watches the first mailbox only
         loop = asyncio.get_running_loop()
@@ -167,7 +168,12 @@ class ImapTransport:
             info = await session.select(mailboxes[0])
             if info.uidnext is not None and info.uidnext > downloader.uidnext.get(mailboxes[0], 0):
                 return
-            await session.wait_for_mail(seconds, self._wake)
+            if await session.wait_for_mail(seconds, self._wake) == "refused":
+                # the connection is fine, IDLE is not: poll on it rather than reconnect in a loop
+                log.warning(
+                    "IDLE refused; polling instead", transport=self.name, every=self.settings.poll_interval
+                )
+                await session.wait_for_mail(min(seconds, self.settings.poll_interval), self._wake)
             self._idle_failures = 0
         except ImapError as exc:
             session.close()
