@@ -81,8 +81,14 @@ class ImapTransport:
         self._retry_at: float | None = None  # loop time of the next try, while waiting after a failure
         self._idle_failures = 0
         self._failure: str | None = None
+        self._refusal: str | None = None  # the last pass's acknowledgement failure
         self._notices: list[str] = []
-        self.counters: dict[str, int] = {"received": 0, "uploaded": 0, "sent_copies": 0}
+        self.counters: dict[str, int] = {
+            "received": 0,
+            "downloaded_again": 0,
+            "uploaded": 0,
+            "sent_copies": 0,
+        }
         # upload
         self._upload: Session | None = None
         self._upload_lock = asyncio.Lock()
@@ -126,10 +132,13 @@ class ImapTransport:
                 self._active = True
                 async for item in downloader.run(self._download):
                     yield item
-                self.counters["received"] += downloader.report.received
-                for notice in downloader.report.notices:
-                    log.warning("mailbox renumbered", transport=self.name, notice=notice)
-                self._notices = (self._notices + downloader.report.notices)[-10:]
+                report = downloader.report
+                self.counters["received"] += report.received
+                self.counters["downloaded_again"] += report.downloaded_again
+                for notice in report.notices:
+                    log.warning(notice.event, transport=self.name, notice=notice.text)
+                self._notices = (self._notices + [n.text for n in report.notices])[-10:]
+                self._acknowledgements(report.refusal)
                 backoff = self.settings.reconnect_initial
             except LoginRefused as exc:
                 error, wait = str(exc), self.settings.login_retry
@@ -151,6 +160,15 @@ class ImapTransport:
                 await self._sleep(wait)
                 continue
             await self._idle(downloader)
+
+    def _acknowledgements(self, refusal: str | None) -> None:
+        """A server refusing to mark, delete or move what was downloaded (a missing ``move_to``, say) is
+        a failure in the status row, logged when it begins and when it ends, not every pass."""
+        if refusal is not None and self._refusal is None:
+            log.warning("acknowledgements refused", transport=self.name, error=refusal)
+        elif refusal is None and self._refusal is not None:
+            log.info("acknowledgements accepted again", transport=self.name)
+        self._refusal = refusal
 
     async def _idle(self, downloader: Downloader) -> None:
         """Wait for new mail, a flush, or the time to look again."""
@@ -346,11 +364,12 @@ class ImapTransport:
             flags.append("inbound_active")
         if self._flushing:
             flags.append("flushing")
-        if self._failure is not None:
+        failure = self._failure or self._refusal
+        if failure is not None:
             flags.append("failure")
         return {
             "status": flags,
-            "last_error": self._failure,
+            "last_error": failure,
             "counters": dict(self.counters),
             "server": self.peer,
             "mailboxes": list(self.settings.mailboxes),
