@@ -20,6 +20,7 @@ import trustme
 from tests.peers import dovecot
 from tests.peers.dovecot import Dovecot
 from tests.peers.ports import free_port
+from transports.imap.wire import parse_fetch, parse_search
 
 _numbers = itertools.count(1)
 PASSWORD = "dovecot-secret"
@@ -125,13 +126,25 @@ class Client:
 
     async def messages(self, mailbox: str = "INBOX") -> dict[int, tuple[set[str], bytes]]:
         """UID -> (flags, content) of every message in ``mailbox``."""
-        from transports.imap.wire import parse_fetch
 
         selected = await self.imap.select(mailbox)
         assert selected.result == "OK", selected
         response = await self.imap.uid("fetch", "1:*", "(UID FLAGS BODY.PEEK[])")
         assert response.result == "OK", response
         return {f.uid: (set(f.flags), f.literal or b"") for f in parse_fetch(response.lines)}
+
+    async def wait_for(self, mailbox: str, count: int) -> None:
+        """Until ``mailbox`` holds ``count`` messages or more: told by the server's IDLE push, not polled."""
+        selected = await self.imap.select(mailbox)
+        assert selected.result == "OK", selected
+        while True:
+            found = await self.imap.uid_search("ALL", charset=None)
+            if len(parse_search(found.lines)) >= count:
+                return
+            idle = await self.imap.idle_start(timeout=60)
+            await self.imap.wait_server_push(timeout=60)
+            self.imap.idle_done()
+            await asyncio.wait_for(idle, 10)
 
     async def delete(self, mailbox: str) -> None:
         response = await self.imap.delete(mailbox)
