@@ -37,11 +37,14 @@ class Daemon(ControlDaemon):
         self.options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in account.settings(**imap).items())
         super().__init__(root)
 
+    loopback = False  # also deliver to the store's own addresses (@localhost)
+
     def write_config(self) -> Path:
         cfg = self.root / "spoolerd.toml"
+        local = 'addresses = ["@localhost"]\n[transports.loopback]\nprovider = "loopback"\n'
         cfg.write_text(
             f'[spooler]\nstate_dir = "{self.root / "state"}"\n[control]\nsocket = "{self.socket}"\n'
-            f'[log]\nformat = "json"\n[stores.local]\nprovider = "sqlite"\n'
+            f'[log]\nformat = "json"\n[stores.local]\nprovider = "sqlite"\n{local if self.loopback else ""}'
             f"[transports.mail]\n{self.options}\n"
         )
         return cfg
@@ -175,18 +178,9 @@ async def test_sigkill_during_download_loses_and_duplicates_nothing(root: Path, 
 
 
 class SentCopyDaemon(Daemon):
-    """Mail delivered locally (loopback), a copy of each filed in the account's Sent; a short lease so
-    that what a killed daemon held is taken up again soon."""
+    """Mail delivered locally (loopback), a copy of each filed in the account's Sent."""
 
-    def write_config(self) -> Path:
-        cfg = self.root / "spoolerd.toml"
-        cfg.write_text(
-            f'[spooler]\nstate_dir = "{self.root / "state"}"\nlease = 5\n'
-            f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "json"\n'
-            f'[stores.local]\nprovider = "sqlite"\naddresses = ["@localhost"]\n'
-            f'[transports.loopback]\nprovider = "loopback"\n[transports.mail]\n{self.options}\n'
-        )
-        return cfg
+    loopback = True
 
 
 def outgoing(number: int) -> bytes:
