@@ -10,41 +10,21 @@ import os
 import pwd
 import shutil
 import sys
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.control.conftest import Client, Daemon
+from tests.control.conftest import Client, Daemon, serving, short_root
 from tests.control.test_tools import ctl, inbox, run, sendmail
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 
 
-def _root() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
-    os.chmod(root, 0o755)
-    return root
-
-
 def _extra(root: Path, settings: str) -> str:
     """Settings for the remote transport (its delivery log) and then whole sections."""
     return f'log_file = "{root / "remote.log"}"\n{settings}\n'
-
-
-@asynccontextmanager
-async def running(d: Daemon) -> AsyncIterator[Daemon]:
-    await d.start()
-    try:
-        yield d
-    finally:
-        for client in d.clients:
-            await client.stream.aclose()
-        assert await d.stop() == 0
 
 
 def remote_log(d: Daemon) -> list[str]:
@@ -71,7 +51,7 @@ async def submit_with_sendmail(d: Daemon, *args: str, stdin: bytes, up: bool) ->
 
 @pytest.mark.parametrize("up", [True, False], ids=["daemon-up", "daemon-down"])
 async def test_echo_hi_to_root_lands_in_the_local_inbox(up: bool) -> None:
-    d = Daemon(_root(), _extra(_root(), ""))
+    d = Daemon(short_root(), _extra(short_root(), ""))
     if up:
         await d.start()
     assert await submit_with_sendmail(d, "root", stdin=b"hi\n", up=up) == 0
@@ -112,7 +92,7 @@ async def sent_items(d: Daemon) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("up", [True, False], ids=["daemon-up", "daemon-down"])
 async def test_an_alias_list_and_f_root(up: bool) -> None:
-    root = _root()
+    root = short_root()
     d = Daemon(root, _extra(root, ALIASES))
     if up:
         await d.start()
@@ -149,7 +129,7 @@ async def test_an_alias_list_and_f_root(up: bool) -> None:
 async def test_what_cannot_be_mail_is_refused_with_exit_65(
     up: bool, args: tuple[str, ...], stdin: bytes, reason: bytes
 ) -> None:
-    d = Daemon(_root())
+    d = Daemon(short_root())
     if up:
         await d.start()
         argv, env = sendmail(d, *args)
@@ -200,9 +180,9 @@ async def _new_mail(client: Client, count: int) -> list[dict[str, Any]]:
 
 
 async def test_a_copy_of_each_bounce_goes_to_the_configured_address() -> None:
-    root = _root()
+    root = short_root()
     d = Daemon(root, _extra(root, '[addresses]\nbounce_copy_to = "postmaster"'))
-    async with running(d):
+    async with serving(d):
         watch = await d.client()
         await watch.stream.send(b'{"id": "w", "cmd": "subscribe"}\n')
         argv, env = sendmail(d, "nobody@remote.test")  # the remote peer refuses it: 550 5.1.1
@@ -218,9 +198,9 @@ async def test_a_copy_of_each_bounce_goes_to_the_configured_address() -> None:
 
 
 async def test_spoolerctl_verify() -> None:
-    root = _root()
+    root = short_root()
     d = Daemon(root, _extra(root, ALIASES))
-    async with running(d):
+    async with serving(d):
         done = await run(*ctl(d, "--json", "verify", "root", "x@Remote.Test", "<@>"))
         assert done.returncode == 1  # one address cannot be mail
         first, second, third = json.loads(done.stdout)
@@ -252,14 +232,14 @@ async def test_bsd_mailx_to_root_reaches_the_people_root_is_aliased_to() -> None
         if os.environ.get("SPOOLERD_REQUIRE_PEERS"):
             pytest.fail("bsd-mailx is not installed")
         pytest.skip("bsd-mailx is not installed")  # .ci/run installs it
-    root = _root()
+    root = short_root()
     d = Daemon(root, _extra(root, '[aliases]\nroot = ["alice@localhost", "bob@remote.test"]'))
     wrapper = root / "sendmail"
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m spoolerd.sendmail "$@"\n')
     wrapper.chmod(0o755)
     (root / "mailrc").write_text(f"set sendmail={wrapper}\n")
     env = {"MAILRC": str(root / "mailrc"), "SPOOLERD_SOCKET": str(d.socket)}
-    async with running(d):
+    async with serving(d):
         done = await run("bsd-mailx", "-s", "disk full", "root", stdin=b"/ is 99% full\n", env=env)
         assert done.returncode == 0, done.stderr
         with anyio.fail_after(30):

@@ -8,7 +8,6 @@ import os
 import pty
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +17,7 @@ from typing import Any
 import anyio
 
 from spoolerd.views import clock_time
-from tests.control.conftest import Client, Daemon
+from tests.control.conftest import Client, Daemon, serving, short_root
 from tests.control.test_tools import ctl, inbox, run, sendmail
 from tests.peers.ports import free_port
 
@@ -42,16 +41,10 @@ class RelayDaemon(Daemon):
 @asynccontextmanager
 async def daemon_with(extra: str = "", relay_port: int | None = None) -> AsyncIterator[Daemon]:
     """A daemon whose "remote" test transport behaves as ``extra`` says (or with a real SMTP relay)."""
-    root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
-    os.chmod(root, 0o755)
+    root = short_root()
     d = Daemon(root, extra=extra) if relay_port is None else RelayDaemon(root, relay_port)
-    await d.start()
-    try:
+    async with serving(d):
         yield d
-    finally:
-        for client in d.clients:
-            await client.stream.aclose()
-        assert await d.stop() == 0
 
 
 async def watching(daemon: Daemon) -> Client:
