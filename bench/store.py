@@ -1,10 +1,11 @@
 """Message store micro-benchmark: durable submit throughput and queue scans at 100,000 queued messages.
 
-    python bench/store.py [--provider sqlite] [--queue 100000] [--batch 256] [--json FILE]
+    python bench/store.py [--provider sqlite] [--queue 100000] [--batch 256] [--two-step] [--json FILE]
 
 Measures, on a fresh store in a temporary directory:
-- durable submits/s: each submit is create_message + submit, both committed and fsynced before they
-  return; ``--batch`` callers submit concurrently so their commits share fsyncs (group commit);
+- durable submits/s: each submit is one ``submit_new`` (``--two-step``: create_message + submit, two
+  transactions), committed and fsynced before it returns; ``--batch`` callers
+  submit concurrently so their commits share fsyncs (group commit);
 - the same one at a time (every submit pays its own fsyncs), for comparison;
 - with ``--queue`` messages queued: time to list the due head (first page of due, unlocked messages) when
   everything is due and when 99% is deferred into the future, time of next_due(), and a full iteration;
@@ -41,10 +42,16 @@ class Clock:
         return time.time() + self.offset
 
 
-async def submit_batch(store: MessageStore, folder: str, n: int, **draft: Any) -> list[str]:
+async def submit_batch(
+    store: MessageStore, folder: str, n: int, two_step: bool = False, **draft: Any
+) -> list[str]:
+    """``n`` concurrent submits; ``two_step``: create_message then submit, as a client that builds a draft
+    first (two transactions)."""
     rcpt = [NewRecipient("r@example.org")]
 
     async def one() -> str:
+        if not two_step:
+            return await store.submit_new(folder, Draft(CONTENT, rcpt, **draft))
         mid = await store.create_message(folder, Draft(CONTENT, rcpt, **draft))
         await store.submit(mid)
         return mid
@@ -52,12 +59,14 @@ async def submit_batch(store: MessageStore, folder: str, n: int, **draft: Any) -
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-async def fill(store: MessageStore, folder: str, total: int, batch: int, **draft: Any) -> float:
+async def fill(
+    store: MessageStore, folder: str, total: int, batch: int, two_step: bool = False, **draft: Any
+) -> float:
     start = time.perf_counter()
     done = 0
     while done < total:
         n = min(batch, total - done)
-        await submit_batch(store, folder, n, **draft)
+        await submit_batch(store, folder, n, two_step, **draft)
         done += n
     return time.perf_counter() - start
 
@@ -96,7 +105,9 @@ async def iterate_peak(store: MessageStore) -> tuple[int, int, float]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     registry = PluginRegistry()
-    results: dict[str, Any] = {"provider": args.provider, "queue": args.queue, "batch": args.batch}
+    results: dict[str, Any] = {
+        "provider": args.provider, "queue": args.queue, "batch": args.batch, "two_step": args.two_step
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         clock = Clock()
         store = registry.open_store(
@@ -111,13 +122,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # submitted last: the worst case for finding the due head in submission order
             later = clock() + 3600
             serial_n = args.serial
-            elapsed = await fill(store, outbox, serial_n, 1, not_before=later)
+            elapsed = await fill(store, outbox, serial_n, 1, args.two_step, not_before=later)
             results["serial_submits_per_s"] = serial_n / elapsed
 
-            elapsed = await fill(store, outbox, args.measure, args.batch, not_before=later)
+            elapsed = await fill(store, outbox, args.measure, args.batch, args.two_step, not_before=later)
             results["batched_submits_per_s"] = args.measure / elapsed
             if commits0 is not None:
-                writes = 2 * (serial_n + args.measure)
+                writes = (2 if args.two_step else 1) * (serial_n + args.measure)
                 results["writes_per_commit"] = writes / (store.commits - commits0)  # type: ignore[attr-defined]
 
             tenth = args.queue // 10
@@ -145,7 +156,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     q = f"{results['queue']:,}"
     tenth, full = results["iterate_peak_bytes_at_10pct"], results["iterate_peak_bytes_at_100pct"]
+    how = "two-step" if results["two_step"] else "submit_new"
     rows = [
+        ("each submit is", how),
         (f"durable submits/s, batches of {results['batch']} (target >= 2,000)",
          f"{results['batched_submits_per_s']:,.0f}"),
         ("durable submits/s, one at a time", f"{results['serial_submits_per_s']:,.0f}"),
@@ -175,6 +188,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="concurrent submits")
     parser.add_argument("--measure", type=int, default=5_000, help="batched submits timed")
     parser.add_argument("--serial", type=int, default=200, help="one-at-a-time submits timed")
+    parser.add_argument("--two-step", action="store_true", help="create_message + submit (two commits)")
     parser.add_argument("--dir", default=None, help="where the temporary store lives (default: system tmp)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "store.json"))
     args = parser.parse_args()

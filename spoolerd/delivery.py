@@ -734,15 +734,15 @@ class Dispatcher:
         """Queue a copy of an NDR for the postmaster: on a relay-only host nobody reads the sender's
         Inbox. From the null sender, so the copy never bounces itself; queued before the NDR is filed,
         so a crash in between repeats the copy but never loses it."""
-        from .submission import create_outgoing  # submission imports this module
+        from .submission import outgoing_draft, submit_outgoing  # submission imports this module
 
         to = [a for a in self.settings.bounce_copy_to if a.casefold() != message.sender.casefold()]
         if to:
             rcpts = [NewRecipient(a) for a in to]
-            copy = await create_outgoing(
+            draft = await outgoing_draft(
                 store, content, rcpts, sender="", subject=subject, sentmail=False, delete_after_submit=True
             )
-            await store.submit(copy, preprocess=True)
+            copy = await submit_outgoing(store, draft, preprocess=True)
             log.info("bounce copy queued", store=store.name, queue_id=copy, message=message.id, to=to)
 
 

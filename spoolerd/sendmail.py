@@ -108,7 +108,7 @@ def _submit_direct(
     from .message_size import check_message_size
     from .plugins import PluginRegistry
     from .retention import filing
-    from .submission import create_outgoing
+    from .submission import outgoing_draft, submit_outgoing
     from .submit_rules import SubmissionRequest, complete_submission, trusted
 
     async def run() -> str:
@@ -126,12 +126,12 @@ def _submit_direct(
         await store.start()
         try:
             filed = filing(config.stores[opened.default].sent_copies)
-            message_id = await create_outgoing(
+            draft = await outgoing_draft(
                 store, env.content, env.recipients, sender=env.sender, subject=env.subject,
                 sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
                 ndr_requested=reports.get("ndr", True), dr_requested=reports.get("dr", False),
             )  # fmt: skip
-            await store.submit(message_id, preprocess=True)
+            message_id = await submit_outgoing(store, draft, preprocess=True)  # one transaction
             accepted(
                 queue_id=message_id,
                 store=opened.default,

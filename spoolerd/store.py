@@ -6,7 +6,8 @@ It follows IMsgStore / IMessage as the MAPI spooler uses them (DESIGN §2-§3):
   byte-exact RFC 5322 content and recipients that carry their own delivery state;
 - ``submit`` puts a message on the outgoing queue (SUBMIT + UNSENT, responsibility FALSE on every
   recipient, client submit time); from then on only the spooler changes it and a client may only read it
-  (``open`` with MODIFY → ``Submitted``) or ``abort_submit`` it;
+  (``open`` with MODIFY → ``Submitted``) or ``abort_submit`` it; ``submit_new`` creates and queues a
+  message in one transaction;
 - the spooler takes a message with ``lock`` (a lease: owner + expiry, so a crashed spooler's locks
   expire), records per-recipient outcomes, and either ``unlock``s it with a retry time or ``finish``es
   it (sentmail / delete table);
@@ -113,6 +114,15 @@ class MessageStore(Protocol):
         """Queue the message (``NoRecipients`` if it has none, leaving it unchanged). ``lock=(owner,
         lease)`` queues it already locked, in the same step: how a tightly coupled store keeps its own
         transport's recipients away from the spooler while it hands them over inside submit."""
+
+    async def submit_new(
+        self, folder_id: str, draft: Draft, *, preprocess: bool = False, lock: tuple[str, float] | None = None
+    ) -> str:
+        """``create_message`` and ``submit`` in one transaction: return the new message's id once it is
+        durably queued; after a crash there is a queued message or none (never an unsent draft).
+        ``NoRecipients`` (a draft without recipients) leaves nothing behind. ``preprocess`` and
+        ``lock`` as for ``submit``. ``create_message`` then ``submit`` stays for clients that build
+        a draft first (MAPI's SaveChanges, then SubmitMessage)."""
 
     async def abort_submit(self, message_id: str) -> None:
         """Take the message off the queue: ``NotInQueue`` / ``UnableToAbort`` (locked)."""

@@ -7,7 +7,8 @@ Items / delete) without the spooler. Otherwise what is left (other recipients, d
 need a report) is queued for the spooler, which wakes for it. With preprocessing needed, the whole
 message goes to the spooler, which preprocesses first (MAPI's NEEDS_PREPROCESSING path).
 
-The message is queued already locked (``submit(lock=...)``), so the spooler cannot race the handover.
+The message is created and queued already locked, in one transaction (``submit_new(lock=...)``), so the
+spooler cannot race the handover and a crash leaves either a queued message or nothing.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from .spooler import Spooler
 from .store import MessageStore
 from .transport import OutcomeKind, Transport
 
-__all__ = ["SubmitResult", "Submitter", "create_outgoing"]
+__all__ = ["SubmitResult", "Submitter", "outgoing_draft", "submit_outgoing"]
 
 log = structlog.get_logger("spoolerd.submission")
 
 
-async def create_outgoing(
+async def outgoing_draft(
     store: MessageStore,
     content: bytes,
     recipients: Sequence[NewRecipient],
@@ -45,12 +46,11 @@ async def create_outgoing(
     not_before: float | None = None,
     ndr_requested: bool = True,
     dr_requested: bool = False,
-) -> str:
-    """A new message in the store's Outbox, filed in Sent Items once sent (unless ``sentmail`` is off):
-    what the submit command and sendmail both create before submitting."""
-    outbox = await store.folder(FolderRole.OUTBOX)
+) -> Draft:
+    """A new outgoing message, filed in Sent Items once sent (unless ``sentmail`` is off): what the
+    submit command and sendmail both queue (``submit_outgoing``, or ``Submitter.submit_new``)."""
     sent = await store.folder(FolderRole.SENT) if sentmail else None
-    draft = Draft(
+    return Draft(
         content,
         recipients,
         sender=sender,
@@ -61,11 +61,19 @@ async def create_outgoing(
         ndr_requested=ndr_requested,
         dr_requested=dr_requested,
     )
-    return await store.create_message(outbox.id, draft)
+
+
+async def submit_outgoing(
+    store: MessageStore, draft: Draft, *, preprocess: bool = False, lock: tuple[str, float] | None = None
+) -> str:
+    """``draft`` created in the store's Outbox and queued in one transaction (``store.submit_new``)."""
+    outbox = await store.folder(FolderRole.OUTBOX)
+    return await store.submit_new(outbox.id, draft, preprocess=preprocess, lock=lock)
 
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
+    message_id: str
     queued: bool  # left for the spooler (False: finished inside submit by the coupled transport)
     handled: int = 0  # recipients the coupled transport took
     retry_at: float | None = None  # when the spooler should look at it (None: at once)
@@ -87,18 +95,20 @@ class Submitter:
         self.dispatcher = dispatcher
         self.spooler = spooler
 
-    async def submit(self, store_name: str, message_id: str) -> SubmitResult:
+    async def submit_new(self, store_name: str, draft: Draft) -> SubmitResult:
+        """Create ``draft`` in the store's Outbox and queue it, in one transaction (``submit_outgoing``):
+        after a crash it is queued or it is not there. With a coupled transport, hand it over next."""
         store = self.stores.get(store_name)
         if store is None:
             raise NotFound(f"no store named {store_name!r}")
         transport = self.coupled.get(store_name)
         if transport is None or self.preprocess:
-            await store.submit(message_id, preprocess=self.preprocess)
-            return SubmitResult(queued=True)
+            message_id = await submit_outgoing(store, draft, preprocess=self.preprocess)
+            return SubmitResult(message_id, queued=True)
         # a sub-owner of the daemon's: the daemon's next life takes it back at once if this one dies
         owner = f"{self.dispatcher.owner}#coupled:{store_name}:{secrets.token_hex(4)}"
-        await store.submit(message_id, lock=(owner, self.dispatcher.settings.lease))
-        result = SubmitResult(queued=True)  # if the hand-over is cut short, the spooler has it
+        message_id = await submit_outgoing(store, draft, lock=(owner, self.dispatcher.settings.lease))
+        result = SubmitResult(message_id, queued=True)  # if the hand-over is cut short, the spooler has it
         try:
             async with self.dispatcher.leased(store, message_id, owner):
                 result = await self._hand_over(store, transport, message_id, owner)
@@ -123,7 +133,7 @@ class Submitter:
             if not r.state.final and serves(transport.address_types, r.address_type)
         ]
         if not mine:
-            return SubmitResult(queued=True)
+            return SubmitResult(message_id, queued=True)
         # the same timeout and crash handling as the spooler's own sends
         outcomes = await self.dispatcher.call_transport(transport, message, mine)
         now = self.dispatcher.clock()
@@ -142,7 +152,7 @@ class Submitter:
         states = {r.index: r.state for r in message.recipients} | {u.index: u.state for u in updates}
         if all(state is RecipientState.DELIVERED for state in states.values()):
             await store.finish(message_id, owner)
-            return SubmitResult(queued=False, handled=len(updates))
+            return SubmitResult(message_id, queued=False, handled=len(updates))
         # The rest is the spooler's: other transports' recipients at once; if only our deferrals are
         # left, after their backoff. The spooler also reports failures (one NDR) when it finishes.
         waiting = [i for i, state in states.items() if not state.final]
@@ -150,4 +160,4 @@ class Submitter:
         retry_at = None
         if waiting and set(waiting) <= ours_deferred:
             retry_at = min(u.next_attempt for u in updates if u.next_attempt is not None)
-        return SubmitResult(queued=True, handled=len(updates), retry_at=retry_at)
+        return SubmitResult(message_id, queued=True, handled=len(updates), retry_at=retry_at)

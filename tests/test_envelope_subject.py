@@ -27,6 +27,7 @@ def test_raw_utf8_rfc2047_and_latin1_subjects_read_as_text() -> None:
 def test_control_characters_never_reach_the_subject() -> None:
     assert header_subject(b"Subject: a\x1b[31mred\x07\r\n\r\n") == "a [31mred"
     assert header_subject(b"Subject: =?utf-8?q?x=1B]0;owned=07y?=\r\n\r\n") == "x ]0;owned y"
+    assert header_subject(b"Subject: =?utf-8?q?a=00b?=\r\n\r\n") == "a b"  # a NUL too
 
 
 def test_display_names_in_raw_utf8_are_text() -> None:

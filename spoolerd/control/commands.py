@@ -29,7 +29,7 @@ from ..reconfigure import reload
 from ..retention import filing, retention_status
 from ..spooler import FlushDeferral
 from ..store import MessageStore
-from ..submission import create_outgoing
+from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction, downloads
 from .verify import verify_addresses
@@ -247,7 +247,7 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         sentmail=args.sentmail,
         delete_after_submit=args.delete_after_submit,
     )
-    message_id = await create_outgoing(
+    draft = await outgoing_draft(
         store,
         content,
         recipients,
@@ -259,7 +259,8 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         ndr_requested=args.ndr,
         dr_requested=args.dr,
     )
-    result = await daemon.submitter.submit(name, message_id)  # durable before we answer
+    result = await daemon.submitter.submit_new(name, draft)  # created and queued durably before we answer
+    message_id = result.message_id
     maillog.accepted(
         queue_id=message_id,
         store=name,

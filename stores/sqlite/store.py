@@ -230,21 +230,7 @@ class SqliteStore:
     async def create_message(self, folder_id: str, draft: Draft) -> str:
         validate_draft(draft)
         now = self._clock()
-
-        def tx(conn: sqlite3.Connection) -> str:
-            folder = tables.folder_by_id(conn, folder_id)
-            cur = conn.execute(
-                "INSERT INTO messages (folder_id, message_class, flags, priority, sender, subject, size,"
-                " created_at, not_before, sentmail_folder, delete_after_submit, ndr_requested, dr_requested,"
-                " filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (int(folder.id), *tables.draft_values(conn, draft, now), now),
-            )
-            mid = int(cur.lastrowid or 0)
-            tables.insert_content(conn, mid, bytes(draft.content))
-            tables.insert_recipients(conn, mid, draft.recipients)
-            return str(mid)
-
-        return await self._writer.run(tx)
+        return str(await self._writer.run(lambda conn: _insert_message(conn, folder_id, draft, now)))
 
     async def save(self, message_id: str, draft: Draft) -> None:
         validate_draft(draft)
@@ -360,11 +346,7 @@ class SqliteStore:
     ) -> None:
         mid = tables.int_id(message_id)
         now = self._clock()
-        lock_owner, lock_expiry = None, None
-        if lock is not None:
-            check_wire_text("lock owner", lock[0], allow_empty=False)
-            check_time("lease", lock[1])
-            lock_owner, lock_expiry = lock[0], now + lock[1]
+        queue = _Queueing(now, preprocess, lock)
 
         def tx(conn: sqlite3.Connection) -> None:
             row = tables.state_row(conn, mid)
@@ -372,37 +354,29 @@ class SqliteStore:
             (count,) = conn.execute("SELECT COUNT(*) FROM recipients WHERE message_id=?", (mid,)).fetchone()
             if count == 0:
                 raise NoRecipients(f"message {message_id} has no recipients")
-            message_class, flags, not_before = conn.execute(
-                "SELECT message_class, flags, not_before FROM messages WHERE id=?", (mid,)
-            ).fetchone()
-            conn.execute(
-                "UPDATE messages SET message_class=?, flags=?, submit_flags=?, client_submit_time=?,"
-                " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=?, delay_reported=0,"
-                " held=0"
-                " WHERE id=?",
-                (
-                    outbound_class(message_class),
-                    flags | MessageFlag.SUBMIT | MessageFlag.UNSENT,
-                    SubmitFlag.PREPROCESS if preprocess else 0,
-                    now,
-                    tables.due(now, not_before),
-                    lock_owner,
-                    lock_expiry,
-                    mid,
-                ),
-            )
-            # A recipient with a final outcome keeps it (it is never sent twice) unless the client asks
-            # for the message to be sent again (MSGFLAG_RESEND).
-            keep_final = "" if flags & MessageFlag.RESEND else " AND state NOT IN ('delivered', 'failed')"
-            conn.execute(
-                "UPDATE recipients SET responsibility=0, state='pending', attempts=0, next_attempt=NULL,"
-                " last_code=NULL, last_status=NULL, last_text=NULL, transport=NULL WHERE message_id=?"
-                + keep_final,
-                (mid,),
-            )
+            queue(conn, mid)
 
         publish = partial(self._hub.publish, QueueChanged(self.name, "submit", message_id))
         await self._writer.run(tx, on_commit=lambda _: publish())
+
+    async def submit_new(
+        self, folder_id: str, draft: Draft, *, preprocess: bool = False, lock: tuple[str, float] | None = None
+    ) -> str:
+        validate_draft(draft)
+        if not draft.recipients:
+            raise NoRecipients("the message has no recipients")
+        now = self._clock()
+        queue = _Queueing(now, preprocess, lock)
+
+        def tx(conn: sqlite3.Connection) -> str:
+            mid = _insert_message(conn, folder_id, draft, now)
+            queue(conn, mid)
+            return str(mid)
+
+        def publish(message_id: str) -> None:
+            self._hub.publish(QueueChanged(self.name, "submit", message_id))
+
+        return await self._writer.run(tx, on_commit=publish)
 
     async def abort_submit(self, message_id: str) -> None:
         mid = tables.int_id(message_id)
@@ -706,6 +680,68 @@ class SqliteStore:
 
     async def receive_folders(self) -> dict[str, str]:
         return await self._readers.run(tables.receive_table)
+
+
+def _insert_message(conn: sqlite3.Connection, folder_id: str, draft: Draft, now: float) -> int:
+    """A new message (a draft, not queued) in ``folder_id``: its row, content and recipients."""
+    folder = tables.folder_by_id(conn, folder_id)
+    cur = conn.execute(
+        "INSERT INTO messages (folder_id, message_class, flags, priority, sender, subject, size,"
+        " created_at, not_before, sentmail_folder, delete_after_submit, ndr_requested, dr_requested,"
+        " filed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (int(folder.id), *tables.draft_values(conn, draft, now), now),
+    )
+    mid = int(cur.lastrowid or 0)
+    tables.insert_content(conn, mid, bytes(draft.content))
+    tables.insert_recipients(conn, mid, draft.recipients)
+    return mid
+
+
+class _Queueing:
+    """Putting a message with recipients on the queue (``submit``'s rule), the arguments checked before
+    the transaction: SUBMIT + UNSENT, client submit time, due, optionally already locked, and every
+    recipient without a final outcome pending again."""
+
+    def __init__(self, now: float, preprocess: bool, lock: tuple[str, float] | None) -> None:
+        self.now = now
+        self.preprocess = preprocess
+        self.lock_owner: str | None = None
+        self.lock_expiry: float | None = None
+        if lock is not None:
+            check_wire_text("lock owner", lock[0], allow_empty=False)
+            check_time("lease", lock[1])
+            self.lock_owner, self.lock_expiry = lock[0], now + lock[1]
+
+    def __call__(self, conn: sqlite3.Connection, mid: int) -> None:
+        now = self.now
+        message_class, flags, not_before = conn.execute(
+            "SELECT message_class, flags, not_before FROM messages WHERE id=?", (mid,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE messages SET message_class=?, flags=?, submit_flags=?, client_submit_time=?,"
+            " next_attempt=NULL, due_at=?, queued=1, lock_owner=?, lock_expiry=?, delay_reported=0,"
+            " held=0"
+            " WHERE id=?",
+            (
+                outbound_class(message_class),
+                flags | MessageFlag.SUBMIT | MessageFlag.UNSENT,
+                SubmitFlag.PREPROCESS if self.preprocess else 0,
+                now,
+                tables.due(now, not_before),
+                self.lock_owner,
+                self.lock_expiry,
+                mid,
+            ),
+        )
+        # A recipient with a final outcome keeps it (it is never sent twice) unless the client asks
+        # for the message to be sent again (MSGFLAG_RESEND).
+        keep_final = "" if flags & MessageFlag.RESEND else " AND state NOT IN ('delivered', 'failed')"
+        conn.execute(
+            "UPDATE recipients SET responsibility=0, state='pending', attempts=0, next_attempt=NULL,"
+            " last_code=NULL, last_status=NULL, last_text=NULL, transport=NULL WHERE message_id=?"
+            + keep_final,
+            (mid,),
+        )
 
 
 def _check_updates(updates: Sequence[RecipientUpdate]) -> None:

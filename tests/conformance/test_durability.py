@@ -29,11 +29,11 @@ INTEGRITY_CHECKS: dict[str, Callable[[StoreFactory], str]] = {"sqlite": sqlite_i
 ROUNDS = 8
 
 
-async def run_and_kill(factory: StoreFactory, delay: float) -> list[str]:
-    """Start a submitting child, SIGKILL it ``delay`` seconds after it is ready; return the ids it
-    reported as submitted (each printed only after its submit returned)."""
+async def run_and_kill(factory: StoreFactory, delay: float, command: str = "submit") -> list[str]:
+    """Start a submitting child (store_child.py's ``command``), SIGKILL it ``delay`` seconds after it is
+    ready; return the ids it reported as submitted (each printed only after its submit returned)."""
     proc = await asyncio.create_subprocess_exec(
-        *factory.child_command("submit", "100000"), stdout=subprocess.PIPE
+        *factory.child_command(command, "100000"), stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     with anyio.fail_after(30):

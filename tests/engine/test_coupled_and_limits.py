@@ -15,19 +15,17 @@ COUPLED_STORES = {
 }
 
 
-async def draft(h: Harness, *to: str) -> str:
-    outbox = await h.store.folder(FolderRole.OUTBOX)
+async def draft(h: Harness, *to: str) -> Draft:
     sent = await h.store.folder(FolderRole.SENT)
-    rcpts = [NewRecipient(a) for a in to]
-    return await h.store.create_message(
-        outbox.id, Draft(CONTENT, rcpts, sender="me@localhost", sentmail_folder=sent.id)
-    )
+    return Draft(CONTENT, [NewRecipient(a) for a in to], sender="me@localhost", sentmail_folder=sent.id)
 
 
 async def test_coupled_store_finishes_local_mail_inside_submit(tmp_path: Path, clock: FakeClock) -> None:
     async with spooler(tmp_path, clock, stores=COUPLED_STORES, spooler={"preprocessors": []}) as h:
-        mid = await draft(h, "alice@localhost", "bob@localhost")
-        result = await h.daemon.submitter.submit("local", mid)
+        result = await h.daemon.submitter.submit_new(
+            "local", await draft(h, "alice@localhost", "bob@localhost")
+        )
+        mid = result.message_id
         assert (result.queued, result.handled) == (False, 2)
         # already finished when submit returned: in Sent Items, a copy in the Inbox, the spooler idle
         assert [m.id for m in await h.folder(FolderRole.SENT)] == [mid]
@@ -43,8 +41,10 @@ async def test_coupled_store_queues_the_rest_for_the_spooler(tmp_path: Path, clo
     async with spooler(
         tmp_path, clock, transports, stores=COUPLED_STORES, spooler={"preprocessors": []}
     ) as h:
-        mid = await draft(h, "alice@localhost", "far@remote.test")
-        result = await h.daemon.submitter.submit("local", mid)
+        result = await h.daemon.submitter.submit_new(
+            "local", await draft(h, "alice@localhost", "far@remote.test")
+        )
+        mid = result.message_id
         assert (result.queued, result.handled) == (True, 1)
         await h.finished(mid)
         assert h.transport("remote").calls == [(mid, ["far@remote.test"])]  # the spooler sent only the rest
@@ -60,8 +60,8 @@ async def test_coupled_store_with_preprocessing_leaves_everything_to_the_spooler
     tmp_path: Path, clock: FakeClock
 ) -> None:
     async with spooler(tmp_path, clock, stores=COUPLED_STORES) as h:  # the headers preprocessor is on
-        mid = await draft(h, "alice@localhost")
-        result = await h.daemon.submitter.submit("local", mid)
+        result = await h.daemon.submitter.submit_new("local", await draft(h, "alice@localhost"))
+        mid = result.message_id
         assert (result.queued, result.handled) == (True, 0)
         await h.finished(mid)
         assert h.spooler.counters.delivered == 1

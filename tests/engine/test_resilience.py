@@ -183,11 +183,11 @@ async def test_a_coupled_hand_over_keeps_its_lease(tmp_path: Path, clock: FakeCl
         dispatcher.settings = replace(dispatcher.settings, lease=1.5)  # renewed every 0.5 s
         remote = h.transport("remote")
         remote.gate = anyio.Event()
-        mid = await draft(h, "far@remote.test")
         async with anyio.create_task_group() as tg:
-            tg.start_soon(h.daemon.submitter.submit, "local", mid)
+            tg.start_soon(h.daemon.submitter.submit_new, "local", await draft(h, "far@remote.test"))
             with anyio.fail_after(10):
                 await remote.entered.wait()
+            (mid,) = [e.id async for e in h.store.outgoing_queue()]  # queued, locked by the hand-over
             await outlive_the_lease(clock, 1.5)  # store time passes the first lease's expiry
             with pytest.raises(NoAccess):
                 await h.store.lock(mid, "intruder", 60)

@@ -1,9 +1,11 @@
 """A separate process that opens a store through the registry (as spoolerd-sendmail would) and writes.
 
 usage: store_child.py SPEC submit N [--pause]
+       store_child.py SPEC submit-new N
        store_child.py SPEC purge TIME
   SPEC is JSON {"provider", "options", "location"}. For each of N messages: create in the Outbox, submit,
-  then print the id and flush stdout, so the parent knows exactly which submits returned. ``purge``
+  then print the id and flush stdout, so the parent knows exactly which submits returned; ``submit-new``
+  does both in one call (``submit_new``). ``purge``
   purges Sent Items of what was filed before TIME and prints how many it removed.
 """
 
@@ -37,8 +39,12 @@ async def main(spec: dict[str, object], command: str, count: float) -> None:
         print("ready", flush=True)
         for i in range(int(count)):
             content = f"Subject: child {i}\r\n\r\n".encode() + bytes(range(256)) * 4
-            mid = await store.create_message(outbox.id, Draft(content, [NewRecipient(f"r{i}@example.org")]))
-            await store.submit(mid)
+            draft = Draft(content, [NewRecipient(f"r{i}@example.org")])
+            if command == "submit-new":
+                mid = await store.submit_new(outbox.id, draft)
+            else:
+                mid = await store.create_message(outbox.id, draft)
+                await store.submit(mid)
             print(mid, flush=True)
     finally:
         await store.stop()
@@ -46,6 +52,6 @@ async def main(spec: dict[str, object], command: str, count: float) -> None:
 
 if __name__ == "__main__":
     spec_arg, command, count_arg = sys.argv[1:4]
-    if command not in ("submit", "purge"):
+    if command not in ("submit", "submit-new", "purge"):
         sys.exit(f"unknown command {command!r}")
     asyncio.run(main(json.loads(spec_arg), command, float(count_arg)))

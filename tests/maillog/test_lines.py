@@ -18,7 +18,7 @@ from spoolerd import maillog
 from spoolerd.config import LogConfig
 from spoolerd.envelope import header_message_id
 from spoolerd.logsetup import configure_logging
-from spoolerd.message import Draft, FolderRole, NewRecipient, RecipientState
+from spoolerd.message import Draft, NewRecipient, RecipientState
 from spoolerd.retry import DestinationCache
 from tests.conftest import FakeClock
 from tests.engine.harness import CONTENT, spooler
@@ -162,11 +162,10 @@ async def test_expired_and_report_lines_from_the_engine(tmp_path: Path, clock: F
 async def test_a_coupled_store_hand_over_logs_its_outcomes(tmp_path: Path, clock: FakeClock) -> None:
     stores = {"local": {"provider": "sqlite", "addresses": ["@localhost"], "coupled_transport": "loopback"}}
     async with spooler(tmp_path, clock, stores=stores, spooler={"preprocessors": []}) as h:
-        outbox = await h.store.folder(FolderRole.OUTBOX)
         draft = Draft(CONTENT, [NewRecipient("alice@localhost")], sender="me@localhost")
-        mid = await h.store.create_message(outbox.id, draft)
         with capture_logs() as lines:
-            result = await h.daemon.submitter.submit("local", mid)
+            result = await h.daemon.submitter.submit_new("local", draft)
+    mid = result.message_id
     assert not result.queued  # delivered inside submit, not by the spooler
     (line,) = [line for line in lines if line["event"] == "delivery"]
     assert (line["queue_id"], line["recipient"], line["transport"]) == (mid, "alice@localhost", "loopback")
