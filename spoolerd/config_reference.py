@@ -25,11 +25,13 @@ from .config import (
 )
 from .config_env import ENV_PREFIX
 from .duration import format_duration
+from .listener_config import ListenerSection
 from .plugins import STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
 
 _COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+_COMPUTED["allowed_networks"] = '`["127.0.0.0/8", "::1/128"]` (loopback)'
 _COMPUTED["sent_retention"] = f'`"{format_duration(SENT_RETENTION)}"` ({SENT_RETENTION:.0f} seconds)'
 
 
@@ -38,6 +40,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[spooler.retry]", RetrySection, ()),
     ("[log]", LogConfig, ()),
     ("[control]", ControlSection, ()),
+    ("[listeners.NAME]", ListenerSection, ()),
 )
 
 

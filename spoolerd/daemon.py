@@ -13,10 +13,11 @@ import grp
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -36,7 +37,16 @@ from .store import Clock, MessageStore
 from .submission import Submitter
 from .transport import Transport, TransportContext
 
-__all__ = ["Daemon", "build", "delivery_settings", "lease_owner", "reload", "running", "state_lock"]
+__all__ = [
+    "Daemon",
+    "build",
+    "delivery_settings",
+    "lease_owner",
+    "reload",
+    "running",
+    "state_lock",
+    "stop_intake",
+]
 
 log = structlog.get_logger("spoolerd.daemon")
 
@@ -53,6 +63,8 @@ class Daemon:
     registry: PluginRegistry = field(default_factory=PluginRegistry)
     on_reload: list[Callable[[Config], None]] = field(default_factory=list)
     keepers: dict[str, SentKeeper] = field(default_factory=dict)  # Sent Items retention, per store
+    status_rows: list[Callable[[], list[dict[str, Any]]]] = field(default_factory=list)  # faces' rows
+    on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
 
 
 def build(
@@ -231,6 +243,17 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 )
                 daemon.on_reload.append(server.reconfigure)
                 await tg.start(server.serve)
+            from .listener import Listeners  # a face, like the control server
+
+            listeners = Listeners(daemon)
+            await tg.start(listeners.serve)
+
+            def reconfigure_listeners(config: Config) -> None:
+                tg.start_soon(listeners.reconfigure, config)
+
+            daemon.on_reload.append(reconfigure_listeners)
+            daemon.status_rows.append(listeners.rows)
+            daemon.on_stop.append(listeners.stop)
             log.info(
                 "spooler running",
                 stores=sorted(daemon.stores),
@@ -239,5 +262,14 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             try:
                 yield daemon
             finally:
+                await stop_intake(daemon, 0.0)
                 await daemon.spooler.shutdown()
                 tg.cancel_scope.cancel()  # the control server
+
+
+async def stop_intake(daemon: Daemon, deadline: float) -> None:
+    """The first phase of a shutdown: the faces that take mail in (SMTP listeners) stop accepting and
+    finish what they were given within ``deadline`` seconds, before the spooler stops."""
+    hooks, daemon.on_stop = daemon.on_stop, []
+    for hook in hooks:
+        await hook(deadline)

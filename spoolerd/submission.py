@@ -42,6 +42,8 @@ async def create_outgoing(
     sentmail: bool = True,
     delete_after_submit: bool = False,
     not_before: float | None = None,
+    ndr_requested: bool = True,
+    dr_requested: bool = False,
 ) -> str:
     """A new message in the store's Outbox, filed in Sent Items once sent (unless ``sentmail`` is off):
     what the submit command and sendmail both create before submitting."""
@@ -55,6 +57,8 @@ async def create_outgoing(
         sentmail_folder=sent.id if sent else None,
         delete_after_submit=delete_after_submit,
         not_before=not_before,
+        ndr_requested=ndr_requested,
+        dr_requested=dr_requested,
     )
     return await store.create_message(outbox.id, draft)
 

@@ -145,6 +145,8 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
                 row["last_error"] = error
             row.update(extra)
         rows.append(row)
+    for face_rows in daemon.status_rows:  # SMTP listeners
+        rows.extend(face_rows())
     return rows
 
 
