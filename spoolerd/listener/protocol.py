@@ -104,6 +104,14 @@ class Session(SMTP):
             return False
         return super().eof_received()
 
+    def _timeout_cb(self) -> None:
+        """A silent client (RFC 5321 §4.5.3.2 timeouts): say why before hanging up, as Postfix does."""
+        log.info("smtp client timed out", listener=self.context.name, client=self.client_ip,
+                 in_data=self.in_data)  # fmt: skip
+        if self.transport is not None and not self.in_data:
+            self.transport.write(b"421 4.4.2 Error: timeout exceeded\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     def _set_rset_state(self) -> None:
         super()._set_rset_state()  # type: ignore[no-untyped-call]
         self.transaction = None
