@@ -124,9 +124,9 @@ address = "127.0.0.1:{self.port}"
         self.changed.set()
 
     async def wait_log(
-        self, match: Callable[[dict[str, Any]], bool], *, after: int = 0, timeout: float = 30
+        self, match: Callable[[dict[str, Any]], bool], *, after: int = 0, within: float = 30
     ) -> dict[str, Any]:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             seen = after
             while True:
                 for line in self.lines[seen:]:
@@ -145,23 +145,23 @@ address = "127.0.0.1:{self.port}"
         self.clients.append(client)
         return client
 
-    async def inbox(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    async def inbox(self, count: int, within: float = 30) -> list[dict[str, Any]]:
         """The local store's Inbox once it holds ``count`` messages (woken by new_mail events)."""
         watcher = await self.client()
         ctl = await self.client()
         await watcher.stream.send(b'{"id": 1, "cmd": "subscribe", "args": {}}\n')
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             assert (await watcher.line())["event"]["type"] == "subscribed"
             while len(rows := await ctl.ok("list", folder="inbox")) < count:
                 await watcher.line()
         return rows  # type: ignore[no-any-return]
 
-    async def drained(self, timeout: float = 30) -> None:
+    async def drained(self, within: float = 30) -> None:
         """Return once the outgoing queue is empty (woken by queue events)."""
         watcher = await self.client()
         ctl = await self.client()
         await watcher.stream.send(b'{"id": 1, "cmd": "subscribe", "args": {}}\n')
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             assert (await watcher.line())["event"]["type"] == "subscribed"
             while await ctl.ok("queue"):
                 await watcher.line()

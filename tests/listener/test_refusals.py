@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import pytest
 
 from tests.listener.conftest import ListenerDaemon, Raw, in_thread, message, sendmail
@@ -82,7 +81,10 @@ async def test_injection_at_rcpt_and_the_received_field_stays_clean(daemon: List
         with Raw(daemon.port) as c:
             c.cmd("EHLO ok")
             c.cmd("MAIL FROM:<a@example.com>")
-            out = [c.cmd(b"RCPT TO:<bob@localhost\rX-Injected: yes>"), c.cmd("RCPT TO:<bob@localhost> NOTIFY=BOGUS")]
+            out = [
+                c.cmd(b"RCPT TO:<bob@localhost\rX-Injected: yes>"),
+                c.cmd("RCPT TO:<bob@localhost> NOTIFY=BOGUS"),
+            ]
             out.append(c.cmd("RCPT TO:<bob@localhost>"))
             c.cmd("DATA")
             c.send(message("clean") + b".\r\n")
@@ -121,7 +123,10 @@ async def test_size_announced_too_large_is_refused_at_mail(daemon: ListenerDaemo
         with Raw(daemon.port) as c:
             ehlo = c.cmd("EHLO big")
             limit = int(next(line for line in ehlo.splitlines() if "SIZE" in line).split()[-1])
-            return [c.cmd(f"MAIL FROM:<a@example.com> SIZE={limit + 1}"), c.cmd(f"MAIL FROM:<a@example.com> SIZE={limit}")]
+            return [
+                c.cmd(f"MAIL FROM:<a@example.com> SIZE={limit + 1}"),
+                c.cmd(f"MAIL FROM:<a@example.com> SIZE={limit}"),
+            ]
 
     over, at = await in_thread(run)
     assert over.startswith("552 5.3.4 ") and at.startswith("250 ")

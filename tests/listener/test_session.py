@@ -3,13 +3,8 @@ committed, queued and delivered; what is refused gets an enhanced status code an
 
 from __future__ import annotations
 
-import asyncio
-import smtplib
 import socket
 from typing import Any
-
-import anyio
-import pytest
 
 from tests.listener.conftest import ListenerDaemon, in_thread, message
 
@@ -22,7 +17,12 @@ def _send(d: ListenerDaemon, sender: str, rcpts: list[str], content: bytes) -> d
         for r in rcpts:
             assert s.rcpt(r)[0] == 250
         code, reply = s.data(content)
-        return {"features": features.decode(), "code": code, "reply": reply.decode(), "esmtp": s.esmtp_features}
+        return {
+            "features": features.decode(),
+            "code": code,
+            "reply": reply.decode(),
+            "esmtp": s.esmtp_features,
+        }
 
 
 async def test_smtplib_message_is_queued_delivered_and_logged(daemon: ListenerDaemon) -> None:
@@ -58,7 +58,8 @@ async def test_pipelined_transaction_is_answered_in_order(daemon: ListenerDaemon
             while not f.readline().startswith(b"250 "):
                 pass
             sock.sendall(
-                b"MAIL FROM:<a@example.com>\r\nRCPT TO:<bob@localhost>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\n"
+                b"MAIL FROM:<a@example.com>\r\nRCPT TO:<bob@localhost>\r\n"
+                b"RCPT TO:<carol@localhost>\r\nDATA\r\n"
             )
             answers = [f.readline() for _ in range(4)]
             sock.sendall(message("piped") + b".\r\nQUIT\r\n")
