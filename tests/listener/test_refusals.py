@@ -169,8 +169,9 @@ async def test_a_connection_dropped_mid_data_stores_nothing(daemon: ListenerDaem
     rows = await daemon.inbox(1)
     assert [r["subject"] for r in rows] == ["whole"]
     assert len(daemon.logged("message accepted")) == 1
+    await daemon.drained()
     ctl = await daemon.client()
-    assert await ctl.ok("list", folder="outbox") == []
+    assert await ctl.ok("list", folder="outbox") == []  # no half-made draft either
 
 
 async def test_silent_and_slow_clients_time_out(make_daemon: Callable[..., Any]) -> None:
