@@ -181,7 +181,7 @@ class Session(SMTP):
             client=self.client_ip,
             user=user[:64] if user.isprintable() else "?",
         )
-        return AuthResult(success=False)
+        return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
 
     # ------------------------------------------------------------------ transaction
 

@@ -61,8 +61,9 @@ class Certs:
 class ListenerDaemon:
     """``spoolerd run`` with one listener ``main`` on a free port (``listener`` adds its keys)."""
 
-    def __init__(self, root: Path, listener: str = "", extra: str = "") -> None:
+    def __init__(self, root: Path, listener: str = "", extra: str = "", host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
         self.port = free_port()
         self.listener = listener
         self.extra = extra
@@ -97,7 +98,7 @@ provider = "test-scripted"
 perm_fail = ["nobody@remote.test"]
 log_file = "{self.delivered_log}"
 [listeners.main]
-address = "127.0.0.1:{self.port}"
+address = "{self.host}:{self.port}"
 {self.listener}
 {self.extra}
 """
@@ -207,8 +208,8 @@ def root() -> Iterator[Path]:
 async def make_daemon(root: Path) -> AsyncIterator[Callable[..., Any]]:
     started: list[ListenerDaemon] = []
 
-    async def make(listener: str = "", extra: str = "") -> ListenerDaemon:
-        d = ListenerDaemon(root, listener, extra)
+    async def make(listener: str = "", extra: str = "", host: str = "127.0.0.1") -> ListenerDaemon:
+        d = ListenerDaemon(root, listener, extra, host)
         await d.start()
         started.append(d)
         return d
