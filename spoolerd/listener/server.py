@@ -153,6 +153,10 @@ class ListenerContext:
         except SpoolerError as exc:
             await _discard(store, message_id)
             return self._failed(Reply(554, "5.6.0", f"message refused: {exc}"[:200]), exc)
+        except Exception as exc:  # a provider's raw error (sqlite3's "disk is full"): still the store's
+            log.exception("store failed while accepting a message", listener=self.name, store=name)
+            await _discard(store, message_id)
+            return self._failed(Reply(451, "4.3.0", "Error: queue file write error, try again later"), exc)
         self.counters["accepted"] += 1
         log.info(
             "message accepted",
@@ -192,7 +196,7 @@ async def _discard(store: Any, message_id: str | None) -> None:
         return
     try:
         await store.delete(message_id)
-    except SpoolerError:
+    except Exception:  # the store is failing already; the draft was never submitted, so never sent
         log.warning("could not remove an unsubmitted draft", id=message_id)
 
 
