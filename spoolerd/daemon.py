@@ -222,6 +222,13 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         for transport in daemon.transports:
             await transport.start()
             stack.push_async_callback(transport.stop)
+        from .listener import Listeners  # a face, like the control server
+
+        listeners = Listeners(daemon)
+        stack.push_async_callback(listeners.stop, 0.0)
+        await listeners.open_all()  # ListenerUnavailable: a clear error, and what started is stopped
+        daemon.status_rows.append(listeners.rows)
+        daemon.on_stop.append(listeners.stop)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
             spooler = daemon.spooler
@@ -243,17 +250,11 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 )
                 daemon.on_reload.append(server.reconfigure)
                 await tg.start(server.serve)
-            from .listener import Listeners  # a face, like the control server
-
-            listeners = Listeners(daemon)
-            await tg.start(listeners.serve)
 
             def reconfigure_listeners(config: Config) -> None:
                 tg.start_soon(listeners.reconfigure, config)
 
             daemon.on_reload.append(reconfigure_listeners)
-            daemon.status_rows.append(listeners.rows)
-            daemon.on_stop.append(listeners.stop)
             log.info(
                 "spooler running",
                 stores=sorted(daemon.stores),

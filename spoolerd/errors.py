@@ -11,6 +11,7 @@ __all__ = [
     "CannotQueue",
     "ConfigError",
     "InvalidArgument",
+    "ListenerUnavailable",
     "LockLost",
     "NoAccess",
     "NoRecipients",
@@ -135,3 +136,9 @@ class CannotQueue(NoSupport):
     """The store cannot queue outgoing mail, so it cannot submit or be the default store."""
 
     code = "cannot_queue"
+
+
+class ListenerUnavailable(SpoolerError, OSError):
+    """An SMTP listener could not listen on its address (taken, not local, or its TLS files unreadable)."""
+
+    code = "listener_unavailable"

@@ -19,12 +19,11 @@ from typing import Any
 
 import anyio
 import structlog
-from anyio.abc import TaskStatus
 
 from ..config import Config
 from ..daemon import Daemon
 from ..envelope import header_subject
-from ..errors import InvalidArgument, SpoolerError, StoreError
+from ..errors import InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
 from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
 from ..retention import filing
@@ -221,11 +220,14 @@ class Listeners:
         self.running: dict[str, _Running] = {}
         self.failed: dict[str, str] = {}  # listeners that could not bind, and why
 
-    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def open_all(self) -> None:
         for name, section in self.daemon.config.listeners.items():
-            await self._open(name, section)
-        task_status.started()
-        await anyio.sleep_forever()
+            try:
+                await self._open(name, section)
+            except OSError as exc:  # the address is taken, or the certificate unreadable: say which
+                raise ListenerUnavailable(
+                    f"listeners.{name}: cannot listen on {section.address}: {exc}"
+                ) from exc
 
     async def _open(self, name: str, section: ListenerSection) -> None:
         context = ListenerContext(name, section, self.daemon)
@@ -264,14 +266,16 @@ class Listeners:
         return rows
 
     async def reconfigure(self, config: Config) -> list[str]:
-        """Apply ``[listeners]`` from a reloaded config: close the removed and changed ones, open the new
-        and changed ones. Returns what could not be applied (a bind failure names the listener)."""
+        """Apply ``[listeners]`` from a reloaded config: stop listening on the removed and changed ones,
+        open the new and changed ones, then let the old sessions in DATA finish. Returns what could not
+        be applied (a bind failure names the listener; status shows it as failure)."""
         problems = []
+        retired = []
         for name in list(self.running):
             section = config.listeners.get(name)
             if section is None or section != self.running[name].context.settings:
-                await self._close(name, deadline=0.0)
-                log.info("smtp listener closed", listener=name)
+                retired.append(self._stop_listening(name))
+                log.info("smtp listener closed", listener=name, reason="reload")
         self.failed.clear()
         for name, section in config.listeners.items():
             if name in self.running:
@@ -281,19 +285,18 @@ class Listeners:
             except (OSError, SpoolerError) as exc:
                 self.failed[name] = str(exc)
                 problems.append(f"listeners.{name}: {exc}")
-                log.warning(
-                    "smtp listener could not start",
-                    listener=name,
-                    error=str(exc),
-                )
+                log.warning("smtp listener could not start", listener=name, error=str(exc))
+        for context in retired:
+            await _drain(context, RELOAD_DRAIN)
         return problems
 
     async def stop(self, deadline: float) -> None:
         """SIGTERM: no new connections, idle sessions hung up on, sessions in DATA given ``deadline``."""
-        for name in list(self.running):
-            await self._close(name, deadline)
+        retired = [self._stop_listening(name) for name in list(self.running)]
+        for context in retired:
+            await _drain(context, deadline)
 
-    async def _close(self, name: str, deadline: float) -> None:
+    def _stop_listening(self, name: str) -> ListenerContext:
         running = self.running.pop(name)
         context = running.context
         context.closing = True
@@ -302,9 +305,16 @@ class Listeners:
             if not session.in_data and session.transport is not None:
                 session.transport.write(b"421 4.3.2 Service shutting down\r\n")  # type: ignore[attr-defined]
                 session.transport.close()
-        if context.in_data:
-            with anyio.move_on_after(deadline):
-                await context.data_done.wait()
-        for session in list(context.sessions):
-            if session.transport is not None:
-                session.transport.close()
+        return context
+
+
+RELOAD_DRAIN = 30.0  # seconds a reload lets a replaced listener's sessions in DATA finish
+
+
+async def _drain(context: ListenerContext, deadline: float) -> None:
+    if context.in_data:
+        with anyio.move_on_after(deadline):
+            await context.data_done.wait()
+    for session in list(context.sessions):
+        if session.transport is not None:
+            session.transport.close()
