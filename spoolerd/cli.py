@@ -20,11 +20,12 @@ import structlog
 
 from . import __version__, eventloop
 from .config import Config, load_config
-from .daemon import Daemon, build, reload, running, stop_intake
+from .daemon import Daemon, build, running, stop_intake
 from .errors import ConfigError, SpoolerError
 from .logsetup import configure_logging
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
+from .reconfigure import reload
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
 
@@ -63,7 +64,7 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             notify.ready(f"running: {len(daemon.stores)} store(s), {len(daemon.transports)} transport(s)")
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    _reload(daemon, notify)
+                    await _reload(daemon, notify)
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 notify.stopping()
@@ -73,18 +74,18 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             tg.cancel_scope.cancel()
 
 
-def _reload(daemon: Daemon, notify: Notifier) -> None:
+async def _reload(daemon: Daemon, notify: Notifier) -> None:
     """SIGHUP: re-read the config; a bad one is refused and the running config kept."""
     log = structlog.get_logger("spoolerd")
     notify.send("RELOADING=1")
     try:
-        restart = reload(daemon)
+        result = await reload(daemon)
     except ConfigError as exc:
         log.warning("reload refused; keeping the running configuration", problems=exc.problems)
     except Exception:  # a reload must never take the daemon down
         log.exception("reload failed; keeping the running configuration")
     else:
-        log.info("configuration reloaded", restart_needed=restart)
+        log.info("configuration reloaded", applied=result.applied, restart_needed=result.restart_needed)
     notify.send("READY=1", "STATUS=running (reloaded)")
 
 

@@ -3,6 +3,7 @@ fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -14,7 +15,11 @@ __all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default
 
 
 class Unreachable(Exception):
-    """No daemon answers on the socket."""
+    """No daemon answers on the socket; ``denied``: this user may not open it (one may be running)."""
+
+    def __init__(self, message: str, *, denied: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
 
 
 class ConnectionLost(Exception):
@@ -40,7 +45,11 @@ def default_socket_path() -> Path:
     if runtime:
         return Path(runtime) / "control.sock"
     system = Path("/run/spoolerd/control.sock")
-    return system if system.exists() else Path("spool") / "control.sock"
+    try:
+        present = system.exists()
+    except PermissionError:  # a directory this user may not search: connecting will say so
+        present = True
+    return system if present else Path("spool") / "control.sock"
 
 
 class ControlClient:
@@ -50,6 +59,9 @@ class ControlClient:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(os.fspath(self.path))
+        except PermissionError:
+            self._sock.close()
+            raise Unreachable(f"permission denied on {self.path}", denied=True) from None
         except OSError as exc:
             self._sock.close()
             raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from None
@@ -57,6 +69,8 @@ class ControlClient:
         self._next_id = 0
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes a thread blocked reading events (close alone may not)
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
 
     def __enter__(self) -> ControlClient:
@@ -78,18 +92,29 @@ class ControlClient:
         answer: dict[str, Any] = json.loads(raw)
         return answer
 
-    def _send(self, cmd: str, args: dict[str, Any]) -> int:
+    def _send(self, cmd: str, args: dict[str, Any], body: bytes | None = None) -> int:
         self._next_id += 1
-        line = json.dumps({"id": self._next_id, "cmd": cmd, "args": args}).encode() + b"\n"
+        request: dict[str, Any] = {"id": self._next_id, "cmd": cmd, "args": args}
+        if body is not None:
+            request["body"] = len(body)  # the raw bytes follow the line
         try:
-            self._sock.sendall(line)
+            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            if body:
+                self._sock.sendall(body)
         except OSError as exc:
             raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
         return self._next_id
 
     def call(self, cmd: str, **args: Any) -> Any:
         """Send one command and return its result; ``Refused`` for an error answer."""
-        request_id = self._send(cmd, {k: v for k, v in args.items() if v is not None})
+        return self._answer(self._send(cmd, {k: v for k, v in args.items() if v is not None}))
+
+    def submit(self, content: bytes, **args: Any) -> Any:
+        """``submit`` with the message as the request's body: any size up to the daemon's
+        ``message_size_limit`` (``Refused`` with ``message_too_large`` above it)."""
+        return self._answer(self._send("submit", {k: v for k, v in args.items() if v is not None}, content))
+
+    def _answer(self, request_id: int) -> Any:
         while True:
             answer = self._line()
             if answer.get("id") not in (request_id, None) or "event" in answer:

@@ -23,6 +23,7 @@ from .config_env import ENV_PREFIX, env_overlay, merged
 from .duration import parse_duration
 from .errors import ConfigError, PluginError
 from .listener_config import ListenerSection
+from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
 
@@ -89,6 +90,11 @@ class SpoolerSection(_Strict):
         default_factory=lambda: ["headers"], description="spoolerd.preprocessors"
     )
     delay_warning_after: float | None = Field(None, gt=0, description="seconds queued before a delay warning")
+    message_size_limit: int = Field(
+        DEFAULT_MESSAGE_SIZE_LIMIT,
+        ge=0,
+        description="largest message accepted, in bytes, on every submission path (0: no limit)",
+    )
     retry: RetrySection = Field(default_factory=RetrySection, description="the [spooler.retry] section")
 
 

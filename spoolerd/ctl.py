@@ -1,40 +1,31 @@
 """``spoolerctl``: the operator's command line over the control socket.
 
 Human tables by default, ``--json`` for scripts. Exit codes: 0 ok, 1 refused by the daemon, 2 usage,
-3 daemon unreachable.
+3 daemon unreachable, 4 reloaded but a change needs a restart.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import sys
-import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
 from .duration import parse_duration
 from .errors import InvalidArgument
+from .progress import FlushCount, FlushProgress
+from .views import show_queue as _show_queue
+from .views import table as _table
+from .views import watch_line
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+EXIT_RESTART_NEEDED = 4  # reload: applied what it could; some changes wait for a restart
 
 
 def _show_status(rows: list[dict[str, Any]]) -> str:
@@ -46,55 +37,33 @@ def _show_status(rows: list[dict[str, Any]]) -> str:
     return _table(body, ["TYPE", "NAME", "PROVIDER", "STATUS", "METHODS", "COUNTERS"])
 
 
-def _show_queue(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "Mail queue is empty"
-    lines = []
-    for r in rows:
-        flag = "*" if r["locked"] else "!" if r.get("held") else " "
-        lines.append(
-            f"{r['id']}{flag} {r['store']}  {_age(r['age'])}  {r['size']}  <{r['sender']}>  {r['subject']}"
-        )
-        for rcpt in r["recipients"] or []:
-            last = " ".join(str(x) for x in (rcpt["last_code"], rcpt["last_status"], rcpt["last_text"]) if x)
-            lines.append(
-                f"      {rcpt['address']}  {rcpt['state']}  tries={rcpt['attempts']}  {last}".rstrip()
-            )
-        if r["recipients"] is None:
-            lines.append("      (being delivered now)")
-    return "\n".join(lines) + f"\n-- {len(rows)} message(s); * = being delivered, ! = held"
-
-
 def _show_list(rows: list[dict[str, Any]]) -> str:
     body = [[r["id"], r["class"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["time"])), r["size"],
              r["sender"], r["subject"]] for r in rows]  # fmt: skip
     return _table(body, ["ID", "CLASS", "TIME", "SIZE", "SENDER", "SUBJECT"])
 
 
-class _Progress:
-    """An elapsed-time line on stderr while a synchronous flush runs (terminals only)."""
+def _flush_count(client: ControlClient, args: argparse.Namespace, direction: str) -> FlushCount:
+    """What a flush is expected to try, for its progress line: the messages named, or every queued one
+    (unknown when one transport is flushed)."""
+    count = FlushCount(count_received=direction == "download")
+    if args.ids:
+        count.total = len(args.ids)
+    elif args.transport is None and direction != "download" and not args.no_wait and sys.stderr.isatty():
+        rows = client.call("status")
+        count.total = sum(
+            r.get("counters", {}).get("queued", 0) for r in rows if r["resource_type"] == "store"
+        )
+    return count
 
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        start = time.monotonic()
-        while not self.done.wait(0.2):
-            sys.stderr.write(f"\r{self.label} {time.monotonic() - start:5.1f}s")
-            sys.stderr.flush()
-        sys.stderr.write("\r\033[K")
-
-    def __enter__(self) -> _Progress:
-        if sys.stderr.isatty():
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
+def _show_flush(result: dict[str, Any]) -> str:
+    """The counts, then one line per recipient left deferred: queue id, recipient, why."""
+    lines = [" ".join(f"{k}={v}" for k, v in result.items() if k != "deferrals")]
+    for d in result.get("deferrals", []):
+        reply = " ".join(str(x) for x in (d["code"], d["status"], d["reason"]) if x)
+        lines.append(f"{d['id']}  {d['recipient']}  deferred: {reply}")
+    return "\n".join(lines)
 
 
 def _duration(text: str) -> float:
@@ -124,7 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     direction.add_argument("--upload", action="store_true", help="outgoing mail only")
     direction.add_argument("--download", action="store_true", help="incoming mail only")
     f.add_argument("--transport", help="flush this transport's queue only")
-    f.add_argument("--force", action="store_true", help="ignore retry backoff and dead destinations")
+    f.add_argument(
+        "--force",
+        action="store_true",
+        help="every message makes its own attempt, even to a destination this flush found down"
+        " (a plain flush already tries every queued message now, deferred ones included)",
+    )
     f.add_argument("--no-wait", action="store_true", help="return at once; the flush runs on")
     f.add_argument("ids", nargs="*", help="only these messages")
     s = sub.add_parser("submit", help="submit an RFC 5322 file (recipients from To/Cc/Bcc)")
@@ -164,9 +138,7 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     out = sys.stdout
     if args.command == "watch":
         for event in client.events(store=args.store):
-            out.write(
-                (json.dumps(event) if args.json else " ".join(f"{k}={v}" for k, v in event.items())) + "\n"
-            )
+            out.write((json.dumps(event) if args.json else "\n".join(watch_line(event))) + "\n")
             out.flush()
         return EXIT_OK
     result: Any
@@ -178,16 +150,15 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         text = _show_queue(result)
     elif args.command == "flush":
         direction = "upload" if args.upload else "download" if args.download else "both"
-        with _Progress("flushing"):
+        count = _flush_count(client, args, direction)
+        with FlushProgress(args.socket, count, enabled=not args.no_wait):
             result = client.call("flush", direction=direction, transport=args.transport, force=args.force,
                                  wait=not args.no_wait, ids=args.ids or None)  # fmt: skip
-        text = "flush started" if args.no_wait else " ".join(f"{k}={v}" for k, v in result.items())
+        text = "flush started" if args.no_wait else _show_flush(result)
     elif args.command == "submit":
         with open(args.file, "rb") as fh:
-            data = base64.b64encode(fh.read()).decode()
-        result = client.call(
-            "submit", message=data, store=args.store, sender=args.sender, recipients=args.recipients
-        )
+            content = fh.read()
+        result = client.submit(content, store=args.store, sender=args.sender, recipients=args.recipients)
         text = f"{result['id']} queued in {result['store']} for {result['recipients']} recipient(s)"
     elif args.command in ("abort", "hold", "release"):
         result = client.call(args.command, id=args.id, store=args.store)
@@ -209,8 +180,15 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         text = f"{args.transport} is {args.command}"
     elif args.command == "reload":
         result = client.call("reload")
-        restart = ", ".join(result["restart_needed"])
-        text = "reloaded" + (f"; restart needed for: {restart}" if restart else "")
+        text = "reloaded: " + ("; ".join(result["applied"]) or "nothing changed")
+        if result["restart_needed"]:
+            out.write((json.dumps(result, indent=2) if args.json else text) + "\n")
+            restart = ", ".join(result["restart_needed"])
+            print(
+                f"spoolerctl: restart needed for: {restart} (not applied until spoolerd restarts)",
+                file=sys.stderr,
+            )
+            return EXIT_RESTART_NEEDED
     else:  # ls
         result = client.call("list", folder=args.folder, store=args.store)
         text = _show_list(result)
@@ -225,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     args.json = getattr(args, "json", False)
     args.socket = getattr(args, "socket", None)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a subject the terminal cannot show: '?', not a crash
+        sys.stdout.reconfigure(errors="replace")
     try:
         with ControlClient(args.socket) as client:
             return _run(args, client)

@@ -13,7 +13,7 @@ import grp
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +23,11 @@ from urllib.parse import quote
 import anyio
 import structlog
 
-from .config import Config, default_socket, load_config, open_stores
+from .config import Config, default_socket, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
 from .errors import ConfigError, PluginError, StateDirBusy
-from .fsutil import make_dirs_durably
-from .logsetup import configure_logging
-from .plugins import PluginRegistry
+from .fsutil import make_dirs_durably, unwritable
+from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper, sent_keepers
 from .retry import RetryPolicy
@@ -40,12 +39,15 @@ from .transport import Transport, TransportContext
 __all__ = [
     "Daemon",
     "build",
+    "coupled_transports",
     "delivery_settings",
     "lease_owner",
-    "reload",
+    "open_transports",
     "running",
+    "start_transports",
     "state_lock",
     "stop_intake",
+    "stop_transports",
 ]
 
 log = structlog.get_logger("spoolerd.daemon")
@@ -63,6 +65,7 @@ class Daemon:
     registry: PluginRegistry = field(default_factory=PluginRegistry)
     on_reload: list[Callable[[Config], None]] = field(default_factory=list)
     keepers: dict[str, SentKeeper] = field(default_factory=dict)  # Sent Items retention, per store
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
     status_rows: list[Callable[[], list[dict[str, Any]]]] = field(default_factory=list)  # faces' rows
     on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
 
@@ -78,24 +81,15 @@ def build(
     except ConfigError as exc:
         problems.extend(exc.problems)
         stores, default = {}, config.spooler.default_store
+    state_dir = unwritable(str(config.spooler.state_dir), directory=True)
+    if state_dir is not None:
+        problems.append(f"spooler.state_dir: {state_dir}")
+    for name, store in stores.items():
+        problems.extend(self_check(store, f"stores.{name}"))
 
-    addresses = {name: tuple(section.addresses) for name, section in config.stores.items()}
-    transports: list[Transport] = []
-    slots: list[TransportSlot] = []
-    for name, section in config.transports.items():
-        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
-        try:
-            transport = registry.open_transport(section.provider, section.options(), context)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        except PluginError as exc:
-            problems.append(f"transports.{name}.provider: {exc}")
-            continue
-        transports.append(transport)
-        limit = section.concurrency or config.spooler.transport_concurrency
-        own = getattr(transport, "preprocessors", None)
-        slots.append(TransportSlot(transport, asyncio.Semaphore(limit), list(own()) if callable(own) else []))
+    slots, transport_problems = open_transports(config, registry, stores, clock)
+    problems.extend(transport_problems)
+    transports = [slot.transport for slot in slots]
 
     preprocessors: list[Preprocessor] = []
     for name in config.spooler.preprocessors:
@@ -116,15 +110,73 @@ def build(
     owner = lease_owner(config.spooler.state_dir)
     dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
+    coupled = coupled_transports(config, transports)
+    preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
+    submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
+    return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+
+
+def open_transports(
+    config: Config,
+    registry: PluginRegistry,
+    stores: Mapping[str, MessageStore],
+    clock: Clock,
+    names: Collection[str] | None = None,
+) -> tuple[list[TransportSlot], list[str]]:
+    """Build (and ``check``, but not start) the configured transports, or those in ``names``, in config
+    order, each in its slot; and every problem found."""
+    problems: list[str] = []
+    slots: list[TransportSlot] = []
+    addresses = {name: tuple(section.addresses) for name, section in config.stores.items()}
+    for name, section in config.transports.items():
+        if names is not None and name not in names:
+            continue
+        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
+        try:
+            transport = registry.open_transport(section.provider, section.options(), context)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        except PluginError as exc:
+            problems.append(f"transports.{name}.provider: {exc}")
+            continue
+        problems.extend(self_check(transport, f"transports.{name}"))
+        limit = section.concurrency or config.spooler.transport_concurrency
+        own = getattr(transport, "preprocessors", None)
+        slots.append(TransportSlot(transport, asyncio.Semaphore(limit), list(own()) if callable(own) else []))
+    return slots, problems
+
+
+def coupled_transports(config: Config, transports: Sequence[Transport]) -> dict[str, Transport]:
+    """Each store's ``coupled_transport``, by store name."""
     by_name = {t.name: t for t in transports}
-    coupled = {
+    return {
         name: by_name[section.coupled_transport]
         for name, section in config.stores.items()
         if section.coupled_transport is not None and section.coupled_transport in by_name
     }
-    preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
-    submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
-    return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+
+
+async def start_transports(transports: Sequence[Transport]) -> None:
+    """Start each in order; if one fails, stop those already started and raise."""
+    started: list[Transport] = []
+    try:
+        for transport in transports:
+            await transport.start()
+            started.append(transport)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await stop_transports(started)
+        raise
+
+
+async def stop_transports(transports: Sequence[Transport]) -> None:
+    """Stop each, last first; one that fails to stop is logged and does not keep the rest running."""
+    for transport in reversed(transports):
+        try:
+            await transport.stop()
+        except Exception:
+            log.exception("transport failed to stop", transport=transport.name)
 
 
 def lease_owner(state_dir: Path) -> str:
@@ -148,37 +200,6 @@ def delivery_settings(config: Config) -> DeliverySettings:
         lists=config.lists,
         delay_warning_after=spooler_cfg.delay_warning_after,
     )
-
-
-# What a reload cannot change in a running daemon (the store and transport objects are built once).
-_RESTART_KEYS = ("stores", "transports")
-
-
-def reload(daemon: Daemon) -> list[str]:
-    """Re-read and re-validate the config file; apply what can change live. A bad file raises
-    ConfigError and changes nothing. Returns the sections that changed but need a restart."""
-    config = load_config(daemon.source, daemon.registry)
-    fresh = build(config, daemon.registry, source=daemon.source)  # validates everything, starts nothing
-    old = daemon.config.model_dump()
-    new = config.model_dump()
-    restart = [key for key in _RESTART_KEYS if old[key] != new[key]]
-    if old["spooler"]["state_dir"] != new["spooler"]["state_dir"]:
-        restart.append("spooler.state_dir")
-    for section, key in (("control", "socket"), ("control", "enabled"), ("spooler", "transport_concurrency")):
-        if old[section][key] != new[section][key]:
-            restart.append(f"{section}.{key}")
-    configure_logging(config.log)
-    dispatcher = daemon.spooler.dispatcher
-    dispatcher.settings = delivery_settings(config)
-    dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
-    dispatcher.destinations.hold = config.spooler.retry.destination_hold
-    daemon.spooler.max_in_flight = config.spooler.max_in_flight
-    daemon.submitter.preprocess = fresh.submitter.preprocess
-    for listener in daemon.on_reload:
-        listener(config)
-    daemon.config = config.model_copy(update={key: getattr(daemon.config, key) for key in _RESTART_KEYS})
-    daemon.spooler.wake()
-    return restart
 
 
 def _gid(group: str | int) -> int:
@@ -219,9 +240,9 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             stack.push_async_callback(store.stop)
             if store.can_queue and (taken := await store.reclaim(owner)):
                 log.info("took back the leases of a previous run", store=name, messages=taken)
-        for transport in daemon.transports:
-            await transport.start()
-            stack.push_async_callback(transport.stop)
+        await start_transports(daemon.transports)
+        # those running at exit: a reload may have replaced some (it stops the ones it retires)
+        stack.push_async_callback(lambda: stop_transports(daemon.transports))
         from .listener import Listeners  # a face, like the control server
 
         listeners = Listeners(daemon)

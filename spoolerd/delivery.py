@@ -22,6 +22,7 @@ import structlog
 
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from .flush import dead_until_for_flush
 from .message import (
     InboundMessage,
     Message,
@@ -38,7 +39,7 @@ from .routing import expand_recipients, route, serves
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
 
-__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "TransportSlot"]
+__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "RecipientResult", "TransportSlot"]
 
 log = structlog.get_logger("spoolerd.delivery")
 
@@ -102,6 +103,21 @@ class AttemptResult:
     finished: bool = False
     retry_at: float | None = None
     sent: tuple[Message, frozenset[str]] | None = None  # finished: the message as sent, and by whom
+    recipients: list[RecipientResult] = field(default_factory=list)  # what each recipient got, for events
+
+    @property
+    def deferrals(self) -> list[RecipientResult]:
+        """The recipients left waiting, and why (what a flush answers)."""
+        return [r for r in self.recipients if r.update.state is RecipientState.DEFERRED]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """One recipient's outcome in an attempt: its address and what was recorded (or, for a recipient
+    not tried, what it waits for)."""
+
+    address: str
+    update: RecipientUpdate
 
 
 def _update(
@@ -132,8 +148,7 @@ class Dispatcher:
         owner: str,
         clock: Clock,
     ) -> None:
-        self.transports = list(transports)
-        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
+        self.replace_transports(transports)
         self.preprocessors = list(preprocessors)
         self._rearm = anyio.Event()
         self._settings = settings
@@ -146,6 +161,11 @@ class Dispatcher:
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
+
+    def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
+        """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
+        self.transports = list(transports)
+        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
 
     def outcome_update(
         self, r: Recipient, transport: str | None, outcome: Outcome, submitted: float, now: float
@@ -163,7 +183,7 @@ class Dispatcher:
     def _dead(self, key: str, count: int, force: bool) -> list[Outcome] | None:
         """Deferrals without an attempt when the destination is known dead (``force`` tries anyway)."""
         now = self.clock()
-        until = None if force else self.destinations.dead_until(key, now)
+        until = None if force else dead_until_for_flush(key, self.destinations.dead_until(key, now))
         if until is None:
             return None
         destination = key.partition(":")[2]
@@ -319,9 +339,13 @@ class Dispatcher:
                 wait_until = now + (outcome.retry_after or self.settings.retry.initial)
                 result.deferred += 1
                 result.retry_at = wait_until if result.retry_at is None else min(result.retry_at, wait_until)
+                result.recipients.append(
+                    RecipientResult(r.address, _update(r, transport, outcome, wait_until))
+                )
                 continue
             update = self.outcome_update(r, transport, outcome, submitted, now)
             updates.append(update)
+            result.recipients.append(RecipientResult(r.address, update))
             if update.state is RecipientState.DELIVERED:
                 result.delivered += 1
             elif update.state is RecipientState.FAILED:
@@ -428,8 +452,9 @@ class Dispatcher:
         outcomes: dict[int, tuple[str | None, Outcome]] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
-        usable = [(s.name, s.transport.address_types) for s in self.transports if s.online]
-        offline = [(s.name, s.transport.address_types) for s in self.transports if not s.online]
+        slots = {s.name: s for s in self.transports}  # this attempt's, even if a reload replaces them
+        usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
+        offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:
             plan = route(remaining, usable, refused)
             for r in plan.unroutable:
@@ -446,11 +471,11 @@ class Dispatcher:
             batches: list[tuple[str, list[Recipient], list[Outcome]]] = []
             if len(plan.by_transport) == 1:  # the common case: no task group needed
                 ((name, recipients),) = plan.by_transport.items()
-                await self._send_into(batches, name, message, recipients, force)
+                await self._send_into(batches, slots[name], message, recipients, force)
             else:
                 async with anyio.create_task_group() as tg:
                     for name, recipients in plan.by_transport.items():
-                        tg.start_soon(self._send_into, batches, name, message, recipients, force)
+                        tg.start_soon(self._send_into, batches, slots[name], message, recipients, force)
             for name, recipients, results in batches:
                 for r, outcome in zip(recipients, results, strict=True):
                     if outcome.kind is OutcomeKind.NOT_ME:
@@ -463,14 +488,12 @@ class Dispatcher:
     async def _send_into(
         self,
         batches: list[tuple[str, list[Recipient], list[Outcome]]],
-        name: str,
+        slot: TransportSlot,
         message: Message,
         recipients: list[Recipient],
         force: bool,
     ) -> None:
-        slot = self.slot(name)
-        assert slot is not None
-        batches.append((name, recipients, await self._send(slot, message, recipients, force=force)))
+        batches.append((slot.name, recipients, await self._send(slot, message, recipients, force=force)))
 
     async def _send(
         self, slot: TransportSlot, message: Message, recipients: list[Recipient], *, force: bool

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
-from email.policy import compat32
+from email.policy import compat32, default
 from email.utils import getaddresses
 
 __all__ = [
@@ -17,15 +17,31 @@ __all__ = [
     "header_recipients",
     "header_sender",
     "header_subject",
+    "one_line",
     "without_bcc",
 ]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
+_FOLD = re.compile(r"\r?\n(?=[ \t])")  # a line break before whitespace: folding, removed to unfold
 
 
 def _fields(content: bytes, name: str) -> list[str]:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
-    return [str(v) for v in headers.get_all(name, [])]
+    """The raw values of a field, with 8-bit bytes read as UTF-8 (RFC 6532), or Latin-1 where they are
+    not UTF-8: compat32 alone would turn them into surrogates or U+FFFD (``caf\ufffd\ufffd``)."""
+    # the header section only: the parser would decode the whole message to text first
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content[: header_end(content)])
+    wanted = name.lower()
+    return [_text(v) for k, v in headers.raw_items() if k.lower() == wanted]
+
+
+def _text(value: str) -> str:
+    if value.isascii():
+        return value
+    raw = value.encode("ascii", "surrogateescape")  # the parser's own escape: back to the bytes
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +54,8 @@ class HeaderField:
 
     @property
     def value(self) -> str:
-        """The unfolded value, decoded leniently (8-bit bytes kept as surrogates, like compat32)."""
-        text = self.raw.decode("ascii", "surrogateescape")
+        """The unfolded value, 8-bit bytes read as ``_fields`` reads them (UTF-8, else Latin-1)."""
+        text = _text(self.raw.decode("ascii", "surrogateescape"))
         return " ".join(text.partition(":")[2].split())
 
 
@@ -86,16 +102,23 @@ def header_sender(content: bytes) -> str:
 
 
 def header_subject(content: bytes) -> str:
-    from email.header import decode_header, make_header
-
+    """The Subject as text on one line: RFC 2047 encoded words decoded, raw UTF-8 (or Latin-1) read as
+    such, folding and control characters turned into single spaces."""
     raw = _fields(content, "subject")
     if not raw:
         return ""
-    try:
-        text = str(make_header(decode_header(raw[0])))
-    except (ValueError, LookupError):
-        text = raw[0]
-    return " ".join(text.split())
+    unfolded = _FOLD.sub("", raw[0])
+    try:  # the modern parser decodes encoded words beside raw non-ASCII text, which make_header cannot
+        text = str(default.header_factory("subject", unfolded))
+    except (ValueError, LookupError, IndexError):
+        text = unfolded
+    return " ".join(one_line(text).split())
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or other unprintable character (CR, LF, ESC, ...) made a space: safe
+    for one line of a header, a log or a terminal."""
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def header_end(content: bytes) -> int:

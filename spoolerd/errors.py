@@ -13,6 +13,7 @@ __all__ = [
     "InvalidArgument",
     "ListenerUnavailable",
     "LockLost",
+    "MessageTooLarge",
     "NoAccess",
     "NoRecipients",
     "NoSupport",
@@ -64,6 +65,20 @@ class TransportError(SpoolerError, ConnectionError):
     per-recipient outcomes; it names the cause and never carries a secret."""
 
     code = "transport_error"
+
+
+class MessageTooLarge(SpoolerError, ValueError):
+    """A message is over ``message_size_limit``: refused on every submission path, permanently (sendmail
+    exits 69 as Postfix's does; SMTP answers 552 5.3.4). The text names the size and the limit."""
+
+    code = "message_too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message file too big: {size} bytes is over the message_size_limit of {limit} bytes"
+        )
 
 
 class StoreError(SpoolerError):

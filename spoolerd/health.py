@@ -8,6 +8,7 @@ line and one event. ``spoolerctl status`` shows the state, the last error and si
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,9 @@ log = structlog.get_logger("spoolerd.health")
 
 @dataclass(slots=True)
 class StoreState:
-    failing_since: float | None = None
+    failing_since: float | None = None  # by the spooler's clock, for people
     last_error: str | None = None
-    retry_at: float = 0.0  # while failing: not read again before this
+    resume_at: float = 0.0  # by the monotonic clock: while failing, not tried again before this
     backoff: Backoff = field(default_factory=Backoff)
 
     @property
@@ -35,30 +36,32 @@ class StoreState:
 
 
 class StoreHealth:
-    def __init__(self, names: list[str], clock: Clock, publish: Callable[[dict[str, Any]], None]) -> None:
-        self.clock = clock
+    def __init__(
+        self,
+        names: list[str],
+        clock: Clock,
+        publish: Callable[[dict[str, Any]], None],
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self.clock = clock  # the spooler's (what status shows); waits run on ``monotonic``
+        self.monotonic = monotonic
         self.publish = publish
         self.states = {name: StoreState() for name in names}
 
-    def usable(self, name: str, now: float) -> bool:
-        """False while a failing store's wait is not over."""
-        return self.states[name].retry_at <= now
-
-    def next_try(self) -> float | None:
-        """The earliest time a failing store is to be tried again (None: none is failing)."""
-        times = [s.retry_at for s in self.states.values() if s.failing]
-        return min(times) if times else None
+    def wait(self, name: str) -> float:
+        """Seconds before a failing store is tried again (0: it may be used now)."""
+        return max(0.0, self.states[name].resume_at - self.monotonic())
 
     def failed(self, name: str, error: BaseException) -> None:
-        state, now = self.states[name], self.clock()
+        state, now = self.states[name], self.monotonic()
         reason = str(error) or type(error).__name__
         state.last_error = reason
-        if state.retry_at > now:
+        if state.resume_at > now:
             return  # one of the operations begun before the wait: the store is not tried again yet
         wait = state.backoff.failed()
-        state.retry_at = now + wait
+        state.resume_at = now + wait
         if state.failing_since is None:
-            state.failing_since = now
+            state.failing_since = self.clock()
             log.warning("store failing", store=name, error=reason, retry_in=wait)
             self._changed(name, "failing", error=reason)
 
@@ -67,12 +70,11 @@ class StoreHealth:
         if state.failing_since is None:
             return
         down = self.clock() - state.failing_since
-        state.failing_since, state.retry_at = None, 0.0
+        state.failing_since, state.resume_at = None, 0.0
         state.backoff.reset()
         log.warning("store available again", store=name, failing_for=round(down, 1))
         self._changed(name, "available")
 
     def _changed(self, name: str, state: str, **details: str) -> None:
-        self.publish(
-            {"type": "status_changed", "resource_type": "store", "name": name, "state": state, **details}
-        )
+        event = {"type": "status_changed", "resource_type": "store", "name": name, "state": state}
+        self.publish(event | details)

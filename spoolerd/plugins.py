@@ -23,6 +23,7 @@ __all__ = [
     "STORES",
     "TRANSPORTS",
     "PluginRegistry",
+    "self_check",
     "validation_problems",
 ]
 
@@ -44,6 +45,23 @@ def validation_problems(exc: ValidationError, prefix: str) -> list[str]:
         message = err["msg"].removeprefix("Value error, ")
         problems.append(f"{key}: {message}")
     return problems
+
+
+def self_check(plugin: object, prefix: str) -> list[str]:
+    """Run a built store's or transport's optional ``check()`` (does what ``start`` needs exist: files
+    readable, secrets resolvable, directories writable?) and return its problems under ``prefix``
+    (``transports.NAME``). ``check`` raises ConfigError with ``key: problem`` lines; anything else it
+    raises is reported as a problem too, so ``spoolerd check-config`` and ``run`` fail alike."""
+    check = getattr(plugin, "check", None)
+    if not callable(check):
+        return []
+    try:
+        check()
+    except ConfigError as exc:
+        return [f"{prefix}.{problem}" for problem in exc.problems]
+    except Exception as exc:
+        return [f"{prefix}: its check failed: {type(exc).__name__}: {exc}"]
+    return []
 
 
 class PluginRegistry:

@@ -9,7 +9,6 @@ follows sysexits(3). The common path imports only the standard library, to start
 
 from __future__ import annotations
 
-import base64
 import getpass
 import os
 import socket
@@ -21,6 +20,8 @@ from .client import ConnectionLost, ControlClient, Refused, Unreachable
 __all__ = ["main", "parse_args"]
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 66, 70, 75, 78
+EX_UNAVAILABLE = 69
+EX_NOPERM = 77  # this user may not reach the daemon's socket
 
 
 class UsageError(Exception):
@@ -144,7 +145,7 @@ def _fallback_config() -> str | None:
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "spool"
     if os.path.exists(os.path.join(state, "spool.db")):
         return None
-    raise NoStore("no spoolerd answers, and there is no store to queue into (set SPOOLERD_CONFIG)")
+    raise NoStore("there is no store to queue into (set SPOOLERD_CONFIG)")
 
 
 def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
@@ -155,6 +156,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     from .config import load_config, open_stores
     from .envelope import header_subject
     from .message import NewRecipient
+    from .message_size import check_message_size
     from .plugins import PluginRegistry
     from .retention import filing
     from .submission import create_outgoing
@@ -162,6 +164,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     async def run() -> str:
         registry = PluginRegistry()
         config = load_config(config_path, registry)
+        check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
         await store.start()
@@ -195,32 +198,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_USAGE
     try:
         with ControlClient(timeout=None) as client:  # a submit is answered once it is durable: wait
-            client.call(
-                "submit", message=base64.b64encode(content).decode(), sender=sender, recipients=recipients
-            )
+            client.submit(content, sender=sender, recipients=recipients)
     except ConnectionLost as exc:
         # the request went out: it may be queued already, so writing it again could send it twice
         print(f"spoolerd-sendmail: {exc}; the message may or may not be queued", file=sys.stderr)
         return EX_TEMPFAIL
     except Refused as exc:
         print(f"spoolerd-sendmail: refused: {exc}", file=sys.stderr)
-        return EX_DATAERR if exc.code in ("bad_args", "invalid_argument", "no_recipients") else EX_TEMPFAIL
-    except Unreachable:
-        pass  # no daemon: queue it in the store directly
+        return _exit_status(exc.code)
+    except Unreachable as exc:
+        if exc.denied:  # a daemon's socket this user may not use: writing its store would fail as well
+            print(f"spoolerd-sendmail: {exc} (not in [control] allowed_groups?)", file=sys.stderr)
+            return EX_NOPERM
+        unreachable = exc  # no daemon: queue it in the store directly
     else:
         return EX_OK
     try:
         _submit_direct(content, sender, recipients)
     except NoStore as exc:
-        print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
+        print(f"spoolerd-sendmail: {unreachable}, and {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     except Exception as exc:
-        code = getattr(exc, "code", "")
-        print(f"spoolerd-sendmail: could not queue the message: {exc}", file=sys.stderr)
-        return (
-            EX_CONFIG if code == "bad_config" else EX_DATAERR if code == "invalid_argument" else EX_TEMPFAIL
-        )
+        print(f"spoolerd-sendmail: {unreachable}, and could not queue the message: {exc}", file=sys.stderr)
+        return _exit_status(getattr(exc, "code", ""))
     return EX_OK
+
+
+def _exit_status(code: str) -> int:
+    """The sysexits status for a refusal's stable code, the same with or without the daemon: what will
+    never be accepted is permanent (a message over the size limit: 69, as Postfix's sendmail exits)."""
+    if code == "bad_config":
+        return EX_CONFIG
+    if code == "message_too_large":
+        return EX_UNAVAILABLE
+    if code in ("bad_args", "invalid_argument", "no_recipients"):
+        return EX_DATAERR
+    return EX_TEMPFAIL
 
 
 if __name__ == "__main__":

@@ -21,17 +21,18 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from .delivery import AttemptResult, Dispatcher
-from .envelope import header_sender, header_subject
+from .delivery import AttemptResult, Dispatcher, RecipientResult
+from .envelope import header_sender, header_subject, one_line
 from .errors import NoAccess, NotFound, StoreError
 from .events import EventHub, QueueChanged, StoreEvent, Subscription
+from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
 from .routing import serves
 from .store import Clock, MessageStore
 from .transport import Receiver, downloads
 
-__all__ = ["Counters", "FlushResult", "Spooler"]
+__all__ = ["Counters", "FlushDeferral", "FlushResult", "Spooler"]
 
 log = structlog.get_logger("spoolerd.spooler")
 
@@ -52,26 +53,38 @@ class Counters:
     received: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FlushDeferral:
+    """A recipient a flush left deferred, and why."""
+
+    store: str
+    message_id: str
+    recipient: RecipientResult
+
+
 @dataclass(slots=True)
 class FlushResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
     messages: int = 0
+    deferrals: list[FlushDeferral] = field(default_factory=list)
 
-    def add(self, attempt: AttemptResult | None) -> None:
+    def add(self, store: str, message_id: str, attempt: AttemptResult | None) -> None:
         if attempt is None:
             return
         self.messages += 1
         self.sent += attempt.delivered
         self.deferred += attempt.deferred
         self.failed += attempt.failed
+        self.deferrals += [FlushDeferral(store, message_id, d) for d in attempt.deferrals]
 
 
 @dataclass(slots=True)
 class _Flight:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # asyncio's: one per attempt, cheaper
     result: AttemptResult | None = None
+    view: FlushView | None = None  # started by a plain flush: how it sees the destination cache
 
 
 class Spooler:
@@ -100,7 +113,8 @@ class Spooler:
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
-        self._intake: list[anyio.CancelScope] = []  # the download loops; cancelled first at shutdown
+        # download loops by transport; cancelled first at shutdown
+        self._intake: dict[str, anyio.CancelScope] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -141,10 +155,15 @@ class Spooler:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def in_flight_now(self) -> list[asyncio.Event]:
+        """The end of each attempt in flight now: a reload waits for them before it stops the transports
+        those attempts may still be using."""
+        return [flight.done for flight in self._in_flight.values()]
+
     async def shutdown(self, deadline: float = 30.0) -> None:
         """Stop starting attempts, give those in flight ``deadline`` seconds, then cancel them."""
         self._stopping = True
-        for scope in self._intake:  # no more downloads
+        for scope in self._intake.values():  # no more downloads
             scope.cancel()
         self._wake.set()
         with anyio.move_on_after(deadline):
@@ -196,9 +215,9 @@ class Spooler:
                 due = await store.next_due()
             except StoreError as exc:
                 self.health.failed(name, exc)
-                due = self.health.states[name].retry_at
+                due = self.clock()
             if due is not None:
-                times.append(max(due, self.health.states[name].retry_at))
+                times.append(max(due, self.clock() + self.health.wait(name)))
         return min(times) if times else None
 
     async def _dispatch_due(self) -> bool:
@@ -206,7 +225,7 @@ class Spooler:
         now = self.clock()
         skipped = False
         for name, store in self.stores.items():
-            if not self.health.usable(name, now):
+            if self.health.wait(name):
                 continue  # failing: left alone until its wait is over (``_next_due`` wakes us then)
             try:
                 async for entry in store.outgoing_queue(due_at=now, include_locked=False):
@@ -220,14 +239,16 @@ class Spooler:
                 self.health.failed(name, exc)
         return skipped
 
-    def _start(self, name: str, store: MessageStore, message_id: str, *, force: bool) -> _Flight:
+    def _start(
+        self, name: str, store: MessageStore, message_id: str, *, force: bool, view: FlushView | None = None
+    ) -> _Flight:
         """Start an attempt, or join the one already running: one attempt per message at a time (the
         lock is re-entrant for this spooler's owner, so the store would not stop a second one)."""
         assert self._tg is not None, "the spooler is not running"
         running = self._in_flight.get((name, message_id))
         if running is not None:
             return running
-        flight = _Flight()
+        flight = _Flight(view=view)
         if self._stopping:  # shutting down: its workers may be cancelled already, so nothing starts
             flight.done.set()
             return flight
@@ -253,7 +274,8 @@ class Spooler:
         self, name: str, store: MessageStore, message_id: str, force: bool, flight: _Flight
     ) -> None:
         try:
-            flight.result = await self.dispatcher.attempt(store, message_id, force=force)
+            with flushing(flight.view):
+                flight.result = await self.dispatcher.attempt(store, message_id, force=force)
         except StoreError as exc:  # the store, not the message: one line per state change, and a wait
             self.health.failed(name, exc)
         except Exception:
@@ -276,7 +298,14 @@ class Spooler:
                 for kind, count in counts:
                     if count:
                         self.events.publish(
-                            {"type": kind, "store": name, "id": message_id, "recipients": count}
+                            {
+                                "type": kind,
+                                "store": name,
+                                "id": message_id,
+                                "recipients": count,
+                                "time": self.clock(),
+                                "details": _details(result, kind),
+                            }
                         )
             flight.done.set()
             self._freed.set()
@@ -309,19 +338,24 @@ class Spooler:
         force: bool = False,
         message_ids: Collection[str] | None = None,
         transport: str | None = None,
+        due_only: bool = False,
     ) -> FlushResult:
-        """Attempt every due message now (every queued one with ``force``, which also ignores the
-        destination cache) and wait for those attempts; counts are per recipient. ``transport``
-        flushes that transport's queue only (FlushQueues' target transport)."""
+        """Attempt every queued message now, as ``postqueue -f`` does: deferred ones not yet due and
+        those behind a destination marked down included, held ones and those whose deferred send time
+        is still ahead not (see ``spoolerd.flush`` for how a destination found down again during the
+        flush is treated, and what ``force`` adds). Waits for those attempts; counts are per
+        recipient, with each deferral's reason. ``transport`` flushes that transport's queue only
+        (FlushQueues' target transport); ``due_only`` attempts only what the scheduler would now."""
         wanted = None if message_ids is None else set(message_ids)
-        flights: list[_Flight] = []
+        flights: list[tuple[str, str, _Flight]] = []
         now = self.clock()
+        view = None if force or due_only else FlushView()
         for name, store in self.stores.items():
-            async for entry in store.outgoing_queue(due_at=None if force else now, include_locked=True):
+            async for entry in store.outgoing_queue(due_at=now if due_only else None, include_locked=True):
                 if wanted is not None and entry.id not in wanted:
                     continue
                 if entry.held or (entry.not_before is not None and entry.not_before > now):
-                    continue  # force skips backoff, never a hold or a deferred send time
+                    continue  # a flush passes over backoff, never a hold or a deferred send time
                 if transport is not None and not await self._routes_to(store, entry.id, transport):
                     continue
                 if (name, entry.id) not in self._in_flight and entry.lock_owner not in (
@@ -331,11 +365,11 @@ class Spooler:
                     continue  # another spooler's
                 while (name, entry.id) not in self._in_flight and len(self._in_flight) >= self.max_in_flight:
                     await self._freed.wait()
-                flights.append(self._start(name, store, entry.id, force=force))
+                flights.append((name, entry.id, self._start(name, store, entry.id, force=force, view=view)))
         result = FlushResult()
-        for flight in flights:
+        for name, message_id, flight in flights:
             await flight.done.wait()
-            result.add(flight.result)
+            result.add(name, message_id, flight.result)
         return result
 
     # ------------------------------------------------------------------ inbound
@@ -345,8 +379,7 @@ class Spooler:
         by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
         the transport has nothing more to download and the loop ends (it is not called again)."""
         backoff = 1.0
-        with anyio.CancelScope() as intake:
-            self._intake.append(intake)
+        with self._intake.setdefault(name, anyio.CancelScope()) as intake:
             while not self._stopping:
                 received = self.counters.received
                 try:
@@ -359,7 +392,21 @@ class Spooler:
                     backoff = min(backoff * 2, 300.0)
                 else:
                     log.info("download loop ended: nothing more to download", transport=name)
-                    return
+                    break
+        if self._intake.get(name) is intake:
+            del self._intake[name]
+
+    def start_receiving(self, name: str, transport: Receiver) -> None:
+        """Run a transport's download loop (one that a reload added or replaced)."""
+        assert self._tg is not None, "the spooler is not running"
+        self._intake[name] = anyio.CancelScope()  # at once, so a stop_receiving right after finds it
+        self._tg.start_soon(self._receive, name, transport)
+
+    def stop_receiving(self, name: str) -> None:
+        """End a transport's download loop (a reload removes or replaces the transport)."""
+        scope = self._intake.pop(name, None)
+        if scope is not None:
+            scope.cancel()
 
     async def _receive_once(self, name: str, transport: Receiver) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""
@@ -378,14 +425,26 @@ class Spooler:
             await inbound.acknowledge()
 
 
+def _details(result: AttemptResult, state: str) -> list[dict[str, Any]]:
+    """Per recipient in ``state``: what ``spoolerctl watch`` prints (address, reply, next try)."""
+    return [
+        {
+            "recipient": r.address,
+            "transport": u.transport,
+            "code": u.code,
+            "status": u.status,
+            "reason": u.text,
+            "next_attempt": u.next_attempt,
+        }
+        for r in result.recipients
+        if (u := r.update).state == state
+    ]
+
+
 def _summarised(message: InboundMessage) -> InboundMessage:
     """Fill in the sender and subject of the contents table from the header, when the transport did not."""
     if message.sender and message.subject:
         return message
     sender = message.sender or header_sender(message.content)
     subject = message.subject or header_subject(message.content)
-    return replace(message, sender=_one_line(sender), subject=_one_line(subject)[:255])
-
-
-def _one_line(text: str) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    return replace(message, sender=one_line(sender), subject=one_line(subject)[:255])

@@ -68,7 +68,9 @@ class MessageStore(Protocol):
     can_queue: bool  # False: a receive-only store (e.g. an archive); it cannot be the default store
 
     async def start(self) -> None:
-        """Open the backing storage (creating or migrating it) and start announcing external changes."""
+        """Open the backing storage (creating or migrating it) and start announcing external changes.
+        A provider may also offer ``check(self) -> None``: can it start (files and directories writable)?
+        It raises ConfigError with ``key: problem`` lines; check-config, run and a reload call it."""
 
     async def stop(self) -> None:
         """Finish pending writes and release the backing storage; subscribers' streams end."""

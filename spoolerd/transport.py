@@ -111,6 +111,9 @@ class Transport(Protocol):
 
 
 # Optional parts a transport may add (the spooler looks for them by name):
+#   def check(self) -> None
+#       what start() needs is there (files readable, secrets resolvable); raise ConfigError with
+#       "key: problem" lines. Called on the built object by check-config, run and a reload, before start
 #   def receive(self) -> AsyncIterator[Inbound]      download: messages to file into a store
 #   downloads: bool      False: has receive() but nothing to download as configured (see ``downloads``)
 #   async def flush(self, direction: Direction) -> None

@@ -18,16 +18,20 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
-from ..daemon import Daemon, reload
+from ..daemon import Daemon
 from ..duration import format_duration
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
 from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..message_size import check_message_size
+from ..reconfigure import reload
 from ..retention import filing, retention_status
+from ..spooler import FlushDeferral
 from ..store import MessageStore
 from ..submission import create_outgoing
 from ..transport import Direction, downloads
+from .waiting import waiting_row
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -47,6 +51,7 @@ class Connection:
     uid: int
     send_event: Callable[[dict[str, Any]], Awaitable[None]]
     closed: anyio.Event
+    body: bytes | None = None  # raw bytes that followed the request line (``submit``'s message)
 
 
 class _Args(BaseModel):
@@ -189,6 +194,8 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                         "last_status": r.last_status,
                         "last_text": r.last_text,
                         "transport": r.transport,
+                        "next_attempt": r.next_attempt,
+                        "waiting": waiting_row(daemon.spooler.dispatcher, r),
                     }
                     for r in message.recipients
                 ]
@@ -197,7 +204,7 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
 
 
 class SubmitArgs(_StoreArgs):
-    message: str  # base64 RFC 5322
+    message: str | None = None  # base64 RFC 5322; or none, and the message follows as the request's body
     sender: str | None = None
     recipients: list[str] | None = None  # none: To, Cc and Bcc of the message (sendmail -t)
     not_before: float | None = None
@@ -215,12 +222,23 @@ def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[N
     return content, sender, header_subject(content), recipients
 
 
-async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
-    name, store = _store(daemon, args.store)
+def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
+    """The message: the request's body, or base64 in ``message`` (one or the other)."""
+    if (args.message is None) == (conn.body is None):
+        raise CommandError("bad_args", "message: give it base64 in 'message' or as the request's body")
+    if conn.body is not None:
+        return conn.body
+    assert args.message is not None
     try:
-        content = base64.b64decode(args.message, validate=True)
+        return base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
         raise CommandError("bad_args", f"message: not base64: {exc}") from None
+
+
+async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
+    name, store = _store(daemon, args.store)
+    content = _submitted_content(args, conn)
+    check_message_size(len(content), daemon.config.spooler.message_size_limit)
     content, sender, subject, recipients = _envelope(content, args)
     check_wire_text("sender", sender)
     if not recipients:
@@ -252,12 +270,18 @@ class FlushArgs(_Args):
     wait: bool = True
 
 
+def _deferral_row(waiting: FlushDeferral) -> dict[str, Any]:
+    d = waiting.recipient.update
+    return {"id": waiting.message_id, "store": waiting.store, "recipient": waiting.recipient.address,
+            "code": d.code, "status": d.status, "reason": d.text or ""}  # fmt: skip
+
+
 async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
     if args.transport is not None:
         _slot(daemon, args.transport)
 
-    async def run() -> dict[str, int]:
-        counts = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
+    async def run() -> dict[str, Any]:
+        counts: dict[str, Any] = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
         if args.direction in ("download", "both"):
             received_before = daemon.spooler.counters.received
             for slot in daemon.spooler.dispatcher.transports:
@@ -270,6 +294,7 @@ async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
                 force=args.force, message_ids=args.ids, transport=args.transport
             )
             counts.update(sent=result.sent, deferred=result.deferred, failed=result.failed)
+            counts["deferrals"] = [_deferral_row(d) for d in result.deferrals]  # why each still waits
         return counts
 
     if args.wait:
@@ -302,8 +327,8 @@ async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
 
 
 async def reload_config(daemon: Daemon, args: _Args, conn: Connection) -> Any:
-    restart = reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
-    return {"reloaded": True, "restart_needed": restart}
+    result = await reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
+    return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
 
 
 class TransportArgs(_Args):
@@ -464,6 +489,8 @@ async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: 
     if entry is None:
         raise CommandError("unknown_command", f"no command {cmd!r} (known: {', '.join(sorted(COMMANDS))})")
     model, handler = entry
+    if conn.body is not None and cmd != "submit":
+        raise CommandError("bad_request", f"{cmd} takes no body")
     try:
         args = model.model_validate(raw_args)
     except ValidationError as exc:

@@ -28,13 +28,14 @@ from ..daemon import Daemon
 from ..errors import ConfigError, SpoolerError
 from ..fsutil import make_dirs_durably
 from .commands import Connection, run_command
-from .protocol import LineBuffer, ProtocolError, encode_error, encode_event, encode_result, parse_request
+from .protocol import ProtocolError, Request, RequestReader, encode_error, encode_event, encode_result
 
 __all__ = ["ControlServer", "peer_credentials"]
 
 log = structlog.get_logger("spoolerd.control")
 
 _PEERCRED = struct.Struct("3i")
+_RECEIVE = 256 * 1024  # bytes read at a time: request lines are small, a submit's body may be large
 
 
 def peer_credentials(stream: SocketStream) -> tuple[int, int, int]:
@@ -90,6 +91,7 @@ class ControlServer:
         self.path = path
         self.uids = {0, os.getuid(), *allowed_uids}
         self.gids = set(allowed_gids)
+        self.socket_group = next(iter(allowed_gids), None)  # the first allowed group owns the socket
         self.mode = mode
         self.max_line = max_line
         self.rate, self.burst = rate, burst
@@ -113,8 +115,16 @@ class ControlServer:
         if self.path.is_socket():
             self.path.unlink()  # left by a daemon that died; the state lock says we are the only one
         listener = await anyio.create_unix_listener(self.path, mode=self.mode)
-        if self.gids:  # members of the allowed groups must be able to reach the 0660 socket
-            os.chown(self.path, -1, min(self.gids))
+        if self.socket_group is not None:  # members of the allowed group must be able to open the socket
+            try:
+                os.chown(self.path, -1, self.socket_group)
+            except PermissionError:
+                log.warning(
+                    "control socket left to the daemon's own group: it is not a member of the allowed group"
+                    " (under systemd: SupplementaryGroups=), so that group's members cannot connect",
+                    path=str(self.path),
+                    gid=self.socket_group,
+                )
         log.info("control socket listening", path=str(self.path))
         task_status.started()
         try:
@@ -162,7 +172,12 @@ class _Session:
         self.server = server
         self.stream = stream
         self.uid = uid
-        self.buffer = LineBuffer() if server.max_line is None else LineBuffer(server.max_line)
+        body_limit = server.daemon.config.spooler.message_size_limit  # a submit's message, as a body
+        self.reader = (
+            RequestReader(body_limit=body_limit)
+            if server.max_line is None
+            else RequestReader(server.max_line, body_limit)
+        )
         self.limit = _RateLimit(server.rate, server.burst)
         self.lock = anyio.Lock()
         self.closed = anyio.Event()
@@ -185,10 +200,10 @@ class _Session:
         try:
             while True:
                 try:
-                    data = await self.stream.receive(65536)
+                    data = await self.stream.receive(_RECEIVE)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
                     return
-                for item in self.buffer.feed(data):
+                for item in self.reader.feed(data):
                     if isinstance(item, ProtocolError):
                         await self.send_line(encode_error(item.request_id, item.code, item.message))
                     else:
@@ -196,12 +211,7 @@ class _Session:
         finally:
             self.closed.set()
 
-    async def answer(self, line: bytes, tg: TaskGroup) -> None:
-        try:
-            request = parse_request(line)
-        except ProtocolError as exc:
-            await self.send_line(encode_error(exc.request_id, exc.code, exc.message))
-            return
+    async def answer(self, request: Request, tg: TaskGroup) -> None:
         if not self.limit.allow():
             await self.send_line(encode_error(request.id, "rate_limited", "too many requests; slow down"))
             return
@@ -210,7 +220,7 @@ class _Session:
             await self.send_line(encode_event(request.id, event))
 
         async def run() -> None:
-            conn = Connection(self.uid, send_event, self.closed)
+            conn = Connection(self.uid, send_event, self.closed, request.body)
             try:
                 result = await run_command(self.server.daemon, request.cmd, request.args, conn)
             except SpoolerError as exc:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import MessageTooLarge
+from ..message_size import check_message_size, smtp_reply
+
 __all__ = [
     "CommandRefused",
     "MailCommand",
@@ -14,6 +17,7 @@ __all__ = [
     "Reply",
     "parse_mail",
     "parse_rcpt",
+    "too_large",
     "xtext_decode",
 ]
 
@@ -126,6 +130,16 @@ def _check_mailbox(address: str, utf8: bool) -> str:
     return address
 
 
+def too_large(size: int, limit: int) -> None:
+    """``message_size_limit``'s one check, as the SMTP reply RFC 1870 gives it (552 5.3.4)."""
+    try:
+        check_message_size(size, limit)
+    except MessageTooLarge as exc:
+        code, text = smtp_reply(exc)
+        status, _, text = text.partition(" ")
+        raise CommandRefused(Reply(code, status, text)) from None
+
+
 def parse_mail(arg: str | None, *, size_limit: int, utf8_offered: bool) -> MailCommand:
     """``FROM:<sender> [params]`` as a MailCommand; a too-large SIZE= is 552 5.3.4 (RFC 1870)."""
     path, params = _split(arg, "FROM:")
@@ -138,8 +152,7 @@ def parse_mail(arg: str | None, *, size_limit: int, utf8_offered: bool) -> MailC
         if not raw.isdigit() or len(raw) > 20:
             raise _refuse(501, "5.5.4", "SIZE takes a number of bytes")
         size = int(raw)
-        if size_limit and size > size_limit:
-            raise _refuse(552, "5.3.4", f"message size {size} exceeds the limit of {size_limit} bytes")
+        too_large(size, size_limit)
     body = (params.pop("BODY", None) or "7BIT").upper() if "BODY" in params else "7BIT"
     if body not in ("7BIT", "8BITMIME"):
         raise _refuse(501, "5.5.4", "BODY is 7BIT or 8BITMIME")

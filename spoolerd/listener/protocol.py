@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt
+from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt, too_large
 from .content import Trace, normalize, received_field
 
 if TYPE_CHECKING:
@@ -279,7 +279,10 @@ class Session(SMTP):
         self._reset_timeout()
         self._set_rset_state()
         if content is None:
-            await self._refuse(Reply(552, "5.3.4", f"message size {size} exceeds the limit of {limit} bytes"))
+            try:
+                too_large(size, limit)
+            except CommandRefused as exc:
+                await self._refuse(exc.reply)
             return
         await self.reply(await self._accept(tx, content))
 

@@ -9,12 +9,10 @@ from ..message import check_wire_text
 
 __all__ = ["message_size_limit", "recipient_addresses"]
 
-_DEFAULT_SIZE_LIMIT = 25 * 1024 * 1024
-
 
 def message_size_limit(config: Config) -> int:
-    """The largest message accepted, in bytes (0: no limit)."""
-    return int(getattr(config.spooler, "message_size_limit", _DEFAULT_SIZE_LIMIT))
+    """The largest message accepted, in bytes (0: no limit): ``[spooler] message_size_limit``."""
+    return config.spooler.message_size_limit
 
 
 def recipient_addresses(config: Config, address: str) -> list[str]:

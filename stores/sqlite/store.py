@@ -21,6 +21,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from spoolerd.errors import (
+    ConfigError,
     InvalidArgument,
     NoAccess,
     NoRecipients,
@@ -30,7 +31,7 @@ from spoolerd.errors import (
     UnableToAbort,
 )
 from spoolerd.events import EventHub, NewMail, QueueChanged, StoreEvent, Subscription
-from spoolerd.fsutil import fsync_directory, make_dirs_durably
+from spoolerd.fsutil import fsync_directory, make_dirs_durably, unwritable
 from spoolerd.message import (
     Access,
     Delivery,
@@ -110,6 +111,13 @@ class SqliteStore:
         self._check_again = False
 
     # ------------------------------------------------------------------ life cycle
+
+    def check(self) -> None:
+        """Before start (``spoolerd check-config``, ``run`` and a reload): the database and the directory
+        that holds it (and its WAL files) can be written, or created."""
+        problem = unwritable(str(Path(self.path).parent), directory=True) or unwritable(self.path)
+        if problem is not None:
+            raise ConfigError([f"path: {problem}"])
 
     async def start(self) -> None:
         await asyncio.to_thread(make_dirs_durably, str(Path(self.path).parent))
@@ -232,7 +240,7 @@ class SqliteStore:
                 (int(folder.id), *tables.draft_values(conn, draft, now), now),
             )
             mid = int(cur.lastrowid or 0)
-            conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, bytes(draft.content)))
+            tables.insert_content(conn, mid, bytes(draft.content))
             tables.insert_recipients(conn, mid, draft.recipients)
             return str(mid)
 
@@ -642,7 +650,7 @@ class SqliteStore:
                  len(content), received, filed),
             )  # fmt: skip
             mid = int(cur.lastrowid or 0)
-            conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (mid, content))
+            tables.insert_content(conn, mid, content)
             if state is not None:
                 _write_state(conn, state)
             return Delivery(str(mid), folder_id, message_class, MessageFlag(message.flags))

@@ -26,6 +26,24 @@ from spoolerd.message import (
     SubmitFlag,
 )
 
+BLOB_CHUNK = 1024 * 1024  # contents larger than this are written into their row a chunk at a time
+
+
+def insert_content(conn: sqlite3.Connection, message_id: int, content: bytes) -> None:
+    """A message's content. A large one goes in through incremental blob I/O: bound as one value, SQLite
+    would copy it twice more (the value, then the record), holding three times its size in memory."""
+    if len(content) <= BLOB_CHUNK:
+        conn.execute("INSERT INTO contents (message_id, data) VALUES (?, ?)", (message_id, content))
+        return
+    conn.execute(
+        "INSERT INTO contents (message_id, data) VALUES (?, zeroblob(?))", (message_id, len(content))
+    )
+    view = memoryview(content)
+    with conn.blobopen("contents", "data", message_id) as blob:
+        for start in range(0, len(view), BLOB_CHUNK):
+            blob.write(view[start : start + BLOB_CHUNK])
+
+
 MESSAGE_COLUMNS = (
     "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
     " m.created_at, m.client_submit_time, m.not_before, m.next_attempt, m.sentmail_folder,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -82,6 +83,14 @@ provider = "sqlite"
 addresses = ["@localhost"]
 [transports.loopback]
 provider = "loopback"
+{self.transports()}
+"""
+        )
+        return cfg
+
+    def transports(self) -> str:
+        """The [transports.*] sections after loopback."""
+        return f"""
 [transports.remote]
 provider = "test-scripted"
 perm_fail = ["nobody@remote.test"]
@@ -90,8 +99,6 @@ perm_fail = ["nobody@remote.test"]
 provider = "test-inbound"
 drop_dir = "{self.drop}"
 """
-        )
-        return cfg
 
     async def client(self) -> Client:
         client = Client(await anyio.connect_unix(self.socket))
@@ -105,14 +112,24 @@ drop_dir = "{self.drop}"
             return await self.proc.wait()
 
 
-@pytest.fixture
-async def daemon() -> AsyncIterator[Daemon]:
+def short_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="spd"))  # short: a socket path has at most 107 bytes
     os.chmod(root, 0o755)
-    d = Daemon(root)
+    return root
+
+
+@contextlib.asynccontextmanager
+async def serving(d: Daemon) -> AsyncIterator[Daemon]:
+    """Start the daemon; on the way out, close its clients and stop it (it must exit 0)."""
     await d.start()
     yield d
     for client in d.clients:
         await client.stream.aclose()
     if d.proc is not None and d.proc.returncode is None:
         assert await d.stop() == 0
+
+
+@pytest.fixture
+async def daemon() -> AsyncIterator[Daemon]:
+    async with serving(Daemon(short_root())) as d:
+        yield d

@@ -129,7 +129,7 @@ async def test_a_dead_destination_is_rechecked_after_waiting_for_its_slot(
     transports = {"remote": scripted(connection_down=True, delay=0.05)}
     async with spooler(tmp_path, clock, transports, spooler={"destination_concurrency": 1}) as h:
         ids = [await h.submit(f"u{i}@down.test") for i in range(4)]
-        await h.spooler.flush(message_ids=ids)
+        await h.spooler.flush(message_ids=ids, due_only=True)  # as the scheduler starts them
         assert len(h.transport("remote").calls) == 1
 
 

@@ -72,14 +72,15 @@ def test_store_health_changes_state_once_and_ignores_failures_begun_before_the_w
     from tests.conftest import FakeClock
 
     clock, events = FakeClock(), []
-    health = StoreHealth(["local"], clock, events.append)
+    health = StoreHealth(["local"], clock, events.append, monotonic=clock)
     for _ in range(20):  # twenty attempts in flight fail together: one state change, one wait
         health.failed("local", OSError("database or disk is full"))
-    assert health.states["local"].retry_at == clock.now + 1 and not health.usable("local", clock.now)
+    assert health.wait("local") == 1
     clock.advance(1)
+    assert health.wait("local") == 0
     health.failed("local", OSError("still full"))
-    assert health.next_try() == clock.now + 2
+    assert health.wait("local") == 2
     health.succeeded("local")
     health.succeeded("local")
     assert [e["state"] for e in events] == ["failing", "available"]
-    assert health.usable("local", clock.now) and health.next_try() is None
+    assert health.wait("local") == 0 and not health.states["local"].failing

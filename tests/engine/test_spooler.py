@@ -170,7 +170,7 @@ async def test_temporary_failures_back_off_like_postfix(tmp_path: Path, clock: F
         remote = h.transport("remote")
         expected_waits = [300, 600, 1200]
         for attempt, wait in enumerate(expected_waits, start=1):
-            result = await h.spooler.flush(message_ids=[mid])
+            result = await h.spooler.flush(message_ids=[mid], due_only=True)
             assert (result.deferred, len(remote.calls)) == (1, attempt)
             (r,) = (await h.message(mid)).recipients
             assert (r.state, r.attempts, r.next_attempt) == (
@@ -180,10 +180,10 @@ async def test_temporary_failures_back_off_like_postfix(tmp_path: Path, clock: F
             )
             assert (r.last_code, r.last_status) == (451, "4.3.0")
             clock.advance(wait - 1)
-            assert (await h.spooler.flush(message_ids=[mid])).messages == 0  # not due yet: not tried
+            assert (await h.spooler.flush(message_ids=[mid], due_only=True)).messages == 0  # not due yet
             assert len(remote.calls) == attempt
             clock.advance(1)
-        result = await h.spooler.flush(message_ids=[mid])
+        result = await h.spooler.flush(message_ids=[mid], due_only=True)
         assert result.sent == 1 and clock.now - t0 == sum(expected_waits)
         await h.finished(mid)
 
@@ -197,12 +197,13 @@ async def test_a_transport_retry_after_hint_is_honoured(tmp_path: Path, clock: F
         assert r.next_attempt == clock.now + 1800
 
 
-async def test_flush_force_ignores_backoff(tmp_path: Path, clock: FakeClock) -> None:
-    transports = {"remote": scripted(temp_fail=["x@remote.test"], temp_fail_times=1)}
+async def test_a_flush_ignores_backoff(tmp_path: Path, clock: FakeClock) -> None:
+    transports = {"remote": scripted(temp_fail=["x@remote.test"], temp_fail_times=2)}
     async with spooler(tmp_path, clock, transports) as h:
         mid = await h.submit("x@remote.test")
         assert (await h.spooler.flush(message_ids=[mid])).deferred == 1
-        assert (await h.spooler.flush(message_ids=[mid])).messages == 0
+        assert (await h.spooler.flush(message_ids=[mid], due_only=True)).messages == 0  # not due
+        assert (await h.spooler.flush(message_ids=[mid])).deferred == 1  # a plain flush tries it
         assert (await h.spooler.flush(force=True, message_ids=[mid])).sent == 1
 
 
@@ -232,13 +233,13 @@ async def test_a_dead_destination_is_not_hammered(tmp_path: Path, clock: FakeClo
         assert len(remote.calls) == 1
         second = await h.submit("b@down.test")
         other = await h.submit("c@up.test")
-        await h.spooler.flush(message_ids=[second, other])
+        await h.spooler.flush(message_ids=[second, other], due_only=True)
         assert [call[1] for call in remote.calls] == [["a@down.test"], ["c@up.test"]]
         (r,) = (await h.message(second)).recipients
         assert (r.state, r.attempts) == (RecipientState.PENDING, 0)  # not tried: no attempt counted
         (entry,) = [e async for e in h.store.outgoing_queue() if e.id == second]
         assert entry.due_at == clock.now + 300  # it waits for the destination to come due again
-        await h.spooler.flush(force=True, message_ids=[second])  # force ignores the cache
+        await h.spooler.flush(message_ids=[second])  # a flush passes over the mark it finds
         assert remote.calls[-1][1] == ["b@down.test"]
 
 

@@ -61,8 +61,11 @@ class Certs:
 class ListenerDaemon:
     """``spoolerd run`` with one listener ``main`` on a free port (``listener`` adds its keys)."""
 
-    def __init__(self, root: Path, listener: str = "", extra: str = "", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, root: Path, listener: str = "", extra: str = "", host: str = "127.0.0.1", spooler: str = ""
+    ) -> None:
         self.root = root
+        self.spooler = spooler
         self.host = host
         self.port = free_port()
         self.listener = listener
@@ -84,6 +87,7 @@ class ListenerDaemon:
             f"""
 [spooler]
 state_dir = "{self.root / "state"}"
+{self.spooler}
 [control]
 socket = "{self.socket}"
 [log]
@@ -208,8 +212,10 @@ def root() -> Iterator[Path]:
 async def make_daemon(root: Path) -> AsyncIterator[Callable[..., Any]]:
     started: list[ListenerDaemon] = []
 
-    async def make(listener: str = "", extra: str = "", host: str = "127.0.0.1") -> ListenerDaemon:
-        d = ListenerDaemon(root, listener, extra, host)
+    async def make(
+        listener: str = "", extra: str = "", host: str = "127.0.0.1", spooler: str = ""
+    ) -> ListenerDaemon:
+        d = ListenerDaemon(root, listener, extra, host, spooler)
         await d.start()
         started.append(d)
         return d

@@ -132,8 +132,9 @@ async def test_size_announced_too_large_is_refused_at_mail(daemon: ListenerDaemo
     assert over.startswith("552 5.3.4 ") and at.startswith("250 ")
 
 
-async def test_a_body_over_the_limit_is_refused_at_the_end_of_data(daemon: ListenerDaemon) -> None:
-    limit = 25 * 1024 * 1024
+async def test_a_body_over_the_limit_is_refused_at_the_end_of_data(make_daemon: Callable[..., Any]) -> None:
+    limit = 100_000
+    daemon: ListenerDaemon = await make_daemon(spooler=f"message_size_limit = {limit}")
 
     def run() -> str:
         with Raw(daemon.port) as c:

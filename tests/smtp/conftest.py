@@ -146,12 +146,13 @@ ServerFactory = Callable[..., Server]
 
 @pytest.fixture
 def smtp_server() -> Iterator[ServerFactory]:
-    """Starts aiosmtpd servers on free ports: ``smtp_server(**SMTP_kwargs)``; stops them after the test."""
+    """Starts aiosmtpd servers on free ports (or ``port``, e.g. a relay's that was down until now):
+    ``smtp_server(**SMTP_kwargs)``; stops them after the test."""
     started: list[Controller] = []
 
-    def start(handler: Handler | None = None, **kwargs: Any) -> Server:
+    def start(handler: Handler | None = None, port: int | None = None, **kwargs: Any) -> Server:
         handler = handler or Handler()
-        port = free_port()
+        port = port or free_port()
         kwargs.setdefault("auth_require_tls", False)
         kwargs.setdefault("authenticator", authenticator)
         kwargs.setdefault("decode_data", False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -88,17 +89,23 @@ class Credentials:
         self._token_until = 0.0
 
     def check(self) -> None:
-        """At start: a configured file must be readable and a variable set (a command runs later)."""
+        """Before start (``spoolerd check-config`` and ``run`` alike): a configured file must be readable,
+        a variable set, a token command present and executable. Every problem names its key."""
         s = self.settings
-        try:
-            if s.password_file is not None:
-                _first_line(s.password_file)
-            if s.token_file is not None:
-                _first_line(s.token_file)
-        except TransportError as exc:
-            raise ConfigError([str(exc)]) from None
+        problems = []
+        for key, path in (("password_file", s.password_file), ("token_file", s.token_file)):
+            if path is None:
+                continue
+            try:
+                _first_line(path)
+            except TransportError as exc:
+                problems.append(f"{key}: {exc}")
         if s.password_env is not None and not os.environ.get(s.password_env):
-            raise ConfigError([f"password_env: the environment variable {s.password_env} is not set"])
+            problems.append(f"password_env: the environment variable {s.password_env} is not set")
+        if s.token_command is not None and shutil.which(s.token_command[0]) is None:
+            problems.append(f"token_command: {s.token_command[0]} is not an executable program")
+        if problems:
+            raise ConfigError(problems)
 
     def password(self) -> str:
         s = self.settings

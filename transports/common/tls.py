@@ -35,15 +35,32 @@ class TlsFiles(BaseModel):
 
 
 def client_context(settings: TlsFiles) -> ssl.SSLContext:
-    """The client TLS context; a bad CA or certificate file is a config error."""
+    """The client TLS context; a missing, unreadable or bad CA or certificate file is a config error
+    naming its key."""
+    problems = []
+    for key in ("ca_file", "client_cert", "client_key"):
+        path: Path | None = getattr(settings, key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}")
+    if problems:
+        raise ConfigError(problems)
     try:
         context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
-        if settings.client_cert is not None:
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"ca_file: {settings.ca_file} holds no usable CA certificate: {exc}"]) from None
+    if settings.client_cert is not None:
+        try:
             context.load_cert_chain(
                 str(settings.client_cert), str(settings.client_key) if settings.client_key else None
             )
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError([f"TLS files: {exc}"]) from None
+        except (OSError, ssl.SSLError) as exc:
+            problem = f"client_cert: {settings.client_cert} (with its key) is unusable: {exc}"
+            raise ConfigError([problem]) from None
     if not settings.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

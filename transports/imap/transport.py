@@ -29,8 +29,8 @@ from spoolerd.envelope import without_bcc
 from spoolerd.errors import ConfigError
 from spoolerd.message import Message, Recipient
 from spoolerd.transport import Direction, Outcome, OutcomeKind, TransportContext
+from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
-from transports.common.tls import client_context
 
 from .download import Downloaded, Downloader
 from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
@@ -89,10 +89,13 @@ class ImapTransport:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def check(self) -> None:
+        """Secrets resolve and TLS files load (``spoolerd check-config``, ``run`` and a reload call it)."""
+        tls = None if self.settings.tls is TlsMode.NONE else self.settings
+        self._context = checked_tls(self._credentials, tls)
+
     async def start(self) -> None:
-        self._credentials.check()
-        if self.settings.tls is not TlsMode.NONE:
-            self._context = client_context(self.settings)
+        self.check()
 
     async def stop(self) -> None:
         self._stopped = True

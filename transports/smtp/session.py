@@ -14,14 +14,13 @@ import aiosmtplib
 from spoolerd.errors import TransportError
 from spoolerd.transport import Outcome
 from transports.common.credentials import Credentials
-from transports.common.tls import client_context
 
 from .channel import Connection
 from .replies import Reply, no_reply
 from .settings import AuthMethod, SmtpSettings, TlsMode
 from .wire import SmtpProtocolError
 
-__all__ = ["SessionFailed", "describe", "open_session", "tls_context"]
+__all__ = ["SessionFailed", "describe", "open_session"]
 
 
 class SessionFailed(TransportError):
@@ -30,11 +29,6 @@ class SessionFailed(TransportError):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.diagnostic)
         self.outcome = outcome
-
-
-def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
-    """The client TLS context, built once at start; a bad CA or certificate file is a config error."""
-    return None if settings.tls is TlsMode.NONE else client_context(settings)
 
 
 def describe(exc: BaseException, doing: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
 from spoolerd.transport import Outcome, TransportContext
+from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
 from .channel import Channel, Connection, ConnectionLost
@@ -37,8 +38,8 @@ from .replies import (
     outcome_for,
     requirements,
 )
-from .session import SessionFailed, describe, open_session, tls_context
-from .settings import HELO_NAME, SmtpSettings
+from .session import SessionFailed, describe, open_session
+from .settings import HELO_NAME, SmtpSettings, TlsMode
 from .wire import SmtpProtocolError, crlf, data_payload
 
 __all__ = ["SmtpTransport"]
@@ -83,9 +84,13 @@ class SmtpTransport:
             idle_timeout=settings.idle_timeout,
         )
 
+    def check(self) -> None:
+        """Secrets resolve and TLS files load (``spoolerd check-config``, ``run`` and a reload call it)."""
+        tls = None if self.settings.tls is TlsMode.NONE else self.settings
+        self._context = checked_tls(self._credentials, tls)
+
     async def start(self) -> None:
-        self._credentials.check()
-        self._context = tls_context(self.settings)
+        self.check()
         if self.settings.helo is None:
             self._helo = await anyio.to_thread.run_sync(_local_name)
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 import anyio
 from pydantic import BaseModel, ConfigDict
 
+from spoolerd.errors import ConfigError
 from spoolerd.message import InboundMessage, Message, Recipient
 from spoolerd.preprocess import PreprocessResult
 from spoolerd.transport import Direction, Outcome, TransportContext
@@ -175,6 +176,11 @@ class InboundTransport:
         self.drained = anyio.Event()
         self.receive_calls = 0
         self._send, self._receive = anyio.create_memory_object_stream[tuple[InboundMessage, str | None]](100)
+
+    def check(self) -> None:
+        """What a third-party transport's check looks like: its drop directory must exist."""
+        if self.drop_dir is not None and not os.path.isdir(self.drop_dir):
+            raise ConfigError([f"drop_dir: {self.drop_dir} is not a directory"])
 
     async def start(self) -> None:
         return None

@@ -1,0 +1,207 @@
+"""A reload (SIGHUP, ``spoolerctl reload``): read the config file again and apply what a running daemon can.
+
+The whole file is validated and checked first (``build``, as ``check-config`` does): a bad file changes
+nothing. Transports are applied live: one added, changed or removed is built and started (a new or
+changed one) before anything is switched, then new attempts use the new set while attempts already in
+flight finish on the transports they began with; the old objects are stopped once those attempts have
+ended. Logging, retry and delivery settings, lists, preprocessors, limits and the control socket's
+access rules apply at once. What the running daemon cannot swap (the stores, the state directory, the
+default store, the control socket's path and whether it exists) keeps its running value and is
+reported as needing a restart. Every applied change is one log line naming its key, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import anyio
+import structlog
+
+from .config import Config, load_config
+from .daemon import (
+    Daemon,
+    build,
+    coupled_transports,
+    delivery_settings,
+    open_transports,
+    start_transports,
+    stop_transports,
+)
+from .errors import ConfigError
+from .logsetup import configure_logging
+from .transport import Receiver, Transport, downloads
+
+__all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "plan_transports", "reload"]
+
+log = structlog.get_logger("spoolerd.reload")
+
+# Keys (and whole sections) a running daemon keeps until it restarts: the stores are opened once, the
+# state directory holds the daemon's lock, the socket is bound once.
+RESTART_ONLY = ("stores", "spooler.state_dir", "spooler.default_store", "control.socket", "control.enabled")
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    applied: list[str]  # what changed and took effect, e.g. "transports.relay changed (port)"
+    restart_needed: list[str]  # keys that changed but keep their running value until a restart
+
+
+@dataclass(frozen=True, slots=True)
+class TransportPlan:
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    reordered: bool
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted paths of the values that differ between two nested mappings (a key on one side only
+    counts as changed)."""
+    changed: list[str] = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        path = f"{prefix}{key}"
+        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changed.extend(changed_keys(before, after, f"{path}."))
+        elif before != after:
+            changed.append(path)
+    return changed
+
+
+def _restart_only(key: str) -> bool:
+    return any(key == path or key.startswith(f"{path}.") for path in RESTART_ONLY)
+
+
+def _keeping_running(running: Config, new: Config) -> Config:
+    """``new`` with the restart-only values the daemon runs with."""
+    spooler = new.spooler.model_copy(
+        update={"state_dir": running.spooler.state_dir, "default_store": running.spooler.default_store}
+    )
+    control = new.control.model_copy(
+        update={"socket": running.control.socket, "enabled": running.control.enabled}
+    )
+    return new.model_copy(update={"stores": running.stores, "spooler": spooler, "control": control})
+
+
+def plan_transports(old: Config, new: Config) -> TransportPlan:
+    """Which transports a reload from ``old`` to ``new`` adds, rebuilds or removes; a transport whose
+    section or effective concurrency changed is rebuilt."""
+
+    def shape(config: Config) -> dict[str, tuple[dict[str, Any], int]]:
+        fallback = config.spooler.transport_concurrency
+        return {
+            name: (section.model_dump(), section.concurrency or fallback)
+            for name, section in config.transports.items()
+        }
+
+    before, after = shape(old), shape(new)
+    kept = [name for name in after if name in before]
+    return TransportPlan(
+        added=[name for name in after if name not in before],
+        changed=[name for name in kept if before[name] != after[name]],
+        removed=[name for name in before if name not in after],
+        reordered=[name for name in before if name in after] != kept,
+    )
+
+
+async def reload(daemon: Daemon) -> ReloadResult:
+    """Re-read, validate and apply the config file (module docstring). A bad file, or a new transport
+    that fails to start, raises ConfigError and changes nothing."""
+    async with daemon.reloading:
+        loaded = load_config(daemon.source, daemon.registry)
+        fresh = build(loaded, daemon.registry, source=daemon.source)  # validates and checks all of it
+        running = daemon.config
+        changed = changed_keys(running.model_dump(), loaded.model_dump())
+        restart = [key for key in changed if _restart_only(key)]
+        config = _keeping_running(running, loaded)
+        plan = plan_transports(running, config)
+        spooler = daemon.spooler
+        slots, problems = open_transports(
+            config, daemon.registry, daemon.stores, spooler.clock, {*plan.added, *plan.changed}
+        )
+        if problems:
+            raise ConfigError(problems, daemon.source)
+        try:
+            await start_transports([slot.transport for slot in slots])
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, daemon.source) from exc
+        except Exception as exc:
+            names = ", ".join(slot.name for slot in slots)
+            problem = f"transports: could not start {names}: {type(exc).__name__}: {exc}"
+            raise ConfigError([problem], daemon.source) from exc
+
+        # from here on nothing awaits: the switch is one step for every attempt and command
+        configure_logging(config.log)
+        dispatcher = spooler.dispatcher
+        running_slots = {slot.name: slot for slot in dispatcher.transports}
+        built = {slot.name: slot for slot in slots}
+        for name in plan.changed:  # an operator's offline survives a change of settings
+            built[name].online, built[name].since = running_slots[name].online, running_slots[name].since
+        retired = [running_slots[name] for name in (*plan.removed, *plan.changed)]
+        for slot in retired:
+            spooler.stop_receiving(slot.name)
+        current = [built.get(name) or running_slots[name] for name in config.transports]
+        dispatcher.replace_transports(current)
+        daemon.transports = [slot.transport for slot in current]
+        daemon.submitter.coupled = coupled_transports(config, daemon.transports)
+        for slot in slots:
+            if downloads(slot.transport):
+                spooler.start_receiving(slot.name, cast(Receiver, slot.transport))
+        if retired:
+            spooler.spawn(lambda: _retire(spooler.in_flight_now(), [slot.transport for slot in retired]))
+
+        dispatcher.settings = delivery_settings(config)
+        dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
+        dispatcher.destinations.hold = config.spooler.retry.destination_hold
+        spooler.max_in_flight = config.spooler.max_in_flight
+        daemon.submitter.preprocess = fresh.submitter.preprocess
+        for listener in daemon.on_reload:
+            listener(config)
+        daemon.config = config
+        spooler.wake()
+        applied = _log_applied(changed, plan, config)
+        if restart:
+            log.warning("restart needed to apply", keys=restart)
+        return ReloadResult(applied, restart)
+
+
+def _log_applied(changed: Sequence[str], plan: TransportPlan, config: Config) -> list[str]:
+    """One log line per applied change (key names only: a value may be a secret's location or worse)."""
+    applied: list[str] = []
+    for name in plan.added:
+        log.info("transport added", transport=name, provider=config.transports[name].provider)
+        applied.append(f"transports.{name} added")
+    for name in plan.changed:
+        keys = [k.removeprefix(f"transports.{name}.") for k in changed if k.startswith(f"transports.{name}.")]
+        keys = keys or ["spooler.transport_concurrency"]
+        log.info("transport changed", transport=name, keys=keys)
+        applied.append(f"transports.{name} changed ({', '.join(keys)})")
+    for name in plan.removed:
+        log.info("transport removed", transport=name)
+        applied.append(f"transports.{name} removed")
+    if plan.reordered:
+        log.info("transport order changed", order=list(config.transports))
+        applied.append("transports reordered")
+    for key in changed:
+        if not key.startswith("transports.") and not _restart_only(key):
+            log.info("setting changed", key=key)
+            applied.append(key)
+    return applied
+
+
+async def _retire(attempts: Sequence[asyncio.Event], transports: Sequence[Transport]) -> None:
+    """Stop transports a reload replaced once the attempts that may still use them have ended (or at
+    shutdown, which cancels the wait)."""
+    try:
+        for done in attempts:
+            await done.wait()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stop_transports(transports)
+            for transport in transports:
+                log.info("transport stopped", transport=transport.name, reason="replaced by a reload")
