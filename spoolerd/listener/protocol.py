@@ -116,6 +116,13 @@ class Session(SMTP):
         super()._set_rset_state()  # type: ignore[no-untyped-call]
         self.transaction = None
 
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, asyncio.IncompleteReadError) and self.transport is not None:
+            self.transport.close()  # the input ended (sendmail -bs): nothing more to answer
+            return "421 4.4.2 Error: end of input"
+        log.error("smtp session failed", listener=self.context.name, client=self.client_ip, error=repr(error))
+        return "451 4.3.0 Error: internal error, try again later"
+
     async def reply(self, reply: Reply) -> None:
         await self.push(str(reply))
 
