@@ -2,8 +2,8 @@
 accepted (EHLO, MAIL, RCPT, DATA) written here so that every refusal carries an enhanced status code and
 nothing is acknowledged before the store has it.
 
-The session's facts (client, TLS, user) and the listener's settings come from ``ListenerContext``; the
-store work is ``ListenerContext.accept``. Per connection, aiosmtpd makes one instance of ``Session``.
+The session's facts (client, TLS, user) and the settings come from its ``Intake``; the store work is
+``Intake.accept``. Per connection, aiosmtpd makes one instance of ``Session``.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ import logging
 import re
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from ..listener_config import ListenerSection
 from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt, too_large
 from .content import Trace, normalize, received_field
+from .credentials import Credentials
 
-if TYPE_CHECKING:
-    from .server import ListenerContext
-
-__all__ = ["Session", "Transaction"]
+__all__ = ["Intake", "Session", "Transaction"]
 
 log = structlog.get_logger("spoolerd.listener")
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's own lines: every command, per peer
@@ -43,10 +43,32 @@ class Transaction:
     addresses: list[str] = field(default_factory=list)  # envelope recipients, in order, deduplicated
 
 
+class Intake(Protocol):
+    """What a session needs from where it runs: a network listener (``ListenerContext``) or
+    ``sendmail -bs`` (``StdioIntake``)."""
+
+    name: str
+    settings: ListenerSection
+    hostname: str
+    tls_context: ssl.SSLContext | None
+    credentials: Credentials | None
+    counters: Counter[str]
+    closing: bool
+
+    def admit(self, session: Session) -> bool: ...
+    def release(self, session: Session) -> None: ...
+    def data_started(self) -> None: ...
+    def data_finished(self) -> None: ...
+    def allowed(self, ip: str) -> bool: ...
+    def size_limit(self) -> int: ...
+    def resolve(self, address: str) -> tuple[Reply | None, list[str]]: ...
+    async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply: ...
+
+
 class Session(SMTP):
     line_length_limit = _LINE_LIMIT
 
-    def __init__(self, context: ListenerContext, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, context: Intake, loop: asyncio.AbstractEventLoop) -> None:
         settings = context.settings
         super().__init__(
             None,

@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import os
 import socket
+import ssl
 import sys
 from collections import Counter
 from typing import Any
@@ -20,6 +21,7 @@ from ..listener_config import ListenerSection
 from ..message import check_wire_text
 from ..message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from .commands import Reply
+from .credentials import Credentials
 from .protocol import Session, Transaction
 
 __all__ = ["StdioIntake", "serve_stdio"]
@@ -40,8 +42,8 @@ class StdioIntake:
     def __init__(self, user: str) -> None:
         self.settings = ListenerSection(address="127.0.0.1:25")  # loopback rules, no TLS, no AUTH
         self.hostname = socket.getfqdn()
-        self.tls_context = None
-        self.credentials = None
+        self.tls_context: ssl.SSLContext | None = None
+        self.credentials: Credentials | None = None
         self.user = user
         self.counters: Counter[str] = Counter()
         self.closing = False
@@ -186,7 +188,7 @@ async def _serve() -> int:
     forward = _Forward()
     stdin = os.fdopen(os.dup(sys.stdin.fileno()), "rb", 0)
     reader, _ = await loop.connect_read_pipe(lambda: forward, stdin)
-    session = Session(intake, loop)  # type: ignore[arg-type]
+    session = Session(intake, loop)
     session.connection_made(_Duplex(reader, sys.stdout.fileno(), forward))
     forward.attach(session)
     await intake.done.wait()
