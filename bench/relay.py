@@ -154,10 +154,12 @@ async def spoolerd_leg(state_dir: str, sink_port: int) -> dict[str, Any]:
     """Run in a child process: start the daemon on the full queue, time until the queue is empty."""
     from spoolerd.config import parse_config
     from spoolerd.daemon import build, running
+    from spoolerd.logsetup import configure_logging
     from spoolerd.message import FolderRole, RecipientState
     from spoolerd.plugins import PluginRegistry
 
     daemon = build(parse_config(config(state_dir, sink_port)), PluginRegistry())
+    configure_logging(daemon.config.log)  # as the daemon logs: a mail line per recipient, on stderr
     store = daemon.stores["local"]
     started = time.perf_counter()
     async with running(daemon):
@@ -180,9 +182,10 @@ async def run_spoolerd(sink: Sink, messages: int, recipients: int) -> dict[str, 
     with tempfile.TemporaryDirectory() as state_dir:
         await prefill(state_dir, sink.port, messages, recipients)
         before = sink.messages
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--leg", state_dir, str(sink.port), stdout=subprocess.PIPE
-        )
+        child = await asyncio.create_subprocess_exec(  # its mail log is written (and dropped)
+            sys.executable, __file__, "--leg", state_dir, str(sink.port), stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         out, _ = await child.communicate()
         if child.returncode != 0:
             raise RuntimeError(f"spoolerd leg failed ({child.returncode})")

@@ -34,7 +34,15 @@ def _show_status(rows: list[dict[str, Any]]) -> str:
         counters = " ".join(f"{k}={v}" for k, v in (r.get("counters") or {}).items())
         body.append([r["resource_type"], r["name"], r.get("provider", ""), ",".join(r["status"]),
                      ",".join(r.get("methods", [])), counters])  # fmt: skip
-    return _table(body, ["TYPE", "NAME", "PROVIDER", "STATUS", "METHODS", "COUNTERS"])
+    table = _table(body, ["TYPE", "NAME", "PROVIDER", "STATUS", "METHODS", "COUNTERS"])
+    return "\n".join([table, *(_failing(r) for r in rows if "failure" in r["status"])])
+
+
+def _failing(row: dict[str, Any]) -> str:
+    """Why a transport shows ``failure``, and since when."""
+    since = row.get("since")
+    when = f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}" if since else ""
+    return f"{row['name']}: failing{when}: {row.get('last_error') or 'no error recorded'}"
 
 
 def _show_list(rows: list[dict[str, Any]]) -> str:

@@ -12,7 +12,7 @@ routed, so a crash or a retry resends at most what was in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
+from . import maillog
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from .flush import dead_until_for_flush
@@ -67,11 +68,22 @@ class TransportSlot:
     online: bool = True
     counters: dict[str, int] = field(default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0})
     last_error: str | None = None
-    since: float = 0.0  # when ``online`` last changed
+    since: float = 0.0  # when ``online`` or ``state`` last changed
+    down: dict[str, str] = field(default_factory=dict)  # its destinations that are down -> why
 
     @property
     def name(self) -> str:
         return self.transport.name
+
+    @property
+    def state(self) -> str:
+        """``failing`` while one of its destinations is down (no answer, login refused, TLS failed)."""
+        return "failing" if self.down else "ok"
+
+    @property
+    def availability(self) -> str:
+        """The status row's first flag: offline, failure or available."""
+        return "offline" if not self.online else "failure" if self.down else "available"
 
     def account(self, outcomes: Sequence[Outcome]) -> None:
         """Count what one send did, and keep the latest problem for the status row."""
@@ -161,6 +173,7 @@ class Dispatcher:
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
+        self.publish: Callable[[dict[str, Any]], None] = lambda event: None  # the spooler's events
 
     def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
         """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
@@ -330,6 +343,41 @@ class Dispatcher:
         else:
             outcomes = await self._route_and_send(message, pending, force=force)
 
+        result, updates = self._tally(pending, outcomes, submitted, now)
+        reports = [] if result.deferred else self._wanted_reports(message, _applied(message, updates), now)
+        if not result.deferred and not reports:
+            # the common end: nothing happens between recording and finishing, so one transaction
+            with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
+                await store.finish(message.id, self.owner, outcomes=updates)
+            maillog.outcomes(message, pending, outcomes, updates, self.clock() - submitted)
+            result.finished = True
+            result.sent = self._sent(message, updates)
+            return result
+        if updates:
+            with anyio.CancelScope(shield=True):  # recorded before any report goes out
+                await store.record_outcomes(message.id, self.owner, updates)
+        maillog.outcomes(message, pending, outcomes, updates, self.clock() - submitted)
+        if result.deferred:
+            if self._delay_warning_due(message, submitted, now):
+                await self._warn_delayed(store, message, updates, pending, now)
+            await store.unlock(message.id, self.owner, retry_at=result.retry_at)
+            return result
+        for kind, statuses in reports:
+            await self._deliver_report(store, message, kind, statuses, now)
+        await store.finish(message.id, self.owner)
+        await _forget_reports(store, message.id, [kind for kind, _ in reports])  # the message is gone
+        result.finished = True
+        result.sent = self._sent(message, updates)
+        return result
+
+    def _tally(
+        self,
+        pending: Sequence[Recipient],
+        outcomes: Mapping[int, tuple[str | None, Outcome]],
+        submitted: float,
+        now: float,
+    ) -> tuple[AttemptResult, list[RecipientUpdate]]:
+        """What an attempt's outcomes come to: the counts, the next retry, and the updates to record."""
         result = AttemptResult()
         updates = []
         for r in pending:
@@ -355,29 +403,7 @@ class Dispatcher:
                 result.deferred += 1
                 due = update.next_attempt
                 result.retry_at = due if result.retry_at is None else min(result.retry_at, due)
-        reports = [] if result.deferred else self._wanted_reports(message, _applied(message, updates), now)
-        if not result.deferred and not reports:
-            # the common end: nothing happens between recording and finishing, so one transaction
-            with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
-                await store.finish(message.id, self.owner, outcomes=updates)
-            result.finished = True
-            result.sent = self._sent(message, updates)
-            return result
-        if updates:
-            with anyio.CancelScope(shield=True):  # recorded before any report goes out
-                await store.record_outcomes(message.id, self.owner, updates)
-        if result.deferred:
-            if self._delay_warning_due(message, submitted, now):
-                await self._warn_delayed(store, message, updates, pending, now)
-            await store.unlock(message.id, self.owner, retry_at=result.retry_at)
-            return result
-        for kind, statuses in reports:
-            await self._deliver_report(store, message, kind, statuses, now)
-        await store.finish(message.id, self.owner)
-        await _forget_reports(store, message.id, [kind for kind, _ in reports])  # the message is gone
-        result.finished = True
-        result.sent = self._sent(message, updates)
-        return result
+        return result, updates
 
     async def _warn_delayed(
         self,
@@ -533,10 +559,13 @@ class Dispatcher:
                             )
                             slot.account(answers)
                     if any(o.kind is OutcomeKind.DELIVERED for o in answers):
-                        self.destinations.succeeded(key)
+                        down_since = self.destinations.succeeded(key)
+                        if down_since is not None:
+                            self._came_up(slot, destination, down_since)
                     elif answers and all(_destination_down(o) for o in answers):
                         hint = max((o.retry_after or 0.0) for o in answers)
-                        self.destinations.failed(key, self.clock(), hint or None)
+                        if self.destinations.failed(key, self.clock(), hint or None):
+                            self._went_down(slot, destination, answers[0])
             finally:
                 entry[1] -= 1
                 if entry[1] == 0:
@@ -552,6 +581,36 @@ class Dispatcher:
                 for destination, positions in by_destination.items():
                     tg.start_soon(one, destination, positions)
         return results
+
+    def _went_down(self, slot: TransportSlot, destination: str, outcome: Outcome) -> None:
+        """One of the slot's destinations stopped answering: logged and published once per change."""
+        relay = outcome.relay or destination
+        reason = maillog.reply_text(outcome.diagnostic, relay)
+        maillog.relay_down(transport=slot.name, relay=relay, dsn=outcome.status, reason=reason)
+        was_ok = not slot.down
+        slot.down[destination] = reason
+        slot.last_error = f"{outcome.status or ''} {outcome.diagnostic}".strip()
+        if was_ok:
+            slot.since = self.clock()
+            self._publish_state(slot)
+
+    def _came_up(self, slot: TransportSlot, destination: str, down_since: float) -> None:
+        maillog.relay_up(transport=slot.name, relay=destination, down_for=self.clock() - down_since)
+        slot.down.pop(destination, None)
+        if not slot.down:
+            slot.since = self.clock()
+            self._publish_state(slot)
+
+    def _publish_state(self, slot: TransportSlot) -> None:
+        self.publish(
+            {
+                "type": "status_changed",
+                "name": slot.name,
+                "state": slot.state,
+                "last_error": slot.last_error if slot.down else None,
+                "since": slot.since,
+            }
+        )
 
     async def call_transport(
         self, transport: Transport, message: Message, recipients: list[Recipient]
@@ -637,7 +696,7 @@ class Dispatcher:
             original_limit=self.settings.report_original_limit,
         )
         label = {ReportKind.NDR: "Undelivered", ReportKind.DR: "Delivered", ReportKind.DELAY: "Delayed"}[kind]
-        await store.deliver(
+        filed = await store.deliver(
             InboundMessage(
                 content,
                 message_class=report_class(message.message_class, kind),
@@ -645,6 +704,14 @@ class Dispatcher:
                 received_at=now,
             ),
             state=StateChange(REPORTS, {_report_key(message.id, kind): b"filed"}),
+        )
+        maillog.report_filed(
+            queue_id=message.id,
+            kind=kind.value,
+            recipients=len(statuses),
+            store=store.name,
+            folder=filed.folder_id,
+            report_id=filed.message_id,
         )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "HeaderField",
     "header_end",
     "header_fields",
+    "header_message_id",
     "header_recipients",
     "header_sender",
     "header_subject",
@@ -142,3 +143,28 @@ def without_bcc(content: bytes) -> bytes:
     fields = header_fields(content)
     kept = b"".join(f.raw for f in fields if f.name is None or f.name.lower() not in _BCC)
     return kept + content[sum(len(f.raw) for f in fields) :]
+
+
+_MESSAGE_ID = b"message-id:"
+
+
+def header_message_id(content: bytes) -> str:
+    """The Message-ID field's value, unfolded and printable ("" if there is none). Found with a scan of
+    the header section, not a parse: it is read for a log line per delivery."""
+    head = content[: header_end(content)]
+    lower = head.lower()
+    if lower.startswith(_MESSAGE_ID):
+        start = len(_MESSAGE_ID)
+    else:
+        found = lower.find(b"\n" + _MESSAGE_ID)
+        if found < 0:
+            return ""
+        start = found + 1 + len(_MESSAGE_ID)
+    end = start
+    while (newline := head.find(b"\n", end)) >= 0 and head[newline + 1 : newline + 2] in (b" ", b"\t"):
+        end = newline + 1  # a continuation line: the field goes on
+    end = newline if newline >= 0 else len(head)
+    text = head[start:end].decode("utf-8", "replace")
+    if not text.isprintable():  # line breaks of folding, or worse: control characters
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())

@@ -10,8 +10,9 @@ from typing import Any
 import structlog
 
 from .config import LogConfig
+from .maillog import console_text
 
-__all__ = ["SECRET_KEYS", "configure_logging", "redact_secrets"]
+__all__ = ["SECRET_KEYS", "configure_logging", "mail_lines", "redact_secrets"]
 
 SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "access_token", "authorization", "auth"})
 
@@ -26,11 +27,20 @@ def redact_secrets(
     return event_dict
 
 
+def mail_lines(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Console format: a mail line (``maillog``) reads as Postfix writes it, its keys in the text."""
+    text = console_text(event_dict)
+    if text is None:
+        return event_dict
+    return {"timestamp": event_dict.get("timestamp"), "level": event_dict.get("level"), "event": text}
+
+
 def configure_logging(config: LogConfig) -> None:
+    console = config.format != "json"
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if config.format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if console
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[
@@ -39,6 +49,7 @@ def configure_logging(config: LogConfig) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,
             structlog.processors.format_exc_info,
+            *([mail_lines] if console else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, config.level.upper())),

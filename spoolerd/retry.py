@@ -56,18 +56,30 @@ class DestinationCache:
     One failure marks a destination dead for ``hold`` seconds (Postfix keeps a dead destination for
     its ``minimal_backoff_time``); a success clears it. Messages to a dead destination are deferred
     without a connection attempt; ``flush --force`` ignores the cache.
+
+    It also decides when a destination goes down and comes up again, for the log and the status row:
+    down at its first failure, and down it stays (whatever the hold) until a success. So each change is
+    reported once, not once per message or per hold.
     """
 
     hold: float = 300.0
     _dead: dict[str, float] = field(default_factory=dict)
+    _down: dict[str, float] = field(default_factory=dict)  # destination -> down since (until a success)
 
-    def failed(self, destination: str, now: float, hint: float | None = None) -> None:
+    def failed(self, destination: str, now: float, hint: float | None = None) -> bool:
+        """Hold ``destination``; True when it has just gone down (it was not down already)."""
         if len(self._dead) >= 4096:  # forget what has expired, so the cache does not grow forever
             self._dead = {d: until for d, until in self._dead.items() if until > now}
         self._dead[destination] = now + max(self.hold, hint or 0.0)
+        if destination in self._down:
+            return False
+        self._down[destination] = now
+        return True
 
-    def succeeded(self, destination: str) -> None:
+    def succeeded(self, destination: str) -> float | None:
+        """Clear ``destination``; if it was down, it is up again: when it went down."""
         self._dead.pop(destination, None)
+        return self._down.pop(destination, None)
 
     def dead_until(self, destination: str, now: float) -> float | None:
         until = self._dead.get(destination)
@@ -80,6 +92,7 @@ class DestinationCache:
 
     def clear(self) -> None:
         self._dead.clear()
+        self._down.clear()
 
 
 @dataclass(slots=True)

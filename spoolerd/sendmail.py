@@ -155,6 +155,8 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
 
     from .config import load_config, open_stores
     from .envelope import header_subject
+    from .logsetup import configure_logging
+    from .maillog import accepted
     from .message import NewRecipient
     from .message_size import check_message_size
     from .plugins import PluginRegistry
@@ -164,6 +166,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     async def run() -> str:
         registry = PluginRegistry()
         config = load_config(config_path, registry)
+        configure_logging(config.log)  # the accepted line goes to stderr, as Postfix's postdrop warns there
         check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
@@ -176,6 +179,14 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
                 sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
             )  # fmt: skip
             await store.submit(message_id, preprocess=True)
+            accepted(
+                queue_id=message_id,
+                store=opened.default,
+                content=content,
+                sender=sender,
+                recipients=len(rcpts),
+                via="sendmail",
+            )
             return message_id
         finally:
             await store.stop()

@@ -113,6 +113,7 @@ class Spooler:
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
+        dispatcher.publish = self.events.publish  # a transport going down or up again
         # download loops by transport; cancelled first at shutdown
         self._intake: dict[str, anyio.CancelScope] = {}
 

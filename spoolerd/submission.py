@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
+from . import maillog
 from .delivery import Dispatcher
 from .errors import NotFound, StoreError
 from .message import Draft, FolderRole, NewRecipient, RecipientState
@@ -135,6 +136,9 @@ class Submitter:
         if updates:
             with anyio.CancelScope(shield=True):  # what was sent is recorded
                 await store.record_outcomes(message_id, owner, updates)
+            tried = {r.index: (transport.name, o) for r, o in zip(mine, outcomes, strict=True)}
+            recorded = [r for r in mine if tried[r.index][1].kind is not OutcomeKind.NOT_ME]
+            maillog.outcomes(message, recorded, tried, updates, now - submitted)
         states = {r.index: r.state for r in message.recipients} | {u.index: u.state for u in updates}
         if all(state is RecipientState.DELIVERED for state in states.values()):
             await store.finish(message_id, owner)

@@ -57,6 +57,7 @@ class Outcome:
     diagnostic: str = ""
     retry_after: float | None = None  # DEFERRED: the transport's own hint, in seconds
     attempted: bool = True  # False: the spooler deferred it without trying (dead destination, offline)
+    relay: str | None = None  # the peer that answered (host:port), when the transport talked to one
 
     @classmethod
     def delivered(cls, diagnostic: str = "", code: int | None = 250, status: str = "2.0.0") -> Outcome:

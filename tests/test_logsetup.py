@@ -36,3 +36,15 @@ def test_console_renderer_and_level(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "queue scanned" in err and "messages=3" in err
     assert "s3cr3t" not in err
+
+
+def test_mail_lines_in_the_console_keep_only_their_own_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """A mail line in the console shows its template, never a stray credential passed along with it."""
+    configure_logging(LogConfig(level="info", format="console"))
+    structlog.get_logger().info(
+        "accepted", queue_id="Q9", store="local", message_id="", sender="me@x", size=3, nrcpt=1,
+        via="socket", password="hunter2", auth="PLAIN aHVudGVyMg==",
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert "Q9: message-id=none, from=<me@x>, size=3, nrcpt=1, via=socket, store=local" in err
+    assert "hunter2" not in err and "aHVudGVyMg" not in err

@@ -17,7 +17,7 @@ import anyio
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import __version__
+from .. import __version__, maillog
 from ..daemon import Daemon
 from ..duration import format_duration
 from ..envelope import header_recipients, header_sender, header_subject, without_bcc
@@ -126,7 +126,7 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
         )
     for slot in spooler.dispatcher.transports:
         transport = slot.transport
-        row_status = ["available" if slot.online else "offline", "outbound_enabled"]
+        row_status = [slot.availability, "outbound_enabled"]
         if downloads(transport):
             row_status.append("inbound_enabled")
         row: dict[str, Any] = {
@@ -149,6 +149,8 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
             if error is not None:
                 row["last_error"] = error
             row.update(extra)
+            if "failure" in row_status and "available" in row_status:  # failing as it says: not available
+                row_status.remove("available")
         rows.append(row)
     for face_rows in daemon.status_rows:  # SMTP listeners
         rows.extend(face_rows())
@@ -259,6 +261,14 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         not_before=args.not_before,
     )
     result = await daemon.submitter.submit(name, message_id)  # durable before we answer
+    maillog.accepted(
+        queue_id=message_id,
+        store=name,
+        content=content,
+        sender=sender,
+        recipients=len(recipients),
+        via="socket",
+    )
     return {"id": message_id, "store": name, "queued": result.queued, "recipients": len(recipients)}
 
 

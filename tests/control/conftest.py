@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ class Daemon:
         self.socket = root / "control.sock"
         self.proc: asyncio.subprocess.Process | None = None
         self.clients: list[Client] = []
+        self.log: list[bytes] = []  # its stderr, line by line, read as it comes (a full pipe would stall it)
+        self._logged = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.write_config()
@@ -64,9 +67,34 @@ class Daemon:
             sys.executable, "-m", "spoolerd.cli", "run", "--config", str(cfg), stderr=subprocess.PIPE
         )
         assert self.proc.stderr is not None
+        began = len(self.log)  # a restarted daemon's lines follow its earlier life's
+        self._reader = asyncio.get_running_loop().create_task(self._read_log(self.proc.stderr))
+        await self.log_line(
+            lambda line: b"spooler running" in line, began, exited="the daemon exited before it was ready"
+        )
+
+    async def _read_log(self, stderr: asyncio.StreamReader) -> None:
+        while line := await stderr.readline():
+            self.log.append(line)
+            self._wake_readers()
+        self._wake_readers()  # the end: they see it
+
+    def _wake_readers(self) -> None:
+        self._logged.set()
+        self._logged = asyncio.Event()  # the next wait is for the next line
+
+    async def log_line(self, match: Callable[[bytes], bool], start: int = 0, *, exited: str = "") -> int:
+        """Wait (30 s at most) until a line from ``start`` on matches; its index in ``log``."""
         with anyio.fail_after(30):
-            while b"spooler running" not in (line := await self.proc.stderr.readline()):
-                assert line, "the daemon exited before it was ready"
+            while True:
+                for i in range(start, len(self.log)):
+                    if match(self.log[i]):
+                        return i
+                start = len(self.log)
+                assert self._reader is not None
+                if self._reader.done():
+                    raise AssertionError(exited or "the daemon exited without logging the line")
+                await self._logged.wait()
 
     def write_config(self) -> Path:
         cfg = self.root / "spoolerd.toml"
@@ -109,7 +137,10 @@ drop_dir = "{self.drop}"
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         with anyio.fail_after(30):
-            return await self.proc.wait()
+            code = await self.proc.wait()
+            if self._reader is not None:
+                await self._reader  # every line it wrote
+            return code
 
 
 def short_root() -> Path:

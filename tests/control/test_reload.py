@@ -85,18 +85,21 @@ class RelayingDaemon(Daemon):
     def transports(self) -> str:
         return self.sections
 
-    async def log_line(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Read the daemon's log until a line with this event (and these fields) appears."""
-        assert self.proc is not None and self.proc.stderr is not None
-        with anyio.fail_after(30):
-            while line := await self.proc.stderr.readline():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
-                    return entry  # type: ignore[no-any-return]
-        raise AssertionError(f"the daemon exited before logging {event!r}")
+    _cursor = 0  # log lines before this one were read by an earlier ``logged``
+
+    async def logged(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Wait for the next JSON log line with this event (and these fields), after the last one read."""
+
+        def match(line: bytes) -> bool:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                return False
+            return bool(entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()))
+
+        found = await self.log_line(match, self._cursor)
+        self._cursor = found + 1
+        return json.loads(self.log[found])  # type: ignore[no-any-return]
 
     async def submit(self, *recipients: str) -> str:
         client = await self.client()
@@ -157,7 +160,7 @@ async def test_a_changed_relay_takes_new_mail_while_mail_in_flight_finishes_on_t
     daemon.write_config()
     code, answer, _ = await reload(daemon)
     assert (code, answer["applied"]) == (0, ["transports.relay changed (port)"])
-    assert (await daemon.log_line("transport changed", transport="relay"))["keys"] == ["port"]
+    assert (await daemon.logged("transport changed", transport="relay"))["keys"] == ["port"]
 
     await daemon.submit("after@remote.test")
     assert await new.received(1) == ["after@remote.test"]  # a new attempt: the new relay
@@ -166,7 +169,7 @@ async def test_a_changed_relay_takes_new_mail_while_mail_in_flight_finishes_on_t
     assert stalling.stall_rcpt is not None
     stalling.stall_rcpt.set()
     assert await old.received(1) == ["stall@remote.test"]  # finished where it began
-    await daemon.log_line("transport stopped", transport="relay", reason="replaced by a reload")
+    await daemon.logged("transport stopped", transport="relay", reason="replaced by a reload")
     assert await queue_ids(daemon) == []
     assert len(new.handler.received) == 1
 
@@ -185,9 +188,9 @@ async def test_sighup_adds_and_removes_transports_and_queued_mail_goes_to_the_ne
     daemon.write_config()
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
-    reloaded = await daemon.log_line("configuration reloaded")
+    reloaded = await daemon.logged("configuration reloaded")
     assert reloaded["applied"] == ["transports.backup added", "transports.relay removed"]
-    await daemon.log_line("transport stopped", transport="relay")
+    await daemon.logged("transport stopped", transport="relay")
     status = json.loads((await run(*ctl(daemon, "--json", "status"), check=True)).stdout)
     assert [row["name"] for row in status if row["resource_type"] == "transport"] == ["loopback", "backup"]
 
@@ -212,7 +215,7 @@ async def test_a_change_that_needs_a_restart_makes_reload_fail_and_name_it(
     assert done.stderr.decode() == (
         "spoolerctl: restart needed for: spooler.state_dir (not applied until spoolerd restarts)\n"
     )
-    warning = await daemon.log_line("restart needed to apply")
+    warning = await daemon.logged("restart needed to apply")
     assert warning["keys"] == ["spooler.state_dir"] and warning["level"] == "warning"
     code, answer, _ = await reload(daemon)  # still pending: said again, nothing else to apply
     assert (code, answer["applied"], answer["restart_needed"]) == (4, [], ["spooler.state_dir"])

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from tests.control.conftest import Daemon
@@ -117,14 +116,8 @@ async def test_no_copies_of_what_local_programs_submit(configured: StoreKeysDaem
 async def test_the_timer_purges_and_logs_one_line(configured: StoreKeysDaemon) -> None:
     await send_local(configured)
     assert len(await folder_ids(configured, "sent")) == 1
-    assert configured.proc is not None and configured.proc.stderr is not None
-    with anyio.fail_after(20):
-        while True:
-            line = await configured.proc.stderr.readline()
-            assert line, "the daemon exited"
-            entry = json.loads(line)
-            if entry["event"] == "sent items purged":
-                break
+    found = await configured.log_line(lambda line: b'"sent items purged"' in line)
+    entry = json.loads(configured.log[found])
     assert {k: entry[k] for k in ("store", "folder", "count", "older_than", "level")} == {
         "store": "local",
         "folder": "sent",

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from spoolerd import maillog
 from spoolerd.message import InboundMessage, StateChange
 from spoolerd.message_class import class_from_content
 from spoolerd.store import MessageStore
@@ -185,6 +186,16 @@ class Downloader:
                 memory.taken.pop(uid, None)  # not committed: offered again next pass
             self.report.received += len(taken)
             if taken:
+                maillog.downloaded(
+                    transport=self.name,
+                    account=self.settings.username or "",
+                    server=session.peer,
+                    mailbox=mailbox,
+                    first_uid=min(taken),
+                    last_uid=max(taken),
+                    count=len(taken),
+                    store=self.store_name,
+                )
                 await self._acknowledge(session, memory, taken)
 
     async def _fetch(self, session: Session, mailbox: str, uids: set[int]) -> list[Fetched]:

@@ -8,7 +8,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import structlog
+
 from .channel import Connection
+
+log = structlog.get_logger("spoolerd.transports.smtp")
 
 __all__ = ["ConnectionPool"]
 
@@ -21,8 +25,10 @@ class ConnectionPool:
         size: int,
         per_connection: int,
         idle_timeout: float,
+        peer: str = "",
     ) -> None:
         self._opener = opener
+        self._peer = peer  # for the debug lines
         self._size = size
         self._per_connection = per_connection
         self._idle_timeout = idle_timeout
@@ -46,7 +52,7 @@ class ConnectionPool:
                 conn = self._idle.pop()
                 if conn.usable:
                     break
-                conn.close(polite=False)
+                self._close(conn, polite=False, why="found closed by the relay")
             else:
                 conn = await self._opener()
                 self.opened += 1
@@ -66,7 +72,8 @@ class ConnectionPool:
                 if self._timer is None:
                     self._timer = loop.call_later(self._idle_timeout, self._expire)
             else:
-                conn.close(polite=reusable)
+                why = "used up" if conn.sent >= self._per_connection else "broken or in doubt"
+                self._close(conn, polite=reusable, why="stopping" if self._closed else why)
         finally:
             self._slots.release()
 
@@ -78,7 +85,7 @@ class ConnectionPool:
         expired = [c for c in self._idle if c.idle_since <= cutoff]
         self._idle = [c for c in self._idle if c.idle_since > cutoff]  # order kept: warm ones last
         for conn in expired:
-            conn.close(polite=True)
+            self._close(conn, polite=True, why="idle")
         if self._idle:
             oldest = min(c.idle_since for c in self._idle)
             self._timer = loop.call_at(oldest + self._idle_timeout, self._expire)
@@ -90,4 +97,8 @@ class ConnectionPool:
             self._timer.cancel()
             self._timer = None
         while self._idle:
-            self._idle.pop().close(polite=True)
+            self._close(self._idle.pop(), polite=True, why="stopping")
+
+    def _close(self, conn: Connection, *, polite: bool, why: str) -> None:
+        conn.close(polite=polite)
+        log.debug("connection closed", relay=self._peer, reason=why, transactions=conn.sent)

@@ -68,20 +68,20 @@ def outcome_for(reply: Reply, peer: str) -> Outcome:
     status = reply.status
     diagnostic = f"{peer} said: {reply.code} {status} {reply.detail} (in reply to {reply.command})"
     if expected(reply):
-        return Outcome(OutcomeKind.DELIVERED, reply.code, status, diagnostic)
+        return Outcome(OutcomeKind.DELIVERED, reply.code, status, diagnostic, relay=peer)
     if 500 <= reply.code < 600:
-        return Outcome(OutcomeKind.FAILED, reply.code, status, diagnostic)
+        return Outcome(OutcomeKind.FAILED, reply.code, status, diagnostic, relay=peer)
     if not 400 <= reply.code < 500:  # a reply SMTP does not allow here: try again later
         status = "4.5.0"
         diagnostic = (
             f"{peer} gave an unexpected reply: {reply.code} {reply.detail} (in reply to {reply.command})"
         )
-    return Outcome(OutcomeKind.DEFERRED, reply.code, status, diagnostic)
+    return Outcome(OutcomeKind.DEFERRED, reply.code, status, diagnostic, relay=peer)
 
 
 def no_reply(cause: str, peer: str, status: str = "4.4.2") -> Outcome:
     """No usable reply came (connection refused or lost, timeout, TLS failure): defer, with no code."""
-    return Outcome(OutcomeKind.DEFERRED, None, status, f"{peer}: {cause}")
+    return Outcome(OutcomeKind.DEFERRED, None, status, f"{peer}: {cause}", relay=peer)
 
 
 def bad_address(address: str) -> bool:

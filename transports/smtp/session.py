@@ -128,9 +128,12 @@ async def _setup(
         await _authenticate(client, settings, credentials, peer)
 
 
-def _refused(reply: Reply, peer: str) -> SessionFailed:
-    """The relay answered but would not go on: deferred, like a lost connection (the reply is kept)."""
+def _refused(reply: Reply, peer: str, generic: str | None = None) -> SessionFailed:
+    """The relay answered but would not go on: deferred, like a lost connection (the reply is kept).
+    ``generic``: the status to give when the reply has no enhanced code of its own."""
     status = reply.status
+    if generic is not None and status.endswith(".0.0"):
+        status = generic
     if not status.startswith("4."):
         status = "4" + status[1:]
     return SessionFailed(
@@ -186,4 +189,5 @@ async def _authenticate(
         else:
             await client.auth_login(username, credentials.password())
     except aiosmtplib.SMTPAuthenticationError as exc:
-        raise _refused(Reply(exc.code, exc.message, f"AUTH {method.value.upper()}"), peer) from None
+        refusal = Reply(exc.code, exc.message, f"AUTH {method.value.upper()}")
+        raise _refused(refusal, peer, "4.7.8") from None  # 4.7.8: the log and status say "login refused"

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import anyio
+import structlog
 from pydantic import BaseModel
 
+from spoolerd import maillog
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
 from spoolerd.transport import Outcome, TransportContext
@@ -43,6 +45,8 @@ from .settings import HELO_NAME, SmtpSettings, TlsMode
 from .wire import SmtpProtocolError, crlf, data_payload
 
 __all__ = ["SmtpTransport"]
+
+log = structlog.get_logger("spoolerd.transports.smtp")
 
 
 @dataclass(slots=True)
@@ -77,11 +81,13 @@ class SmtpTransport:
         self._credentials = Credentials(settings)
         self._context: ssl.SSLContext | None = None
         self._helo = settings.helo or "localhost"
+        self._debug = False  # debug lines wanted: looked up once a transaction, not once a reply
         self.pool = ConnectionPool(
             self._open,
             size=settings.pool_size,
             per_connection=settings.messages_per_connection,
             idle_timeout=settings.idle_timeout,
+            peer=self.peer,
         )
 
     def check(self) -> None:
@@ -101,7 +107,16 @@ class SmtpTransport:
         return self.peer
 
     async def _open(self) -> Connection:
-        return await open_session(self.settings, self._credentials, self._context, self._helo, self.peer)
+        conn = await open_session(self.settings, self._credentials, self._context, self._helo, self.peer)
+        log.debug(
+            "connection opened",
+            transport=self.name,
+            relay=self.peer,
+            tls=self.settings.tls.value,
+            authenticated=self._credentials.username is not None,
+            extensions=sorted(conn.extensions),
+        )
+        return conn
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         sender = message.sender
@@ -154,6 +169,9 @@ class SmtpTransport:
                 return _Transaction([exc.outcome] * len(rcpts))
             reused = conn.sent > 0
             conn.sent += 1
+            self._debug = maillog.debugging()
+            if reused and self._debug:
+                log.debug("connection reused", transport=self.name, relay=self.peer, transaction=conn.sent)
             done = _Transaction([])
             try:
                 done = await self._transaction(conn, sender, rcpts, wire, need, reused=reused)
@@ -255,6 +273,10 @@ class SmtpTransport:
         if ready is None:
             async with asyncio.timeout(limit or self.settings.command_timeout):
                 ready = await channel.reply()
+        if self._debug:  # replies in a transaction only: the AUTH exchange is over before it begins
+            log.debug(
+                "reply", relay=self.peer, command=command, code=ready[0], text=" ".join(ready[1].split())
+            )
         return Reply(ready[0], ready[1], command)
 
     async def _skip(self, channel: Channel, rcpts: int) -> None:
