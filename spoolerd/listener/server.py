@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
+from .. import maillog
 from ..config import Config
 from ..daemon import Daemon
 from ..envelope import header_subject
@@ -157,17 +158,17 @@ class ListenerContext:
             await _discard(store, message_id)
             return self._failed(Reply(451, "4.3.0", "Error: queue file write error, try again later"), exc)
         self.counters["accepted"] += 1
-        log.info(
-            "message accepted",
+        maillog.accepted(
             queue_id=message_id,
-            listener=self.name,
             store=name,
+            content=content,
+            sender=tx.mail.sender,
+            recipients=len(tx.addresses),
+            via="smtp",
+            listener=self.name,
             client=session.client_ip,
             tls=session.tls,
             user=session.user,
-            sender=tx.mail.sender,
-            size=len(content),
-            recipients=len(tx.addresses),
         )
         return Reply(250, "2.0.0", f"Ok: queued as {message_id}")
 

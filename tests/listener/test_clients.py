@@ -70,7 +70,7 @@ async def test_starttls_then_auth_right_and_wrong(make_daemon: Callable[..., Any
     header = (await d.fetch(row["id"])).split(b"\r\n\r\n")[0]
     assert b"with ESMTPSA" in header and b"(using TLSv1.3 with cipher " in header
     assert b"(Authenticated sender: alice)" in header
-    accepted = await d.wait_log(lambda e: e.get("event") == "message accepted")
+    accepted = await d.wait_log(lambda e: e.get("event") == "accepted")
     assert accepted["user"] == USER and accepted["tls"].startswith("TLSv1.3")
     failed = await d.wait_log(lambda e: e.get("event") == "smtp authentication failed")
     assert PASSWORD not in str(d.lines) and "wrong password" not in str(d.lines)
@@ -141,7 +141,7 @@ async def test_smtp_source_load(daemon: ListenerDaemon) -> None:
     )
     assert done.returncode == 0, done.stderr
     await daemon.drained()
-    assert len(daemon.logged("message accepted")) == 40
+    assert len(daemon.logged("accepted")) == 40
     assert len(daemon.delivered_log.read_text().splitlines()) == 40
     assert (await daemon.status_row())["counters"]["accepted"] == 40
 
@@ -160,7 +160,7 @@ async def test_postfix_relays_into_the_listener(daemon: ListenerDaemon) -> None:
         [row] = await daemon.inbox(1)
         content = await daemon.fetch(row["id"])
         assert content.count(b"Received: ") == 2 and b"by postfix.test (Postfix)" in content
-        accepted = await daemon.wait_log(lambda e: e.get("event") == "message accepted")
+        accepted = await daemon.wait_log(lambda e: e.get("event") == "accepted")
         assert accepted["sender"] == "app@example.com"
     finally:
         mta.stop()

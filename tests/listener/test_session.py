@@ -34,9 +34,9 @@ async def test_smtplib_message_is_queued_delivered_and_logged(daemon: ListenerDa
         assert ext in features, features
     assert features["size"] == str(25 * 1024 * 1024)
     assert "auth" not in features and "starttls" not in features  # no credentials, no TLS configured
-    accepted = await daemon.wait_log(lambda e: e.get("event") == "message accepted")
+    accepted = await daemon.wait_log(lambda e: e.get("event") == "accepted")
     assert accepted["queue_id"] == queue_id and accepted["client"] == "127.0.0.1"
-    assert accepted["recipients"] == 1 and accepted["sender"] == "app@example.com"
+    assert accepted["nrcpt"] == 1 and accepted["sender"] == "app@example.com"
     [row] = await daemon.inbox(1)
     content = await daemon.fetch(row["id"])
     received = content.split(b"\r\n\r\n")[0]
