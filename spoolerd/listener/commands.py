@@ -17,6 +17,7 @@ __all__ = [
     "Reply",
     "parse_mail",
     "parse_rcpt",
+    "report_requests",
     "too_large",
     "xtext_decode",
 ]
@@ -198,3 +199,13 @@ def parse_rcpt(arg: str | None, *, smtputf8: bool) -> RcptCommand:
     if not path:
         raise _refuse(501, "5.1.3", "a recipient cannot be the null address")
     return RcptCommand(_check_mailbox(path, smtputf8), notify, orcpt)
+
+
+def report_requests(recipients: list[RcptCommand]) -> tuple[bool, bool]:
+    """RFC 3461 NOTIFY mapped to the message's report requests (NDR, DR): no non-delivery report when
+    every recipient said NEVER (or named only other events), a delivery report when any asked for
+    SUCCESS. Without NOTIFY, the defaults (NDR on, DR off)."""
+    notify = [r.notify for r in recipients]
+    ndr = not all(n is not None and "FAILURE" not in n for n in notify)
+    dr = any(n is not None and "SUCCESS" in n for n in notify)
+    return ndr, dr

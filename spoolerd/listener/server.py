@@ -29,7 +29,7 @@ from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
 from ..retention import filing
 from ..submission import create_outgoing
-from .commands import Reply
+from .commands import Reply, report_requests
 from .credentials import Credentials, load_credentials
 from .protocol import Session, Transaction
 from .rules import message_size_limit, recipient_addresses
@@ -129,9 +129,7 @@ class ListenerContext:
         store = self.daemon.stores.get(name)
         if store is None:
             return self._failed(Reply(451, "4.3.0", "store not available"), f"no store named {name!r}")
-        notify = [r.notify for r in tx.recipients]
-        ndr = not all(n is not None and "FAILURE" not in n for n in notify)  # NOTIFY=NEVER everywhere: none
-        dr = any(n is not None and "SUCCESS" in n for n in notify)
+        ndr, dr = report_requests(tx.recipients)
         filed = filing(self.daemon.config.stores[name].sent_copies)
         message_id = None
         try:

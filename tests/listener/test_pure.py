@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spoolerd.errors import ConfigError
-from spoolerd.listener.commands import CommandRefused, parse_mail, parse_rcpt, xtext_decode
+from spoolerd.listener.commands import CommandRefused, parse_mail, parse_rcpt, report_requests, xtext_decode
 from spoolerd.listener.content import Trace, normalize, received_field
 from spoolerd.listener.credentials import hash_password, load_credentials
 from spoolerd.listener_config import ListenerSection
@@ -144,3 +144,15 @@ def test_listener_section_defaults() -> None:
     assert section.loopback_only and section.tls == "none" and section.auth == "none"
     assert [str(n) for n in section.allowed_networks] == ["127.0.0.0/8", "::1/128"]
     assert not ListenerSection.model_validate({"address": "0.0.0.0:25"}).loopback_only
+
+
+def test_notify_maps_to_the_report_requests() -> None:
+    def rcpts(*notify: str) -> list:  # type: ignore[type-arg]
+        return [parse_rcpt(f"TO:<r@x.test>{' NOTIFY=' + n if n else ''}", smtputf8=False) for n in notify]
+
+    assert report_requests(rcpts("")) == (True, False)
+    assert report_requests(rcpts("NEVER")) == (False, False)
+    assert report_requests(rcpts("NEVER", "")) == (True, False)
+    assert report_requests(rcpts("SUCCESS")) == (False, True)
+    assert report_requests(rcpts("SUCCESS,FAILURE", "NEVER")) == (True, True)
+    assert report_requests(rcpts("DELAY")) == (False, False)
