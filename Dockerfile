@@ -19,10 +19,12 @@ RUN groupadd --system --gid 10001 spoolerd \
     && install -d -o spoolerd -g spoolerd -m 0750 /var/lib/spoolerd /run/spoolerd \
     && install -d -m 0755 /etc/spoolerd
 COPY --from=build /wheels /wheels
-# spoolerd-sendmail doubles as /usr/sbin/sendmail for programs in the image
+# spoolerd-sendmail doubles as /usr/sbin/sendmail for programs in the image (and as mailq, newaliases)
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/spoolerd-*.whl \
     && rm -rf /wheels \
-    && ln -s /usr/local/bin/spoolerd-sendmail /usr/sbin/sendmail
+    && ln -s /usr/local/bin/spoolerd-sendmail /usr/sbin/sendmail \
+    && ln -s /usr/sbin/sendmail /usr/bin/mailq \
+    && ln -s /usr/sbin/sendmail /usr/bin/newaliases
 COPY config/container.toml /etc/spoolerd/spoolerd.toml
 ENV STATE_DIRECTORY=/var/lib/spoolerd \
     RUNTIME_DIRECTORY=/run/spoolerd \

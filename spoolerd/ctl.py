@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from . import __version__
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
 from .duration import parse_duration
 from .errors import InvalidArgument
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="answer as JSON")
     p = argparse.ArgumentParser(prog="spoolerctl", description="control a running spoolerd", parents=[common])
+    p.add_argument("--version", action="version", version=f"spoolerctl {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sub_add = sub.add_parser
 

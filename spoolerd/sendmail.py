@@ -1,6 +1,9 @@
 """``spoolerd-sendmail``: a sendmail(8)-compatible submission command for cron, mailx, PHP and friends.
 
-    spoolerd-sendmail [-t] [-i|-oi] [-f sender] [-F name] [-bm] [--] [recipient ...] < message
+    spoolerd-sendmail [-t] [-i|-oi] [-f sender] [-F name] [-N dsn] [-bm] [--] [recipient ...] < message
+
+Every option Postfix's sendmail accepts is accepted (``sendmail_args``); the other modes (``mailq``,
+``-q``, ``newaliases``, ``-bv``) are in ``sendmail_modes``.
 
 The message goes to the daemon's control socket; when no daemon answers it is written straight into
 the default store (the same SQLite database), where the daemon finds it when it starts. The exit status
@@ -16,30 +19,24 @@ import sys
 from collections.abc import Sequence
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
+from .sendmail_args import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_NOINPUT,
+    EX_OK,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    Mode,
+    Options,
+    UsageError,
+    parse_args,
+)
+from .sendmail_args import has_control as _has_control
 
 __all__ = ["main", "parse_args"]
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 66, 70, 75, 78
-EX_UNAVAILABLE = 69
 EX_NOPERM = 77  # this user may not reach the daemon's socket
-
-
-class UsageError(Exception):
-    pass
-
-
-def _has_control(value: str) -> bool:
-    """CR, LF and other control characters never reach a header or an SMTP command."""
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
-
-
-class Options:
-    def __init__(self) -> None:
-        self.from_headers = False  # -t
-        self.dot_ends = True  # without -i/-oi a line with a lone "." ends the message
-        self.sender: str | None = None  # -f
-        self.full_name: str | None = None  # -F
-        self.recipients: list[str] = []
 
 
 def _has_from(content: bytes) -> bool:
@@ -50,44 +47,6 @@ def _has_from(content: bytes) -> bool:
         if line[:5].lower() == b"from:":
             return True
     return False
-
-
-def parse_args(argv: Sequence[str]) -> Options:
-    opts = Options()
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--":
-            opts.recipients += args
-            break
-        if not arg.startswith("-") or arg == "-":
-            opts.recipients.append(arg)
-            continue
-        flag, rest = arg[:2], arg[2:]
-        if flag in ("-f", "-r", "-F"):
-            value = rest if rest else (args.pop(0) if args else None)
-            if value is None:
-                raise UsageError(f"{flag} needs an argument")
-            if _has_control(value):
-                raise UsageError(f"{flag} {value!r} contains control characters")
-            if flag == "-F":
-                opts.full_name = value
-            else:
-                opts.sender = "" if value in ("", "<>") else value  # "" and <> are the null sender
-        elif arg == "-t":
-            opts.from_headers = True
-        elif arg in ("-i", "-oi"):
-            opts.dot_ends = False
-        elif arg == "-bm" or flag in ("-o", "-v", "-e") or arg == "-U":
-            pass  # deliver mail (the default); other -o options and -v are accepted and ignored
-        elif flag == "-b":
-            raise UsageError(f"mode {arg} is not supported (only -bm)")
-        else:
-            raise UsageError(f"unknown option {arg}")
-    for r in opts.recipients:
-        if _has_control(r):
-            raise UsageError(f"recipient {r!r} contains control characters")
-    return opts
 
 
 def read_message(stream: bytes, dot_ends: bool) -> bytes:
@@ -148,7 +107,7 @@ def _fallback_config() -> str | None:
     raise NoStore("there is no store to queue into (set SPOOLERD_CONFIG)")
 
 
-def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
+def _submit_direct(content: bytes, sender: str, recipients: list[str], reports: dict[str, bool]) -> str:
     """No daemon: queue the message in the default store ourselves (the daemon picks it up later)."""
     config_path = _fallback_config()
     import anyio
@@ -177,6 +136,7 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
             message_id = await create_outgoing(
                 store, content, rcpts, sender=sender, subject=header_subject(content),
                 sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
+                ndr_requested=reports.get("ndr", True), dr_requested=reports.get("dr", False),
             )  # fmt: skip
             await store.submit(message_id, preprocess=True)
             accepted(
@@ -194,9 +154,20 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str]) -> str:
     return anyio.run(run)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``prog`` is argv[0]: invoked as ``mailq`` or ``newaliases`` it lists the queue or notes aliases."""
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(sys.argv[1:] if argv is None else argv, sys.argv[0] if prog is None else prog)
+    except UsageError as exc:
+        print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
+        return EX_USAGE
+    if opts.config is not None:
+        os.environ["SPOOLERD_CONFIG"] = opts.config  # -C: for the direct path, as if set by the caller
+    if opts.mode is not Mode.DELIVER:
+        from .sendmail_modes import run_mode
+
+        return run_mode(opts)
+    try:
         content, sender, recipients = prepare(read_message(sys.stdin.buffer.read(), opts.dot_ends), opts)
     except UsageError as exc:
         print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
@@ -209,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_USAGE
     try:
         with ControlClient(timeout=None) as client:  # a submit is answered once it is durable: wait
-            client.submit(content, sender=sender, recipients=recipients)
+            client.submit(content, sender=sender, recipients=recipients, **opts.report_requests())
     except ConnectionLost as exc:
         # the request went out: it may be queued already, so writing it again could send it twice
         print(f"spoolerd-sendmail: {exc}; the message may or may not be queued", file=sys.stderr)
@@ -225,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         return EX_OK
     try:
-        _submit_direct(content, sender, recipients)
+        _submit_direct(content, sender, recipients, opts.report_requests())
     except NoStore as exc:
         print(f"spoolerd-sendmail: {unreachable}, and {exc}", file=sys.stderr)
         return EX_TEMPFAIL

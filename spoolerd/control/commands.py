@@ -212,6 +212,8 @@ class SubmitArgs(_StoreArgs):
     not_before: float | None = None
     sentmail: bool = True  # file the sent message in Sent Items
     delete_after_submit: bool = False
+    ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
+    dr: bool = False  # a delivery report once delivered (sendmail -N success)
 
 
 def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[NewRecipient]]:
@@ -259,6 +261,8 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         sentmail=filed.sentmail,
         delete_after_submit=filed.delete_after_submit,
         not_before=args.not_before,
+        ndr_requested=args.ndr,
+        dr_requested=args.dr,
     )
     result = await daemon.submitter.submit(name, message_id)  # durable before we answer
     maillog.accepted(

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -149,8 +149,11 @@ def short_root() -> Path:
     return root
 
 
+D = TypeVar("D", bound=Daemon)
+
+
 @contextlib.asynccontextmanager
-async def serving(d: Daemon) -> AsyncIterator[Daemon]:
+async def serving(d: D) -> AsyncIterator[D]:
     """Start the daemon; on the way out, close its clients and stop it (it must exit 0)."""
     await d.start()
     yield d
@@ -163,4 +166,10 @@ async def serving(d: Daemon) -> AsyncIterator[Daemon]:
 @pytest.fixture
 async def daemon() -> AsyncIterator[Daemon]:
     async with serving(Daemon(short_root())) as d:
+        yield d
+
+
+async def running(kind: type[D]) -> AsyncIterator[D]:
+    """A started daemon of ``kind`` in a fresh directory, stopped (exit 0) after its one use."""
+    async with serving(kind(short_root())) as d:
         yield d

@@ -66,8 +66,9 @@ async def test_sendmail_dot_ends_input_and_f_F_make_a_from(daemon: Daemon) -> No
     ("args", "stdin"),
     [
         ((), b"Subject: none\n\nx\n"),  # no recipients at all
-        (("-q", "a@localhost"), b"x"),  # unknown option
-        (("-bp",), b""),  # a mode we do not offer
+        (("-Q", "a@localhost"), b"x"),  # unknown option
+        (("-q", "a@localhost"), b"x"),  # a flush takes no recipients
+        (("-bz",), b""),  # a mode sendmail does not have
         (("-f",), b""),  # missing argument
         (("bad\naddress@localhost",), b"x"),
     ],

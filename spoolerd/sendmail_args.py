@@ -1,0 +1,244 @@
+"""The sendmail(8) command line as Postfix's sendmail reads it: argv in, ``Options`` out (no I/O).
+
+Option letters and which of them take a value are Postfix's (``A:B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:
+p:r:q:tvx``), parsed as getopt does: flags bundle (``-ti``, ``-tif a@b``), a value is the rest of the
+argument or the next one (``-oi`` = ``-o i``), and option processing stops at ``--`` or at the first
+argument that is not an option, so an address can never be read as an option. Standard library only:
+``spoolerd-sendmail`` runs once per mail and must start fast.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "EX_CONFIG",
+    "EX_DATAERR",
+    "EX_NOINPUT",
+    "EX_OK",
+    "EX_SOFTWARE",
+    "EX_TEMPFAIL",
+    "EX_UNAVAILABLE",
+    "EX_USAGE",
+    "USAGE",
+    "Mode",
+    "Options",
+    "UsageError",
+    "has_control",
+    "parse_args",
+]
+
+# sysexits(3)
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = (
+    0, 64, 65, 66, 69, 70, 75, 78,
+)  # fmt: skip
+
+USAGE = """\
+usage: spoolerd-sendmail [options] [--] [recipient ...] < message
+       mailq, or spoolerd-sendmail -bp      list the queue
+       spoolerd-sendmail -q [-v]            flush the queue (-qIid: one message, -qRsite: one domain)
+       newaliases, or spoolerd-sendmail -bi aliases come from the [aliases] config section
+       spoolerd-sendmail -bv address ...    how each address would be routed (nothing is sent)
+
+  -t                 recipients from To, Cc and Bcc (Bcc is removed), added to the arguments
+  -i, -oi            a line with a lone "." does not end the message
+  -f ADDR, -r ADDR   envelope sender ("" or "<>": the null sender)
+  -F NAME            full name for the From header added to a message that has none
+  -N DSN             never, or a list of success, delay, failure (default: failure):
+                     never = no report at all, success = a delivery report
+  -C FILE            the configuration file (as $SPOOLERD_CONFIG)
+  -v                 with -q: print the flush's counts
+  -bm                deliver a message (the default)
+  -bd, -bs           refused: the daemon is `spoolerd run`; an SMTP session on stdin is not offered yet
+  accepted and ignored: -B 7BIT|8BITMIME, -R full|hdrs, -V envid, -h N, -L label, -O opt=val,
+  -o x (-oem, -odb, -odi, -oQ...), -X file, -A x, -e x, -p x, -G, -U, -c, -m, -n, -x; -I is -bi
+exit codes (sysexits): 0 ok, 64 usage, 65 bad message, 66 no input, 69 unavailable, 70 internal error,
+75 try again later, 78 configuration
+"""
+
+
+class UsageError(Exception):
+    """A bad command line: exit 64 with this reason."""
+
+
+class Mode(enum.Enum):
+    DELIVER = "-bm"
+    QUEUE = "-bp"
+    FLUSH = "-q"
+    NEWALIASES = "-bi"
+    VERIFY = "-bv"
+    DAEMON = "-bd"
+    SMTP = "-bs"
+    IGNORE = "-bh"  # -bh/-bH: Postfix keeps no host status: nothing to do
+    HELP = "--help"
+
+
+_B_MODES = {
+    "m": Mode.DELIVER,
+    "p": Mode.QUEUE,
+    "i": Mode.NEWALIASES,
+    "v": Mode.VERIFY,
+    "d": Mode.DAEMON,
+    "l": Mode.DAEMON,
+    "s": Mode.SMTP,
+    "h": Mode.IGNORE,
+    "H": Mode.IGNORE,
+}
+_BY_NAME = {"mailq": Mode.QUEUE, "newaliases": Mode.NEWALIASES}  # argv[0], as Postfix's links
+_WITH_VALUE = frozenset("ABCFLNORVXbefhopqr")
+_FLAGS = frozenset("GIUcimntvx")
+_NOTIFY = frozenset({"success", "delay", "failure"})
+
+
+def has_control(value: str) -> bool:
+    """CR, LF and other control characters never reach a header or an SMTP command."""
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+
+
+@dataclass(slots=True)
+class Options:
+    mode: Mode = Mode.DELIVER
+    from_headers: bool = False  # -t
+    dot_ends: bool = True  # without -i/-oi a line with a lone "." ends the message
+    sender: str | None = None  # -f / -r
+    full_name: str | None = None  # -F
+    recipients: list[str] = field(default_factory=list)  # or, with -bv, the addresses to verify
+    config: str | None = None  # -C
+    ndr: bool | None = None  # -N: None leaves the report requests at their defaults
+    dr: bool | None = None
+    flush_ids: list[str] = field(default_factory=list)  # -qI
+    flush_site: str | None = None  # -qR
+    verbose: bool = False  # -v: a flush prints its counts
+
+    def report_requests(self) -> dict[str, bool]:
+        """The control socket's ``ndr``/``dr`` submit arguments that -N set (none without -N)."""
+        return {} if self.ndr is None or self.dr is None else {"ndr": self.ndr, "dr": self.dr}
+
+
+def _notify(value: str) -> tuple[bool, bool]:
+    """-N as RFC 3461's NOTIFY: (a non-delivery report wanted, a delivery report wanted)."""
+    words = {w.strip().lower() for w in value.split(",")}
+    if words == {"never"}:
+        return False, False
+    if not words <= _NOTIFY:
+        raise UsageError(f"-N {value!r}: give never, or a comma-separated list of success, delay, failure")
+    return "failure" in words, "success" in words
+
+
+def _apply(opts: Options, letter: str, value: str) -> None:
+    """One option that takes a value."""
+    if has_control(value):
+        raise UsageError(f"-{letter} {value!r} contains control characters")
+    if letter in "fr":
+        opts.sender = "" if value in ("", "<>") else value  # "" and <> are the null sender
+    elif letter == "F":
+        opts.full_name = value
+    elif letter == "C":
+        opts.config = value
+    elif letter == "N":
+        opts.ndr, opts.dr = _notify(value)
+    elif letter == "b":
+        mode = _B_MODES.get(value)
+        if mode is None:
+            raise UsageError(f"mode -b{value} is not supported (see --help)")
+        opts.mode = mode
+    elif letter == "o":
+        if value[:1] == "i":
+            opts.dot_ends = False
+        elif value == "A":
+            raise UsageError("-oA needs an alias database path")
+    elif letter == "q":
+        _flush(opts, value)
+    elif letter == "B" and value.upper() not in ("7BIT", "8BITMIME"):
+        raise UsageError(f"-B {value!r}: the body type is 7BIT or 8BITMIME")
+    elif letter == "R" and value.lower() not in ("full", "hdrs"):
+        raise UsageError(f"-R {value!r}: give full or hdrs")
+    elif letter == "V" and (len(value) > 100 or not value.isprintable()):
+        raise UsageError("-V: the envelope id is at most 100 printable characters")
+    # the rest is accepted and ignored, as Postfix does: -A, -L, -O, -X, -e, -h, -p
+
+
+def _flush(opts: Options, value: str) -> None:
+    """-qI<id>, -qR<site>, or -q<interval> (one flush now: spoolerd runs its queue on its own)."""
+    opts.mode = Mode.FLUSH
+    kind, rest = value[:1], value[1:]
+    if kind == "I":
+        if not rest:
+            raise UsageError("-qI needs a queue id: -qIid")
+        opts.flush_ids.append(rest)
+    elif kind == "R":
+        if not rest:
+            raise UsageError("-qR needs a site: -qRexample.org")
+        opts.flush_site = rest
+    elif not kind.isdigit():
+        raise UsageError(f"-q{kind} is not supported (-q, -qIid, -qRsite or -q<interval>)")
+
+
+def _check(opts: Options) -> None:
+    """Postfix's conflicts between a mode and the other arguments."""
+    if opts.mode is Mode.HELP:
+        return
+    if opts.from_headers and opts.mode is not Mode.DELIVER:
+        raise UsageError(f"-t can be used only in delivery mode, not with {opts.mode.value}")
+    if opts.mode is Mode.VERIFY:
+        if opts.ndr is not None:
+            raise UsageError("-N cannot be used with -bv")
+        if not opts.recipients:
+            raise UsageError("-bv needs the addresses to verify")
+    elif opts.mode is not Mode.DELIVER and opts.recipients:
+        raise UsageError(f"{opts.mode.value} takes no recipients (got {opts.recipients[0]!r})")
+    for r in opts.recipients:
+        if has_control(r):
+            raise UsageError(f"recipient {r!r} contains control characters")
+
+
+def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:
+    """Parse ``argv`` (without the program name); ``prog`` is argv[0]: ``mailq`` and ``newaliases``
+    start in their modes, which options may still change (as with Postfix)."""
+    opts = Options(mode=_BY_NAME.get(os.path.basename(prog), Mode.DELIVER))
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break  # the recipients begin
+        i += 1
+        if arg == "--help":
+            opts.mode = Mode.HELP
+            continue
+        if arg.startswith("--"):
+            raise UsageError(f"unknown option {arg}")
+        if arg == "-q":  # not getopt-compatible: -q alone takes no value
+            opts.mode = Mode.FLUSH
+            continue
+        for j, letter in enumerate(arg[1:], start=2):
+            if letter in _FLAGS:
+                if letter == "t":
+                    opts.from_headers = True
+                elif letter == "i":
+                    opts.dot_ends = False
+                elif letter == "I":
+                    opts.mode = Mode.NEWALIASES
+                elif letter == "v":
+                    opts.verbose = True
+                continue  # -G -U -c -m -n -x: accepted and ignored
+            if letter not in _WITH_VALUE:
+                where = f" (in {arg})" if len(arg) > 2 else ""
+                raise UsageError(f"unknown option -{letter}{where}")
+            value = arg[j:]
+            if not value:
+                if i >= len(args):
+                    raise UsageError(f"-{letter} needs an argument")
+                value = args[i]
+                i += 1
+            _apply(opts, letter, value)
+            break
+    opts.recipients = args[i:]
+    _check(opts)
+    return opts
