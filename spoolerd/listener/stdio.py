@@ -20,7 +20,7 @@ from ..client import ConnectionLost, ControlClient, Refused, Unreachable
 from ..listener_config import ListenerSection
 from ..message import check_wire_text
 from ..message_size import DEFAULT_MESSAGE_SIZE_LIMIT
-from .commands import Reply
+from .commands import Reply, report_requests
 from .credentials import Credentials
 from .protocol import Session, Transaction
 
@@ -76,14 +76,16 @@ class StdioIntake:
         return None, [address]  # the daemon completes and aliases it, as for any submission
 
     async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
-        return await asyncio.to_thread(self._submit, tx.mail.sender, tx.addresses, content)
+        ndr, dr = report_requests(tx.recipients)
+        reports = {"ndr": ndr, "dr": dr}
+        return await asyncio.to_thread(self._submit, tx.mail.sender, tx.addresses, content, reports)
 
-    def _submit(self, sender: str, recipients: list[str], content: bytes) -> Reply:
+    def _submit(self, sender: str, recipients: list[str], content: bytes, reports: dict[str, bool]) -> Reply:
         from ..sendmail import _submit_direct  # the same fallback as plain sendmail
 
         try:
             with ControlClient(timeout=None) as client:
-                result = client.submit(content, sender=sender, recipients=recipients)
+                result = client.submit(content, sender=sender, recipients=recipients, **reports)
             return Reply(250, "2.0.0", f"Ok: queued as {result['id']}")
         except Refused as exc:
             return _REFUSALS.get(exc.code, Reply(451, "4.3.0", "try again later"))
@@ -92,7 +94,9 @@ class StdioIntake:
         except Unreachable:
             pass
         try:
-            return Reply(250, "2.0.0", f"Ok: queued as {_submit_direct(content, sender, recipients)}")
+            return Reply(
+                250, "2.0.0", f"Ok: queued as {_submit_direct(content, sender, recipients, reports)}"
+            )
         except Exception as exc:
             code = getattr(exc, "code", "")
             return _REFUSALS.get(code, Reply(451, "4.3.0", "cannot queue the message now"))

@@ -8,12 +8,13 @@ import getpass
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.listener.conftest import ListenerDaemon, in_thread, message
 from tests.listener.test_clients import _need
 
-BS = [sys.executable, "-m", "spoolerd.listener.stdio"]
+BS = [str(Path(sys.executable).parent / "spoolerd-sendmail"), "-bs"]
 
 
 def _env(d: ListenerDaemon) -> dict[str, str]:
