@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from .addressing import parse_address, parse_address_list
 from .config_env import ENV_PREFIX, env_overlay, merged
 from .duration import parse_duration
 from .errors import ConfigError, PluginError
@@ -28,6 +29,7 @@ from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
 
 __all__ = [
+    "AddressesSection",
     "Config",
     "LogConfig",
     "SpoolerSection",
@@ -168,6 +170,39 @@ class ControlSection(_Strict):
     burst: float = Field(400.0, ge=1, description="requests in a burst per connection")
 
 
+class AddressesSection(_Strict):
+    """Addresses as a null client completes them (bare names, masquerading, bounce copies)."""
+
+    default_domain: str | None = Field(
+        None,
+        description="appended to bare names (Postfix's myorigin); default: this host's fully qualified"
+        " name, or, when no [stores] are configured, the domain the built-in local store owns (localhost)",
+    )
+    sender_domain: str | None = Field(
+        None, description="local users send as user@sender_domain (masquerading); default: default_domain"
+    )
+    sender_override: Literal["anyone", "root"] = Field(
+        "anyone",
+        description="who may choose another envelope sender (sendmail -f, submit's sender, a From header):"
+        " anyone, or only root and the daemon's own user (others send as user@sender_domain)",
+    )
+    bounce_copy_to: str | None = Field(
+        None, description="gets a copy of every bounce (NDR) filed for a local sender (Postfix's postmaster)"
+    )
+
+    @field_validator("default_domain", "sender_domain")
+    @classmethod
+    def _domain(cls, domain: str | None) -> str | None:
+        if domain is not None:
+            parse_address(f"postmaster@{domain}")  # a BadAddress (a ValueError) names the problem
+        return domain
+
+    @field_validator("bounce_copy_to")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        return None if address is None else parse_address(address).address or None
+
+
 def _default_stores() -> dict[str, StoreSection]:
     return {"local": StoreSection(provider="sqlite", addresses=["@localhost"])}
 
@@ -185,6 +220,29 @@ class Config(_Strict):
     lists: dict[str, list[str]] = Field(
         default_factory=dict, description="distribution lists: address -> members"
     )
+    addresses: AddressesSection = Field(default_factory=AddressesSection)
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="applied at submission, like /etc/aliases: address or bare name -> address or list",
+    )
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _aliases(cls, aliases: Any) -> Any:
+        if not isinstance(aliases, dict):
+            return aliases  # pydantic names the type problem
+        table: dict[str, list[str]] = {}
+        for key, targets in aliases.items():
+            if not isinstance(key, str) or not parse_address(key).address:
+                raise ValueError(f"{key!r}: the null address cannot be an alias")
+            entries = [targets] if isinstance(targets, str) else targets
+            if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+                raise ValueError(f"{key!r}: an address or a list of addresses")
+            name = parse_address(key).address
+            table[name] = [m.address for entry in entries for m in parse_address_list(entry)]
+            if not table[name]:
+                raise ValueError(f"{key!r}: no address to send to")
+        return table
     listeners: dict[str, ListenerSection] = Field(
         default_factory=dict, description="SMTP listeners, [listeners.NAME] (none by default)"
     )

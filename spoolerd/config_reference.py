@@ -15,6 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from .config import (
     SENT_RETENTION,
+    AddressesSection,
     Config,
     ControlSection,
     LogConfig,
@@ -30,7 +31,11 @@ from .plugins import STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
 
-_COMPUTED = {"state_dir": "`$STATE_DIRECTORY`, else `./spool`", "reporting_mta": "this host's name"}
+_COMPUTED = {
+    "state_dir": "`$STATE_DIRECTORY`, else `./spool`",
+    "reporting_mta": "this host's name",
+    "default_domain": "this host's fully qualified name (`localhost` with no `[stores]`)",
+}
 _COMPUTED["allowed_networks"] = '`["127.0.0.0/8", "::1/128"]` (loopback)'
 _COMPUTED["sent_retention"] = f'`"{format_duration(SENT_RETENTION)}"` ({SENT_RETENTION:.0f} seconds)'
 
@@ -41,6 +46,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[log]", LogConfig, ()),
     ("[control]", ControlSection, ()),
     ("[listeners.NAME]", ListenerSection, ()),
+    ("[addresses]", AddressesSection, ()),
 )
 
 
@@ -151,6 +157,8 @@ def render() -> str:
             out += [f'### `provider = "{name}"`', "", *keys, ""]
     lists = Config.model_fields["lists"]
     out += ["## `[lists]`", "", f'{lists.description}: `"team@example.org" = ["a@example.org", …]`.', ""]
+    aliases = Config.model_fields["aliases"]
+    out += ["## `[aliases]`", "", f'{aliases.description}: `root = "admin@example.org"`.', ""]
     return "\n".join(out)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
+from .ctl_verify import show_verify
 from .duration import parse_duration
 from .errors import InvalidArgument
 from .progress import FlushCount, FlushProgress
@@ -139,9 +140,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     pg.add_argument("--store")
     sub.add_parser("reload", help="re-read the daemon's configuration (a bad one is refused)")
+    v = sub.add_parser("verify", help="how addresses would be completed, aliased and routed (sends nothing)")
+    v.add_argument("addresses", nargs="+", metavar="ADDRESS")
     w = sub.add_parser("watch", help="print events as they happen")
     w.add_argument("--store")
     return p
+
+
+def _change(args: argparse.Namespace, client: ControlClient) -> tuple[Any, str]:
+    """A command that changes messages (abort, hold, release, rm, purge): its answer, and what to print."""
+    if args.command == "purge":
+        result = client.call("purge", folder=args.folder, older_than=args.older_than, store=args.store)
+        return result, f"{result['purged']} message(s) removed from {result['folder']} in {result['store']}"
+    result = client.call(args.command, id=args.id, store=args.store)
+    done = {"abort": "aborted", "hold": "held", "release": "released", "rm": "removed"}[args.command]
+    return result, f"{args.id} {done}"
 
 
 def _run(args: argparse.Namespace, client: ControlClient) -> int:
@@ -170,15 +183,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
             content = fh.read()
         result = client.submit(content, store=args.store, sender=args.sender, recipients=args.recipients)
         text = f"{result['id']} queued in {result['store']} for {result['recipients']} recipient(s)"
-    elif args.command in ("abort", "hold", "release"):
-        result = client.call(args.command, id=args.id, store=args.store)
-        text = f"{args.id} " + {"abort": "aborted", "hold": "held", "release": "released"}[args.command]
-    elif args.command == "rm":
-        result = client.call("rm", id=args.id, store=args.store)
-        text = f"{args.id} removed"
-    elif args.command == "purge":
-        result = client.call("purge", folder=args.folder, older_than=args.older_than, store=args.store)
-        text = f"{result['purged']} message(s) removed from {result['folder']} in {result['store']}"
+    elif args.command in ("abort", "hold", "release", "rm", "purge"):
+        result, text = _change(args, client)
     elif args.command == "cat":
         result = client.call("fetch", id=args.id, store=args.store)
         if not args.json:
@@ -199,10 +205,15 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
                 file=sys.stderr,
             )
             return EXIT_RESTART_NEEDED
+    elif args.command == "verify":
+        result = client.call("verify", addresses=args.addresses)
+        text = show_verify(result)
     else:  # ls
         result = client.call("list", folder=args.folder, store=args.store)
         text = _show_list(result)
     out.write((json.dumps(result, indent=2) if args.json else text) + "\n")
+    if args.command == "verify" and any("error" in entry for entry in result):
+        return EXIT_REFUSED
     return EXIT_OK
 
 

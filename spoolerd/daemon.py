@@ -34,6 +34,7 @@ from .retry import RetryPolicy
 from .spooler import Spooler
 from .store import Clock, MessageStore
 from .submission import Submitter
+from .submit_rules import bounce_copy_recipients
 from .transport import Transport, TransportContext
 
 __all__ = [
@@ -199,6 +200,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
         retry=RetryPolicy(retry.initial, retry.maximum, 2.0, retry.give_up_after, retry.min_hint),
         lists=config.lists,
         delay_warning_after=spooler_cfg.delay_warning_after,
+        bounce_copy_to=bounce_copy_recipients(config),
     )
 
 

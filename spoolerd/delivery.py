@@ -27,6 +27,7 @@ from .flush import dead_until_for_flush
 from .message import (
     InboundMessage,
     Message,
+    NewRecipient,
     Recipient,
     RecipientState,
     RecipientUpdate,
@@ -56,6 +57,7 @@ class DeliverySettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
 
 
 @dataclass(slots=True)
@@ -696,6 +698,8 @@ class Dispatcher:
             original_limit=self.settings.report_original_limit,
         )
         label = {ReportKind.NDR: "Undelivered", ReportKind.DR: "Delivered", ReportKind.DELAY: "Delayed"}[kind]
+        if kind is ReportKind.NDR and self.settings.bounce_copy_to:
+            await self._copy_bounce(store, message, content, f"{label}: {message.subject}")
         filed = await store.deliver(
             InboundMessage(
                 content,
@@ -713,6 +717,21 @@ class Dispatcher:
             folder=filed.folder_id,
             report_id=filed.message_id,
         )
+
+    async def _copy_bounce(self, store: MessageStore, message: Message, content: bytes, subject: str) -> None:
+        """Queue a copy of an NDR for the postmaster: on a relay-only host nobody reads the sender's
+        Inbox. From the null sender, so the copy never bounces itself; queued before the NDR is filed,
+        so a crash in between repeats the copy but never loses it."""
+        from .submission import create_outgoing  # submission imports this module
+
+        to = [a for a in self.settings.bounce_copy_to if a.casefold() != message.sender.casefold()]
+        if to:
+            rcpts = [NewRecipient(a) for a in to]
+            copy = await create_outgoing(
+                store, content, rcpts, sender="", subject=subject, sentmail=False, delete_after_submit=True
+            )
+            await store.submit(copy, preprocess=True)
+            log.info("bounce copy queued", store=store.name, queue_id=copy, message=message.id, to=to)
 
 
 REPORTS = "(spooler reports)"  # the spooler's own memory in a store: reports filed, per message

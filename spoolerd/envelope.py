@@ -4,21 +4,27 @@ derive from a message when the caller gives no envelope. Standard library only (
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32, default
 from email.utils import getaddresses
 
+from .addressing import parse_address_list
+
 __all__ = [
     "KINDS",
     "HeaderField",
+    "has_field",
     "header_end",
     "header_fields",
     "header_message_id",
     "header_recipients",
     "header_sender",
     "header_subject",
+    "map_fields",
     "one_line",
+    "with_field",
     "without_bcc",
 ]
 
@@ -48,16 +54,22 @@ def _text(value: str) -> str:
 @dataclass(frozen=True, slots=True)
 class HeaderField:
     """One field of the header section: its name as written (``None`` for a line that has no colon, kept
-    as it is) and its raw lines with their continuations and line endings, byte-exact."""
+    as it is), its raw lines with their continuations and line endings, byte-exact, and where its value
+    starts in them."""
 
     name: str | None
     raw: bytes
+    value_at: int = 0
+
+    @property
+    def key(self) -> str:
+        """The name in lower case ("" for a line that has none)."""
+        return self.name.lower() if self.name is not None else ""
 
     @property
     def value(self) -> str:
         """The unfolded value, 8-bit bytes read as ``_fields`` reads them (UTF-8, else Latin-1)."""
-        text = _text(self.raw.decode("ascii", "surrogateescape"))
-        return " ".join(text.partition(":")[2].split())
+        return " ".join(_text(self.raw[self.value_at :].decode("ascii", "surrogateescape")).split())
 
 
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
@@ -73,27 +85,60 @@ def header_fields(content: bytes) -> list[HeaderField]:
     fields: list[HeaderField] = []
     for line in section.splitlines(keepends=True):
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] = HeaderField(fields[-1].name, fields[-1].raw + line)
+            last = fields[-1]
+            fields[-1] = HeaderField(last.name, last.raw + line, last.value_at)
             continue
         found = _FIELD_NAME.match(line)
-        name = found.group(1).decode("ascii") if found else None
-        fields.append(HeaderField(name, line))
+        if found is None:
+            fields.append(HeaderField(None, line))
+        else:
+            fields.append(HeaderField(found.group(1).decode("ascii"), line, found.end()))
     return fields
 
 
-def _header_values(content: bytes, names: frozenset[str]) -> list[str]:
-    return [f.value for f in header_fields(content) if f.name is not None and f.name.lower() in names]
-
-
 def header_recipients(content: bytes) -> list[tuple[str, str, str]]:
-    """(display name, address, kind) from To, Cc and Bcc, in that order (read from the same fields
-    ``without_bcc`` removes, so a recipient is never dropped from the header and from the envelope)."""
+    """(display name, address, kind) from To, Cc and Bcc, in that order, read like Postfix reads them
+    (from the same fields ``without_bcc`` removes, so a recipient is never dropped from both the header
+    and the envelope); ``BadAddress`` for a field with something that cannot be mail in it."""
+    fields = header_fields(content)
     out = []
-    for field, kind in KINDS:
-        for display, address in getaddresses(_header_values(content, frozenset({field}))):
-            if address:
-                out.append((display, address, kind))
+    for name, kind in KINDS:
+        for field in fields:
+            if field.key == name:
+                out += [(m.display, m.address, kind) for m in parse_address_list(field.value)]
     return out
+
+
+def has_field(content: bytes, name: bytes) -> bool:
+    """Whether the header section has a field called ``name``."""
+    wanted = name.lower().decode("ascii")
+    return any(field.key == wanted for field in header_fields(content))
+
+
+def map_fields(content: bytes, names: Collection[bytes], change: Callable[[str], str | None]) -> bytes:
+    """The content with the header fields called one of ``names`` (lower case) whose value ``change``
+    rewrites (it gets the value unfolded; None keeps it) replaced; everything else byte for byte."""
+    wanted = {n.decode("ascii") for n in names}
+    out, changed = [], False
+    fields = header_fields(content)
+    for field in fields:
+        new = change(field.value) if field.name is not None and field.key in wanted else None
+        if new is None:
+            out.append(field.raw)
+            continue
+        newline = b"\r\n" if field.raw.endswith(b"\r\n") else b"\n" if field.raw.endswith(b"\n") else b""
+        out.append(field.raw[: field.value_at] + b" " + new.encode() + newline)
+        changed = True
+    return b"".join(out) + content[sum(len(f.raw) for f in fields) :] if changed else content
+
+
+def with_field(content: bytes, field: bytes) -> bytes:
+    """``field`` (one header line, no newline) put first. A message that starts with body text, as
+    ``echo hi | sendmail root`` gives, gets the blank line that ends the header section it now has."""
+    newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
+    if content[:1] in (b"\r", b"\n") or _FIELD_NAME.match(content):
+        return field + newline + content
+    return field + newline + newline + content
 
 
 def header_sender(content: bytes) -> str:
@@ -141,7 +186,7 @@ def without_bcc(content: bytes) -> bytes:
     if not _MAYBE_BCC.search(content, 0, end):
         return content  # the common case, decided without splitting the message into lines
     fields = header_fields(content)
-    kept = b"".join(f.raw for f in fields if f.name is None or f.name.lower() not in _BCC)
+    kept = b"".join(f.raw for f in fields if f.key not in _BCC)
     return kept + content[sum(len(f.raw) for f in fields) :]
 
 

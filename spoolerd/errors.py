@@ -8,6 +8,7 @@ on, so a code never changes once published. The MAPI names (``NoAccess``, ``Subm
 from __future__ import annotations
 
 __all__ = [
+    "BadAddress",
     "CannotQueue",
     "ConfigError",
     "InvalidArgument",
@@ -46,6 +47,13 @@ class ConfigError(SpoolerError, ValueError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(where + "; ".join(problems))
+
+
+class BadAddress(SpoolerError, ValueError):
+    """A sender or recipient that cannot be mail (garbage, an empty local part or domain, control
+    characters): refused at submission, with the reason, instead of accepted and bounced later."""
+
+    code = "bad_address"
 
 
 class PluginError(SpoolerError, ImportError):

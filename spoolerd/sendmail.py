@@ -12,13 +12,12 @@ follows sysexits(3). The common path imports only the standard library, to start
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import sys
 from collections.abc import Sequence
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
+from .errors import BadAddress
 from .sendmail_args import (
     EX_CONFIG,
     EX_DATAERR,
@@ -32,21 +31,10 @@ from .sendmail_args import (
     UsageError,
     parse_args,
 )
-from .sendmail_args import has_control as _has_control
 
 __all__ = ["main", "parse_args"]
 
 EX_NOPERM = 77  # this user may not reach the daemon's socket
-
-
-def _has_from(content: bytes) -> bool:
-    """Whether the header section has a From field (a byte scan: no email package on the fast path)."""
-    for line in content.splitlines():
-        if not line.strip():
-            return False
-        if line[:5].lower() == b"from:":
-            return True
-    return False
 
 
 def read_message(stream: bytes, dot_ends: bool) -> bytes:
@@ -60,30 +48,18 @@ def read_message(stream: bytes, dot_ends: bool) -> bytes:
     return b"".join(out)
 
 
-def prepare(content: bytes, opts: Options) -> tuple[bytes, str, list[str]]:
-    """The content to submit, the envelope sender and the recipients, as sendmail would make them."""
-    has_from = _has_from(content)
-    if opts.from_headers or (has_from and opts.sender is None):
-        from .envelope import header_recipients, header_sender, without_bcc  # only when headers matter
-    if opts.sender is not None:
-        sender = opts.sender  # may be "" (the null sender, -f '<>')
-    else:
-        sender = (header_sender(content) if has_from else "") or f"{getpass.getuser()}@{socket.gethostname()}"
-    if _has_control(sender):
-        raise UsageError("the sender contains control characters")
+def prepare(content: bytes, opts: Options) -> tuple[bytes, str | None, list[str]]:
+    """The content to submit, the envelope sender as given (None: by the rules) and the recipients as
+    given (with -t, those of To, Cc and Bcc too, and the Bcc fields dropped). Completing them (default
+    domain, aliases, masquerading, the From field a message lacks) is ``submit_rules``'s, in the daemon
+    or in ``_submit_direct``, so both paths give the same result."""
     recipients = list(opts.recipients)
     if opts.from_headers:
+        from .envelope import header_recipients, without_bcc  # only when headers matter
+
         recipients += [address for _display, address, _kind in header_recipients(content)]
         content = without_bcc(content)
-    if not has_from:
-        newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
-        name = (opts.full_name or "").replace("\\", "").replace('"', "")
-        value = f'"{name}" <{sender}>' if name else (sender or f"{getpass.getuser()}@{socket.gethostname()}")
-        content = f"From: {value}".encode() + newline + content
-    unique: dict[str, str] = {}
-    for r in recipients:
-        unique.setdefault(r.lower(), r)
-    return content, sender, list(unique.values())
+    return content, opts.sender, recipients
 
 
 SYSTEM_CONFIG = "/etc/spoolerd/spoolerd.toml"
@@ -107,34 +83,51 @@ def _fallback_config() -> str | None:
     raise NoStore("there is no store to queue into (set SPOOLERD_CONFIG)")
 
 
-def _submit_direct(content: bytes, sender: str, recipients: list[str], reports: dict[str, bool]) -> str:
+def _state_owner(state_dir: os.PathLike[str]) -> int:
+    """The uid the daemon runs as: the owner of its state directory."""
+    try:
+        return os.stat(state_dir).st_uid
+    except OSError:
+        return 0
+
+
+def _submit_direct(
+    content: bytes,
+    sender: str | None,
+    recipients: list[str],
+    reports: dict[str, bool],
+    full_name: str | None = None,
+) -> str:
     """No daemon: queue the message in the default store ourselves (the daemon picks it up later)."""
     config_path = _fallback_config()
     import anyio
 
     from .config import load_config, open_stores
-    from .envelope import header_subject
     from .logsetup import configure_logging
     from .maillog import accepted
-    from .message import NewRecipient
     from .message_size import check_message_size
     from .plugins import PluginRegistry
     from .retention import filing
     from .submission import create_outgoing
+    from .submit_rules import SubmissionRequest, complete_submission, trusted
 
     async def run() -> str:
         registry = PluginRegistry()
         config = load_config(config_path, registry)
         configure_logging(config.log)  # the accepted line goes to stderr, as Postfix's postdrop warns there
         check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
+        uid = os.getuid()
+        trusts = trusted(config, uid, _state_owner(config.spooler.state_dir))
+        env = complete_submission(
+            config, SubmissionRequest(content, sender, recipients, uid, trusts, full_name)
+        )
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
         await store.start()
         try:
-            rcpts = [NewRecipient(r) for r in recipients]
             filed = filing(config.stores[opened.default].sent_copies)
             message_id = await create_outgoing(
-                store, content, rcpts, sender=sender, subject=header_subject(content),
+                store, env.content, env.recipients, sender=env.sender, subject=env.subject,
                 sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
                 ndr_requested=reports.get("ndr", True), dr_requested=reports.get("dr", False),
             )  # fmt: skip
@@ -142,9 +135,9 @@ def _submit_direct(content: bytes, sender: str, recipients: list[str], reports: 
             accepted(
                 queue_id=message_id,
                 store=opened.default,
-                content=content,
-                sender=sender,
-                recipients=len(rcpts),
+                content=env.content,
+                sender=env.sender,
+                recipients=len(env.recipients),
                 via="sendmail",
             )
             return message_id
@@ -172,6 +165,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except UsageError as exc:
         print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
         return EX_USAGE
+    except BadAddress as exc:
+        print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
+        return EX_DATAERR
     except OSError as exc:
         print(f"spoolerd-sendmail: cannot read the message: {exc}", file=sys.stderr)
         return EX_NOINPUT
@@ -180,7 +176,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return EX_USAGE
     try:
         with ControlClient(timeout=None) as client:  # a submit is answered once it is durable: wait
-            client.submit(content, sender=sender, recipients=recipients, **opts.report_requests())
+            client.submit(
+                content,
+                sender=sender,
+                recipients=recipients,
+                full_name=opts.full_name,
+                **opts.report_requests(),
+            )
     except ConnectionLost as exc:
         # the request went out: it may be queued already, so writing it again could send it twice
         print(f"spoolerd-sendmail: {exc}; the message may or may not be queued", file=sys.stderr)
@@ -196,7 +198,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     else:
         return EX_OK
     try:
-        _submit_direct(content, sender, recipients, opts.report_requests())
+        _submit_direct(content, sender, recipients, opts.report_requests(), opts.full_name)
     except NoStore as exc:
         print(f"spoolerd-sendmail: {unreachable}, and {exc}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -213,7 +215,7 @@ def _exit_status(code: str) -> int:
         return EX_CONFIG
     if code == "message_too_large":
         return EX_UNAVAILABLE
-    if code in ("bad_args", "invalid_argument", "no_recipients"):
+    if code in ("bad_args", "invalid_argument", "no_recipients", "bad_address"):
         return EX_DATAERR
     return EX_TEMPFAIL
 

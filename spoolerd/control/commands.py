@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,17 +21,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .. import __version__, maillog
 from ..daemon import Daemon
 from ..duration import format_duration
-from ..envelope import header_recipients, header_sender, header_subject, without_bcc
 from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
-from ..message import FolderRole, NewRecipient, RecipientKind, check_wire_text
+from ..message import FolderRole
 from ..message_size import check_message_size
 from ..reconfigure import reload
 from ..retention import filing, retention_status
 from ..spooler import FlushDeferral
 from ..store import MessageStore
 from ..submission import create_outgoing
+from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction, downloads
+from .verify import verify_addresses
 from .waiting import waiting_row
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
@@ -209,6 +211,7 @@ class SubmitArgs(_StoreArgs):
     message: str | None = None  # base64 RFC 5322; or none, and the message follows as the request's body
     sender: str | None = None
     recipients: list[str] | None = None  # none: To, Cc and Bcc of the message (sendmail -t)
+    full_name: str | None = None  # the name in the From field added to a message without one
     not_before: float | None = None
     sentmail: bool = True  # file the sent message in Sent Items
     delete_after_submit: bool = False
@@ -216,14 +219,10 @@ class SubmitArgs(_StoreArgs):
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
 
 
-def _envelope(content: bytes, args: SubmitArgs) -> tuple[bytes, str, str, list[NewRecipient]]:
-    sender = args.sender if args.sender is not None else header_sender(content)
-    if args.recipients is not None:
-        recipients = [NewRecipient(a) for a in args.recipients]
-    else:
-        recipients = [NewRecipient(a, d, RecipientKind(k)) for d, a, k in header_recipients(content)]
-        content = without_bcc(content)
-    return content, sender, header_subject(content), recipients
+def _envelope(daemon: Daemon, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
+    trusts = trusted(daemon.config, conn.uid, os.getuid())
+    request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name)
+    return complete_submission(daemon.config, request)  # the same rules as sendmail's direct path
 
 
 def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
@@ -243,10 +242,8 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     content = _submitted_content(args, conn)
     check_message_size(len(content), daemon.config.spooler.message_size_limit)
-    content, sender, subject, recipients = _envelope(content, args)
-    check_wire_text("sender", sender)
-    if not recipients:
-        raise CommandError("no_recipients", "no recipients given and none in To, Cc or Bcc")
+    env = _envelope(daemon, content, args, conn)  # BadAddress, NoRecipients: refused, nothing stored
+    content, sender, subject, recipients = env.content, env.sender, env.subject, env.recipients
     filed = filing(
         daemon.config.stores[name].sent_copies,
         sentmail=args.sentmail,
@@ -476,6 +473,14 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
     return {"subscribed": False}
 
 
+class VerifyArgs(_Args):
+    addresses: list[str]
+
+
+async def verify(daemon: Daemon, args: VerifyArgs, conn: Connection) -> Any:
+    return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses)
+
+
 Handler = Callable[[Daemon, Any, Connection], Awaitable[Any]]
 COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "ping": (_Args, ping),
@@ -494,6 +499,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "purge": (PurgeArgs, purge),
     "subscribe": (_StoreArgs, subscribe),
     "reload": (_Args, reload_config),
+    "verify": (VerifyArgs, verify),
 }
 
 

@@ -24,7 +24,7 @@ from .. import maillog
 from ..config import Config
 from ..daemon import Daemon
 from ..envelope import header_subject
-from ..errors import InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
+from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
 from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
 from ..retention import filing
@@ -100,7 +100,7 @@ class ListenerContext:
     def resolve(self, address: str) -> tuple[Reply | None, list[str]]:
         try:
             return None, recipient_addresses(self.daemon.config, address)
-        except (InvalidArgument, ValueError) as exc:
+        except (BadAddress, InvalidArgument) as exc:
             return Reply(553, "5.1.3", f"bad recipient address: {exc}"[:200]), []
 
     @property

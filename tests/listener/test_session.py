@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from tests.listener.conftest import ListenerDaemon, in_thread, message
+from tests.listener.conftest import ListenerDaemon, Raw, in_thread, message
 
 
 def _send(d: ListenerDaemon, sender: str, rcpts: list[str], content: bytes) -> dict[str, Any]:
@@ -69,3 +69,23 @@ async def test_pipelined_transaction_is_answered_in_order(daemon: ListenerDaemon
     answers = await in_thread(run)
     assert [a[:3] for a in answers] == [b"250", b"250", b"250", b"354", b"250", b"221"], answers
     assert (await daemon.inbox(1))[0]["subject"] == "piped"
+
+
+async def test_rcpt_gets_the_default_domain_and_the_alias_map(make_daemon: Any) -> None:
+    d: ListenerDaemon = await make_daemon(extra='[aliases]\npostmaster = ["ops", "bob@localhost"]')
+
+    def run() -> list[str]:
+        with Raw(d.port) as c:
+            c.cmd("EHLO x")
+            c.cmd("MAIL FROM:<a@example.com>")
+            out = [c.cmd("RCPT TO:<Postmaster>"), c.cmd('RCPT TO:<"a b"@@localhost>'), c.cmd("DATA")]
+            c.send(message("aliased", to="postmaster") + b".\r\n")
+            return [*out, c.reply()]
+
+    postmaster, garbage, data, done = await in_thread(run)
+    assert postmaster.startswith("250 2.1.5") and garbage.startswith("553 5.1.3"), (postmaster, garbage)
+    assert data.startswith("354") and done.startswith("250 2.0.0")
+    accepted = await d.wait_log(lambda e: e.get("event") == "accepted")
+    assert accepted["nrcpt"] == 2  # ops@localhost and bob@localhost
+    [row] = await d.inbox(1)  # one copy for the store's two recipients
+    assert row["subject"] == "aliased"

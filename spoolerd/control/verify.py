@@ -1,0 +1,61 @@
+"""``verify``: how each address would be completed, aliased and routed, delivering nothing (what
+``sendmail -bv`` and ``spoolerctl verify`` show).
+
+Routing is the spooler's: the transports whose address types serve the recipient, in configured order;
+the first takes it unless it answers NOT_ME (the loopback transport does for addresses no store owns:
+its destination then reads ``store:-``), and the next is tried. No transport left: an NDR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..addressing import Mailbox, complete, expand_aliases, parse_address_list
+from ..config import Config
+from ..delivery import TransportSlot
+from ..errors import BadAddress
+from ..message import Recipient, RecipientKind, address_type_of
+from ..routing import serves
+from ..submit_rules import address_policy, default_domain
+
+__all__ = ["verify_addresses"]
+
+
+def _routes(address: str, slots: Sequence[TransportSlot]) -> list[dict[str, Any]]:
+    recipient = Recipient(0, address, "", address_type_of(address), RecipientKind.TO)
+    return [
+        {"transport": slot.name, "destination": slot.transport.destination(recipient), "online": slot.online}
+        for slot in slots
+        if serves(slot.transport.address_types, recipient.address_type)
+    ]
+
+
+def _verify(config: Config, slots: Sequence[TransportSlot], text: str) -> list[dict[str, Any]]:
+    policy, domain = address_policy(config), default_domain(config)
+    mailboxes = parse_address_list(text)
+    if not mailboxes:
+        raise BadAddress(f"{text!r}: no address")
+    out = []
+    for mailbox in mailboxes:
+        address = complete(mailbox.address, domain)
+        expanded = [m.address for m, _kind in expand_aliases(policy, [(Mailbox(address), "to")])]
+        recipients = [{"address": a, "routes": _routes(a, slots)} for a in expanded]
+        out.append(
+            {"input": text, "address": address, "aliased": expanded != [address], "recipients": recipients}
+        )
+    return out
+
+
+def verify_addresses(
+    config: Config, slots: Sequence[TransportSlot], texts: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One entry per address given (an argument may hold a list: one per mailbox in it); an address
+    that cannot be mail gets an ``error`` (code ``bad_address``) instead of recipients."""
+    out: list[dict[str, Any]] = []
+    for text in texts:
+        try:
+            out += _verify(config, slots, text)
+        except BadAddress as exc:
+            out.append({"input": text, "error": {"code": exc.code, "message": str(exc)}})
+    return out
