@@ -260,6 +260,16 @@ class Dispatcher:
             except Exception:  # a copy of what was sent: never a reason to fail the delivery
                 log.exception("filing a sent copy failed", transport=slot.name, message=message.id)
 
+    async def _owe_sent(self, store: MessageStore, sent: tuple[Message, frozenset[str]] | None) -> None:
+        """Before the finish: a transport that keeps its sent copies owed in the store (``owe_sent``)
+        commits the debt, so a crash between the finish and ``file_sent`` loses no copy."""
+        if sent is None:
+            return
+        for slot in self._sent_copiers:
+            owe = getattr(slot.transport, "owe_sent", None)
+            if owe is not None:
+                await owe(store, *sent)
+
     def _sent(
         self, message: Message, updates: Sequence[RecipientUpdate]
     ) -> tuple[Message, frozenset[str]] | None:
@@ -349,11 +359,12 @@ class Dispatcher:
         reports = [] if result.deferred else self._wanted_reports(message, _applied(message, updates), now)
         if not result.deferred and not reports:
             # the common end: nothing happens between recording and finishing, so one transaction
+            result.sent = self._sent(message, updates)
             with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
+                await self._owe_sent(store, result.sent)
                 await store.finish(message.id, self.owner, outcomes=updates)
             maillog.outcomes(message, pending, outcomes, updates, self.clock() - submitted)
             result.finished = True
-            result.sent = self._sent(message, updates)
             return result
         if updates:
             with anyio.CancelScope(shield=True):  # recorded before any report goes out
@@ -366,10 +377,11 @@ class Dispatcher:
             return result
         for kind, statuses in reports:
             await self._deliver_report(store, message, kind, statuses, now)
+        result.sent = self._sent(message, updates)
+        await self._owe_sent(store, result.sent)
         await store.finish(message.id, self.owner)
         await _forget_reports(store, message.id, [kind for kind, _ in reports])  # the message is gone
         result.finished = True
-        result.sent = self._sent(message, updates)
         return result
 
     def _tally(

@@ -16,6 +16,7 @@ from spoolerd.errors import (
     Submitted,
     UnableToAbort,
 )
+from spoolerd.events import QueueChanged, StoreEvent, Subscription
 from spoolerd.message import (
     Access,
     Draft,
@@ -42,6 +43,15 @@ async def queued(store: MessageStore, *recipients: str, **kw: object) -> str:
     mid = await new_message(store, *recipients, **kw)
     await store.submit(mid)
     return mid
+
+
+async def own_event(events: Subscription[StoreEvent]) -> StoreEvent:
+    """The next event the store announces for its own change: an ``external`` one (a watcher noticing a
+    write, which under load may be the store's own commit) says nothing about it and is skipped."""
+    while True:
+        event = await events.receive()
+        if not (isinstance(event, QueueChanged) and event.reason == "external"):
+            return event
 
 
 async def queue_ids(store: MessageStore, **kw: object) -> list[str]:
@@ -385,8 +395,6 @@ async def test_times_must_be_finite(store: MessageStore, bad: float) -> None:
 async def test_a_change_made_for_a_cancelled_caller_is_still_announced(store: MessageStore) -> None:
     import anyio
 
-    from spoolerd.events import QueueChanged
-
     mid = await new_message(store)
     async with store.subscribe() as events:
         task = asyncio.ensure_future(store.submit(mid))
@@ -396,7 +404,7 @@ async def test_a_change_made_for_a_cancelled_caller_is_still_announced(store: Me
             await task
         if mid in await queue_ids(store):
             with anyio.fail_after(5):
-                assert await events.receive() == QueueChanged(store.name, "submit", mid)
+                assert await own_event(events) == QueueChanged(store.name, "submit", mid)
 
 
 async def test_submit_can_queue_a_message_already_locked(store: MessageStore) -> None:
@@ -430,7 +438,6 @@ async def test_delay_reported_is_kept_until_the_next_submit(store: MessageStore)
 
 
 async def test_hold_keeps_a_message_queued_but_never_due(store: MessageStore, clock: FakeClock) -> None:
-    from spoolerd.events import QueueChanged
 
     mid = await queued(store)
     draft_only = await new_message(store)
@@ -438,14 +445,14 @@ async def test_hold_keeps_a_message_queued_but_never_due(store: MessageStore, cl
         await store.hold(draft_only)
     async with store.subscribe() as events:
         await store.hold(mid)
-        assert await events.receive() == QueueChanged(store.name, "hold", mid)
+        assert await own_event(events) == QueueChanged(store.name, "hold", mid)
         assert await queue_ids(store) == [mid]  # still queued ...
         assert await queue_ids(store, due_at=clock.now + 86400) == []  # ... never due
         assert await store.next_due() is None
         (entry,) = [e async for e in store.outgoing_queue()]
         assert entry.held and (await store.open(mid)).held
         await store.hold(mid, False)
-        assert await events.receive() == QueueChanged(store.name, "release", mid)
+        assert await own_event(events) == QueueChanged(store.name, "release", mid)
     assert await queue_ids(store, due_at=clock.now) == [mid]
     await store.hold(mid)
     await store.abort_submit(mid)  # a held message may still be aborted

@@ -4,13 +4,14 @@ client playing "another mail client" to put messages in and look at what the tra
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioimaplib
 import pytest
@@ -19,9 +20,32 @@ import trustme
 from tests.peers import dovecot
 from tests.peers.dovecot import Dovecot
 from tests.peers.ports import free_port
+from transports.imap.wire import parse_fetch, parse_search
 
 _numbers = itertools.count(1)
 PASSWORD = "dovecot-secret"
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def on_both_loops(test: Test) -> Test:
+    """Run ``test`` on uvloop (the loop the daemon runs on) as well as on asyncio's own: for everything
+    that involves TLS, where the two loops' transports differ."""
+    test.__dict__["on_both_loops"] = True
+    return test
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked ``on_both_loops`` (and every test of a module whose ``ON_BOTH_LOOPS`` is true) run
+    on asyncio's loop and on uvloop's; the rest on asyncio's."""
+    import uvloop
+
+    function = getattr(item, "function", None)
+    module = getattr(item, "module", None)
+    if getattr(function, "on_both_loops", False) or getattr(module, "ON_BOTH_LOOPS", False):
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session")
@@ -102,13 +126,25 @@ class Client:
 
     async def messages(self, mailbox: str = "INBOX") -> dict[int, tuple[set[str], bytes]]:
         """UID -> (flags, content) of every message in ``mailbox``."""
-        from transports.imap.wire import parse_fetch
 
         selected = await self.imap.select(mailbox)
         assert selected.result == "OK", selected
         response = await self.imap.uid("fetch", "1:*", "(UID FLAGS BODY.PEEK[])")
         assert response.result == "OK", response
         return {f.uid: (set(f.flags), f.literal or b"") for f in parse_fetch(response.lines)}
+
+    async def wait_for(self, mailbox: str, count: int) -> None:
+        """Until ``mailbox`` holds ``count`` messages or more: told by the server's IDLE push, not polled."""
+        selected = await self.imap.select(mailbox)
+        assert selected.result == "OK", selected
+        while True:
+            found = await self.imap.uid_search("ALL", charset=None)
+            if len(parse_search(found.lines)) >= count:
+                return
+            idle = await self.imap.idle_start(timeout=60)
+            await self.imap.wait_server_push(timeout=60)
+            self.imap.idle_done()
+            await asyncio.wait_for(idle, 10)
 
     async def delete(self, mailbox: str) -> None:
         response = await self.imap.delete(mailbox)

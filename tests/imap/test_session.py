@@ -17,7 +17,7 @@ from transports.common.tls import client_context
 from transports.imap.session import ImapError, LoginRefused, open_session
 from transports.imap.settings import ImapSettings
 
-from .conftest import Account
+from .conftest import Account, on_both_loops
 
 
 async def test_an_interrupted_append_ends_the_connection(account: Account) -> None:
@@ -49,6 +49,7 @@ async def refuses_starttls() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
+@on_both_loops
 async def test_starttls_refused_is_named(refuses_starttls: int) -> None:
     settings = ImapSettings(
         host="127.0.0.1", port=refuses_starttls, tls="starttls", username="u", password_env="PATH"

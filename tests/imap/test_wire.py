@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from aioimaplib.aioimaplib import Response
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from spoolerd.transport import OutcomeKind
@@ -91,19 +93,35 @@ def test_uid_sets() -> None:
         uid_set([])
 
 
-def test_fingerprint_is_the_same_from_the_message_and_from_its_header_fields() -> None:
-    content = (
-        b"Received: x\r\nFrom: A <a@example.org>\r\nDate: Mon, 23 Nov 2026\r\n 00:00:00 +0000\r\n"
-        b"Message-ID: <m1@example.org>\r\nSubject: s\r\n\r\nbody\r\n"
-    )
-    fields = (
-        b"From: A <a@example.org>\r\nDate: Mon, 23 Nov 2026\r\n 00:00:00 +0000\r\n"
-        b"Message-ID: <m1@example.org>\r\n\r\n"
-    )
-    assert fingerprint(len(content), content) == fingerprint(len(content), fields)
-    assert fingerprint(len(content), content) != fingerprint(len(content) + 1, content)
-    other = content.replace(b"m1@", b"m2@")
-    assert fingerprint(len(other), other) != fingerprint(len(content), content)
+_FIELD = st.tuples(
+    st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True),
+    st.from_regex(r"[ -~]{0,40}", fullmatch=True),
+)
+_HEADER = st.lists(_FIELD, min_size=1, max_size=6).map(
+    lambda fields: b"".join(f"{name}: {value}\r\n".encode() for name, value in fields)
+)
+
+
+@given(header=_HEADER, body=st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"\r\n")))
+def test_fingerprint_is_the_same_from_the_message_and_from_its_header(header: bytes, body: bytes) -> None:
+    """The downloaded message and what BODY.PEEK[HEADER] returns (the header and its blank line)."""
+    content = header + b"\r\n" + body
+    assert fingerprint(len(content), content) == fingerprint(len(content), header + b"\r\n")
+
+
+@given(header=_HEADER, other=_HEADER)
+def test_any_header_difference_tells_messages_apart(header: bytes, other: bytes) -> None:
+    assume(header.rstrip(b"\r\n") != other.rstrip(b"\r\n"))
+    content, lookalike = header + b"\r\nbody\r\n", other + b"\r\nbody\r\n"
+    assert fingerprint(100, content) != fingerprint(100, lookalike)
+    assert fingerprint(100, content) != fingerprint(101, content)
+
+
+def test_messages_alike_in_size_and_sender_differ_by_subject() -> None:
+    """The swap that lost mail: no Message-ID, no Date, one sender, the same size."""
+    first = b"From: a@example.org\r\nSubject: one\r\n\r\nbody\r\n"
+    second = b"From: a@example.org\r\nSubject: two\r\n\r\nbody\r\n"
+    assert fingerprint(len(first), first) != fingerprint(len(second), second)
 
 
 def test_response_codes() -> None:

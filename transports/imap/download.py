@@ -14,9 +14,9 @@ deleted or moved, by ``after_download``), and for \\Seen the key is marked ackno
 between the two leaves a "p" key: the next pass acknowledges it again and downloads nothing twice. Keys
 of UIDs the server no longer has are forgotten, so the memory stays as large as the mailbox.
 
-A UIDVALIDITY change voids every UID: the messages are matched again by a fingerprint (size, Message-ID,
-Date, From) fetched from the server, the ones already taken are remembered under their new UIDs, and
-only the rest is downloaded.
+A UIDVALIDITY change voids every UID: the messages are matched again by a fingerprint (size and a digest
+of the header section) fetched from the server, the ones already taken are remembered under their new
+UIDs, and only the rest is downloaded; messages that cannot be told apart are downloaded again.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from spoolerd import maillog
+from spoolerd.envelope import header_end, header_sender, header_subject
 from spoolerd.message import InboundMessage, StateChange
 from spoolerd.message_class import class_from_content
 from spoolerd.store import MessageStore
 
 from .session import CommandFailed, Session
 from .settings import AfterDownload, ImapSettings
-from .wire import FINGERPRINT_FIELDS, Fetched, fingerprint, uid_set
+from .wire import Fetched, fingerprint, one_line, uid_set
 
 __all__ = ["Downloaded", "Downloader", "MailboxMemory"]
 
@@ -98,10 +99,28 @@ class MailboxMemory:
         return (_DONE if acknowledged else _PENDING) + b" " + fp
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something an operator should know about a pass: ``event`` names its log line."""
+
+    event: str
+    text: str
+
+
 @dataclass(slots=True)
 class PassReport:
     received: int = 0
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    downloaded_again: int = 0  # renumbered messages not told apart for sure: taken again, never lost
+    unacknowledged: int = 0  # messages the server refused to mark, delete or move this pass
+    refused: str | None = None  # the server's last refusal of an acknowledgement
+
+    @property
+    def refusal(self) -> str | None:
+        """The pass's acknowledgement failure, for the status row, if there was one."""
+        if self.refused is None:
+            return None
+        return f"{self.unacknowledged} messages stay on the server as they were: {self.refused}"
 
 
 class Downloader:
@@ -173,11 +192,7 @@ class Downloader:
                     changes[memory.validity_key] = str(info.uidvalidity).encode()
                 yield Downloaded(
                     self.store_name,
-                    InboundMessage(
-                        item.literal,
-                        message_class=class_from_content(item.literal, self.settings.message_class),
-                        received_at=self.clock(),
-                    ),
+                    self._inbound(item.literal),
                     StateChange(self.name, changes),
                     item.uid,
                     taken.append,
@@ -198,6 +213,18 @@ class Downloader:
                 )
                 await self._acknowledge(session, memory, taken)
 
+    def _inbound(self, content: bytes) -> InboundMessage:
+        """The message with its class, sender and subject, read from the header section alone (the
+        spooler would parse the whole message, body and all, for what it is not given)."""
+        head = content[: header_end(content)]
+        return InboundMessage(
+            content,
+            message_class=class_from_content(content, self.settings.message_class),
+            sender=one_line(header_sender(head)),
+            subject=one_line(header_subject(head))[:255],
+            received_at=self.clock(),
+        )
+
     async def _fetch(self, session: Session, mailbox: str, uids: set[int]) -> list[Fetched]:
         """A batch in one command; if the server refuses it, one by one, so that one message it cannot
         give (a broken file, say) does not hold back the others."""
@@ -211,20 +238,23 @@ class Downloader:
             try:
                 fetched += await session.fetch(str(uid), items)
             except CommandFailed as exc:
-                self.report.notices.append(f"{mailbox}: UID {uid} could not be fetched: {exc}")
+                self.report.notices.append(
+                    Notice("message not fetched", f"{mailbox}: UID {uid} could not be fetched: {exc}")
+                )
         return fetched
 
     async def _acknowledge(self, session: Session, memory: MailboxMemory, uids: list[int]) -> None:
         """Tell the server, by ``after_download``; then mark the keys (or forget them, once gone). A
-        refusal (a read-only mailbox, a missing move_to) is reported and the keys stay unacknowledged,
-        to be tried again next pass: new mail keeps arriving meanwhile."""
+        refusal (a read-only mailbox, a missing move_to) is the pass's failure in the status row, and the
+        keys stay unacknowledged, to be tried again next pass: new mail keeps arriving meanwhile."""
         policy = self.settings.after_download
         if policy is AfterDownload.KEEP:
             return
         try:
             await self._tell_server(session, memory, uids, policy)
         except CommandFailed as exc:
-            self.report.notices.append(f"{len(uids)} messages stay on the server as they were: {exc}")
+            self.report.unacknowledged += len(uids)
+            self.report.refused = str(exc)
 
     async def _tell_server(
         self, session: Session, memory: MailboxMemory, uids: list[int], policy: AfterDownload
@@ -265,30 +295,42 @@ class Downloader:
     async def _revalidate(
         self, session: Session, mailbox: str, memory: MailboxMemory, validity: int
     ) -> MailboxMemory:
-        """The mailbox's UIDs were renumbered: recognise what was taken by fingerprint."""
+        """The mailbox's UIDs were renumbered: recognise what was taken by fingerprint (size and header
+        digest). A guess is never taken: when the server holds more messages with one fingerprint than
+        were taken with it, which of them were taken cannot be told, so all of them are downloaded again
+        (a duplicate rather than a loss), and the notice says how many."""
         known = Counter(fp for _, fp in memory.taken.values())
-        fields = " ".join(FINGERPRINT_FIELDS)
         fetched: list[Fetched] = []
         uids = await session.uids()
         for start in range(0, len(uids), _REVALIDATE_BATCH):  # aioimaplib copes badly with huge answers
             chunk = uid_set(uids[start : start + _REVALIDATE_BATCH])
-            fetched += await session.fetch(chunk, f"(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({fields})])")
+            fetched += await session.fetch(chunk, "(UID RFC822.SIZE BODY.PEEK[HEADER])")
+        on_server: dict[bytes, list[int]] = {}
+        for item in sorted(fetched, key=lambda f: f.uid):
+            if item.size is not None and item.literal is not None:
+                on_server.setdefault(fingerprint(item.size, item.literal), []).append(item.uid)
         fresh = MailboxMemory(memory.prefix, validity)
         changes: dict[str, bytes | None] = {memory.uid_key(uid): None for uid in memory.taken}
         changes[fresh.validity_key] = str(validity).encode()
         keep = self.settings.after_download is AfterDownload.KEEP
-        for item in sorted(fetched, key=lambda f: f.uid):
-            if item.size is None or item.literal is None:
+        again = 0
+        for fp, alike in on_server.items():
+            if not known[fp]:
+                continue  # new
+            if len(alike) > known[fp]:
+                again += len(alike)  # ambiguous: which were taken cannot be told
                 continue
-            fp = fingerprint(item.size, item.literal)
-            if known[fp] > 0:
-                known[fp] -= 1
-                fresh.taken[item.uid] = (keep, fp)  # not kept: acknowledged again below, harmlessly
-                changes[fresh.uid_key(item.uid)] = fresh.value(keep, fp)
+            for uid in alike:
+                fresh.taken[uid] = (keep, fp)  # not kept: acknowledged again below, harmlessly
+                changes[fresh.uid_key(uid)] = fresh.value(keep, fp)
         await self._remember(changes)
-        on_server = sum(1 for item in fetched if item.literal is not None)
-        self.report.notices.append(
+        total = sum(len(alike) for alike in on_server.values())
+        text = (
             f"{mailbox}: UIDVALIDITY changed from {memory.validity} to {validity}; "
-            f"{len(fresh.taken)} of {on_server} messages were already downloaded, the rest are new"
+            f"{len(fresh.taken)} of {total} messages were already downloaded, the rest are new"
         )
+        if again:
+            text += f"; {again} alike in size and header could not be told apart and are downloaded again"
+        self.report.notices.append(Notice("mailbox renumbered", text))
+        self.report.downloaded_again += again
         return fresh

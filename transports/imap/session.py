@@ -1,8 +1,7 @@
 """One IMAP connection, logged in, with a deadline on every command (aioimaplib underneath).
 
-aioimaplib has no STARTTLS, so ``starttls`` opens the connection, reads the greeting, sends STARTTLS and
-upgrades the socket itself (``loop.start_tls``) before handing it to aioimaplib's protocol with the
-greeting replayed: aioimaplib then asks CAPABILITY again, over TLS, as RFC 3501 requires. A lost
+The connection itself (STARTTLS included, which aioimaplib lacks) and every other use of aioimaplib's
+internals live in ``adapter``. A lost
 connection ends any command or IDLE wait at once instead of at its timeout. Errors are ``ImapError``s
 whose text names the server and the step, never a secret.
 """
@@ -16,11 +15,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import aioimaplib
-from aioimaplib.aioimaplib import STOP_WAIT_SERVER_PUSH, IMAP4ClientProtocol, Response
+from aioimaplib.aioimaplib import STOP_WAIT_SERVER_PUSH, Response
 
 from spoolerd.errors import TransportError
 from transports.common.credentials import Credentials
 
+from . import adapter
+from .adapter import Client, IdleRefused, StartTlsRefused
 from .settings import AuthMethod, ImapSettings, TlsMode
 from .wire import (
     Fetched,
@@ -73,112 +74,15 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _Lines(asyncio.Protocol):
-    """Reads the greeting and the STARTTLS reply before TLS (then the socket goes to aioimaplib)."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\r\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            self.lines.put_nowait(line)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lines.put_nowait(None)
-
-    async def line(self) -> bytes:
-        line = await self.lines.get()
-        if line is None:
-            raise ConnectionResetError("the server closed the connection")
-        return line
-
-
-class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
-    def _continuation(self, line: bytes) -> None:
-        command = self.pending_sync_command
-        if command is not None and command.name == "AUTHENTICATE":
-            # XOAUTH2 refused: the server sends its error as a challenge and waits for an empty
-            # answer before its tagged NO (RFC 7628 3.2.3); aioimaplib would wait for ever
-            self.transport.write(b"\r\n")
-            return
-        super()._continuation(line)
-
-
-class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        lost: Callable[[Exception | None], None],
-        *,
-        limit: float,
-        context: ssl.SSLContext | None,
-        starttls: bool,
-    ) -> None:
-        self._starttls = starttls
-        super().__init__(host, port, None, limit, lost, context)
-
-    def create_client(
-        self,
-        host: str,
-        port: int,
-        loop: asyncio.AbstractEventLoop | None,
-        conn_lost_cb: Callable[[Exception | None], None] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        running = loop if loop is not None else asyncio.get_running_loop()
-        self.protocol = _Protocol(running, conn_lost_cb)
-        if self._starttls:
-            assert ssl_context is not None
-            self._client_task = running.create_task(self._upgrade(running, host, port, ssl_context))
-        else:
-            self._client_task = running.create_task(
-                running.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
-            )
-
-    async def _upgrade(
-        self, loop: asyncio.AbstractEventLoop, host: str, port: int, context: ssl.SSLContext
-    ) -> tuple[asyncio.BaseTransport, IMAP4ClientProtocol]:
-        transport, lines = await loop.create_connection(_Lines, host, port)
-        try:
-            greeting = await _starttls(transport, lines)
-            tls = await loop.start_tls(transport, lines, context, server_hostname=host)
-        except BaseException:
-            transport.close()
-            raise
-        assert tls is not None
-        tls.set_protocol(self.protocol)
-        self.protocol.connection_made(tls)
-        self.protocol.data_received(greeting + b"\r\n")  # aioimaplib greets and asks CAPABILITY, in TLS
-        return tls, self.protocol
-
-
-async def _starttls(transport: asyncio.BaseTransport, lines: _Lines) -> bytes:
-    """Read the greeting, ask for STARTTLS and read the answer; the greeting is returned to be replayed.
-    Untagged data before the answer (a CAPABILITY) means nothing before TLS."""
-    greeting = await lines.line()
-    if not greeting.startswith(b"* OK"):
-        raise ImapError(f"greeting {greeting[:200]!r}")
-    assert isinstance(transport, asyncio.WriteTransport)
-    transport.write(b"S0 STARTTLS\r\n")
-    while not (reply := await lines.line()).startswith(b"S0 "):
-        pass
-    if not reply.startswith(b"S0 OK"):
-        raise ImapError("the server does not offer STARTTLS (tls = starttls requires it)")
-    return greeting
-
-
 class Session:
     """A logged-in connection; each method raises ImapError (or CommandFailed) on failure."""
 
-    def __init__(self, client: _Client, settings: ImapSettings, lost: asyncio.Event) -> None:
+    def __init__(self, client: Client, settings: ImapSettings, lost: asyncio.Event) -> None:
         self._client = client
         self.settings = settings
         self.peer = settings.peer
         self._lost = lost
+        self.idle_refused = False
 
     @property
     def alive(self) -> bool:
@@ -212,6 +116,9 @@ class Session:
             raise ImapError(f"{self.peer}: {why} during {step}")
         try:
             return task.result()
+        except StartTlsRefused as exc:
+            self.close()
+            raise ImapError(str(exc)) from None
         except (aioimaplib.AioImapException, OSError, ValueError) as exc:
             self.close()
             raise ImapError(f"{self.peer}: {step} failed: {describe(exc)}") from None
@@ -268,17 +175,27 @@ class Session:
         )
         return parse_search(response.lines)
 
+    @property
+    def idles(self) -> bool:
+        """Whether waiting for mail uses IDLE: wanted, offered, and not refused on this connection."""
+        return self.settings.idle and self.has("IDLE") and not self.idle_refused
+
     async def wait_for_mail(self, seconds: float, wake: asyncio.Event) -> str:
         """IDLE on the selected mailbox until new mail ("push"), ``wake`` is set ("wake") or ``seconds``
-        pass ("timeout"). Without IDLE it just waits for ``wake`` or the time."""
-        if not (self.settings.idle and self.has("IDLE")):
+        pass ("timeout"). Without IDLE it just waits for ``wake`` or the time. A server that refuses IDLE
+        (NO or BAD) gets "refused" at once; the connection stays usable and ``idles`` turns False."""
+        if not self.idles:
             try:
                 await asyncio.wait_for(wake.wait(), seconds)
             except TimeoutError:
                 return "timeout"
             return "wake"
         loop = asyncio.get_running_loop()
-        idle = await self._run("IDLE", self._client.idle_start(timeout=seconds + 60))
+        try:
+            idle = await self._run("IDLE", adapter.idle_start(self._client, seconds + 60))
+        except IdleRefused:
+            self.idle_refused = True
+            return "refused"
         deadline = loop.time() + seconds
         reason = "timeout"
         while (remaining := deadline - loop.time()) > 0:
@@ -315,11 +232,7 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        transport = getattr(self._client.protocol, "transport", None)
-        if transport is not None:
-            transport.close()
-        for task in [*self._client.protocol.tasks, *self._client.tasks]:
-            task.cancel()  # aioimaplib's greeting and IDLE helpers, which would wait for ever
+        adapter.close(self._client)
         self._lost.set()
 
 
@@ -333,7 +246,7 @@ async def open_session(
     def on_lost(exc: Exception | None) -> None:
         lost.set()
 
-    client = _Client(
+    client = Client(
         settings.host,
         settings.effective_port,
         on_lost,
@@ -350,23 +263,23 @@ async def open_session(
 
     try:
         try:
-            await session._run("connect", client._client_task, left())
+            await session._run("connect", adapter.connection(client), left())
             # aioimaplib's own wait_hello_from_server cannot be cancelled while the server withholds
             # its CAPABILITY answer (a lock held across it): wait on the state, as _run can walk away
-            await session._run("greeting", client.protocol.wait("AUTH|NONAUTH"), left())
+            await session._run("greeting", adapter.greeting(client), left())
         except ImapError as exc:
             raise ImapError(f"{peer}: could not connect: {str(exc).removeprefix(peer + ': ')}") from None
         await _login(session, client, settings, credentials, left)
     except BaseException:
         session.close()
         raise
-    client.timeout = settings.command_timeout
+    adapter.set_command_timeout(client, settings.command_timeout)
     return session
 
 
 async def _login(
     session: Session,
-    client: _Client,
+    client: Client,
     settings: ImapSettings,
     credentials: Credentials,
     left: Callable[[], float],
@@ -394,4 +307,4 @@ async def _login(
         text = last_line(response)
         raise LoginRefused(f"{session.peer}: login as {user} refused: {response_code(text).text}")
     if settings.auth is AuthMethod.XOAUTH2:  # LOGIN's answer carries them; AUTHENTICATE's may not
-        await session._run("CAPABILITY", client.protocol.capability(), left())
+        await session._run("CAPABILITY", adapter.capabilities(client), left())

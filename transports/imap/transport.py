@@ -28,11 +28,14 @@ from pydantic import BaseModel
 from spoolerd.envelope import without_bcc
 from spoolerd.errors import ConfigError
 from spoolerd.message import Message, Recipient
+from spoolerd.store import MessageStore
 from spoolerd.transport import Direction, Outcome, OutcomeKind, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
+from . import adapter
 from .download import Downloaded, Downloader
+from .sent import SentCopies
 from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
 from .settings import ImapSettings, TlsMode
 from .upload import append_outcome
@@ -80,12 +83,25 @@ class ImapTransport:
         self._retry_at: float | None = None  # loop time of the next try, while waiting after a failure
         self._idle_failures = 0
         self._failure: str | None = None
+        self._refusal: str | None = None  # the last pass's acknowledgement failure
         self._notices: list[str] = []
-        self.counters: dict[str, int] = {"received": 0, "uploaded": 0, "sent_copies": 0}
+        self.counters: dict[str, int] = {
+            "received": 0,
+            "downloaded_again": 0,
+            "uploaded": 0,
+            "sent_copies": 0,
+        }
         # upload
         self._upload: Session | None = None
         self._upload_lock = asyncio.Lock()
         self._appended: OrderedDict[tuple[str, bytes], Outcome] = OrderedDict()  # recent uploads
+        self._sent: SentCopies | None = None
+        self._payer: asyncio.Task[None] | None = None
+        if settings.sent_copy:
+            backoff = (settings.reconnect_initial, settings.reconnect_max)
+            self._sent = SentCopies(
+                self.name, context.stores, context.default_store, self._file_copy, backoff
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -95,7 +111,10 @@ class ImapTransport:
         self._context = checked_tls(self._credentials, tls)
 
     async def start(self) -> None:
+        adapter.check()  # an aioimaplib outside the tested range fails here, naming what changed
         self.check()
+        if self._sent is not None:  # copies an earlier life of the daemon left owed are paid now
+            self._payer = asyncio.create_task(self._sent.run())
 
     async def stop(self) -> None:
         self._stopped = True
@@ -104,6 +123,11 @@ class ImapTransport:
             if session is not None:
                 session.close()
         self._download = self._upload = None
+        if self._payer is not None:
+            self._payer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._payer
+            self._payer = None
 
     async def _connect(self) -> Session:
         return await open_session(self.settings, self._credentials, self._context)
@@ -127,10 +151,13 @@ class ImapTransport:
                 self._active = True
                 async for item in downloader.run(self._download):
                     yield item
-                self.counters["received"] += downloader.report.received
-                for notice in downloader.report.notices:
-                    log.warning("mailbox renumbered", transport=self.name, notice=notice)
-                self._notices = (self._notices + downloader.report.notices)[-10:]
+                report = downloader.report
+                self.counters["received"] += report.received
+                self.counters["downloaded_again"] += report.downloaded_again
+                for notice in report.notices:
+                    log.warning(notice.event, transport=self.name, notice=notice.text)
+                self._notices = (self._notices + [n.text for n in report.notices])[-10:]
+                self._acknowledgements(report.refusal)
                 backoff = self.settings.reconnect_initial
             except LoginRefused as exc:
                 error, wait = str(exc), self.settings.login_retry
@@ -153,13 +180,21 @@ class ImapTransport:
                 continue
             await self._idle(downloader)
 
+    def _acknowledgements(self, refusal: str | None) -> None:
+        """A server refusing to mark, delete or move what was downloaded (a missing ``move_to``, say) is
+        a failure in the status row, logged when it begins and when it ends, not every pass."""
+        if refusal is not None and self._refusal is None:
+            log.warning("acknowledgements refused", transport=self.name, error=refusal)
+        elif refusal is None and self._refusal is not None:
+            log.info("acknowledgements accepted again", transport=self.name)
+        self._refusal = refusal
+
     async def _idle(self, downloader: Downloader) -> None:
         """Wait for new mail, a flush, or the time to look again."""
         session = self._download
         assert session is not None
         mailboxes = self.settings.mailboxes
-        idles = session.has("IDLE") and self.settings.idle
-        seconds = self.settings.idle_renew if idles else self.settings.poll_interval
+        seconds = self.settings.idle_renew if session.idles else self.settings.poll_interval
         if len(mailboxes) > 1:
             seconds = min(seconds, self.settings.poll_interval)  # IDLE watches the first mailbox only
         loop = asyncio.get_running_loop()
@@ -170,7 +205,12 @@ class ImapTransport:
             info = await session.select(mailboxes[0])
             if info.uidnext is not None and info.uidnext > downloader.uidnext.get(mailboxes[0], 0):
                 return
-            await session.wait_for_mail(seconds, self._wake)
+            if await session.wait_for_mail(seconds, self._wake) == "refused":
+                # the connection is fine, IDLE is not: poll on it rather than reconnect in a loop
+                log.warning(
+                    "IDLE refused; polling instead", transport=self.name, every=self.settings.poll_interval
+                )
+                await session.wait_for_mail(min(seconds, self.settings.poll_interval), self._wake)
             self._idle_failures = 0
         except ImapError as exc:
             session.close()
@@ -250,23 +290,26 @@ class ImapTransport:
             content = without_bcc(message.content)
             key = (message.id, hashlib.sha256(content).digest())
             outcome = self._appended.get(key)
-            if outcome is None and any(recipients[i].attempts for i in mine):
-                # tried before: that APPEND may have landed with its answer lost
-                outcome = await self._present(message, content, self.settings.upload_mailbox)
+            if outcome is None:
+                # maybe tried before (by this daemon, or by one killed with the APPEND's answer in
+                # flight, which left no attempt recorded): that APPEND may have landed
+                outcome = await self._present(content, self.settings.upload_mailbox)
             if outcome is None:  # one copy per message, also for recipients that reach us a round later
                 outcome = await self._append(content, self.settings.upload_mailbox)
                 if outcome.kind is OutcomeKind.DELIVERED:
                     self.counters["uploaded"] += 1
-                    self._appended[key] = outcome
-                    while len(self._appended) > 1000:
-                        self._appended.popitem(last=False)
+            if outcome.kind is OutcomeKind.DELIVERED:
+                self._appended[key] = outcome
+                while len(self._appended) > 1000:
+                    self._appended.popitem(last=False)
             for i in mine:
                 outcomes[i] = outcome
         return outcomes
 
     async def _append(self, content: bytes, mailbox: str, flags: str | None = None) -> Outcome:
-        """APPEND on the upload connection: a dead kept connection is replaced once, and a missing
-        mailbox is created once (``create_mailboxes``)."""
+        """APPEND on the upload connection: a dead kept connection is replaced once (after checking
+        that the APPEND did not land before it died), and a missing mailbox is created once
+        (``create_mailboxes``)."""
         async with self._upload_lock:
             created = False
             for _ in range(3):
@@ -282,7 +325,11 @@ class ImapTransport:
                     self._upload = None
                     if fresh:
                         return Outcome.deferred(str(exc), None, "4.4.2")
-                    continue  # the kept connection had died: once more on a new one
+                    # the kept connection had died, maybe with the APPEND sent: once more on a new one
+                    earlier = await self._present_locked(content, mailbox)
+                    if earlier is not None:
+                        return earlier
+                    continue
                 outcome = append_outcome(response, mailbox, self.peer)
                 trycreate = response.result == "NO" and response_code(last_line(response)).name == "TRYCREATE"
                 if trycreate and self.settings.create_mailboxes and not created:
@@ -298,21 +345,24 @@ class ImapTransport:
                 return outcome
             return Outcome.deferred(f"{self.peer}: APPEND to {mailbox} did not complete", None, "4.4.2")
 
-    async def _present(self, message: Message, content: bytes, mailbox: str) -> Outcome | None:
+    async def _present(self, content: bytes, mailbox: str) -> Outcome | None:
+        async with self._upload_lock:
+            return await self._present_locked(content, mailbox)
+
+    async def _present_locked(self, content: bytes, mailbox: str) -> Outcome | None:
         """Delivered, if ``mailbox`` already holds a message with this one's Message-ID and size (an earlier
         APPEND whose answer was lost); None if not, or if that cannot be told."""
         message_id = header_fields(content, ["MESSAGE-ID"]).get("MESSAGE-ID")
         if not message_id:
             return None
         try:
-            async with self._upload_lock:
-                if self._upload is None or not self._upload.alive:
-                    self._upload = await self._connect()
-                await self._upload.select(mailbox)
-                present = await self._upload.search_header("Message-ID", message_id)
-                if not present:
-                    return None
-                fetched = await self._upload.fetch(uid_set(present), "(UID RFC822.SIZE)")
+            if self._upload is None or not self._upload.alive:
+                self._upload = await self._connect()
+            await self._upload.select(mailbox)
+            present = await self._upload.search_header("Message-ID", message_id)
+            if not present:
+                return None
+            fetched = await self._upload.fetch(uid_set(present), "(UID RFC822.SIZE)")
         except ImapError:  # no such mailbox yet, or no connection: the APPEND will tell
             return None
         same = [f.uid for f in fetched if f.size == len(content)]
@@ -320,19 +370,27 @@ class ImapTransport:
             return None
         return Outcome.delivered(f"already in {mailbox} on {self.peer} as UID {same[0]}")
 
+    async def owe_sent(self, store: MessageStore, message: Message, delivered_by: Collection[str]) -> None:
+        """Told before the message is finished: the copy owed is committed in ``store`` (``sent``), so a
+        crash before it is filed loses nothing."""
+        if self._sent is not None and set(delivered_by) - {self.name}:
+            await self._sent.owe(store, message)
+
     async def file_sent(self, message: Message, delivered_by: Collection[str]) -> None:
         """``sent_copy``: a copy of mail other transports delivered goes to the server's Sent mailbox,
-        once: a copy with the same Message-ID already there is not appended again."""
-        if not self.sent_copies or not set(delivered_by) - {self.name}:
-            return
+        once: a copy with the same Message-ID and size already there is not appended again."""
+        if self._sent is not None and set(delivered_by) - {self.name}:
+            await self._sent.file_now(message)
+
+    async def _file_copy(self, content: bytes) -> Outcome:
         mailbox = self.settings.sent_mailbox
-        if await self._present(message, message.content, mailbox) is not None:
-            return
-        outcome = await self._append(message.content, mailbox, "\\Seen")
+        earlier = await self._present(content, mailbox)
+        if earlier is not None:
+            return earlier
+        outcome = await self._append(content, mailbox, "\\Seen")
         if outcome.kind is OutcomeKind.DELIVERED:
             self.counters["sent_copies"] += 1
-        else:
-            log.warning("no sent copy", transport=self.name, message=message.id, error=outcome.diagnostic)
+        return outcome
 
     # ------------------------------------------------------------------ status
 
@@ -343,15 +401,17 @@ class ImapTransport:
             flags.append("inbound_active")
         if self._flushing:
             flags.append("flushing")
-        if self._failure is not None:
+        failure = self._failure or self._refusal
+        if failure is not None:
             flags.append("failure")
         return {
             "status": flags,
-            "last_error": self._failure,
+            "last_error": failure,
             "counters": dict(self.counters),
             "server": self.peer,
             "mailboxes": list(self.settings.mailboxes),
             "notices": list(self._notices),
+            "sent_copies_owed": None if self._sent is None else self._sent.owed,
             "retry_in": None
             if self._retry_at is None
             else round(self._retry_at - asyncio.get_running_loop().time(), 1),

@@ -20,9 +20,11 @@ __all__ = [
     "canonical_mailbox",
     "check_mailbox",
     "fingerprint",
+    "header_block",
     "header_fields",
     "last_line",
     "mailbox_arg",
+    "one_line",
     "parse_appenduid",
     "parse_fetch",
     "parse_search",
@@ -30,8 +32,6 @@ __all__ = [
     "response_code",
     "uid_set",
 ]
-
-FINGERPRINT_FIELDS = ("MESSAGE-ID", "DATE", "FROM")
 
 
 def check_mailbox(name: str) -> str:
@@ -94,8 +94,12 @@ def response_code(line: bytes | bytearray) -> ResponseCode:
 
 
 def _printable(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace").strip()
-    return "".join(c if c.isprintable() else " " for c in text)[:300]
+    return one_line(raw.decode("utf-8", "replace"))[:300]
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (CR, LF, other controls) made a space."""
+    return "".join(c if c.isprintable() else " " for c in text.strip())
 
 
 def last_line(response: Any) -> bytes:
@@ -249,9 +253,16 @@ def header_fields(raw: bytes, names: Iterable[str]) -> dict[str, str]:
     return {k: " ".join(v.split()) for k, v in values.items()}
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header section of a message, or of a ``BODY[HEADER]`` literal alike: up to the blank line,
+    without the line break that ends its last field."""
+    return raw[: header_end(raw)].rstrip(b"\r\n")
+
+
 def fingerprint(size: int, header: bytes) -> bytes:
-    """What recognises a message after a UIDVALIDITY change: its size and its Message-ID, Date and From,
-    hashed. ``header`` may be the whole message or just those fields."""
-    fields = header_fields(header, FINGERPRINT_FIELDS)
-    text = "\n".join([str(size), *(fields.get(name, "") for name in FINGERPRINT_FIELDS)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32].encode("ascii")
+    """What recognises a message after a UIDVALIDITY change: its size and a digest of its whole header
+    section (Received, Message-ID, Date, From, Subject and every other field, byte for byte), so that
+    messages alike in size and sender are told apart by any header difference. ``header`` may be the
+    whole message or its ``BODY[HEADER]``."""
+    digest = hashlib.sha256(b"%d\n" % size + header_block(header))
+    return digest.hexdigest()[:32].encode("ascii")
