@@ -20,7 +20,7 @@ import structlog
 
 from . import __version__, eventloop
 from .config import Config, load_config
-from .daemon import Daemon, build, running
+from .daemon import Daemon, build, running, stop_intake
 from .errors import ConfigError, SpoolerError
 from .logsetup import configure_logging
 from .notify import Notifier, watchdog_interval
@@ -68,6 +68,7 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
                     continue
                 log.info("stopping", signal=signal.Signals(signum).name)
                 notify.stopping()
+                await stop_intake(daemon, SHUTDOWN_DEADLINE)
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
                 break
             tg.cancel_scope.cancel()

@@ -23,6 +23,7 @@ from .addressing import parse_address, parse_address_list
 from .config_env import ENV_PREFIX, env_overlay, merged
 from .duration import parse_duration
 from .errors import ConfigError, PluginError
+from .listener_config import ListenerSection
 from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
@@ -242,8 +243,11 @@ class Config(_Strict):
             if not table[name]:
                 raise ValueError(f"{key!r}: no address to send to")
         return table
+    listeners: dict[str, ListenerSection] = Field(
+        default_factory=dict, description="SMTP listeners, [listeners.NAME] (none by default)"
+    )
 
-    @field_validator("stores", "transports")
+    @field_validator("stores", "transports", "listeners")
     @classmethod
     def _names(cls, sections: dict[str, Any]) -> dict[str, Any]:
         for name in sections:
@@ -309,6 +313,9 @@ def parse_config(
         if coupled is not None and coupled not in config.transports:
             known = ", ".join(sorted(config.transports)) or "none"
             problems.append(f"stores.{name}.coupled_transport: no transport {coupled!r} (known: {known})")
+    for name, listener in config.listeners.items():
+        if listener.store is not None and listener.store not in config.stores:
+            problems.append(f"listeners.{name}.store: no store named {listener.store!r}")
     if problems:
         raise ConfigError(problems, source)
     return config

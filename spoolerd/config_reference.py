@@ -26,6 +26,7 @@ from .config import (
 )
 from .config_env import ENV_PREFIX
 from .duration import format_duration
+from .listener_config import ListenerSection
 from .plugins import STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
@@ -35,6 +36,7 @@ _COMPUTED = {
     "reporting_mta": "this host's name",
     "default_domain": "this host's fully qualified name (`localhost` with no `[stores]`)",
 }
+_COMPUTED["allowed_networks"] = '`["127.0.0.0/8", "::1/128"]` (loopback)'
 _COMPUTED["sent_retention"] = f'`"{format_duration(SENT_RETENTION)}"` ({SENT_RETENTION:.0f} seconds)'
 
 
@@ -43,6 +45,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[spooler.retry]", RetrySection, ()),
     ("[log]", LogConfig, ()),
     ("[control]", ControlSection, ()),
+    ("[listeners.NAME]", ListenerSection, ()),
     ("[addresses]", AddressesSection, ()),
 )
 

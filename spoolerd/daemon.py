@@ -13,10 +13,11 @@ import grp
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -46,6 +47,7 @@ __all__ = [
     "running",
     "start_transports",
     "state_lock",
+    "stop_intake",
     "stop_transports",
 ]
 
@@ -65,6 +67,8 @@ class Daemon:
     on_reload: list[Callable[[Config], None]] = field(default_factory=list)
     keepers: dict[str, SentKeeper] = field(default_factory=dict)  # Sent Items retention, per store
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
+    status_rows: list[Callable[[], list[dict[str, Any]]]] = field(default_factory=list)  # faces' rows
+    on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
 
 
 def build(
@@ -241,6 +245,13 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         await start_transports(daemon.transports)
         # those running at exit: a reload may have replaced some (it stops the ones it retires)
         stack.push_async_callback(lambda: stop_transports(daemon.transports))
+        from .listener import Listeners  # a face, like the control server
+
+        listeners = Listeners(daemon)
+        stack.push_async_callback(listeners.stop, 0.0)
+        await listeners.open_all()  # ListenerUnavailable: a clear error, and what started is stopped
+        daemon.status_rows.append(listeners.rows)
+        daemon.on_stop.append(listeners.stop)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
             spooler = daemon.spooler
@@ -262,6 +273,11 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 )
                 daemon.on_reload.append(server.reconfigure)
                 await tg.start(server.serve)
+
+            def reconfigure_listeners(config: Config) -> None:
+                tg.start_soon(listeners.reconfigure, config)
+
+            daemon.on_reload.append(reconfigure_listeners)
             log.info(
                 "spooler running",
                 stores=sorted(daemon.stores),
@@ -270,5 +286,14 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             try:
                 yield daemon
             finally:
+                await stop_intake(daemon, 0.0)
                 await daemon.spooler.shutdown()
                 tg.cancel_scope.cancel()  # the control server
+
+
+async def stop_intake(daemon: Daemon, deadline: float) -> None:
+    """The first phase of a shutdown: the faces that take mail in (SMTP listeners) stop accepting and
+    finish what they were given within ``deadline`` seconds, before the spooler stops."""
+    hooks, daemon.on_stop = daemon.on_stop, []
+    for hook in hooks:
+        await hook(deadline)

@@ -12,6 +12,7 @@ __all__ = [
     "CannotQueue",
     "ConfigError",
     "InvalidArgument",
+    "ListenerUnavailable",
     "LockLost",
     "MessageTooLarge",
     "NoAccess",
@@ -158,3 +159,9 @@ class CannotQueue(NoSupport):
     """The store cannot queue outgoing mail, so it cannot submit or be the default store."""
 
     code = "cannot_queue"
+
+
+class ListenerUnavailable(SpoolerError, OSError):
+    """An SMTP listener could not listen on its address (taken, not local, or its TLS files unreadable)."""
+
+    code = "listener_unavailable"

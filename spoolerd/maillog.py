@@ -146,9 +146,12 @@ def outcomes(
         )
 
 
-def accepted(*, queue_id: str, store: str, content: bytes, sender: str, recipients: int, via: str) -> None:
+def accepted(
+    *, queue_id: str, store: str, content: bytes, sender: str, recipients: int, via: str, **origin: Any
+) -> None:
     """A message committed to a store's outgoing queue; ``via`` says how it came in (``socket`` for the
-    control socket's submit, ``sendmail`` for the sendmail command writing into the store itself)."""
+    control socket's submit, ``sendmail`` for the sendmail command writing into the store itself,
+    ``smtp`` for a listener, whose ``origin`` adds ``listener``, ``client``, ``tls`` and ``user``)."""
     log.info(
         ACCEPTED,
         queue_id=queue_id,
@@ -158,6 +161,7 @@ def accepted(*, queue_id: str, store: str, content: bytes, sender: str, recipien
         size=len(content),
         nrcpt=recipients,
         via=via,
+        **origin,
     )
 
 
@@ -245,6 +249,7 @@ def _accepted_text(e: Mapping[str, Any]) -> str:
     return (
         f"{e['queue_id']}: message-id={e['message_id'] or 'none'}, from=<{e['sender']}>, "
         f"size={e['size']}, nrcpt={e['nrcpt']}, via={e['via']}, store={e['store']}"
+        + "".join(f", {key}={e[key]}" for key in ("listener", "client", "tls", "user") if e.get(key))
     )
 
 

@@ -52,7 +52,8 @@ usage: spoolerd-sendmail [options] [--] [recipient ...] < message
   -C FILE            the configuration file (as $SPOOLERD_CONFIG)
   -v                 with -q: print the flush's counts
   -bm                deliver a message (the default)
-  -bd, -bs           refused: the daemon is `spoolerd run`; an SMTP session on stdin is not offered yet
+  -bd                refused: the daemon is `spoolerd run`
+  -bs                an SMTP session on standard input and output (the SMTP listener's rules)
   accepted and ignored: -B 7BIT|8BITMIME, -R full|hdrs, -V envid, -h N, -L label, -O opt=val,
   -o x (-oem, -odb, -odi, -oQ...), -X file, -A x, -e x, -p x, -G, -U, -c, -m, -n, -x; -I is -bi
 exit codes (sysexits): 0 ok, 64 usage, 65 bad message, 66 no input, 69 unavailable, 70 internal error,

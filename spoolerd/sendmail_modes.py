@@ -67,10 +67,10 @@ def run_mode(opts: Options) -> int:
         print("spoolerd-sendmail: -bd (daemon mode) is not a sendmail mode here: run `spoolerd run`",
               file=sys.stderr)  # fmt: skip
         return EX_USAGE
-    if opts.mode is Mode.SMTP:
-        print("spoolerd-sendmail: -bs (an SMTP session on stdin) is not offered yet: pipe the message "
-              "to spoolerd-sendmail instead", file=sys.stderr)  # fmt: skip
-        return EX_UNAVAILABLE
+    if opts.mode is Mode.SMTP:  # the SMTP listener's session on stdin/stdout (aiosmtpd: loaded for -bs only)
+        from .listener.stdio import serve_stdio
+
+        return serve_stdio()
     site_ids = None
     if opts.flush_site is not None:
         try:

@@ -154,6 +154,8 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
             if "failure" in row_status and "available" in row_status:  # failing as it says: not available
                 row_status.remove("available")
         rows.append(row)
+    for face_rows in daemon.status_rows:  # SMTP listeners
+        rows.extend(face_rows())
     return rows
 
 

@@ -136,7 +136,6 @@ async def test_bv_asks_spoolerctl_verify(daemon: Daemon) -> None:
         (("-Z", "a@localhost"), 64, b"unknown option -Z"),
         (("-tZ",), 64, b"unknown option -Z (in -tZ)"),
         (("-bd",), 64, b"spoolerd run"),
-        (("-bs",), 69, b"-bs"),
         (("-N", "sometimes", "a@localhost"), 64, b"-N 'sometimes'"),
     ],
 )

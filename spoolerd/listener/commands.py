@@ -1,0 +1,211 @@
+"""MAIL FROM and RCPT TO arguments, parsed with no I/O: the path and the ESMTP parameters the listener
+knows (RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 4954 AUTH, RFC 3461 RET, ENVID, NOTIFY,
+ORCPT). Anything else, or anything malformed, is a ``Reply`` the session sends back as it is."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import MessageTooLarge
+from ..message_size import check_message_size, smtp_reply
+
+__all__ = [
+    "CommandRefused",
+    "MailCommand",
+    "RcptCommand",
+    "Reply",
+    "parse_mail",
+    "parse_rcpt",
+    "report_requests",
+    "too_large",
+    "xtext_decode",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    status: str  # RFC 3463 enhanced status code
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+
+class CommandRefused(ValueError):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _refuse(code: int, status: str, text: str) -> CommandRefused:
+    return CommandRefused(Reply(code, status, text))
+
+
+@dataclass(frozen=True, slots=True)
+class MailCommand:
+    sender: str  # "" is the null reverse-path
+    size: int | None = None
+    body: str = "7BIT"
+    smtputf8: bool = False
+    ret: str | None = None  # FULL or HDRS (RFC 3461)
+    envid: str | None = None  # decoded from xtext
+
+
+@dataclass(frozen=True, slots=True)
+class RcptCommand:
+    address: str
+    notify: frozenset[str] | None = None  # NEVER, or some of SUCCESS, FAILURE, DELAY; None: not given
+    orcpt: str | None = None  # "rfc822;addr", decoded from xtext
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?$")
+_XTEXT = re.compile(r"\+([0-9A-F]{2})")
+_ROUTE = re.compile(r"^@[^:,]+(?:,@[^:,]+)*:")
+
+
+def xtext_decode(text: str) -> str:
+    """RFC 3461 §4 xtext: ``+XX`` is the character with that hex code; the result has no controls."""
+    if "+" in text and not re.fullmatch(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*", text):
+        raise _refuse(501, "5.5.4", "malformed xtext")
+    decoded = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if _CONTROL.search(decoded):
+        raise _refuse(501, "5.5.4", "control characters in a parameter")
+    return decoded
+
+
+def _split(arg: str | None, keyword: str) -> tuple[str, dict[str, str | None]]:
+    """The path (without its brackets) and the parameters (upper-cased names) of ``FROM:<path> P=V``."""
+    if arg is None or not arg[: len(keyword)].upper() == keyword:
+        raise _refuse(501, "5.5.4", f"Syntax: {keyword} <address> [parameters]")
+    rest = arg[len(keyword) :].lstrip(" ")
+    if _CONTROL.search(rest):
+        raise _refuse(501, "5.5.4", "control characters in the command")
+    if not rest.startswith("<"):
+        raise _refuse(501, "5.5.4", f"Syntax: {keyword} <address> (in angle brackets)")
+    close = _path_end(rest)
+    path, params_text = rest[1:close], rest[close + 1 :]
+    if params_text and not params_text.startswith(" "):
+        raise _refuse(501, "5.5.4", "a space must separate the address from its parameters")
+    params: dict[str, str | None] = {}
+    for word in params_text.split():
+        found = _PARAM.match(word)
+        if found is None:
+            raise _refuse(501, "5.5.4", f"malformed parameter {word[:40]!r}")
+        name = found.group(1).upper()
+        if name in params:
+            raise _refuse(501, "5.5.4", f"{name} given twice")
+        params[name] = found.group(2)
+    return _ROUTE.sub("", path), params  # a source route is ignored (RFC 5321 §3.3)
+
+
+def _path_end(text: str) -> int:
+    """Index of the ``>`` closing the path, skipping quoted local parts (``<"a>b"@c>``)."""
+    quoted = False
+    i = 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and quoted:
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ">" and not quoted:
+            return i
+        i += 1
+    raise _refuse(501, "5.5.4", "the address has no closing '>'")
+
+
+def _check_mailbox(address: str, utf8: bool) -> str:
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or " " in domain or ".." in domain:
+        raise _refuse(553, "5.1.3", f"bad address syntax: <{address[:80]}>")
+    if len(local) > 64 or len(address) > 254:
+        raise _refuse(553, "5.1.3", "address too long")
+    if not utf8 and not address.isascii():
+        raise _refuse(553, "5.6.7", "non-ASCII address without SMTPUTF8")
+    if " " in local and not (local.startswith('"') and local.endswith('"')):
+        raise _refuse(553, "5.1.3", f"bad address syntax: <{address[:80]}>")
+    return address
+
+
+def too_large(size: int, limit: int) -> None:
+    """``message_size_limit``'s one check, as the SMTP reply RFC 1870 gives it (552 5.3.4)."""
+    try:
+        check_message_size(size, limit)
+    except MessageTooLarge as exc:
+        code, text = smtp_reply(exc)
+        status, _, text = text.partition(" ")
+        raise CommandRefused(Reply(code, status, text)) from None
+
+
+def parse_mail(arg: str | None, *, size_limit: int, utf8_offered: bool) -> MailCommand:
+    """``FROM:<sender> [params]`` as a MailCommand; a too-large SIZE= is 552 5.3.4 (RFC 1870)."""
+    path, params = _split(arg, "FROM:")
+    smtputf8 = "SMTPUTF8" in params
+    if smtputf8 and (params.pop("SMTPUTF8") is not None or not utf8_offered):
+        raise _refuse(501, "5.5.4", "SMTPUTF8 takes no value")
+    size = None
+    if "SIZE" in params:
+        raw = params.pop("SIZE") or ""
+        if not raw.isdigit() or len(raw) > 20:
+            raise _refuse(501, "5.5.4", "SIZE takes a number of bytes")
+        size = int(raw)
+        too_large(size, size_limit)
+    body = (params.pop("BODY", None) or "7BIT").upper() if "BODY" in params else "7BIT"
+    if body not in ("7BIT", "8BITMIME"):
+        raise _refuse(501, "5.5.4", "BODY is 7BIT or 8BITMIME")
+    ret = None
+    if "RET" in params:
+        ret = (params.pop("RET") or "").upper()
+        if ret not in ("FULL", "HDRS"):
+            raise _refuse(501, "5.5.4", "RET is FULL or HDRS")
+    envid = None
+    if "ENVID" in params:
+        envid = xtext_decode(params.pop("ENVID") or "")
+        if len(envid) > 100:
+            raise _refuse(501, "5.5.4", "ENVID is longer than 100 characters")
+    params.pop("AUTH", None)  # RFC 4954 §5: the original submitter; we record our own facts instead
+    if params:
+        raise _refuse(555, "5.5.4", f"MAIL parameter not supported: {sorted(params)[0]}")
+    sender = "" if path == "" else _check_mailbox(path, smtputf8)
+    return MailCommand(sender, size, body, smtputf8, ret, envid)
+
+
+_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+
+
+def parse_rcpt(arg: str | None, *, smtputf8: bool) -> RcptCommand:
+    """``TO:<recipient> [params]`` as a RcptCommand. ``<postmaster>`` is allowed without a domain."""
+    path, params = _split(arg, "TO:")
+    notify = None
+    if "NOTIFY" in params:
+        words = frozenset((params.pop("NOTIFY") or "").upper().split(","))
+        if not (words == {"NEVER"} or (words and words <= _NOTIFY)):
+            raise _refuse(501, "5.5.4", "NOTIFY is NEVER, or some of SUCCESS, FAILURE, DELAY")
+        notify = words
+    orcpt = None
+    if "ORCPT" in params:
+        orcpt = xtext_decode(params.pop("ORCPT") or "")
+        kind, semi, original = orcpt.partition(";")
+        if not semi or not kind or not original:
+            raise _refuse(501, "5.5.4", "ORCPT is addr-type;address")
+    if params:
+        raise _refuse(555, "5.5.4", f"RCPT parameter not supported: {sorted(params)[0]}")
+    if path.lower() == "postmaster":
+        return RcptCommand("postmaster", notify, orcpt)
+    if not path:
+        raise _refuse(501, "5.1.3", "a recipient cannot be the null address")
+    return RcptCommand(_check_mailbox(path, smtputf8), notify, orcpt)
+
+
+def report_requests(recipients: list[RcptCommand]) -> tuple[bool, bool]:
+    """RFC 3461 NOTIFY mapped to the message's report requests (NDR, DR): no non-delivery report when
+    every recipient said NEVER (or named only other events), a delivery report when any asked for
+    SUCCESS. Without NOTIFY, the defaults (NDR on, DR off)."""
+    notify = [r.notify for r in recipients]
+    ndr = not all(n is not None and "FAILURE" not in n for n in notify)
+    dr = any(n is not None and "SUCCESS" in n for n in notify)
+    return ndr, dr

@@ -1,0 +1,319 @@
+"""SMTP listeners: bind ``[listeners.NAME]``, hand each connection a ``Session``, and put what they
+accept into the store through the same calls as the control socket's ``submit`` (``create_outgoing``,
+then ``Submitter.submit``): a 250 to DATA is sent only once the message is committed and queued.
+
+``Listeners`` runs them all inside the daemon: started with the control server, changed by ``reload``
+(a new one bound, a removed one closed, a changed one rebuilt), and on SIGTERM closed in two phases: stop
+accepting and hang up on idle sessions, let sessions in DATA finish within the deadline, close the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+from collections import Counter
+from typing import Any
+
+import anyio
+import structlog
+
+from .. import maillog
+from ..config import Config
+from ..daemon import Daemon
+from ..envelope import header_subject
+from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
+from ..listener_config import ListenerSection, split_address
+from ..message import NewRecipient
+from ..retention import filing
+from ..submission import create_outgoing
+from .commands import Reply, report_requests
+from .credentials import Credentials, load_credentials
+from .protocol import Session, Transaction
+from .rules import message_size_limit, recipient_addresses
+
+__all__ = ["ListenerContext", "Listeners"]
+
+log = structlog.get_logger("spoolerd.listener")
+
+
+class ListenerContext:
+    """What every session of one listener shares: settings, TLS, credentials, counters, the store."""
+
+    def __init__(self, name: str, settings: ListenerSection, daemon: Daemon) -> None:
+        self.name = name
+        self.settings = settings
+        self.daemon = daemon
+        self.hostname = settings.hostname or socket.getfqdn()
+        self.tls_context = _tls_context(settings) if settings.tls != "none" else None
+        where = f"listeners.{name}.credentials_file"
+        path = settings.credentials_file
+        self.credentials: Credentials | None = None if path is None else load_credentials(path, where)
+        self.counters: Counter[str] = Counter(accepted=0, refused=0)
+        self.sessions: set[Session] = set()
+        self.in_data = 0
+        self.data_done = asyncio.Event()
+        self.closing = False
+        self.last_error: str | None = None
+
+    # sessions ----------------------------------------------------------------------------------
+
+    def admit(self, session: Session) -> bool:
+        if self.closing or len(self.sessions) >= self.settings.max_connections:
+            self.counters["refused_connections"] += 1
+            log.warning(
+                "smtp connection refused: too many", listener=self.name, limit=self.settings.max_connections
+            )
+            return False
+        self.sessions.add(session)
+        return True
+
+    def release(self, session: Session) -> None:
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        log.info(
+            "smtp session ended",
+            listener=self.name,
+            client=session.client_ip,
+            tls=session.tls,
+            user=session.user,
+            accepted=session.accepted,
+            refused=session.refused,
+            seconds=round(time.monotonic() - session.opened, 3),
+        )
+
+    def allowed(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.settings.allowed_networks)
+
+    def size_limit(self) -> int:
+        return message_size_limit(self.daemon.config)
+
+    def resolve(self, address: str) -> tuple[Reply | None, list[str]]:
+        try:
+            return None, recipient_addresses(self.daemon.config, address)
+        except (BadAddress, InvalidArgument) as exc:
+            return Reply(553, "5.1.3", f"bad recipient address: {exc}"[:200]), []
+
+    @property
+    def store_name(self) -> str:
+        return self.settings.store or self.daemon.default_store
+
+    # the store ---------------------------------------------------------------------------------
+
+    async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
+        """Commit and queue the message, then say so. Shielded: a client that hangs up while the store
+        works does not leave a half-made message (it may get the message without the 250: a duplicate
+        at worst, as RFC 5321 §6.1 allows, never a loss)."""
+        return await asyncio.shield(asyncio.ensure_future(self._store(session, tx, content)))
+
+    def data_started(self) -> None:
+        self.in_data += 1
+        self.data_done.clear()
+
+    def data_finished(self) -> None:
+        self.in_data -= 1
+        if not self.in_data:
+            self.data_done.set()
+
+    async def _store(self, session: Session, tx: Transaction, content: bytes) -> Reply:
+        name = self.store_name
+        store = self.daemon.stores.get(name)
+        if store is None:
+            return self._failed(Reply(451, "4.3.0", "store not available"), f"no store named {name!r}")
+        ndr, dr = report_requests(tx.recipients)
+        filed = filing(self.daemon.config.stores[name].sent_copies)
+        message_id = None
+        try:
+            message_id = await create_outgoing(
+                store,
+                content,
+                [NewRecipient(a) for a in tx.addresses],
+                sender=tx.mail.sender,
+                subject=header_subject(content),
+                sentmail=filed.sentmail,
+                delete_after_submit=filed.delete_after_submit,
+                ndr_requested=ndr,
+                dr_requested=dr,
+            )
+            await self.daemon.submitter.submit(name, message_id)  # committed and queued: now the 250
+        except (StoreError, OSError) as exc:
+            await _discard(store, message_id)
+            return self._failed(Reply(451, "4.3.0", "Error: queue file write error, try again later"), exc)
+        except SpoolerError as exc:
+            await _discard(store, message_id)
+            return self._failed(Reply(554, "5.6.0", f"message refused: {exc}"[:200]), exc)
+        except Exception as exc:  # a provider's raw error (sqlite3's "disk is full"): still the store's
+            log.exception("store failed while accepting a message", listener=self.name, store=name)
+            await _discard(store, message_id)
+            return self._failed(Reply(451, "4.3.0", "Error: queue file write error, try again later"), exc)
+        self.counters["accepted"] += 1
+        maillog.accepted(
+            queue_id=message_id,
+            store=name,
+            content=content,
+            sender=tx.mail.sender,
+            recipients=len(tx.addresses),
+            via="smtp",
+            listener=self.name,
+            client=session.client_ip,
+            tls=session.tls,
+            user=session.user,
+        )
+        return Reply(250, "2.0.0", f"Ok: queued as {message_id}")
+
+    def _failed(self, reply: Reply, cause: object) -> Reply:
+        self.counters["refused"] += 1
+        self.last_error = str(cause)
+        log.warning("smtp message not accepted", listener=self.name, reply=str(reply), error=str(cause))
+        return reply
+
+    def status_row(self) -> dict[str, Any]:
+        return {
+            "resource_type": "listener",
+            "name": self.name,
+            "address": self.settings.address,
+            "store": self.store_name,
+            "status": ["available"] if not self.closing else ["stopping"],
+            "methods": [],
+            "counters": {"connections": len(self.sessions), **self.counters},
+            "last_error": self.last_error,
+        }
+
+
+async def _discard(store: Any, message_id: str | None) -> None:
+    if message_id is None:
+        return
+    try:
+        await store.delete(message_id)
+    except Exception:  # the store is failing already; the draft was never submitted, so never sent
+        log.warning("could not remove an unsubmitted draft", id=message_id)
+
+
+def _tls_context(settings: ListenerSection) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    assert settings.cert_file is not None and settings.key_file is not None  # the model checks it
+    context.load_cert_chain(settings.cert_file, settings.key_file)
+    return context
+
+
+class _Running:
+    def __init__(self, context: ListenerContext, server: asyncio.AbstractServer) -> None:
+        self.context = context
+        self.server = server
+
+
+class Listeners:
+    """Every configured listener of a running daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.running: dict[str, _Running] = {}
+        self.failed: dict[str, str] = {}  # listeners that could not bind, and why
+
+    async def open_all(self) -> None:
+        for name, section in self.daemon.config.listeners.items():
+            try:
+                await self._open(name, section)
+            except OSError as exc:  # the address is taken, or the certificate unreadable: say which
+                raise ListenerUnavailable(
+                    f"listeners.{name}: cannot listen on {section.address}: {exc}"
+                ) from exc
+
+    async def _open(self, name: str, section: ListenerSection) -> None:
+        context = ListenerContext(name, section, self.daemon)
+        host, port = split_address(section.address)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Session(context, loop),
+            host,
+            port,
+            ssl=context.tls_context if section.tls == "implicit" else None,
+            reuse_address=True,
+            backlog=max(128, section.max_connections),
+        )
+        self.running[name] = _Running(context, server)
+        log.info(
+            "smtp listener started",
+            listener=name,
+            address=section.address,
+            tls=section.tls,
+            auth_mode=section.auth,
+            store=context.store_name,
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = [r.context.status_row() for r in self.running.values()]
+        for name, error in self.failed.items():
+            row = {
+                "resource_type": "listener",
+                "name": name,
+                "status": ["failure"],
+                "methods": [],
+                "counters": {},
+                "last_error": error,
+            }
+            rows.append(row)
+        return rows
+
+    async def reconfigure(self, config: Config) -> list[str]:
+        """Apply ``[listeners]`` from a reloaded config: stop listening on the removed and changed ones,
+        open the new and changed ones, then let the old sessions in DATA finish. Returns what could not
+        be applied (a bind failure names the listener; status shows it as failure)."""
+        problems = []
+        retired = []
+        for name in list(self.running):
+            section = config.listeners.get(name)
+            if section is None or section != self.running[name].context.settings:
+                retired.append(self._stop_listening(name))
+                log.info("smtp listener closed", listener=name, reason="reload")
+        self.failed.clear()
+        for name, section in config.listeners.items():
+            if name in self.running:
+                continue
+            try:
+                await self._open(name, section)
+            except (OSError, SpoolerError) as exc:
+                self.failed[name] = str(exc)
+                problems.append(f"listeners.{name}: {exc}")
+                log.warning("smtp listener could not start", listener=name, error=str(exc))
+        for context in retired:
+            await _drain(context, RELOAD_DRAIN)
+        return problems
+
+    async def stop(self, deadline: float) -> None:
+        """SIGTERM: no new connections, idle sessions hung up on, sessions in DATA given ``deadline``."""
+        retired = [self._stop_listening(name) for name in list(self.running)]
+        for context in retired:
+            await _drain(context, deadline)
+
+    def _stop_listening(self, name: str) -> ListenerContext:
+        running = self.running.pop(name)
+        context = running.context
+        context.closing = True
+        running.server.close()
+        for session in list(context.sessions):
+            if not session.in_data and session.transport is not None:
+                session.transport.write(b"421 4.3.2 Service shutting down\r\n")  # type: ignore[attr-defined]
+                session.transport.close()
+        return context
+
+
+RELOAD_DRAIN = 30.0  # seconds a reload lets a replaced listener's sessions in DATA finish
+
+
+async def _drain(context: ListenerContext, deadline: float) -> None:
+    if context.in_data:
+        with anyio.move_on_after(deadline):
+            await context.data_done.wait()
+    for session in list(context.sessions):
+        if session.transport is not None:
+            session.transport.close()

@@ -1,0 +1,84 @@
+"""reload applies [listeners] live (a new one bound, a changed one rebuilt, a removed one closed); an
+address that cannot be had is a clear error at start and a failure row after a reload."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.listener.conftest import ListenerDaemon, Raw, in_thread, message, sendmail
+from tests.peers.ports import free_port
+
+
+async def test_reload_adds_changes_and_removes_listeners(daemon: ListenerDaemon) -> None:
+    second = free_port()
+    daemon.listener = "max_recipients = 1"
+    daemon.extra = f'[listeners.second]\naddress = "127.0.0.1:{second}"'
+    daemon.write_config()
+    ctl = await daemon.client()
+    mark = len(daemon.lines)
+    await ctl.ok("reload")
+    await daemon.wait_log(
+        lambda e: e.get("event") == "smtp listener started" and e["listener"] == "second", after=mark
+    )
+    await daemon.wait_log(
+        lambda e: e.get("event") == "smtp listener started" and e["listener"] == "main", after=mark
+    )
+    with Raw(daemon.port) as c:  # main, rebuilt with its new limit
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<a@example.com>")
+        assert c.cmd("RCPT TO:<a@localhost>").startswith("250")
+        assert c.cmd("RCPT TO:<b@localhost>").startswith("452 4.5.3")
+    other = ListenerDaemon.__new__(ListenerDaemon)
+    other.port = second
+    assert await in_thread(sendmail, other, "a@example.com", ["bob@localhost"], message("second")) == {}
+    rows = await ctl.ok("status")
+    assert {r["name"] for r in rows if r["resource_type"] == "listener"} == {"main", "second"}
+
+    daemon.extra = ""
+    daemon.write_config()
+    mark = len(daemon.lines)
+    await ctl.ok("reload")
+    await daemon.wait_log(
+        lambda e: e.get("event") == "smtp listener closed" and e["listener"] == "second", after=mark
+    )
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", second), timeout=5).close()
+    assert [r["subject"] for r in await daemon.inbox(1)] == ["second"]
+
+
+async def test_a_reload_onto_a_taken_address_shows_failure(daemon: ListenerDaemon) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon.extra = f'[listeners.clash]\naddress = "127.0.0.1:{port}"'
+        daemon.write_config()
+        ctl = await daemon.client()
+        await ctl.ok("reload")
+        await daemon.wait_log(lambda e: e.get("event") == "smtp listener could not start")
+        rows = await ctl.ok("status")
+        [row] = [r for r in rows if r["name"] == "clash"]
+        assert row["status"] == ["failure"] and "in use" in row["last_error"]
+
+
+def test_a_taken_address_at_start_is_a_clear_error(tmp_path: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'[spooler]\nstate_dir = "{tmp_path}/state"\n[control]\nenabled = false\n'
+            f'[listeners.main]\naddress = "127.0.0.1:{port}"\n'
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "spoolerd.cli", "run", "--config", str(cfg)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 70, done.stderr
+    assert f"listeners.main: cannot listen on 127.0.0.1:{port}" in done.stderr
