@@ -243,6 +243,7 @@ class Config(_Strict):
             if not table[name]:
                 raise ValueError(f"{key!r}: no address to send to")
         return table
+
     listeners: dict[str, ListenerSection] = Field(
         default_factory=dict, description="SMTP listeners, [listeners.NAME] (none by default)"
     )

@@ -1,6 +1,7 @@
 """SMTP listeners: bind ``[listeners.NAME]``, hand each connection a ``Session``, and put what they
-accept into the store through the same calls as the control socket's ``submit`` (``create_outgoing``,
-then ``Submitter.submit``): a 250 to DATA is sent only once the message is committed and queued.
+accept into the store through the same calls as the control socket's ``submit`` (``outgoing_draft``,
+then ``Submitter.submit_new``, one transaction): a 250 to DATA is sent only once the message is committed
+and queued.
 
 ``Listeners`` runs them all inside the daemon: started with the control server, changed by ``reload``
 (a new one bound, a removed one closed, a changed one rebuilt), and on SIGTERM closed in two phases: stop
@@ -28,7 +29,7 @@ from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerEr
 from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
 from ..retention import filing
-from ..submission import create_outgoing
+from ..submission import outgoing_draft
 from .commands import Reply, report_requests
 from .credentials import Credentials, load_credentials
 from .protocol import Session, Transaction
@@ -131,9 +132,8 @@ class ListenerContext:
             return self._failed(Reply(451, "4.3.0", "store not available"), f"no store named {name!r}")
         ndr, dr = report_requests(tx.recipients)
         filed = filing(self.daemon.config.stores[name].sent_copies)
-        message_id = None
         try:
-            message_id = await create_outgoing(
+            draft = await outgoing_draft(
                 store,
                 content,
                 [NewRecipient(a) for a in tx.addresses],
@@ -144,16 +144,14 @@ class ListenerContext:
                 ndr_requested=ndr,
                 dr_requested=dr,
             )
-            await self.daemon.submitter.submit(name, message_id)  # committed and queued: now the 250
+            # created and queued in one transaction: committed, or nothing at all; now the 250
+            message_id = (await self.daemon.submitter.submit_new(name, draft)).message_id
         except (StoreError, OSError) as exc:
-            await _discard(store, message_id)
             return self._failed(Reply(451, "4.3.0", "Error: queue file write error, try again later"), exc)
         except SpoolerError as exc:
-            await _discard(store, message_id)
             return self._failed(Reply(554, "5.6.0", f"message refused: {exc}"[:200]), exc)
         except Exception as exc:  # a provider's raw error (sqlite3's "disk is full"): still the store's
             log.exception("store failed while accepting a message", listener=self.name, store=name)
-            await _discard(store, message_id)
             return self._failed(Reply(451, "4.3.0", "Error: queue file write error, try again later"), exc)
         self.counters["accepted"] += 1
         maillog.accepted(
@@ -187,15 +185,6 @@ class ListenerContext:
             "counters": {"connections": len(self.sessions), **self.counters},
             "last_error": self.last_error,
         }
-
-
-async def _discard(store: Any, message_id: str | None) -> None:
-    if message_id is None:
-        return
-    try:
-        await store.delete(message_id)
-    except Exception:  # the store is failing already; the draft was never submitted, so never sent
-        log.warning("could not remove an unsubmitted draft", id=message_id)
 
 
 def _tls_context(settings: ListenerSection) -> ssl.SSLContext:
