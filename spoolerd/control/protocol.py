@@ -156,21 +156,19 @@ class RequestReader:
 
 
 def parse_request(line: bytes) -> Request:
-    try:
-        text = line.decode()
-    except UnicodeDecodeError as exc:
-        raise ProtocolError("bad_request", f"a request is UTF-8 text: {exc}") from None
     values = _values(line)
     if values > MAX_VALUES:
         raise ProtocolError("bad_request", f"a request holds at most {MAX_VALUES} JSON values, not {values}")
+    try:
+        text, not_text = line.decode(), ""
+    except UnicodeDecodeError as exc:  # refused below, once its announced body is known (to be skipped)
+        text, not_text = line.decode(errors="replace"), f"a request is UTF-8 text: {exc}"
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise ProtocolError("bad_json", f"not a JSON object: {exc}") from None
     except RecursionError:
         raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from None
-    if _has_surrogate(data):
-        raise ProtocolError("bad_request", "a request's strings are Unicode text (a lone surrogate is not)")
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "a request is a JSON object")
     body_length = data.get("body")
@@ -180,6 +178,9 @@ def parse_request(line: bytes) -> Request:
         raise ProtocolError("bad_request", "'body' must be a byte count", data.get("id"))
     skip = body_length or 0  # whatever is wrong below, the announced bytes are not requests
     request_id = data.get("id")
+    if not_text or _has_surrogate(data):
+        message = not_text or "a request's strings are Unicode text (a lone surrogate is not)"
+        raise ProtocolError("bad_request", message, request_id, skip)
     if not (request_id is None or isinstance(request_id, str | int | float | bool)):
         raise ProtocolError("bad_request", "'id' must be a string or a number", None, skip)
     cmd = data.get("cmd")

@@ -212,6 +212,20 @@ class ControlServer:
             return _close_oldest_idle(busiest, f"{self.max_connections} control connections are open")
         return True
 
+    def relieve(self, grower: _Session) -> None:
+        """Over ``max_buffer_total``: hang up on the connections that hold the most (``grower`` first
+        among equals) until the rest fit, so that a few greedy ones cannot lock out a new one."""
+        while self.buffered > self.max_buffer_total:
+            holders = [s for ss in self.sessions.values() for s in ss if s.held and not s.closed.is_set()]
+            if not holders:
+                return
+            largest = max(holders, key=lambda s: (s.held, s is grower))
+            largest.hang_up(
+                "buffer_full",
+                f"the control connections hold more than {self.max_buffer_total} bytes together,"
+                f" {largest.held} of them for this one",
+            )
+
 
 def _close_oldest_idle(sessions: list[_Session], why: str) -> bool:
     idle = [s for s in sessions if not s.active]
@@ -256,18 +270,19 @@ class _Session:
         log.info("control client hung up", uid=self.uid, code=code, reason=message)
         self.farewell = encode_error(None, code, message)
         self.closed.set()
+        self.server.buffered -= self.held
+        self.held = 0
 
     def account(self) -> None:
-        """Count what this connection holds in the server's total; hang up on the one that goes over."""
+        """Count what this connection holds in the server's total; over it, the largest holder goes."""
+        if self.closed.is_set():
+            return  # what it held is let go with it
         held = self.reader.buffered + self.backlog
         grew = held > self.held
         self.server.buffered += held - self.held
         self.held = held
-        if grew and self.server.buffered > self.server.max_buffer_total:
-            self.hang_up(
-                "buffer_full",
-                f"the control connections hold more than {self.server.max_buffer_total} bytes together",
-            )
+        if grew:
+            self.server.relieve(self)
 
     async def send_line(self, line: bytes) -> None:
         """Write one line; a client that went away just ends the session, and one that leaves more than
