@@ -40,6 +40,16 @@ class SmallBuffers(Limited):
     spooler = f"message_size_limit = {2 << 20}\n"
 
 
+class Unthrottled(SmallBuffers):
+    control = SmallBuffers.control + "rate = 1000000.0\nburst = 1000000.0\n"
+
+
+@pytest.fixture
+async def unthrottled() -> AsyncIterator[Unthrottled]:
+    async for d in running(Unthrottled):
+        yield d
+
+
 @pytest.fixture
 async def quick_idle() -> AsyncIterator[QuickIdle]:
     async for d in running(QuickIdle):
@@ -129,6 +139,22 @@ async def test_bodies_held_at_once_are_bounded_in_total(small_buffers: SmallBuff
     await small_buffers.log_line(full, first + 1)  # before: all four held
     fresh = await small_buffers.client()
     assert (await fresh.ok("ping"))["pong"]  # a new client is served, though the total is full
+
+
+async def test_answers_and_events_left_unread_are_bounded(unthrottled: Unthrottled) -> None:
+    greedy = await unthrottled.client()
+    name = "w" * 1000  # echoed in every event line
+    streams = b"".join(
+        json.dumps({"id": f"{name}{i}", "cmd": "subscribe"}).encode() + b"\n" for i in range(3000)
+    )
+    with anyio.move_on_after(20), contextlib.suppress(anyio.BrokenResourceError):
+        await greedy.stream.send(streams)  # and nothing read: 3 MB of "subscribed" events pile up
+    await unthrottled.log_line(lambda line: b'"code": "buffer_full"' in line and b"unread" in line)
+    with anyio.fail_after(20), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+        while True:  # what was written before the hang-up, then the end
+            await greedy.stream.receive()
+    fresh = await unthrottled.client()
+    assert (await fresh.ok("ping"))["pong"]
 
 
 @pytest.mark.parametrize(
