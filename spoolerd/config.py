@@ -187,7 +187,7 @@ class ControlSection(_Strict):
         256 * 1024 * 1024,
         ge=1024 * 1024,
         description="bytes held by all connections together, submit bodies included (at least"
-        " message_size_limit is always allowed); the connection that goes over it: buffer_full, hung up",
+        " message_size_limit is always allowed); over it the largest holders are told buffer_full, hung up",
     )
 
 

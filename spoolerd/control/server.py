@@ -12,8 +12,8 @@ No client can lock out the others: a connection that sends no request for ``idle
 either closes the oldest idle connection of that uid (of the busiest uid), which is told
 ``connection_limit``, and is refused ``busy`` only when none is idle. What a connection makes the daemon
 hold (its partial line, answers and events it does not read) is bounded by ``max_buffer``, and all of
-them together (submit bodies too) by ``max_buffer_total``: the connection that goes over is told
-``buffer_full`` and hung up on.
+them together (submit bodies too) by ``max_buffer_total``: the connection over its own bound, or over
+the total the ones that hold the most, are told ``buffer_full`` and hung up on.
 """
 
 from __future__ import annotations
