@@ -168,6 +168,28 @@ class ControlSection(_Strict):
     allowed_groups: list[str | int] = Field(default_factory=list, description="group names or gids")
     rate: float = Field(200.0, gt=0, description="requests a second per connection")
     burst: float = Field(400.0, ge=1, description="requests in a burst per connection")
+    idle_timeout: float = Field(
+        60.0, gt=0, description="seconds a connection may wait between requests (a subscribe stream waits on)"
+    )
+    max_connections: int = Field(256, ge=1, description="connections at once, all users together")
+    max_connections_per_uid: int = Field(
+        32,
+        ge=1,
+        description="connections at once per uid; a new one over it (or over max_connections) closes"
+        " that uid's (or the busiest uid's) oldest idle connection, or is refused busy when none is idle",
+    )
+    max_buffer: int = Field(
+        4 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes held per connection: its partial request line and answers and events it has"
+        " not read (a submit's body is bounded by message_size_limit); over it: buffer_full, hung up",
+    )
+    max_buffer_total: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes held by all connections together, submit bodies included (at least"
+        " message_size_limit is always allowed); over it the largest holders are told buffer_full, hung up",
+    )
 
 
 class AddressesSection(_Strict):

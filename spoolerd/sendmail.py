@@ -215,7 +215,7 @@ def _exit_status(code: str) -> int:
         return EX_CONFIG
     if code == "message_too_large":
         return EX_UNAVAILABLE
-    if code in ("bad_args", "invalid_argument", "no_recipients", "bad_address"):
+    if code in ("bad_args", "invalid_argument", "no_recipients", "bad_address", "bad_request", "bad_json"):
         return EX_DATAERR
     return EX_TEMPFAIL
 

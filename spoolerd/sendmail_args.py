@@ -99,6 +99,11 @@ def has_control(value: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
 
 
+def undecodable(value: str) -> bool:
+    """Bytes that are not UTF-8 in an argument (Python hands them over as lone surrogates)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
 @dataclass(slots=True)
 class Options:
     mode: Mode = Mode.DELIVER
@@ -133,6 +138,8 @@ def _apply(opts: Options, letter: str, value: str) -> None:
     """One option that takes a value."""
     if has_control(value):
         raise UsageError(f"-{letter} {value!r} contains control characters")
+    if undecodable(value):
+        raise UsageError(f"-{letter} {_shown(value)} is not UTF-8 text")
     if letter in "fr":
         opts.sender = "" if value in ("", "<>") else value  # "" and <> are the null sender
     elif letter == "F":
@@ -194,6 +201,13 @@ def _check(opts: Options) -> None:
     for r in opts.recipients:
         if has_control(r):
             raise UsageError(f"recipient {r!r} contains control characters")
+        if undecodable(r):
+            raise UsageError(f"recipient {_shown(r)} is not UTF-8 text")
+
+
+def _shown(value: str) -> str:
+    """An argument as a terminal can show it: the bytes that are not UTF-8 as \\xNN."""
+    return "'" + value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") + "'"
 
 
 def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:

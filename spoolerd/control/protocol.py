@@ -9,11 +9,16 @@ A request may carry raw bytes: ``"body": N`` in the request line announces exact
 the newline (``submit`` sends its message so, of any size up to ``message_size_limit``, without base64
 and without a line limit sized for it). A body over ``body_limit`` is answered ``message_too_large`` as
 soon as it is announced, and its bytes are skipped, so the connection stays usable.
+
+What a request may cost is bounded before it is parsed: at most ``MAX_VALUES`` JSON values (a 1 MiB
+line of ``{},{},…`` would otherwise become some 20 MB of objects) and no deeper nesting than the parser
+takes; a line that is not UTF-8 or carries a lone surrogate is a ``bad_request``, never a store error.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +26,7 @@ from ..errors import MessageTooLarge
 
 __all__ = [
     "MAX_LINE",
+    "MAX_VALUES",
     "ProtocolError",
     "Request",
     "RequestReader",
@@ -32,6 +38,11 @@ __all__ = [
 
 # A request line (a message larger than about 750 KB travels as a body, not as base64 in the line).
 MAX_LINE = 1024 * 1024
+# JSON values in one request (containers and their elements): ample for thousands of recipients.
+MAX_VALUES = 20_000
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its commas and brackets are text
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ProtocolError(Exception):
@@ -66,6 +77,17 @@ class RequestReader:
         self._pending: Request | None = None  # a request whose body is being read
         self._chunks: list[bytes] = []
         self._missing = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the request being read: its partial line, or the part of its body received."""
+        if self._pending is not None:
+            return (self._pending.body_length or 0) - self._missing
+        return len(self._buf)
+
+    @property
+    def reading_body(self) -> bool:
+        return self._pending is not None
 
     def feed(self, data: bytes) -> list[Request | ProtocolError]:
         out: list[Request | ProtocolError] = []
@@ -134,10 +156,19 @@ class RequestReader:
 
 
 def parse_request(line: bytes) -> Request:
+    values = _values(line)
+    if values > MAX_VALUES:
+        raise ProtocolError("bad_request", f"a request holds at most {MAX_VALUES} JSON values, not {values}")
     try:
-        data = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as exc:
+        text, not_text = line.decode(), ""
+    except UnicodeDecodeError as exc:  # refused below, once its announced body is known (to be skipped)
+        text, not_text = line.decode(errors="replace"), f"a request is UTF-8 text: {exc}"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
         raise ProtocolError("bad_json", f"not a JSON object: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "a request is a JSON object")
     body_length = data.get("body")
@@ -147,6 +178,9 @@ def parse_request(line: bytes) -> Request:
         raise ProtocolError("bad_request", "'body' must be a byte count", data.get("id"))
     skip = body_length or 0  # whatever is wrong below, the announced bytes are not requests
     request_id = data.get("id")
+    if not_text or _has_surrogate(data):
+        message = not_text or "a request's strings are Unicode text (a lone surrogate is not)"
+        raise ProtocolError("bad_request", message, request_id, skip)
     if not (request_id is None or isinstance(request_id, str | int | float | bool)):
         raise ProtocolError("bad_request", "'id' must be a string or a number", None, skip)
     cmd = data.get("cmd")
@@ -161,6 +195,23 @@ def parse_request(line: bytes) -> Request:
             "bad_request", f"unknown request fields: {', '.join(sorted(unknown))}", request_id, skip
         )
     return Request(request_id, cmd, args, body_length)
+
+
+def _values(line: bytes) -> int:
+    """An upper bound of the JSON values in ``line``, counted without parsing it (strings are text)."""
+    bare = _STRING.sub(b'""', line)
+    return bare.count(b",") + bare.count(b"[") + bare.count(b"{") + 1
+
+
+def _has_surrogate(data: Any) -> bool:
+    """A lone surrogate (``"\\ud800"`` in JSON) anywhere: it cannot be encoded, stored or sent."""
+    if isinstance(data, str):
+        return _SURROGATE.search(data) is not None
+    if isinstance(data, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in data.items())
+    if isinstance(data, list):
+        return any(_has_surrogate(v) for v in data)
+    return False
 
 
 def _line(obj: dict[str, Any]) -> bytes:

@@ -5,12 +5,22 @@ root, the daemon's own uid, the configured uids, and members of the configured g
 supplementary, read from /proc) may talk to it; anyone else gets a ``forbidden`` error and is hung up
 on. A client that sends too fast is answered ``rate_limited``. A bad line never costs the connection,
 let alone the daemon.
+
+No client can lock out the others: a connection that sends no request for ``idle_timeout`` is closed
+(``idle_timeout``; a ``subscribe`` stream or a running command is not idle); a uid holds at most
+``max_connections_per_uid`` connections and all together at most ``max_connections``: a new one over
+either closes the oldest idle connection of that uid (of the busiest uid), which is told
+``connection_limit``, and is refused ``busy`` only when none is idle. What a connection makes the daemon
+hold (its partial line, answers and events it does not read) is bounded by ``max_buffer``, and all of
+them together (submit bodies too) by ``max_buffer_total``: the connection over its own bound, or over
+the total the ones that hold the most, are told ``buffer_full`` and hung up on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import grp
+import math
 import os
 import socket
 import struct
@@ -28,14 +38,24 @@ from ..daemon import Daemon
 from ..errors import ConfigError, SpoolerError
 from ..fsutil import make_dirs_durably
 from .commands import Connection, run_command
-from .protocol import ProtocolError, Request, RequestReader, encode_error, encode_event, encode_result
+from .protocol import (
+    MAX_LINE,
+    ProtocolError,
+    Request,
+    RequestReader,
+    encode_error,
+    encode_event,
+    encode_result,
+)
 
 __all__ = ["ControlServer", "peer_credentials"]
 
 log = structlog.get_logger("spoolerd.control")
 
 _PEERCRED = struct.Struct("3i")
-_RECEIVE = 256 * 1024  # bytes read at a time: request lines are small, a submit's body may be large
+_RECEIVE = 256 * 1024  # bytes read at a time of a submit's body, which may be large
+_RECEIVE_LINES = 64 * 1024  # and of request lines: a chunk of tiny requests is parsed at once
+_FAREWELL = 1.0  # seconds a hung-up client is given to take its last line
 
 
 def peer_credentials(stream: SocketStream) -> tuple[int, int, int]:
@@ -85,7 +105,6 @@ class ControlServer:
         max_line: int | None = None,
         rate: float = 200.0,
         burst: float = 400.0,
-        max_connections: int = 256,
     ) -> None:
         self.daemon = daemon
         self.path = path
@@ -95,8 +114,20 @@ class ControlServer:
         self.mode = mode
         self.max_line = max_line
         self.rate, self.burst = rate, burst
-        self.connections = 0
-        self.max_connections = max_connections
+        self.sessions: dict[int, list[_Session]] = {}  # by uid, oldest first
+        self.buffered = 0  # bytes held by every connection together
+        self._limits(daemon.config)
+
+    def _limits(self, config: Config) -> None:
+        control = config.control
+        self.idle_timeout = control.idle_timeout
+        self.max_connections = control.max_connections
+        self.max_per_uid = control.max_connections_per_uid
+        self.max_buffer = control.max_buffer
+        # one message of the largest size is always allowed
+        self.max_buffer_total = max(
+            control.max_buffer_total, config.spooler.message_size_limit + control.max_buffer
+        )
 
     def reconfigure(self, config: Config) -> None:
         """A reload: who may connect and how fast (the socket path needs a restart)."""
@@ -105,6 +136,7 @@ class ControlServer:
             grp.getgrnam(g).gr_gid if isinstance(g, str) else g for g in config.control.allowed_groups
         }
         self.rate, self.burst = config.control.rate, config.control.burst
+        self._limits(config)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if len(os.fsencode(self.path)) > 107:
@@ -151,18 +183,57 @@ class ControlServer:
                         stream, encode_error(None, "forbidden", f"uid {uid} may not use the control socket")
                     )
                     return
-                if self.connections >= self.max_connections:
+                if not self._make_room(uid):
                     await _send(stream, encode_error(None, "busy", "too many control connections; try again"))
                     return
-                self.connections += 1
+                session = _Session(self, stream, uid)
+                self.sessions.setdefault(uid, []).append(session)
                 try:
-                    await _Session(self, stream, uid).run()
+                    await session.run()
                 finally:
-                    self.connections -= 1
+                    self.sessions[uid].remove(session)
+                    if not self.sessions[uid]:
+                        del self.sessions[uid]
+                    self.buffered -= session.held
         except* (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
             pass  # the client went away mid-answer
         except* Exception:
             log.exception("control connection failed")
+
+    def _make_room(self, uid: int) -> bool:
+        """Room for one more connection of ``uid``: an idle one of that uid (over its cap) or of the busiest
+        uid (over the total) is closed for it; False when every one in the way is busy."""
+        live = {u: [s for s in ss if not s.closed.is_set()] for u, ss in self.sessions.items()}
+        mine = live.get(uid, [])
+        if len(mine) >= self.max_per_uid:
+            return _close_oldest_idle(mine, f"uid {uid} has {len(mine)} connections, the most allowed")
+        if sum(map(len, live.values())) >= self.max_connections:
+            busiest = max(live.values(), key=len)
+            return _close_oldest_idle(busiest, f"{self.max_connections} control connections are open")
+        return True
+
+    def relieve(self, grower: _Session) -> None:
+        """Over ``max_buffer_total``: hang up on the connections that hold the most (``grower`` first
+        among equals) until the rest fit, so that a few greedy ones cannot lock out a new one."""
+        while self.buffered > self.max_buffer_total:
+            holders = [s for ss in self.sessions.values() for s in ss if s.held and not s.closed.is_set()]
+            if not holders:
+                return
+            largest = max(holders, key=lambda s: (s.held, s is grower))
+            largest.hang_up(
+                "buffer_full",
+                f"the control connections hold more than {self.max_buffer_total} bytes together,"
+                f" {largest.held} of them for this one",
+            )
+
+
+def _close_oldest_idle(sessions: list[_Session], why: str) -> bool:
+    idle = [s for s in sessions if not s.active]
+    if not idle:
+        return False
+    oldest = min(idle, key=lambda s: (s.reader.buffered > 0, s.since))  # waiting, not mid-request, first
+    oldest.hang_up("connection_limit", f"{why}: this idle one is closed for a new one")
+    return True
 
 
 class _Session:
@@ -173,37 +244,81 @@ class _Session:
         self.stream = stream
         self.uid = uid
         body_limit = server.daemon.config.spooler.message_size_limit  # a submit's message, as a body
-        self.reader = (
-            RequestReader(body_limit=body_limit)
-            if server.max_line is None
-            else RequestReader(server.max_line, body_limit)
-        )
+        line_limit = min(server.max_line or MAX_LINE, server.max_buffer)
+        self.reader = RequestReader(line_limit, body_limit)
         self.limit = _RateLimit(server.rate, server.burst)
         self.lock = anyio.Lock()
         self.closed = anyio.Event()
+        self.active = 0  # commands running and streams open: the connection is not idle
+        self.since = time.monotonic()  # its last request (or its start)
+        self.backlog = 0  # bytes of answers and events handed to send_line, not yet written
+        self.held = 0  # what it counts in the server's total
+        self.farewell: bytes | None = None  # the error line it is hung up with
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.read, tg)
             await self.closed.wait()
             tg.cancel_scope.cancel()
+        if self.farewell is not None:
+            with anyio.move_on_after(_FAREWELL):  # a client that reads nothing does not hold us up
+                await _send(self.stream, self.farewell)
+
+    def hang_up(self, code: str, message: str) -> None:
+        if self.closed.is_set():
+            return
+        log.info("control client hung up", uid=self.uid, code=code, reason=message)
+        self.farewell = encode_error(None, code, message)
+        self.closed.set()
+        self.server.buffered -= self.held
+        self.held = 0
+
+    def account(self) -> None:
+        """Count what this connection holds in the server's total; over it, the largest holder goes."""
+        if self.closed.is_set():
+            return  # what it held is let go with it
+        held = self.reader.buffered + self.backlog
+        grew = held > self.held
+        self.server.buffered += held - self.held
+        self.held = held
+        if grew:
+            self.server.relieve(self)
 
     async def send_line(self, line: bytes) -> None:
-        """Write one line; a client that went away just ends the session."""
-        async with self.lock:
-            try:
+        """Write one line; a client that went away just ends the session, and one that leaves more than
+        ``max_buffer`` bytes of answers and events unread is hung up on (one line alone may be larger)."""
+        if self.backlog and self.backlog + len(line) > self.server.max_buffer:
+            self.hang_up("buffer_full", f"more than {self.server.max_buffer} bytes of answers left unread")
+            return
+        self.backlog += len(line)
+        self.account()
+        try:
+            async with self.lock:
                 await self.stream.send(line)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
-                self.closed.set()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            self.closed.set()
+        finally:
+            self.backlog -= len(line)
+            self.account()
 
     async def read(self, tg: TaskGroup) -> None:
         try:
-            while True:
-                try:
-                    data = await self.stream.receive(_RECEIVE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            while not self.closed.is_set():
+                idle_timeout = math.inf if self.active else self.server.idle_timeout
+                with anyio.move_on_after(idle_timeout) as waiting:
+                    try:
+                        data = await self.stream.receive(
+                            _RECEIVE if self.reader.reading_body else _RECEIVE_LINES
+                        )
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                        return
+                if waiting.cancelled_caught:
+                    self.hang_up("idle_timeout", f"no request for {idle_timeout:g} s")
                     return
-                for item in self.reader.feed(data):
+                self.since = time.monotonic()
+                items = self.reader.feed(data)
+                self.account()
+                for item in items:
                     if isinstance(item, ProtocolError):
                         await self.send_line(encode_error(item.request_id, item.code, item.message))
                     else:
@@ -233,10 +348,17 @@ class _Session:
             else:
                 await self.send_line(encode_result(request.id, result))
 
+        async def running() -> None:
+            try:
+                await run()
+            finally:
+                self.active -= 1
+
+        self.active += 1  # at once, before the next read: a running command or a stream is not idle
         if request.cmd == "subscribe":
-            tg.start_soon(run)  # a stream: keep reading this connection (its hang-up ends the stream)
+            tg.start_soon(running)  # a stream: keep reading this connection (its hang-up ends the stream)
         else:
-            await run()
+            await running()
 
 
 async def _send(stream: SocketStream, line: bytes) -> None:
