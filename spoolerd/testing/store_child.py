@@ -1,7 +1,7 @@
 """A separate process that opens a store through the registry (as spoolerd-sendmail would) and writes.
 
-usage: store_child.py SPEC submit N [--pause]
-       store_child.py SPEC purge TIME
+usage: python -m spoolerd.testing.store_child SPEC submit N [--pause]
+       python -m spoolerd.testing.store_child SPEC purge TIME
   SPEC is JSON {"provider", "options", "location"}. For each of N messages: create in the Outbox, submit,
   then print the id and flush stdout, so the parent knows exactly which submits returned. ``purge``
   purges Sent Items of what was filed before TIME and prints how many it removed.
