@@ -23,8 +23,8 @@ async def main(spec: dict[str, object], command: str, count: float) -> None:
     registry = PluginRegistry()
     store = registry.open_store(
         str(spec["provider"]),
-        dict(spec["options"]),
-        StoreContext("child", Path(str(spec["location"]))),  # type: ignore[call-overload]
+        dict(spec["options"]),  # type: ignore[call-overload]
+        StoreContext("child", Path(str(spec["location"]))),
     )
     await store.start()
     try:

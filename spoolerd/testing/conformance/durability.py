@@ -12,7 +12,6 @@ import pytest
 
 from spoolerd.testing import StoreFactory
 
-
 ROUNDS = 8
 
 
