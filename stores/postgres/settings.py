@@ -35,7 +35,6 @@ class PostgresSettings(BaseModel):
     )
     schema_name: str = Field(
         "spoolerd",
-        alias="schema",
         description="PostgreSQL schema holding the store's tables (created if missing); several stores"
         " may share one database under different schemas",
     )

@@ -53,19 +53,19 @@ class PostgresBackend:
         self.dsn = dsn
 
     async def create(self, location: Path) -> dict[str, Any]:
-        return {"dsn": self.dsn, "schema": f"t{os.getpid()}_{next(_SCHEMAS)}", "pool_max": 4}
+        return {"dsn": self.dsn, "schema_name": f"t{os.getpid()}_{next(_SCHEMAS)}", "pool_max": 4}
 
     async def drop(self, options: dict[str, Any]) -> None:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {options['schema']} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {options['schema_name']} CASCADE")
         finally:
             await conn.close()
 
     async def integrity(self, options: dict[str, Any]) -> str:
         """Every message has its content and every recipient its message (the foreign keys' promise),
         and every table can be read to its end."""
-        conn = await asyncpg.connect(self.dsn, timeout=10, server_settings={"search_path": options["schema"]})
+        conn = await asyncpg.connect(self.dsn, timeout=10, server_settings={"search_path": options["schema_name"]})
         try:
             orphans = await conn.fetchval(
                 "SELECT (SELECT count(*) FROM messages m WHERE NOT EXISTS"
