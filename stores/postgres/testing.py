@@ -65,7 +65,9 @@ class PostgresBackend:
     async def integrity(self, options: dict[str, Any]) -> str:
         """Every message has its content and every recipient its message (the foreign keys' promise),
         and every table can be read to its end."""
-        conn = await asyncpg.connect(self.dsn, timeout=10, server_settings={"search_path": options["schema_name"]})
+        conn = await asyncpg.connect(
+            self.dsn, timeout=10, server_settings={"search_path": options["schema_name"]}
+        )
         try:
             orphans = await conn.fetchval(
                 "SELECT (SELECT count(*) FROM messages m WHERE NOT EXISTS"
