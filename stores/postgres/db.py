@@ -6,6 +6,7 @@ listening daemons only if and when the transaction commits (several in one trans
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -40,6 +41,9 @@ class Database:
         self.channel = f"spoolerd_{settings.schema_name}"
         self.instance = uuid.uuid4().hex  # this store object's NOTIFY payload, to tell its own apart
         self._pool: asyncpg.Pool | None = None
+        # callers queue here, without a deadline, for one of the pool's connections: that wait is for
+        # this daemon's own work; the pool's acquire timeout then covers only reaching the server
+        self._slots = asyncio.Semaphore(settings.pool_max)
         self.transactions = 0  # committed transactions (round trips that change state)
 
     async def connect(self) -> Any:
@@ -92,7 +96,7 @@ class Database:
             raise StoreUnavailable("the PostgreSQL store is not started")
         s = self._settings
         try:
-            async with self._pool.acquire(timeout=s.connect_timeout) as conn:
+            async with self._slots, self._pool.acquire(timeout=s.connect_timeout) as conn:
                 async with conn.transaction(readonly=read_only):
                     result = await body(conn)
                     if notify:
