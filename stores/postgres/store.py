@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from spoolerd.errors import (
-    ConfigError,
     InvalidArgument,
     NoAccess,
     NoRecipients,
     NoSupport,
     NotInQueue,
+    StoreUnavailable,
     Submitted,
     UnableToAbort,
 )
@@ -104,6 +104,7 @@ class PostgresStore:
             self._listener = None
         if self._db is not None:
             await self._db.close()
+            self._db = None
         self._hub.close()
 
     @property
@@ -111,9 +112,9 @@ class PostgresStore:
         """Write transactions committed so far."""
         return 0 if self._db is None else self._db.transactions
 
-    def _run(self) -> Database:
+    def _database(self) -> Database:
         if self._db is None:
-            raise ConfigError([f"stores.{self.name}: the store is not started"])
+            raise StoreUnavailable(f"store {self.name} is not started")
         return self._db
 
     # ------------------------------------------------------------------ events
@@ -128,14 +129,14 @@ class PostgresStore:
 
     async def _changed(self, body: Any, reason: str, message_id: str | None) -> Any:
         """Run a transaction that changes the queue, wake the other daemons, then tell our subscribers."""
-        result = await self._run().run(body, notify=True)
+        result = await self._database().run(body, notify=True)
         self._hub.publish(QueueChanged(self.name, reason, message_id))
         return result
 
     # ------------------------------------------------------------------ folders
 
     async def folders(self) -> list[Folder]:
-        return await self._run().run(rows.all_folders, read_only=True)
+        return await self._database().run(rows.all_folders, read_only=True)
 
     async def folder(self, role: FolderRole) -> Folder:
         role = FolderRole(role)
@@ -143,7 +144,7 @@ class PostgresStore:
         async def read(conn: Any) -> Folder:
             return await rows.folder_by_role(conn, role)
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def create_folder(self, name: str, parent_id: str | None = None) -> Folder:
         check_wire_text("folder name", name, allow_empty=False)
@@ -161,7 +162,7 @@ class PostgresStore:
             )
             return Folder(str(fid), name, None, parent.id)
 
-        return await self._run().run(tx)
+        return await self._database().run(tx)
 
     # ------------------------------------------------------------------ messages
 
@@ -186,7 +187,7 @@ class PostgresStore:
             await rows.insert_recipients(conn, mid, draft.recipients)
             return str(mid)
 
-        return await self._run().run(tx)
+        return await self._database().run(tx)
 
     async def save(self, message_id: str, draft: Draft) -> None:
         validate_draft(draft)
@@ -208,7 +209,7 @@ class PostgresStore:
             await conn.execute("DELETE FROM recipients WHERE message_id=$1", mid)
             await rows.insert_recipients(conn, mid, draft.recipients)
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     async def open(self, message_id: str, access: Access = Access.READ) -> Message:
         mid = int_id(message_id)
@@ -223,7 +224,7 @@ class PostgresStore:
                 raise Submitted(f"message {message_id} is submitted; it can only be read or aborted")
             return replace_writable(message, not message.queued and access is not Access.READ)
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def list_messages(self, folder_id: str) -> list[MessageSummary]:
         async def read(conn: Any) -> list[MessageSummary]:
@@ -238,7 +239,7 @@ class PostgresStore:
                 for r in found
             ]
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def move(self, message_id: str, folder_id: str) -> None:
         mid = int_id(message_id)
@@ -251,7 +252,7 @@ class PostgresStore:
                 "UPDATE messages SET folder_id=$1, filed_at=$2 WHERE id=$3", int(folder.id), now, mid
             )
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     async def delete(self, message_id: str) -> None:
         mid = int_id(message_id)
@@ -261,7 +262,7 @@ class PostgresStore:
             refuse_if_queued(await rows.state_row(conn, mid), now, "deleted")
             await conn.execute("DELETE FROM messages WHERE id=$1", mid)
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     # ------------------------------------------------------------------ retention
 
@@ -273,7 +274,7 @@ class PostgresStore:
             )
             return None if filed is None else float(filed)
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def purge(self, folder_id: str, older_than: float) -> int:
         check_time("older_than", older_than)
@@ -292,7 +293,7 @@ class PostgresStore:
             )
 
         total = 0
-        while (deleted := await self._run().run(batch)) > 0:
+        while (deleted := await self._database().run(batch)) > 0:
             total += deleted
             if deleted < PURGE_BATCH:
                 break
@@ -398,7 +399,7 @@ class PostgresStore:
             async def read(conn: Any, sql: str = sql, args: list[Any] = args) -> list[Any]:
                 return list(await conn.fetch(sql, *args))
 
-            found = await self._run().run(read, read_only=True)
+            found = await self._database().run(read, read_only=True)
             for r in found:
                 yield queue_entry_from_row(tuple(r), now)
             if len(found) < page:
@@ -415,7 +416,7 @@ class PostgresStore:
             times = [t for t in (free, held) if t is not None]
             return min(times) if times else None
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def lock(self, message_id: str, owner: str, lease: float) -> Message:
         mid = int_id(message_id)
@@ -441,7 +442,7 @@ class PostgresStore:
             )
             return replace_writable(await rows.load_message(conn, mid, now), False)
 
-        return await self._run().run(tx)
+        return await self._database().run(tx)
 
     async def renew(self, message_id: str, owner: str, lease: float) -> None:
         mid = int_id(message_id)
@@ -452,7 +453,7 @@ class PostgresStore:
             await rows.require_lock(conn, mid, owner)
             await conn.execute("UPDATE messages SET lock_expiry=$1 WHERE id=$2", now + lease, mid)
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
         mid = int_id(message_id)
@@ -485,7 +486,7 @@ class PostgresStore:
                 )
             )
 
-        count: int = await self._run().run(tx, notify=True)
+        count: int = await self._database().run(tx, notify=True)
         if count:
             self._hub.publish(QueueChanged(self.name, "reclaim", None))
         return count
@@ -524,7 +525,7 @@ class PostgresStore:
             )
             return replace_writable(await rows.load_message(conn, mid, now), False)
 
-        return await self._run().run(tx)
+        return await self._database().run(tx)
 
     async def record_outcomes(
         self,
@@ -543,7 +544,7 @@ class PostgresStore:
                 await conn.execute("UPDATE messages SET delay_reported=TRUE WHERE id=$1", mid)
             await _apply_updates(conn, mid, message_id, updates)
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
         mid = int_id(message_id)
@@ -602,7 +603,7 @@ class PostgresStore:
                 await _write_state(conn, state)
             return Delivery(str(mid), folder_id, message_class, MessageFlag(message.flags))
 
-        d: Delivery = await self._run().run(tx, notify=True)
+        d: Delivery = await self._database().run(tx, notify=True)
         self._hub.publish(NewMail(self.name, d.message_id, d.folder_id, d.message_class, d.flags))
         return d
 
@@ -617,7 +618,7 @@ class PostgresStore:
             )
             return {r[0]: bytes(r[1]) for r in found}
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def set_transport_state(self, change: StateChange) -> None:
         validate_state_change(change)
@@ -625,7 +626,7 @@ class PostgresStore:
         async def tx(conn: Any) -> None:
             await _write_state(conn, change)
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     async def receive_folder(self, message_class: str) -> Folder:
         check_class(message_class)
@@ -635,7 +636,7 @@ class PostgresStore:
             chosen = choose_receive_folder(message_class, await rows.receive_table(conn), inbox.id)
             return await rows.folder_by_id(conn, chosen)
 
-        return await self._run().run(read, read_only=True)
+        return await self._database().run(read, read_only=True)
 
     async def set_receive_folder(self, message_class: str, folder_id: str | None) -> None:
         check_class(message_class)
@@ -653,10 +654,10 @@ class PostgresStore:
                 int(folder.id),
             )
 
-        await self._run().run(tx)
+        await self._database().run(tx)
 
     async def receive_folders(self) -> dict[str, str]:
-        return await self._run().run(rows.receive_table, read_only=True)
+        return await self._database().run(rows.receive_table, read_only=True)
 
 
 async def _apply_updates(conn: Any, mid: int, message_id: str, updates: Sequence[RecipientUpdate]) -> None:
