@@ -82,6 +82,8 @@ async def leg(
     await sink.start()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if store["provider"] == "sqlite":  # one file every daemon and the prefill open, whatever state_dir
+            store = {**store, "path": str(root / "queue.db")}
         await prefill(store, root, messages)
         before = await commits(dsn) if dsn else 0
         procs = []
