@@ -63,7 +63,7 @@ from .engine import GroupCommitWriter, ReaderPool, connect
 from .schema import migrate
 from .watch import Doorbell, ExternalChangeWatcher
 
-__all__ = ["PURGE_BATCH", "SqliteSettings", "SqliteStore"]
+__all__ = ["PURGE_BATCH", "SqliteSettings", "SqliteStore", "check_updates"]
 
 log = structlog.get_logger("spoolerd.store.sqlite")
 
@@ -564,7 +564,7 @@ class SqliteStore:
         delay_reported: bool = False,
     ) -> None:
         mid = tables.int_id(message_id)
-        _check_updates(updates)
+        check_updates(updates)
 
         def tx(conn: sqlite3.Connection) -> None:
             tables.require_lock(conn, mid, owner)
@@ -576,7 +576,7 @@ class SqliteStore:
 
     async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
         mid = tables.int_id(message_id)
-        _check_updates(outcomes)
+        check_updates(outcomes)
         now = self._clock()
 
         def tx(conn: sqlite3.Connection) -> None:
@@ -744,7 +744,7 @@ class _Queueing:
         )
 
 
-def _check_updates(updates: Sequence[RecipientUpdate]) -> None:
+def check_updates(updates: Sequence[RecipientUpdate]) -> None:
     for update in updates:
         RecipientState(update.state)
         check_time("next_attempt", update.next_attempt)

@@ -224,8 +224,13 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
             f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id=? ORDER BY idx", (mid,)
         )
     )
+    return message_from_row(row, recipients, now)
+
+
+def message_from_row(row: Sequence[Any], recipients: tuple[Recipient, ...], now: float) -> Message:
+    """A row selected with MESSAGE_COLUMNS followed by the content, and its recipients."""
     (
-        _id, folder_id, message_class, flags, submit_flags, priority, sender, subject, size, created_at,
+        mid, folder_id, message_class, flags, submit_flags, priority, sender, subject, size, created_at,
         client_submit_time, not_before, next_attempt, sentmail, delete_after, ndr, dr, lock_owner,
         lock_expiry, _queued, delay_reported, held, content,
     ) = row  # fmt: skip

@@ -55,13 +55,17 @@ def test_wheel_and_sdist_hold_the_packages_and_entry_points(built: dict[str, Pat
     for module in (
         "spoolerd/__init__.py", "spoolerd/py.typed", "stores/sqlite/store.py", "stores/py.typed",
         "transports/loopback.py", "transports/smtp/transport.py", "transports/py.typed",
+        "stores/postgres/store.py", "stores/postgres/testing.py", "stores/sqlite/testing.py",
+        "spoolerd/testing/plugin.py", "spoolerd/testing/store_child.py",
+        "spoolerd/testing/conformance/__init__.py", "spoolerd/testing/conformance/queue.py",
     ):  # fmt: skip
         assert module in names, module
     assert not any(n.startswith("tests/") for n in names)
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(built["wheel"]).read(entry_points).decode()
     for line in (
-        "sqlite = stores.sqlite:SqliteStore", "loopback = transports.loopback:LoopbackTransport",
+        "sqlite = stores.sqlite:SqliteStore", "postgres = stores.postgres:PostgresStore",
+        "loopback = transports.loopback:LoopbackTransport",
         "smtp = transports.smtp:SmtpTransport", "headers = spoolerd.preprocess:HeadersPreprocessor",
         "spoolerd = spoolerd.cli:main", "spoolerctl = spoolerd.ctl:main",
         "spoolerd-sendmail = spoolerd.sendmail:main",

@@ -11,23 +11,24 @@ from spoolerd.errors import InvalidArgument, NoAccess, NoRecipients, NotFound
 from spoolerd.events import QueueChanged
 from spoolerd.message import Draft, FolderRole, MessageFlag, NewRecipient, RecipientState, SubmitFlag
 from spoolerd.store import MessageStore
-from tests.conformance.test_durability import run_and_kill
-from tests.conftest import FakeClock, StoreFactory
+from spoolerd.testing import FakeClock, StoreFactory
+
+from .durability import run_and_kill
 
 CONTENT = b"Subject: one step\r\n\r\n" + bytes(range(256))
 
 
-def draft(*recipients: str, **kw: object) -> Draft:
+def _new_draft(*recipients: str, **kw: object) -> Draft:
     rcpts = [NewRecipient(r) for r in recipients or ("b@example.org",)]
     return Draft(CONTENT, rcpts, **kw)  # type: ignore[arg-type]
 
 
-async def outbox_ids(store: MessageStore) -> list[str]:
+async def _outbox_ids(store: MessageStore) -> list[str]:
     outbox = await store.folder(FolderRole.OUTBOX)
     return [m.id for m in await store.list_messages(outbox.id)]
 
 
-async def queue_ids(store: MessageStore) -> list[str]:
+async def _queue_ids(store: MessageStore) -> list[str]:
     return [e.id async for e in store.outgoing_queue()]
 
 
@@ -35,7 +36,7 @@ async def test_submit_new_files_and_queues_as_submit_does(store: MessageStore, c
     outbox = await store.folder(FolderRole.OUTBOX)
     clock.advance(42)
     async with store.subscribe() as events:
-        mid = await store.submit_new(outbox.id, draft("a@example.org", "b@example.org", message_class=""))
+        mid = await store.submit_new(outbox.id, _new_draft("a@example.org", "b@example.org", message_class=""))
         with anyio.fail_after(5):
             while not isinstance(event := await events.receive(), QueueChanged) or event.reason != "submit":
                 pass  # another kind of change (an "external" wake-up, say) is not this announcement
@@ -46,13 +47,13 @@ async def test_submit_new_files_and_queues_as_submit_does(store: MessageStore, c
     assert m.message_class == "IPM" and m.client_submit_time == clock.now
     assert m.submit_flags == SubmitFlag.NONE
     assert [(r.state, r.responsibility) for r in m.recipients] == [(RecipientState.PENDING, False)] * 2
-    assert await queue_ids(store) == [mid]
+    assert await _queue_ids(store) == [mid]
     assert await store.next_due() == clock.now
 
 
 async def test_submit_new_with_preprocess_and_lock(store: MessageStore) -> None:
     outbox = await store.folder(FolderRole.OUTBOX)
-    mid = await store.submit_new(outbox.id, draft(), preprocess=True, lock=("coupled", 60))
+    mid = await store.submit_new(outbox.id, _new_draft(), preprocess=True, lock=("coupled", 60))
     with pytest.raises(NoAccess):  # queued already locked: the spooler cannot take it
         await store.lock(mid, "spooler", 60)
     taken = await store.lock(mid, "coupled", 60)
@@ -62,11 +63,11 @@ async def test_submit_new_with_preprocess_and_lock(store: MessageStore) -> None:
 @pytest.mark.parametrize(
     ("folder", "the_draft", "lock", "error"),
     [
-        ("outbox", draft(message_class=""), None, None),  # the control: this one is queued
+        ("outbox", _new_draft(message_class=""), None, None),  # the control: this one is queued
         ("outbox", Draft(CONTENT, [], message_class=""), None, NoRecipients),
-        ("outbox", draft(), ("bad\r\nowner", 60), InvalidArgument),
-        ("outbox", draft(), ("owner", float("nan")), InvalidArgument),
-        ("999999", draft(), None, NotFound),
+        ("outbox", _new_draft(), ("bad\r\nowner", 60), InvalidArgument),
+        ("outbox", _new_draft(), ("owner", float("nan")), InvalidArgument),
+        ("999999", _new_draft(), None, NotFound),
     ],
 )
 async def test_a_refused_submit_new_leaves_nothing_behind(
@@ -80,20 +81,20 @@ async def test_a_refused_submit_new_leaves_nothing_behind(
     folder_id = outbox.id if folder == "outbox" else folder
     if error is None:
         mid = await store.submit_new(folder_id, the_draft, lock=lock)
-        assert (await outbox_ids(store), await queue_ids(store)) == ([mid], [mid])
+        assert (await _outbox_ids(store), await _queue_ids(store)) == ([mid], [mid])
         return
     with pytest.raises(error):
         await store.submit_new(folder_id, the_draft, lock=lock)
-    assert (await outbox_ids(store), await queue_ids(store)) == ([], [])
+    assert (await _outbox_ids(store), await _queue_ids(store)) == ([], [])
 
 
 async def test_submit_new_is_durable_across_a_reopen(store_factory: StoreFactory) -> None:
     store = await store_factory.open()
     outbox = await store.folder(FolderRole.OUTBOX)
-    ids = [await store.submit_new(outbox.id, draft(f"r{n}@example.org")) for n in range(3)]
+    ids = [await store.submit_new(outbox.id, _new_draft(f"r{n}@example.org")) for n in range(3)]
     await store_factory.close(store)
     again = await store_factory.open()
-    assert await queue_ids(again) == ids
+    assert await _queue_ids(again) == ids
     for n, mid in enumerate(ids):
         m = await again.open(mid)
         assert m.queued and m.content == CONTENT
@@ -114,6 +115,6 @@ async def test_sigkill_leaves_a_queued_message_or_nothing(store_factory: StoreFa
         acknowledged += await run_and_kill(store_factory, rng.uniform(0.05, 0.4), "submit-new")
     assert acknowledged, f"the child never got to submit anything (seed {seed})"
     store = await store_factory.open()
-    queued = set(await queue_ids(store))
+    queued = set(await _queue_ids(store))
     assert [mid for mid in acknowledged if mid not in queued] == [], f"seed {seed}"
-    assert [mid for mid in await outbox_ids(store) if mid not in queued] == [], f"drafts left (seed {seed})"
+    assert [mid for mid in await _outbox_ids(store) if mid not in queued] == [], f"drafts left (seed {seed})"

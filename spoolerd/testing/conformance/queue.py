@@ -28,7 +28,7 @@ from spoolerd.message import (
     SubmitFlag,
 )
 from spoolerd.store import MessageStore
-from tests.conftest import FakeClock, StoreFactory
+from spoolerd.testing import FakeClock, StoreFactory
 
 CONTENT = b"Subject: queued\r\n\r\nbody\r\n"
 

@@ -1,8 +1,8 @@
 """A separate process that opens a store through the registry (as spoolerd-sendmail would) and writes.
 
-usage: store_child.py SPEC submit N [--pause]
-       store_child.py SPEC submit-new N
-       store_child.py SPEC purge TIME
+usage: python -m spoolerd.testing.store_child SPEC submit N [--pause]
+       python -m spoolerd.testing.store_child SPEC submit-new N
+       python -m spoolerd.testing.store_child SPEC purge TIME
   SPEC is JSON {"provider", "options", "location"}. For each of N messages: create in the Outbox, submit,
   then print the id and flush stdout, so the parent knows exactly which submits returned; ``submit-new``
   does both in one call (``submit_new``). ``purge``
@@ -25,8 +25,8 @@ async def main(spec: dict[str, object], command: str, count: float) -> None:
     registry = PluginRegistry()
     store = registry.open_store(
         str(spec["provider"]),
-        dict(spec["options"]),
-        StoreContext("child", Path(str(spec["location"]))),  # type: ignore[call-overload]
+        dict(spec["options"]),  # type: ignore[call-overload]
+        StoreContext("child", Path(str(spec["location"]))),
     )
     await store.start()
     try:

@@ -5,26 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sqlite3
 import subprocess
-from collections.abc import Callable
 
 import anyio
 import pytest
 
-from tests.conftest import StoreFactory
-
-
-def sqlite_integrity(factory: StoreFactory) -> str:
-    conn = sqlite3.connect(factory.options["path"])
-    try:
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-    finally:
-        conn.close()
-
-
-# provider -> a check of its backing storage's own consistency, answering "ok"
-INTEGRITY_CHECKS: dict[str, Callable[[StoreFactory], str]] = {"sqlite": sqlite_integrity}
+from spoolerd.testing import StoreFactory
 
 ROUNDS = 8
 
@@ -56,7 +42,7 @@ async def test_sigkill_never_loses_an_acknowledged_submit(store_factory: StoreFa
         acknowledged += await run_and_kill(store_factory, rng.uniform(0.0, 0.4))
 
     assert acknowledged, f"the child never got to submit anything (seed {seed})"
-    assert INTEGRITY_CHECKS[store_factory.provider](store_factory) == "ok"
+    assert await store_factory.integrity() == "ok"
     store = await store_factory.open()
     queued = {e.id async for e in store.outgoing_queue()}
     missing = [mid for mid in acknowledged if mid not in queued]

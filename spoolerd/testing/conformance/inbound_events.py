@@ -18,7 +18,7 @@ from spoolerd.message import (
     NewRecipient,
 )
 from spoolerd.store import MessageStore
-from tests.conftest import FakeClock, StoreFactory
+from spoolerd.testing import FakeClock, StoreFactory
 
 
 async def test_deliver_files_into_the_inbox_and_announces_new_mail(

@@ -8,7 +8,7 @@ import pytest
 from spoolerd.errors import InvalidArgument
 from spoolerd.message import FolderRole, InboundMessage, StateChange
 from spoolerd.store import MessageStore
-from tests.conftest import StoreFactory
+from spoolerd.testing import StoreFactory
 
 MAIL = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 

@@ -1,0 +1,90 @@
+"""Wake-ups from other daemons: LISTEN on the schema's channel, on a connection of its own.
+
+A notification is only a hint that the shared queue changed (one per committed transaction that asked
+for it); a daemon then re-reads the store. When the connection is lost, the listener reconnects with a
+doubling wait, and once listening again announces one re-scan: what was notified meanwhile is not lost,
+only folded into that one event. Nothing runs on a timer while the connection is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+__all__ = ["Listener"]
+
+log = structlog.get_logger("spoolerd.store.postgres")
+
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+
+
+class Listener:
+    """Calls ``on_change()`` for every notification not sent by ``own`` and once after each reconnect."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        channel: str,
+        own: str,
+        on_change: Callable[[], None],
+        *,
+        store: str,
+    ) -> None:
+        self._connect = connect
+        self._channel = channel
+        self._own = own
+        self._on_change = on_change
+        self._store = store
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None
+
+    async def start(self) -> None:
+        """Listen before returning, so nothing committed after ``start`` goes unannounced."""
+        self._conn = await self._listen()
+        self._task = asyncio.create_task(self._run(), name=f"postgres-listen-{self._store}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5.0)
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self._own:
+            self._on_change()
+
+    async def _listen(self) -> Any:
+        conn = await self._connect()
+        await conn.add_listener(self._channel, self._notified)
+        return conn
+
+    async def _run(self) -> None:
+        while True:
+            lost = asyncio.Event()
+            self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            await lost.wait()
+            log.warning("store listener lost its connection; reconnecting", store=self._store)
+            await self._close()
+            wait = BACKOFF_FIRST
+            while self._conn is None:
+                try:
+                    self._conn = await self._listen()
+                except Exception as exc:  # asyncpg's own errors too: whatever it was, try again later
+                    log.debug("store listener reconnect failed", store=self._store, error=str(exc))
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, BACKOFF_MAX)
+            log.info("store listener reconnected", store=self._store)
+            self._on_change()  # one re-scan covers whatever was notified while it was away
