@@ -36,7 +36,9 @@ async def test_submit_new_files_and_queues_as_submit_does(store: MessageStore, c
     outbox = await store.folder(FolderRole.OUTBOX)
     clock.advance(42)
     async with store.subscribe() as events:
-        mid = await store.submit_new(outbox.id, _new_draft("a@example.org", "b@example.org", message_class=""))
+        mid = await store.submit_new(
+            outbox.id, _new_draft("a@example.org", "b@example.org", message_class="")
+        )
         with anyio.fail_after(5):
             while not isinstance(event := await events.receive(), QueueChanged) or event.reason != "submit":
                 pass  # another kind of change (an "external" wake-up, say) is not this announcement
