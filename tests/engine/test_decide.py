@@ -73,16 +73,24 @@ def recipients(draw: st.DrawFn, min_size: int = 1, max_size: int = 6) -> tuple[R
 
 
 @st.composite
-def messages(draw: st.DrawFn, rcpts: st.SearchStrategy[tuple[Recipient, ...]] | None = None) -> Message:
+def messages(
+    draw: st.DrawFn,
+    rcpts: st.SearchStrategy[tuple[Recipient, ...]] | None = None,
+    *,
+    reportable: bool = False,
+) -> Message:
+    """Any message; ``reportable``: one the sender may get reports about (not a report, not from <>)."""
     content = b"Subject: hi\r\n\r\nbody\r\n"
+    classes = ["IPM.Note"] if reportable else ["IPM.Note", "IPM.Note", "REPORT.IPM.Note.NDR"]
+    senders = ["me@example.org"] if reportable else ["me@example.org", "me@example.org", ""]
     return Message(
         id="Q1",
         folder_id="outbox",
-        message_class=draw(st.sampled_from(["IPM.Note", "IPM.Note", "REPORT.IPM.Note.NDR"])),
+        message_class=draw(st.sampled_from(classes)),
         flags=MessageFlag.SUBMIT,
         submit_flags=draw(st.sampled_from([SubmitFlag.LOCKED, SubmitFlag.LOCKED | SubmitFlag.PREPROCESS])),
         priority=0,
-        sender=draw(st.sampled_from(["me@example.org", "me@example.org", ""])),
+        sender=draw(st.sampled_from(senders)),
         subject="hi",
         size=len(content),
         content=content,
@@ -101,10 +109,14 @@ def messages(draw: st.DrawFn, rcpts: st.SearchStrategy[tuple[Recipient, ...]] | 
     )
 
 
+ANY_KIND = (OutcomeKind.DELIVERED, OutcomeKind.DEFERRED, OutcomeKind.FAILED)
+MOSTLY_DEFERRED = (OutcomeKind.DELIVERED, OutcomeKind.FAILED, *[OutcomeKind.DEFERRED] * 6)
+
+
 @st.composite
-def outcomes(draw: st.DrawFn, min_wait: float = 0.0) -> Outcome:
+def outcomes(draw: st.DrawFn, min_wait: float = 0.0, kinds: tuple[OutcomeKind, ...] = ANY_KIND) -> Outcome:
     """What a transport (or the spooler, for a recipient it did not try) can answer."""
-    kind = draw(st.sampled_from([OutcomeKind.DELIVERED, OutcomeKind.DEFERRED, OutcomeKind.FAILED]))
+    kind = draw(st.sampled_from(kinds))
     if kind is OutcomeKind.DELIVERED:
         return Outcome.delivered("ok")
     if kind is OutcomeKind.FAILED:
@@ -115,9 +127,13 @@ def outcomes(draw: st.DrawFn, min_wait: float = 0.0) -> Outcome:
     return Outcome.deferred("try later", draw(st.sampled_from([None, 421, 451])), "4.2.0", hint)
 
 
-def tried_for(draw: st.DrawFn, message: Message, min_wait: float = 0.0) -> dict[int, Tried]:
+def tried_for(
+    data: st.DataObject, message: Message, min_wait: float = 0.0, kinds: tuple[OutcomeKind, ...] = ANY_KIND
+) -> dict[int, Tried]:
     return {
-        r.index: Tried(draw(st.sampled_from([None, "relay", "local"])), draw(outcomes(min_wait)))
+        r.index: Tried(
+            data.draw(st.sampled_from([None, "relay", "local"])), data.draw(outcomes(min_wait, kinds))
+        )
         for r in pending(message)
     }
 
@@ -157,7 +173,7 @@ def test_every_pending_recipient_ends_in_exactly_one_state(
     data: st.DataObject, message: Message, retry: RetryPolicy, elapsed: float, warn_after: float | None
 ) -> None:
     now = T0 + elapsed
-    tried = tried_for(data.draw, message)
+    tried = tried_for(data, message)
     decision = decide(message, tried, now, DeliverySettings(retry=retry, delay_warning_after=warn_after))
     result = decision.result
     waiting = [r for r in message.recipients if not r.state.final]
@@ -189,7 +205,7 @@ def test_the_retry_time_is_the_earliest_deferral_and_bounded_by_the_schedule(
     data: st.DataObject, message: Message, retry: RetryPolicy, elapsed: float
 ) -> None:
     now = T0 + elapsed
-    tried = tried_for(data.draw, message)
+    tried = tried_for(data, message)
     result = decide(message, tried, now, DeliverySettings(retry=retry)).result
     dues = [r.update.next_attempt for r in result.recipients if r.update.state is RecipientState.DEFERRED]
     if not dues:
@@ -207,7 +223,7 @@ def test_reports_only_at_the_end_once_each_and_as_asked(
     data: st.DataObject, message: Message, retry: RetryPolicy, elapsed: float
 ) -> None:
     now = T0 + elapsed
-    decision = decide(message, tried_for(data.draw, message), now, DeliverySettings(retry=retry))
+    decision = decide(message, tried_for(data, message), now, DeliverySettings(retry=retry))
     kinds = [r.kind for r in decision.reports]
     assert len(kinds) == len(set(kinds)) and ReportKind.DELAY not in kinds
     if not decision.finish:
@@ -234,7 +250,7 @@ def test_a_delay_warning_names_the_tried_deferrals_once_due(
 ) -> None:
     now = T0 + elapsed
     settings = DeliverySettings(retry=retry, delay_warning_after=warn_after)
-    decision = decide(message, tried_for(data.draw, message), now, settings)
+    decision = decide(message, tried_for(data, message), now, settings)
     warning = decision.delay_warning
     due = (
         not decision.finish
@@ -280,19 +296,19 @@ life_policies = st.builds(
     initial=st.floats(60.0, 3600.0),
     maximum=st.floats(60.0, 20_000.0),
     multiplier=st.floats(1.0, 4.0),
-    give_up_after=st.floats(0.0, 4 * 3600.0),
+    give_up_after=st.floats(600.0, 4 * 3600.0),
     min_hint=st.just(60.0),
 )
 
 
 @given(
     st.data(),
-    messages(recipients(max_size=4)),
+    messages(recipients(max_size=4), reportable=True),
     life_policies,
-    st.none() | st.floats(0.0, 4 * 3600.0),
+    st.floats(0.0, 3600.0),
 )
 def test_a_message_life_ends_with_each_recipient_final_sent_until_final_and_reported_once(
-    data: st.DataObject, message: Message, retry: RetryPolicy, warn_after: float | None
+    data: st.DataObject, message: Message, retry: RetryPolicy, warn_after: float
 ) -> None:
     """Attempt after attempt at each retry time, recorded as a store would, until finished: it ends
     before the lifetime is over by much, never sends to a recipient with a final state, files each
@@ -305,10 +321,14 @@ def test_a_message_life_ends_with_each_recipient_final_sent_until_final_and_repo
         start = begin(message, now, retry)
         todo = pending(message)
         assert all(not r.state.final for r in todo)
-        tried = expired_outcomes(todo) if start.expired else tried_for(data.draw, message, min_wait=60.0)
+        if start.expired:
+            tried = expired_outcomes(todo)
+        else:
+            tried = tried_for(data, message, min_wait=60.0, kinds=MOSTLY_DEFERRED)
         decision = decide(message, tried, now, settings)
         filed += [r.kind for r in decision.reports]
         if decision.delay_warning is not None:
+            assert not message.delay_reported  # once per submission
             filed.append(ReportKind.DELAY)
         message = record(message, decision)
         if decision.finish:
@@ -337,3 +357,21 @@ def test_a_deferral_is_retried_within_the_lifetime_or_fails_as_expired(
     else:
         assert update.state is RecipientState.DEFERRED and update.status == "4.2.0"
         assert update.next_attempt == T0 + elapsed + retry.delay(attempts + 1, hint)
+
+
+def test_a_delay_warning_goes_once_per_submission() -> None:
+    rcpt = Recipient(0, "a@example.net", "", "SMTP", RecipientKind.TO)
+    message = Message(
+        "Q1", "outbox", "IPM.Note", MessageFlag.SUBMIT, SubmitFlag.LOCKED, 0, "me@example.org", "hi", 1,
+        b"x", (rcpt,), T0, None, None, None, None, False, True, False, "spooler", None,
+    )  # fmt: skip
+    settings = DeliverySettings(delay_warning_after=3600.0)
+    busy = {0: Tried("relay", Outcome.deferred("busy", 451, "4.2.0"))}
+    assert decide(message, busy, T0 + 3599.0, settings).delay_warning is None  # not yet
+    warning = decide(message, busy, T0 + 3600.0, settings).delay_warning
+    assert warning is not None and [(s.address, s.status, s.code) for s in warning.statuses] == [
+        ("a@example.net", "4.2.0", 451)
+    ]
+    assert decide(replace(message, delay_reported=True), busy, T0 + 7200.0, settings).delay_warning is None
+    dead = {0: Tried("relay", Outcome(OutcomeKind.DEFERRED, None, "4.4.1", "down", 60.0, attempted=False))}
+    assert decide(message, dead, T0 + 7200.0, settings).delay_warning is None  # not tried: nothing to tell
