@@ -1,10 +1,10 @@
 """The SMTP transport (entry point ``smtp``): relays every ``SMTP`` recipient through one smarthost.
 
-One ``send`` is one SMTP transaction on a pooled connection: MAIL FROM with the options the message
-needs (SIZE, BODY=8BITMIME, SMTPUTF8), one RCPT TO per recipient, DATA once if any recipient was
-accepted. Each recipient's outcome comes from its own RCPT reply, or from the DATA reply if it was
-accepted. A reused connection found dead at MAIL FROM (the relay timed it out) is replaced once, since
-nothing was sent on it yet. Bcc header fields are removed from the content before it leaves.
+One ``send`` is one SMTP transaction on a pooled connection (more when there are more recipients than
+``recipients_per_transaction``): what to write and what each reply means is ``plan.TransactionPlan``'s,
+with no I/O; this module only moves its steps over the connection, each reply under its timeout. A
+reused connection found dead at MAIL FROM (the relay timed it out) is replaced once, since nothing was
+sent on it yet. Bcc header fields are removed from the content before it leaves.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 import anyio
@@ -29,38 +28,16 @@ from transports.common.credentials import Credentials
 
 from .channel import Channel, Connection, ConnectionLost
 from .downgrade import Unchangeable, conform
+from .plan import Batches, Result, Step, TransactionPlan
 from .pool import ConnectionPool
-from .replies import (
-    Reply,
-    Requirements,
-    bad_address,
-    expected,
-    mail_options,
-    no_reply,
-    outcome_for,
-    requirements,
-)
+from .replies import bad_address, requirements
 from .session import SessionFailed, describe, open_session
 from .settings import HELO_NAME, SmtpSettings, TlsMode
-from .wire import SmtpProtocolError, crlf, data_payload
+from .wire import SmtpProtocolError, crlf
 
 __all__ = ["SmtpTransport"]
 
 log = structlog.get_logger("spoolerd.transports.smtp")
-
-
-@dataclass(slots=True)
-class _Transaction:
-    """What one transaction did: an outcome per recipient, whether the connection may carry another,
-    and the recipients refused with 452 (too many recipients), to be sent in a next transaction."""
-
-    outcomes: list[Outcome]
-    reusable: bool = False
-    too_many: set[int] = field(default_factory=set)
-
-
-class _Stale(Exception):
-    """A reused connection was gone before the relay answered anything in this transaction."""
 
 
 def _local_name() -> str:
@@ -145,170 +122,66 @@ class SmtpTransport:
         return outcomes
 
     async def _deliver_in_batches(self, sender: str, rcpts: list[str], wire: bytes) -> list[Outcome]:
-        """At most ``recipients_per_transaction`` recipients a transaction; those a transaction refused
-        with 452 (too many recipients, RFC 5321 §4.5.3.1.10) while it accepted others go in the next one
-        at once, not back to the queue."""
-        results: list[Outcome | None] = [None] * len(rcpts)
-        waiting = list(range(len(rcpts)))
-        limit = self.settings.recipients_per_transaction
-        while waiting:
-            batch, waiting = waiting[:limit], waiting[limit:]
+        batches = Batches(len(rcpts), self.settings.recipients_per_transaction)
+        while (batch := batches.next()) is not None:
             addresses = [rcpts[i] for i in batch]
-            done = await self._deliver(sender, addresses, wire, requirements(wire, sender, addresses))
-            for position, outcome in zip(batch, done.outcomes, strict=True):
-                results[position] = outcome
-            if done.too_many and len(done.too_many) < len(batch):
-                waiting = [batch[j] for j in sorted(done.too_many)] + waiting
-        return _all(results)
+            batches.done(batch, await self._deliver(sender, addresses, wire))
+        return batches.outcomes()
 
-    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes, need: Requirements) -> _Transaction:
+    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes) -> Result:
+        need = requirements(wire, sender, rcpts)
         while True:
             try:
                 conn = await self.pool.acquire()
             except SessionFailed as exc:
-                return _Transaction([exc.outcome] * len(rcpts))
+                return Result([exc.outcome] * len(rcpts))
             reused = conn.sent > 0
             conn.sent += 1
             self._debug = maillog.debugging()
             if reused and self._debug:
                 log.debug("connection reused", transport=self.name, relay=self.peer, transaction=conn.sent)
-            done = _Transaction([])
+            plan = TransactionPlan(
+                sender,
+                rcpts,
+                wire,
+                need,
+                extensions=conn.extensions,
+                pipelining=conn.pipelining,
+                peer=self.peer,
+                reused=reused,
+            )
+            done = Result([])
             try:
-                done = await self._transaction(conn, sender, rcpts, wire, need, reused=reused)
-            except _Stale:
-                continue  # a fresh connection next: the loop ends because a new one is never stale
+                done = await self._transaction(conn.channel, plan)
             finally:
                 self.pool.release(conn, reusable=done.reusable)
-            return done
+            if not done.stale:  # else a fresh connection next, which is never stale
+                return done
 
-    async def _transaction(
-        self,
-        conn: Connection,
-        sender: str,
-        rcpts: list[str],
-        wire: bytes,
-        need: Requirements,
-        *,
-        reused: bool,
-    ) -> _Transaction:
-        """Outcomes per recipient, and whether the connection may carry another message. With
-        PIPELINING, MAIL, every RCPT and DATA go out in one write and their replies are read in order."""
-        if need.eight_bit and not need.smtputf8 and "8bitmime" not in conn.extensions:
-            wire, need = _seven_bit(wire, need, sender, rcpts)
-        options = mail_options(need, conn.extensions, self.peer)
-        if isinstance(options, Outcome):
-            return _Transaction([options] * len(rcpts), True)  # refused before anything was sent
-        encoding = "utf-8" if need.smtputf8 else "ascii"
-        mail = b"MAIL FROM:<" + sender.encode(encoding) + b">" + b"".join(b" " + o.encode() for o in options)
-        rcpt_lines = [b"RCPT TO:<" + rcpt.encode(encoding) + b">\r\n" for rcpt in rcpts]
-        channel, pipelined = conn.channel, conn.pipelining
-        results: list[Outcome | None] = [None] * len(rcpts)
-        doing, answered = "MAIL FROM", False
-        try:
-            channel.write(mail + b"\r\n" + (b"".join(rcpt_lines) + b"DATA\r\n" if pipelined else b""))
-            reply = await self._reply(channel, doing)
-            answered = True
-            if reused and reply.code == 421:  # how a relay closes a connection it finds idle, too
-                raise _Stale
-            if not expected(reply):
-                if pipelined:  # the relay still answers each RCPT and the DATA: keep in step
-                    await self._skip(channel, len(rcpts))
-                return _Transaction(
-                    [outcome_for(reply, self.peer)] * len(rcpts), await self._reset(conn, reply)
-                )
-            doing = "RCPT TO"
-            accepted, sound, too_many = await self._recipients(channel, rcpt_lines, pipelined, results)
-            doing = "DATA"
-            if not pipelined:
-                if not accepted:
-                    return _Transaction(_all(results), sound and await self._reset(conn), too_many)
-                channel.write(b"DATA\r\n")
-            reply = await self._reply(channel, doing)
-            if reply.code != 354:
-                for i in accepted:
-                    results[i] = outcome_for(reply, self.peer)
-                return _Transaction(_all(results), sound and await self._reset(conn, reply))
-            if not accepted:  # 354 although every recipient was refused: end the empty message
-                channel.write(b".\r\n")
-                await self._reply(channel, doing)
-                return _Transaction(_all(results), False, too_many)
-            channel.write(data_payload(wire))
-            await channel.drain()
-            doing = "end of DATA"
-            reply = await self._reply(channel, doing, self.settings.data_timeout)
-            final = outcome_for(reply, self.peer)
-            for i in accepted:
-                results[i] = final
-            reusable = sound and (reply.code == 250 or await self._reset(conn, reply))
-            return _Transaction(_all(results), reusable, too_many if reply.code == 250 else set())
-        except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError) as exc:
-            if reused and not answered and isinstance(exc, ConnectionLost):
-                raise _Stale from None
-            diagnostic, status = describe(exc, f"waiting for the reply to {doing}")
-            lost = no_reply(diagnostic, self.peer, status)
-            return _Transaction([r if r is not None else lost for r in results])
+    async def _transaction(self, channel: Channel, plan: TransactionPlan) -> Result:
+        """The plan's steps on the wire: its writes, and each reply it waits for, under its timeout."""
+        step = plan.start()
+        while isinstance(step, Step):
+            try:
+                if step.write:
+                    channel.write(step.write)
+                if step.payload:
+                    await channel.drain()
+                code, text = await self._reply(channel, step)
+            except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError) as exc:
+                diagnostic, status = describe(exc, f"waiting for the reply to {step.expect}")
+                return plan.broken(diagnostic, status, lost=isinstance(exc, ConnectionLost))
+            step = plan.receive(code, text)
+        return step
 
-    async def _recipients(
-        self, channel: Channel, lines: list[bytes], pipelined: bool, results: list[Outcome | None]
-    ) -> tuple[list[int], bool, set[int]]:
-        """The RCPT TO replies: who was accepted, whether every reply was one SMTP allows there (else
-        the connection is not trusted again), and who was refused with 452 (too many recipients). The
-        refused get their outcome in ``results``."""
-        accepted, sound, too_many = [], True, set()
-        for i, line in enumerate(lines):
-            if not pipelined:
-                channel.write(line)
-            reply = await self._reply(channel, "RCPT TO")
-            if expected(reply):
-                accepted.append(i)
-                continue
-            results[i] = outcome_for(reply, self.peer)
-            sound = sound and reply.code >= 400
-            if reply.code == 452:
-                too_many.add(i)
-        return accepted, sound, too_many
-
-    async def _reply(self, channel: Channel, command: str, limit: float | None = None) -> Reply:
+    async def _reply(self, channel: Channel, step: Step) -> tuple[int, str]:
         ready = channel.next_reply()  # pipelined replies mostly arrive together: no wait, no timer
         if ready is None:
-            async with asyncio.timeout(limit or self.settings.command_timeout):
+            limit = self.settings.data_timeout if step.payload else self.settings.command_timeout
+            async with asyncio.timeout(limit):
                 ready = await channel.reply()
         if self._debug:  # replies in a transaction only: the AUTH exchange is over before it begins
             log.debug(
-                "reply", relay=self.peer, command=command, code=ready[0], text=" ".join(ready[1].split())
+                "reply", relay=self.peer, command=step.expect, code=ready[0], text=" ".join(ready[1].split())
             )
-        return Reply(ready[0], ready[1], command)
-
-    async def _skip(self, channel: Channel, rcpts: int) -> None:
-        """Read the pipelined replies after a refused MAIL; a 354 (a broken relay) gets an empty body."""
-        for _ in range(rcpts):
-            await self._reply(channel, "RCPT TO")
-        if (await self._reply(channel, "DATA")).code == 354:
-            channel.write(b".\r\n")
-            await self._reply(channel, "end of DATA")
-
-    async def _reset(self, conn: Connection, reply: Reply | None = None) -> bool:
-        """RSET after a transaction that did not end in 250; the connection is kept only if it worked.
-        After a reply SMTP does not allow there (``reply``), the connection is not trusted again."""
-        if reply is not None and reply.code < 400:
-            return False
-        try:
-            conn.channel.write(b"RSET\r\n")
-            return (await self._reply(conn.channel, "RSET")).code == 250
-        except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError):
-            return False
-
-
-def _seven_bit(wire: bytes, need: Requirements, sender: str, rcpts: list[str]) -> tuple[bytes, Requirements]:
-    """RFC 6152 §3: 8-bit content converted to 7 bits for a relay without 8BITMIME, as Postfix does;
-    signed content stays as it is, and ``mail_options`` then refuses it (5.6.3)."""
-    try:
-        wire = conform(wire, eight_bit=False)
-    except Unchangeable:
-        return wire, need
-    return wire, requirements(wire, sender, rcpts)
-
-
-def _all(results: list[Outcome | None]) -> list[Outcome]:
-    assert all(r is not None for r in results)
-    return [r for r in results if r is not None]
+        return ready
