@@ -1,19 +1,21 @@
-"""The SMTP transport (entry point ``smtp``): relays every ``SMTP`` recipient through one smarthost.
+"""The SMTP transport (entry point ``smtp``): relays every ``SMTP`` recipient through a smarthost, or
+through the first of several (``hosts``) that takes it.
 
-One ``send`` is one SMTP transaction on a pooled connection (more when there are more recipients than
-``recipients_per_transaction``): what to write and what each reply means is ``plan.TransactionPlan``'s,
-with no I/O; this module only moves its steps over the connection, each reply under its timeout. A
-reused connection found dead at MAIL FROM (the relay timed it out) is replaced once, since nothing was
-sent on it yet. Bcc header fields are removed from the content before it leaves.
+Each relay (``relay.Relay``) has its own pooled connections. A relay that cannot be reached, refuses TLS
+or the login, or answers 421 is marked down for ``destination_hold`` (``relays.Relays``) and the next
+one is tried in the same attempt; recipients one relay deferred (4xx, or no reply) are tried at the next
+before they are deferred, with the last reply any relay gave about them, else every relay's reason.
+Each relay going down or up again is one log line naming it; the status row shows each relay's state.
+With one relay, its failures are the spooler's to report (the transport's destination is that relay).
+Bcc header fields are removed from the content before it leaves.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anyio
 import structlog
@@ -22,18 +24,19 @@ from pydantic import BaseModel
 from spoolerd import maillog
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
-from spoolerd.transport import Outcome, TransportContext
+from spoolerd.transport import Outcome, OutcomeKind, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
-from .channel import Channel, Connection, ConnectionLost
+from .channel import Connection
 from .downgrade import Unchangeable, conform
-from .plan import Batches, Result, Step, TransactionPlan
 from .pool import ConnectionPool
-from .replies import bad_address, requirements
-from .session import SessionFailed, describe, open_session
-from .settings import HELO_NAME, SmtpSettings, TlsMode
-from .wire import SmtpProtocolError, crlf
+from .relay import Delivery, Relay
+from .relays import Relays
+from .replies import bad_address
+from .session import open_session
+from .settings import HELO_NAME, RelayAddress, SmtpSettings, TlsMode
+from .wire import crlf
 
 __all__ = ["SmtpTransport"]
 
@@ -52,20 +55,20 @@ class SmtpTransport:
         self.name = context.name
         self.address_types: frozenset[str] | None = frozenset({"SMTP"})
         self.settings = settings
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        self.peer = f"{host}:{settings.effective_port}"
         self.destination_concurrency = settings.destination_concurrency
         self._credentials = Credentials(settings)
         self._context: ssl.SSLContext | None = None
         self._helo = settings.helo or "localhost"
-        self._debug = False  # debug lines wanted: looked up once a transaction, not once a reply
-        self.pool = ConnectionPool(
-            self._open,
-            size=settings.pool_size,
-            per_connection=settings.messages_per_connection,
-            idle_timeout=settings.idle_timeout,
-            peer=self.peer,
-        )
+        self._clock = context.clock
+        self.relays = [Relay(address, settings, self.name, self._open) for address in settings.relays]
+        self._by_peer = {relay.peer: relay for relay in self.relays}
+        self._state = Relays([relay.peer for relay in self.relays], context.destination_hold)
+        self.peer = ",".join(self._by_peer)  # the destination: the relay, or the list of them
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The first relay's connections (the only relay's, in the one-relay form)."""
+        return self.relays[0].pool
 
     def check(self) -> None:
         """Secrets resolve and TLS files load (``spoolerd check-config``, ``run`` and a reload call it)."""
@@ -78,17 +81,22 @@ class SmtpTransport:
             self._helo = await anyio.to_thread.run_sync(_local_name)
 
     async def stop(self) -> None:
-        self.pool.close()
+        for relay in self.relays:
+            relay.pool.close()
 
     def destination(self, recipient: Recipient) -> str:
         return self.peer
 
-    async def _open(self) -> Connection:
-        conn = await open_session(self.settings, self._credentials, self._context, self._helo, self.peer)
+    def status(self) -> dict[str, Any]:
+        """Its part of the status row: each relay, up or down (since when, held how much longer, why)."""
+        return {"relays": self._state.rows(self._clock())}
+
+    async def _open(self, relay: RelayAddress) -> Connection:
+        conn = await open_session(self.settings, self._credentials, self._context, self._helo, relay)
         log.debug(
             "connection opened",
             transport=self.name,
-            relay=self.peer,
+            relay=relay.peer,
             tls=self.settings.tls.value,
             authenticated=self._credentials.username is not None,
             extensions=sorted(conn.extensions),
@@ -116,72 +124,57 @@ class SmtpTransport:
             except Unchangeable as exc:
                 results = [Outcome.failed(str(exc), None, exc.status)] * len(todo)
             else:
-                results = await self._deliver_in_batches(sender, addresses, wire)
+                results = await self._failover(sender, addresses, wire)
             for i, outcome in zip(todo, results, strict=True):
                 outcomes[i] = outcome
         return outcomes
 
-    async def _deliver_in_batches(self, sender: str, rcpts: list[str], wire: bytes) -> list[Outcome]:
-        batches = Batches(len(rcpts), self.settings.recipients_per_transaction)
-        while (batch := batches.next()) is not None:
-            addresses = [rcpts[i] for i in batch]
-            batches.done(batch, await self._deliver(sender, addresses, wire))
-        return batches.outcomes()
+    async def _failover(self, sender: str, rcpts: list[str], wire: bytes) -> list[Outcome]:
+        """Each recipient through the relays in turn until one takes it or refuses it for good."""
+        tried: list[list[Outcome]] = [[] for _ in rcpts]  # per recipient, each relay's outcome
+        waiting = list(range(len(rcpts)))
+        every_one_down = True
+        for peer in self._state.order(self._clock()):
+            relay = self._by_peer[peer]
+            delivery = await relay.deliver(sender, [rcpts[i] for i in waiting], wire)
+            self._note(relay, delivery)
+            every_one_down = every_one_down and delivery.down is not None
+            for i, outcome in zip(waiting, delivery.outcomes, strict=True):
+                tried[i].append(outcome)
+            waiting = [i for i in waiting if tried[i][-1].kind is OutcomeKind.DEFERRED]
+            if not waiting:
+                break
+        if len(self.relays) == 1:
+            return [outcomes[-1] for outcomes in tried]
+        return [_final(outcomes, every_one_down) for outcomes in tried]
 
-    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes) -> Result:
-        need = requirements(wire, sender, rcpts)
-        while True:
-            try:
-                conn = await self.pool.acquire()
-            except SessionFailed as exc:
-                return Result([exc.outcome] * len(rcpts))
-            reused = conn.sent > 0
-            conn.sent += 1
-            self._debug = maillog.debugging()
-            if reused and self._debug:
-                log.debug("connection reused", transport=self.name, relay=self.peer, transaction=conn.sent)
-            plan = TransactionPlan(
-                sender,
-                rcpts,
-                wire,
-                need,
-                extensions=conn.extensions,
-                pipelining=conn.pipelining,
-                peer=self.peer,
-                reused=reused,
-            )
-            done = Result([])
-            try:
-                done = await self._transaction(conn.channel, plan)
-            finally:
-                self.pool.release(conn, reusable=done.reusable)
-            if not done.stale:  # else a fresh connection next, which is never stale
-                return done
+    def _note(self, relay: Relay, delivery: Delivery) -> None:
+        """Mark ``relay`` down or up after it was tried; with several relays, a change is a log line."""
+        now = self._clock()
+        several = len(self.relays) > 1
+        if delivery.down is not None:
+            down = delivery.down
+            reason = maillog.reply_text(down.diagnostic, relay.peer)
+            if self._state.failed(relay.peer, now, reason) and several:
+                maillog.relay_down(transport=self.name, relay=relay.peer, dsn=down.status, reason=reason)
+        elif not all(o.kind is OutcomeKind.DEFERRED and o.code is None for o in delivery.outcomes):
+            since = self._state.answered(relay.peer)
+            if since is not None and several:
+                maillog.relay_up(transport=self.name, relay=relay.peer, down_for=now - since)
 
-    async def _transaction(self, channel: Channel, plan: TransactionPlan) -> Result:
-        """The plan's steps on the wire: its writes, and each reply it waits for, under its timeout."""
-        step = plan.start()
-        while isinstance(step, Step):
-            try:
-                if step.write:
-                    channel.write(step.write)
-                if step.payload:
-                    await channel.drain()
-                code, text = await self._reply(channel, step)
-            except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError) as exc:
-                diagnostic, status = describe(exc, f"waiting for the reply to {step.expect}")
-                return plan.broken(diagnostic, status, lost=isinstance(exc, ConnectionLost))
-            step = plan.receive(code, text)
-        return step
 
-    async def _reply(self, channel: Channel, step: Step) -> tuple[int, str]:
-        ready = channel.next_reply()  # pipelined replies mostly arrive together: no wait, no timer
-        if ready is None:
-            limit = self.settings.data_timeout if step.payload else self.settings.command_timeout
-            async with asyncio.timeout(limit):
-                ready = await channel.reply()
-        if self._debug:  # replies in a transaction only: the AUTH exchange is over before it begins
-            log.debug(
-                "reply", relay=self.peer, command=step.expect, code=ready[0], text=" ".join(ready[1].split())
-            )
-        return ready
+def _final(outcomes: list[Outcome], every_one_down: bool) -> Outcome:
+    """A recipient's outcome from the relays it was tried at, in order: the last, unless that is a
+    deferral without a reply while an earlier relay did reply about it. When every relay tried was
+    found down, a deferral gives each relay's reason and names none of them, without a reply code:
+    so the spooler holds the transport's list of relays, not one of them."""
+    last = outcomes[-1]
+    if last.kind is not OutcomeKind.DEFERRED:
+        return last
+    if every_one_down:
+        diagnostic = "; ".join(o.diagnostic for o in outcomes)
+        status = next((o.status for o in reversed(outcomes) if o.code is None), last.status)
+        return Outcome(OutcomeKind.DEFERRED, None, status, diagnostic, last.retry_after)
+    if last.code is None:
+        return next((o for o in reversed(outcomes) if o.code is not None), last)
+    return last
