@@ -5,12 +5,14 @@ recipient ends with, the relays' log lines and status rows. Real Postfix relays:
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
@@ -20,7 +22,7 @@ from tests.peers.ports import free_port
 from transports.smtp import SmtpSettings, SmtpTransport
 from transports.smtp.relays import Relays
 
-from .conftest import Handler, Scripted, ServerFactory, message
+from .conftest import PASSWORD, USER, Certs, Handler, Scripted, ServerFactory, message
 
 Start = Callable[[SmtpTransport], Awaitable[SmtpTransport]]
 DELIVERED, DEFERRED, FAILED = OutcomeKind.DELIVERED, OutcomeKind.DEFERRED, OutcomeKind.FAILED
@@ -93,6 +95,37 @@ async def test_a_stopped_relay_and_one_answering_421_are_passed_over(
         assert [o.kind for o in await t.send(*message("third@example.net"))] == [DELIVERED]
     assert closing.handler.sessions == sessions  # held: not tried while another relay takes mail
     assert changes(lines) == []  # still down: no second line
+
+
+def refuse_login(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+    return AuthResult(success=False, handled=False)
+
+
+async def test_relays_refusing_tls_or_the_login_are_passed_over(
+    smtp_server: ServerFactory, started: Start, certs: Certs, tmp_path: Path
+) -> None:
+    no_tls = smtp_server()  # offers no STARTTLS, which tls = "starttls" requires
+    refusing = smtp_server(tls_context=certs.server, authenticator=refuse_login)
+    good = smtp_server(tls_context=certs.server)
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n")
+    password.chmod(stat.S_IRUSR)
+    options = {
+        "tls": "starttls",
+        "ca_file": str(certs.ca_file),
+        "username": USER,
+        "password_file": str(password),
+    }
+    t = await started(relays([no_tls.port, refusing.port, good.port], **options))
+    with capture_logs() as lines:
+        (o,) = await t.send(*message("you@example.net"))
+    assert (o.kind, o.relay) == (DELIVERED, f"127.0.0.1:{good.port}")
+    assert [(x["event"], x["relay"], x["dsn"]) for x in lines if x["event"].startswith("relay ")] == [
+        ("relay TLS failed", f"127.0.0.1:{no_tls.port}", "4.7.4"),
+        ("relay login refused", f"127.0.0.1:{refusing.port}", "4.7.8"),
+    ]
+    assert PASSWORD not in repr(lines) and PASSWORD not in repr(t.status())
+    assert [state for _, state in states(t)] == ["down", "down", "up"]
 
 
 async def test_recipients_deferred_by_one_relay_are_tried_at_the_next(
