@@ -20,7 +20,6 @@ from spoolerd.testing import FakeClock
 from spoolerd.transport import OutcomeKind, TransportContext
 from tests.peers.ports import free_port
 from transports.smtp import SmtpSettings, SmtpTransport
-from transports.smtp.relays import Relays
 
 from .conftest import PASSWORD, USER, Certs, Handler, Scripted, ServerFactory, message
 
@@ -219,17 +218,3 @@ def test_hosts_take_their_own_port_or_the_default() -> None:
         {"hosts": ["a.test", "b.test:2525", "[::1]:26", "::1"], "port": 587}
     )
     assert [r.peer for r in settings.relays] == ["a.test:587", "b.test:2525", "[::1]:26", "[::1]:587"]
-
-
-def test_relays_order_hold_and_recovery() -> None:
-    r = Relays(["a", "b", "c"], hold=10.0)
-    assert r.order(0.0) == ["a", "b", "c"]
-    assert r.failed("a", 0.0, "refused") and not r.failed("a", 5.0, "refused again")  # one change
-    assert r.order(5.0) == ["b", "c"]
-    assert r.order(14.9) == ["b", "c"] and r.order(15.0) == ["a", "b", "c"]  # held from the last failure
-    r.failed("b", 15.0, "x")
-    r.failed("c", 15.0, "x")
-    r.failed("a", 15.0, "x")
-    assert r.order(16.0) == ["a", "b", "c"]  # all held: all tried, in order
-    assert r.answered("a") == 0.0 and r.answered("a") is None
-    assert [row["state"] for row in r.rows(16.0)] == ["up", "down", "down"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
@@ -17,6 +16,7 @@ from spoolerd.transport import Outcome
 from .channel import Channel, Connection, ConnectionLost
 from .plan import Batches, Result, Step, TransactionPlan
 from .pool import ConnectionPool
+from .relays import Delivery
 from .replies import outcome_for, requirements
 from .session import SessionFailed, describe
 from .settings import RelayAddress, SmtpSettings
@@ -25,15 +25,6 @@ from .wire import SmtpProtocolError
 __all__ = ["Delivery", "Relay"]
 
 log = structlog.get_logger("spoolerd.transports.smtp")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """An outcome per recipient from one relay; ``down``: why the relay is not taking mail (it cannot
-    be reached, refused TLS or the login, or answered 421), or None."""
-
-    outcomes: list[Outcome]
-    down: Outcome | None = None
 
 
 class Relay:

@@ -24,15 +24,15 @@ from pydantic import BaseModel
 from spoolerd import maillog
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
-from spoolerd.transport import Outcome, OutcomeKind, TransportContext
+from spoolerd.transport import Outcome, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
 from .channel import Connection
 from .downgrade import Unchangeable, conform
 from .pool import ConnectionPool
-from .relay import Delivery, Relay
-from .relays import Relays
+from .relay import Relay
+from .relays import Attempt, Delivery, Relays
 from .replies import bad_address
 from .session import open_session
 from .settings import HELO_NAME, RelayAddress, SmtpSettings, TlsMode
@@ -131,22 +131,15 @@ class SmtpTransport:
 
     async def _failover(self, sender: str, rcpts: list[str], wire: bytes) -> list[Outcome]:
         """Each recipient through the relays in turn until one takes it or refuses it for good."""
-        tried: list[list[Outcome]] = [[] for _ in rcpts]  # per recipient, each relay's outcome
-        waiting = list(range(len(rcpts)))
-        every_one_down = True
+        attempt = Attempt(len(rcpts), several=len(self.relays) > 1)
         for peer in self._state.order(self._clock()):
-            relay = self._by_peer[peer]
-            delivery = await relay.deliver(sender, [rcpts[i] for i in waiting], wire)
-            self._note(relay, delivery)
-            every_one_down = every_one_down and delivery.down is not None
-            for i, outcome in zip(waiting, delivery.outcomes, strict=True):
-                tried[i].append(outcome)
-            waiting = [i for i in waiting if tried[i][-1].kind is OutcomeKind.DEFERRED]
-            if not waiting:
+            if not attempt.waiting:
                 break
-        if len(self.relays) == 1:
-            return [outcomes[-1] for outcomes in tried]
-        return [_final(outcomes, every_one_down) for outcomes in tried]
+            relay = self._by_peer[peer]
+            delivery = await relay.deliver(sender, [rcpts[i] for i in attempt.waiting], wire)
+            self._note(relay, delivery)
+            attempt.tried(delivery)
+        return attempt.outcomes()
 
     def _note(self, relay: Relay, delivery: Delivery) -> None:
         """Mark ``relay`` down or up after it was tried; with several relays, a change is a log line."""
@@ -157,24 +150,7 @@ class SmtpTransport:
             reason = maillog.reply_text(down.diagnostic, relay.peer)
             if self._state.failed(relay.peer, now, reason) and several:
                 maillog.relay_down(transport=self.name, relay=relay.peer, dsn=down.status, reason=reason)
-        elif not all(o.kind is OutcomeKind.DEFERRED and o.code is None for o in delivery.outcomes):
+        elif delivery.answered:
             since = self._state.answered(relay.peer)
             if since is not None and several:
                 maillog.relay_up(transport=self.name, relay=relay.peer, down_for=now - since)
-
-
-def _final(outcomes: list[Outcome], every_one_down: bool) -> Outcome:
-    """A recipient's outcome from the relays it was tried at, in order: the last, unless that is a
-    deferral without a reply while an earlier relay did reply about it. When every relay tried was
-    found down, a deferral gives each relay's reason and names none of them, without a reply code:
-    so the spooler holds the transport's list of relays, not one of them."""
-    last = outcomes[-1]
-    if last.kind is not OutcomeKind.DEFERRED:
-        return last
-    if every_one_down:
-        diagnostic = "; ".join(o.diagnostic for o in outcomes)
-        status = next((o.status for o in reversed(outcomes) if o.code is None), last.status)
-        return Outcome(OutcomeKind.DEFERRED, None, status, diagnostic, last.retry_after)
-    if last.code is None:
-        return next((o for o in reversed(outcomes) if o.code is not None), last)
-    return last
