@@ -4,7 +4,8 @@ through the first of several (``hosts``) that takes it.
 Each relay (``relay.Relay``) has its own pooled connections. A relay that cannot be reached, refuses TLS
 or the login, or answers 421 is marked down for ``destination_hold`` (``relays.Relays``) and the next
 one is tried in the same attempt; recipients one relay deferred (4xx, or no reply) are tried at the next
-before they are deferred, with the last reply any relay gave about them, else every relay's reason.
+before they are deferred, with the last reply any relay gave about them (or, when every relay tried
+was down, each relay's reason).
 Each relay going down or up again is one log line naming it; the status row shows each relay's state.
 With one relay, its failures are the spooler's to report (the transport's destination is that relay).
 Bcc header fields are removed from the content before it leaves.
