@@ -132,7 +132,14 @@ def open_transports(
     for name, section in config.transports.items():
         if names is not None and name not in names:
             continue
-        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
+        context = TransportContext(
+            name,
+            stores,
+            addresses,
+            clock,
+            config.spooler.default_store,
+            destination_hold=config.spooler.retry.destination_hold,
+        )
         try:
             transport = registry.open_transport(section.provider, section.options(), context)
         except ConfigError as exc:
