@@ -229,6 +229,7 @@ class Spooler:
             if self.health.wait(name):
                 continue  # failing: left alone until its wait is over (``_next_due`` wakes us then)
             try:
+                await self.dispatcher.settle_unlocks(store)
                 async for entry in store.outgoing_queue(due_at=now, include_locked=False):
                     if (name, entry.id) in self._in_flight:
                         skipped = True
