@@ -22,7 +22,7 @@ import anyio
 import structlog
 
 from .. import maillog
-from ..errors import NoAccess, NotFound, NotInQueue, StoreError
+from ..errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from ..message import Message
 from ..preprocess import Preprocessor
 from ..retry import DestinationCache
@@ -58,6 +58,9 @@ class Dispatcher:
         self.owner = owner
         self.clock = clock
         self.leases = Leases(settings.lease)
+        # store name -> messages whose unlock failed because the store did not answer: released as soon
+        # as it answers again (``settle_unlocks``), not left locked until their leases expire
+        self._unlocks_owed: dict[str, set[str]] = {}
         self.destinations = DestinationCache(hold=settings.destination_hold)
         self.sender = Sender(DestinationLimits(self.destinations, clock, self._publish), settings)
         self._settings = settings
@@ -166,8 +169,28 @@ class Dispatcher:
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:
             await store.unlock(message_id, self.owner, retry_at=retry_at)
+        except (LockLost, NotInQueue, NotFound):
+            pass  # no longer ours to hand back
         except StoreError:
-            log.warning("unlock failed; the lease will expire", store=store.name, message=message_id)
+            log.warning("unlock failed; retried when the store answers", store=store.name, message=message_id)
+            self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+
+    async def settle_unlocks(self, store: MessageStore) -> None:
+        """Hand back the messages whose unlock failed while ``store`` did not answer (a database
+        restarted, a full disk), due at once: the store, not the message, was at fault. Raises the
+        store's error while it still fails; a message an attempt has locked again is left to it."""
+        owed = self._unlocks_owed.get(store.name)
+        while owed:
+            message_id = owed.pop()
+            if self.leases.held(store, message_id):
+                continue
+            try:
+                await store.unlock(message_id, self.owner)
+            except (LockLost, NotInQueue, NotFound):
+                continue
+            except StoreError:
+                owed.add(message_id)
+                raise
 
     # ------------------------------------------------------------------ sent copies
 

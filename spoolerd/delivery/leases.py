@@ -51,6 +51,10 @@ class Leases:
         self._lease = lease
         self._rearm.set()
 
+    def held(self, store: MessageStore, message_id: str) -> bool:
+        """Whether an attempt in flight holds the message's lease now."""
+        return any(x.store is store and x.message_id == message_id for x in self._held.values())
+
     @asynccontextmanager
     async def leased(self, store: MessageStore, message_id: str, owner: str) -> AsyncIterator[None]:
         """Keep the lease renewed while the body runs; if it is lost, cancel the body."""
