@@ -35,14 +35,20 @@ from spoolerd.transport import Outcome, OutcomeKind, Tried
 
 T0 = 1_800_000_000.0
 
-policies = st.builds(
-    RetryPolicy,
-    initial=st.floats(1.0, 3600.0),
-    maximum=st.floats(1.0, 20_000.0),
-    multiplier=st.floats(1.0, 4.0),
-    give_up_after=st.floats(0.0, 10 * 86400.0),
-    min_hint=st.floats(1.0, 600.0),
-)
+
+def retry_policies(shortest: float, lifetime: tuple[float, float]) -> st.SearchStrategy[RetryPolicy]:
+    """Retry schedules whose waits are ``shortest`` seconds at least, with a lifetime in ``lifetime``."""
+    return st.builds(
+        RetryPolicy,
+        initial=st.floats(shortest, 3600.0),
+        maximum=st.floats(shortest, 20_000.0),
+        multiplier=st.floats(1.0, 4.0),
+        give_up_after=st.floats(*lifetime),
+        min_hint=st.floats(shortest, max(shortest, 600.0)),
+    )
+
+
+policies = retry_policies(1.0, (0.0, 10 * 86400.0))
 
 states = st.sampled_from(list(RecipientState))
 
@@ -291,14 +297,7 @@ def test_begin_preprocesses_only_a_live_message_that_asks(
     assert start.preprocess == (SubmitFlag.PREPROCESS in message.submit_flags and not start.expired)
 
 
-life_policies = st.builds(
-    RetryPolicy,
-    initial=st.floats(60.0, 3600.0),
-    maximum=st.floats(60.0, 20_000.0),
-    multiplier=st.floats(1.0, 4.0),
-    give_up_after=st.floats(600.0, 4 * 3600.0),
-    min_hint=st.just(60.0),
-)
+life_policies = retry_policies(60.0, (600.0, 4 * 3600.0))
 
 
 @given(
