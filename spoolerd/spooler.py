@@ -28,7 +28,7 @@ from .events import EventHub, QueueChanged, StoreEvent, Subscription
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
-from .routing import route
+from .routing import serves
 from .store import Clock, MessageStore
 from .transport import Receiver, downloads
 
@@ -324,17 +324,22 @@ class Spooler:
     async def _routes_to(self, store: MessageStore, message_id: str, transport: str) -> bool:
         """Whether the message waits on ``transport`` (FlushQueues' target transport): a recipient
         without a final outcome that this transport last handled (a deferral of its own), or, never
-        tried by any, that routing sends to it first (the first serving transport in order)."""
+        tried by any, of an address type it serves (an earlier transport may pass it on with NOT_ME,
+        which only trying tells). A recipient another transport deferred waits on that one."""
         try:
             message = await store.open(message_id, Access.BEST)
         except (NoAccess, NotFound):
             return True  # in flight or gone: joining (or skipping) it is harmless
-        pending = [r for r in message.recipients if not r.state.final]
-        if any(r.transport == transport for r in pending):
-            return True
-        order = [(s.name, s.transport.address_types) for s in self.dispatcher.transports]
-        untried = [r for r in pending if r.transport is None]
-        return transport in route(untried, order).by_transport
+        slot = self.dispatcher.slot(transport)
+        if slot is None:
+            return False
+        return any(
+            r.transport == transport
+            if r.transport is not None
+            else serves(slot.transport.address_types, r.address_type)
+            for r in message.recipients
+            if not r.state.final
+        )
 
     async def flush(
         self,
