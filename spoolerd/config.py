@@ -269,6 +269,11 @@ class Config(_Strict):
     listeners: dict[str, ListenerSection] = Field(
         default_factory=dict, description="SMTP listeners, [listeners.NAME] (none by default)"
     )
+    preprocessors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[preprocessors.NAME]: settings of a preprocessor named in spooler.preprocessors,"
+        " checked by the preprocessor's own model (e.g. [preprocessors.dkim])",
+    )
 
     @field_validator("stores", "transports", "listeners")
     @classmethod
@@ -336,6 +341,12 @@ def parse_config(
         if coupled is not None and coupled not in config.transports:
             known = ", ".join(sorted(config.transports)) or "none"
             problems.append(f"stores.{name}.coupled_transport: no transport {coupled!r} (known: {known})")
+    for name in config.preprocessors:
+        if name not in config.spooler.preprocessors:
+            problems.append(
+                f"preprocessors.{name}: configured, but {name!r} is not in spooler.preprocessors, so it"
+                f" would never run (add it there: preprocessors = [..., {name!r}])"
+            )
     for name, listener in config.listeners.items():
         if listener.store is not None and listener.store not in config.stores:
             problems.append(f"listeners.{name}.store: no store named {listener.store!r}")

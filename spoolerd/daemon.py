@@ -95,9 +95,15 @@ def build(
     preprocessors: list[Preprocessor] = []
     for name in config.spooler.preprocessors:
         try:
-            preprocessors.append(registry.preprocessor(name))
+            preprocessor = registry.preprocessor(name, config.preprocessors.get(name))
         except PluginError as exc:
             problems.append(f"spooler.preprocessors: {exc}")
+            continue
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(self_check(preprocessor, f"preprocessors.{name}"))
+        preprocessors.append(preprocessor)
     for group in config.control.allowed_groups:
         try:
             _gid(group)
