@@ -14,21 +14,28 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from spoolerd.config import parse_config
 from spoolerd.daemon import build
 from spoolerd.errors import ConfigError
 from spoolerd.message import FolderRole, RecipientState
 from spoolerd.plugins import PluginRegistry
+from spoolerd.reconfigure import reload
 from tests.conftest import FakeClock
-from tests.dkim.keys import Dns, opendkim_results
-from tests.engine.harness import parse, spooler
+from tests.dkim.keys import Dns, opendkim_results, rsa_key
+from tests.engine.harness import Harness, parse, spooler
 from tests.peers.postfix import Postfix, running
 
 CONTENT = (
     b"From: Me <me@example.org>\r\nTo: alice@test.local\r\nSubject: relayed\r\n"
     b"Message-ID: <dkim-1@example.org>\r\n\r\nsigned on the way out\r\n"
 )
+
+
+def signature_tag(content: bytes, tag: str) -> str:
+    value = parse(content)["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
+    return dict(t.split("=", 1) for t in value.split(";") if t)[tag]
 
 
 def dkim_section(*keys: tuple[str, Path], **options: Any) -> dict[str, Any]:
@@ -59,7 +66,7 @@ async def test_signs_after_every_other_preprocessor(
         (delivered,) = [m for m in await h.folder(FolderRole.INBOX) if b"on the way out" in m.content]
     content = delivered.content
     assert content.startswith(b"DKIM-Signature: ")
-    h_tag = parse(content)["DKIM-Signature"].replace("\r\n", "").replace(" ", "").split("h=")[1].split(";")[0]
+    h_tag = signature_tag(content, "h")
     # both tags and the Date and Message-ID that headers added were there to be signed (each listed where
     # it stands in the message, From once more at the end)
     assert sorted(h_tag.split(":")) == sorted(
@@ -204,3 +211,56 @@ async def test_the_signature_survives_the_relay_hop_through_postfix(
     assert dns.verify(wire) == [True, True]
     results = opendkim_results(dns, wire, tmp_path / "od")
     assert [r.split()[0] for r in results] == ["dkim=pass", "dkim=pass"]
+
+
+async def test_a_reload_reads_the_keys_again_and_a_bad_one_changes_nothing(
+    tmp_path: Path, clock: FakeClock, dns: Dns, rsa_file: Path
+) -> None:
+    path = tmp_path / "spoolerd.toml"
+
+    def write(selector: str, key: Path) -> None:
+        path.write_text(
+            f"""
+[spooler]
+state_dir = "{tmp_path}"
+reporting_mta = "spool.test"
+preprocessors = ["headers", "dkim"]
+[stores.local]
+addresses = ["@localhost", "@example.org"]
+[transports.loopback]
+provider = "loopback"
+[preprocessors.dkim.domains."example.org"]
+selector = "{selector}"
+key_file = "{key}"
+"""
+        )
+
+    async def selector_used(h: Harness) -> str:
+        mid = await h.submit("me@example.org", content=CONTENT)
+        await h.finished(mid)
+        content = (await h.message(mid)).content
+        assert dns.verify(content) == [True]
+        return signature_tag(content, "s")
+
+    write("s1", rsa_file)
+    async with spooler(
+        tmp_path,
+        clock,
+        spooler={"preprocessors": ["headers", "dkim"]},
+        preprocessors=dkim_section(("s1", rsa_file)),
+        stores={"local": {"provider": "sqlite", "addresses": ["@localhost", "@example.org"]}},
+    ) as h:
+        h.daemon.source = str(path)
+        assert await selector_used(h) == "s1"
+        rotated = tmp_path / "s2.key"
+        dns.publish("s2", "example.org", rsa_key(rotated))
+        rotated.chmod(0o666)
+        write("s2", rotated)
+        with pytest.raises(ConfigError, match="can be read or written by any user"):
+            await reload(h.daemon)
+        assert await selector_used(h) == "s1"  # the running keys stay
+        rotated.chmod(0o600)
+        with capture_logs() as logs:
+            await reload(h.daemon)
+        assert [(e["selector"], e["bits"]) for e in logs if e["event"] == "dkim key loaded"] == [("s2", 2048)]
+        assert await selector_used(h) == "s2"
