@@ -193,6 +193,14 @@ def render() -> str:
     out += ["## `[lists]`", "", f'{lists.description}: `"team@example.org" = ["a@example.org", …]`.', ""]
     aliases = Config.model_fields["aliases"]
     out += ["## `[aliases]`", "", f'{aliases.description}: `root = "admin@example.org"`.', ""]
+    routes = Config.model_fields["sender_routes"]
+    out += [
+        "## `[sender_routes]`",
+        "",
+        f'{routes.description}: `"alice@example.org" = "relay-alice"`, `"@example.net" = "relay-net"`,',
+        '`"*" = "relay"`.',
+        "",
+    ]
     return "\n".join(out)
 
 

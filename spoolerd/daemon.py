@@ -31,6 +31,7 @@ from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper, sent_keepers
 from .retry import RetryPolicy
+from .routing import SenderRoutes
 from .spooler import Spooler
 from .store import Clock, MessageStore
 from .submission import Submitter
@@ -207,6 +208,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
         lists=config.lists,
         delay_warning_after=spooler_cfg.delay_warning_after,
         bounce_copy_to=bounce_copy_recipients(config),
+        sender_routes=SenderRoutes(config.sender_routes),
     )
 
 

@@ -37,7 +37,7 @@ from .message import (
 from .message_class import canonical
 from .preprocess import Preprocessor, signs_last
 from .retry import DestinationCache, RetryPolicy
-from .routing import expand_recipients, route, serves
+from .routing import SenderRoutes, expand_recipients, route, serves
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
 
@@ -58,6 +58,7 @@ class DeliverySettings:
     delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
     bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
+    sender_routes: SenderRoutes = field(default_factory=SenderRoutes)  # [sender_routes]
 
 
 @dataclass(slots=True)
@@ -481,8 +482,10 @@ class Dispatcher:
         declares its own ``address_types`` (as a preprocessor-only transport's do), when a recipient has
         one of them."""
         chosen = list(self.preprocessors)
-        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in self.transports])
-        for slot in self.transports:
+        named = [(s.name, s) for s in self.transports]
+        eligible = [s for _name, s in self.settings.sender_routes.eligible(message.sender, named)]
+        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
+        for slot in eligible:
             for pre in slot.preprocessors:
                 if not hasattr(pre, "address_types"):
                     applies = slot.name in plan.by_transport
@@ -501,7 +504,9 @@ class Dispatcher:
         outcomes: dict[int, tuple[str | None, Outcome]] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
-        slots = {s.name: s for s in self.transports}  # this attempt's, even if a reload replaces them
+        # this attempt's, even if a reload replaces them; of those [sender_routes] binds, this sender's only
+        named = [(s.name, s) for s in self.transports]
+        slots = dict(self.settings.sender_routes.eligible(message.sender, named))
         usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
         offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:
