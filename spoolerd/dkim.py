@@ -4,10 +4,11 @@ RSA-SHA256 and Ed25519-SHA256 (RFC 8463) keys, one or more per domain (two give 
 verifiers that know only RSA, Ed25519 beside it), are read once when the daemon starts or reloads,
 checked like OpenDKIM's ``RequireSafeKeys`` (no other user may read or write them), and never logged.
 It signs after every other preprocessor (``signs = True``), transports' included, on the content as the
-smtp transport puts it on the wire (CRLF line endings), so the relay hop leaves the signature intact.
+smtp transport puts it on the wire (``spoolerd.conform``: CRLF line endings, a part with a line over 998
+octets re-encoded), so neither the transport nor the relay hop changes what it signed.
 
-A message it cannot sign (no key for its From domain, no From, a line the relay transport would
-re-encode, a header dkimpy cannot parse) goes out unsigned with a log line, as OpenDKIM passes mail whose
+A message it cannot sign (no key for its From domain, no From, S/MIME content with a line no relay
+takes, a header dkimpy cannot parse) goes out unsigned with a log line, as OpenDKIM passes mail whose
 sender has no SigningTable entry. With ``required = true`` it is refused instead: every recipient fails
 with 5.7.1 and the sender gets a non-delivery report, as OpenDKIM's ``On-SignatureError = reject`` bounces
 what it cannot sign.
@@ -28,7 +29,8 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .addressing import parse_address_list
-from .envelope import header_end, header_fields
+from .conform import Unchangeable, conform, crlf
+from .envelope import header_fields
 from .errors import ConfigError
 from .fsutil import unsafe_secret
 from .message import Message
@@ -48,7 +50,6 @@ log = structlog.get_logger("spoolerd.dkim")
 RSA = b"rsa-sha256"
 ED25519 = b"ed25519-sha256"
 MIN_RSA_BITS = 1024  # RFC 8301 §3.2: verifiers must accept 1024 to 4096; shorter keys are not trusted
-MAX_LINE = 998  # RFC 5321 §4.5.3.1.6: the smtp transport re-encodes a longer line, breaking the body hash
 # RFC 6376 §5.4.1's suggestions (dkimpy's DKIM.SHOULD): the fields that carry what a reader sees
 DEFAULT_HEADERS = tuple(name.decode("ascii") for name in dkim.DKIM.SHOULD)
 _NEVER_SIGNED = frozenset(name.decode("ascii") for name in dkim.DKIM.SHOULD_NOT)  # §5.4: trace fields, Bcc
@@ -56,8 +57,6 @@ _FIELD_NAME = re.compile(r"^[!-9;-~]+$")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 # a PKCS#8 Ed25519 private key (RFC 8410) is this DER prefix and the 32-byte seed
 _ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
-_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
 def _dns_name(value: str, what: str) -> str:
@@ -226,15 +225,6 @@ def load_keys(settings: DkimSettings) -> dict[str, list[SigningKey]]:
     return keys
 
 
-def crlf(content: bytes) -> bytes:
-    """Every line ending CRLF, the last line too: the content as SMTP carries it, which is what a
-    verifier hashes."""
-    lf, cr, pairs = content.count(b"\n"), content.count(b"\r"), content.count(b"\r\n")
-    if not lf == cr == pairs:
-        content = _LINE_ENDINGS.sub(b"\r\n", content)
-    return content if content.endswith(b"\r\n") else content + b"\r\n"
-
-
 def from_domain(content: bytes) -> str | None:
     """The domain of the (first) From address, lower case; None when there is none to read."""
     for found in header_fields(content):
@@ -279,12 +269,10 @@ class DkimPreprocessor:
         keys = self.keys.get(domain)
         if not keys:
             return self._unsigned(message, f"no key for the From domain {domain}")
-        wire = crlf(message.content)
-        end = header_end(wire)
-        if _LONG_LINE.search(wire, end):
-            return self._unsigned(
-                message, "a body line is longer than 998 octets: the relay transport re-encodes it"
-            )
+        try:  # signed as the smtp transport sends it (CRLF, long lines re-encoded): it then changes nothing
+            wire = conform(crlf(message.content), eight_bit=True)
+        except Unchangeable as exc:
+            return self._unsigned(message, f"it cannot be sent as it is: {exc}")
         try:
             signatures = await anyio.to_thread.run_sync(self._sign, wire, keys)
         except dkim.DKIMException as exc:

@@ -187,10 +187,13 @@ async def test_the_signature_survives_the_relay_hop_through_postfix(
         "helo": "spool.test",
     }
     marker = f"<dkim-{os.getpid()}-{id(clock)}@example.org>".encode()
-    # LF line endings, a line that starts with a dot, 8-bit text: what the wire and Postfix change
+    # LF line endings, a leading dot, 8-bit text, a line over 998 octets: what the wire and Postfix change
     content = (
         CONTENT.replace(b"<dkim-1@example.org>", marker).replace(b"\r\n", b"\n")
         + b".leading dot\nna\xc3\xafve caf\xc3\xa9\n"
+        + b"a line no relay takes as it is: "
+        + b"x" * 1200
+        + b"\n"
     )
     async with spooler(
         tmp_path,

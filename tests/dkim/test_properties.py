@@ -12,7 +12,8 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spoolerd.dkim import DkimPreprocessor, DkimSettings, crlf, from_domain
+from spoolerd.conform import crlf
+from spoolerd.dkim import DkimPreprocessor, DkimSettings, from_domain
 from tests.dkim.keys import Dns, seed_ed25519
 from tests.smtp.conftest import message
 

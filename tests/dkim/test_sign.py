@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from spoolerd.conform import conform, crlf
 from spoolerd.dkim import DkimPreprocessor, DkimSettings
 from spoolerd.errors import ConfigError
 from spoolerd.message import Message
@@ -22,6 +23,13 @@ from tests.smtp.conftest import message as smtp_message
 CONTENT = (
     b"From: Me <me@Example.ORG>\r\nTo: you@example.net\r\nSubject: signed\r\n"
     b"Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nhello\r\n.dot\r\n"
+)
+
+
+SMIME = (
+    b"From: me@example.org\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n--b--\r\n"
 )
 
 
@@ -97,6 +105,15 @@ async def test_lf_content_is_signed_as_smtp_carries_it(dns: Dns, rsa_file: Path,
     assert opendkim_results(dns, result.content, tmp_path / "od")[0].startswith("dkim=pass")
 
 
+async def test_a_long_line_is_signed_as_the_relay_transport_will_send_it(dns: Dns, rsa_file: Path) -> None:
+    long_line = CONTENT + b"x" * 1500 + b"\r\n"
+    result = await signer(("s1", rsa_file))(message(long_line), 0.0)
+    assert result.content is not None
+    assert b"Content-Transfer-Encoding: quoted-printable" in result.content  # re-encoded before signing
+    assert conform(crlf(result.content), eight_bit=True) == result.content  # the transport changes nothing
+    assert dns.verify(result.content) == [True]
+
+
 async def test_configured_headers_and_oversigning_of_an_absent_field(dns: Dns, rsa_file: Path) -> None:
     pre = signer(("s1", rsa_file), headers=["From", "Subject", "X-Mailer"], oversign=["from", "reply-to"])
     content = b"X-Mailer: one\r\nX-Mailer: two\r\n" + CONTENT
@@ -124,7 +141,10 @@ async def test_no_key_for_the_domain_goes_out_unsigned_with_a_log_line(rsa_file:
             CONTENT.replace(b"From: Me <me@Example.ORG>\r\n", b""),
             "the message has no From address to sign for",
         ),
-        (CONTENT + b"x" * 999 + b"\r\n", "a body line is longer than 998 octets"),
+        (
+            SMIME.replace(b"--b--", b"x" * 999 + b"\r\n--b--"),
+            "it cannot be sent as it is: signed content has lines over 998 octets",
+        ),
     ]:
         with capture_logs() as logs:
             result = await pre(message(content), 0.0)
