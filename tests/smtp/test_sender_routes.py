@@ -18,6 +18,7 @@ from spoolerd.message import FolderRole, RecipientState
 from spoolerd.routing import SenderRoutes
 from tests.conftest import FakeClock
 from tests.engine.harness import spooler
+from tests.peers.ports import free_port
 
 from .conftest import Handler, ServerFactory
 from .test_spooler_smtp import relay
@@ -157,3 +158,28 @@ def test_rules_must_name_a_transport_and_a_sender() -> None:
     for pattern in ("@exa mple.org", "<>", "a b@*"):
         with pytest.raises(ConfigError, match="sender_routes"):
             parse_config(data | {"sender_routes": {pattern: "relay"}})
+
+
+async def test_flushing_a_sender_bound_transport_sends_its_senders_mail_only(
+    tmp_path: Path, clock: FakeClock, smtp_server: ServerFactory
+) -> None:
+    """FlushQueues with a target transport: a message waits on the relay its sender is routed to."""
+    a, b = LoginRecorder(), LoginRecorder()
+    port_a, port_b = free_port(), free_port()  # nothing listens yet: the first attempts defer
+    transports = {
+        "relay-a": login_relay(port_a, "alice-login", tmp_path),
+        "relay-b": login_relay(port_b, "bob-login", tmp_path),
+    }
+    routes = {"alice@example.org": "relay-a", "*": "relay-b"}
+    async with spooler(tmp_path, clock, transports, sender_routes=routes) as h:
+        alice = await h.submit("x@remote.test", sender="alice@example.org")
+        other = await h.submit("y@remote.test", sender="carol@example.org")
+        assert (await h.spooler.flush(message_ids=[alice, other])).deferred == 2
+        smtp_server(a, port=port_a, authenticator=accounts)
+        smtp_server(b, port=port_b, authenticator=accounts)
+        result = await h.spooler.flush(transport="relay-b")
+        assert (result.messages, result.sent) == (1, 1)
+        assert sent(a) == []
+        assert sent(b) == [("carol@example.org", ["y@remote.test"])]
+        assert (await h.spooler.flush(transport="relay-a")).sent == 1
+    assert sent(a) == [("alice@example.org", ["x@remote.test"])]
