@@ -32,6 +32,7 @@ from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper, sent_keepers
 from .retry import RetryPolicy
+from .routing import SenderRoutes
 from .spooler import Spooler
 from .store import Clock, MessageStore
 from .submission import Submitter
@@ -96,9 +97,15 @@ def build(
     preprocessors: list[Preprocessor] = []
     for name in config.spooler.preprocessors:
         try:
-            preprocessors.append(registry.preprocessor(name))
+            preprocessor = registry.preprocessor(name, config.preprocessors.get(name))
         except PluginError as exc:
             problems.append(f"spooler.preprocessors: {exc}")
+            continue
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(self_check(preprocessor, f"preprocessors.{name}"))
+        preprocessors.append(preprocessor)
     for name, section in config.listeners.items():
         problems.extend(listener_problems(name, section))
     for group in config.control.allowed_groups:
@@ -211,6 +218,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
         lists=config.lists,
         delay_warning_after=spooler_cfg.delay_warning_after,
         bounce_copy_to=bounce_copy_recipients(config),
+        sender_routes=SenderRoutes(config.sender_routes),
     )
 
 

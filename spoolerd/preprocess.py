@@ -4,6 +4,14 @@ They come from two places, run in registration order: transports (``preprocessor
 messages its own transport handles) and the ``spoolerd.preprocessors`` entry points (every message). The
 built-in ``headers`` preprocessor adds the Date and Message-ID fields a submission may lack (RFC 6409
 §8.2, §8.3), as a message submission agent does.
+
+A preprocessor that seals the content (a signature, as ``dkim`` adds) declares ``signs = True``: it runs
+after every other one, transports' included, since a change made after it would break what it signed.
+An entry point may take settings: a class with a pydantic ``Settings`` model is built with its validated
+``[preprocessors.NAME]`` section (``PluginRegistry.preprocessor``). A preprocessor that must stop the
+message (a required signature it cannot make) answers ``refused``: every pending recipient gets that
+outcome (FAILED: returned to the sender with an NDR; DEFERRED: tried again later) and nothing the
+preprocessors changed is saved, so the next attempt preprocesses again.
 """
 
 from __future__ import annotations
@@ -14,11 +22,19 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from .message import Message, NewRecipient
+from .transport import Outcome
 
-__all__ = ["HeadersPreprocessor", "PreprocessResult", "Preprocessor", "add_missing_headers"]
+__all__ = [
+    "HeadersPreprocessor",
+    "PreprocessResult",
+    "Preprocessor",
+    "Signer",
+    "add_missing_headers",
+    "signs_last",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +43,28 @@ class PreprocessResult:
 
     content: bytes | None = None
     recipients: Sequence[NewRecipient] | None = None
+    refused: Outcome | None = None  # FAILED or DEFERRED: the message is not sent in this attempt
 
 
 class Preprocessor(Protocol):
     name: str
 
     async def __call__(self, message: Message, now: float) -> PreprocessResult: ...
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """A preprocessor that signs what the others made: it runs last."""
+
+    name: str
+    signs: Literal[True]
+
+    async def __call__(self, message: Message, now: float) -> PreprocessResult: ...
+
+
+def signs_last(preprocessor: Preprocessor) -> bool:
+    """Sort key putting signers after every other preprocessor, keeping the order within each kind."""
+    return isinstance(preprocessor, Signer) and preprocessor.signs is True
 
 
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)

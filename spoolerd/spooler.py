@@ -330,13 +330,14 @@ class Spooler:
             message = await store.open(message_id, Access.BEST)
         except (NoAccess, NotFound):
             return True  # in flight or gone: joining (or skipping) it is harmless
-        slot = self.dispatcher.slot(transport)
-        if slot is None:
-            return False
+        named = [(s.name, s.transport.address_types) for s in self.dispatcher.transports]
+        eligible = dict(self.dispatcher.settings.sender_routes.eligible(message.sender, named))
+        if transport not in eligible:
+            return False  # [sender_routes]: not a transport this sender's mail may take
         return any(
             r.transport == transport
             if r.transport is not None
-            else serves(slot.transport.address_types, r.address_type)
+            else serves(eligible[transport], r.address_type)
             for r in message.recipients
             if not r.state.final
         )
