@@ -25,6 +25,7 @@ from .duration import parse_duration
 from .errors import ConfigError, PluginError
 from .listener_config import ListenerSection
 from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
+from .metrics.settings import MetricsSection
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
 
@@ -269,6 +270,7 @@ class Config(_Strict):
     listeners: dict[str, ListenerSection] = Field(
         default_factory=dict, description="SMTP listeners, [listeners.NAME] (none by default)"
     )
+    metrics: MetricsSection = Field(default_factory=MetricsSection, description="Prometheus /metrics (off)")
 
     @field_validator("stores", "transports", "listeners")
     @classmethod

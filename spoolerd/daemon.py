@@ -259,6 +259,10 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             daemon.keepers = sent_keepers(keep, daemon.stores, clock=spooler.clock, events=spooler.events)
             for keeper in daemon.keepers.values():
                 await tg.start(keeper.run)
+            if daemon.config.metrics.address is not None:
+                from .metrics.server import MetricsServer  # a face: MetricsUnavailable stops the start
+
+                await tg.start(MetricsServer(daemon, daemon.config.metrics.address).serve)
             control = daemon.config.control
             if control.enabled:
                 from .control.server import ControlServer  # the socket layer imports this module
