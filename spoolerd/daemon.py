@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
@@ -36,6 +36,9 @@ from .store import Clock, MessageStore
 from .submission import Submitter
 from .submit_rules import bounce_copy_recipients
 from .transport import Transport, TransportContext
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 __all__ = [
     "Daemon",
@@ -69,6 +72,7 @@ class Daemon:
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
     status_rows: list[Callable[[], list[dict[str, Any]]]] = field(default_factory=list)  # faces' rows
     on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
+    store_timings: Histogram | None = None  # with [metrics]: every store call's latency (TimedStore)
 
 
 def build(
@@ -87,6 +91,12 @@ def build(
         problems.append(f"spooler.state_dir: {state_dir}")
     for name, store in stores.items():
         problems.extend(self_check(store, f"stores.{name}"))
+    store_timings = None
+    if config.metrics.address is not None:
+        from .metrics.timing import store_histogram, timed_stores  # only a daemon serving metrics
+
+        store_timings = store_histogram()
+        stores = timed_stores(stores, store_timings)
 
     slots, transport_problems = open_transports(config, registry, stores, clock)
     problems.extend(transport_problems)
@@ -114,7 +124,9 @@ def build(
     coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
-    return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon.store_timings = store_timings
+    return daemon
 
 
 def open_transports(

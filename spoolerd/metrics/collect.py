@@ -89,6 +89,8 @@ class DaemonMetrics(Collector):
         )
         self._relays: dict[tuple[str, str], int] = {}  # (transport, relay) -> up, from the mail lines
         ProcessCollector(registry=r)
+        if daemon.store_timings is not None:
+            r.register(daemon.store_timings)
         r.register(self)
         for name in daemon.stores:
             self.attempts.labels(name)
