@@ -3,7 +3,11 @@ checked against what happened, which the tests learn from the daemon's own event
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +163,28 @@ async def test_served_on_either_event_loop(
     await event(watcher, "delivered", delivered)
     s = await daemon.scrape()
     assert s.value("spoolerd_recipient_outcomes_total", transport="loopback", status="sent") == 1
+
+
+async def test_a_write_by_another_process_is_counted_by_a_rescan(root: Path, daemons: list[Any]) -> None:
+    """spoolerd-sendmail that cannot reach the daemon writes into its store itself: the daemon sees an
+    ``external`` change it cannot follow, counts the queue again, and the message is in the gauges."""
+    daemon, client, watcher = await started(daemons, MetricsDaemon(root, free_port()))
+    began = len(daemon.log)
+    env = {**os.environ, "SPOOLERD_CONFIG": str(daemon.root / "spoolerd.toml"),
+           "SPOOLERD_SOCKET": str(daemon.root / "nobody.sock")}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "spoolerd.sendmail", "-i", "--", OK, "second@example.net",
+        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    _, err = await proc.communicate(CONTENT)
+    assert proc.returncode == 0, err
+    counted = await daemon.log_line(lambda line: b"queue counted" in line, began)
+    assert json.loads(daemon.log[counted])["messages"] >= 1
+    (queued,) = [r["id"] for r in await client.ok("queue")]
+    await event(watcher, "deferred", queued)  # tried (the relay is dead), whenever the count came
+    s = await daemon.scrape()
+    assert s.values("spoolerd_queue_messages", store="local") == {
+        "queued": 0, "deferred": 1, "held": 0, "active": 0
+    }, dump(s)  # fmt: skip
+    assert s.values("spoolerd_queue_recipients", store="local")["deferred"] == 2
+    assert s.value("spoolerd_submissions_total", via="sendmail", store="local") == 0  # not this process's
