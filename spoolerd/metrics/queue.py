@@ -3,7 +3,7 @@
 Events are taken as they are published (``tap``), in order and without a task in between, so a scrape
 that follows an event counts it. What needs the store (counting the queue at start, after a write by
 another process, and reading a message whose recipients the census was not told of) runs in one task,
-one store call at a time, and never on behalf of a scrape: a scrape only reads what is known.
+never on behalf of a scrape: a scrape only reads what is known.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ log = structlog.get_logger("spoolerd.metrics")
 E = TypeVar("E")
 
 RESCAN_GAP = 10.0  # seconds at least between two re-scans of a store that other processes write to
+READS_AT_ONCE = 8  # messages opened at once while learning their recipients (a remote store: round trips)
 
 
 def tap(subscribe: Callable[..., Subscription[E]], observe: Callable[[E], None]) -> Subscription[E]:
@@ -131,16 +132,27 @@ class QueueCensus:
         return True
 
     async def _read_unknown(self, name: str) -> None:
-        store, census = self.stores[name], self.census[name]
-        for message_id, changes in census.unread():
+        """Open each message whose recipients are not known, ``READS_AT_ONCE`` at a time."""
+        unread = self.census[name].unread()
+        failed: list[BaseException] = []
+        for start in range(0, len(unread), READS_AT_ONCE):
             try:
-                message = await store.open(message_id, Access.BEST)
-            except (NotFound, NotInQueue):
-                census.read(message_id, changes, None)
-            except NoAccess:
-                continue  # in an attempt: its end tells the census
-            except StoreError as exc:
-                log.warning("could not read a queued message", store=name, message=message_id, error=str(exc))
+                async with anyio.create_task_group() as tg:
+                    for message_id, changes in unread[start : start + READS_AT_ONCE]:
+                        tg.start_soon(self._read, name, message_id, changes)
+            except* StoreError as group:
+                failed.extend(group.exceptions)
+            if failed:  # the store fails: the next count reads them
+                log.warning("could not read queued messages", store=name, error=str(failed[0]))
                 return
-            else:
-                census.read(message_id, changes, message)
+
+    async def _read(self, name: str, message_id: str, changes: int) -> None:
+        census = self.census[name]
+        try:
+            message = await self.stores[name].open(message_id, Access.BEST)
+        except (NotFound, NotInQueue):
+            census.read(message_id, changes, None)
+        except NoAccess:
+            pass  # in an attempt: its end tells the census
+        else:
+            census.read(message_id, changes, message)
