@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..events import QueueChanged
 from ..message import Message, QueueEntry, RecipientState
+from ..store import QueuedRecipients
 
 __all__ = ["QueueState", "Queued", "StoreCensus", "StoreCount"]
 
@@ -137,16 +138,32 @@ class StoreCensus:
             self._remove(message_id)
             return
         waiting = [r for r in message.recipients if not r.state.final]
-        self._tally(entry, -1)
-        entry.recipients = len(waiting)
-        entry.deferred = message.next_attempt is not None or any(  # a retry was scheduled
+        deferred = message.next_attempt is not None or any(  # a retry was scheduled
             r.attempts or r.state is RecipientState.DEFERRED for r in waiting
         )
-        entry.held = message.held
-        self._tally(entry, 1)
+        self._learned(entry, len(waiting), deferred, message.held)
         if message.client_submit_time is not None and message.client_submit_time != entry.submitted:
             entry.submitted = message.client_submit_time
             heapq.heappush(self._oldest, (entry.submitted, message_id))
+
+    def counted(self, unread: Iterable[tuple[str, int]], counts: Iterable[QueuedRecipients]) -> None:
+        """What a store's ``queued_recipients`` said of the messages ``unread`` listed (with their change
+        counts, taken before the read); a message it does not name is read as it left the queue."""
+        by_id = {c.message_id: c for c in counts}
+        for message_id, changes in unread:
+            entry = self.messages.get(message_id)
+            if entry is None or entry.changes != changes:
+                continue
+            count = by_id.get(message_id)
+            if count is None:
+                self._remove(message_id)
+            else:
+                self._learned(entry, count.waiting, count.deferred, entry.held)
+
+    def _learned(self, entry: Queued, waiting: int, deferred: bool, held: bool) -> None:
+        self._tally(entry, -1)
+        entry.recipients, entry.deferred, entry.held = waiting, deferred, held
+        self._tally(entry, 1)
 
     # ------------------------------------------------------------------ re-scan
 

@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from ..errors import NoAccess, NotFound, NotInQueue, StoreError
 from ..events import QueueChanged, StoreEvent, Subscription
 from ..message import Access
-from ..store import Clock, MessageStore
+from ..store import Clock, MessageStore, QueueCounter
 from .census import StoreCensus, StoreCount
 
 __all__ = ["QueueCensus", "tap"]
@@ -103,6 +103,7 @@ class QueueCensus:
                 self._rescan.discard(name)
                 began = time.monotonic()
                 if await self._count(name):
+                    await self._count_recipients(name)
                     await self._read_unknown(name)
                     counted = self.census[name].count(())
                     log.info(
@@ -130,6 +131,19 @@ class QueueCensus:
             return False
         census.rescanned(entries)
         return True
+
+    async def _count_recipients(self, name: str) -> None:
+        """The recipients of every message the count found, in one read, where the store can."""
+        store, census = self.stores[name], self.census[name]
+        if not isinstance(store, QueueCounter):
+            return  # each is opened instead (``_read_unknown``)
+        unread = census.unread()
+        try:
+            counts = await store.queued_recipients()
+        except StoreError as exc:
+            log.warning("could not count queued recipients", store=name, error=str(exc))
+            return
+        census.counted(unread, counts)
 
     async def _read_unknown(self, name: str) -> None:
         """Open each message whose recipients are not known, ``READS_AT_ONCE`` at a time."""
