@@ -264,6 +264,13 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         await listeners.open_all()  # ListenerUnavailable: a clear error, and what started is stopped
         daemon.status_rows.append(listeners.rows)
         daemon.on_stop.append(listeners.stop)
+        metrics = None
+        if daemon.config.metrics.address is not None:
+            from .metrics.server import MetricsServer  # a face, like the listeners
+
+            metrics = MetricsServer(daemon, daemon.config.metrics.address)
+            await metrics.open()  # MetricsUnavailable: a clear error, and what started is stopped
+            stack.push_async_callback(metrics.close)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
             spooler = daemon.spooler
@@ -271,10 +278,8 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             daemon.keepers = sent_keepers(keep, daemon.stores, clock=spooler.clock, events=spooler.events)
             for keeper in daemon.keepers.values():
                 await tg.start(keeper.run)
-            if daemon.config.metrics.address is not None:
-                from .metrics.server import MetricsServer  # a face: MetricsUnavailable stops the start
-
-                await tg.start(MetricsServer(daemon, daemon.config.metrics.address).serve)
+            if metrics is not None:
+                await tg.start(metrics.serve)
             control = daemon.config.control
             if control.enabled:
                 from .control.server import ControlServer  # the socket layer imports this module

@@ -40,18 +40,29 @@ class MetricsServer:
         self.address = address
         self.metrics = DaemonMetrics(daemon)
         self._open = 0
+        self._server: asyncio.Server | None = None
         self.scrapes = 0
 
-    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen, start following the daemon, and answer until cancelled."""
+    async def open(self) -> None:
+        """Listen (before the daemon's tasks start, so a taken address is a plain error at start)."""
         host, port = split_address(self.address)
         try:
-            server = await asyncio.start_server(self._client, host, port, limit=MAX_HEAD, reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._client, host, port, limit=MAX_HEAD, reuse_address=True
+            )
         except OSError as exc:
             raise MetricsUnavailable(f"metrics.address: cannot listen on {self.address}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Follow the daemon and answer scrapes until cancelled (``open`` first)."""
         self.metrics.start()
         try:
-            async with server, anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as tg:
                 tg.start_soon(self.metrics.census.run)
                 log.info("metrics served", address=self.address, path=PATH)
                 task_status.started()

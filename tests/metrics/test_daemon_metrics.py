@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,18 @@ async def test_a_write_by_another_process_is_counted_by_a_rescan(root: Path, dae
     }, dump(s)  # fmt: skip
     assert s.values("spoolerd_queue_recipients", store="local")["deferred"] == 2
     assert s.value("spoolerd_submissions_total", via="sendmail", store="local") == 0  # not this process's
+
+
+async def test_an_address_it_cannot_listen_on_stops_the_start(root: Path) -> None:
+    daemon = MetricsDaemon(root, free_port())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", daemon.metrics_port))
+        taken.listen()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "spoolerd.cli", "run", "--config", str(daemon.write_config()),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 70, err  # EX_SOFTWARE, as for a listener's address
+    assert f"metrics.address: cannot listen on 127.0.0.1:{daemon.metrics_port}".encode() in err, err
+    assert b"Traceback" not in err
