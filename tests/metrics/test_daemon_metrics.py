@@ -68,7 +68,7 @@ async def test_a_scrape_counts_outcomes_queue_and_latency_as_they_happened(
     assert s.values("spoolerd_recipient_outcomes_total", transport="loopback")["sent"] == 1
     assert s.value("spoolerd_delivery_delay_seconds_count", transport="relay") == 1
     assert s.value("spoolerd_delivery_delay_seconds_count", transport="loopback") == 1
-    assert 0 < s.value("spoolerd_delivery_delay_seconds_sum", transport="relay") < 30
+    assert 0 <= s.value("spoolerd_delivery_delay_seconds_sum", transport="relay") < 30
     assert s.value("spoolerd_delivery_attempt_duration_seconds_count", store="local") == 3
     assert s.value("spoolerd_submissions_total", via="socket", store="local") == 3
     assert s.value("spoolerd_submissions_total", via="smtp", store="local") == 0
