@@ -25,6 +25,7 @@ from .duration import parse_duration
 from .errors import ConfigError, PluginError
 from .listener_config import ListenerSection
 from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
+from .metrics.settings import MetricsSection
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
 
@@ -294,6 +295,7 @@ class Config(_Strict):
         description="[preprocessors.NAME]: settings of a preprocessor named in spooler.preprocessors,"
         " checked by the preprocessor's own model (e.g. [preprocessors.dkim])",
     )
+    metrics: MetricsSection = Field(default_factory=MetricsSection, description="Prometheus /metrics (off)")
 
     @field_validator("stores", "transports", "listeners")
     @classmethod

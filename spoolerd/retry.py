@@ -65,12 +65,14 @@ class DestinationCache:
     hold: float = 300.0
     _dead: dict[str, float] = field(default_factory=dict)
     _down: dict[str, float] = field(default_factory=dict)  # destination -> down since (until a success)
+    _failures: dict[str, int] = field(default_factory=dict)  # destination -> failures since its last success
 
     def failed(self, destination: str, now: float, hint: float | None = None) -> bool:
         """Hold ``destination``; True when it has just gone down (it was not down already)."""
         if len(self._dead) >= 4096:  # forget what has expired, so the cache does not grow forever
             self._dead = {d: until for d, until in self._dead.items() if until > now}
         self._dead[destination] = now + max(self.hold, hint or 0.0)
+        self._failures[destination] = self._failures.get(destination, 0) + 1
         if destination in self._down:
             return False
         self._down[destination] = now
@@ -79,7 +81,12 @@ class DestinationCache:
     def succeeded(self, destination: str) -> float | None:
         """Clear ``destination``; if it was down, it is up again: when it went down."""
         self._dead.pop(destination, None)
+        self._failures.pop(destination, None)
         return self._down.pop(destination, None)
+
+    def consecutive_failures(self) -> dict[str, int]:
+        """Each destination that failed since its last success, and how many times in a row."""
+        return dict(self._failures)
 
     def dead_until(self, destination: str, now: float) -> float | None:
         until = self._dead.get(destination)
@@ -93,6 +100,7 @@ class DestinationCache:
     def clear(self) -> None:
         self._dead.clear()
         self._down.clear()
+        self._failures.clear()
 
 
 @dataclass(slots=True)

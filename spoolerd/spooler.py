@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -116,6 +117,8 @@ class Spooler:
         dispatcher.publish = self.events.publish  # a transport going down or up again
         # download loops by transport; cancelled first at shutdown
         self._intake: dict[str, anyio.CancelScope] = {}
+        # told of every attempt as it ends: the store, the message and the seconds it took (metrics)
+        self.attempt_observers: list[Callable[[str, str, float], None]] = []
 
     # ------------------------------------------------------------------ running
 
@@ -155,6 +158,10 @@ class Spooler:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    def in_flight_ids(self) -> list[tuple[str, str]]:
+        """(store, message id) of each attempt in flight now (at most ``max_in_flight``)."""
+        return list(self._in_flight)
 
     def in_flight_now(self) -> list[asyncio.Event]:
         """The end of each attempt in flight now: a reload waits for them before it stops the transports
@@ -275,6 +282,7 @@ class Spooler:
     async def _attempt(
         self, name: str, store: MessageStore, message_id: str, force: bool, flight: _Flight
     ) -> None:
+        began = time.monotonic()
         try:
             with flushing(flight.view):
                 flight.result = await self.dispatcher.attempt(store, message_id, force=force)
@@ -288,6 +296,8 @@ class Spooler:
             if self._in_flight.get((name, message_id)) is flight:
                 del self._in_flight[(name, message_id)]
             if flight.result is not None:
+                for observe in self.attempt_observers:
+                    observe(name, message_id, time.monotonic() - began)
                 self.counters.delivered += flight.result.delivered
                 self.counters.deferred += flight.result.deferred
                 self.counters.failed += flight.result.failed
