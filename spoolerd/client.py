@@ -1,5 +1,6 @@
 """A small blocking client for the control socket, standard library only, so the command-line tools start
-fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP)."""
+fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP). Requests are framed by the
+protocol's own sans-io module (standard library only as well), the one place that knows the format."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .control.protocol import Request, encode_request
 
 __all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default_socket_path"]
 
@@ -94,13 +97,11 @@ class ControlClient:
 
     def _send(self, cmd: str, args: dict[str, Any], body: bytes | None = None) -> int:
         self._next_id += 1
-        request: dict[str, Any] = {"id": self._next_id, "cmd": cmd, "args": args}
-        if body is not None:
-            request["body"] = len(body)  # the raw bytes follow the line
+        request = Request(self._next_id, cmd, args, None if body is None else len(body))
         try:
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            self._sock.sendall(encode_request(request))
             if body:
-                self._sock.sendall(body)
+                self._sock.sendall(body)  # the raw bytes the line announced
         except OSError as exc:
             raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
         return self._next_id
