@@ -20,6 +20,7 @@ from spoolerd.control.protocol import (
     encode_result,
     parse_request,
 )
+from tests.control.pieces import feed_in_pieces
 
 _text = st.text(max_size=20)  # any Unicode but lone surrogates, which JSON text may not carry
 _scalars = st.one_of(
@@ -51,19 +52,10 @@ def requests(draw: st.DrawFn) -> Request:
     )
 
 
-def _feed(reader: RequestReader, data: bytes, cuts: list[int]) -> list[Request | ProtocolError]:
-    out: list[Request | ProtocolError] = []
-    last = 0
-    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
-        out += reader.feed(data[last:cut])
-        last = cut
-    return out
-
-
 @given(st.lists(requests(), min_size=1, max_size=4), st.lists(st.integers(min_value=0), max_size=10))
 def test_any_request_encodes_and_decodes_back(sent: list[Request], cuts: list[int]) -> None:
     stream = b"".join(encode_request(r) + (r.body or b"") for r in sent)
-    assert _feed(RequestReader(), stream, cuts) == sent
+    assert feed_in_pieces(RequestReader(), stream, cuts) == sent
 
 
 @given(requests())
@@ -85,7 +77,7 @@ def test_an_encoded_request_is_one_ascii_line(request: Request) -> None:
 def test_arbitrary_bytes_give_requests_or_protocol_errors_only(
     chunks: list[bytes], cuts: list[int], line_limit: int, body_limit: int
 ) -> None:
-    out = _feed(RequestReader(line_limit=line_limit, body_limit=body_limit), b"".join(chunks), cuts)
+    out = feed_in_pieces(RequestReader(line_limit=line_limit, body_limit=body_limit), b"".join(chunks), cuts)
     for item in out:
         assert isinstance(item, Request | ProtocolError)
         if isinstance(item, ProtocolError):
