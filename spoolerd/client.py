@@ -62,12 +62,12 @@ class ControlClient:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(os.fspath(self.path))
-        except PermissionError:
+        except PermissionError as exc:
             self._sock.close()
-            raise Unreachable(f"permission denied on {self.path}", denied=True) from None
+            raise Unreachable(f"permission denied on {self.path}", denied=True) from exc
         except OSError as exc:
             self._sock.close()
-            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from None
+            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from exc
         self._buffer = b""
         self._next_id = 0
 
@@ -87,7 +87,7 @@ class ControlClient:
             try:
                 chunk = self._sock.recv(1 << 20)
             except OSError as exc:
-                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from None
+                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from exc
             if not chunk:
                 raise ConnectionLost("spoolerd closed the connection")
             self._buffer += chunk
@@ -103,7 +103,7 @@ class ControlClient:
             if body:
                 self._sock.sendall(body)  # the raw bytes the line announced
         except OSError as exc:
-            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
+            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from exc
         return self._next_id
 
     def call(self, cmd: str, **args: Any) -> Any:

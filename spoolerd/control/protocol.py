@@ -167,9 +167,9 @@ def parse_request(line: bytes) -> Request:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ProtocolError("bad_json", f"not a JSON object: {exc}") from None
-    except RecursionError:
-        raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from None
+        raise ProtocolError("bad_json", f"not a JSON object: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "a request is a JSON object")
     body_length = data.get("body")
