@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spoolerd.envelope import header_end, header_fields, header_section, without_bcc
+from spoolerd.preprocess import add_missing_headers
 from transports.smtp.wire import crlf, data_payload
 
 # bytes that matter to line structure, often; anything else, sometimes
@@ -110,3 +111,22 @@ def test_dot_stuffing_round_trips(content: bytes) -> None:
     payload = data_payload(wire)
     assert payload.endswith(b"\r\n.\r\n")
     assert _unstuff(payload) == wire
+
+
+@given(st.one_of(messages().map(lambda m: m[0]), _wire_bytes))
+def test_the_headers_preprocessor_only_puts_missing_fields_first(content: bytes) -> None:
+    added = add_missing_headers(content, now=0.0, domain="example.org")
+    present = {f.key for f in header_fields(content)}
+    if added is None:
+        assert {"date", "message-id"} <= present
+        return
+    fields = header_fields(added)
+    new = [f.key for f in fields[: 2 - len(present & {"date", "message-id"})]]
+    assert set(new) == {"date", "message-id"} - present
+    assert sum(f.key == "date" for f in fields) == 1 and sum(f.key == "message-id" for f in fields) == 1
+    head = b"".join(f.raw for f in fields[: len(new)])
+    rest = added[len(head) :]
+    # the message follows byte for byte; body text that came first is now after a blank line
+    assert rest == content or (
+        rest.endswith(content) and rest[: len(rest) - len(content)] in (b"\n", b"\r\n")
+    )
