@@ -123,7 +123,9 @@ def test_the_headers_preprocessor_only_puts_missing_fields_first(content: bytes)
     fields = header_fields(added)
     new = [f.key for f in fields[: 2 - len(present & {"date", "message-id"})]]
     assert set(new) == {"date", "message-id"} - present
-    assert sum(f.key == "date" for f in fields) == 1 and sum(f.key == "message-id" for f in fields) == 1
+    for key in ("date", "message-id"):  # one added where there was none, none where there was one
+        before = sum(f.key == key for f in header_fields(content))
+        assert sum(f.key == key for f in fields) == (before or 1)
     head = b"".join(f.raw for f in fields[: len(new)])
     rest = added[len(head) :]
     # the message follows byte for byte; body text that came first is now after a blank line
