@@ -206,8 +206,10 @@ def _check(opts: Options) -> None:
 
 
 def _shown(value: str) -> str:
-    """An argument as a terminal can show it: the bytes that are not UTF-8 as \\xNN."""
-    return "'" + value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") + "'"
+    """An argument as a terminal can show it: the bytes that are not UTF-8 as \\xNN, and what is not
+    printable (a C1 control, a bidi override) escaped as ``repr`` would."""
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "'" + "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text) + "'"
 
 
 def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:
