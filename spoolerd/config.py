@@ -68,10 +68,14 @@ class LogConfig(_Strict):
 class RetrySection(_Strict):
     """Retry timing; the defaults are Postfix's (5 min doubling to ~67 min, give up after 5 days)."""
 
-    initial: float = Field(300.0, gt=0, description="seconds before the first retry")
-    maximum: float = Field(4000.0, gt=0, description="longest wait between two attempts")
-    give_up_after: float = Field(5 * 86400.0, gt=0, description="queue lifetime: then an NDR with 4.4.7")
-    min_hint: float = Field(60.0, ge=0, description="shortest retry-after a transport may ask for")
+    initial: float = Field(300.0, gt=0, allow_inf_nan=False, description="seconds before the first retry")
+    maximum: float = Field(4000.0, gt=0, allow_inf_nan=False, description="longest wait between two attempts")
+    give_up_after: float = Field(
+        5 * 86400.0, gt=0, allow_inf_nan=False, description="queue lifetime: then an NDR with 4.4.7"
+    )
+    min_hint: float = Field(
+        60.0, ge=0, allow_inf_nan=False, description="shortest retry-after a transport may ask for"
+    )
     destination_hold: float = Field(300.0, ge=0, description="how long a failed destination is left alone")
 
 

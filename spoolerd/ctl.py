@@ -81,7 +81,7 @@ def _duration(text: str) -> float:
     try:
         return parse_duration(text)
     except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -239,8 +239,8 @@ def _gid(group: str | int) -> int:
         return group
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from None
+    except KeyError as exc:
+        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from exc
 
 
 @contextmanager
@@ -252,8 +252,8 @@ def state_lock(state_dir: Path) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from None
+        except BlockingIOError as exc:
+            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield

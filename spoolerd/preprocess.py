@@ -16,7 +16,6 @@ preprocessors changed is saved, so the next attempt preprocesses again.
 
 from __future__ import annotations
 
-import re
 import secrets
 import socket
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Literal, Protocol, runtime_checkable
 
+from .envelope import header_fields, with_field
 from .message import Message, NewRecipient
 from .transport import Outcome
 
@@ -67,32 +67,17 @@ def signs_last(preprocessor: Preprocessor) -> bool:
     return isinstance(preprocessor, Signer) and preprocessor.signs is True
 
 
-_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
-
-
-def _header_section(content: bytes) -> tuple[bytes, bytes]:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        end = content.find(sep)
-        if end >= 0:
-            return content[: end + len(sep) // 2], content[end + len(sep) // 2 :]
-    return content, b""
-
-
 def add_missing_headers(content: bytes, *, now: float, domain: str) -> bytes | None:
-    """``content`` with Date and Message-ID prepended when missing; ``None`` when both are there."""
-    header, _body = _header_section(content)
-    names = {m.group(1).lower() for m in _FIELD.finditer(header)}
-    newline = b"\r\n" if b"\r\n" in header or not header else b"\n"
-    added = b""
-    if b"date" not in names:
-        added += b"Date: " + formatdate(now, localtime=False).encode() + newline
-    if b"message-id" not in names:
-        added += b"Message-ID: <" + f"{secrets.token_hex(12)}@{domain}".encode() + b">" + newline
-    if not added:
+    """``content`` with Date and Message-ID put first when its header section lacks them; ``None`` when
+    both are there. The header section is ``envelope``'s, so a ``Date:`` line in the body is body text."""
+    present = {field.key for field in header_fields(content)}
+    if "date" in present and "message-id" in present:
         return None
-    if not header.strip():  # no header section at all: start one
-        return added + newline + content
-    return added + content
+    if "message-id" not in present:
+        content = with_field(content, b"Message-ID: <" + f"{secrets.token_hex(12)}@{domain}".encode() + b">")
+    if "date" not in present:
+        content = with_field(content, b"Date: " + formatdate(now, localtime=False).encode())
+    return content
 
 
 class HeadersPreprocessor:

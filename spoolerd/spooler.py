@@ -29,6 +29,7 @@ from .events import EventHub, QueueChanged, StoreEvent, Subscription
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
+from .retry import Backoff, Schedule
 from .routing import serves
 from .store import Clock, MessageStore
 from .transport import Receiver, downloads
@@ -39,6 +40,7 @@ log = structlog.get_logger("spoolerd.spooler")
 
 # Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
 _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
+DOWNLOAD_RETRY = Schedule(1.0, 300.0)  # between failed download passes; starts over once one files mail
 
 
 def _wakes(event: StoreEvent) -> bool:
@@ -398,7 +400,7 @@ class Spooler:
         """Keep a transport's download loop running: a failure is logged and retried with backoff (reset
         by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
         the transport has nothing more to download and the loop ends (it is not called again)."""
-        backoff = 1.0
+        backoff = Backoff(DOWNLOAD_RETRY)
         with self._intake.setdefault(name, anyio.CancelScope()) as intake:
             while not self._stopping:
                 received = self.counters.received
@@ -406,10 +408,10 @@ class Spooler:
                     await self._receive_once(name, transport)
                 except Exception:
                     if self.counters.received > received:
-                        backoff = 1.0
-                    log.exception("download failed; retrying", transport=name, retry_in=backoff)
-                    await anyio.sleep(backoff)  # a timer between failed downloads, not a poll
-                    backoff = min(backoff * 2, 300.0)
+                        backoff.reset()
+                    wait = backoff.failed()
+                    log.exception("download failed; retrying", transport=name, retry_in=wait)
+                    await anyio.sleep(wait)  # a timer between failed downloads, not a poll
                 else:
                     log.info("download loop ended: nothing more to download", transport=name)
                     break

@@ -247,7 +247,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
     try:
         return base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
-        raise CommandError("bad_args", f"message: not base64: {exc}") from None
+        raise CommandError("bad_args", f"message: not base64: {exc}") from exc
 
 
 async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
@@ -420,10 +420,10 @@ async def remove(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
-    except Submitted:
+    except Submitted as exc:
         raise Submitted(
             f"message {args.id} is queued: take it off the queue first (spoolerctl abort {args.id})"
-        ) from None
+        ) from exc
     log.info("message removed", store=name, id=args.id)
     return {"id": args.id, "store": name, "removed": True}
 
@@ -537,5 +537,7 @@ async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: 
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}" for err in exc.errors()
         )
+        # not chained: pydantic's error quotes the values given (a message, addresses), which are the
+        # client's to see in the answer, not a log's
         raise CommandError("bad_args", problems) from None
     return await handler(daemon, args, conn)
