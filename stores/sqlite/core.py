@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 
 from spoolerd.events import EventHub, QueueChanged, StoreEvent
 from spoolerd.store import Clock
@@ -28,15 +29,15 @@ class SqliteCore:
         self._clock = clock
         self._hub: EventHub[StoreEvent] = EventHub()
 
-        def open_connection() -> sqlite3.Connection:
-            conn = connect(path, busy_timeout=settings.busy_timeout)
+        def open_connection(reader: bool = False) -> sqlite3.Connection:
+            conn = connect(path, busy_timeout=settings.busy_timeout, reader=reader)
             conn.row_factory = sqlite3.Row  # columns by name: stores.common.rows
             return conn
 
         self._writer = GroupCommitWriter(
             open_connection, max_batch=settings.max_batch, after_commit=self._after_commit
         )
-        self._readers = ReaderPool(open_connection, threads=settings.reader_threads)
+        self._readers = ReaderPool(partial(open_connection, reader=True), threads=settings.reader_threads)
 
     def _after_commit(self) -> None:
         """On the writer thread, after each commit (the store rings its doorbell here)."""
