@@ -27,6 +27,7 @@ from .config import Config, default_socket, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
 from .errors import ConfigError, PluginError, StateDirBusy
 from .fsutil import make_dirs_durably, unwritable
+from .listener.check import listener_problems
 from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper, sent_keepers
@@ -98,6 +99,8 @@ def build(
             preprocessors.append(registry.preprocessor(name))
         except PluginError as exc:
             problems.append(f"spooler.preprocessors: {exc}")
+    for name, section in config.listeners.items():
+        problems.extend(listener_problems(name, section))
     for group in config.control.allowed_groups:
         try:
             _gid(group)
@@ -132,7 +135,14 @@ def open_transports(
     for name, section in config.transports.items():
         if names is not None and name not in names:
             continue
-        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
+        context = TransportContext(
+            name,
+            stores,
+            addresses,
+            clock,
+            config.spooler.default_store,
+            destination_hold=config.spooler.retry.destination_hold,
+        )
         try:
             transport = registry.open_transport(section.provider, section.options(), context)
         except ConfigError as exc:
@@ -245,7 +255,7 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         await start_transports(daemon.transports)
         # those running at exit: a reload may have replaced some (it stops the ones it retires)
         stack.push_async_callback(lambda: stop_transports(daemon.transports))
-        from .listener import Listeners  # a face, like the control server
+        from .listener.server import Listeners  # a face, like the control server
 
         listeners = Listeners(daemon)
         stack.push_async_callback(listeners.stop, 0.0)

@@ -32,6 +32,7 @@ from ..store import MessageStore
 from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction, downloads
+from .holders import lease_holders, owned_by
 from .verify import verify_addresses
 from .waiting import waiting_row
 
@@ -108,9 +109,15 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
         health = spooler.health.states[name]
         section = daemon.config.stores[name]
         try:
-            queued: int | None = sum([1 async for _ in store.outgoing_queue()])
+            holders = await lease_holders(store, time.time())
+            queued: int | None = holders.queued
         except SpoolerError:
-            queued = None  # unreadable: the row says why
+            holders, queued = None, None  # unreadable: the row says why
+        counters: dict[str, int | None] = {"queued": queued}
+        if holders is not None:  # on a shared store, which daemon holds what (each daemon's owner name)
+            here = spooler.dispatcher.owner
+            mine = sum(n for owner, n in holders.leases.items() if owned_by(owner, here))
+            counters |= {"locked_here": mine, "locked_elsewhere": sum(holders.leases.values()) - mine}
         rows.append(
             {
                 "resource_type": "store",
@@ -118,7 +125,8 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
                 "provider": daemon.config.stores[name].provider,
                 "status": ["failure" if health.failing else "available"],
                 "methods": [],
-                "counters": {"queued": queued},
+                "counters": counters,
+                "holders": None if holders is None else holders.leases,
                 "last_error": health.last_error,
                 "since": health.failing_since,
                 "retention": retention_status(
@@ -181,6 +189,8 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                 "subject": entry.subject,
                 "due_at": entry.due_at,
                 "locked": entry.lock_owner is not None,
+                "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
+                "locked_here": owned_by(entry.lock_owner, daemon.spooler.dispatcher.owner),
                 "held": entry.held,
                 "recipients": None,
             }
