@@ -23,7 +23,7 @@ from ..daemon import Daemon
 from ..duration import format_duration
 from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
-from ..message import FolderRole
+from ..message import FolderRole, flag_names
 from ..message_size import check_message_size
 from ..reconfigure import reload
 from ..retention import filing, retention_status
@@ -192,6 +192,7 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                 "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
                 "locked_here": owned_by(entry.lock_owner, daemon.spooler.dispatcher.owner),
                 "held": entry.held,
+                "priority": entry.priority,  # PR_PRIORITY: -1 non-urgent, 0 normal, 1 urgent
                 "recipients": None,
             }
             try:
@@ -227,6 +228,7 @@ class SubmitArgs(_StoreArgs):
     delete_after_submit: bool = False
     ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
+    priority: Literal[-1, 0, 1] | None = None  # PR_PRIORITY; none: what the message's header asks for
 
 
 def _envelope(daemon: Daemon, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
@@ -245,7 +247,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
     try:
         return base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
-        raise CommandError("bad_args", f"message: not base64: {exc}") from None
+        raise CommandError("bad_args", f"message: not base64: {exc}") from exc
 
 
 async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
@@ -270,6 +272,7 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         not_before=args.not_before,
         ndr_requested=args.ndr,
         dr_requested=args.dr,
+        priority=args.priority,
     )
     result = await daemon.submitter.submit_new(name, draft)  # created and queued durably before we answer
     message_id = result.message_id
@@ -404,6 +407,11 @@ async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     return {
         "id": message.id,
         "class": message.message_class,
+        "flags": flag_names(message.flags),
+        "priority": message.priority,
+        "not_before": message.not_before,
+        "ndr_requested": message.ndr_requested,
+        "dr_requested": message.dr_requested,
         "content": base64.b64encode(message.content).decode(),
     }
 
@@ -412,10 +420,10 @@ async def remove(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
-    except Submitted:
+    except Submitted as exc:
         raise Submitted(
             f"message {args.id} is queued: take it off the queue first (spoolerctl abort {args.id})"
-        ) from None
+        ) from exc
     log.info("message removed", store=name, id=args.id)
     return {"id": args.id, "store": name, "removed": True}
 
@@ -448,7 +456,7 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
     async def forward(sub: Subscription[Any]) -> None:
         async for event in sub:
             if isinstance(event, QueueChanged):
-                payload = {
+                payload: dict[str, Any] = {
                     "type": "queue_changed",
                     "store": event.store,
                     "reason": event.reason,
@@ -456,7 +464,8 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
                 }
             elif isinstance(event, NewMail):
                 payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
-                           "folder": event.folder_id, "class": event.message_class}  # fmt: skip
+                           "folder": event.folder_id, "class": event.message_class,
+                           "flags": flag_names(event.flags)}  # fmt: skip
             elif isinstance(event, dict):
                 if args.store is not None and event.get("store") not in (None, args.store):
                     continue
@@ -528,5 +537,7 @@ async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: 
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}" for err in exc.errors()
         )
+        # not chained: pydantic's error quotes the values given (a message, addresses), which are the
+        # client's to see in the answer, not a log's
         raise CommandError("bad_args", problems) from None
     return await handler(daemon, args, conn)

@@ -24,11 +24,12 @@ import structlog
 from .. import maillog
 from ..errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from ..message import Message
-from ..preprocess import Preprocessor
+from ..preprocess import Preprocessor, signs_last
 from ..retry import DestinationCache
 from ..routing import expand_recipients, route, serves
 from ..slot import TransportSlot
 from ..store import Clock, MessageStore
+from ..transport import Outcome, Tried
 from .decide import AttemptResult, Decision, SentCopy, begin, decide, expired_outcomes, pending
 from .leases import Leases
 from .limits import DestinationLimits
@@ -127,10 +128,13 @@ class Dispatcher:
         now = self.clock()
         settings = self.settings
         start = begin(message, now, settings.retry)
+        refused: Outcome | None = None
         if start.preprocess:
-            message = await self._preprocess(store, message)
+            message, refused = await self._preprocess(store, message)
         if start.expired:  # checked before anything that could fail again: an old message always ends
             tried = expired_outcomes(pending(message))
+        elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
+            tried = {r.index: Tried(None, refused) for r in pending(message)}
         else:
             tried = await self.sender.route_and_send(self.transports, message, pending(message), force=force)
         decision = decide(message, tried, now, settings)
@@ -221,13 +225,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ preprocessing
 
-    async def _preprocess(self, store: MessageStore, message: Message) -> Message:
+    async def _preprocess(self, store: MessageStore, message: Message) -> tuple[Message, Outcome | None]:
+        """The message as the preprocessors leave it, saved; or, when one refuses it, the message as it
+        was (nothing saved: the flag stays, so the next attempt preprocesses again) and that outcome."""
         content: bytes | None = None
         recipients = None
         current = message
         now = self.clock()
         for pre in self._preprocessors_for(message):
             result = await pre(current, now)
+            if result.refused is not None:
+                return message, result.refused
             if result.content is not None:
                 content = result.content
                 current = replace(current, content=content, size=len(content))
@@ -238,17 +246,21 @@ class Dispatcher:
         )
         before = [(r.address, r.address_type, r.kind) for r in message.recipients]
         unchanged = recipients is None and [(r.address, r.resolved_type, r.kind) for r in expanded] == before
-        return await store.complete_preprocessing(
+        saved = await store.complete_preprocessing(
             message.id, self.owner, content=content, recipients=None if unchanged else expanded
         )
+        return saved, None
 
     def _preprocessors_for(self, message: Message) -> list[Preprocessor]:
-        """Entry-point preprocessors, then each transport's, in transport order. A transport's
-        preprocessor runs when that transport handles one of the recipients, or, if it declares its own
-        ``address_types`` (as a preprocessor-only transport's do), when a recipient has one of them."""
+        """Entry-point preprocessors, then each transport's, in transport order, and signers last. A
+        transport's preprocessor runs when that transport handles one of the recipients, or, if it
+        declares its own ``address_types`` (as a preprocessor-only transport's do), when a recipient has
+        one of them."""
         chosen = list(self.preprocessors)
-        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in self.transports])
-        for slot in self.transports:
+        named = [(s.name, s) for s in self.transports]
+        eligible = [s for _name, s in self.settings.sender_routes.eligible(message.sender, named)]
+        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
+        for slot in eligible:
             for pre in slot.preprocessors:
                 if not hasattr(pre, "address_types"):
                     applies = slot.name in plan.by_transport
@@ -257,4 +269,4 @@ class Dispatcher:
                     applies = any(serves(types, r.address_type) for r in message.recipients)
                 if applies:
                     chosen.append(pre)
-        return chosen
+        return sorted(chosen, key=signs_last)

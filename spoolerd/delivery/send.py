@@ -54,11 +54,13 @@ class Sender:
         *,
         force: bool,
     ) -> dict[int, Tried]:
-        """What each of ``pending`` got; ``transports``: this attempt's, even if a reload replaces them."""
+        """What each of ``pending`` got; ``transports``: this attempt's, even if a reload replaces them
+        (of those [sender_routes] binds, this sender's only)."""
         outcomes: dict[int, Tried] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
-        slots = {s.name: s for s in transports}
+        named = [(s.name, s) for s in transports]
+        slots = dict(self.settings.sender_routes.eligible(message.sender, named))
         usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
         offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:

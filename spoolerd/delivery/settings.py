@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..retry import RetryPolicy
+from ..routing import SenderRoutes
 
 __all__ = ["DeliverySettings"]
 
@@ -22,3 +23,4 @@ class DeliverySettings:
     delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
     bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
+    sender_routes: SenderRoutes = field(default_factory=SenderRoutes)  # [sender_routes]
