@@ -1,22 +1,93 @@
 """A small blocking client for the control socket, standard library only, so the command-line tools start
 fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP).
 
-It imports only what a submit needs (``json``, ``os``, ``socket``): not ``pathlib``, ``contextlib`` or
-``typing``, which cost a sendmail command as much time as its round trip to the daemon does
-(``python -X importtime -m spoolerd.sendmail``; bench/sendmail.py)."""
+Start-up is most of a sendmail command's time (bench/sendmail.py), so this module imports only C
+modules and ``os``: the ``socket`` module's wrapper and the ``json`` package both import ``enum`` (and
+``json`` also ``re``), which on CPython 3.11 cost more than the interpreter's own start and the round
+trip to the daemon together (``python -X importtime -c 'import spoolerd.sendmail'``: 54 ms before, 3 ms
+after, on a loaded machine). So the socket is ``_socket.socket`` (the class ``socket.socket`` extends)
+and a request line is encoded and an answer decoded with ``_json``'s C string quoting and scanner, the
+parts ``json.dumps``/``json.loads`` are made of (``dumps_line``/``loads_line``, checked against ``json``
+by tests/test_sendmail_imports.py). Neither is a hot path for ``typing``, ``pathlib`` or ``contextlib``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
+from _json import encode_basestring_ascii, make_scanner
+from _socket import AF_UNIX, SHUT_RDWR, SOCK_STREAM
+from _socket import socket as _unix_socket
 
 TYPE_CHECKING = False  # typing itself is not imported at run time (see above)
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default_socket_path"]
+__all__ = [
+    "ConnectionLost",
+    "ControlClient",
+    "Refused",
+    "Unreachable",
+    "default_socket_path",
+    "dumps_line",
+    "loads_line",
+]
+
+
+def dumps_line(value: object) -> bytes:
+    """``value`` (dicts with str keys, lists, str, int, float, bool, None) as one line of JSON, ASCII
+    only (what ``json.dumps(value).encode()`` gives, without its spaces)."""
+    return _dumps(value).encode("ascii")
+
+
+_INFINITIES = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
+
+
+def _dumps(value: object) -> str:
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):  # as json.dumps: NaN and the infinities as JavaScript names them
+        if value != value:  # noqa: PLR0124 (NaN, without importing math)
+            return "NaN"
+        return _INFINITIES.get(value) or float.__repr__(value)
+    if isinstance(value, dict):
+        items = (f"{encode_basestring_ascii(str(k))}:{_dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+class _Decoding:
+    """The settings ``_json``'s scanner reads from ``json.JSONDecoder``: ``json.loads``'s defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    array_hook = None  # read by the scanner from Python 3.15
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity
+
+
+_scan = make_scanner(_Decoding())  # type: ignore[arg-type]
+
+
+def loads_line(raw: bytes) -> Any:
+    """One line of JSON (UTF-8), as ``json.loads``; ValueError if it is not exactly one JSON value."""
+    text = raw.decode("utf-8")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration as exc:
+        raise ValueError(f"not JSON at character {exc.value}") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"extra data after the JSON value at character {end}")
+    return value
 
 
 class Unreachable(Exception):
@@ -63,7 +134,7 @@ def default_socket_path() -> str:
 class ControlClient:
     def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float | None = 300.0) -> None:
         self.path = os.fspath(path) if path is not None else default_socket_path()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = _unix_socket(AF_UNIX, SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(self.path)
@@ -79,7 +150,7 @@ class ControlClient:
     def close(self) -> None:
         # shutdown wakes a thread blocked reading events (close alone may not); no contextlib: see above
         try:  # noqa: SIM105
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(SHUT_RDWR)
         except OSError:
             pass
         self._sock.close()
@@ -100,7 +171,7 @@ class ControlClient:
                 raise ConnectionLost("spoolerd closed the connection")
             self._buffer += chunk
         raw, self._buffer = self._buffer.split(b"\n", 1)
-        answer: dict[str, Any] = json.loads(raw)
+        answer: dict[str, Any] = loads_line(raw)
         return answer
 
     def _send(self, cmd: str, args: dict[str, Any], body: bytes | None = None) -> int:
@@ -109,7 +180,7 @@ class ControlClient:
         if body is not None:
             request["body"] = len(body)  # the raw bytes follow the line
         try:
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            self._sock.sendall(dumps_line(request) + b"\n")
             if body:
                 self._sock.sendall(body)
         except OSError as exc:

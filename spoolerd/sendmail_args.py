@@ -9,12 +9,12 @@ argument that is not an option, so an address can never be read as an option. St
 
 from __future__ import annotations
 
-import enum
 import os
 
-TYPE_CHECKING = False  # neither typing nor dataclasses (which imports inspect) at run time: a sendmail
-if TYPE_CHECKING:  # command's start-up is most of its time (bench/sendmail.py)
+TYPE_CHECKING = False  # neither typing, enum nor dataclasses (which imports inspect) at run time: a
+if TYPE_CHECKING:  # sendmail command's start-up is most of its time (bench/sendmail.py)
     from collections.abc import Sequence
+    from typing import ClassVar
 
 __all__ = [
     "EX_CONFIG",
@@ -67,16 +67,39 @@ class UsageError(Exception):
     """A bad command line: exit 64 with this reason."""
 
 
-class Mode(enum.Enum):
-    DELIVER = "-bm"
-    QUEUE = "-bp"
-    FLUSH = "-q"
-    NEWALIASES = "-bi"
-    VERIFY = "-bv"
-    DAEMON = "-bd"
-    SMTP = "-bs"
-    IGNORE = "-bh"  # -bh/-bH: Postfix keeps no host status: nothing to do
-    HELP = "--help"
+class Mode:
+    """A sendmail mode: one instance each, compared with ``is``. Not an ``enum.Enum``: importing ``enum``
+    costs a sendmail command more than its round trip to the daemon (see ``spoolerd.client``)."""
+
+    __slots__ = ("name", "value")
+
+    DELIVER: ClassVar[Mode]
+    QUEUE: ClassVar[Mode]
+    FLUSH: ClassVar[Mode]
+    NEWALIASES: ClassVar[Mode]
+    VERIFY: ClassVar[Mode]
+    DAEMON: ClassVar[Mode]
+    SMTP: ClassVar[Mode]
+    IGNORE: ClassVar[Mode]  # -bh/-bH: Postfix keeps no host status: nothing to do
+    HELP: ClassVar[Mode]
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value  # the option that selects it
+
+    def __repr__(self) -> str:
+        return f"Mode.{self.name}"
+
+
+Mode.DELIVER = Mode("DELIVER", "-bm")
+Mode.QUEUE = Mode("QUEUE", "-bp")
+Mode.FLUSH = Mode("FLUSH", "-q")
+Mode.NEWALIASES = Mode("NEWALIASES", "-bi")
+Mode.VERIFY = Mode("VERIFY", "-bv")
+Mode.DAEMON = Mode("DAEMON", "-bd")
+Mode.SMTP = Mode("SMTP", "-bs")
+Mode.IGNORE = Mode("IGNORE", "-bh")
+Mode.HELP = Mode("HELP", "--help")
 
 
 _B_MODES = {
