@@ -158,7 +158,9 @@ async def postfix_held(sink: Sink, messages: int, rcpts: int, size: int) -> dict
         before = sink.messages
         started = time.monotonic()
         for command in (["postsuper", "-H", "ALL"], ["postqueue", "-f"]):
-            tool = await asyncio.create_subprocess_exec(command[0], "-c", str(postfix.root), *command[1:])
+            tool = await asyncio.create_subprocess_exec(
+                command[0], "-c", str(postfix.root), *command[1:], stderr=subprocess.DEVNULL
+            )
             assert await tool.wait() == 0, command
         seconds = await sink.wait_for(before + messages) - started
         peak = postfix_peak_rss_mb(postfix.root)
