@@ -189,26 +189,43 @@ async def spoolerd(state_dir: str, config: str) -> AsyncIterator[Daemon]:
 # ------------------------------------------------------------------------------------------ peak RSS
 
 
-def vm_hwm_mb(pid: int) -> float:
-    """A process's peak resident set (VmHWM), MB; 0 if it is gone."""
+def _proc_kb(pid: int, file: str, field: str) -> float:
+    """A ``field: N kB`` line of /proc/PID/FILE, in MB; 0 if the process is gone."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/{file}").read_text()
     except OSError:
         return 0.0
-    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    found = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
     return int(found.group(1)) / 1024 if found else 0.0
 
 
-def postfix_peak_rss_mb(root: Path) -> float:
-    """The sum of the peak RSS of a private Postfix's processes (master and its children alive now):
-    an upper bound of the instance's peak, as its processes' peaks need not coincide."""
+def vm_hwm_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM), MB."""
+    return _proc_kb(pid, "status", "VmHWM")
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size now (shared pages divided among their users), MB."""
+    return _proc_kb(pid, "smaps_rollup", "Pss")
+
+
+def postfix_processes(root: Path) -> list[int]:
+    """A private Postfix's master and its children alive now."""
     try:
         master = int((root / "queue" / "pid" / "master.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return 0.0
-    total = vm_hwm_mb(master)
+        return []
+    pids = [master]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
-                total += vm_hwm_mb(int(stat.parent.name))
-    return total
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def postfix_memory(root: Path) -> dict[str, float]:
+    """``peak_rss_mb``: the sum of its processes' peak RSS, an upper bound of the instance's peak (the
+    peaks need not coincide, and shared pages count in each); ``pss_mb``: its processes' proportional
+    set size now, shared pages divided among them (its footprint at the end of the leg)."""
+    pids = postfix_processes(root)
+    return {"peak_rss_mb": sum(map(vm_hwm_mb, pids)), "pss_mb": sum(map(pss_mb, pids))}
