@@ -142,14 +142,12 @@ async def spoolerd_held(sink: Sink, messages: int, rcpts: int, size: int) -> dic
 
 
 async def postfix_held(sink: Sink, messages: int, rcpts: int, size: int) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="pfxb"))
-    checks = root / "hold.regexp"
-    checks.write_text("/^Subject: bench/ HOLD\n")
     postfix = Postfix(
         free_port(),
         relayhost=f"[127.0.0.1]:{sink.port}",
-        settings={"header_checks": f"regexp:{checks}", "queue_run_delay": "3600s"},
+        settings={"header_checks": "regexp:${config_directory}/hold.regexp", "queue_run_delay": "3600s"},
     )  # the hold is the only difference; no queue run starts before the release
+    (postfix.root / "hold.regexp").write_text("/^Subject: bench/ HOLD\n")  # removed with the instance
     postfix.start()
     try:
         await inject(postfix.port, messages, rcpts, size, CONNECTIONS)
