@@ -9,6 +9,9 @@ after, on a loaded machine). So the socket is ``_socket.socket`` (the class ``so
 and a request line is encoded and an answer decoded with ``_json``'s C string quoting and scanner, the
 parts ``json.dumps``/``json.loads`` are made of (``dumps_line``/``loads_line``, checked against ``json``
 by tests/test_sendmail_imports.py). Neither is a hot path for ``typing``, ``pathlib`` or ``contextlib``.
+The request line is the one ``spoolerd.control.protocol.encode_request`` frames (that module, the one
+place that knows the format, imports ``json``, ``re`` and ``dataclasses``); the same test checks that
+both give the same request.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def loads_line(raw: bytes) -> Any:
     try:
         value, end = _scan(text, start)
     except StopIteration as exc:
-        raise ValueError(f"not JSON at character {exc.value}") from None
+        raise ValueError(f"not JSON at character {exc.value}") from exc
     if text[end:].strip(" \t\n\r"):
         raise ValueError(f"extra data after the JSON value at character {end}")
     return value
@@ -138,12 +141,12 @@ class ControlClient:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(self.path)
-        except PermissionError:
+        except PermissionError as exc:
             self._sock.close()
-            raise Unreachable(f"permission denied on {self.path}", denied=True) from None
+            raise Unreachable(f"permission denied on {self.path}", denied=True) from exc
         except OSError as exc:
             self._sock.close()
-            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from None
+            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from exc
         self._buffer = b""
         self._next_id = 0
 
@@ -166,7 +169,7 @@ class ControlClient:
             try:
                 chunk = self._sock.recv(1 << 20)
             except OSError as exc:
-                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from None
+                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from exc
             if not chunk:
                 raise ConnectionLost("spoolerd closed the connection")
             self._buffer += chunk
@@ -182,9 +185,9 @@ class ControlClient:
         try:
             self._sock.sendall(dumps_line(request) + b"\n")
             if body:
-                self._sock.sendall(body)
+                self._sock.sendall(body)  # the raw bytes the line announced
         except OSError as exc:
-            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
+            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from exc
         return self._next_id
 
     def call(self, cmd: str, **args: Any) -> Any:

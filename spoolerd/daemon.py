@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
@@ -27,15 +27,20 @@ from .config import Config, default_socket, open_stores
 from .delivery import DeliverySettings, Dispatcher, TransportSlot
 from .errors import ConfigError, PluginError, StateDirBusy
 from .fsutil import make_dirs_durably, unwritable
+from .listener.check import listener_problems
 from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper, sent_keepers
 from .retry import RetryPolicy
+from .routing import SenderRoutes
 from .spooler import Spooler
 from .store import Clock, MessageStore
 from .submission import Submitter
 from .submit_rules import bounce_copy_recipients
 from .transport import Transport, TransportContext
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 __all__ = [
     "Daemon",
@@ -69,6 +74,7 @@ class Daemon:
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
     status_rows: list[Callable[[], list[dict[str, Any]]]] = field(default_factory=list)  # faces' rows
     on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
+    store_timings: Histogram | None = None  # with [metrics]: every store call's latency (TimedStore)
 
 
 def build(
@@ -87,6 +93,12 @@ def build(
         problems.append(f"spooler.state_dir: {state_dir}")
     for name, store in stores.items():
         problems.extend(self_check(store, f"stores.{name}"))
+    store_timings = None
+    if config.metrics.address is not None:
+        from .metrics.timing import store_histogram, timed_stores  # only a daemon serving metrics
+
+        store_timings = store_histogram()
+        stores = timed_stores(stores, store_timings)
 
     slots, transport_problems = open_transports(config, registry, stores, clock)
     problems.extend(transport_problems)
@@ -95,9 +107,17 @@ def build(
     preprocessors: list[Preprocessor] = []
     for name in config.spooler.preprocessors:
         try:
-            preprocessors.append(registry.preprocessor(name))
+            preprocessor = registry.preprocessor(name, config.preprocessors.get(name))
         except PluginError as exc:
             problems.append(f"spooler.preprocessors: {exc}")
+            continue
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(self_check(preprocessor, f"preprocessors.{name}"))
+        preprocessors.append(preprocessor)
+    for name, section in config.listeners.items():
+        problems.extend(listener_problems(name, section))
     for group in config.control.allowed_groups:
         try:
             _gid(group)
@@ -114,7 +134,9 @@ def build(
     coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
-    return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon.store_timings = store_timings
+    return daemon
 
 
 def open_transports(
@@ -132,7 +154,14 @@ def open_transports(
     for name, section in config.transports.items():
         if names is not None and name not in names:
             continue
-        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
+        context = TransportContext(
+            name,
+            stores,
+            addresses,
+            clock,
+            config.spooler.default_store,
+            destination_hold=config.spooler.retry.destination_hold,
+        )
         try:
             transport = registry.open_transport(section.provider, section.options(), context)
         except ConfigError as exc:
@@ -201,6 +230,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
         lists=config.lists,
         delay_warning_after=spooler_cfg.delay_warning_after,
         bounce_copy_to=bounce_copy_recipients(config),
+        sender_routes=SenderRoutes(config.sender_routes),
     )
 
 
@@ -209,8 +239,8 @@ def _gid(group: str | int) -> int:
         return group
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from None
+    except KeyError as exc:
+        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from exc
 
 
 @contextmanager
@@ -222,8 +252,8 @@ def state_lock(state_dir: Path) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from None
+        except BlockingIOError as exc:
+            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -245,13 +275,20 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         await start_transports(daemon.transports)
         # those running at exit: a reload may have replaced some (it stops the ones it retires)
         stack.push_async_callback(lambda: stop_transports(daemon.transports))
-        from .listener import Listeners  # a face, like the control server
+        from .listener.server import Listeners  # a face, like the control server
 
         listeners = Listeners(daemon)
         stack.push_async_callback(listeners.stop, 0.0)
         await listeners.open_all()  # ListenerUnavailable: a clear error, and what started is stopped
         daemon.status_rows.append(listeners.rows)
         daemon.on_stop.append(listeners.stop)
+        metrics = None
+        if daemon.config.metrics.address is not None:
+            from .metrics.server import MetricsServer  # a face, like the listeners
+
+            metrics = MetricsServer(daemon, daemon.config.metrics.address)
+            await metrics.open()  # MetricsUnavailable: a clear error, and what started is stopped
+            stack.push_async_callback(metrics.close)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
             spooler = daemon.spooler
@@ -259,6 +296,8 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             daemon.keepers = sent_keepers(keep, daemon.stores, clock=spooler.clock, events=spooler.events)
             for keeper in daemon.keepers.values():
                 await tg.start(keeper.run)
+            if metrics is not None:
+                await tg.start(metrics.serve)
             control = daemon.config.control
             if control.enabled:
                 from .control.server import ControlServer  # the socket layer imports this module

@@ -35,9 +35,9 @@ from .message import (
     SubmitFlag,
 )
 from .message_class import canonical
-from .preprocess import Preprocessor
+from .preprocess import Preprocessor, signs_last
 from .retry import DestinationCache, RetryPolicy
-from .routing import expand_recipients, route, serves
+from .routing import SenderRoutes, expand_recipients, route, serves
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
 
@@ -58,6 +58,7 @@ class DeliverySettings:
     delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
     bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
+    sender_routes: SenderRoutes = field(default_factory=SenderRoutes)  # [sender_routes]
 
 
 @dataclass(slots=True)
@@ -173,6 +174,9 @@ class Dispatcher:
         # hot path uses asyncio's primitives directly: the daemon runs on asyncio, and anyio's cost more)
         self._destination_limits: dict[str, list[Any]] = {}
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
+        # store name -> messages whose unlock failed because the store did not answer: released as soon
+        # as it answers again (``settle_unlocks``), not left locked until their leases expire
+        self._unlocks_owed: dict[str, set[str]] = {}
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None  # the spooler's events
@@ -340,18 +344,41 @@ class Dispatcher:
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:
             await store.unlock(message_id, self.owner, retry_at=retry_at)
+        except (LockLost, NotInQueue, NotFound):
+            pass  # no longer ours to hand back
         except StoreError:
-            log.warning("unlock failed; the lease will expire", store=store.name, message=message_id)
+            log.warning("unlock failed; retried when the store answers", store=store.name, message=message_id)
+            self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+
+    async def settle_unlocks(self, store: MessageStore) -> None:
+        """Hand back the messages whose unlock failed while ``store`` did not answer (a database
+        restarted, a full disk), due at once: the store, not the message, was at fault. Raises the
+        store's error while it still fails; a message an attempt has locked again is left to it."""
+        owed = self._unlocks_owed.get(store.name)
+        while owed:
+            message_id = owed.pop()
+            if any(x.store is store and x.message_id == message_id for x in self._leases.values()):
+                continue
+            try:
+                await store.unlock(message_id, self.owner)
+            except (LockLost, NotInQueue, NotFound):
+                continue
+            except StoreError:
+                owed.add(message_id)
+                raise
 
     async def _attempt_locked(self, store: MessageStore, message: Message, *, force: bool) -> AttemptResult:
         now = self.clock()
         submitted = message.client_submit_time or message.created_at
         expired = self.settings.retry.expired(submitted, now)
+        refused: Outcome | None = None
         if SubmitFlag.PREPROCESS in message.submit_flags and not expired:
-            message = await self._preprocess(store, message)
+            message, refused = await self._preprocess(store, message)
         pending = [r for r in message.recipients if not r.state.final]
         if expired:  # checked before anything that could fail again: an old message always ends
             outcomes = {r.index: (r.transport, _expired(r)) for r in pending}
+        elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
+            outcomes = {r.index: (None, refused) for r in pending}
         else:
             outcomes = await self._route_and_send(message, pending, force=force)
 
@@ -446,13 +473,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ preprocessing
 
-    async def _preprocess(self, store: MessageStore, message: Message) -> Message:
+    async def _preprocess(self, store: MessageStore, message: Message) -> tuple[Message, Outcome | None]:
+        """The message as the preprocessors leave it, saved; or, when one refuses it, the message as it
+        was (nothing saved: the flag stays, so the next attempt preprocesses again) and that outcome."""
         content: bytes | None = None
         recipients = None
         current = message
         now = self.clock()
         for pre in self._preprocessors_for(message):
             result = await pre(current, now)
+            if result.refused is not None:
+                return message, result.refused
             if result.content is not None:
                 content = result.content
                 current = _with(current, content=content)
@@ -463,17 +494,21 @@ class Dispatcher:
         )
         before = [(r.address, r.address_type, r.kind) for r in message.recipients]
         unchanged = recipients is None and [(r.address, r.resolved_type, r.kind) for r in expanded] == before
-        return await store.complete_preprocessing(
+        saved = await store.complete_preprocessing(
             message.id, self.owner, content=content, recipients=None if unchanged else expanded
         )
+        return saved, None
 
     def _preprocessors_for(self, message: Message) -> list[Preprocessor]:
-        """Entry-point preprocessors, then each transport's, in transport order. A transport's
-        preprocessor runs when that transport handles one of the recipients, or, if it declares its own
-        ``address_types`` (as a preprocessor-only transport's do), when a recipient has one of them."""
+        """Entry-point preprocessors, then each transport's, in transport order, and signers last. A
+        transport's preprocessor runs when that transport handles one of the recipients, or, if it
+        declares its own ``address_types`` (as a preprocessor-only transport's do), when a recipient has
+        one of them."""
         chosen = list(self.preprocessors)
-        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in self.transports])
-        for slot in self.transports:
+        named = [(s.name, s) for s in self.transports]
+        eligible = [s for _name, s in self.settings.sender_routes.eligible(message.sender, named)]
+        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
+        for slot in eligible:
             for pre in slot.preprocessors:
                 if not hasattr(pre, "address_types"):
                     applies = slot.name in plan.by_transport
@@ -482,7 +517,7 @@ class Dispatcher:
                     applies = any(serves(types, r.address_type) for r in message.recipients)
                 if applies:
                     chosen.append(pre)
-        return chosen
+        return sorted(chosen, key=signs_last)
 
     # ------------------------------------------------------------------ routing and sending
 
@@ -492,7 +527,9 @@ class Dispatcher:
         outcomes: dict[int, tuple[str | None, Outcome]] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
-        slots = {s.name: s for s in self.transports}  # this attempt's, even if a reload replaces them
+        # this attempt's, even if a reload replaces them; of those [sender_routes] binds, this sender's only
+        named = [(s.name, s) for s in self.transports]
+        slots = dict(self.settings.sender_routes.eligible(message.sender, named))
         usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
         offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:

@@ -77,3 +77,22 @@ def test_loads_line_refuses_what_json_refuses(raw: bytes) -> None:
         json.loads(raw)
     with pytest.raises(ValueError):
         loads_line(raw)
+
+
+@given(
+    st.integers(1, 2**31),
+    st.text(),
+    st.dictionaries(st.text(), values, max_size=4),
+    st.none() | st.integers(0),
+)
+def test_the_client_frames_a_request_as_the_protocol_does(
+    request_id: int, cmd: str, args: dict[str, Any], body: int | None
+) -> None:
+    from spoolerd.control.protocol import Request, encode_request
+
+    ours: dict[str, Any] = {"id": request_id, "cmd": cmd, "args": args}
+    if body is not None:
+        ours["body"] = body
+    assert same(
+        loads_line(dumps_line(ours)), json.loads(encode_request(Request(request_id, cmd, args, body)))
+    )

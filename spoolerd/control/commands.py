@@ -23,7 +23,7 @@ from ..daemon import Daemon
 from ..duration import format_duration
 from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
-from ..message import FolderRole
+from ..message import FolderRole, flag_names
 from ..message_size import check_message_size
 from ..reconfigure import reload
 from ..retention import filing, retention_status
@@ -32,6 +32,7 @@ from ..store import MessageStore
 from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction, downloads
+from .holders import lease_holders, owned_by
 from .verify import verify_addresses
 from .waiting import waiting_row
 
@@ -108,9 +109,15 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
         health = spooler.health.states[name]
         section = daemon.config.stores[name]
         try:
-            queued: int | None = sum([1 async for _ in store.outgoing_queue()])
+            holders = await lease_holders(store, time.time())
+            queued: int | None = holders.queued
         except SpoolerError:
-            queued = None  # unreadable: the row says why
+            holders, queued = None, None  # unreadable: the row says why
+        counters: dict[str, int | None] = {"queued": queued}
+        if holders is not None:  # on a shared store, which daemon holds what (each daemon's owner name)
+            here = spooler.dispatcher.owner
+            mine = sum(n for owner, n in holders.leases.items() if owned_by(owner, here))
+            counters |= {"locked_here": mine, "locked_elsewhere": sum(holders.leases.values()) - mine}
         rows.append(
             {
                 "resource_type": "store",
@@ -118,7 +125,8 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
                 "provider": daemon.config.stores[name].provider,
                 "status": ["failure" if health.failing else "available"],
                 "methods": [],
-                "counters": {"queued": queued},
+                "counters": counters,
+                "holders": None if holders is None else holders.leases,
                 "last_error": health.last_error,
                 "since": health.failing_since,
                 "retention": retention_status(
@@ -181,7 +189,10 @@ async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
                 "subject": entry.subject,
                 "due_at": entry.due_at,
                 "locked": entry.lock_owner is not None,
+                "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
+                "locked_here": owned_by(entry.lock_owner, daemon.spooler.dispatcher.owner),
                 "held": entry.held,
+                "priority": entry.priority,  # PR_PRIORITY: -1 non-urgent, 0 normal, 1 urgent
                 "recipients": None,
             }
             try:
@@ -217,6 +228,7 @@ class SubmitArgs(_StoreArgs):
     delete_after_submit: bool = False
     ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
+    priority: Literal[-1, 0, 1] | None = None  # PR_PRIORITY; none: what the message's header asks for
 
 
 def _envelope(daemon: Daemon, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
@@ -235,7 +247,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
     try:
         return base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
-        raise CommandError("bad_args", f"message: not base64: {exc}") from None
+        raise CommandError("bad_args", f"message: not base64: {exc}") from exc
 
 
 async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
@@ -260,6 +272,7 @@ async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
         not_before=args.not_before,
         ndr_requested=args.ndr,
         dr_requested=args.dr,
+        priority=args.priority,
     )
     result = await daemon.submitter.submit_new(name, draft)  # created and queued durably before we answer
     message_id = result.message_id
@@ -394,6 +407,11 @@ async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     return {
         "id": message.id,
         "class": message.message_class,
+        "flags": flag_names(message.flags),
+        "priority": message.priority,
+        "not_before": message.not_before,
+        "ndr_requested": message.ndr_requested,
+        "dr_requested": message.dr_requested,
         "content": base64.b64encode(message.content).decode(),
     }
 
@@ -402,10 +420,10 @@ async def remove(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
-    except Submitted:
+    except Submitted as exc:
         raise Submitted(
             f"message {args.id} is queued: take it off the queue first (spoolerctl abort {args.id})"
-        ) from None
+        ) from exc
     log.info("message removed", store=name, id=args.id)
     return {"id": args.id, "store": name, "removed": True}
 
@@ -438,7 +456,7 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
     async def forward(sub: Subscription[Any]) -> None:
         async for event in sub:
             if isinstance(event, QueueChanged):
-                payload = {
+                payload: dict[str, Any] = {
                     "type": "queue_changed",
                     "store": event.store,
                     "reason": event.reason,
@@ -446,7 +464,8 @@ async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
                 }
             elif isinstance(event, NewMail):
                 payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
-                           "folder": event.folder_id, "class": event.message_class}  # fmt: skip
+                           "folder": event.folder_id, "class": event.message_class,
+                           "flags": flag_names(event.flags)}  # fmt: skip
             elif isinstance(event, dict):
                 if args.store is not None and event.get("store") not in (None, args.store):
                     continue
@@ -518,5 +537,7 @@ async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: 
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}" for err in exc.errors()
         )
+        # not chained: pydantic's error quotes the values given (a message, addresses), which are the
+        # client's to see in the answer, not a log's
         raise CommandError("bad_args", problems) from None
     return await handler(daemon, args, conn)

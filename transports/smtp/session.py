@@ -17,7 +17,7 @@ from transports.common.credentials import Credentials
 
 from .channel import Connection
 from .replies import Reply, no_reply
-from .settings import AuthMethod, SmtpSettings, TlsMode
+from .settings import AuthMethod, RelayAddress, SmtpSettings, TlsMode
 from .wire import SmtpProtocolError
 
 __all__ = ["SessionFailed", "describe", "open_session"]
@@ -57,13 +57,14 @@ async def open_session(
     credentials: Credentials,
     context: ssl.SSLContext | None,
     helo: str,
-    peer: str,
+    relay: RelayAddress,
 ) -> Connection:
-    """A connected, greeted, (encrypted,) (authenticated) session, or ``SessionFailed``."""
+    """A connected, greeted, (encrypted,) (authenticated) session with ``relay``, or ``SessionFailed``."""
     implicit = settings.tls is TlsMode.IMPLICIT
+    peer = relay.peer
     client = aiosmtplib.SMTP(
-        hostname=settings.host,
-        port=settings.effective_port,
+        hostname=relay.host,
+        port=relay.port,
         local_hostname=helo,
         timeout=settings.command_timeout,
         use_tls=implicit,
@@ -72,17 +73,17 @@ async def open_session(
     )
     progress = ["connecting"]  # what was under way, for the diagnostic
     try:
-        await _setup(client, settings, credentials, context=context, peer=peer, progress=progress)
+        await _setup(client, settings, credentials, context=context, relay=relay, progress=progress)
     except SessionFailed:
         client.close()
         raise
     except TransportError as exc:  # a secret could not be read
         client.close()
-        raise SessionFailed(no_reply(f"credentials: {exc}", peer, "4.7.0")) from None
+        raise SessionFailed(no_reply(f"credentials: {exc}", peer, "4.7.0")) from exc
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
         client.close()
         diagnostic, status = describe(exc, progress[-1])
-        raise SessionFailed(no_reply(diagnostic, peer, status)) from None
+        raise SessionFailed(no_reply(diagnostic, peer, status)) from exc
     except BaseException:
         client.close()
         raise
@@ -95,13 +96,14 @@ async def _setup(
     credentials: Credentials,
     *,
     context: ssl.SSLContext | None,
-    peer: str,
+    relay: RelayAddress,
     progress: list[str],
 ) -> None:
+    peer = relay.peer
     try:
         await client.connect(timeout=settings.connect_timeout)
     except aiosmtplib.SMTPConnectResponseError as exc:
-        raise _refused(Reply(exc.code, exc.message, "the greeting"), peer) from None
+        raise _refused(Reply(exc.code, exc.message, "the greeting"), peer) from exc
     progress.append("greeting (EHLO)")
     await _ehlo(client, peer)
     encrypted = settings.tls is TlsMode.IMPLICIT
@@ -110,7 +112,7 @@ async def _setup(
             progress.append("starting TLS")
             assert context is not None
             response = await client.starttls(
-                server_hostname=settings.host, tls_context=context, timeout=settings.connect_timeout
+                server_hostname=relay.host, tls_context=context, timeout=settings.connect_timeout
             )
             if response.code != 220:
                 raise _refused(Reply(response.code, response.message, "STARTTLS"), peer)
@@ -152,7 +154,7 @@ async def _ehlo(client: aiosmtplib.SMTP, peer: str) -> None:
         try:  # an old relay without ESMTP
             await client.helo()
         except aiosmtplib.SMTPHeloError as helo_exc:
-            raise _refused(Reply(helo_exc.code, helo_exc.message, "HELO"), peer) from None
+            raise _refused(Reply(helo_exc.code, helo_exc.message, "HELO"), peer) from helo_exc
         del exc
 
 
@@ -190,4 +192,4 @@ async def _authenticate(
             await client.auth_login(username, credentials.password())
     except aiosmtplib.SMTPAuthenticationError as exc:
         refusal = Reply(exc.code, exc.message, f"AUTH {method.value.upper()}")
-        raise _refused(refusal, peer, "4.7.8") from None  # 4.7.8: the log and status say "login refused"
+        raise _refused(refusal, peer, "4.7.8") from exc  # 4.7.8: the log and status say "login refused"
