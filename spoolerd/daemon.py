@@ -23,14 +23,16 @@ from urllib.parse import quote
 import anyio
 import structlog
 
+from .abilities import checker
 from .config import Config, default_socket, open_stores
-from .delivery import DeliverySettings, Dispatcher, TransportSlot
+from .delivery import DeliverySettings, Dispatcher
 from .errors import ConfigError, PluginError, StateDirBusy
 from .fsutil import make_dirs_durably, unwritable
 from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper, sent_keepers
 from .retry import RetryPolicy
+from .slot import TransportSlot
 from .spooler import Spooler
 from .store import Clock, MessageStore
 from .submission import Submitter
@@ -86,7 +88,10 @@ def build(
     if state_dir is not None:
         problems.append(f"spooler.state_dir: {state_dir}")
     for name, store in stores.items():
-        problems.extend(self_check(store, f"stores.{name}"))
+        try:
+            problems.extend(self_check(checker(store, f"stores.{name}"), f"stores.{name}"))
+        except PluginError as exc:
+            problems.append(f"stores.{name}.provider: {exc}")
 
     slots, transport_problems = open_transports(config, registry, stores, clock)
     problems.extend(transport_problems)
@@ -134,17 +139,16 @@ def open_transports(
             continue
         context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
         try:
-            transport = registry.open_transport(section.provider, section.options(), context)
+            opened = registry.open_transport(section.provider, section.options(), context)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
         except PluginError as exc:
             problems.append(f"transports.{name}.provider: {exc}")
             continue
-        problems.extend(self_check(transport, f"transports.{name}"))
+        problems.extend(self_check(opened.abilities.check, f"transports.{name}"))
         limit = section.concurrency or config.spooler.transport_concurrency
-        own = getattr(transport, "preprocessors", None)
-        slots.append(TransportSlot(transport, asyncio.Semaphore(limit), list(own()) if callable(own) else []))
+        slots.append(TransportSlot(opened.transport, asyncio.Semaphore(limit), opened.abilities))
     return slots, problems
 
 

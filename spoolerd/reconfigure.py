@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import structlog
@@ -32,7 +32,7 @@ from .daemon import (
 )
 from .errors import ConfigError
 from .logsetup import configure_logging
-from .transport import Receiver, Transport, downloads
+from .transport import Transport
 
 __all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "plan_transports", "reload"]
 
@@ -150,8 +150,8 @@ async def reload(daemon: Daemon) -> ReloadResult:
         daemon.transports = [slot.transport for slot in current]
         daemon.submitter.coupled = coupled_transports(config, daemon.transports)
         for slot in slots:
-            if downloads(slot.transport):
-                spooler.start_receiving(slot.name, cast(Receiver, slot.transport))
+            if slot.downloader is not None:
+                spooler.start_receiving(slot.name, slot.downloader)
         if retired:
             spooler.spawn(lambda: _retire(spooler.in_flight_now(), [slot.transport for slot in retired]))
 

@@ -15,12 +15,13 @@ import asyncio
 import math
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
+from .abilities import Downloading
 from .delivery import AttemptResult, Dispatcher, RecipientResult
 from .envelope import header_sender, header_subject, one_line
 from .errors import NoAccess, NotFound, StoreError
@@ -30,7 +31,6 @@ from .health import StoreHealth
 from .message import Access, InboundMessage
 from .routing import serves
 from .store import Clock, MessageStore
-from .transport import Receiver, downloads
 
 __all__ = ["Counters", "FlushDeferral", "FlushResult", "Spooler"]
 
@@ -127,8 +127,8 @@ class Spooler:
             for store in self.stores.values():
                 tg.start_soon(self._watch, store.subscribe(accept=_wakes))
             for slot in self.dispatcher.transports:
-                if downloads(slot.transport):
-                    tg.start_soon(self._receive, slot.name, cast(Receiver, slot.transport))
+                if slot.downloader is not None:
+                    tg.start_soon(self._receive, slot.name, slot.downloader)
             task_status.started()
             await self._schedule()
             # stopping: intake is over; attempts in flight finish (``shutdown`` cancels at its deadline)
@@ -328,7 +328,7 @@ class Spooler:
         except (NoAccess, NotFound):
             return True  # in flight or gone: joining (or skipping) it is harmless
         slot = self.dispatcher.slot(transport)
-        types = None if slot is None else slot.transport.address_types
+        types = None if slot is None else slot.address_types
         return slot is not None and any(
             serves(types, r.address_type) for r in message.recipients if not r.state.final
         )
@@ -375,7 +375,7 @@ class Spooler:
 
     # ------------------------------------------------------------------ inbound
 
-    async def _receive(self, name: str, transport: Receiver) -> None:
+    async def _receive(self, name: str, transport: Downloading) -> None:
         """Keep a transport's download loop running: a failure is logged and retried with backoff (reset
         by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
         the transport has nothing more to download and the loop ends (it is not called again)."""
@@ -397,7 +397,7 @@ class Spooler:
         if self._intake.get(name) is intake:
             del self._intake[name]
 
-    def start_receiving(self, name: str, transport: Receiver) -> None:
+    def start_receiving(self, name: str, transport: Downloading) -> None:
         """Run a transport's download loop (one that a reload added or replaced)."""
         assert self._tg is not None, "the spooler is not running"
         self._intake[name] = anyio.CancelScope()  # at once, so a stop_receiving right after finds it
@@ -409,7 +409,7 @@ class Spooler:
         if scope is not None:
             scope.cancel()
 
-    async def _receive_once(self, name: str, transport: Receiver) -> None:
+    async def _receive_once(self, name: str, transport: Downloading) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""
         async for inbound in transport.receive():
             store = self.stores.get(inbound.store)
@@ -417,7 +417,7 @@ class Spooler:
                 log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
                 continue
             try:
-                await store.deliver(_summarised(inbound.message), state=getattr(inbound, "state", None))
+                await store.deliver(_summarised(inbound.message), state=inbound.state)
             except StoreError:
                 # not acknowledged, so the transport keeps the message and offers it again later
                 log.exception("could not file a downloaded message", transport=name, store=inbound.store)

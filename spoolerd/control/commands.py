@@ -31,7 +31,7 @@ from ..spooler import FlushDeferral
 from ..store import MessageStore
 from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
-from ..transport import Direction, downloads
+from ..transport import Direction
 from .verify import verify_addresses
 from .waiting import waiting_row
 
@@ -127,24 +127,22 @@ async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
             }
         )
     for slot in spooler.dispatcher.transports:
-        transport = slot.transport
         row_status = [slot.availability, "outbound_enabled"]
-        if downloads(transport):
+        if slot.downloads:
             row_status.append("inbound_enabled")
         row: dict[str, Any] = {
             "resource_type": "transport",
             "name": slot.name,
             "provider": daemon.config.transports[slot.name].provider,
             "status": row_status,
-            "methods": ["flush"] if callable(getattr(transport, "flush", None)) else [],
-            "address_types": None if transport.address_types is None else sorted(transport.address_types),
+            "methods": ["flush"] if slot.flush is not None else [],
+            "address_types": None if slot.address_types is None else sorted(slot.address_types),
             "counters": dict(slot.counters),
             "last_error": slot.last_error,
             "since": slot.since or None,
         }
-        own = getattr(transport, "status", None)
-        if callable(own):  # the transport's part: its flags, counters and details, and a newer error
-            extra = dict(own())
+        extra = dict(slot.own_status())
+        if extra:  # the transport's part: its flags, counters and details, and a newer error
             row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
             row["counters"].update(extra.pop("counters", {}))
             error = extra.pop("last_error", None)
@@ -297,9 +295,8 @@ async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
         if args.direction in ("download", "both"):
             received_before = daemon.spooler.counters.received
             for slot in daemon.spooler.dispatcher.transports:
-                flusher = getattr(slot.transport, "flush", None)
-                if callable(flusher) and args.transport in (None, slot.name):
-                    await flusher(Direction.DOWNLOAD)
+                if slot.flush is not None and args.transport in (None, slot.name):
+                    await slot.flush(Direction.DOWNLOAD)
             counts["received"] = daemon.spooler.counters.received - received_before
         if args.direction in ("upload", "both"):
             result = await daemon.spooler.flush(

@@ -13,10 +13,10 @@ from typing import Any
 
 from ..addressing import Mailbox, complete, expand_aliases, parse_address_list
 from ..config import Config
-from ..delivery import TransportSlot
 from ..errors import BadAddress
 from ..message import Recipient, RecipientKind, address_type_of
 from ..routing import serves
+from ..slot import TransportSlot
 from ..submit_rules import address_policy, default_domain
 
 __all__ = ["verify_addresses"]
@@ -27,7 +27,7 @@ def _routes(address: str, slots: Sequence[TransportSlot]) -> list[dict[str, Any]
     return [
         {"transport": slot.name, "destination": slot.transport.destination(recipient), "online": slot.online}
         for slot in slots
-        if serves(slot.transport.address_types, recipient.address_type)
+        if serves(slot.address_types, recipient.address_type)
     ]
 
 
