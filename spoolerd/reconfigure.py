@@ -20,8 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
-from .config import Config, load_config
-from .daemon import (
+from .assembly import (
     Daemon,
     build,
     coupled_transports,
@@ -30,7 +29,9 @@ from .daemon import (
     start_transports,
     stop_transports,
 )
+from .config import Config, load_config
 from .errors import ConfigError
+from .host import ReloadResult
 from .logsetup import configure_logging
 from .transport import Transport
 
@@ -43,12 +44,6 @@ log = structlog.get_logger("spoolerd.reload")
 RESTART_ONLY = ("stores", "spooler.state_dir", "spooler.default_store", "control.socket", "control.enabled")
 
 _MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    applied: list[str]  # what changed and took effect, e.g. "transports.relay changed (port)"
-    restart_needed: list[str]  # keys that changed but keep their running value until a restart
 
 
 @dataclass(frozen=True, slots=True)

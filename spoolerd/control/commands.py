@@ -19,13 +19,12 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__, maillog
-from ..daemon import Daemon
 from ..duration import format_duration
 from ..errors import NoAccess, NotFound, SpoolerError, Submitted
 from ..events import NewMail, QueueChanged, Subscription
+from ..host import Host
 from ..message import FolderRole
 from ..message_size import check_message_size
-from ..reconfigure import reload
 from ..retention import filing, retention_status
 from ..spooler import FlushDeferral
 from ..store import MessageStore
@@ -64,7 +63,7 @@ class _StoreArgs(_Args):
     store: str | None = None
 
 
-def _store(daemon: Daemon, name: str | None) -> tuple[str, MessageStore]:
+def _store(daemon: Host, name: str | None) -> tuple[str, MessageStore]:
     chosen = name or daemon.default_store
     store = daemon.stores.get(chosen)
     if store is None:
@@ -72,7 +71,7 @@ def _store(daemon: Daemon, name: str | None) -> tuple[str, MessageStore]:
     return chosen, store
 
 
-def _slot(daemon: Daemon, name: str) -> Any:
+def _slot(daemon: Host, name: str) -> Any:
     slot = daemon.spooler.dispatcher.slot(name)
     if slot is None:
         raise CommandError("unknown_transport", f"no transport named {name!r}")
@@ -82,11 +81,11 @@ def _slot(daemon: Daemon, name: str) -> Any:
 # ---------------------------------------------------------------------- commands
 
 
-async def ping(daemon: Daemon, args: _Args, conn: Connection) -> Any:
+async def ping(daemon: Host, args: _Args, conn: Connection) -> Any:
     return {"pong": True, "version": __version__}
 
 
-async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
+async def status(daemon: Host, args: _Args, conn: Connection) -> Any:
     spooler = daemon.spooler
     c = spooler.counters
     rows: list[dict[str, Any]] = [
@@ -161,7 +160,7 @@ class QueueArgs(_StoreArgs):
     ids: list[str] | None = None
 
 
-async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
+async def queue(daemon: Host, args: QueueArgs, conn: Connection) -> Any:
     names = [args.store] if args.store else list(daemon.stores)
     now = time.time()
     out = []
@@ -217,7 +216,7 @@ class SubmitArgs(_StoreArgs):
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
 
 
-def _envelope(daemon: Daemon, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
+def _envelope(daemon: Host, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
     trusts = trusted(daemon.config, conn.uid, os.getuid())
     request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name)
     return complete_submission(daemon.config, request)  # the same rules as sendmail's direct path
@@ -236,7 +235,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
         raise CommandError("bad_args", f"message: not base64: {exc}") from None
 
 
-async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
+async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     content = _submitted_content(args, conn)
     check_message_size(len(content), daemon.config.spooler.message_size_limit)
@@ -286,7 +285,7 @@ def _deferral_row(waiting: FlushDeferral) -> dict[str, Any]:
             "code": d.code, "status": d.status, "reason": d.text or ""}  # fmt: skip
 
 
-async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
+async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> Any:
     if args.transport is not None:
         _slot(daemon, args.transport)
 
@@ -316,27 +315,27 @@ class IdArgs(_StoreArgs):
     id: str
 
 
-async def abort(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def abort(daemon: Host, args: IdArgs, conn: Connection) -> Any:
     _, store = _store(daemon, args.store)
     await store.abort_submit(args.id)
     return {"id": args.id, "aborted": True}
 
 
-async def hold(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def hold(daemon: Host, args: IdArgs, conn: Connection) -> Any:
     _, store = _store(daemon, args.store)
     await store.hold(args.id, True)
     return {"id": args.id, "held": True}
 
 
-async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def release(daemon: Host, args: IdArgs, conn: Connection) -> Any:
     _, store = _store(daemon, args.store)
     await store.hold(args.id, False)
     daemon.spooler.wake()
     return {"id": args.id, "held": False}
 
 
-async def reload_config(daemon: Daemon, args: _Args, conn: Connection) -> Any:
-    result = await reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
+async def reload_config(daemon: Host, args: _Args, conn: Connection) -> Any:
+    result = await daemon.reload()  # a ConfigError (code bad_config) leaves the running config as it was
     return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
 
 
@@ -344,13 +343,13 @@ class TransportArgs(_Args):
     transport: str
 
 
-async def online(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
+async def online(daemon: Host, args: TransportArgs, conn: Connection) -> Any:
     _slot(daemon, args.transport)
     daemon.spooler.set_online(args.transport, True)
     return {"transport": args.transport, "online": True}
 
 
-async def offline(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
+async def offline(daemon: Host, args: TransportArgs, conn: Connection) -> Any:
     _slot(daemon, args.transport)
     daemon.spooler.set_online(args.transport, False)
     return {"transport": args.transport, "online": False}
@@ -368,7 +367,7 @@ async def _folder_id(store: MessageStore, folder: str) -> str:
         return folder
 
 
-async def list_folder(daemon: Daemon, args: ListArgs, conn: Connection) -> Any:
+async def list_folder(daemon: Host, args: ListArgs, conn: Connection) -> Any:
     _, store = _store(daemon, args.store)
     rows = await store.list_messages(await _folder_id(store, args.folder))
     return [
@@ -385,7 +384,7 @@ async def list_folder(daemon: Daemon, args: ListArgs, conn: Connection) -> Any:
     ]
 
 
-async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def fetch(daemon: Host, args: IdArgs, conn: Connection) -> Any:
     _, store = _store(daemon, args.store)
     message = await store.open(args.id)  # read access: NoAccess while the spooler holds it
     return {
@@ -395,7 +394,7 @@ async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     }
 
 
-async def remove(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def remove(daemon: Host, args: IdArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
@@ -412,7 +411,7 @@ class PurgeArgs(_StoreArgs):
     older_than: float = Field(ge=0, allow_inf_nan=False)  # seconds
 
 
-async def purge(daemon: Daemon, args: PurgeArgs, conn: Connection) -> Any:
+async def purge(daemon: Host, args: PurgeArgs, conn: Connection) -> Any:
     name, store = _store(daemon, args.store)
     cutoff = daemon.spooler.clock() - args.older_than
     count = await store.purge(await _folder_id(store, args.folder), cutoff)
@@ -427,7 +426,7 @@ async def purge(daemon: Daemon, args: PurgeArgs, conn: Connection) -> Any:
 SUBSCRIBER_BACKLOG = 10_000  # events a control client may fall behind before its stream is ended
 
 
-async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
+async def subscribe(daemon: Host, args: _StoreArgs, conn: Connection) -> Any:
     """Stream events to the client until it hangs up (or falls too far behind reading them)."""
     names = [args.store] if args.store else list(daemon.stores)
     stores = [_store(daemon, name)[1] for name in names]
@@ -475,11 +474,11 @@ class VerifyArgs(_Args):
     addresses: list[str]
 
 
-async def verify(daemon: Daemon, args: VerifyArgs, conn: Connection) -> Any:
+async def verify(daemon: Host, args: VerifyArgs, conn: Connection) -> Any:
     return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses)
 
 
-Handler = Callable[[Daemon, Any, Connection], Awaitable[Any]]
+Handler = Callable[[Host, Any, Connection], Awaitable[Any]]
 COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "ping": (_Args, ping),
     "status": (_Args, status),
@@ -501,7 +500,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
 }
 
 
-async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: Connection) -> Any:
+async def run_command(daemon: Host, cmd: str, raw_args: dict[str, Any], conn: Connection) -> Any:
     """Run one command; every failure is a CommandError or SpoolerError with a stable code."""
     entry = COMMANDS.get(cmd)
     if entry is None:

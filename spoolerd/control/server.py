@@ -34,9 +34,9 @@ import structlog
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
 from ..config import Config
-from ..daemon import Daemon
 from ..errors import ConfigError, SpoolerError
 from ..fsutil import make_dirs_durably
+from ..host import Host
 from .commands import Connection, run_command
 from .protocol import (
     MAX_LINE,
@@ -96,7 +96,7 @@ class _RateLimit:
 class ControlServer:
     def __init__(
         self,
-        daemon: Daemon,
+        daemon: Host,
         path: Path,
         *,
         allowed_uids: Collection[int] = (),
