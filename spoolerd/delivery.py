@@ -23,6 +23,7 @@ import structlog
 from . import maillog
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from .events import SpoolerEvent
 from .flush import dead_until_for_flush
 from .message import (
     InboundMessage,
@@ -137,7 +138,7 @@ class Dispatcher:
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
-        self.publish: Callable[[dict[str, Any]], None] = lambda event: None  # the spooler's events
+        self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
 
     def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
         """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""

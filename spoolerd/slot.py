@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .abilities import Abilities, Downloading, SentCopier, TransportPreprocessor
 from .transport import Direction, Outcome, OutcomeKind, Transport
@@ -68,7 +68,7 @@ class TransportSlot:
         return {} if self.abilities.status is None else self.abilities.status()
 
     @property
-    def state(self) -> str:
+    def state(self) -> Literal["ok", "failing"]:
         """``failing`` while one of its destinations is down (no answer, login refused, TLS failed)."""
         return "failing" if self.down else "ok"
 

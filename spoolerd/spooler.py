@@ -15,7 +15,7 @@ import asyncio
 import math
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import structlog
@@ -25,7 +25,7 @@ from .abilities import Downloading
 from .delivery import AttemptResult, Dispatcher, RecipientResult
 from .envelope import header_sender, header_subject, one_line
 from .errors import NoAccess, NotFound, StoreError
-from .events import EventHub, QueueChanged, StoreEvent, Subscription
+from .events import EventHub, QueueChanged, RecipientDetail, SpoolerEvent, StoreEvent, Subscription
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
@@ -111,7 +111,7 @@ class Spooler:
         self._work: asyncio.Queue[tuple[str, MessageStore, str, bool, _Flight]] = asyncio.Queue()
         self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
-        self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
+        self.events: EventHub[SpoolerEvent] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
         dispatcher.publish = self.events.publish  # a transport going down or up again
         # download loops by transport; cancelled first at shutdown
@@ -291,7 +291,7 @@ class Spooler:
                 self.counters.deferred += flight.result.deferred
                 self.counters.failed += flight.result.failed
                 result = flight.result
-                counts = (
+                counts: tuple[tuple[Literal["delivered", "deferred", "failed"], int], ...] = (
                     ("delivered", result.delivered),
                     ("deferred", result.deferred),
                     ("failed", result.failed),
@@ -426,7 +426,7 @@ class Spooler:
             await inbound.acknowledge()
 
 
-def _details(result: AttemptResult, state: str) -> list[dict[str, Any]]:
+def _details(result: AttemptResult, state: str) -> list[RecipientDetail]:
     """Per recipient in ``state``: what ``spoolerctl watch`` prints (address, reply, next try)."""
     return [
         {

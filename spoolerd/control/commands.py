@@ -9,8 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,19 +19,44 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__, maillog
 from ..duration import format_duration
-from ..errors import NoAccess, NotFound, SpoolerError, Submitted
-from ..events import NewMail, QueueChanged, Subscription
+from ..errors import SpoolerError, Submitted
+from ..events import NewMail, QueueChanged, SpoolerEvent, StoreEvent, Subscription
 from ..host import Host
 from ..message import FolderRole
 from ..message_size import check_message_size
-from ..retention import filing, retention_status
+from ..retention import filing
+from ..slot import TransportSlot
 from ..spooler import FlushDeferral
 from ..store import MessageStore
 from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from ..transport import Direction
-from .verify import verify_addresses
-from .waiting import waiting_row
+from .results import (
+    Aborted,
+    CommandResult,
+    ControlEvent,
+    DeferralRow,
+    Fetched,
+    FlushCounts,
+    FlushStarted,
+    FolderRow,
+    Held,
+    NewMailEvent,
+    OnlineState,
+    Overflow,
+    Pong,
+    PurgeResult,
+    QueueChangedEvent,
+    QueueRow,
+    Reloaded,
+    Removed,
+    StatusRow,
+    SubmitResult,
+    Subscribed,
+    Unsubscribed,
+)
+from .status import queue_listing, status_table
+from .verify import Unverifiable, Verified, verify_addresses
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -50,7 +74,7 @@ class Connection:
     """What a command may know of the client that sent it."""
 
     uid: int
-    send_event: Callable[[dict[str, Any]], Awaitable[None]]
+    send_event: Callable[[ControlEvent], Awaitable[None]]
     closed: anyio.Event
     body: bytes | None = None  # raw bytes that followed the request line (``submit``'s message)
 
@@ -71,7 +95,7 @@ def _store(daemon: Host, name: str | None) -> tuple[str, MessageStore]:
     return chosen, store
 
 
-def _slot(daemon: Host, name: str) -> Any:
+def _slot(daemon: Host, name: str) -> TransportSlot:
     slot = daemon.spooler.dispatcher.slot(name)
     if slot is None:
         raise CommandError("unknown_transport", f"no transport named {name!r}")
@@ -81,127 +105,21 @@ def _slot(daemon: Host, name: str) -> Any:
 # ---------------------------------------------------------------------- commands
 
 
-async def ping(daemon: Host, args: _Args, conn: Connection) -> Any:
+async def ping(daemon: Host, args: _Args, conn: Connection) -> Pong:
     return {"pong": True, "version": __version__}
 
 
-async def status(daemon: Host, args: _Args, conn: Connection) -> Any:
-    spooler = daemon.spooler
-    c = spooler.counters
-    rows: list[dict[str, Any]] = [
-        {
-            "resource_type": "spooler",
-            "name": "spooler",
-            "status": ["available"],
-            "methods": ["flush"],
-            "in_flight": spooler.in_flight,
-            "counters": {
-                "sent": c.delivered,
-                "deferred": c.deferred,
-                "failed": c.failed,
-                "received": c.received,
-            },
-        }
-    ]
-    for name, store in daemon.stores.items():
-        health = spooler.health.states[name]
-        section = daemon.config.stores[name]
-        try:
-            queued: int | None = sum([1 async for _ in store.outgoing_queue()])
-        except SpoolerError:
-            queued = None  # unreadable: the row says why
-        rows.append(
-            {
-                "resource_type": "store",
-                "name": name,
-                "provider": daemon.config.stores[name].provider,
-                "status": ["failure" if health.failing else "available"],
-                "methods": [],
-                "counters": {"queued": queued},
-                "last_error": health.last_error,
-                "since": health.failing_since,
-                "retention": retention_status(
-                    section.sent_retention, section.sent_copies, daemon.keepers.get(name)
-                ),
-            }
-        )
-    for slot in spooler.dispatcher.transports:
-        row_status = [slot.availability, "outbound_enabled"]
-        if slot.downloads:
-            row_status.append("inbound_enabled")
-        row: dict[str, Any] = {
-            "resource_type": "transport",
-            "name": slot.name,
-            "provider": daemon.config.transports[slot.name].provider,
-            "status": row_status,
-            "methods": ["flush"] if slot.flush is not None else [],
-            "address_types": None if slot.address_types is None else sorted(slot.address_types),
-            "counters": dict(slot.counters),
-            "last_error": slot.last_error,
-            "since": slot.since or None,
-        }
-        extra = dict(slot.own_status())
-        if extra:  # the transport's part: its flags, counters and details, and a newer error
-            row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
-            row["counters"].update(extra.pop("counters", {}))
-            error = extra.pop("last_error", None)
-            if error is not None:
-                row["last_error"] = error
-            row.update(extra)
-            if "failure" in row_status and "available" in row_status:  # failing as it says: not available
-                row_status.remove("available")
-        rows.append(row)
-    for face_rows in daemon.status_rows:  # SMTP listeners
-        rows.extend(face_rows())
-    return rows
+async def status(daemon: Host, args: _Args, conn: Connection) -> list[StatusRow]:
+    return await status_table(daemon)
 
 
 class QueueArgs(_StoreArgs):
     ids: list[str] | None = None
 
 
-async def queue(daemon: Host, args: QueueArgs, conn: Connection) -> Any:
+async def queue(daemon: Host, args: QueueArgs, conn: Connection) -> list[QueueRow]:
     names = [args.store] if args.store else list(daemon.stores)
-    now = time.time()
-    out = []
-    for name in names:
-        _, store = _store(daemon, name)
-        async for entry in store.outgoing_queue():
-            if args.ids is not None and entry.id not in args.ids:
-                continue
-            row: dict[str, Any] = {
-                "id": entry.id,
-                "store": name,
-                "age": max(0.0, now - entry.client_submit_time),
-                "size": entry.size,
-                "sender": entry.sender,
-                "subject": entry.subject,
-                "due_at": entry.due_at,
-                "locked": entry.lock_owner is not None,
-                "held": entry.held,
-                "recipients": None,
-            }
-            try:
-                message = await store.open(entry.id)
-            except (NoAccess, NotFound):
-                pass  # being delivered right now, or just finished
-            else:
-                row["recipients"] = [
-                    {
-                        "address": r.address,
-                        "state": r.state.value,
-                        "attempts": r.attempts,
-                        "last_code": r.last_code,
-                        "last_status": r.last_status,
-                        "last_text": r.last_text,
-                        "transport": r.transport,
-                        "next_attempt": r.next_attempt,
-                        "waiting": waiting_row(daemon.spooler.dispatcher, r),
-                    }
-                    for r in message.recipients
-                ]
-            out.append(row)
-    return out
+    return await queue_listing(daemon, [_store(daemon, name) for name in names], args.ids)
 
 
 class SubmitArgs(_StoreArgs):
@@ -235,7 +153,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
         raise CommandError("bad_args", f"message: not base64: {exc}") from None
 
 
-async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> Any:
+async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> SubmitResult:
     name, store = _store(daemon, args.store)
     content = _submitted_content(args, conn)
     check_message_size(len(content), daemon.config.spooler.message_size_limit)
@@ -279,18 +197,18 @@ class FlushArgs(_Args):
     wait: bool = True
 
 
-def _deferral_row(waiting: FlushDeferral) -> dict[str, Any]:
+def _deferral_row(waiting: FlushDeferral) -> DeferralRow:
     d = waiting.recipient.update
     return {"id": waiting.message_id, "store": waiting.store, "recipient": waiting.recipient.address,
             "code": d.code, "status": d.status, "reason": d.text or ""}  # fmt: skip
 
 
-async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> Any:
+async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> FlushCounts | FlushStarted:
     if args.transport is not None:
         _slot(daemon, args.transport)
 
-    async def run() -> dict[str, Any]:
-        counts: dict[str, Any] = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
+    async def run() -> FlushCounts:
+        counts = FlushCounts(sent=0, deferred=0, failed=0, received=0)
         if args.direction in ("download", "both"):
             received_before = daemon.spooler.counters.received
             for slot in daemon.spooler.dispatcher.transports:
@@ -301,40 +219,40 @@ async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> Any:
             result = await daemon.spooler.flush(
                 force=args.force, message_ids=args.ids, transport=args.transport
             )
-            counts.update(sent=result.sent, deferred=result.deferred, failed=result.failed)
+            counts["sent"], counts["deferred"], counts["failed"] = result.sent, result.deferred, result.failed
             counts["deferrals"] = [_deferral_row(d) for d in result.deferrals]  # why each still waits
         return counts
 
     if args.wait:
         return await run()
     daemon.spooler.spawn(run)  # FLUSH_ASYNC_OK: answer now, flush in the background
-    return {"started": True}
+    return FlushStarted(started=True)
 
 
 class IdArgs(_StoreArgs):
     id: str
 
 
-async def abort(daemon: Host, args: IdArgs, conn: Connection) -> Any:
+async def abort(daemon: Host, args: IdArgs, conn: Connection) -> Aborted:
     _, store = _store(daemon, args.store)
     await store.abort_submit(args.id)
     return {"id": args.id, "aborted": True}
 
 
-async def hold(daemon: Host, args: IdArgs, conn: Connection) -> Any:
+async def hold(daemon: Host, args: IdArgs, conn: Connection) -> Held:
     _, store = _store(daemon, args.store)
     await store.hold(args.id, True)
     return {"id": args.id, "held": True}
 
 
-async def release(daemon: Host, args: IdArgs, conn: Connection) -> Any:
+async def release(daemon: Host, args: IdArgs, conn: Connection) -> Held:
     _, store = _store(daemon, args.store)
     await store.hold(args.id, False)
     daemon.spooler.wake()
     return {"id": args.id, "held": False}
 
 
-async def reload_config(daemon: Host, args: _Args, conn: Connection) -> Any:
+async def reload_config(daemon: Host, args: _Args, conn: Connection) -> Reloaded:
     result = await daemon.reload()  # a ConfigError (code bad_config) leaves the running config as it was
     return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
 
@@ -343,13 +261,13 @@ class TransportArgs(_Args):
     transport: str
 
 
-async def online(daemon: Host, args: TransportArgs, conn: Connection) -> Any:
+async def online(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
     _slot(daemon, args.transport)
     daemon.spooler.set_online(args.transport, True)
     return {"transport": args.transport, "online": True}
 
 
-async def offline(daemon: Host, args: TransportArgs, conn: Connection) -> Any:
+async def offline(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
     _slot(daemon, args.transport)
     daemon.spooler.set_online(args.transport, False)
     return {"transport": args.transport, "online": False}
@@ -367,7 +285,7 @@ async def _folder_id(store: MessageStore, folder: str) -> str:
         return folder
 
 
-async def list_folder(daemon: Host, args: ListArgs, conn: Connection) -> Any:
+async def list_folder(daemon: Host, args: ListArgs, conn: Connection) -> list[FolderRow]:
     _, store = _store(daemon, args.store)
     rows = await store.list_messages(await _folder_id(store, args.folder))
     return [
@@ -384,7 +302,7 @@ async def list_folder(daemon: Host, args: ListArgs, conn: Connection) -> Any:
     ]
 
 
-async def fetch(daemon: Host, args: IdArgs, conn: Connection) -> Any:
+async def fetch(daemon: Host, args: IdArgs, conn: Connection) -> Fetched:
     _, store = _store(daemon, args.store)
     message = await store.open(args.id)  # read access: NoAccess while the spooler holds it
     return {
@@ -394,7 +312,7 @@ async def fetch(daemon: Host, args: IdArgs, conn: Connection) -> Any:
     }
 
 
-async def remove(daemon: Host, args: IdArgs, conn: Connection) -> Any:
+async def remove(daemon: Host, args: IdArgs, conn: Connection) -> Removed:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
@@ -411,7 +329,7 @@ class PurgeArgs(_StoreArgs):
     older_than: float = Field(ge=0, allow_inf_nan=False)  # seconds
 
 
-async def purge(daemon: Host, args: PurgeArgs, conn: Connection) -> Any:
+async def purge(daemon: Host, args: PurgeArgs, conn: Connection) -> PurgeResult:
     name, store = _store(daemon, args.store)
     cutoff = daemon.spooler.clock() - args.older_than
     count = await store.purge(await _folder_id(store, args.folder), cutoff)
@@ -423,42 +341,43 @@ async def purge(daemon: Host, args: PurgeArgs, conn: Connection) -> Any:
     return {"store": name, "folder": args.folder, "purged": count}
 
 
+def _control_event(event: SpoolerEvent | StoreEvent, store: str | None) -> ControlEvent | None:
+    """What a subscriber is sent of an event (None: another store's, and it asked for one)."""
+    if isinstance(event, QueueChanged):
+        return QueueChangedEvent(
+            type="queue_changed", store=event.store, reason=event.reason, id=event.message_id
+        )
+    if isinstance(event, NewMail):
+        return NewMailEvent({"type": "new_mail", "store": event.store, "id": event.message_id,
+                             "folder": event.folder_id, "class": event.message_class})  # fmt: skip
+    fields: Mapping[str, object] = event
+    if store is not None and fields.get("store") not in (None, store):
+        return None  # another store's delivery or purge (a transport's state concerns every store)
+    return event
+
+
 SUBSCRIBER_BACKLOG = 10_000  # events a control client may fall behind before its stream is ended
 
 
-async def subscribe(daemon: Host, args: _StoreArgs, conn: Connection) -> Any:
+async def subscribe(daemon: Host, args: _StoreArgs, conn: Connection) -> Unsubscribed:
     """Stream events to the client until it hangs up (or falls too far behind reading them)."""
     names = [args.store] if args.store else list(daemon.stores)
     stores = [_store(daemon, name)[1] for name in names]
 
-    async def forward(sub: Subscription[Any]) -> None:
+    async def forward(sub: Subscription[SpoolerEvent] | Subscription[StoreEvent]) -> None:
         async for event in sub:
-            if isinstance(event, QueueChanged):
-                payload = {
-                    "type": "queue_changed",
-                    "store": event.store,
-                    "reason": event.reason,
-                    "id": event.message_id,
-                }
-            elif isinstance(event, NewMail):
-                payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
-                           "folder": event.folder_id, "class": event.message_class}  # fmt: skip
-            elif isinstance(event, dict):
-                if args.store is not None and event.get("store") not in (None, args.store):
-                    continue
-                payload = event
-            else:
-                continue
-            await conn.send_event(payload)
+            payload = _control_event(event, args.store)
+            if payload is not None:
+                await conn.send_event(payload)
         if sub.overflowed:
-            await conn.send_event({"type": "overflow", "message": "events were dropped; subscribe again"})
+            await conn.send_event(Overflow(type="overflow", message="events were dropped; subscribe again"))
         conn.closed.set()  # the stream ended: so does the subscription
 
-    subscriptions: list[Subscription[Any]] = []
+    subscriptions: list[Subscription[SpoolerEvent] | Subscription[StoreEvent]] = []
     try:  # every subscription is closed again, however the client leaves
         subscriptions.append(daemon.spooler.events.subscribe(SUBSCRIBER_BACKLOG))
         subscriptions += [store.subscribe(SUBSCRIBER_BACKLOG) for store in stores]
-        await conn.send_event({"type": "subscribed", "stores": names})
+        await conn.send_event(Subscribed(type="subscribed", stores=names))
         async with anyio.create_task_group() as tg:
             for sub in subscriptions:
                 tg.start_soon(forward, sub)
@@ -467,18 +386,18 @@ async def subscribe(daemon: Host, args: _StoreArgs, conn: Connection) -> Any:
     finally:
         for sub in subscriptions:
             sub.close()
-    return {"subscribed": False}
+    return Unsubscribed(subscribed=False)
 
 
 class VerifyArgs(_Args):
     addresses: list[str]
 
 
-async def verify(daemon: Host, args: VerifyArgs, conn: Connection) -> Any:
+async def verify(daemon: Host, args: VerifyArgs, conn: Connection) -> list[Verified | Unverifiable]:
     return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses)
 
 
-Handler = Callable[[Host, Any, Connection], Awaitable[Any]]
+Handler = Callable[[Host, Any, Connection], Awaitable[CommandResult]]
 COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "ping": (_Args, ping),
     "status": (_Args, status),
@@ -500,7 +419,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
 }
 
 
-async def run_command(daemon: Host, cmd: str, raw_args: dict[str, Any], conn: Connection) -> Any:
+async def run_command(daemon: Host, cmd: str, raw_args: dict[str, Any], conn: Connection) -> CommandResult:
     """Run one command; every failure is a CommandError or SpoolerError with a stable code."""
     entry = COMMANDS.get(cmd)
     if entry is None:

@@ -27,7 +27,6 @@ import struct
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -47,6 +46,7 @@ from .protocol import (
     encode_event,
     encode_result,
 )
+from .results import ControlEvent
 
 __all__ = ["ControlServer", "peer_credentials"]
 
@@ -331,7 +331,7 @@ class _Session:
             await self.send_line(encode_error(request.id, "rate_limited", "too many requests; slow down"))
             return
 
-        async def send_event(event: dict[str, Any]) -> None:
+        async def send_event(event: ControlEvent) -> None:
             await self.send_line(encode_event(request.id, event))
 
         async def run() -> None:
