@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .. import __version__, maillog
 from ..duration import format_duration
 from ..errors import SpoolerError, Submitted
-from ..events import NewMail, QueueChanged, SpoolerEvent, StoreEvent, Subscription
 from ..host import Host
 from ..message import FolderRole
 from ..message_size import check_message_size
@@ -41,21 +40,18 @@ from .results import (
     FlushStarted,
     FolderRow,
     Held,
-    NewMailEvent,
     OnlineState,
-    Overflow,
     Pong,
     PurgeResult,
-    QueueChangedEvent,
     QueueRow,
     Reloaded,
     Removed,
     StatusRow,
     SubmitResult,
-    Subscribed,
     Unsubscribed,
 )
 from .status import queue_listing, status_table
+from .subscribe import stream_events
 from .verify import Unverifiable, Verified, verify_addresses
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
@@ -341,51 +337,11 @@ async def purge(daemon: Host, args: PurgeArgs, conn: Connection) -> PurgeResult:
     return {"store": name, "folder": args.folder, "purged": count}
 
 
-def _control_event(event: SpoolerEvent | StoreEvent, store: str | None) -> ControlEvent | None:
-    """What a subscriber is sent of an event (None: another store's, and it asked for one)."""
-    if isinstance(event, QueueChanged):
-        return QueueChangedEvent(
-            type="queue_changed", store=event.store, reason=event.reason, id=event.message_id
-        )
-    if isinstance(event, NewMail):
-        return NewMailEvent({"type": "new_mail", "store": event.store, "id": event.message_id,
-                             "folder": event.folder_id, "class": event.message_class})  # fmt: skip
-    fields: Mapping[str, object] = event
-    if store is not None and fields.get("store") not in (None, store):
-        return None  # another store's delivery or purge (a transport's state concerns every store)
-    return event
-
-
-SUBSCRIBER_BACKLOG = 10_000  # events a control client may fall behind before its stream is ended
-
-
 async def subscribe(daemon: Host, args: _StoreArgs, conn: Connection) -> Unsubscribed:
     """Stream events to the client until it hangs up (or falls too far behind reading them)."""
     names = [args.store] if args.store else list(daemon.stores)
-    stores = [_store(daemon, name)[1] for name in names]
-
-    async def forward(sub: Subscription[SpoolerEvent] | Subscription[StoreEvent]) -> None:
-        async for event in sub:
-            payload = _control_event(event, args.store)
-            if payload is not None:
-                await conn.send_event(payload)
-        if sub.overflowed:
-            await conn.send_event(Overflow(type="overflow", message="events were dropped; subscribe again"))
-        conn.closed.set()  # the stream ended: so does the subscription
-
-    subscriptions: list[Subscription[SpoolerEvent] | Subscription[StoreEvent]] = []
-    try:  # every subscription is closed again, however the client leaves
-        subscriptions.append(daemon.spooler.events.subscribe(SUBSCRIBER_BACKLOG))
-        subscriptions += [store.subscribe(SUBSCRIBER_BACKLOG) for store in stores]
-        await conn.send_event(Subscribed(type="subscribed", stores=names))
-        async with anyio.create_task_group() as tg:
-            for sub in subscriptions:
-                tg.start_soon(forward, sub)
-            await conn.closed.wait()
-            tg.cancel_scope.cancel()
-    finally:
-        for sub in subscriptions:
-            sub.close()
+    stores = {name: _store(daemon, name)[1] for name in names}
+    await stream_events(daemon.spooler.events, stores, args.store, conn.send_event, conn.closed)
     return Unsubscribed(subscribed=False)
 
 
