@@ -284,12 +284,17 @@ class AddressPolicy:
     default_domain: str
     local_domains: frozenset[str] = frozenset()
     aliases: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # distribution lists (MAPI's personal distribution lists, expanded at submit: ExpandRecips): full
+    # addresses; unlike an alias, a list is never a recipient itself, even when it names itself
+    lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         table: dict[str, tuple[str, ...]] = {}
         for key, targets in self.aliases.items():
             table[key.casefold()] = tuple(targets)
         object.__setattr__(self, "aliases", table)
+        lists = {key.casefold(): tuple(members) for key, members in self.lists.items()}
+        object.__setattr__(self, "lists", lists)
         domains = {d.casefold() for d in self.local_domains} | {self.default_domain.casefold()}
         object.__setattr__(self, "local_domains", frozenset(domains))
 
@@ -308,10 +313,11 @@ class AddressPolicy:
 def expand_aliases(
     policy: AddressPolicy, mailboxes: Iterable[tuple[Mailbox, str]]
 ) -> list[tuple[Mailbox, str]]:
-    """Complete each (mailbox, kind), apply the alias map recursively and drop duplicates (the first
-    wins). An address met again while its own alias is being expanded is taken as it is, as Postfix
-    does for ``root: root, admin``: loops end instead of looping. Each alias is expanded once, so a
-    map of shared lists costs its size, not the number of paths through it."""
+    """Complete each (mailbox, kind), expand distribution lists and apply the alias map recursively,
+    and drop duplicates (the first wins, with its display name). An address met again while its own
+    alias is being expanded is taken as it is, as Postfix does for ``root: root, admin``: loops end
+    instead of looping; a list is never a recipient (seed 004's ExpandRecips). Each alias and list is
+    expanded once, so a map of shared lists costs its size, not the number of paths through it."""
     out: list[tuple[Mailbox, str]] = []
     seen: set[str] = set()
     expanded: set[str] = set()
@@ -319,6 +325,13 @@ def expand_aliases(
     def add(mailbox: Mailbox, kind: str, expanding: frozenset[str]) -> None:
         address = complete(mailbox.address, policy.default_domain)
         key = _key(address).casefold()
+        members = policy.lists.get(key)
+        if members is not None:  # each list once, wherever it is met; its members, never itself
+            if key not in expanded:
+                expanded.add(key)
+                for member in members:
+                    add(parse_address(member), kind, expanding)
+            return
         targets = policy.alias_of(address)
         if targets is not None and key not in expanding:
             if key in expanded:

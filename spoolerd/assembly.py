@@ -26,6 +26,7 @@ from .delivery import DeliverySettings, Dispatcher
 from .errors import ConfigError, PluginError, SpoolerError
 from .fsutil import unwritable
 from .host import ReloadResult, StatusRows
+from .listener.check import listener_problems  # a face's files, checked as config: not its server
 from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper
@@ -106,6 +107,8 @@ def build(
             preprocessors.append(registry.preprocessor(name))
         except PluginError as exc:
             problems.append(f"spooler.preprocessors: {exc}")
+    for name, section in config.listeners.items():
+        problems.extend(listener_problems(name, section))
     for group in config.control.allowed_groups:
         try:
             group_id(group)
@@ -140,7 +143,14 @@ def open_transports(
     for name, section in config.transports.items():
         if names is not None and name not in names:
             continue
-        context = TransportContext(name, stores, addresses, clock, config.spooler.default_store)
+        context = TransportContext(
+            name,
+            stores,
+            addresses,
+            clock,
+            config.spooler.default_store,
+            destination_hold=config.spooler.retry.destination_hold,
+        )
         try:
             opened = registry.open_transport(section.provider, section.options(), context)
         except ConfigError as exc:

@@ -31,7 +31,7 @@ from .config import Config, default_socket
 from .control.server import ControlServer
 from .errors import StateDirBusy
 from .fsutil import make_dirs_durably
-from .listener import Listeners
+from .listener.server import Listeners
 from .reconfigure import reload
 from .retention import sent_keepers
 

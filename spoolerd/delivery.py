@@ -136,6 +136,9 @@ class Dispatcher:
         # hot path uses asyncio's primitives directly: the daemon runs on asyncio, and anyio's cost more)
         self._destination_limits: dict[str, list[Any]] = {}
         self._leases: dict[int, _Lease] = {}  # attempts in flight, whose leases renew_leases keeps
+        # store name -> messages whose unlock failed because the store did not answer: released as soon
+        # as it answers again (``settle_unlocks``), not left locked until their leases expire
+        self._unlocks_owed: dict[str, set[str]] = {}
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
         self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
@@ -301,8 +304,28 @@ class Dispatcher:
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:
             await store.unlock(message_id, self.owner, retry_at=retry_at)
+        except (LockLost, NotInQueue, NotFound):
+            pass  # no longer ours to hand back
         except StoreError:
-            log.warning("unlock failed; the lease will expire", store=store.name, message=message_id)
+            log.warning("unlock failed; retried when the store answers", store=store.name, message=message_id)
+            self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+
+    async def settle_unlocks(self, store: MessageStore) -> None:
+        """Hand back the messages whose unlock failed while ``store`` did not answer (a database
+        restarted, a full disk), due at once: the store, not the message, was at fault. Raises the
+        store's error while it still fails; a message an attempt has locked again is left to it."""
+        owed = self._unlocks_owed.get(store.name)
+        while owed:
+            message_id = owed.pop()
+            if any(x.store is store and x.message_id == message_id for x in self._leases.values()):
+                continue
+            try:
+                await store.unlock(message_id, self.owner)
+            except (LockLost, NotInQueue, NotFound):
+                continue
+            except StoreError:
+                owed.add(message_id)
+                raise
 
     async def _attempt_locked(self, store: MessageStore, message: Message, *, force: bool) -> AttemptResult:
         now = self.clock()

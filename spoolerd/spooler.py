@@ -29,7 +29,7 @@ from .events import EventHub, QueueChanged, RecipientDetail, SpoolerEvent, Store
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
-from .routing import serves
+from .routing import route
 from .store import Clock, MessageStore
 
 __all__ = ["Counters", "FlushDeferral", "FlushResult", "Spooler"]
@@ -229,6 +229,7 @@ class Spooler:
             if self.health.wait(name):
                 continue  # failing: left alone until its wait is over (``_next_due`` wakes us then)
             try:
+                await self.dispatcher.settle_unlocks(store)
                 async for entry in store.outgoing_queue(due_at=now, include_locked=False):
                     if (name, entry.id) in self._in_flight:
                         skipped = True
@@ -321,17 +322,19 @@ class Spooler:
         self._tg.start_soon(fn)
 
     async def _routes_to(self, store: MessageStore, message_id: str, transport: str) -> bool:
-        """Whether ``transport`` serves a recipient of the message that has no final outcome (it may
-        not be the first in order: earlier transports can pass a recipient on with NOT_ME)."""
+        """Whether the message waits on ``transport`` (FlushQueues' target transport): a recipient
+        without a final outcome that this transport last handled (a deferral of its own), or, never
+        tried by any, that routing sends to it first (the first serving transport in order)."""
         try:
             message = await store.open(message_id, Access.BEST)
         except (NoAccess, NotFound):
             return True  # in flight or gone: joining (or skipping) it is harmless
-        slot = self.dispatcher.slot(transport)
-        types = None if slot is None else slot.address_types
-        return slot is not None and any(
-            serves(types, r.address_type) for r in message.recipients if not r.state.final
-        )
+        pending = [r for r in message.recipients if not r.state.final]
+        if any(r.transport == transport for r in pending):
+            return True
+        order = [(s.name, s.address_types) for s in self.dispatcher.transports]
+        untried = [r for r in pending if r.transport is None]
+        return transport in route(untried, order).by_transport
 
     async def flush(
         self,

@@ -80,7 +80,7 @@ def default_domain(config: Config) -> str:
 def address_policy(config: Config) -> AddressPolicy:
     domain = default_domain(config)
     local = {*_owned_domains(config), config.addresses.sender_domain or domain}
-    return AddressPolicy(domain, frozenset(local), config.aliases)
+    return AddressPolicy(domain, frozenset(local), config.aliases, config.lists)
 
 
 def bounce_copy_recipients(config: Config) -> list[str]:

@@ -91,6 +91,7 @@ class TransportContext:
     store_addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # store -> owned addresses
     clock: Clock = field(default=time.time)
     default_store: str = ""  # [spooler] default_store: where a downloading transport files by default
+    destination_hold: float = 300.0  # [spooler.retry] destination_hold: how long a failed relay is left alone
 
 
 @runtime_checkable

@@ -97,7 +97,9 @@ def show_queue(rows: Sequence[Mapping[str, Any]], now: float | None = None) -> s
         subject = f'  "{r["subject"]}"' if r.get("subject") else ""
         body.append([r["id"] + flag, r.get("store"), age(r["age"]), r["size"], state, "",
                      _next_try(due, now), f"<{r['sender']}>{subject}"])  # fmt: skip
-        if r["recipients"] is None:
+        if r.get("locked_by") and not r.get("locked_here"):  # a shared store: another daemon has it
+            notes[len(body) - 1] = [f"(being delivered by {r['locked_by'].split('#', 1)[0]})"]
+        elif r["recipients"] is None:
             notes[len(body) - 1] = ["(being delivered now)"]
         for rcpt in r["recipients"] or []:
             final = rcpt["state"] in ("delivered", "failed")

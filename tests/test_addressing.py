@@ -130,6 +130,24 @@ def test_alias_loops_end() -> None:
     assert [m.address for m, _ in expand_aliases(policy, [(Mailbox("a"), "to")])] == ["a@x.org"]
 
 
+def test_distribution_lists_expand_to_members_never_to_a_list() -> None:
+    """Seed 004's ExpandRecips: members keep their display names, a cyclic list reaches each member
+    once and never a list address; a member met again is one recipient (the first, with its name)."""
+    lists = {
+        "loop1@x.org": ["loop2@x.org", "Ann <ann@x.org>"],
+        "Loop2@X.org": ["loop1@x.org", '"Bee Bee" <bee@x.org>', "ann@X.ORG", "team"],
+    }
+    policy = AddressPolicy("x.org", aliases={"team": ["cat"]}, lists=lists)
+    given_ = [(Mailbox("loop1@X.ORG"), "to"), (Mailbox("bee@x.org", "Other"), "cc")]
+    # depth first: loop2 (loop1 again: nothing), Bee, ann@X.ORG, team -> cat; then loop1's Ann, a
+    # duplicate of ann@X.ORG; the cc of bee a duplicate of the list's Bee
+    assert [(m.address, m.display, k) for m, k in expand_aliases(policy, given_)] == [
+        ("bee@x.org", "Bee Bee", "to"),
+        ("ann@X.ORG", "", "to"),
+        ("cat@x.org", "", "to"),
+    ]
+
+
 # ---------------------------------------------------------------------- properties
 
 _ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"

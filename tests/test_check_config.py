@@ -130,3 +130,46 @@ def test_a_third_party_transport_offers_its_own_check(tmp_path: Path) -> None:
         assert f"transports.feed.drop_dir: {drop} is not a directory" in done.stderr
     drop.mkdir()
     assert spoolerd("check-config", path).returncode == 0
+
+
+def test_a_listeners_certificate_and_credentials_are_checked_before_start(tmp_path: Path) -> None:
+    """A listener's TLS certificate, its key and its credentials file are loaded by check-config and
+    run alike: a missing or mismatched file is a config error naming the key, never a failure at the
+    first STARTTLS or AUTH, and never quoting a key or a hash."""
+    import trustme
+
+    ca = trustme.CA()
+    one, other = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    cert, key, wrong_key = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "other-key.pem"
+    one.cert_chain_pems[0].write_to_path(str(cert))
+    one.private_key_pem.write_to_path(str(key))
+    other.private_key_pem.write_to_path(str(wrong_key))
+    users = tmp_path / "users"
+    users.write_text("app:not-a-hash\n")
+    listener = (
+        '[listeners.apps]\naddress = "127.0.0.1:2587"\ntls = "starttls"\n'
+        f'cert_file = "{cert}"\nkey_file = "{tmp_path}/missing-key.pem"\ncredentials_file = "{users}"\n'
+    )
+    path = config(tmp_path, "")
+    path.write_text(path.read_text() + listener)
+    for command in (["check-config", path], ["run", "--config", path]):
+        done = spoolerd(*command)
+        assert done.returncode == 78, (command, done.stderr)
+        lines = done.stderr.splitlines()
+        assert (
+            f"spoolerd: config error: {path}: listeners.apps.key_file:"
+            f" cannot read {tmp_path}/missing-key.pem: No such file or directory"
+        ) in lines, done.stderr
+        assert (
+            f"spoolerd: config error: {path}: listeners.apps.credentials_file: {users} line 1:" in done.stderr
+        )
+    path.write_text(path.read_text().replace("missing-key.pem", "other-key.pem"))
+    done = spoolerd("check-config", path)
+    assert done.returncode == 78 and "listeners.apps.cert_file: cannot load" in done.stderr, done.stderr
+    assert "PRIVATE KEY" not in done.stderr
+    from spoolerd.listener.credentials import hash_password
+
+    users.write_text(f"app:{hash_password('secret')}\n")
+    path.write_text(path.read_text().replace("other-key.pem", "key.pem"))
+    done = spoolerd("check-config", path)
+    assert (done.returncode, done.stdout) == (0, f"{path}: ok\n"), done.stderr

@@ -60,7 +60,8 @@ class StoreRow(TypedDict):
     provider: str
     status: list[str]
     methods: list[str]
-    counters: dict[str, int | None]  # queued: None when the queue could not be read
+    counters: dict[str, int | None]  # queued (None: unreadable), locked_here, locked_elsewhere
+    holders: dict[str, int] | None  # leases by owner (a daemon's owner name): who sends what
     last_error: str | None
     since: float | None
     retention: dict[str, Any]
@@ -91,6 +92,8 @@ class QueueRow(TypedDict):
     subject: str
     due_at: float | None
     locked: bool
+    locked_by: str | None  # a daemon's owner name
+    locked_here: bool
     held: bool
     recipients: list[QueueRecipient] | None  # None: being delivered right now, or just finished
 

@@ -10,6 +10,7 @@ from ..errors import NoAccess, NotFound, SpoolerError
 from ..host import Host
 from ..retention import retention_status
 from ..store import MessageStore
+from .holders import lease_holders, owned_by
 from .results import QueueRecipient, QueueRow, SpoolerRow, StatusRow, StoreRow
 from .waiting import waiting_row
 
@@ -41,9 +42,15 @@ async def status_table(daemon: Host) -> list[StatusRow]:
         health = spooler.health.states[name]
         section = daemon.config.stores[name]
         try:
-            queued: int | None = sum([1 async for _ in store.outgoing_queue()])
+            holders = await lease_holders(store, time.time())
+            queued: int | None = holders.queued
         except SpoolerError:
-            queued = None  # unreadable: the row says why
+            holders, queued = None, None  # unreadable: the row says why
+        counters: dict[str, int | None] = {"queued": queued}
+        if holders is not None:  # on a shared store, which daemon holds what (each daemon's owner name)
+            here = spooler.dispatcher.owner
+            mine = sum(n for owner, n in holders.leases.items() if owned_by(owner, here))
+            counters |= {"locked_here": mine, "locked_elsewhere": sum(holders.leases.values()) - mine}
         rows.append(
             StoreRow(
                 {
@@ -52,7 +59,8 @@ async def status_table(daemon: Host) -> list[StatusRow]:
                     "provider": daemon.config.stores[name].provider,
                     "status": ["failure" if health.failing else "available"],
                     "methods": [],
-                    "counters": {"queued": queued},
+                    "counters": counters,
+                    "holders": None if holders is None else holders.leases,
                     "last_error": health.last_error,
                     "since": health.failing_since,
                     "retention": retention_status(
@@ -112,6 +120,8 @@ async def queue_listing(
                 "subject": entry.subject,
                 "due_at": entry.due_at,
                 "locked": entry.lock_owner is not None,
+                "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
+                "locked_here": owned_by(entry.lock_owner, daemon.spooler.dispatcher.owner),
                 "held": entry.held,
                 "recipients": None,
             }

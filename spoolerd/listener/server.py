@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 import time
 from collections import Counter
 from typing import Any
@@ -30,6 +29,7 @@ from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
 from ..retention import filing
 from ..submission import outgoing_draft
+from .check import tls_context
 from .commands import Reply, report_requests
 from .credentials import Credentials, load_credentials
 from .protocol import Session, Transaction
@@ -48,7 +48,7 @@ class ListenerContext:
         self.settings = settings
         self.daemon = daemon
         self.hostname = settings.hostname or socket.getfqdn()
-        self.tls_context = _tls_context(settings) if settings.tls != "none" else None
+        self.tls_context = tls_context(settings) if settings.tls != "none" else None
         where = f"listeners.{name}.credentials_file"
         path = settings.credentials_file
         self.credentials: Credentials | None = None if path is None else load_credentials(path, where)
@@ -185,13 +185,6 @@ class ListenerContext:
             "counters": {"connections": len(self.sessions), **self.counters},
             "last_error": self.last_error,
         }
-
-
-def _tls_context(settings: ListenerSection) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    assert settings.cert_file is not None and settings.key_file is not None  # the model checks it
-    context.load_cert_chain(settings.cert_file, settings.key_file)
-    return context
 
 
 class _Running:

@@ -252,3 +252,42 @@ async def test_bsd_mailx_to_root_reaches_the_people_root_is_aliased_to() -> None
         assert parsed["To"] == "root@localhost"  # completed in the header too, not just the envelope
         assert parsed["From"] == f"{USER}@localhost" and parsed["Subject"] == "disk full"
         assert parsed.get_payload() == "/ is 99% full\n"
+
+
+LISTS = """
+[lists]
+"loop1@remote.test" = ["loop2@remote.test", "ann@remote.test"]
+"loop2@remote.test" = ["loop1@remote.test", '"Bee Bee" <bee@remote.test>', "ann@Remote.Test"]
+"""
+
+
+class NoPreprocessing(Daemon):
+    def write_config(self) -> Path:
+        cfg = super().write_config()
+        text = cfg.read_text().replace("[spooler]\n", "[spooler]\npreprocessors = []\n", 1)
+        cfg.write_text(text)
+        return cfg
+
+
+@pytest.mark.parametrize("up", [True, False], ids=["daemon-up", "daemon-down"])
+async def test_recipients_are_expanded_and_deduplicated_at_submit(up: bool) -> None:
+    """Seed 004: SubmitMessage expands personal distribution lists and removes duplicates (ExpandRecips)
+    before NEEDS_PREPROCESSING is decided, so it happens with no preprocessing configured too, on the
+    socket and on sendmail's own path: a cyclic list reaches its members once and never a list
+    address; an address met again (the domain in another case, another display name) is one recipient
+    with the first display name."""
+    root = short_root()
+    d = NoPreprocessing(root, _extra(root, LISTS))
+    if up:
+        await d.start()
+    message = b'To: bob@remote.test, "B" <bob@Remote.Test>, loop1@remote.test\nSubject: lists\n\nhi\n'
+    assert await submit_with_sendmail(d, "-t", stdin=message, up=up) == 0
+    if not up:
+        await d.start()
+    try:
+        with anyio.fail_after(30):
+            while not await sent_items(d):
+                await run(*ctl(d, "flush"), check=True)
+        assert sorted(remote_log(d)) == ["ann@Remote.Test", "bee@remote.test", "bob@remote.test"]
+    finally:
+        assert await d.stop() == 0

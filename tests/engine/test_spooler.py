@@ -209,6 +209,30 @@ async def test_a_flush_ignores_backoff(tmp_path: Path, clock: FakeClock) -> None
         assert (await h.spooler.flush(force=True, message_ids=[mid])).sent == 1
 
 
+async def test_a_flush_of_one_transport_tries_only_what_waits_on_it(tmp_path: Path, clock: FakeClock) -> None:
+    """FlushQueues with a target transport (seed 000): two transports serve one address type, each
+    its own domain (the other answers NOT_ME); flushing one retries the message it deferred and leaves
+    the other's alone, even though both serve the address type."""
+    transports = {
+        "one": scripted(accept_domains=["one.test"], temp_fail=["x@one.test"]),
+        "two": scripted(accept_domains=["two.test"], temp_fail=["y@two.test"]),
+    }
+    async with spooler(tmp_path, clock, transports) as h:
+        first, second = await h.submit("x@one.test"), await h.submit("y@two.test")
+        assert (await h.spooler.flush(message_ids=[first, second])).deferred == 2
+        one, two = h.transport("one"), h.transport("two")
+
+        def tries(mid: str) -> int:  # sends of the message (the other transport's NOT_ME included)
+            return sum(call[0] == mid for call in [*one.calls, *two.calls])
+
+        before = tries(first), tries(second)
+        result = await h.spooler.flush(transport="two")
+        assert (result.messages, result.deferred) == (1, 1)
+        assert (tries(first), tries(second)) == (before[0], before[1] + 2)  # one: NOT_ME, then two
+        assert (await h.spooler.flush(transport="one")).messages == 1
+        assert tries(first) == before[0] + 1
+
+
 async def test_give_up_after_the_queue_lifetime_with_4_4_7(tmp_path: Path, clock: FakeClock) -> None:
     transports = {"remote": scripted(temp_fail=["x@remote.test"])}
     async with spooler(tmp_path, clock, transports) as h:

@@ -17,7 +17,7 @@ from transports.common.credentials import Credentials
 
 from .channel import Connection
 from .replies import Reply, no_reply
-from .settings import AuthMethod, SmtpSettings, TlsMode
+from .settings import AuthMethod, RelayAddress, SmtpSettings, TlsMode
 from .wire import SmtpProtocolError
 
 __all__ = ["SessionFailed", "describe", "open_session"]
@@ -57,13 +57,14 @@ async def open_session(
     credentials: Credentials,
     context: ssl.SSLContext | None,
     helo: str,
-    peer: str,
+    relay: RelayAddress,
 ) -> Connection:
-    """A connected, greeted, (encrypted,) (authenticated) session, or ``SessionFailed``."""
+    """A connected, greeted, (encrypted,) (authenticated) session with ``relay``, or ``SessionFailed``."""
     implicit = settings.tls is TlsMode.IMPLICIT
+    peer = relay.peer
     client = aiosmtplib.SMTP(
-        hostname=settings.host,
-        port=settings.effective_port,
+        hostname=relay.host,
+        port=relay.port,
         local_hostname=helo,
         timeout=settings.command_timeout,
         use_tls=implicit,
@@ -72,7 +73,7 @@ async def open_session(
     )
     progress = ["connecting"]  # what was under way, for the diagnostic
     try:
-        await _setup(client, settings, credentials, context=context, peer=peer, progress=progress)
+        await _setup(client, settings, credentials, context=context, relay=relay, progress=progress)
     except SessionFailed:
         client.close()
         raise
@@ -95,9 +96,10 @@ async def _setup(
     credentials: Credentials,
     *,
     context: ssl.SSLContext | None,
-    peer: str,
+    relay: RelayAddress,
     progress: list[str],
 ) -> None:
+    peer = relay.peer
     try:
         await client.connect(timeout=settings.connect_timeout)
     except aiosmtplib.SMTPConnectResponseError as exc:
@@ -110,7 +112,7 @@ async def _setup(
             progress.append("starting TLS")
             assert context is not None
             response = await client.starttls(
-                server_hostname=settings.host, tls_context=context, timeout=settings.connect_timeout
+                server_hostname=relay.host, tls_context=context, timeout=settings.connect_timeout
             )
             if response.code != 220:
                 raise _refused(Reply(response.code, response.message, "STARTTLS"), peer)

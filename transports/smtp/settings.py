@@ -1,4 +1,5 @@
-"""``[transports.NAME]`` keys of a transport with ``provider = "smtp"``: one relay (a smarthost).
+"""``[transports.NAME]`` keys of a transport with ``provider = "smtp"``: one relay (a smarthost), or an
+ordered list of relays to fail over between (``hosts``, each ``name``, ``name:port`` or ``[v6]:port``).
 
 Timeouts default to RFC 5321 §4.5.3.2's minimums (5 minutes for the greeting and each command, 10 for
 the end of DATA). Secrets are named here only by where they live (a file, an environment variable, a
@@ -8,15 +9,16 @@ command), so the configuration itself holds none and nothing logs one.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from transports.common.credentials import SecretSources
 from transports.common.tls import TlsFiles, check_host
 
-__all__ = ["HELO_NAME", "AuthMethod", "SmtpSettings", "TlsMode"]
+__all__ = ["HELO_NAME", "AuthMethod", "RelayAddress", "SmtpSettings", "TlsMode", "parse_relay"]
 
 # RFC 5321 Domain or address literal, as EHLO takes it: no spaces, no control characters
 HELO_NAME = re.compile(
@@ -41,11 +43,54 @@ class AuthMethod(StrEnum):
 _DEFAULT_PORTS = {TlsMode.STARTTLS: 587, TlsMode.IMPLICIT: 465, TlsMode.OPPORTUNISTIC: 25, TlsMode.NONE: 25}
 
 
+@dataclass(frozen=True, slots=True)
+class RelayAddress:
+    host: str
+    port: int
+
+    @property
+    def peer(self) -> str:
+        """``host:port`` as logs and diagnostics name the relay (an IPv6 address in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_BRACKETED = re.compile(r"^\[(?P<host>[0-9A-Fa-f:.]+)\](?::(?P<port>\d{1,5}))?$")
+
+
+def parse_relay(text: str, default_port: int) -> RelayAddress:
+    """``name``, ``name:port``, ``[address]`` or ``[address]:port``; a bare IPv6 address is taken whole."""
+    check_host(text)
+    host, port = text, ""
+    if text.startswith("["):
+        found = _BRACKETED.match(text)
+        if found is None:
+            raise ValueError(f"{text!r} is not [address] or [address]:port")
+        host, port = found.group("host"), found.group("port") or ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{text!r} is not host or host:port")
+    if not port:
+        return RelayAddress(host, default_port)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: a port is between 1 and 65535")
+    return RelayAddress(host, int(port))
+
+
 class SmtpSettings(SecretSources, TlsFiles):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(description="the relay's host name or address")
-    port: int | None = Field(None, ge=1, le=65535, description="default: 587, 465 (implicit TLS) or 25")
+    hosts: list[str] | None = Field(
+        None,
+        description='relays tried in order ("name", "name:port", "[v6]:port"): one that is down is '
+        "skipped for destination_hold (instead of host)",
+    )
+    host: str | None = Field(
+        None, validate_default=True, description="the relay's host name or address (one relay)"
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="default: 587, 465 (implicit TLS) or 25; also for hosts without one"
+    )
     tls: TlsMode = Field(TlsMode.STARTTLS, description="starttls, opportunistic, implicit or none")
     auth: AuthMethod = Field(AuthMethod.AUTO, description="auto, plain, login or xoauth2")
     helo: str | None = Field(None, description="name sent in EHLO (default: this host's FQDN)")
@@ -62,7 +107,27 @@ class SmtpSettings(SecretSources, TlsFiles):
     command_timeout: float = Field(300.0, gt=0, description="each command's reply")
     data_timeout: float = Field(600.0, gt=0, description="the reply to the end of the message data")
 
-    _host = field_validator("host")(check_host)
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str | None, info: ValidationInfo) -> str | None:
+        if "hosts" not in info.data:  # hosts was given but is wrong: that is the error to show
+            return host if host is None else check_host(host)
+        hosts = info.data["hosts"]
+        if host is None and hosts is None:
+            raise ValueError("Field required (the relay; or hosts, a list of relays to fail over between)")
+        if host is not None and hosts is not None:
+            raise ValueError("give either host (one relay) or hosts (relays to fail over between), not both")
+        return host if host is None else check_host(host)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str] | None) -> list[str] | None:
+        if hosts is not None:
+            if not hosts:
+                raise ValueError("name at least one relay")
+            for host in hosts:
+                parse_relay(host, 25)
+        return hosts
 
     @field_validator("helo")
     @classmethod
@@ -73,6 +138,10 @@ class SmtpSettings(SecretSources, TlsFiles):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.hosts is not None:
+            peers = [parse_relay(h, self.effective_port).peer for h in self.hosts]
+            if len(set(peers)) < len(peers):
+                raise ValueError("hosts: a relay is named twice")
         if self.username is not None:
             if self.auth is AuthMethod.XOAUTH2 and not self.has_token:
                 raise ValueError("auth = xoauth2 needs token_file or token_command")
@@ -83,3 +152,11 @@ class SmtpSettings(SecretSources, TlsFiles):
     @property
     def effective_port(self) -> int:
         return self.port if self.port is not None else _DEFAULT_PORTS[self.tls]
+
+    @property
+    def relays(self) -> list[RelayAddress]:
+        """The relays in the order they are tried."""
+        if self.hosts is None:
+            assert self.host is not None
+            return [RelayAddress(self.host, self.effective_port)]
+        return [parse_relay(h, self.effective_port) for h in self.hosts]
