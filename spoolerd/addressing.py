@@ -177,10 +177,9 @@ def _mailbox(tokens: list[_Token], source: str) -> Mailbox | None:
             raise BadAddress(f"{source!r}: not an address")
         return Mailbox(_addr_spec(words, source), " ".join(comments))
     start = opens[0]
-    try:
-        end = next(i for i, t in enumerate(words) if t.kind == ">")
-    except StopIteration:
-        raise BadAddress(f"{source!r}: < without >") from None
+    end = next((i for i, t in enumerate(words) if t.kind == ">"), None)
+    if end is None:
+        raise BadAddress(f"{source!r}: < without >")
     if len(opens) > 1 or end < start or end != len(words) - 1:
         raise BadAddress(f"{source!r}: text after <address> or nested <>")
     if any(t.kind in ("@", ":", ";") for t in words[:start]):

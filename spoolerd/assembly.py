@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import anyio
@@ -31,12 +32,16 @@ from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
 from .retention import SentKeeper
 from .retry import RetryPolicy
+from .routing import SenderRoutes
 from .slot import TransportSlot
 from .spooler import Spooler
 from .store import Clock, MessageStore
 from .submission import Submitter
 from .submit_rules import bounce_copy_recipients
 from .transport import Transport, TransportContext
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 __all__ = [
     "Daemon",
@@ -74,6 +79,7 @@ class Daemon:
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
     status_rows: list[StatusRows] = field(default_factory=list)  # faces' rows
     on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
+    store_timings: Histogram | None = None  # with [metrics]: every store call's latency (TimedStore)
     reload: Callable[[], Awaitable[ReloadResult]] = _not_running  # ``running`` sets it (reconfigure.reload)
 
 
@@ -96,17 +102,18 @@ def build(
             problems.extend(self_check(checker(store, f"stores.{name}"), f"stores.{name}"))
         except PluginError as exc:
             problems.append(f"stores.{name}.provider: {exc}")
+    store_timings = None
+    if config.metrics.address is not None:
+        from .metrics.timing import store_histogram, timed_stores  # only a daemon serving metrics
+
+        store_timings = store_histogram()
+        stores = timed_stores(stores, store_timings)
 
     slots, transport_problems = open_transports(config, registry, stores, clock)
     problems.extend(transport_problems)
     transports = [slot.transport for slot in slots]
 
-    preprocessors: list[Preprocessor] = []
-    for name in config.spooler.preprocessors:
-        try:
-            preprocessors.append(registry.preprocessor(name))
-        except PluginError as exc:
-            problems.append(f"spooler.preprocessors: {exc}")
+    preprocessors = _preprocessors(config, registry, problems)
     for name, section in config.listeners.items():
         problems.extend(listener_problems(name, section))
     for group in config.control.allowed_groups:
@@ -125,7 +132,27 @@ def build(
     coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
-    return Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon.store_timings = store_timings
+    return daemon
+
+
+def _preprocessors(config: Config, registry: PluginRegistry, problems: list[str]) -> list[Preprocessor]:
+    """The entry-point preprocessors ``[spooler] preprocessors`` names, built and checked."""
+    preprocessors: list[Preprocessor] = []
+    for name in config.spooler.preprocessors:
+        try:
+            preprocessor = registry.preprocessor(name, config.preprocessors.get(name))
+            check = checker(preprocessor, f"preprocessors.{name}")
+        except PluginError as exc:
+            problems.append(f"spooler.preprocessors: {exc}")
+            continue
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(self_check(check, f"preprocessors.{name}"))
+        preprocessors.append(preprocessor)
+    return preprocessors
 
 
 def open_transports(
@@ -218,6 +245,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
         lists=config.lists,
         delay_warning_after=spooler_cfg.delay_warning_after,
         bounce_copy_to=bounce_copy_recipients(config),
+        sender_routes=SenderRoutes(config.sender_routes),
     )
 
 
@@ -227,5 +255,5 @@ def group_id(group: str | int) -> int:
         return group
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from None
+    except KeyError as exc:
+        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from exc

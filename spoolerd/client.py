@@ -1,5 +1,6 @@
 """A small blocking client for the control socket, standard library only, so the command-line tools start
-fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP)."""
+fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP). Requests are framed by the
+protocol's own sans-io module (standard library only as well), the one place that knows the format."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .control.protocol import Request, encode_request
 
 __all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default_socket_path"]
 
@@ -59,12 +62,12 @@ class ControlClient:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(os.fspath(self.path))
-        except PermissionError:
+        except PermissionError as exc:
             self._sock.close()
-            raise Unreachable(f"permission denied on {self.path}", denied=True) from None
+            raise Unreachable(f"permission denied on {self.path}", denied=True) from exc
         except OSError as exc:
             self._sock.close()
-            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from None
+            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from exc
         self._buffer = b""
         self._next_id = 0
 
@@ -84,7 +87,7 @@ class ControlClient:
             try:
                 chunk = self._sock.recv(1 << 20)
             except OSError as exc:
-                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from None
+                raise ConnectionLost(f"the connection to spoolerd broke: {exc}") from exc
             if not chunk:
                 raise ConnectionLost("spoolerd closed the connection")
             self._buffer += chunk
@@ -94,15 +97,13 @@ class ControlClient:
 
     def _send(self, cmd: str, args: dict[str, Any], body: bytes | None = None) -> int:
         self._next_id += 1
-        request: dict[str, Any] = {"id": self._next_id, "cmd": cmd, "args": args}
-        if body is not None:
-            request["body"] = len(body)  # the raw bytes follow the line
+        request = Request(self._next_id, cmd, args, None if body is None else len(body))
         try:
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            self._sock.sendall(encode_request(request))
             if body:
-                self._sock.sendall(body)
+                self._sock.sendall(body)  # the raw bytes the line announced
         except OSError as exc:
-            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from None
+            raise ConnectionLost(f"could not talk to spoolerd: {exc}") from exc
         return self._next_id
 
     def call(self, cmd: str, **args: Any) -> Any:

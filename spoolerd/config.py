@@ -25,6 +25,7 @@ from .duration import parse_duration
 from .errors import ConfigError, PluginError
 from .listener_config import ListenerSection
 from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
+from .metrics.settings import MetricsSection
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
 
@@ -67,10 +68,14 @@ class LogConfig(_Strict):
 class RetrySection(_Strict):
     """Retry timing; the defaults are Postfix's (5 min doubling to ~67 min, give up after 5 days)."""
 
-    initial: float = Field(300.0, gt=0, description="seconds before the first retry")
-    maximum: float = Field(4000.0, gt=0, description="longest wait between two attempts")
-    give_up_after: float = Field(5 * 86400.0, gt=0, description="queue lifetime: then an NDR with 4.4.7")
-    min_hint: float = Field(60.0, ge=0, description="shortest retry-after a transport may ask for")
+    initial: float = Field(300.0, gt=0, allow_inf_nan=False, description="seconds before the first retry")
+    maximum: float = Field(4000.0, gt=0, allow_inf_nan=False, description="longest wait between two attempts")
+    give_up_after: float = Field(
+        5 * 86400.0, gt=0, allow_inf_nan=False, description="queue lifetime: then an NDR with 4.4.7"
+    )
+    min_hint: float = Field(
+        60.0, ge=0, allow_inf_nan=False, description="shortest retry-after a transport may ask for"
+    )
     destination_hold: float = Field(300.0, ge=0, description="how long a failed destination is left alone")
 
 
@@ -269,6 +274,32 @@ class Config(_Strict):
     listeners: dict[str, ListenerSection] = Field(
         default_factory=dict, description="SMTP listeners, [listeners.NAME] (none by default)"
     )
+    sender_routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="envelope sender -> transport, before the address-type routing (an address, @domain,"
+        ' or a wildcard like "*@*.example.org"; "*" is the default); a transport named here carries only'
+        " the mail of the senders routed to it",
+    )
+
+    @field_validator("sender_routes")
+    @classmethod
+    def _sender_routes(cls, routes: dict[str, str]) -> dict[str, str]:
+        for pattern in routes:
+            if any(c in pattern for c in "*?["):
+                if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in pattern):
+                    raise ValueError(f"{pattern!r}: a wildcard pattern has no blanks or control characters")
+            elif pattern.startswith("@"):
+                parse_address(f"postmaster{pattern}")  # a BadAddress (a ValueError) names the problem
+            elif not parse_address(pattern).address:
+                raise ValueError(f'{pattern!r}: the null sender is matched by a wildcard ("*") only')
+        return routes
+
+    preprocessors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[preprocessors.NAME]: settings of a preprocessor named in spooler.preprocessors,"
+        " checked by the preprocessor's own model (e.g. [preprocessors.dkim])",
+    )
+    metrics: MetricsSection = Field(default_factory=MetricsSection, description="Prometheus /metrics (off)")
 
     @field_validator("stores", "transports", "listeners")
     @classmethod
@@ -336,6 +367,16 @@ def parse_config(
         if coupled is not None and coupled not in config.transports:
             known = ", ".join(sorted(config.transports)) or "none"
             problems.append(f"stores.{name}.coupled_transport: no transport {coupled!r} (known: {known})")
+    for pattern, transport in config.sender_routes.items():
+        if transport not in config.transports:
+            known = ", ".join(sorted(config.transports)) or "none"
+            problems.append(f"sender_routes.{pattern}: no transport {transport!r} (known: {known})")
+    for name in config.preprocessors:
+        if name not in config.spooler.preprocessors:
+            problems.append(
+                f"preprocessors.{name}: configured, but {name!r} is not in spooler.preprocessors, so it"
+                f" would never run (add it there: preprocessors = [..., {name!r}])"
+            )
     for name, listener in config.listeners.items():
         if listener.store is not None and listener.store not in config.stores:
             problems.append(f"listeners.{name}.store: no store named {listener.store!r}")

@@ -27,7 +27,7 @@ from .config import (
 from .config_env import ENV_PREFIX
 from .duration import format_duration
 from .listener_config import ListenerSection
-from .plugins import STORES, TRANSPORTS
+from .plugins import PREPROCESSORS, STORES, TRANSPORTS
 
 __all__ = ["documented_models", "render"]
 
@@ -54,7 +54,15 @@ def documented_models() -> list[type[BaseModel]]:
     """Every model whose keys the reference lists: the core's sections, the frame of a store's and a
     transport's section, and the Settings of every provider this distribution ships."""
     providers = [settings for group in (STORES, TRANSPORTS) for _name, settings in _providers(group)]
-    return [model for _title, model, _skip in _SECTIONS] + [StoreSection, TransportSection] + providers
+    preprocessors = [
+        m for _name, settings in _providers(PREPROCESSORS) for m in (settings, *_nested(settings))
+    ]
+    return (
+        [model for _title, model, _skip in _SECTIONS]
+        + [StoreSection, TransportSection]
+        + providers
+        + preprocessors
+    )
 
 
 def _type(annotation: Any) -> str:
@@ -110,12 +118,27 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def _providers(group: str) -> list[tuple[str, type[BaseModel]]]:
-    """The providers this distribution ships (third-party ones document themselves)."""
+    """The providers this distribution ships (third-party ones document themselves); of preprocessors,
+    those that take settings."""
     found = []
     for ep in importlib.metadata.entry_points(group=group):
         if ep.dist is not None and ep.dist.name == "spoolerd":
-            found.append((ep.name, ep.load().Settings))
+            settings = getattr(ep.load(), "Settings", None)
+            if isinstance(settings, type) and issubclass(settings, BaseModel):
+                found.append((ep.name, settings))
     return sorted(found, key=lambda item: item[0])
+
+
+def _nested(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """The models a model's keys hold (a table of them, or a list), in the order they appear."""
+    found: list[type[BaseModel]] = []
+    todo = [field.annotation for field in model.model_fields.values()]
+    while todo:
+        annotation = todo.pop(0)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += [annotation] if annotation not in found else []
+        todo += typing.get_args(annotation)
+    return found
 
 
 def render() -> str:
@@ -155,10 +178,29 @@ def render() -> str:
         for name, settings in _providers(group):
             keys = _table(settings) if settings.model_fields else ["No keys of its own."]
             out += [f'### `provider = "{name}"`', "", *keys, ""]
+    out += [
+        "## `[preprocessors.NAME]`",
+        "",
+        "The settings of a preprocessor named in `spooler.preprocessors`, for those that take any.",
+        "",
+    ]
+    for name, settings in _providers(PREPROCESSORS):
+        out += [f"### `[preprocessors.{name}]`", "", *_table(settings), ""]
+        for model in _nested(settings):
+            doc = (model.__doc__ or "").strip().splitlines()[:1]
+            out += [f"#### `{model.__name__}`", "", *doc, "", *_table(model), ""]
     lists = Config.model_fields["lists"]
     out += ["## `[lists]`", "", f'{lists.description}: `"team@example.org" = ["a@example.org", …]`.', ""]
     aliases = Config.model_fields["aliases"]
     out += ["## `[aliases]`", "", f'{aliases.description}: `root = "admin@example.org"`.', ""]
+    routes = Config.model_fields["sender_routes"]
+    out += [
+        "## `[sender_routes]`",
+        "",
+        f'{routes.description}: `"alice@example.org" = "relay-alice"`, `"@example.net" = "relay-net"`,',
+        '`"*" = "relay"`.',
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -19,6 +19,7 @@ from .client import ConnectionLost, ControlClient, Refused, Unreachable
 from .ctl_verify import show_verify
 from .duration import parse_duration
 from .errors import InvalidArgument
+from .message_options import PRIORITIES
 from .progress import FlushCount, FlushProgress
 from .views import show_queue as _show_queue
 from .views import table as _table
@@ -80,7 +81,7 @@ def _duration(text: str) -> float:
     try:
         return parse_duration(text)
     except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--store")
     s.add_argument("--from", dest="sender", help="envelope sender")
     s.add_argument("--to", action="append", dest="recipients", help="envelope recipient (repeatable)")
+    s.add_argument("--dr", action="store_true", help="ask for a delivery report once delivered")
+    s.add_argument("--no-ndr", action="store_true", help="no non-delivery report if a recipient fails")
+    s.add_argument(
+        "--priority", choices=["urgent", "normal", "non-urgent"], help="PR_PRIORITY (default: the header's)"
+    )
+    s.add_argument(
+        "--not-before", metavar="DURATION", type=_duration, help="deferred send time, from now (e.g. 2h, 30m)"
+    )
     for name, help_text in (
         ("abort", "take a message off the queue"),
         ("hold", "keep a queued message from being sent"),
@@ -181,7 +190,15 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     elif args.command == "submit":
         with open(args.file, "rb") as fh:
             content = fh.read()
-        result = client.submit(content, store=args.store, sender=args.sender, recipients=args.recipients)
+        options = {
+            "dr": args.dr,
+            "ndr": not args.no_ndr,
+            "priority": None if args.priority is None else PRIORITIES[args.priority],
+            "not_before": None if args.not_before is None else time.time() + args.not_before,
+        }
+        result = client.submit(
+            content, store=args.store, sender=args.sender, recipients=args.recipients, **options
+        )
         text = f"{result['id']} queued in {result['store']} for {result['recipients']} recipient(s)"
     elif args.command in ("abort", "hold", "release", "rm", "purge"):
         result, text = _change(args, client)

@@ -61,8 +61,8 @@ def state_lock(state_dir: Path) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from None
+        except BlockingIOError as exc:
+            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -90,6 +90,13 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         await listeners.open_all()  # ListenerUnavailable: a clear error, and what started is stopped
         daemon.status_rows.append(listeners.rows)
         daemon.on_stop.append(listeners.stop)
+        metrics = None
+        if daemon.config.metrics.address is not None:
+            from .metrics.server import MetricsServer  # a face, like the listeners
+
+            metrics = MetricsServer(daemon, daemon.config.metrics.address)
+            await metrics.open()  # MetricsUnavailable: a clear error, and what started is stopped
+            stack.push_async_callback(metrics.close)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.spooler.run)
             spooler = daemon.spooler
@@ -97,6 +104,8 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             daemon.keepers = sent_keepers(keep, daemon.stores, clock=spooler.clock, events=spooler.events)
             for keeper in daemon.keepers.values():
                 await tg.start(keeper.run)
+            if metrics is not None:
+                await tg.start(metrics.serve)
             control = daemon.config.control
             if control.enabled:
                 server = ControlServer(

@@ -36,9 +36,9 @@ from .message import (
     SubmitFlag,
 )
 from .message_class import canonical
-from .preprocess import Preprocessor
+from .preprocess import Preprocessor, signs_last
 from .retry import DestinationCache, RetryPolicy
-from .routing import expand_recipients, route, serves
+from .routing import SenderRoutes, expand_recipients, route, serves
 from .slot import TransportSlot
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
@@ -60,6 +60,7 @@ class DeliverySettings:
     delay_warning_after: float | None = None  # seconds queued before the sender is told (None: never)
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
     bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
+    sender_routes: SenderRoutes = field(default_factory=SenderRoutes)  # [sender_routes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,11 +332,14 @@ class Dispatcher:
         now = self.clock()
         submitted = message.client_submit_time or message.created_at
         expired = self.settings.retry.expired(submitted, now)
+        refused: Outcome | None = None
         if SubmitFlag.PREPROCESS in message.submit_flags and not expired:
-            message = await self._preprocess(store, message)
+            message, refused = await self._preprocess(store, message)
         pending = [r for r in message.recipients if not r.state.final]
         if expired:  # checked before anything that could fail again: an old message always ends
             outcomes = {r.index: (r.transport, _expired(r)) for r in pending}
+        elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
+            outcomes = {r.index: (None, refused) for r in pending}
         else:
             outcomes = await self._route_and_send(message, pending, force=force)
 
@@ -430,13 +434,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ preprocessing
 
-    async def _preprocess(self, store: MessageStore, message: Message) -> Message:
+    async def _preprocess(self, store: MessageStore, message: Message) -> tuple[Message, Outcome | None]:
+        """The message as the preprocessors leave it, saved; or, when one refuses it, the message as it
+        was (nothing saved: the flag stays, so the next attempt preprocesses again) and that outcome."""
         content: bytes | None = None
         recipients = None
         current = message
         now = self.clock()
         for pre in self._preprocessors_for(message):
             result = await pre(current, now)
+            if result.refused is not None:
+                return message, result.refused
             if result.content is not None:
                 content = result.content
                 current = _with(current, content=content)
@@ -447,17 +455,21 @@ class Dispatcher:
         )
         before = [(r.address, r.address_type, r.kind) for r in message.recipients]
         unchanged = recipients is None and [(r.address, r.resolved_type, r.kind) for r in expanded] == before
-        return await store.complete_preprocessing(
+        saved = await store.complete_preprocessing(
             message.id, self.owner, content=content, recipients=None if unchanged else expanded
         )
+        return saved, None
 
     def _preprocessors_for(self, message: Message) -> list[Preprocessor]:
-        """Entry-point preprocessors, then each transport's, in transport order. A transport's
-        preprocessor runs when that transport handles one of the recipients, or, if it declares its own
-        ``address_types`` (as a preprocessor-only transport's do), when a recipient has one of them."""
+        """Entry-point preprocessors, then each transport's, in transport order, and signers last. A
+        transport's preprocessor runs when that transport handles one of the recipients, or, if it
+        declares its own ``address_types`` (as a preprocessor-only transport's do), when a recipient has
+        one of them."""
         chosen = list(self.preprocessors)
-        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in self.transports])
-        for slot in self.transports:
+        named = [(s.name, s) for s in self.transports]
+        eligible = [s for _name, s in self.settings.sender_routes.eligible(message.sender, named)]
+        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
+        for slot in eligible:
             for pre in slot.preprocessors:
                 if not pre.own_types:
                     applies = slot.name in plan.by_transport
@@ -466,7 +478,7 @@ class Dispatcher:
                     applies = any(serves(types, r.address_type) for r in message.recipients)
                 if applies:
                     chosen.append(pre.run)
-        return chosen
+        return sorted(chosen, key=signs_last)
 
     # ------------------------------------------------------------------ routing and sending
 
@@ -476,7 +488,9 @@ class Dispatcher:
         outcomes: dict[int, tuple[str | None, Outcome]] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
-        slots = {s.name: s for s in self.transports}  # this attempt's, even if a reload replaces them
+        # this attempt's, even if a reload replaces them; of those [sender_routes] binds, this sender's only
+        named = [(s.name, s) for s in self.transports]
+        slots = dict(self.settings.sender_routes.eligible(message.sender, named))
         usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
         offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:

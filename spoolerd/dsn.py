@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, formatdate
 
+from .envelope import header_section
+
 __all__ = ["ORIGINAL_LIMIT", "RecipientStatus", "ReportKind", "build_report", "report_class"]
 
 ORIGINAL_LIMIT = 50_000  # bytes; Postfix's bounce_size_limit
@@ -58,15 +60,6 @@ def _field(text: str) -> str:
 
 def _date(ts: float) -> str:
     return format_datetime(datetime.fromtimestamp(ts, UTC))
-
-
-def _header_block(content: bytes) -> bytes:
-    """The original's header section (up to and including the blank line that ends it)."""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        end = content.find(sep)
-        if end >= 0:
-            return content[: end + len(sep)]
-    return content if content.endswith(b"\n") else content + b"\r\n"
 
 
 def _human_text(kind: ReportKind, reporting_mta: str, recipients: Sequence[RecipientStatus]) -> str:
@@ -136,7 +129,7 @@ def build_report(
     if kind is ReportKind.NDR and len(original) <= original_limit:
         attached_type, attached = "message/rfc822", original
     else:
-        attached_type, attached = "text/rfc822-headers", _header_block(original)
+        attached_type, attached = "text/rfc822-headers", header_section(original)
     eight_bit = any(b > 0x7F for b in attached)
     description = "Original message" if attached_type == "message/rfc822" else "Original message header"
 
@@ -152,7 +145,7 @@ def build_report(
         + (b"Content-Transfer-Encoding: 8bit\r\n" if eight_bit else b"")
         + crlf
         + attached
-        + (b"" if attached.endswith(b"\n") else crlf),
+        + crlf,  # the line break before a boundary is the boundary's: the part keeps its own last one
         f"--{boundary}--\r\n".encode(),
     ]
     return b"".join(parts)

@@ -20,6 +20,7 @@ __all__ = [
     "header_fields",
     "header_message_id",
     "header_recipients",
+    "header_section",
     "header_sender",
     "header_subject",
     "map_fields",
@@ -73,17 +74,15 @@ class HeaderField:
 
 
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_LINE = re.compile(rb"[^\n]*\n|[^\n]+")  # a line ends at LF only: bytes.splitlines would end one at a CR
 
 
 def header_fields(content: bytes) -> list[HeaderField]:
     """The header section (up to ``header_end``) split into fields. A name may be followed by blanks
     before its colon (``Bcc :``, obsolete syntax that relays still see); a line without a colon is a field
     of its own with no name, so what follows it is still read as header fields, as MTAs do."""
-    end = header_end(content)
-    end += 2 if content.startswith(b"\r\n", end) else 1 if content.startswith(b"\n", end) else 0
-    section = content[:end]  # with the last field's line ending: the blank line is not a field's
     fields: list[HeaderField] = []
-    for line in section.splitlines(keepends=True):
+    for line in _LINE.findall(header_section(content)):
         if line[:1] in (b" ", b"\t") and fields:
             last = fields[-1]
             fields[-1] = HeaderField(last.name, last.raw + line, last.value_at)
@@ -133,10 +132,12 @@ def map_fields(content: bytes, names: Collection[bytes], change: Callable[[str],
 
 
 def with_field(content: bytes, field: bytes) -> bytes:
-    """``field`` (one header line, no newline) put first. A message that starts with body text, as
-    ``echo hi | sendmail root`` gives, gets the blank line that ends the header section it now has."""
-    newline = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
-    if content[:1] in (b"\r", b"\n") or _FIELD_NAME.match(content):
+    """``field`` (one header line, no newline) put first, ending as the first line does. A message that
+    starts with body text, as ``echo hi | sendmail root`` gives, gets the blank line that ends the header
+    section it now has."""
+    first = content.find(b"\n")
+    newline = b"\r\n" if first > 0 and content[first - 1] == 0x0D else b"\n"
+    if content.startswith((b"\n", b"\r\n")) or _FIELD_NAME.match(content):
         return field + newline + content
     return field + newline + newline + content
 
@@ -168,11 +169,26 @@ def one_line(text: str) -> str:
 
 
 def header_end(content: bytes) -> int:
-    """Where the header section ends: the blank line (CRLF or bare LF), or the end of a header-only
-    message. Found without copying or splitting the body."""
-    return min(
-        (i for i in (content.find(b"\r\n\r\n"), content.find(b"\n\n")) if i >= 0), default=len(content)
-    )
+    """Where the header section ends: the line ending of its last field, before the blank line (the
+    section is ``content[:header_end]``), or the end of a header-only message. Lines end at LF, with or
+    without a CR before it, and a message may mix the two (``\\n\\r\\n``, ``\\r\\n\\n``); a bare CR ends
+    nothing, as in Postfix. Found without copying or splitting the body. This is the one place that
+    decides it: every reader of "the header" slices with it."""
+    if content.startswith((b"\n", b"\r\n")):
+        return 0  # a blank first line: no header fields at all
+    blank = min((i for i in (content.find(b"\n\n"), content.find(b"\n\r\n")) if i >= 0), default=-1)
+    if blank < 0:
+        return len(content)
+    return blank - 1 if content[blank - 1 : blank] == b"\r" else blank
+
+
+def header_section(content: bytes) -> bytes:
+    """The header section with the line ending of its last field (not the blank line after it)."""
+    end = header_end(content)
+    if end == 0:
+        return b""  # empty, or a blank first line: that line is the separator, not a field's ending
+    end += 2 if content.startswith(b"\r\n", end) else 1 if content.startswith(b"\n", end) else 0
+    return content[:end]
 
 
 _BCC = frozenset({"bcc", "resent-bcc"})

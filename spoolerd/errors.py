@@ -15,6 +15,7 @@ __all__ = [
     "ListenerUnavailable",
     "LockLost",
     "MessageTooLarge",
+    "MetricsUnavailable",
     "NoAccess",
     "NoRecipients",
     "NoSupport",
@@ -165,3 +166,9 @@ class ListenerUnavailable(SpoolerError, OSError):
     """An SMTP listener could not listen on its address (taken, not local, or its TLS files unreadable)."""
 
     code = "listener_unavailable"
+
+
+class MetricsUnavailable(SpoolerError, OSError):
+    """``[metrics] address`` could not be listened on (taken, or not an address of this host)."""
+
+    code = "metrics_unavailable"

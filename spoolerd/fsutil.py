@@ -1,11 +1,12 @@
-"""File-system helpers for durability: what a power loss must not undo."""
+"""File-system helpers: durability (what a power loss must not undo) and the safety of secret files."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 
-__all__ = ["fsync_directory", "make_dirs_durably", "unwritable"]
+__all__ = ["fsync_directory", "make_dirs_durably", "unsafe_secret", "unwritable"]
 
 
 def fsync_directory(path: str) -> None:
@@ -46,4 +47,25 @@ def unwritable(path: str, *, directory: bool = False) -> str | None:
         return f"cannot create {target}: {parent} is not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot create {target}: {parent} is not writable by this user"
+    return None
+
+
+def unsafe_secret(path: str) -> str | None:
+    """Why a secret file (a private key) must not be used, as OpenDKIM's ``RequireSafeKeys`` says it:
+    it is not a regular file, or users other than its owner and the members of a group this process is
+    in may read or write it. None: it is safe (and exists)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or type(exc).__name__}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o006:
+        return f"{path} can be read or written by any user (mode {mode:04o}; chmod o-rwx it)"
+    if mode & 0o060 and st.st_gid != os.getegid() and st.st_gid not in os.getgroups():
+        return (
+            f"{path} can be read or written by group {st.st_gid}, which this process is not in"
+            f" (mode {mode:04o}; chmod g-rw it, or give it the daemon's group)"
+        )
     return None

@@ -40,6 +40,7 @@ __all__ = [
     "debugging",
     "delivery",
     "downloaded",
+    "observe",
     "outcomes",
     "problem",
     "relay_down",
@@ -50,6 +51,24 @@ __all__ = [
 ]
 
 log = structlog.get_logger("spoolerd.mail")
+
+Observer = Callable[[str, Mapping[str, Any]], None]
+_observers: list[Observer] = []
+
+
+def observe(observer: Observer) -> Callable[[], None]:
+    """Have ``observer(event, keys)`` called for every mail line from now on, whatever the log level
+    (the metrics count them); returns the function that stops it. The lines of every daemon in the
+    process reach it: one daemon per process, as ``spoolerd run`` has."""
+    _observers.append(observer)
+    return lambda: _observers.remove(observer)
+
+
+def _write(level: int, event: str, **keys: Any) -> None:
+    log.log(level, event, **keys)
+    for observer in _observers:
+        observer(event, keys)
+
 
 DELIVERY = "delivery"
 ACCEPTED = "accepted"
@@ -100,7 +119,8 @@ def delivery(
     status: Status,
     reply: str,
 ) -> None:
-    log.info(
+    _write(
+        logging.INFO,
         DELIVERY,
         queue_id=queue_id,
         message_id=message_id,
@@ -152,7 +172,8 @@ def accepted(
     """A message committed to a store's outgoing queue; ``via`` says how it came in (``socket`` for the
     control socket's submit, ``sendmail`` for the sendmail command writing into the store itself,
     ``smtp`` for a listener, whose ``origin`` adds ``listener``, ``client``, ``tls`` and ``user``)."""
-    log.info(
+    _write(
+        logging.INFO,
         ACCEPTED,
         queue_id=queue_id,
         store=store,
@@ -169,7 +190,8 @@ def report_filed(
     *, queue_id: str, kind: str, recipients: int, store: str, folder: str, report_id: str
 ) -> None:
     """A report about message ``queue_id`` (``ndr``, ``dr`` or ``delay``) filed in the sender's store."""
-    log.info(
+    _write(
+        logging.INFO,
         REPORT_FILED,
         queue_id=queue_id,
         report=kind.lower(),
@@ -192,7 +214,8 @@ def downloaded(
     store: str,
 ) -> None:
     """A batch of messages downloaded and committed into ``store`` (not yet acknowledged on the server)."""
-    log.info(
+    _write(
+        logging.INFO,
         DOWNLOADED,
         transport=transport,
         account=account,
@@ -218,11 +241,11 @@ def problem(dsn: str | None) -> str:
 def relay_down(*, transport: str, relay: str, dsn: str | None, reason: str) -> None:
     """A destination stopped answering (or refused our login, or failed TLS): written once, when it
     changes, however many messages wait for it."""
-    log.warning(problem(dsn), transport=transport, relay=relay, dsn=dsn, reason=reason)
+    _write(logging.WARNING, problem(dsn), transport=transport, relay=relay, dsn=dsn, reason=reason)
 
 
 def relay_up(*, transport: str, relay: str, down_for: float) -> None:
-    log.warning(RELAY_UP, transport=transport, relay=relay, down_for=round(down_for, 3))
+    _write(logging.WARNING, RELAY_UP, transport=transport, relay=relay, down_for=round(down_for, 3))
 
 
 def debugging() -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "check_class",
     "check_time",
     "check_wire_text",
+    "flag_names",
     "validate_draft",
     "validate_inbound",
     "validate_state_change",
@@ -61,6 +62,11 @@ class MessageFlag(enum.IntFlag):
     RESEND = 0x0080
     SUBMIT = 0x0004
     FROMME = 0x0020
+
+
+def flag_names(flags: MessageFlag) -> list[str]:
+    """The bits set, by name in lower case (``["read", "fromme"]``): what the control socket shows."""
+    return [flag.name.lower() for flag in MessageFlag if flag.name and flag in flags]
 
 
 class SubmitFlag(enum.IntFlag):

@@ -150,12 +150,27 @@ class PluginRegistry:
         ep = self._entry_points[TRANSPORTS][provider][0]
         return OpenedTransport(transport, detect(transport, f"entry point {_describe(ep)}"))
 
-    def preprocessor(self, name: str) -> Preprocessor:
-        """A preprocessor built from ``spoolerd.preprocessors:name`` (a factory taking no arguments)."""
+    def preprocessor(self, name: str, options: Mapping[str, Any] | None = None) -> Preprocessor:
+        """A preprocessor built from ``spoolerd.preprocessors:name``: a factory taking no arguments, or a
+        class with a pydantic ``Settings`` model, built with ``options`` (its ``[preprocessors.NAME]``
+        section) validated by it. A bad section raises ConfigError naming its keys."""
         factory = self.load(PREPROCESSORS, name)
         ep = self._entry_points[PREPROCESSORS][name][0]
+        settings_model = getattr(factory, "Settings", None)  # looked at once, when it is built
+        takes_settings = isinstance(settings_model, type) and issubclass(settings_model, BaseModel)
+        if options and not takes_settings:
+            raise ConfigError([f"preprocessors.{name}: the preprocessor {name!r} takes no settings"])
+        args: tuple[BaseModel, ...] = ()
+        if takes_settings:
+            assert isinstance(settings_model, type) and issubclass(settings_model, BaseModel)
+            try:
+                args = (settings_model.model_validate(dict(options or {})),)
+            except ValidationError as exc:
+                raise ConfigError(validation_problems(exc, f"preprocessors.{name}")) from exc
         try:
-            instance = factory()
+            instance = factory(*args)
+        except ConfigError:
+            raise
         except Exception as exc:
             raise PluginError(
                 f"entry point {_describe(ep)} could not be built: {type(exc).__name__}: {exc}"

@@ -4,21 +4,37 @@ They come from two places, run in registration order: transports (``preprocessor
 messages its own transport handles) and the ``spoolerd.preprocessors`` entry points (every message). The
 built-in ``headers`` preprocessor adds the Date and Message-ID fields a submission may lack (RFC 6409
 §8.2, §8.3), as a message submission agent does.
+
+A preprocessor that seals the content (a signature, as ``dkim`` adds) declares ``signs = True``: it runs
+after every other one, transports' included, since a change made after it would break what it signed.
+An entry point may take settings: a class with a pydantic ``Settings`` model is built with its validated
+``[preprocessors.NAME]`` section (``PluginRegistry.preprocessor``). A preprocessor that must stop the
+message (a required signature it cannot make) answers ``refused``: every pending recipient gets that
+outcome (FAILED: returned to the sender with an NDR; DEFERRED: tried again later) and nothing the
+preprocessors changed is saved, so the next attempt preprocesses again.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
+from .envelope import header_fields, with_field
 from .message import Message, NewRecipient
+from .transport import Outcome
 
-__all__ = ["HeadersPreprocessor", "PreprocessResult", "Preprocessor", "add_missing_headers"]
+__all__ = [
+    "HeadersPreprocessor",
+    "PreprocessResult",
+    "Preprocessor",
+    "Signer",
+    "add_missing_headers",
+    "signs_last",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +43,7 @@ class PreprocessResult:
 
     content: bytes | None = None
     recipients: Sequence[NewRecipient] | None = None
+    refused: Outcome | None = None  # FAILED or DEFERRED: the message is not sent in this attempt
 
 
 class Preprocessor(Protocol):
@@ -35,32 +52,32 @@ class Preprocessor(Protocol):
     async def __call__(self, message: Message, now: float) -> PreprocessResult: ...
 
 
-_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
+@runtime_checkable
+class Signer(Protocol):
+    """A preprocessor that signs what the others made: it runs last."""
+
+    name: str
+    signs: Literal[True]
+
+    async def __call__(self, message: Message, now: float) -> PreprocessResult: ...
 
 
-def _header_section(content: bytes) -> tuple[bytes, bytes]:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        end = content.find(sep)
-        if end >= 0:
-            return content[: end + len(sep) // 2], content[end + len(sep) // 2 :]
-    return content, b""
+def signs_last(preprocessor: Preprocessor) -> bool:
+    """Sort key putting signers after every other preprocessor, keeping the order within each kind."""
+    return isinstance(preprocessor, Signer) and preprocessor.signs is True
 
 
 def add_missing_headers(content: bytes, *, now: float, domain: str) -> bytes | None:
-    """``content`` with Date and Message-ID prepended when missing; ``None`` when both are there."""
-    header, _body = _header_section(content)
-    names = {m.group(1).lower() for m in _FIELD.finditer(header)}
-    newline = b"\r\n" if b"\r\n" in header or not header else b"\n"
-    added = b""
-    if b"date" not in names:
-        added += b"Date: " + formatdate(now, localtime=False).encode() + newline
-    if b"message-id" not in names:
-        added += b"Message-ID: <" + f"{secrets.token_hex(12)}@{domain}".encode() + b">" + newline
-    if not added:
+    """``content`` with Date and Message-ID put first when its header section lacks them; ``None`` when
+    both are there. The header section is ``envelope``'s, so a ``Date:`` line in the body is body text."""
+    present = {field.key for field in header_fields(content)}
+    if "date" in present and "message-id" in present:
         return None
-    if not header.strip():  # no header section at all: start one
-        return added + newline + content
-    return added + content
+    if "message-id" not in present:
+        content = with_field(content, b"Message-ID: <" + f"{secrets.token_hex(12)}@{domain}".encode() + b">")
+    if "date" not in present:
+        content = with_field(content, b"Date: " + formatdate(now, localtime=False).encode())
+    return content
 
 
 class HeadersPreprocessor:

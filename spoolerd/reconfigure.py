@@ -40,8 +40,15 @@ __all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "pla
 log = structlog.get_logger("spoolerd.reload")
 
 # Keys (and whole sections) a running daemon keeps until it restarts: the stores are opened once, the
-# state directory holds the daemon's lock, the socket is bound once.
-RESTART_ONLY = ("stores", "spooler.state_dir", "spooler.default_store", "control.socket", "control.enabled")
+# state directory holds the daemon's lock, the control socket and the metrics address are bound once.
+RESTART_ONLY = (
+    "stores",
+    "spooler.state_dir",
+    "spooler.default_store",
+    "control.socket",
+    "control.enabled",
+    "metrics.address",
+)
 
 _MISSING = object()
 

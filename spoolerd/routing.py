@@ -4,16 +4,25 @@ Routing follows the MAPI spooler: a recipient goes to the first transport, in co
 address types include the recipient's type exactly (compared case-insensitively). ``None`` as a
 transport's types means any type; an empty set means never (a preprocessor-only transport). A transport
 that answered NOT_ME is skipped for that recipient; with no transport left, the recipient is unroutable.
+
+Before that, the envelope sender picks among the transports named in ``[sender_routes]`` (Postfix's
+sender_dependent_relayhost_maps): such a transport is used only for the senders whose rule names it, so
+each sender's mail leaves through its own relay and account, while transports no rule names (loopback
+for the local stores, say) serve every sender as before.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .message import NewRecipient, Recipient
 
-__all__ = ["Route", "expand_recipients", "route", "serves"]
+__all__ = ["Route", "SenderRoutes", "expand_recipients", "route", "serves"]
+
+T = TypeVar("T")
 
 
 def serves(address_types: frozenset[str] | None, address_type: str) -> bool:
@@ -80,3 +89,45 @@ def expand_recipients(
         )
         add(new, frozenset())
     return out
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderRoutes:
+    """``[sender_routes]``: envelope sender pattern -> transport name. A pattern is an address (compared
+    case-insensitively), ``@domain`` (every sender at that domain), or a wildcard (``*``, ``?``,
+    ``[...]``, as in shell globs: ``*@*.example.org``; ``*`` alone is the default). The most specific
+    wins: the address, then its ``@domain``, then the wildcards in the order they are written."""
+
+    rules: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def bound(self) -> frozenset[str]:
+        """The transports some rule names: each is used only for the senders it is chosen for."""
+        return frozenset(self.rules.values())
+
+    def transport_for(self, sender: str) -> str | None:
+        """The transport the rules choose for ``sender`` ("" is the null sender), or None."""
+        table = {pattern.casefold(): name for pattern, name in self.rules.items()}
+        address = sender.casefold()
+        if address in table and not _is_glob(address):
+            return table[address]
+        _local, at, domain = address.rpartition("@")
+        if at and f"@{domain}" in table:
+            return table[f"@{domain}"]
+        for pattern, name in table.items():
+            if _is_glob(pattern) and fnmatch.fnmatchcase(address, pattern):
+                return name
+        return None
+
+    def eligible(self, sender: str, transports: Sequence[tuple[str, T]]) -> list[tuple[str, T]]:
+        """``transports`` (name, anything) in their order, without the bound ones this sender's rule
+        does not choose."""
+        if not self.rules:
+            return list(transports)
+        chosen = self.transport_for(sender)
+        bound = self.bound
+        return [t for t in transports if t[0] not in bound or t[0] == chosen]

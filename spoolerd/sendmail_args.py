@@ -151,7 +151,7 @@ def _apply(opts: Options, letter: str, value: str) -> None:
     elif letter == "b":
         mode = _B_MODES.get(value)
         if mode is None:
-            raise UsageError(f"mode -b{value} is not supported (see --help)")
+            raise UsageError(f"mode -b{_printable(value)} is not supported (see --help)")
         opts.mode = mode
     elif letter == "o":
         if value[:1] == "i":
@@ -182,7 +182,7 @@ def _flush(opts: Options, value: str) -> None:
             raise UsageError("-qR needs a site: -qRexample.org")
         opts.flush_site = rest
     elif not kind.isdigit():
-        raise UsageError(f"-q{kind} is not supported (-q, -qIid, -qRsite or -q<interval>)")
+        raise UsageError(f"-q{_printable(kind)} is not supported (-q, -qIid, -qRsite or -q<interval>)")
 
 
 def _check(opts: Options) -> None:
@@ -206,8 +206,16 @@ def _check(opts: Options) -> None:
 
 
 def _shown(value: str) -> str:
-    """An argument as a terminal can show it: the bytes that are not UTF-8 as \\xNN."""
-    return "'" + value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") + "'"
+    """An argument as a terminal can show it: the bytes that are not UTF-8 as \\xNN, and what is not
+    printable (a C1 control, a bidi override) escaped as ``repr`` would."""
+    return f"'{_printable(value)}'"
+
+
+def _printable(value: str) -> str:
+    """``value`` safe for a terminal: bytes that are not UTF-8 as \\xNN, unprintable characters (ESC, a
+    C1 control, a bidi override) escaped as ``repr`` would; printable text as it is."""
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:
@@ -228,7 +236,7 @@ def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:
             opts.mode = Mode.HELP
             continue
         if arg.startswith("--"):
-            raise UsageError(f"unknown option {arg}")
+            raise UsageError(f"unknown option {_printable(arg)}")
         if arg == "-q":  # not getopt-compatible: -q alone takes no value
             opts.mode = Mode.FLUSH
             continue
@@ -244,8 +252,8 @@ def parse_args(argv: Sequence[str], prog: str = "sendmail") -> Options:
                     opts.verbose = True
                 continue  # -G -U -c -m -n -x: accepted and ignored
             if letter not in _WITH_VALUE:
-                where = f" (in {arg})" if len(arg) > 2 else ""
-                raise UsageError(f"unknown option -{letter}{where}")
+                where = f" (in {_printable(arg)})" if len(arg) > 2 else ""
+                raise UsageError(f"unknown option -{_printable(letter)}{where}")
             value = arg[j:]
             if not value:
                 if i >= len(args):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -29,7 +30,8 @@ from .events import EventHub, QueueChanged, RecipientDetail, SpoolerEvent, Store
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
-from .routing import route
+from .retry import Backoff, Schedule
+from .routing import serves
 from .store import Clock, MessageStore
 
 __all__ = ["Counters", "FlushDeferral", "FlushResult", "Spooler"]
@@ -38,6 +40,7 @@ log = structlog.get_logger("spoolerd.spooler")
 
 # Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
 _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
+DOWNLOAD_RETRY = Schedule(1.0, 300.0)  # between failed download passes; starts over once one files mail
 
 
 def _wakes(event: StoreEvent) -> bool:
@@ -116,6 +119,8 @@ class Spooler:
         dispatcher.publish = self.events.publish  # a transport going down or up again
         # download loops by transport; cancelled first at shutdown
         self._intake: dict[str, anyio.CancelScope] = {}
+        # told of every attempt as it ends: the store, the message and the seconds it took (metrics)
+        self.attempt_observers: list[Callable[[str, str, float], None]] = []
 
     # ------------------------------------------------------------------ running
 
@@ -155,6 +160,10 @@ class Spooler:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    def in_flight_ids(self) -> list[tuple[str, str]]:
+        """(store, message id) of each attempt in flight now (at most ``max_in_flight``)."""
+        return list(self._in_flight)
 
     def in_flight_now(self) -> list[asyncio.Event]:
         """The end of each attempt in flight now: a reload waits for them before it stops the transports
@@ -275,6 +284,7 @@ class Spooler:
     async def _attempt(
         self, name: str, store: MessageStore, message_id: str, force: bool, flight: _Flight
     ) -> None:
+        began = time.monotonic()
         try:
             with flushing(flight.view):
                 flight.result = await self.dispatcher.attempt(store, message_id, force=force)
@@ -288,6 +298,8 @@ class Spooler:
             if self._in_flight.get((name, message_id)) is flight:
                 del self._in_flight[(name, message_id)]
             if flight.result is not None:
+                for observe in self.attempt_observers:
+                    observe(name, message_id, time.monotonic() - began)
                 self.counters.delivered += flight.result.delivered
                 self.counters.deferred += flight.result.deferred
                 self.counters.failed += flight.result.failed
@@ -324,17 +336,23 @@ class Spooler:
     async def _routes_to(self, store: MessageStore, message_id: str, transport: str) -> bool:
         """Whether the message waits on ``transport`` (FlushQueues' target transport): a recipient
         without a final outcome that this transport last handled (a deferral of its own), or, never
-        tried by any, that routing sends to it first (the first serving transport in order)."""
+        tried by any, of an address type it serves (an earlier transport may pass it on with NOT_ME,
+        which only trying tells). A recipient another transport deferred waits on that one."""
         try:
             message = await store.open(message_id, Access.BEST)
         except (NoAccess, NotFound):
             return True  # in flight or gone: joining (or skipping) it is harmless
-        pending = [r for r in message.recipients if not r.state.final]
-        if any(r.transport == transport for r in pending):
-            return True
-        order = [(s.name, s.address_types) for s in self.dispatcher.transports]
-        untried = [r for r in pending if r.transport is None]
-        return transport in route(untried, order).by_transport
+        named = [(s.name, s.address_types) for s in self.dispatcher.transports]
+        eligible = dict(self.dispatcher.settings.sender_routes.eligible(message.sender, named))
+        if transport not in eligible:
+            return False  # [sender_routes]: not a transport this sender's mail may take
+        return any(
+            r.transport == transport
+            if r.transport is not None
+            else serves(eligible[transport], r.address_type)
+            for r in message.recipients
+            if not r.state.final
+        )
 
     async def flush(
         self,
@@ -382,7 +400,7 @@ class Spooler:
         """Keep a transport's download loop running: a failure is logged and retried with backoff (reset
         by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
         the transport has nothing more to download and the loop ends (it is not called again)."""
-        backoff = 1.0
+        backoff = Backoff(DOWNLOAD_RETRY)
         with self._intake.setdefault(name, anyio.CancelScope()) as intake:
             while not self._stopping:
                 received = self.counters.received
@@ -390,10 +408,10 @@ class Spooler:
                     await self._receive_once(name, transport)
                 except Exception:
                     if self.counters.received > received:
-                        backoff = 1.0
-                    log.exception("download failed; retrying", transport=name, retry_in=backoff)
-                    await anyio.sleep(backoff)  # a timer between failed downloads, not a poll
-                    backoff = min(backoff * 2, 300.0)
+                        backoff.reset()
+                    wait = backoff.failed()
+                    log.exception("download failed; retrying", transport=name, retry_in=wait)
+                    await anyio.sleep(wait)  # a timer between failed downloads, not a poll
                 else:
                     log.info("download loop ended: nothing more to download", transport=name)
                     break

@@ -47,7 +47,15 @@ from .message import (
     StateChange,
 )
 
-__all__ = ["STORE_METHODS", "Clock", "MessageStore", "StoreContext", "StoreProvider"]
+__all__ = [
+    "STORE_METHODS",
+    "Clock",
+    "MessageStore",
+    "QueueCounter",
+    "QueuedRecipients",
+    "StoreContext",
+    "StoreProvider",
+]
 
 Clock = Callable[[], float]
 
@@ -207,6 +215,25 @@ class MessageStore(Protocol):
 STORE_METHODS: tuple[str, ...] = tuple(
     name for name, value in vars(MessageStore).items() if callable(value) and not name.startswith("_")
 )
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipients:
+    """One queued message's recipients as a count: those without a final outcome (``waiting``), and
+    whether it is ``deferred`` (a retry was scheduled, or one of them was tried)."""
+
+    message_id: str
+    waiting: int
+    deferred: bool
+
+
+@runtime_checkable
+class QueueCounter(Protocol):
+    """An optional store ability: what ``open`` would tell of every queued message's recipients, in one
+    read. The metrics count a queue with it when they start (``spoolerd.metrics``); a store without it
+    is counted by opening each queued message, which is much slower at a large queue."""
+
+    async def queued_recipients(self) -> list[QueuedRecipients]: ...
 
 
 class StoreProvider(Protocol):

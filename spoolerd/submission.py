@@ -24,6 +24,7 @@ from . import maillog
 from .delivery import Dispatcher
 from .errors import NotFound, StoreError
 from .message import Draft, FolderRole, NewRecipient, RecipientState
+from .message_options import header_deferred_delivery, header_priority
 from .routing import serves
 from .spooler import Spooler
 from .store import MessageStore
@@ -46,10 +47,17 @@ async def outgoing_draft(
     not_before: float | None = None,
     ndr_requested: bool = True,
     dr_requested: bool = False,
+    priority: int | None = None,
 ) -> Draft:
     """A new outgoing message, filed in Sent Items once sent (unless ``sentmail`` is off): what the
-    submit command and sendmail both queue (``submit_outgoing``, or ``Submitter.submit_new``)."""
+    submit command, sendmail and the SMTP listener queue (``submit_outgoing``, or
+    ``Submitter.submit_new``). A priority or deferred send time not given is the one the message's
+    own header fields ask for (``message_options``)."""
     sent = await store.folder(FolderRole.SENT) if sentmail else None
+    if priority is None:
+        priority = header_priority(content) or 0
+    if not_before is None:
+        not_before = header_deferred_delivery(content)
     return Draft(
         content,
         recipients,
@@ -60,6 +68,7 @@ async def outgoing_draft(
         not_before=not_before,
         ndr_requested=ndr_requested,
         dr_requested=dr_requested,
+        priority=priority,
     )
 
 

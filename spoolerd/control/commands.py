@@ -21,7 +21,7 @@ from .. import __version__, maillog
 from ..duration import format_duration
 from ..errors import SpoolerError, Submitted
 from ..host import Host
-from ..message import FolderRole
+from ..message import FolderRole, flag_names
 from ..message_size import check_message_size
 from ..retention import filing
 from ..slot import TransportSlot
@@ -128,6 +128,7 @@ class SubmitArgs(_StoreArgs):
     delete_after_submit: bool = False
     ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
+    priority: Literal[-1, 0, 1] | None = None  # PR_PRIORITY; none: what the message's header asks for
 
 
 def _envelope(daemon: Host, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
@@ -146,7 +147,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
     try:
         return base64.b64decode(args.message, validate=True)
     except binascii.Error as exc:
-        raise CommandError("bad_args", f"message: not base64: {exc}") from None
+        raise CommandError("bad_args", f"message: not base64: {exc}") from exc
 
 
 async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> SubmitResult:
@@ -171,6 +172,7 @@ async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> SubmitResu
         not_before=args.not_before,
         ndr_requested=args.ndr,
         dr_requested=args.dr,
+        priority=args.priority,
     )
     result = await daemon.submitter.submit_new(name, draft)  # created and queued durably before we answer
     message_id = result.message_id
@@ -304,6 +306,11 @@ async def fetch(daemon: Host, args: IdArgs, conn: Connection) -> Fetched:
     return {
         "id": message.id,
         "class": message.message_class,
+        "flags": flag_names(message.flags),
+        "priority": message.priority,
+        "not_before": message.not_before,
+        "ndr_requested": message.ndr_requested,
+        "dr_requested": message.dr_requested,
         "content": base64.b64encode(message.content).decode(),
     }
 
@@ -312,10 +319,10 @@ async def remove(daemon: Host, args: IdArgs, conn: Connection) -> Removed:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
-    except Submitted:
+    except Submitted as exc:
         raise Submitted(
             f"message {args.id} is queued: take it off the queue first (spoolerctl abort {args.id})"
-        ) from None
+        ) from exc
     log.info("message removed", store=name, id=args.id)
     return {"id": args.id, "store": name, "removed": True}
 
@@ -389,5 +396,7 @@ async def run_command(daemon: Host, cmd: str, raw_args: dict[str, Any], conn: Co
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}" for err in exc.errors()
         )
+        # not chained: pydantic's error quotes the values given (a message, addresses), which are the
+        # client's to see in the answer, not a log's
         raise CommandError("bad_args", problems) from None
     return await handler(daemon, args, conn)

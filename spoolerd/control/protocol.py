@@ -33,6 +33,7 @@ __all__ = [
     "RequestReader",
     "encode_error",
     "encode_event",
+    "encode_request",
     "encode_result",
     "parse_request",
 ]
@@ -167,9 +168,9 @@ def parse_request(line: bytes) -> Request:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ProtocolError("bad_json", f"not a JSON object: {exc}") from None
-    except RecursionError:
-        raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from None
+        raise ProtocolError("bad_json", f"not a JSON object: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "a request is a JSON object")
     body_length = data.get("body")
@@ -217,6 +218,15 @@ def _has_surrogate(data: Any) -> bool:
 
 def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+
+
+def encode_request(request: Request) -> bytes:
+    """The line that carries ``request``, as a client sends it; with ``body_length`` set, it announces
+    that many raw bytes, which the client sends after the line (``RequestReader`` reads both back)."""
+    data: dict[str, Any] = {"id": request.id, "cmd": request.cmd, "args": request.args}
+    if request.body_length is not None:
+        data["body"] = request.body_length
+    return _line(data)
 
 
 def encode_result(request_id: Any, result: Any) -> bytes:

@@ -95,6 +95,7 @@ class QueueRow(TypedDict):
     locked_by: str | None  # a daemon's owner name
     locked_here: bool
     held: bool
+    priority: int  # PR_PRIORITY: -1 non-urgent, 0 normal, 1 urgent
     recipients: list[QueueRecipient] | None  # None: being delivered right now, or just finished
 
 
@@ -154,7 +155,19 @@ FolderRow = TypedDict(
     "FolderRow",
     {"id": str, "class": str, "flags": int, "sender": str, "subject": str, "size": int, "time": float},
 )
-Fetched = TypedDict("Fetched", {"id": str, "class": str, "content": str})  # content: base64
+Fetched = TypedDict(
+    "Fetched",
+    {
+        "id": str,
+        "class": str,
+        "flags": list[str],
+        "priority": int,
+        "not_before": float | None,
+        "ndr_requested": bool,
+        "dr_requested": bool,
+        "content": str,  # base64
+    },
+)
 
 
 class Removed(TypedDict):
@@ -193,7 +206,7 @@ class QueueChangedEvent(TypedDict):
 
 NewMailEvent = TypedDict(
     "NewMailEvent",
-    {"type": Literal["new_mail"], "store": str, "id": str, "folder": str, "class": str},
+    {"type": Literal["new_mail"], "store": str, "id": str, "folder": str, "class": str, "flags": list[str]},
 )
 
 

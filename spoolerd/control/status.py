@@ -123,6 +123,7 @@ async def queue_listing(
                 "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
                 "locked_here": owned_by(entry.lock_owner, daemon.spooler.dispatcher.owner),
                 "held": entry.held,
+                "priority": entry.priority,  # PR_PRIORITY: -1 non-urgent, 0 normal, 1 urgent
                 "recipients": None,
             }
             try:

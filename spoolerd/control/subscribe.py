@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import anyio
 
 from ..events import EventHub, NewMail, QueueChanged, SpoolerEvent, StoreEvent, Subscription
+from ..message import flag_names
 from ..store import MessageStore
 from .results import ControlEvent, NewMailEvent, Overflow, QueueChangedEvent, Subscribed
 
@@ -21,7 +22,8 @@ def _control_event(event: SpoolerEvent | StoreEvent, store: str | None) -> Contr
         )
     if isinstance(event, NewMail):
         return NewMailEvent({"type": "new_mail", "store": event.store, "id": event.message_id,
-                             "folder": event.folder_id, "class": event.message_class})  # fmt: skip
+                             "folder": event.folder_id, "class": event.message_class,
+                             "flags": flag_names(event.flags)})  # fmt: skip
     fields: Mapping[str, object] = event
     if store is not None and fields.get("store") not in (None, store):
         return None  # another store's delivery or purge (a transport's state concerns every store)

@@ -138,7 +138,7 @@ def too_large(size: int, limit: int) -> None:
     except MessageTooLarge as exc:
         code, text = smtp_reply(exc)
         status, _, text = text.partition(" ")
-        raise CommandRefused(Reply(code, status, text)) from None
+        raise CommandRefused(Reply(code, status, text)) from exc
 
 
 def parse_mail(arg: str | None, *, size_limit: int, utf8_offered: bool) -> MailCommand:

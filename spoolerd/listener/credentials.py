@@ -79,7 +79,7 @@ def load_credentials(path: Path, where: str) -> Credentials:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError([f"{where}: cannot read {path}: {exc.strerror or exc}"]) from None
+        raise ConfigError([f"{where}: cannot read {path}: {exc.strerror or exc}"]) from exc
     users: dict[str, _Hash] = {}
     problems = []
     for number, raw in enumerate(text.splitlines(), 1):

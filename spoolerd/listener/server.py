@@ -69,6 +69,7 @@ class ListenerContext:
             )
             return False
         self.sessions.add(session)
+        self.counters["sessions"] += 1
         return True
 
     def release(self, session: Session) -> None:

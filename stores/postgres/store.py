@@ -50,7 +50,7 @@ from spoolerd.message import (
     validate_state_change,
 )
 from spoolerd.message_class import choose_receive_folder, inbound_class, outbound_class
-from spoolerd.store import StoreContext
+from spoolerd.store import QueuedRecipients, StoreContext
 from stores.sqlite.store import PURGE_BATCH, check_updates
 from stores.sqlite.tables import due, int_id, live, queue_entry_from_row, refuse_if_queued, replace_writable
 
@@ -379,6 +379,18 @@ class PostgresStore:
             if len(found) < page:
                 return
             after = (found[-1][1], found[-1][0])
+
+    async def queued_recipients(self) -> list[QueuedRecipients]:
+        async def read(conn: Any) -> list[QueuedRecipients]:
+            rows = await conn.fetch(
+                "SELECT m.id, COUNT(r.idx), m.next_attempt IS NOT NULL OR COALESCE(BOOL_OR(r.attempts > 0"
+                " OR r.state = 'deferred'), FALSE) FROM messages m LEFT JOIN recipients r"
+                " ON r.message_id = m.id AND r.state NOT IN ('delivered', 'failed') WHERE m.queued"
+                " GROUP BY m.id"
+            )
+            return [QueuedRecipients(str(mid), waiting, deferred) for mid, waiting, deferred in rows]
+
+        return await self._database().run(read, read_only=True)
 
     async def next_due(self) -> float | None:
         async def read(conn: Any) -> float | None:

@@ -15,12 +15,13 @@ from typing import Any
 
 import structlog
 
+from spoolerd.retry import Backoff, Schedule
+
 __all__ = ["Listener"]
 
 log = structlog.get_logger("spoolerd.store.postgres")
 
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
+RECONNECT = Schedule(0.1, 5.0)
 
 
 class Listener:
@@ -78,13 +79,12 @@ class Listener:
             await lost.wait()
             log.warning("store listener lost its connection; reconnecting", store=self._store)
             await self._close()
-            wait = BACKOFF_FIRST
+            backoff = Backoff(RECONNECT)
             while self._conn is None:
                 try:
                     self._conn = await self._listen()
                 except Exception as exc:  # asyncpg's own errors too: whatever it was, try again later
                     log.debug("store listener reconnect failed", store=self._store, error=str(exc))
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, BACKOFF_MAX)
+                    await asyncio.sleep(backoff.failed())
             log.info("store listener reconnected", store=self._store)
             self._on_change()  # one re-scan covers whatever was notified while it was away

@@ -56,7 +56,7 @@ from spoolerd.message import (
     validate_state_change,
 )
 from spoolerd.message_class import choose_receive_folder, inbound_class, outbound_class
-from spoolerd.store import StoreContext
+from spoolerd.store import QueuedRecipients, StoreContext
 
 from . import tables
 from .engine import GroupCommitWriter, ReaderPool, connect
@@ -437,6 +437,15 @@ class SqliteStore:
             if len(rows) < page:
                 return
             after = (rows[-1][1], rows[-1][0])
+
+    async def queued_recipients(self) -> list[QueuedRecipients]:
+        sql = (
+            "SELECT m.id, COUNT(r.idx), m.next_attempt IS NOT NULL OR COALESCE(MAX(r.attempts > 0"
+            " OR r.state = 'deferred'), 0) FROM messages m LEFT JOIN recipients r ON r.message_id = m.id"
+            " AND r.state NOT IN ('delivered', 'failed') WHERE m.queued = 1 GROUP BY m.id"
+        )
+        rows = await self._readers.run(partial(tables.fetch_all, sql=sql, args=[]))
+        return [QueuedRecipients(str(mid), waiting, bool(deferred)) for mid, waiting, deferred in rows]
 
     async def next_due(self) -> float | None:
         def read(conn: sqlite3.Connection) -> float | None:

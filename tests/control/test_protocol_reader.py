@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spoolerd.control.protocol import ProtocolError, Request, RequestReader
+from tests.control.pieces import feed_in_pieces
 
 
 def _request(n: int, body: bytes | None) -> bytes:
@@ -15,15 +16,6 @@ def _request(n: int, body: bytes | None) -> bytes:
     if body is not None:
         head["body"] = len(body)
     return json.dumps(head).encode() + b"\n" + (body or b"")
-
-
-def _feed(reader: RequestReader, data: bytes, cuts: list[int]) -> list[Request | ProtocolError]:
-    out: list[Request | ProtocolError] = []
-    last = 0
-    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
-        out += reader.feed(data[last:cut])
-        last = cut
-    return out
 
 
 @given(
@@ -35,7 +27,7 @@ def test_requests_and_bodies_come_out_whole_however_the_bytes_are_cut(
 ) -> None:
     """A body may hold newlines and JSON: it is bytes, counted, never parsed as requests."""
     data = b"".join(_request(n, body) for n, body in enumerate(bodies))
-    out = _feed(RequestReader(line_limit=200, body_limit=1000), data, cuts)
+    out = feed_in_pieces(RequestReader(line_limit=200, body_limit=1000), data, cuts)
     assert [(r.id, r.body) for r in out if isinstance(r, Request)] == list(enumerate(bodies))
     assert not [e for e in out if isinstance(e, ProtocolError)]
 
@@ -44,7 +36,7 @@ def test_requests_and_bodies_come_out_whole_however_the_bytes_are_cut(
 def test_a_body_over_the_limit_is_refused_when_announced_and_skipped(cuts: list[int]) -> None:
     big = b'{"id": 9, "cmd": "ping"}\n' * 100  # looks like requests: must not be taken for them
     data = _request(1, big) + _request(2, None) + _request(3, b"ok")
-    out = _feed(RequestReader(line_limit=200, body_limit=1000), data, cuts)
+    out = feed_in_pieces(RequestReader(line_limit=200, body_limit=1000), data, cuts)
     assert isinstance(out[0], ProtocolError) and out[0].request_id == 1
     assert out[0].code == "message_too_large"
     assert f"{len(big)} bytes" in out[0].message and "message_size_limit of 1000 bytes" in out[0].message

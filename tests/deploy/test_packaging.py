@@ -53,7 +53,8 @@ def test_wheel_and_sdist_hold_the_packages_and_entry_points(built: dict[str, Pat
     assert built["wheel"].name.startswith(f"spoolerd-{spoolerd.__version__}-")
     names = zipfile.ZipFile(built["wheel"]).namelist()
     for module in (
-        "spoolerd/__init__.py", "spoolerd/py.typed", "stores/sqlite/store.py", "stores/py.typed",
+        "spoolerd/__init__.py", "spoolerd/py.typed", "spoolerd/dkim.py", "spoolerd/conform.py",
+        "stores/sqlite/store.py", "stores/py.typed",
         "transports/loopback.py", "transports/smtp/transport.py", "transports/py.typed",
         "stores/postgres/store.py", "stores/postgres/testing.py", "stores/sqlite/testing.py",
         "spoolerd/testing/plugin.py", "spoolerd/testing/store_child.py",
@@ -67,6 +68,7 @@ def test_wheel_and_sdist_hold_the_packages_and_entry_points(built: dict[str, Pat
         "sqlite = stores.sqlite:SqliteStore", "postgres = stores.postgres:PostgresStore",
         "loopback = transports.loopback:LoopbackTransport",
         "smtp = transports.smtp:SmtpTransport", "headers = spoolerd.preprocess:HeadersPreprocessor",
+        "dkim = spoolerd.dkim:DkimPreprocessor",
         "spoolerd = spoolerd.cli:main", "spoolerctl = spoolerd.ctl:main",
         "spoolerd-sendmail = spoolerd.sendmail:main",
     ):  # fmt: skip

@@ -59,9 +59,9 @@ def test_the_backoff_is_monotonic_and_bounded() -> None:
 
 
 def test_backoff_doubles_to_its_maximum_and_starts_over() -> None:
-    from spoolerd.retry import Backoff
+    from spoolerd.retry import Backoff, Schedule
 
-    backoff = Backoff(initial=1, maximum=10)
+    backoff = Backoff(Schedule(initial=1, maximum=10))
     assert [backoff.failed() for _ in range(6)] == [1, 2, 4, 8, 10, 10]
     backoff.reset()
     assert backoff.failed() == 1

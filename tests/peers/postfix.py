@@ -10,12 +10,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from inotify_simple import INotify, flags
 
-__all__ = ["NOBODY", "Postfix", "available"]
+from tests.peers.ports import free_port
+
+__all__ = ["NOBODY", "Postfix", "available", "running"]
 
 NOBODY = 65534
 _MASTER_DIST = Path("/usr/share/postfix/master.cf.dist")
@@ -142,3 +146,20 @@ class Postfix:
                     )
                 watch.read(timeout=int(left * 1000))
         return [f.read_bytes() for f in files]
+
+
+def running(**options: Any) -> Iterator[Postfix]:
+    """A started private Postfix for a fixture to yield (``Postfix``'s keyword options; a free port),
+    stopped afterwards; the test is skipped where Postfix cannot run, or fails under
+    SPOOLERD_REQUIRE_PEERS, as in CI."""
+    reason = available()
+    if reason is not None:
+        if os.environ.get("SPOOLERD_REQUIRE_PEERS"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    instance = Postfix(free_port(), **options)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()

@@ -29,7 +29,7 @@ def _first_line(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TransportError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+        raise TransportError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from exc
     except UnicodeDecodeError:  # its message would quote a byte of the secret
         raise TransportError(f"cannot read {path}: not UTF-8 text") from None
     secret = text.splitlines()[0].strip() if text.strip() else ""
@@ -137,12 +137,12 @@ class Credentials:
         try:
             with anyio.fail_after(_COMMAND_TIMEOUT):
                 done = await anyio.run_process(command, check=False, stderr=subprocess.DEVNULL)
-        except TimeoutError:
+        except TimeoutError as exc:
             raise TransportError(
                 f"token command {name} did not finish within {_COMMAND_TIMEOUT:g} s"
-            ) from None
+            ) from exc
         except OSError as exc:
-            raise TransportError(f"token command {name} could not run: {exc.strerror or exc}") from None
+            raise TransportError(f"token command {name} could not run: {exc.strerror or exc}") from exc
         if done.returncode != 0:
             raise TransportError(f"token command {name} exited with status {done.returncode}")
         return _parse_token(done.stdout, name, self.settings.token_lifetime)
@@ -155,7 +155,7 @@ def _parse_token(output: bytes, name: str, default_lifetime: float) -> tuple[str
         try:
             data = json.loads(text)
             token, lifetime = data["access_token"], float(data.get("expires_in", default_lifetime))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):  # not chained: their messages would quote the output
             raise TransportError(f"token command {name} printed JSON without a usable access_token") from None
         if not isinstance(token, str):
             raise TransportError(f"token command {name} printed a non-string access_token")

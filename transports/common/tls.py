@@ -52,7 +52,7 @@ def client_context(settings: TlsFiles) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError([f"ca_file: {settings.ca_file} holds no usable CA certificate: {exc}"]) from None
+        raise ConfigError([f"ca_file: {settings.ca_file} holds no usable CA certificate: {exc}"]) from exc
     if settings.client_cert is not None:
         try:
             context.load_cert_chain(
@@ -60,7 +60,7 @@ def client_context(settings: TlsFiles) -> ssl.SSLContext:
             )
         except (OSError, ssl.SSLError) as exc:
             problem = f"client_cert: {settings.client_cert} (with its key) is unusable: {exc}"
-            raise ConfigError([problem]) from None
+            raise ConfigError([problem]) from exc
     if not settings.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -244,7 +244,7 @@ async def idle_start(client: Client, seconds: float) -> asyncio.Future[Any]:
         return cast("asyncio.Future[Any]", await client.idle_start(timeout=seconds))
     except aioimaplib.Abort as exc:
         if not client.has_pending_idle():
-            raise IdleRefused(str(exc)) from None
+            raise IdleRefused(str(exc)) from exc
         raise
 
 

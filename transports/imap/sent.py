@@ -24,6 +24,7 @@ import structlog
 
 from spoolerd.errors import StoreError
 from spoolerd.message import Message, StateChange
+from spoolerd.retry import Backoff, Schedule
 from spoolerd.store import MessageStore
 from spoolerd.transport import Outcome, OutcomeKind
 
@@ -43,13 +44,13 @@ class SentCopies:
         stores: Mapping[str, MessageStore],
         default_store: str,
         file: Callable[[bytes], Awaitable[Outcome]],
-        backoff: tuple[float, float],
+        retry: Schedule,
     ) -> None:
         self.name = name
         self.stores = stores
         self.default_store = default_store
         self._file = file  # checks for an earlier copy, then APPENDs
-        self._initial, self._max = backoff
+        self._retry = retry
         self._lock = asyncio.Lock()  # one payer at a time: two would both find the copy missing
         self._owing = asyncio.Event()  # set when a payment failed and the loop should try again
         self._failing = False  # the last payment could not be made: ``run`` is backing off
@@ -130,7 +131,7 @@ class SentCopies:
     async def run(self) -> None:
         """Pay what an earlier life of the daemon left owed, then whatever a failed payment leaves,
         after a backoff doubling from ``reconnect_initial`` to ``reconnect_max``."""
-        wait = self._initial
+        backoff = Backoff(self._retry)
         while True:
             try:
                 paid = await self.pay()
@@ -138,9 +139,8 @@ class SentCopies:
                 log.warning("sent copies owed unreadable", transport=self.name, error=str(exc))
                 paid = False
             if paid:
-                wait = self._initial
+                backoff.reset()
                 self._owing.clear()
                 await self._owing.wait()
                 continue
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, self._max)
+            await asyncio.sleep(backoff.failed())

@@ -118,9 +118,11 @@ class Session:
             return task.result()
         except StartTlsRefused as exc:
             self.close()
-            raise ImapError(str(exc)) from None
+            raise ImapError(str(exc)) from exc
         except (aioimaplib.AioImapException, OSError, ValueError) as exc:
             self.close()
+            # not chained: aioimaplib's CommandTimeout holds its command, a LOGIN's password included,
+            # and a traceback would print it; describe() says what happened without it
             raise ImapError(f"{self.peer}: {step} failed: {describe(exc)}") from None
 
     async def _ok(self, step: str, work: Awaitable[Response]) -> Response:
@@ -268,7 +270,7 @@ async def open_session(
             # its CAPABILITY answer (a lock held across it): wait on the state, as _run can walk away
             await session._run("greeting", adapter.greeting(client), left())
         except ImapError as exc:
-            raise ImapError(f"{peer}: could not connect: {str(exc).removeprefix(peer + ': ')}") from None
+            raise ImapError(f"{peer}: could not connect: {str(exc).removeprefix(peer + ': ')}") from exc
         await _login(session, client, settings, credentials, left)
     except BaseException:
         session.close()
@@ -302,7 +304,7 @@ async def _login(
     except ImapError:
         raise
     except TransportError as exc:  # a credentials file, variable or command that failed
-        raise LoginRefused(f"{session.peer}: credentials: {exc}") from None
+        raise LoginRefused(f"{session.peer}: credentials: {exc}") from exc
     if response.result != "OK":
         text = last_line(response)
         raise LoginRefused(f"{session.peer}: login as {user} refused: {response_code(text).text}")

@@ -85,8 +85,12 @@ class ImapSettings(SecretSources, TlsFiles):
     # timing
     connect_timeout: float = Field(60.0, gt=0, description="connect, TLS handshake, greeting and login")
     command_timeout: float = Field(120.0, gt=0, description="each command's response")
-    reconnect_initial: float = Field(5.0, gt=0, description="first wait after a network error")
-    reconnect_max: float = Field(600.0, gt=0, description="longest wait between reconnects")
+    reconnect_initial: float = Field(
+        5.0, gt=0, allow_inf_nan=False, description="first wait after a network error"
+    )
+    reconnect_max: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="longest wait between reconnects"
+    )
     login_retry: float = Field(
         3600.0, gt=0, description="wait after the server refused the login (no retry loop)"
     )

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from spoolerd.envelope import without_bcc
 from spoolerd.errors import ConfigError
 from spoolerd.message import Message, Recipient
+from spoolerd.retry import Backoff, Schedule
 from spoolerd.store import MessageStore
 from spoolerd.transport import Direction, Outcome, OutcomeKind, TransportContext
 from transports.common.check import checked_tls
@@ -81,7 +82,8 @@ class ImapTransport:
         self._flushing = 0
         self._stopped = False
         self._retry_at: float | None = None  # loop time of the next try, while waiting after a failure
-        self._idle_failures = 0
+        self._reconnect = Schedule(settings.reconnect_initial, settings.reconnect_max)
+        self._idle_failures = 0  # waits for mail that failed at once, in a row
         self._failure: str | None = None
         self._refusal: str | None = None  # the last pass's acknowledgement failure
         self._notices: list[str] = []
@@ -98,9 +100,8 @@ class ImapTransport:
         self._sent: SentCopies | None = None
         self._payer: asyncio.Task[None] | None = None
         if settings.sent_copy:
-            backoff = (settings.reconnect_initial, settings.reconnect_max)
             self._sent = SentCopies(
-                self.name, context.stores, context.default_store, self._file_copy, backoff
+                self.name, context.stores, context.default_store, self._file_copy, self._reconnect
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -138,13 +139,13 @@ class ImapTransport:
         downloader = self._downloader
         if downloader is None:  # upload only (``downloads`` is False, so the spooler never asks)
             return
-        backoff = self.settings.reconnect_initial
+        backoff = Backoff(self._reconnect)
         while True:
             self._started += 1
             number = self._started
             self._wake.clear()
             error: str | None = None
-            wait = backoff
+            wait = 0.0
             try:
                 if self._download is None or not self._download.alive:
                     self._download = await self._connect()
@@ -158,16 +159,14 @@ class ImapTransport:
                     log.warning(notice.event, transport=self.name, notice=notice.text)
                 self._notices = (self._notices + [n.text for n in report.notices])[-10:]
                 self._acknowledgements(report.refusal)
-                backoff = self.settings.reconnect_initial
+                backoff.reset()
             except LoginRefused as exc:
                 error, wait = str(exc), self.settings.login_retry
             except (ImapError, ValueError) as exc:
-                error = str(exc)
-                backoff = min(backoff * 2, self.settings.reconnect_max)
+                error, wait = str(exc), backoff.failed()
             except Exception as exc:  # the store failed (e.g. its disk): the pass is over, not the loop
                 log.exception("download pass failed", transport=self.name)
-                error = f"{type(exc).__name__}: {exc}"
-                backoff = min(backoff * 2, self.settings.reconnect_max)
+                error, wait = f"{type(exc).__name__}: {exc}", backoff.failed()
             finally:
                 self._active = False
             self._end_pass(number, error)
@@ -224,9 +223,7 @@ class ImapTransport:
             self._idle_failures += 1
             if self._idle_failures == 1:
                 return
-            wait = min(
-                self.settings.reconnect_initial * 2 ** (self._idle_failures - 2), self.settings.reconnect_max
-            )
+            wait = self._reconnect.delay(self._idle_failures - 1)
             log.warning("waiting for mail failed", transport=self.name, error=str(exc), retry_in=wait)
             self._failure = str(exc)
             await self._sleep(wait)

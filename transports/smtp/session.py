@@ -79,11 +79,11 @@ async def open_session(
         raise
     except TransportError as exc:  # a secret could not be read
         client.close()
-        raise SessionFailed(no_reply(f"credentials: {exc}", peer, "4.7.0")) from None
+        raise SessionFailed(no_reply(f"credentials: {exc}", peer, "4.7.0")) from exc
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
         client.close()
         diagnostic, status = describe(exc, progress[-1])
-        raise SessionFailed(no_reply(diagnostic, peer, status)) from None
+        raise SessionFailed(no_reply(diagnostic, peer, status)) from exc
     except BaseException:
         client.close()
         raise
@@ -103,7 +103,7 @@ async def _setup(
     try:
         await client.connect(timeout=settings.connect_timeout)
     except aiosmtplib.SMTPConnectResponseError as exc:
-        raise _refused(Reply(exc.code, exc.message, "the greeting"), peer) from None
+        raise _refused(Reply(exc.code, exc.message, "the greeting"), peer) from exc
     progress.append("greeting (EHLO)")
     await _ehlo(client, peer)
     encrypted = settings.tls is TlsMode.IMPLICIT
@@ -154,7 +154,7 @@ async def _ehlo(client: aiosmtplib.SMTP, peer: str) -> None:
         try:  # an old relay without ESMTP
             await client.helo()
         except aiosmtplib.SMTPHeloError as helo_exc:
-            raise _refused(Reply(helo_exc.code, helo_exc.message, "HELO"), peer) from None
+            raise _refused(Reply(helo_exc.code, helo_exc.message, "HELO"), peer) from helo_exc
         del exc
 
 
@@ -192,4 +192,4 @@ async def _authenticate(
             await client.auth_login(username, credentials.password())
     except aiosmtplib.SMTPAuthenticationError as exc:
         refusal = Reply(exc.code, exc.message, f"AUTH {method.value.upper()}")
-        raise _refused(refusal, peer, "4.7.8") from None  # 4.7.8: the log and status say "login refused"
+        raise _refused(refusal, peer, "4.7.8") from exc  # 4.7.8: the log and status say "login refused"

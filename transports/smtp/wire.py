@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_REPLY", "ReplyParser", "SmtpProtocolError", "data_payload"]
+from spoolerd.conform import crlf  # moved there, with the rest of what a relay may be sent
+
+__all__ = ["MAX_REPLY", "ReplyParser", "SmtpProtocolError", "crlf", "data_payload"]
 
 MAX_LINE = 8192
 MAX_REPLY = 4 * MAX_LINE
-_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
@@ -52,13 +53,3 @@ def data_payload(wire: bytes) -> bytes:
     if wire.startswith(b".") or b"\n." in wire:
         wire = _LEADING_DOT.sub(b"..", wire)
     return wire + b".\r\n"
-
-
-def crlf(content: bytes) -> bytes:
-    """Every line ending CRLF, the last line too; content already so is returned as it is."""
-    lf, cr, crlf_count = content.count(b"\n"), content.count(b"\r"), content.count(b"\r\n")
-    if not (lf == cr == crlf_count):
-        content = _LINE_ENDINGS.sub(b"\r\n", content)
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
-    return content
