@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 
 from spoolerd.message import Draft, FolderRole, NewRecipient
+from stores.common.rules import PURGE_BATCH
 from stores.sqlite import SqliteStore
 from stores.sqlite.schema import migrate
-from stores.sqlite.store import PURGE_BATCH
 from tests.conftest import FakeClock
 from tests.test_sqlite_store import make_store
 

@@ -81,6 +81,22 @@ def test_connections_are_wal_with_full_sync(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_opening_a_reader_is_no_change_for_the_writer(tmp_path: Path) -> None:
+    """The store takes a moved ``data_version`` on its writer's connection for another process's commit
+    (an "external" queue change): a reader connection of its own opening must not move it."""
+    path = str(tmp_path / "x.db")
+    writer = connect(path, busy_timeout=1)
+    writer.execute("CREATE TABLE t (x)")
+    before = writer.execute("PRAGMA data_version").fetchone()[0]
+    reader = connect(path, busy_timeout=1, reader=True)
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    assert writer.execute("PRAGMA data_version").fetchone()[0] == before
+    other = connect(path, busy_timeout=1)  # a writer's connection sets auto-vacuum: that moves it
+    assert writer.execute("PRAGMA data_version").fetchone()[0] != before
+    for conn in (reader, other, writer):
+        conn.close()
+
+
 async def test_concurrent_writes_share_commits_and_a_failure_stays_alone(
     tmp_path: Path, clock: FakeClock
 ) -> None:

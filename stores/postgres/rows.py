@@ -1,7 +1,7 @@
-"""Lookups, checks and the mapping between rows and message values, for the PostgreSQL store.
+"""Lookups and writes the PostgreSQL store's parts share.
 
-Every function takes the connection of the transaction it runs in. Pure helpers shared with the SQLite
-store (lease liveness, row → value mappings) come from ``stores.sqlite.tables``: one fact, one helper.
+Every function takes the connection of the transaction it runs in. What a row means (and the rules of
+leases and the queue) is dialect-neutral: ``stores.common``.
 """
 
 from __future__ import annotations
@@ -9,73 +9,103 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from spoolerd.errors import LockLost, NotFound, NotInQueue
-from spoolerd.message import Draft, Folder, FolderRole, Message, MessageFlag, NewRecipient, RecipientKind
-from stores.sqlite.tables import (
+from spoolerd.errors import NotFound
+from spoolerd.message import Draft, Folder, FolderRole, Message, NewRecipient, RecipientKind
+from stores.common.queueing import NEW_QUEUED_COLUMNS, QueueRequest
+from stores.common.rows import (
+    DRAFT_COLUMNS,
+    FOLDER_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
+    DraftRow,
     folder_from_row,
-    int_id,
     message_from_row,
     recipient_from_row,
 )
+from stores.common.rules import STATE_COLUMNS, MessageState, int_id
 
 __all__ = [
-    "QUEUE_COLUMNS",
     "all_folders",
-    "draft_values",
+    "draft_row",
     "folder_by_id",
     "folder_by_role",
+    "insert_content",
+    "insert_message",
     "insert_recipients",
     "load_message",
+    "message_state",
+    "placeholders",
     "receive_table",
     "require_lock",
     "state_row",
 ]
 
-QUEUE_COLUMNS = (
-    "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
-    " lock_expiry, not_before, held"
-)
-Row = tuple[Any, ...]
+
+def placeholders(count: int, first: int = 1) -> str:
+    """``$first, …`` for ``count`` values."""
+    return ", ".join(f"${n}" for n in range(first, first + count))
 
 
 async def all_folders(conn: Any) -> list[Folder]:
-    rows = await conn.fetch("SELECT id, name, role, parent_id FROM folders ORDER BY id")
-    return [folder_from_row(tuple(r)) for r in rows]
+    rows = await conn.fetch(f"SELECT {FOLDER_COLUMNS} FROM folders ORDER BY id")
+    return [folder_from_row(r) for r in rows]
 
 
 async def folder_by_role(conn: Any, role: FolderRole) -> Folder:
-    row = await conn.fetchrow("SELECT id, name, role, parent_id FROM folders WHERE role=$1", role.value)
+    row = await conn.fetchrow(f"SELECT {FOLDER_COLUMNS} FROM folders WHERE role=$1", role.value)
     if row is None:
         raise NotFound(f"the store has no {role.value} folder")
-    return folder_from_row(tuple(row))
+    return folder_from_row(row)
 
 
 async def folder_by_id(conn: Any, folder_id: str) -> Folder:
     fid = int_id(folder_id, "folder")
-    row = await conn.fetchrow("SELECT id, name, role, parent_id FROM folders WHERE id=$1", fid)
+    row = await conn.fetchrow(f"SELECT {FOLDER_COLUMNS} FROM folders WHERE id=$1", fid)
     if row is None:
         raise NotFound(f"no folder with id {folder_id!r}")
-    return folder_from_row(tuple(row))
+    return folder_from_row(row)
 
 
 async def receive_table(conn: Any) -> dict[str, str]:
     rows = await conn.fetch("SELECT message_class, folder_id FROM receive_folders")
-    return {r[0]: str(r[1]) for r in rows}
+    return {r["message_class"]: str(r["folder_id"]) for r in rows}
 
 
-async def draft_values(conn: Any, draft: Draft, now: float) -> Row:
-    """message_class, flags, priority, sender, subject, size, created_at, not_before, sentmail_folder,
-    delete_after_submit, ndr_requested, dr_requested."""
-    sentmail = (
-        None if draft.sentmail_folder is None else int((await folder_by_id(conn, draft.sentmail_folder)).id)
-    )
-    return (
-        draft.message_class, int(draft.flags & ~MessageFlag.SUBMIT), draft.priority, draft.sender,
-        draft.subject, len(draft.content), now, draft.not_before, sentmail, bool(draft.delete_after_submit),
-        bool(draft.ndr_requested), bool(draft.dr_requested),
-    )  # fmt: skip
+async def draft_row(conn: Any, draft: Draft) -> DraftRow:
+    """The draft's columns, its sent-mail folder looked up (``NotFound`` if there is no such folder)."""
+    sentmail = draft.sentmail_folder
+    return DraftRow.of(draft, None if sentmail is None else int((await folder_by_id(conn, sentmail)).id))
+
+
+_INSERT_DRAFT = (
+    f"INSERT INTO messages (folder_id, created_at, filed_at, {', '.join(DRAFT_COLUMNS)})"
+    f" VALUES ($1, $2, $3, {placeholders(len(DRAFT_COLUMNS), 4)}) RETURNING id"
+)
+_INSERT_QUEUED = (
+    f"INSERT INTO messages (folder_id, created_at, filed_at, {', '.join(NEW_QUEUED_COLUMNS)})"
+    f" VALUES ($1, $2, $3, {placeholders(len(NEW_QUEUED_COLUMNS), 4)}) RETURNING id"
+)
+
+
+async def insert_message(
+    conn: Any, folder_id: str, draft: Draft, now: float, queue: QueueRequest | None = None
+) -> int:
+    """A new message in ``folder_id``, its row, content and recipients: a draft, or with ``queue``
+    (``submit_new``) already queued, as ``submit`` would queue it."""
+    folder = await folder_by_id(conn, folder_id)
+    row = await draft_row(conn, draft)
+    if queue is None:
+        mid: int = await conn.fetchval(_INSERT_DRAFT, int(folder.id), now, now, *row.values())
+    else:
+        values = queue.plan_new(row).new_values(row)
+        mid = await conn.fetchval(_INSERT_QUEUED, int(folder.id), now, now, *values)
+    await insert_content(conn, mid, bytes(draft.content))
+    await insert_recipients(conn, mid, draft.recipients)
+    return mid
+
+
+async def insert_content(conn: Any, mid: int, content: bytes) -> None:
+    await conn.execute("INSERT INTO contents (message_id, data) VALUES ($1, $2)", mid, content)
 
 
 async def insert_recipients(conn: Any, mid: int, recipients: Sequence[NewRecipient]) -> None:
@@ -89,22 +119,22 @@ async def insert_recipients(conn: Any, mid: int, recipients: Sequence[NewRecipie
     )
 
 
-async def state_row(conn: Any, mid: int, *, for_update: bool = True) -> tuple[bool, str | None, float | None]:
-    """queued, lock_owner, lock_expiry; the row stays locked until the transaction ends."""
+async def state_row(conn: Any, mid: int, columns: str = STATE_COLUMNS, *, for_update: bool = True) -> Any:
+    """The message's ``columns`` (by default, what ``MessageState`` reads), its row locked until the
+    transaction ends unless ``for_update`` is False; ``NotFound`` if there is no such message."""
     lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(f"SELECT queued, lock_owner, lock_expiry FROM messages WHERE id=$1{lock}", mid)
+    row = await conn.fetchrow(f"SELECT {columns} FROM messages WHERE id=$1{lock}", mid)
     if row is None:
         raise NotFound(f"no message with id {mid}")
-    return (row[0], row[1], row[2])
+    return row
+
+
+async def message_state(conn: Any, mid: int) -> MessageState:
+    return MessageState.of(await state_row(conn, mid))
 
 
 async def require_lock(conn: Any, mid: int, owner: str) -> None:
-    queued, lock_owner, _expiry = await state_row(conn, mid)
-    if not queued:
-        raise NotInQueue(f"message {mid} is not in the outgoing queue")
-    if lock_owner != owner:
-        # An expired lease still held by the same owner is kept: nobody else has taken it over.
-        raise LockLost(f"{owner} does not hold the lock on message {mid}")
+    (await message_state(conn, mid)).require_lock(str(mid), owner)
 
 
 async def load_message(conn: Any, mid: int, now: float) -> Message:
@@ -118,5 +148,4 @@ async def load_message(conn: Any, mid: int, now: float) -> Message:
     rows = await conn.fetch(
         f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id=$1 ORDER BY idx", mid
     )
-    recipients = tuple(recipient_from_row(tuple(r)) for r in rows)
-    return message_from_row(tuple(row), recipients, now)
+    return message_from_row(row, tuple(recipient_from_row(r) for r in rows), now)

@@ -31,13 +31,16 @@ T = TypeVar("T")
 Done = Callable[[Any, BaseException | None], None]
 
 
-def connect(path: str, *, busy_timeout: float) -> sqlite3.Connection:
+def connect(path: str, *, busy_timeout: float, reader: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, full sync, foreign keys on,
-    incremental auto-vacuum."""
+    incremental auto-vacuum for a new file. A ``reader`` leaves auto-vacuum alone: setting it, even to
+    the value it has, counts as a commit in every other connection's ``data_version``, which the store
+    would take for another process's write."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
     try:
-        # only takes effect on a new file: lets purges give space back (``PRAGMA incremental_vacuum``)
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        if not reader:
+            # only takes effect on a new file: lets purges give space back (``PRAGMA incremental_vacuum``)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")

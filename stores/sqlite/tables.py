@@ -1,32 +1,33 @@
-"""Tables of the SQLite store: lookups, checks and the mapping between tables and message values.
+"""Tables of the SQLite store: lookups and writes shared by its parts, and file-level maintenance.
 
 Every function takes the connection of the transaction it runs in (the writer's or a reader's), so the
-store's methods can combine them into one atomic step.
+store's methods can combine them into one atomic step. The store's connections read rows by column name
+(``sqlite3.Row``); what a row means is ``stores.common.rows``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
-from spoolerd.errors import LockLost, NoAccess, NotFound, NotInQueue, Submitted
-from spoolerd.message import (
-    Draft,
-    Folder,
-    FolderRole,
-    Message,
-    MessageFlag,
-    NewRecipient,
-    QueueEntry,
-    Recipient,
-    RecipientKind,
-    RecipientState,
-    SubmitFlag,
+from spoolerd.errors import NotFound
+from spoolerd.message import Draft, Folder, FolderRole, Message, NewRecipient, RecipientKind
+from stores.common.queueing import NEW_QUEUED_COLUMNS, QueueRequest
+from stores.common.rows import (
+    DRAFT_COLUMNS,
+    FOLDER_COLUMNS,
+    MESSAGE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    DraftRow,
+    folder_from_row,
+    message_from_row,
+    recipient_from_row,
 )
+from stores.common.rules import STATE_COLUMNS, MessageState, int_id
 
 BLOB_CHUNK = 1024 * 1024  # contents larger than this are written into their row a chunk at a time
+INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
 def insert_content(conn: sqlite3.Connection, message_id: int, content: bytes) -> None:
@@ -44,49 +45,7 @@ def insert_content(conn: sqlite3.Connection, message_id: int, content: bytes) ->
             blob.write(view[start : start + BLOB_CHUNK])
 
 
-MESSAGE_COLUMNS = (
-    "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
-    " m.created_at, m.client_submit_time, m.not_before, m.next_attempt, m.sentmail_folder,"
-    " m.delete_after_submit, m.ndr_requested, m.dr_requested, m.lock_owner, m.lock_expiry, m.queued,"
-    " m.delay_reported, m.held"
-)
-RECIPIENT_COLUMNS = (
-    "idx, address, display_name, address_type, kind, responsibility, state, attempts, next_attempt,"
-    " last_code, last_status, last_text, transport"
-)
-INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
-QUEUE_COLUMNS = (
-    "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
-    " lock_expiry, not_before, held"
-)
-
-
-def int_id(message_id: str, what: str = "message") -> int:
-    try:
-        value = int(message_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no {what} with id {message_id!r}") from None
-    if value <= 0:
-        raise NotFound(f"no {what} with id {message_id!r}")
-    return value
-
-
-def live(lock_owner: str | None, lock_expiry: float | None, now: float) -> bool:
-    return lock_owner is not None and lock_expiry is not None and lock_expiry > now
-
-
-def effective_submit_flags(
-    stored: int, lock_owner: str | None, lock_expiry: float | None, now: float
-) -> SubmitFlag:
-    flags = SubmitFlag(stored) & ~SubmitFlag.LOCKED
-    return flags | SubmitFlag.LOCKED if live(lock_owner, lock_expiry, now) else flags
-
-
-def due(*times: float | None) -> float:
-    return max(t for t in times if t is not None)
-
-
-def fetch_all(conn: sqlite3.Connection, *, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+def fetch_all(conn: sqlite3.Connection, *, sql: str, args: Sequence[Any]) -> list[Any]:
     return conn.execute(sql, args).fetchall()
 
 
@@ -94,18 +53,13 @@ def data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def folder_from_row(row: tuple[Any, ...]) -> Folder:
-    fid, name, role, parent = row
-    return Folder(str(fid), name, FolderRole(role) if role else None, None if parent is None else str(parent))
-
-
 def all_folders(conn: sqlite3.Connection) -> list[Folder]:
-    rows = conn.execute("SELECT id, name, role, parent_id FROM folders ORDER BY id").fetchall()
+    rows = conn.execute(f"SELECT {FOLDER_COLUMNS} FROM folders ORDER BY id").fetchall()
     return [folder_from_row(r) for r in rows]
 
 
 def folder_by_role(conn: sqlite3.Connection, role: FolderRole) -> Folder:
-    row = conn.execute("SELECT id, name, role, parent_id FROM folders WHERE role=?", (role.value,)).fetchone()
+    row = conn.execute(f"SELECT {FOLDER_COLUMNS} FROM folders WHERE role=?", (role.value,)).fetchone()
     if row is None:
         raise NotFound(f"the store has no {role.value} folder")
     return folder_from_row(row)
@@ -113,7 +67,7 @@ def folder_by_role(conn: sqlite3.Connection, role: FolderRole) -> Folder:
 
 def folder_by_id(conn: sqlite3.Connection, folder_id: str) -> Folder:
     fid = int_id(folder_id, "folder")
-    row = conn.execute("SELECT id, name, role, parent_id FROM folders WHERE id=?", (fid,)).fetchone()
+    row = conn.execute(f"SELECT {FOLDER_COLUMNS} FROM folders WHERE id=?", (fid,)).fetchone()
     if row is None:
         raise NotFound(f"no folder with id {folder_id!r}")
     return folder_from_row(row)
@@ -124,18 +78,41 @@ def folder_exists(conn: sqlite3.Connection, fid: int) -> bool:
 
 
 def receive_table(conn: sqlite3.Connection) -> dict[str, str]:
-    return {
-        cls: str(fid) for cls, fid in conn.execute("SELECT message_class, folder_id FROM receive_folders")
-    }
+    rows = conn.execute("SELECT message_class, folder_id FROM receive_folders")
+    return {r["message_class"]: str(r["folder_id"]) for r in rows}
 
 
-def draft_values(conn: sqlite3.Connection, draft: Draft, now: float) -> tuple[Any, ...]:
+def draft_row(conn: sqlite3.Connection, draft: Draft) -> DraftRow:
+    """The draft's columns, its sent-mail folder looked up (``NotFound`` if there is no such folder)."""
     sentmail = None if draft.sentmail_folder is None else int(folder_by_id(conn, draft.sentmail_folder).id)
-    return (
-        draft.message_class, int(draft.flags & ~MessageFlag.SUBMIT), draft.priority, draft.sender,
-        draft.subject, len(draft.content), now, draft.not_before, sentmail, int(draft.delete_after_submit),
-        int(draft.ndr_requested), int(draft.dr_requested),
-    )  # fmt: skip
+    return DraftRow.of(draft, sentmail)
+
+
+_INSERT_DRAFT = (
+    f"INSERT INTO messages (folder_id, created_at, filed_at, {', '.join(DRAFT_COLUMNS)})"
+    f" VALUES (?, ?, ?, {', '.join('?' * len(DRAFT_COLUMNS))})"
+)
+_INSERT_QUEUED = (
+    f"INSERT INTO messages (folder_id, created_at, filed_at, {', '.join(NEW_QUEUED_COLUMNS)})"
+    f" VALUES (?, ?, ?, {', '.join('?' * len(NEW_QUEUED_COLUMNS))})"
+)
+
+
+def insert_message(
+    conn: sqlite3.Connection, folder_id: str, draft: Draft, now: float, queue: QueueRequest | None = None
+) -> int:
+    """A new message in ``folder_id``, its row, content and recipients: a draft, or with ``queue``
+    (``submit_new``) already queued, as ``submit`` would queue it."""
+    folder = folder_by_id(conn, folder_id)
+    row = draft_row(conn, draft)
+    if queue is None:
+        cur = conn.execute(_INSERT_DRAFT, (int(folder.id), now, now, *row.values()))
+    else:
+        cur = conn.execute(_INSERT_QUEUED, (int(folder.id), now, now, *queue.plan_new(row).new_values(row)))
+    mid = int(cur.lastrowid or 0)
+    insert_content(conn, mid, bytes(draft.content))
+    insert_recipients(conn, mid, draft.recipients)
+    return mid
 
 
 def insert_recipients(conn: sqlite3.Connection, mid: int, recipients: Sequence[NewRecipient]) -> None:
@@ -149,65 +126,20 @@ def insert_recipients(conn: sqlite3.Connection, mid: int, recipients: Sequence[N
     )
 
 
-def state_row(conn: sqlite3.Connection, mid: int) -> tuple[int, str | None, float | None]:
-    row = conn.execute("SELECT queued, lock_owner, lock_expiry FROM messages WHERE id=?", (mid,)).fetchone()
+def state_row(conn: sqlite3.Connection, mid: int, columns: str = STATE_COLUMNS) -> Any:
+    """The message's ``columns`` (by default, what ``MessageState`` reads); ``NotFound`` if it is gone."""
+    row = conn.execute(f"SELECT {columns} FROM messages WHERE id=?", (mid,)).fetchone()
     if row is None:
         raise NotFound(f"no message with id {mid}")
-    return row  # type: ignore[no-any-return]
+    return row
 
 
-def refuse_if_queued(row: tuple[int, str | None, float | None], now: float, verb: str) -> None:
-    queued, lock_owner, lock_expiry = row
-    if live(lock_owner, lock_expiry, now):
-        raise NoAccess("the message is locked by the spooler")
-    if queued:
-        raise Submitted(f"the message is submitted and cannot be {verb}; abort the submission first")
+def message_state(conn: sqlite3.Connection, mid: int) -> MessageState:
+    return MessageState.of(state_row(conn, mid))
 
 
 def require_lock(conn: sqlite3.Connection, mid: int, owner: str) -> None:
-    queued, lock_owner, _expiry = state_row(conn, mid)
-    if not queued:
-        raise NotInQueue(f"message {mid} is not in the outgoing queue")
-    if lock_owner != owner:
-        # An expired lease still held by the same owner is kept: nobody else has taken it over.
-        raise LockLost(f"{owner} does not hold the lock on message {mid}")
-
-
-def queue_entry_from_row(r: tuple[Any, ...], now: float) -> QueueEntry:
-    """A row selected with QUEUE_COLUMNS."""
-    return QueueEntry(
-        id=str(r[0]),
-        client_submit_time=r[1],
-        due_at=r[2],
-        flags=MessageFlag(r[3]),
-        submit_flags=effective_submit_flags(r[4], r[9], r[10], now),
-        priority=r[5],
-        sender=r[6],
-        subject=r[7],
-        size=r[8],
-        lock_owner=r[9] if live(r[9], r[10], now) else None,
-        lock_expiry=r[10] if live(r[9], r[10], now) else None,
-        not_before=r[11],
-        held=bool(r[12]),
-    )
-
-
-def recipient_from_row(r: tuple[Any, ...]) -> Recipient:
-    return Recipient(
-        index=r[0],
-        address=r[1],
-        display_name=r[2],
-        address_type=r[3],
-        kind=RecipientKind(r[4]),
-        responsibility=bool(r[5]),
-        state=RecipientState(r[6]),
-        attempts=r[7],
-        next_attempt=r[8],
-        last_code=r[9],
-        last_status=r[10],
-        last_text=r[11],
-        transport=r[12],
-    )
+    message_state(conn, mid).require_lock(str(mid), owner)
 
 
 def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
@@ -225,44 +157,6 @@ def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
         )
     )
     return message_from_row(row, recipients, now)
-
-
-def message_from_row(row: Sequence[Any], recipients: tuple[Recipient, ...], now: float) -> Message:
-    """A row selected with MESSAGE_COLUMNS followed by the content, and its recipients."""
-    (
-        mid, folder_id, message_class, flags, submit_flags, priority, sender, subject, size, created_at,
-        client_submit_time, not_before, next_attempt, sentmail, delete_after, ndr, dr, lock_owner,
-        lock_expiry, _queued, delay_reported, held, content,
-    ) = row  # fmt: skip
-    return Message(
-        id=str(mid),
-        folder_id=str(folder_id),
-        message_class=message_class,
-        flags=MessageFlag(flags),
-        submit_flags=effective_submit_flags(submit_flags, lock_owner, lock_expiry, now),
-        priority=priority,
-        sender=sender,
-        subject=subject,
-        size=size,
-        content=bytes(content),
-        recipients=recipients,
-        created_at=created_at,
-        client_submit_time=client_submit_time,
-        not_before=not_before,
-        next_attempt=next_attempt,
-        sentmail_folder=None if sentmail is None else str(sentmail),
-        delete_after_submit=bool(delete_after),
-        ndr_requested=bool(ndr),
-        dr_requested=bool(dr),
-        lock_owner=lock_owner if live(lock_owner, lock_expiry, now) else None,
-        lock_expiry=lock_expiry if live(lock_owner, lock_expiry, now) else None,
-        delay_reported=bool(delay_reported),
-        held=bool(held),
-    )
-
-
-def replace_writable(message: Message, writable: bool) -> Message:
-    return replace(message, writable=writable)
 
 
 def release_free_pages(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,258 @@
+"""The store tables' rows as values, for both dialects: the columns to select and what they map to.
+
+A row is read by column name (``sqlite3.Row``, ``asyncpg.Record``), so a mapping never counts positions
+and a select list may change its order without a reader noticing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from spoolerd.message import (
+    Delivery,
+    Draft,
+    Folder,
+    FolderRole,
+    InboundMessage,
+    Message,
+    MessageFlag,
+    MessageSummary,
+    QueueEntry,
+    Recipient,
+    RecipientKind,
+    RecipientState,
+    StateChange,
+    validate_inbound,
+    validate_state_change,
+)
+from spoolerd.message_class import inbound_class
+
+from .rules import Lease
+
+__all__ = [
+    "ARRIVAL_COLUMNS",
+    "DRAFT_COLUMNS",
+    "FOLDER_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "QUEUE_COLUMNS",
+    "RECIPIENT_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "Arrival",
+    "DraftRow",
+    "Row",
+    "folder_from_row",
+    "message_from_row",
+    "queue_entry_from_row",
+    "recipient_from_row",
+    "summary_from_row",
+]
+
+Row = Any  # a sqlite3.Row or an asyncpg.Record: row["column"]
+
+FOLDER_COLUMNS = "id, name, role, parent_id"
+MESSAGE_COLUMNS = (  # of ``messages m``, followed by the content ``c.data`` where a message is loaded
+    "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
+    " m.created_at, m.client_submit_time, m.not_before, m.next_attempt, m.sentmail_folder,"
+    " m.delete_after_submit, m.ndr_requested, m.dr_requested, m.lock_owner, m.lock_expiry, m.queued,"
+    " m.delay_reported, m.held"
+)
+RECIPIENT_COLUMNS = (
+    "idx, address, display_name, address_type, kind, responsibility, state, attempts, next_attempt,"
+    " last_code, last_status, last_text, transport"
+)
+QUEUE_COLUMNS = (
+    "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
+    " lock_expiry, not_before, held"
+)
+SUMMARY_COLUMNS = (
+    "id, folder_id, message_class, flags, sender, subject, size,"
+    " COALESCE(client_submit_time, created_at) AS listed_at"
+)
+
+
+def folder_from_row(row: Row) -> Folder:
+    """A row selected with FOLDER_COLUMNS."""
+    role, parent = row["role"], row["parent_id"]
+    return Folder(
+        id=str(row["id"]),
+        name=row["name"],
+        role=FolderRole(role) if role else None,
+        parent_id=None if parent is None else str(parent),
+    )
+
+
+def recipient_from_row(row: Row) -> Recipient:
+    """A row selected with RECIPIENT_COLUMNS."""
+    return Recipient(
+        index=row["idx"],
+        address=row["address"],
+        display_name=row["display_name"],
+        address_type=row["address_type"],
+        kind=RecipientKind(row["kind"]),
+        responsibility=bool(row["responsibility"]),
+        state=RecipientState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt=row["next_attempt"],
+        last_code=row["last_code"],
+        last_status=row["last_status"],
+        last_text=row["last_text"],
+        transport=row["transport"],
+    )
+
+
+def message_from_row(row: Row, recipients: tuple[Recipient, ...], now: float) -> Message:
+    """A row selected with MESSAGE_COLUMNS and ``c.data``, and its recipients."""
+    lease = Lease.of(row, now)
+    sentmail = row["sentmail_folder"]
+    return Message(
+        id=str(row["id"]),
+        folder_id=str(row["folder_id"]),
+        message_class=row["message_class"],
+        flags=MessageFlag(row["flags"]),
+        submit_flags=lease.submit_flags(row["submit_flags"]),
+        priority=row["priority"],
+        sender=row["sender"],
+        subject=row["subject"],
+        size=row["size"],
+        content=bytes(row["data"]),
+        recipients=recipients,
+        created_at=row["created_at"],
+        client_submit_time=row["client_submit_time"],
+        not_before=row["not_before"],
+        next_attempt=row["next_attempt"],
+        sentmail_folder=None if sentmail is None else str(sentmail),
+        delete_after_submit=bool(row["delete_after_submit"]),
+        ndr_requested=bool(row["ndr_requested"]),
+        dr_requested=bool(row["dr_requested"]),
+        lock_owner=lease.owner,
+        lock_expiry=lease.expiry,
+        delay_reported=bool(row["delay_reported"]),
+        held=bool(row["held"]),
+    )
+
+
+def queue_entry_from_row(row: Row, now: float) -> QueueEntry:
+    """A row selected with QUEUE_COLUMNS."""
+    lease = Lease.of(row, now)
+    return QueueEntry(
+        id=str(row["id"]),
+        client_submit_time=row["client_submit_time"],
+        due_at=row["due_at"],
+        flags=MessageFlag(row["flags"]),
+        submit_flags=lease.submit_flags(row["submit_flags"]),
+        priority=row["priority"],
+        sender=row["sender"],
+        subject=row["subject"],
+        size=row["size"],
+        lock_owner=lease.owner,
+        lock_expiry=lease.expiry,
+        not_before=row["not_before"],
+        held=bool(row["held"]),
+    )
+
+
+def summary_from_row(row: Row) -> MessageSummary:
+    """A row selected with SUMMARY_COLUMNS."""
+    return MessageSummary(
+        id=str(row["id"]),
+        folder_id=str(row["folder_id"]),
+        message_class=row["message_class"],
+        flags=MessageFlag(row["flags"]),
+        sender=row["sender"],
+        subject=row["subject"],
+        size=row["size"],
+        time=row["listed_at"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRow:
+    """The columns of ``messages`` a draft sets (``create_message``, ``save``, ``submit_new``)."""
+
+    message_class: str
+    flags: int
+    priority: int
+    sender: str
+    subject: str
+    size: int
+    not_before: float | None
+    sentmail_folder: int | None
+    delete_after_submit: bool
+    ndr_requested: bool
+    dr_requested: bool
+
+    @classmethod
+    def of(cls, draft: Draft, sentmail_folder: int | None) -> DraftRow:
+        """``sentmail_folder``: the id of the draft's sent-mail folder, which the caller looked up."""
+        return cls(
+            message_class=draft.message_class,
+            flags=int(draft.flags & ~MessageFlag.SUBMIT),  # only submit sets SUBMIT
+            priority=draft.priority,
+            sender=draft.sender,
+            subject=draft.subject,
+            size=len(draft.content),
+            not_before=draft.not_before,
+            sentmail_folder=sentmail_folder,
+            delete_after_submit=bool(draft.delete_after_submit),
+            ndr_requested=bool(draft.ndr_requested),
+            dr_requested=bool(draft.dr_requested),
+        )
+
+    def values(self) -> tuple[Any, ...]:
+        """In the order of DRAFT_COLUMNS."""
+        return (
+            self.message_class, self.flags, self.priority, self.sender, self.subject, self.size,
+            self.not_before, self.sentmail_folder, self.delete_after_submit, self.ndr_requested,
+            self.dr_requested,
+        )  # fmt: skip
+
+
+DRAFT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(DraftRow))
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An inbound message as ``deliver`` files it, checked: its row's columns, its content, and the
+    downloading transport's memory of it (written in the same transaction)."""
+
+    message_class: str
+    flags: int
+    sender: str
+    subject: str
+    size: int
+    created_at: float  # when it was received
+    filed_at: float
+    content: bytes
+    state: StateChange | None
+
+    @classmethod
+    def checked(cls, message: InboundMessage, state: StateChange | None, now: float) -> Arrival:
+        validate_inbound(message)
+        if state is not None:
+            validate_state_change(state)
+        content = bytes(message.content)
+        return cls(
+            message_class=inbound_class(message.message_class),
+            flags=int(message.flags),
+            sender=message.sender,
+            subject=message.subject,
+            size=len(content),
+            created_at=message.received_at if message.received_at is not None else now,
+            filed_at=now,
+            content=content,
+            state=state,
+        )
+
+    def values(self) -> tuple[Any, ...]:
+        """In the order of ARRIVAL_COLUMNS."""
+        return (
+            self.message_class, self.flags, self.sender, self.subject, self.size, self.created_at,
+            self.filed_at,
+        )  # fmt: skip
+
+    def delivery(self, message_id: int, folder_id: str) -> Delivery:
+        return Delivery(str(message_id), folder_id, self.message_class, MessageFlag(self.flags))
+
+
+ARRIVAL_COLUMNS = ("message_class", "flags", "sender", "subject", "size", "created_at", "filed_at")

@@ -1,0 +1,80 @@
+"""The SQLite store's leases: the spooler locks a queued message for a while, renews, unlocks (with a
+retry time) and, after a restart, takes back what its previous life held."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+
+from spoolerd.events import QueueChanged
+from spoolerd.message import Message, check_time, check_wire_text
+from stores.common.rules import int_id
+
+from . import tables
+from .core import SqliteCore
+
+__all__ = ["SqliteLeases"]
+
+
+class SqliteLeases(SqliteCore):
+    async def lock(self, message_id: str, owner: str, lease: float) -> Message:
+        mid = int_id(message_id)
+        check_time("lease", lease)
+        check_wire_text("lock owner", owner, allow_empty=False)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> Message:
+            tables.message_state(conn, mid).check_lockable(message_id, owner, now)
+            conn.execute(
+                "UPDATE messages SET lock_owner=?, lock_expiry=? WHERE id=?", (owner, now + lease, mid)
+            )
+            return replace(tables.load_message(conn, mid, now), writable=False)
+
+        return await self._writer.run(tx)
+
+    async def renew(self, message_id: str, owner: str, lease: float) -> None:
+        mid = int_id(message_id)
+        check_time("lease", lease)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.require_lock(conn, mid, owner)
+            conn.execute("UPDATE messages SET lock_expiry=? WHERE id=?", (now + lease, mid))
+
+        await self._writer.run(tx)
+
+    async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
+        mid = int_id(message_id)
+        check_time("retry_at", retry_at)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.require_lock(conn, mid, owner)
+            if retry_at is None:
+                conn.execute("UPDATE messages SET lock_owner=NULL, lock_expiry=NULL WHERE id=?", (mid,))
+            else:
+                conn.execute(
+                    "UPDATE messages SET lock_owner=NULL, lock_expiry=NULL, next_attempt=?,"
+                    " due_at=MAX(?, COALESCE(not_before, ?)) WHERE id=?",
+                    (retry_at, retry_at, retry_at, mid),
+                )
+
+        reason = "unlock" if retry_at is None else "retry"
+        await self._writer.run(tx, on_commit=self._announce(reason, message_id))
+
+    async def reclaim(self, owner: str) -> int:
+        check_wire_text("lock owner", owner, allow_empty=False)
+        pattern = owner.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "#%"
+
+        def tx(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE messages SET lock_owner=NULL, lock_expiry=NULL WHERE queued=1"
+                " AND (lock_owner=? OR lock_owner LIKE ? ESCAPE '\\')",
+                (owner, pattern),
+            )
+            return cursor.rowcount
+
+        def announce(count: int) -> None:
+            if count:
+                self._hub.publish(QueueChanged(self.name, "reclaim", None))
+
+        return await self._writer.run(tx, on_commit=announce)

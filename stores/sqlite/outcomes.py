@@ -1,0 +1,127 @@
+"""What the SQLite store records under the spooler's lease: the preprocessors' changes, each attempt's
+per-recipient outcomes, and the end of a submission (``finish``: Sent Items, delete, or leave)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+
+from spoolerd.errors import InvalidArgument, NoRecipients, Submitted
+from spoolerd.message import (
+    Draft,
+    Message,
+    MessageFlag,
+    NewRecipient,
+    RecipientState,
+    RecipientUpdate,
+    SubmitFlag,
+    validate_draft,
+)
+from stores.common.rules import STATE_COLUMNS, MessageState, check_updates, int_id
+
+from . import tables
+from .core import SqliteCore
+
+__all__ = ["SqliteOutcomes"]
+
+
+class SqliteOutcomes(SqliteCore):
+    async def complete_preprocessing(
+        self,
+        message_id: str,
+        owner: str,
+        *,
+        content: bytes | None = None,
+        recipients: Sequence[NewRecipient] | None = None,
+    ) -> Message:
+        mid = int_id(message_id)
+        if recipients is not None:
+            validate_draft(Draft(content=b"", recipients=recipients))
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> Message:
+            tables.require_lock(conn, mid, owner)
+            if content is not None:
+                conn.execute("UPDATE contents SET data=? WHERE message_id=?", (bytes(content), mid))
+                conn.execute("UPDATE messages SET size=? WHERE id=?", (len(content), mid))
+            if recipients is not None:
+                (tried,) = conn.execute(
+                    "SELECT COUNT(*) FROM recipients WHERE message_id=? AND attempts > 0", (mid,)
+                ).fetchone()
+                if tried:
+                    raise Submitted(f"message {message_id} has delivery attempts; its recipients are fixed")
+                if not recipients:
+                    raise NoRecipients(f"preprocessing left message {message_id} with no recipients")
+                conn.execute("DELETE FROM recipients WHERE message_id=?", (mid,))
+                tables.insert_recipients(conn, mid, recipients)
+            conn.execute(
+                "UPDATE messages SET submit_flags = submit_flags & ? WHERE id=?",
+                (~SubmitFlag.PREPROCESS & 0xFFFFFFFF, mid),
+            )
+            return replace(tables.load_message(conn, mid, now), writable=False)
+
+        return await self._writer.run(tx)
+
+    async def record_outcomes(
+        self,
+        message_id: str,
+        owner: str,
+        updates: Sequence[RecipientUpdate],
+        *,
+        delay_reported: bool = False,
+    ) -> None:
+        mid = int_id(message_id)
+        check_updates(updates)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            tables.require_lock(conn, mid, owner)
+            if delay_reported:
+                conn.execute("UPDATE messages SET delay_reported=1 WHERE id=?", (mid,))
+            _apply_updates(conn, mid, message_id, updates)
+
+        await self._writer.run(tx)
+
+    async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
+        mid = int_id(message_id)
+        check_updates(outcomes)
+        now = self._clock()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            row = tables.state_row(conn, mid, f"{STATE_COLUMNS}, sentmail_folder, delete_after_submit")
+            MessageState.of(row).check_finishable(message_id, owner)
+            _apply_updates(conn, mid, message_id, outcomes)
+            conn.execute(
+                "UPDATE messages SET flags = flags & ?, submit_flags=0, next_attempt=NULL, due_at=NULL,"
+                " queued=0, lock_owner=NULL, lock_expiry=NULL WHERE id=?",
+                (~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF, mid),
+            )
+            sentmail = row["sentmail_folder"]
+            if sentmail is not None and tables.folder_exists(conn, sentmail):
+                conn.execute("UPDATE messages SET folder_id=?, filed_at=? WHERE id=?", (sentmail, now, mid))
+            if row["delete_after_submit"]:
+                conn.execute("DELETE FROM messages WHERE id=?", (mid,))
+
+        await self._writer.run(tx, on_commit=self._announce("finish", message_id))
+
+
+def _apply_updates(
+    conn: sqlite3.Connection, mid: int, message_id: str, updates: Sequence[RecipientUpdate]
+) -> None:
+    """Record each outcome; a recipient that already has a final one keeps it (exactly one each)."""
+    for u in updates:
+        found = conn.execute(
+            "SELECT state FROM recipients WHERE message_id=? AND idx=?", (mid, u.index)
+        ).fetchone()
+        if found is None:
+            raise InvalidArgument(f"message {message_id} has no recipient #{u.index}")
+        if RecipientState(found["state"]).final:
+            continue
+        state = RecipientState(u.state)
+        conn.execute(
+            "UPDATE recipients SET state=?, responsibility=?, attempts=attempts+1, next_attempt=?,"
+            " last_code=?, last_status=?, last_text=?, transport=COALESCE(?, transport)"
+            " WHERE message_id=? AND idx=?",
+            (state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
+             mid, u.index),
+        )  # fmt: skip
