@@ -23,6 +23,7 @@ import structlog
 from . import maillog
 from .dsn import RecipientStatus, ReportKind, build_report, report_class
 from .errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from .events import SpoolerEvent
 from .flush import dead_until_for_flush
 from .message import (
     InboundMessage,
@@ -38,10 +39,11 @@ from .message_class import canonical
 from .preprocess import Preprocessor, signs_last
 from .retry import DestinationCache, RetryPolicy
 from .routing import SenderRoutes, expand_recipients, route, serves
+from .slot import TransportSlot
 from .store import Clock, MessageStore
 from .transport import Outcome, OutcomeKind, Transport
 
-__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "RecipientResult", "TransportSlot"]
+__all__ = ["AttemptResult", "DeliverySettings", "Dispatcher", "RecipientResult"]
 
 log = structlog.get_logger("spoolerd.delivery")
 
@@ -59,45 +61,6 @@ class DeliverySettings:
     lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
     bounce_copy_to: Sequence[str] = ()  # get a copy of every NDR ([addresses] bounce_copy_to, aliased)
     sender_routes: SenderRoutes = field(default_factory=SenderRoutes)  # [sender_routes]
-
-
-@dataclass(slots=True)
-class TransportSlot:
-    """A configured transport with its concurrency limit and the preprocessors it registered."""
-
-    transport: Transport
-    limiter: asyncio.Semaphore  # the transport's concurrency
-    preprocessors: Sequence[Preprocessor] = ()
-    online: bool = True
-    counters: dict[str, int] = field(default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0})
-    last_error: str | None = None
-    since: float = 0.0  # when ``online`` or ``state`` last changed
-    down: dict[str, str] = field(default_factory=dict)  # its destinations that are down -> why
-
-    @property
-    def name(self) -> str:
-        return self.transport.name
-
-    @property
-    def state(self) -> str:
-        """``failing`` while one of its destinations is down (no answer, login refused, TLS failed)."""
-        return "failing" if self.down else "ok"
-
-    @property
-    def availability(self) -> str:
-        """The status row's first flag: offline, failure or available."""
-        return "offline" if not self.online else "failure" if self.down else "available"
-
-    def account(self, outcomes: Sequence[Outcome]) -> None:
-        """Count what one send did, and keep the latest problem for the status row."""
-        for outcome in outcomes:
-            if outcome.kind is OutcomeKind.NOT_ME:
-                continue
-            key = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}.get(outcome.kind, "deferred")
-            self.counters[key] += 1
-            if outcome.kind is not OutcomeKind.DELIVERED:
-                code = f"{outcome.code} " if outcome.code else ""
-                self.last_error = f"{code}{outcome.status or ''} {outcome.diagnostic}".strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +142,12 @@ class Dispatcher:
         self._unlocks_owed: dict[str, set[str]] = {}
         self._leases_changed = anyio.Event()
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
-        self.publish: Callable[[dict[str, Any]], None] = lambda event: None  # the spooler's events
+        self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
 
     def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
         """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
         self.transports = list(transports)
-        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
+        self._sent_copiers = {s.name: s.sent_copier for s in self.transports if s.sent_copier is not None}
 
     def outcome_update(
         self, r: Recipient, transport: str | None, outcome: Outcome, submitted: float, now: float
@@ -256,23 +219,21 @@ class Dispatcher:
 
     async def _file_sent(self, message: Message, delivered_by: frozenset[str]) -> None:
         """Offer a copy of sent mail to the transports that file one (``sent_copies``)."""
-        for slot in self._sent_copiers:
-            transport: Any = slot.transport
+        for name, copier in self._sent_copiers.items():
             try:
                 with anyio.fail_after(self.settings.send_timeout):
-                    await transport.file_sent(message, delivered_by)
+                    await copier.file_sent(message, delivered_by)
             except Exception:  # a copy of what was sent: never a reason to fail the delivery
-                log.exception("filing a sent copy failed", transport=slot.name, message=message.id)
+                log.exception("filing a sent copy failed", transport=name, message=message.id)
 
     async def _owe_sent(self, store: MessageStore, sent: tuple[Message, frozenset[str]] | None) -> None:
         """Before the finish: a transport that keeps its sent copies owed in the store (``owe_sent``)
         commits the debt, so a crash between the finish and ``file_sent`` loses no copy."""
         if sent is None:
             return
-        for slot in self._sent_copiers:
-            owe = getattr(slot.transport, "owe_sent", None)
-            if owe is not None:
-                await owe(store, *sent)
+        for copier in self._sent_copiers.values():
+            if copier.owe_sent is not None:
+                await copier.owe_sent(store, *sent)
 
     def _sent(
         self, message: Message, updates: Sequence[RecipientUpdate]
@@ -510,13 +471,13 @@ class Dispatcher:
         plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
         for slot in eligible:
             for pre in slot.preprocessors:
-                if not hasattr(pre, "address_types"):
+                if not pre.own_types:
                     applies = slot.name in plan.by_transport
                 else:
-                    types: frozenset[str] | None = pre.address_types
+                    types = pre.address_types
                     applies = any(serves(types, r.address_type) for r in message.recipients)
                 if applies:
-                    chosen.append(pre)
+                    chosen.append(pre.run)
         return sorted(chosen, key=signs_last)
 
     # ------------------------------------------------------------------ routing and sending
@@ -591,7 +552,7 @@ class Dispatcher:
             key = f"{slot.name}:{destination}"
             entry = self._destination_limits.get(key)
             if entry is None:
-                own = getattr(transport, "destination_concurrency", None)
+                own = slot.destination_concurrency
                 entry = self._destination_limits[key] = [
                     asyncio.Semaphore(own or self.settings.destination_concurrency),
                     0,
