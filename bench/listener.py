@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.peers, when run as a script
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # relay.py's smtp-sink
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, when run as a script
 
-from relay import Sink, content  # type: ignore[import-not-found]
+from harness import Sink, content, spoolerd, spoolerd_config  # type: ignore[import-not-found]
 
 from tests.peers.ports import free_port
 from tests.peers.postfix import Postfix, available
@@ -109,49 +109,11 @@ async def drive(sink: Sink, port: int, messages: int, recipients: int) -> dict[s
     }
 
 
-def spoolerd_config(state_dir: str, listen: int, sink_port: int) -> str:
-    return f"""
-[spooler]
-state_dir = "{state_dir}"
-[control]
-socket = "{state_dir}/control.sock"
-[stores.local]
-provider = "sqlite"
-addresses = ["@localhost"]
-[transports.loopback]
-provider = "loopback"
-[transports.relay]
-provider = "smtp"
-host = "127.0.0.1"
-port = {sink_port}
-tls = "none"
-[listeners.bench]
-address = "127.0.0.1:{listen}"
-"""
-
-
 async def run_spoolerd(sink: Sink, messages: int, recipients: int) -> dict[str, Any]:
+    listen = free_port()
     with tempfile.TemporaryDirectory() as state_dir:
-        cfg = Path(state_dir) / "spoolerd.toml"
-        listen = free_port()
-        cfg.write_text(spoolerd_config(state_dir, listen, sink.port))
-        log = Path(state_dir, "daemon.log").open("wb")  # noqa: SIM115, ASYNC230 (the daemon's whole life)
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "spoolerd.cli", "run", "--config", str(cfg), stderr=log
-        )
-        try:
-            for _ in range(200):  # ready once the listener answers
-                try:
-                    socket.create_connection(("127.0.0.1", listen), timeout=1).close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.05)
-            result = await drive(sink, listen, messages, recipients)
-        finally:
-            daemon.terminate()
-            await daemon.wait()
-            log.close()
-        return result
+        async with spoolerd(state_dir, spoolerd_config(state_dir, sink.port, listen)):
+            return await drive(sink, listen, messages, recipients)
 
 
 async def run_postfix(sink: Sink, messages: int, recipients: int) -> dict[str, Any]:

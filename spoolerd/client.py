@@ -1,20 +1,96 @@
 """A small blocking client for the control socket, standard library only, so the command-line tools start
-fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP). Requests are framed by the
-protocol's own sans-io module (standard library only as well), the one place that knows the format."""
+fast (``spoolerd-sendmail`` runs once per mail from cron, mailx or PHP).
+
+Start-up is most of a sendmail command's time (bench/sendmail.py), so this module imports only C
+modules and ``os``: the ``socket`` module's wrapper and the ``json`` package both import ``enum`` (and
+``json`` also ``re``), which on CPython 3.11 cost more than the interpreter's own start and the round
+trip to the daemon together (``python -X importtime -c 'import spoolerd.sendmail'``: 54 ms before, 3 ms
+after, on a loaded machine). So the socket is ``_socket.socket`` (the class ``socket.socket`` extends)
+and a request line is encoded and an answer decoded with ``_json``'s C string quoting and scanner, the
+parts ``json.dumps``/``json.loads`` are made of (``dumps_line``/``loads_line``, checked against ``json``
+by tests/test_sendmail_imports.py). Neither is a hot path for ``typing``, ``pathlib`` or ``contextlib``.
+The request line is the one ``spoolerd.control.protocol.encode_request`` frames (that module, the one
+place that knows the format, imports ``json``, ``re`` and ``dataclasses``); the same test checks that
+both give the same request.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import socket
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from _json import encode_basestring_ascii, make_scanner
+from _socket import AF_UNIX, SHUT_RDWR, SOCK_STREAM
+from _socket import socket as _unix_socket
 
-from .control.protocol import Request, encode_request
+TYPE_CHECKING = False  # typing itself is not imported at run time (see above)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
-__all__ = ["ConnectionLost", "ControlClient", "Refused", "Unreachable", "default_socket_path"]
+__all__ = [
+    "ConnectionLost",
+    "ControlClient",
+    "Refused",
+    "Unreachable",
+    "default_socket_path",
+    "dumps_line",
+    "loads_line",
+]
+
+
+def dumps_line(value: object) -> bytes:
+    """``value`` (dicts with str keys, lists, str, int, float, bool, None) as one line of JSON, ASCII
+    only (what ``json.dumps(value).encode()`` gives, without its spaces)."""
+    return _dumps(value).encode("ascii")
+
+
+_INFINITIES = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
+
+
+def _dumps(value: object) -> str:
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):  # as json.dumps: NaN and the infinities as JavaScript names them
+        if value != value:  # noqa: PLR0124 (NaN, without importing math)
+            return "NaN"
+        return _INFINITIES.get(value) or float.__repr__(value)
+    if isinstance(value, dict):
+        items = (f"{encode_basestring_ascii(str(k))}:{_dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+class _Decoding:
+    """The settings ``_json``'s scanner reads from ``json.JSONDecoder``: ``json.loads``'s defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    array_hook = None  # read by the scanner from Python 3.15
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity
+
+
+_scan = make_scanner(_Decoding())  # type: ignore[arg-type]
+
+
+def loads_line(raw: bytes) -> Any:
+    """One line of JSON (UTF-8), as ``json.loads``; ValueError if it is not exactly one JSON value."""
+    text = raw.decode("utf-8")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration as exc:
+        raise ValueError(f"not JSON at character {exc.value}") from exc
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"extra data after the JSON value at character {end}")
+    return value
 
 
 class Unreachable(Exception):
@@ -38,30 +114,33 @@ class Refused(Exception):
         self.message = message
 
 
-def default_socket_path() -> Path:
+def default_socket_path() -> str:
     """$SPOOLERD_SOCKET, else systemd's $RUNTIME_DIRECTORY, else /run/spoolerd if a daemon is there,
     else ./spool (the daemon's own defaults)."""
     explicit = os.environ.get("SPOOLERD_SOCKET")
     if explicit:
-        return Path(explicit)
+        return explicit
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if runtime:
-        return Path(runtime) / "control.sock"
-    system = Path("/run/spoolerd/control.sock")
+        return os.path.join(runtime, "control.sock")
+    system = "/run/spoolerd/control.sock"
     try:
-        present = system.exists()
+        os.stat(system)
+        present = True
     except PermissionError:  # a directory this user may not search: connecting will say so
         present = True
-    return system if present else Path("spool") / "control.sock"
+    except OSError:
+        present = False
+    return system if present else os.path.join("spool", "control.sock")
 
 
 class ControlClient:
     def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float | None = 300.0) -> None:
-        self.path = Path(path) if path is not None else default_socket_path()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.path = os.fspath(path) if path is not None else default_socket_path()
+        self._sock = _unix_socket(AF_UNIX, SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
-            self._sock.connect(os.fspath(self.path))
+            self._sock.connect(self.path)
         except PermissionError as exc:
             self._sock.close()
             raise Unreachable(f"permission denied on {self.path}", denied=True) from exc
@@ -72,8 +151,11 @@ class ControlClient:
         self._next_id = 0
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):  # wakes a thread blocked reading events (close alone may not)
-            self._sock.shutdown(socket.SHUT_RDWR)
+        # shutdown wakes a thread blocked reading events (close alone may not); no contextlib: see above
+        try:  # noqa: SIM105
+            self._sock.shutdown(SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
 
     def __enter__(self) -> ControlClient:
@@ -92,14 +174,16 @@ class ControlClient:
                 raise ConnectionLost("spoolerd closed the connection")
             self._buffer += chunk
         raw, self._buffer = self._buffer.split(b"\n", 1)
-        answer: dict[str, Any] = json.loads(raw)
+        answer: dict[str, Any] = loads_line(raw)
         return answer
 
     def _send(self, cmd: str, args: dict[str, Any], body: bytes | None = None) -> int:
         self._next_id += 1
-        request = Request(self._next_id, cmd, args, None if body is None else len(body))
+        request: dict[str, Any] = {"id": self._next_id, "cmd": cmd, "args": args}
+        if body is not None:
+            request["body"] = len(body)  # the raw bytes follow the line
         try:
-            self._sock.sendall(encode_request(request))
+            self._sock.sendall(dumps_line(request) + b"\n")
             if body:
                 self._sock.sendall(body)  # the raw bytes the line announced
         except OSError as exc:

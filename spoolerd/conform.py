@@ -22,7 +22,6 @@ from email.policy import compat32
 __all__ = ["MAX_LINE", "Unchangeable", "conform", "crlf", "has_long_lines"]
 
 MAX_LINE = 998  # octets of text in a line, without its CRLF
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
 _SIGNED = ("multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime")
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 
@@ -46,7 +45,10 @@ class Unchangeable(ValueError):
 
 
 def has_long_lines(data: bytes) -> bool:
-    return len(data) > MAX_LINE and _LONG_LINE.search(data) is not None
+    """A run of more than 998 octets without CR or LF. Measured by splitting, in C and linear: the
+    regular expression ``[^\\r\\n]{999}`` it replaces retried from every offset, 0.9 s of CPU for a 1 MB
+    message of 78-octet lines and 1.8 ms for 4 KB, on every delivery (issue #17, bench/relay.py)."""
+    return len(data) > MAX_LINE and max(map(len, data.splitlines())) > MAX_LINE
 
 
 def conform(wire: bytes, *, eight_bit: bool) -> bytes:

@@ -12,14 +12,27 @@ import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Literal, NotRequired, TypedDict, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .message import MessageFlag
 
-__all__ = ["EventHub", "NewMail", "QueueChanged", "StoreEvent", "Subscription"]
+__all__ = [
+    "DeliveryEvent",
+    "EventHub",
+    "NewMail",
+    "Purged",
+    "QueueChanged",
+    "RecipientDetail",
+    "SpoolerEvent",
+    "StoreEvent",
+    "StoreStateChanged",
+    "Subscription",
+    "TransportOnlineChanged",
+    "TransportStateChanged",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,70 @@ class NewMail:
 
 
 StoreEvent = QueueChanged | NewMail
+
+
+# The spooler's own events (``Spooler.events``), streamed as they are by the control socket's
+# ``subscribe``: one JSON object each, keyed by ``type``.
+
+
+class RecipientDetail(TypedDict):
+    """One recipient of a delivery event: what ``spoolerctl watch`` prints."""
+
+    recipient: str
+    transport: str | None
+    code: int | None
+    status: str | None
+    reason: str | None
+    next_attempt: float | None
+
+
+class DeliveryEvent(TypedDict):
+    """An attempt ended with ``recipients`` recipients in state ``type``."""
+
+    type: Literal["delivered", "deferred", "failed"]
+    store: str
+    id: str
+    recipients: int
+    time: float
+    details: list[RecipientDetail]
+
+
+class TransportStateChanged(TypedDict):
+    """A transport's destination went down (``failing``) or every one answers again (``ok``)."""
+
+    type: Literal["status_changed"]
+    name: str
+    state: Literal["ok", "failing"]
+    last_error: str | None
+    since: float
+
+
+class TransportOnlineChanged(TypedDict):
+    """An operator took a transport online or offline."""
+
+    type: Literal["status_changed"]
+    name: str
+    online: bool
+
+
+class StoreStateChanged(TypedDict):
+    type: Literal["status_changed"]
+    resource_type: Literal["store"]
+    name: str
+    state: Literal["failing", "available"]
+    error: NotRequired[str]  # failing: why
+
+
+class Purged(TypedDict):
+    """Sent Items retention deleted ``count`` messages."""
+
+    type: Literal["purged"]
+    store: str
+    folder: str
+    count: int
+
+
+SpoolerEvent = DeliveryEvent | TransportStateChanged | TransportOnlineChanged | StoreStateChanged | Purged
 E = TypeVar("E")
 
 
@@ -95,7 +172,8 @@ class Subscription(Generic[E]):
 
 
 class EventHub(Generic[E]):
-    """Fans events out to every current subscriber (stores publish StoreEvents; the spooler, dicts)."""
+    """Fans events out to every current subscriber (stores publish StoreEvents; the spooler,
+    SpoolerEvents)."""
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription[E]] = set()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 import structlog
 
+from .events import SpoolerEvent, StoreStateChanged
 from .retry import Backoff
 from .store import Clock
 
@@ -40,7 +41,7 @@ class StoreHealth:
         self,
         names: list[str],
         clock: Clock,
-        publish: Callable[[dict[str, Any]], None],
+        publish: Callable[[SpoolerEvent], None],
         monotonic: Clock = time.monotonic,
     ) -> None:
         self.clock = clock  # the spooler's (what status shows); waits run on ``monotonic``
@@ -75,6 +76,8 @@ class StoreHealth:
         log.warning("store available again", store=name, failing_for=round(down, 1))
         self._changed(name, "available")
 
-    def _changed(self, name: str, state: str, **details: str) -> None:
-        event = {"type": "status_changed", "resource_type": "store", "name": name, "state": state}
-        self.publish(event | details)
+    def _changed(self, name: str, state: Literal["failing", "available"], error: str | None = None) -> None:
+        event = StoreStateChanged(type="status_changed", resource_type="store", name=name, state=state)
+        if error is not None:
+            event["error"] = error
+        self.publish(event)

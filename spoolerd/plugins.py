@@ -8,11 +8,13 @@ so a broken third-party package never shows up later as an AttributeError in the
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
+from .abilities import Abilities, detect
 from .errors import ConfigError, PluginError
 from .preprocess import Preprocessor
 from .store import STORE_METHODS, MessageStore, StoreContext, StoreProvider
@@ -22,6 +24,7 @@ __all__ = [
     "PREPROCESSORS",
     "STORES",
     "TRANSPORTS",
+    "OpenedTransport",
     "PluginRegistry",
     "self_check",
     "validation_problems",
@@ -47,13 +50,12 @@ def validation_problems(exc: ValidationError, prefix: str) -> list[str]:
     return problems
 
 
-def self_check(plugin: object, prefix: str) -> list[str]:
-    """Run a built store's or transport's optional ``check()`` (does what ``start`` needs exist: files
-    readable, secrets resolvable, directories writable?) and return its problems under ``prefix``
-    (``transports.NAME``). ``check`` raises ConfigError with ``key: problem`` lines; anything else it
-    raises is reported as a problem too, so ``spoolerd check-config`` and ``run`` fail alike."""
-    check = getattr(plugin, "check", None)
-    if not callable(check):
+def self_check(check: Callable[[], None] | None, prefix: str) -> list[str]:
+    """Run a built store's or transport's ``check`` (``abilities.checker``: does what ``start`` needs
+    exist: files readable, secrets resolvable, directories writable?) and return its problems under
+    ``prefix`` (``transports.NAME``). ``check`` raises ConfigError with ``key: problem`` lines; anything
+    else it raises is reported as a problem too, so ``spoolerd check-config`` and ``run`` fail alike."""
+    if check is None:
         return []
     try:
         check()
@@ -62,6 +64,14 @@ def self_check(plugin: object, prefix: str) -> list[str]:
     except Exception as exc:
         return [f"{prefix}: its check failed: {type(exc).__name__}: {exc}"]
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedTransport:
+    """A built (not started) transport and what it can do besides sending."""
+
+    transport: Transport
+    abilities: Abilities
 
 
 class PluginRegistry:
@@ -128,22 +138,17 @@ class PluginRegistry:
 
     def open_transport(
         self, provider: str, options: Mapping[str, Any], context: TransportContext
-    ) -> Transport:
+    ) -> OpenedTransport:
+        """Validate ``options`` with the provider's own model, build the transport and detect its
+        abilities (PluginError for one implemented by halves, naming the entry point)."""
         cls = self.transport_provider(provider)
         try:
             settings = cls.Settings.model_validate(dict(options))
         except ValidationError as exc:
             raise ConfigError(validation_problems(exc, f"transports.{context.name}")) from exc
         transport = cls(settings, context)
-        types = getattr(transport, "address_types", ())
-        if types is not None and not (
-            isinstance(types, frozenset) and all(isinstance(t, str) for t in types)
-        ):
-            ep = self._entry_points[TRANSPORTS][provider][0]
-            raise PluginError(
-                f"entry point {_describe(ep)}: address_types must be a frozenset of str or None"
-            )
-        return transport
+        ep = self._entry_points[TRANSPORTS][provider][0]
+        return OpenedTransport(transport, detect(transport, f"entry point {_describe(ep)}"))
 
     def preprocessor(self, name: str, options: Mapping[str, Any] | None = None) -> Preprocessor:
         """A preprocessor built from ``spoolerd.preprocessors:name``: a factory taking no arguments, or a

@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import structlog
 
-from .config import Config, load_config
-from .daemon import (
+from .assembly import (
     Daemon,
     build,
     coupled_transports,
@@ -30,9 +29,11 @@ from .daemon import (
     start_transports,
     stop_transports,
 )
+from .config import Config, load_config
 from .errors import ConfigError
+from .host import ReloadResult
 from .logsetup import configure_logging
-from .transport import Receiver, Transport, downloads
+from .transport import Transport
 
 __all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "plan_transports", "reload"]
 
@@ -50,12 +51,6 @@ RESTART_ONLY = (
 )
 
 _MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    applied: list[str]  # what changed and took effect, e.g. "transports.relay changed (port)"
-    restart_needed: list[str]  # keys that changed but keep their running value until a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +152,8 @@ async def reload(daemon: Daemon) -> ReloadResult:
         daemon.transports = [slot.transport for slot in current]
         daemon.submitter.coupled = coupled_transports(config, daemon.transports)
         for slot in slots:
-            if downloads(slot.transport):
-                spooler.start_receiving(slot.name, cast(Receiver, slot.transport))
+            if slot.downloader is not None:
+                spooler.start_receiving(slot.name, slot.downloader)
         if retired:
             spooler.spawn(lambda: _retire(spooler.in_flight_now(), [slot.transport for slot in retired]))
 

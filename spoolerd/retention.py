@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 
 from .duration import format_duration
 from .errors import StoreError
-from .events import EventHub, QueueChanged, StoreEvent, Subscription
+from .events import EventHub, QueueChanged, SpoolerEvent, StoreEvent, Subscription
 from .message import FolderRole
 from .store import Clock, MessageStore
 
@@ -58,7 +58,7 @@ class SentKeeper:
     clock, for a clock that does not follow real time)."""
 
     def __init__(
-        self, name: str, store: MessageStore, keep: float, *, clock: Clock, events: EventHub[dict[str, Any]]
+        self, name: str, store: MessageStore, keep: float, *, clock: Clock, events: EventHub[SpoolerEvent]
     ) -> None:
         self.name = name
         self.store = store
@@ -150,7 +150,7 @@ def sent_keepers(
     stores: Mapping[str, MessageStore],
     *,
     clock: Clock,
-    events: EventHub[dict[str, Any]],
+    events: EventHub[SpoolerEvent],
 ) -> dict[str, SentKeeper]:
     """A keeper for each store whose copies are kept for a limited time (``retention``: seconds per
     store name, None for ever)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
 from .errors import BadAddress
@@ -31,6 +30,10 @@ from .sendmail_args import (
     UsageError,
     parse_args,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up is most of a submit's time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main", "parse_args"]
 

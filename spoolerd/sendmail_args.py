@@ -9,10 +9,12 @@ argument that is not an option, so an address can never be read as an option. St
 
 from __future__ import annotations
 
-import enum
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+TYPE_CHECKING = False  # neither typing, enum nor dataclasses (which imports inspect) at run time: a
+if TYPE_CHECKING:  # sendmail command's start-up is most of its time (bench/sendmail.py)
+    from collections.abc import Sequence
+    from typing import ClassVar
 
 __all__ = [
     "EX_CONFIG",
@@ -65,16 +67,39 @@ class UsageError(Exception):
     """A bad command line: exit 64 with this reason."""
 
 
-class Mode(enum.Enum):
-    DELIVER = "-bm"
-    QUEUE = "-bp"
-    FLUSH = "-q"
-    NEWALIASES = "-bi"
-    VERIFY = "-bv"
-    DAEMON = "-bd"
-    SMTP = "-bs"
-    IGNORE = "-bh"  # -bh/-bH: Postfix keeps no host status: nothing to do
-    HELP = "--help"
+class Mode:
+    """A sendmail mode: one instance each, compared with ``is``. Not an ``enum.Enum``: importing ``enum``
+    costs a sendmail command more than its round trip to the daemon (see ``spoolerd.client``)."""
+
+    __slots__ = ("name", "value")
+
+    DELIVER: ClassVar[Mode]
+    QUEUE: ClassVar[Mode]
+    FLUSH: ClassVar[Mode]
+    NEWALIASES: ClassVar[Mode]
+    VERIFY: ClassVar[Mode]
+    DAEMON: ClassVar[Mode]
+    SMTP: ClassVar[Mode]
+    IGNORE: ClassVar[Mode]  # -bh/-bH: Postfix keeps no host status: nothing to do
+    HELP: ClassVar[Mode]
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value  # the option that selects it
+
+    def __repr__(self) -> str:
+        return f"Mode.{self.name}"
+
+
+Mode.DELIVER = Mode("DELIVER", "-bm")
+Mode.QUEUE = Mode("QUEUE", "-bp")
+Mode.FLUSH = Mode("FLUSH", "-q")
+Mode.NEWALIASES = Mode("NEWALIASES", "-bi")
+Mode.VERIFY = Mode("VERIFY", "-bv")
+Mode.DAEMON = Mode("DAEMON", "-bd")
+Mode.SMTP = Mode("SMTP", "-bs")
+Mode.IGNORE = Mode("IGNORE", "-bh")
+Mode.HELP = Mode("HELP", "--help")
 
 
 _B_MODES = {
@@ -104,20 +129,30 @@ def undecodable(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-@dataclass(slots=True)
 class Options:
-    mode: Mode = Mode.DELIVER
-    from_headers: bool = False  # -t
-    dot_ends: bool = True  # without -i/-oi a line with a lone "." ends the message
-    sender: str | None = None  # -f / -r
-    full_name: str | None = None  # -F
-    recipients: list[str] = field(default_factory=list)  # or, with -bv, the addresses to verify
-    config: str | None = None  # -C
-    ndr: bool | None = None  # -N: None leaves the report requests at their defaults
-    dr: bool | None = None
-    flush_ids: list[str] = field(default_factory=list)  # -qI
-    flush_site: str | None = None  # -qR
-    verbose: bool = False  # -v: a flush prints its counts
+    """The command line, read. A named record written out rather than a dataclass: importing
+    ``dataclasses`` (and with it ``inspect``) would be a sixth of a sendmail command's start-up."""
+
+    __slots__ = ("config", "dot_ends", "dr", "flush_ids", "flush_site", "from_headers", "full_name", "mode",
+                 "ndr", "recipients", "sender", "verbose")  # fmt: skip
+
+    def __init__(self, mode: Mode = Mode.DELIVER) -> None:
+        self.mode = mode
+        self.from_headers = False  # -t
+        self.dot_ends = True  # without -i/-oi a line with a lone "." ends the message
+        self.sender: str | None = None  # -f / -r
+        self.full_name: str | None = None  # -F
+        self.recipients: list[str] = []  # or, with -bv, the addresses to verify
+        self.config: str | None = None  # -C
+        self.ndr: bool | None = None  # -N: None leaves the report requests at their defaults
+        self.dr: bool | None = None
+        self.flush_ids: list[str] = []  # -qI
+        self.flush_site: str | None = None  # -qR
+        self.verbose = False  # -v: a flush prints its counts
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Options({fields})"
 
     def report_requests(self) -> dict[str, bool]:
         """The control socket's ``ndr``/``dr`` submit arguments that -N set (none without -N)."""

@@ -1,24 +1,29 @@
-"""The transport registry's record of one configured transport: its limit, its preprocessors, its state."""
+"""The registry's record of one configured transport: the plugin, its limits, what it can do, its state.
+
+The core asks the slot what the transport can do (``downloads``, ``flush``, ``sent_copier``...; found once
+by ``abilities.detect`` when the transport was built), never the plugin object.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from .preprocess import Preprocessor
-from .transport import Outcome, OutcomeKind, Transport
+from .abilities import Abilities, Downloading, SentCopier, TransportPreprocessor
+from .transport import Direction, Outcome, OutcomeKind, Transport
 
 __all__ = ["TransportSlot"]
 
 
 @dataclass(slots=True)
 class TransportSlot:
-    """A configured transport with its concurrency limit and the preprocessors it registered."""
+    """A configured transport with its concurrency limit, its abilities and its status."""
 
     transport: Transport
     limiter: asyncio.Semaphore  # the transport's concurrency
-    preprocessors: Sequence[Preprocessor] = ()
+    abilities: Abilities = field(default_factory=Abilities)
     online: bool = True
     counters: dict[str, int] = field(default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0})
     last_error: str | None = None
@@ -30,7 +35,40 @@ class TransportSlot:
         return self.transport.name
 
     @property
-    def state(self) -> str:
+    def address_types(self) -> frozenset[str] | None:
+        return self.transport.address_types
+
+    @property
+    def preprocessors(self) -> Sequence[TransportPreprocessor]:
+        return self.abilities.preprocessors
+
+    @property
+    def downloader(self) -> Downloading | None:
+        """What the spooler runs a download loop on; None: nothing to download."""
+        return self.abilities.downloader
+
+    @property
+    def downloads(self) -> bool:
+        return self.abilities.downloader is not None
+
+    @property
+    def flush(self) -> Callable[[Direction], Awaitable[None]] | None:
+        return self.abilities.flush
+
+    @property
+    def sent_copier(self) -> SentCopier | None:
+        return self.abilities.sent_copier
+
+    @property
+    def destination_concurrency(self) -> int | None:
+        return self.abilities.destination_concurrency
+
+    def own_status(self) -> Mapping[str, Any]:
+        """The transport's own part of its status row (empty if it reports none)."""
+        return {} if self.abilities.status is None else self.abilities.status()
+
+    @property
+    def state(self) -> Literal["ok", "failing"]:
         """``failing`` while one of its destinations is down (no answer, login refused, TLS failed)."""
         return "failing" if self.down else "ok"
 

@@ -16,23 +16,23 @@ import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, Literal
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
+from .abilities import Downloading
 from .delivery import AttemptResult, Dispatcher, RecipientResult
 from .envelope import header_sender, header_subject, one_line
 from .errors import NoAccess, NotFound, StoreError
-from .events import EventHub, QueueChanged, StoreEvent, Subscription
+from .events import EventHub, QueueChanged, RecipientDetail, SpoolerEvent, StoreEvent, Subscription
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access, InboundMessage
 from .retry import Backoff, Schedule
 from .routing import serves
 from .store import Clock, MessageStore
-from .transport import Receiver, downloads
 
 __all__ = ["Counters", "FlushDeferral", "FlushResult", "Spooler"]
 
@@ -120,7 +120,7 @@ class Spooler:
         self._work: asyncio.Queue[_Flight] = asyncio.Queue()
         self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
-        self.events: EventHub[dict[str, Any]] = EventHub()  # delivered/deferred/failed, status changes
+        self.events: EventHub[SpoolerEvent] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
         dispatcher.publish = self.events.publish  # a transport going down or up again
         # download loops by transport; cancelled first at shutdown
@@ -138,8 +138,8 @@ class Spooler:
             for store in self.stores.values():
                 tg.start_soon(self._watch, store.subscribe(accept=_wakes))
             for slot in self.dispatcher.transports:
-                if downloads(slot.transport):
-                    tg.start_soon(self._receive, slot.name, cast(Receiver, slot.transport))
+                if slot.downloader is not None:
+                    tg.start_soon(self._receive, slot.name, slot.downloader)
             task_status.started()
             await self._schedule()
             # stopping: intake is over; attempts in flight finish (``shutdown`` cancels at its deadline)
@@ -309,7 +309,7 @@ class Spooler:
                 self.counters.deferred += flight.result.deferred
                 self.counters.failed += flight.result.failed
                 result = flight.result
-                counts = (
+                counts: tuple[tuple[Literal["delivered", "deferred", "failed"], int], ...] = (
                     ("delivered", result.delivered),
                     ("deferred", result.deferred),
                     ("failed", result.failed),
@@ -347,7 +347,7 @@ class Spooler:
             message = await store.open(message_id, Access.BEST)
         except (NoAccess, NotFound):
             return True  # in flight or gone: joining (or skipping) it is harmless
-        named = [(s.name, s.transport.address_types) for s in self.dispatcher.transports]
+        named = [(s.name, s.address_types) for s in self.dispatcher.transports]
         eligible = dict(self.dispatcher.settings.sender_routes.eligible(message.sender, named))
         if transport not in eligible:
             return False  # [sender_routes]: not a transport this sender's mail may take
@@ -401,7 +401,7 @@ class Spooler:
 
     # ------------------------------------------------------------------ inbound
 
-    async def _receive(self, name: str, transport: Receiver) -> None:
+    async def _receive(self, name: str, transport: Downloading) -> None:
         """Keep a transport's download loop running: a failure is logged and retried with backoff (reset
         by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
         the transport has nothing more to download and the loop ends (it is not called again)."""
@@ -423,7 +423,7 @@ class Spooler:
         if self._intake.get(name) is intake:
             del self._intake[name]
 
-    def start_receiving(self, name: str, transport: Receiver) -> None:
+    def start_receiving(self, name: str, transport: Downloading) -> None:
         """Run a transport's download loop (one that a reload added or replaced)."""
         assert self._tg is not None, "the spooler is not running"
         self._intake[name] = anyio.CancelScope()  # at once, so a stop_receiving right after finds it
@@ -435,7 +435,7 @@ class Spooler:
         if scope is not None:
             scope.cancel()
 
-    async def _receive_once(self, name: str, transport: Receiver) -> None:
+    async def _receive_once(self, name: str, transport: Downloading) -> None:
         """File what a transport downloads; it is acknowledged remotely only after the local commit."""
         async for inbound in transport.receive():
             store = self.stores.get(inbound.store)
@@ -443,7 +443,7 @@ class Spooler:
                 log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
                 continue
             try:
-                await store.deliver(_summarised(inbound.message), state=getattr(inbound, "state", None))
+                await store.deliver(_summarised(inbound.message), state=inbound.state)
             except StoreError:
                 # not acknowledged, so the transport keeps the message and offers it again later
                 log.exception("could not file a downloaded message", transport=name, store=inbound.store)
@@ -452,7 +452,7 @@ class Spooler:
             await inbound.acknowledge()
 
 
-def _details(result: AttemptResult, state: str) -> list[dict[str, Any]]:
+def _details(result: AttemptResult, state: str) -> list[RecipientDetail]:
     """Per recipient in ``state``: what ``spoolerctl watch`` prints (address, reply, next try)."""
     return [
         {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -24,13 +24,13 @@ from .store import Clock, MessageStore
 __all__ = [
     "TRANSPORT_METHODS",
     "Direction",
+    "Inbound",
     "Outcome",
     "OutcomeKind",
     "Transport",
     "TransportContext",
     "TransportProvider",
     "Tried",
-    "downloads",
 ]
 
 
@@ -122,28 +122,14 @@ class Transport(Protocol):
         is not tried again by every queued message."""
 
 
-# Optional parts a transport may add (the spooler looks for them by name):
-#   def check(self) -> None
-#       what start() needs is there (files readable, secrets resolvable); raise ConfigError with
-#       "key: problem" lines. Called on the built object by check-config, run and a reload, before start
-#   def receive(self) -> AsyncIterator[Inbound]      download: messages to file into a store
-#   downloads: bool      False: has receive() but nothing to download as configured (see ``downloads``)
-#   async def flush(self, direction: Direction) -> None
-#       DOWNLOAD: fetch what the server has now and return once the spooler has committed and
-#       acknowledged all of it, so a synchronous flush can report how many were received
-#   def preprocessors(self) -> Sequence[Preprocessor]
-#   destination_concurrency: int | None      sends at once per destination, instead of the spooler's
-#   def status(self) -> Mapping[str, Any]
-#       its part of the status row: "status" flags added to the spooler's (inbound_active, flushing,
-#       failure), "last_error", "counters", and keys of its own
-#   sent_copies: bool, with async def file_sent(self, message, delivered_by: Collection[str]) -> None
-#       told of each message that has ended with recipients delivered (by the transports named), to
-#       file a copy of sent mail (e.g. IMAP APPEND to Sent); its errors are its own
+# What a transport may add (check, receive, flush, preprocessors, status, sent copies, its own
+# destination limit) is in spoolerd/abilities.py: each one a Protocol, detected once when it is built.
 
 
 class Inbound(Protocol):
     """One downloaded message: the spooler commits it, with ``state`` (what the transport remembers of
-    it, e.g. its UID) in the same transaction, then calls ``acknowledge`` (e.g. mark \\Seen)."""
+    it, e.g. its UID; None: nothing) in the same transaction, then calls ``acknowledge`` (e.g. mark
+    \\Seen)."""
 
     store: str
     message: InboundMessage
@@ -152,17 +138,7 @@ class Inbound(Protocol):
     async def acknowledge(self) -> None: ...
 
 
-class Receiver(Protocol):
-    def receive(self) -> AsyncIterator[Inbound]: ...
-
-
 TRANSPORT_METHODS: tuple[str, ...] = ("start", "stop", "send", "destination")
-
-
-def downloads(transport: object) -> bool:
-    """Whether the spooler runs a download loop for ``transport``: it has ``receive``, and does not say
-    (``downloads = False``) that its configuration gives it nothing to download."""
-    return callable(getattr(transport, "receive", None)) and bool(getattr(transport, "downloads", True))
 
 
 class TransportProvider(Protocol):

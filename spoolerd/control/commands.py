@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,22 +18,41 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__, maillog
-from ..daemon import Daemon
 from ..duration import format_duration
-from ..errors import NoAccess, NotFound, SpoolerError, Submitted
-from ..events import NewMail, QueueChanged, Subscription
+from ..errors import SpoolerError, Submitted
+from ..host import Host
 from ..message import FolderRole, flag_names
 from ..message_size import check_message_size
-from ..reconfigure import reload
-from ..retention import filing, retention_status
+from ..retention import filing
+from ..slot import TransportSlot
 from ..spooler import FlushDeferral
 from ..store import MessageStore
 from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
-from ..transport import Direction, downloads
-from .holders import lease_holders, owned_by
-from .verify import verify_addresses
-from .waiting import waiting_row
+from ..transport import Direction
+from .results import (
+    Aborted,
+    CommandResult,
+    ControlEvent,
+    DeferralRow,
+    Fetched,
+    FlushCounts,
+    FlushStarted,
+    FolderRow,
+    Held,
+    OnlineState,
+    Pong,
+    PurgeResult,
+    QueueRow,
+    Reloaded,
+    Removed,
+    StatusRow,
+    SubmitResult,
+    Unsubscribed,
+)
+from .status import queue_listing, status_table
+from .subscribe import stream_events
+from .verify import Unverifiable, Verified, verify_addresses
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -52,7 +70,7 @@ class Connection:
     """What a command may know of the client that sent it."""
 
     uid: int
-    send_event: Callable[[dict[str, Any]], Awaitable[None]]
+    send_event: Callable[[ControlEvent], Awaitable[None]]
     closed: anyio.Event
     body: bytes | None = None  # raw bytes that followed the request line (``submit``'s message)
 
@@ -65,7 +83,7 @@ class _StoreArgs(_Args):
     store: str | None = None
 
 
-def _store(daemon: Daemon, name: str | None) -> tuple[str, MessageStore]:
+def _store(daemon: Host, name: str | None) -> tuple[str, MessageStore]:
     chosen = name or daemon.default_store
     store = daemon.stores.get(chosen)
     if store is None:
@@ -73,7 +91,7 @@ def _store(daemon: Daemon, name: str | None) -> tuple[str, MessageStore]:
     return chosen, store
 
 
-def _slot(daemon: Daemon, name: str) -> Any:
+def _slot(daemon: Host, name: str) -> TransportSlot:
     slot = daemon.spooler.dispatcher.slot(name)
     if slot is None:
         raise CommandError("unknown_transport", f"no transport named {name!r}")
@@ -83,139 +101,21 @@ def _slot(daemon: Daemon, name: str) -> Any:
 # ---------------------------------------------------------------------- commands
 
 
-async def ping(daemon: Daemon, args: _Args, conn: Connection) -> Any:
+async def ping(daemon: Host, args: _Args, conn: Connection) -> Pong:
     return {"pong": True, "version": __version__}
 
 
-async def status(daemon: Daemon, args: _Args, conn: Connection) -> Any:
-    spooler = daemon.spooler
-    c = spooler.counters
-    rows: list[dict[str, Any]] = [
-        {
-            "resource_type": "spooler",
-            "name": "spooler",
-            "status": ["available"],
-            "methods": ["flush"],
-            "in_flight": spooler.in_flight,
-            "counters": {
-                "sent": c.delivered,
-                "deferred": c.deferred,
-                "failed": c.failed,
-                "received": c.received,
-            },
-        }
-    ]
-    for name, store in daemon.stores.items():
-        health = spooler.health.states[name]
-        section = daemon.config.stores[name]
-        try:
-            holders = await lease_holders(store, time.time())
-            queued: int | None = holders.queued
-        except SpoolerError:
-            holders, queued = None, None  # unreadable: the row says why
-        counters: dict[str, int | None] = {"queued": queued}
-        if holders is not None:  # on a shared store, which daemon holds what (each daemon's owner name)
-            here = spooler.dispatcher.owner
-            mine = sum(n for owner, n in holders.leases.items() if owned_by(owner, here))
-            counters |= {"locked_here": mine, "locked_elsewhere": sum(holders.leases.values()) - mine}
-        rows.append(
-            {
-                "resource_type": "store",
-                "name": name,
-                "provider": daemon.config.stores[name].provider,
-                "status": ["failure" if health.failing else "available"],
-                "methods": [],
-                "counters": counters,
-                "holders": None if holders is None else holders.leases,
-                "last_error": health.last_error,
-                "since": health.failing_since,
-                "retention": retention_status(
-                    section.sent_retention, section.sent_copies, daemon.keepers.get(name)
-                ),
-            }
-        )
-    for slot in spooler.dispatcher.transports:
-        transport = slot.transport
-        row_status = [slot.availability, "outbound_enabled"]
-        if downloads(transport):
-            row_status.append("inbound_enabled")
-        row: dict[str, Any] = {
-            "resource_type": "transport",
-            "name": slot.name,
-            "provider": daemon.config.transports[slot.name].provider,
-            "status": row_status,
-            "methods": ["flush"] if callable(getattr(transport, "flush", None)) else [],
-            "address_types": None if transport.address_types is None else sorted(transport.address_types),
-            "counters": dict(slot.counters),
-            "last_error": slot.last_error,
-            "since": slot.since or None,
-        }
-        own = getattr(transport, "status", None)
-        if callable(own):  # the transport's part: its flags, counters and details, and a newer error
-            extra = dict(own())
-            row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
-            row["counters"].update(extra.pop("counters", {}))
-            error = extra.pop("last_error", None)
-            if error is not None:
-                row["last_error"] = error
-            row.update(extra)
-            if "failure" in row_status and "available" in row_status:  # failing as it says: not available
-                row_status.remove("available")
-        rows.append(row)
-    for face_rows in daemon.status_rows:  # SMTP listeners
-        rows.extend(face_rows())
-    return rows
+async def status(daemon: Host, args: _Args, conn: Connection) -> list[StatusRow]:
+    return await status_table(daemon)
 
 
 class QueueArgs(_StoreArgs):
     ids: list[str] | None = None
 
 
-async def queue(daemon: Daemon, args: QueueArgs, conn: Connection) -> Any:
+async def queue(daemon: Host, args: QueueArgs, conn: Connection) -> list[QueueRow]:
     names = [args.store] if args.store else list(daemon.stores)
-    now = time.time()
-    out = []
-    for name in names:
-        _, store = _store(daemon, name)
-        async for entry in store.outgoing_queue():
-            if args.ids is not None and entry.id not in args.ids:
-                continue
-            row: dict[str, Any] = {
-                "id": entry.id,
-                "store": name,
-                "age": max(0.0, now - entry.client_submit_time),
-                "size": entry.size,
-                "sender": entry.sender,
-                "subject": entry.subject,
-                "due_at": entry.due_at,
-                "locked": entry.lock_owner is not None,
-                "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
-                "locked_here": owned_by(entry.lock_owner, daemon.spooler.dispatcher.owner),
-                "held": entry.held,
-                "priority": entry.priority,  # PR_PRIORITY: -1 non-urgent, 0 normal, 1 urgent
-                "recipients": None,
-            }
-            try:
-                message = await store.open(entry.id)
-            except (NoAccess, NotFound):
-                pass  # being delivered right now, or just finished
-            else:
-                row["recipients"] = [
-                    {
-                        "address": r.address,
-                        "state": r.state.value,
-                        "attempts": r.attempts,
-                        "last_code": r.last_code,
-                        "last_status": r.last_status,
-                        "last_text": r.last_text,
-                        "transport": r.transport,
-                        "next_attempt": r.next_attempt,
-                        "waiting": waiting_row(daemon.spooler.dispatcher, r),
-                    }
-                    for r in message.recipients
-                ]
-            out.append(row)
-    return out
+    return await queue_listing(daemon, [_store(daemon, name) for name in names], args.ids)
 
 
 class SubmitArgs(_StoreArgs):
@@ -231,7 +131,7 @@ class SubmitArgs(_StoreArgs):
     priority: Literal[-1, 0, 1] | None = None  # PR_PRIORITY; none: what the message's header asks for
 
 
-def _envelope(daemon: Daemon, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
+def _envelope(daemon: Host, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
     trusts = trusted(daemon.config, conn.uid, os.getuid())
     request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name)
     return complete_submission(daemon.config, request)  # the same rules as sendmail's direct path
@@ -250,7 +150,7 @@ def _submitted_content(args: SubmitArgs, conn: Connection) -> bytes:
         raise CommandError("bad_args", f"message: not base64: {exc}") from exc
 
 
-async def submit(daemon: Daemon, args: SubmitArgs, conn: Connection) -> Any:
+async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> SubmitResult:
     name, store = _store(daemon, args.store)
     content = _submitted_content(args, conn)
     check_message_size(len(content), daemon.config.spooler.message_size_limit)
@@ -295,64 +195,63 @@ class FlushArgs(_Args):
     wait: bool = True
 
 
-def _deferral_row(waiting: FlushDeferral) -> dict[str, Any]:
+def _deferral_row(waiting: FlushDeferral) -> DeferralRow:
     d = waiting.recipient.update
     return {"id": waiting.message_id, "store": waiting.store, "recipient": waiting.recipient.address,
             "code": d.code, "status": d.status, "reason": d.text or ""}  # fmt: skip
 
 
-async def flush(daemon: Daemon, args: FlushArgs, conn: Connection) -> Any:
+async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> FlushCounts | FlushStarted:
     if args.transport is not None:
         _slot(daemon, args.transport)
 
-    async def run() -> dict[str, Any]:
-        counts: dict[str, Any] = {"sent": 0, "deferred": 0, "failed": 0, "received": 0}
+    async def run() -> FlushCounts:
+        counts = FlushCounts(sent=0, deferred=0, failed=0, received=0)
         if args.direction in ("download", "both"):
             received_before = daemon.spooler.counters.received
             for slot in daemon.spooler.dispatcher.transports:
-                flusher = getattr(slot.transport, "flush", None)
-                if callable(flusher) and args.transport in (None, slot.name):
-                    await flusher(Direction.DOWNLOAD)
+                if slot.flush is not None and args.transport in (None, slot.name):
+                    await slot.flush(Direction.DOWNLOAD)
             counts["received"] = daemon.spooler.counters.received - received_before
         if args.direction in ("upload", "both"):
             result = await daemon.spooler.flush(
                 force=args.force, message_ids=args.ids, transport=args.transport
             )
-            counts.update(sent=result.sent, deferred=result.deferred, failed=result.failed)
+            counts["sent"], counts["deferred"], counts["failed"] = result.sent, result.deferred, result.failed
             counts["deferrals"] = [_deferral_row(d) for d in result.deferrals]  # why each still waits
         return counts
 
     if args.wait:
         return await run()
     daemon.spooler.spawn(run)  # FLUSH_ASYNC_OK: answer now, flush in the background
-    return {"started": True}
+    return FlushStarted(started=True)
 
 
 class IdArgs(_StoreArgs):
     id: str
 
 
-async def abort(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def abort(daemon: Host, args: IdArgs, conn: Connection) -> Aborted:
     _, store = _store(daemon, args.store)
     await store.abort_submit(args.id)
     return {"id": args.id, "aborted": True}
 
 
-async def hold(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def hold(daemon: Host, args: IdArgs, conn: Connection) -> Held:
     _, store = _store(daemon, args.store)
     await store.hold(args.id, True)
     return {"id": args.id, "held": True}
 
 
-async def release(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def release(daemon: Host, args: IdArgs, conn: Connection) -> Held:
     _, store = _store(daemon, args.store)
     await store.hold(args.id, False)
     daemon.spooler.wake()
     return {"id": args.id, "held": False}
 
 
-async def reload_config(daemon: Daemon, args: _Args, conn: Connection) -> Any:
-    result = await reload(daemon)  # a ConfigError (code bad_config) leaves the running config as it was
+async def reload_config(daemon: Host, args: _Args, conn: Connection) -> Reloaded:
+    result = await daemon.reload()  # a ConfigError (code bad_config) leaves the running config as it was
     return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
 
 
@@ -360,13 +259,13 @@ class TransportArgs(_Args):
     transport: str
 
 
-async def online(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
+async def online(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
     _slot(daemon, args.transport)
     daemon.spooler.set_online(args.transport, True)
     return {"transport": args.transport, "online": True}
 
 
-async def offline(daemon: Daemon, args: TransportArgs, conn: Connection) -> Any:
+async def offline(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
     _slot(daemon, args.transport)
     daemon.spooler.set_online(args.transport, False)
     return {"transport": args.transport, "online": False}
@@ -384,7 +283,7 @@ async def _folder_id(store: MessageStore, folder: str) -> str:
         return folder
 
 
-async def list_folder(daemon: Daemon, args: ListArgs, conn: Connection) -> Any:
+async def list_folder(daemon: Host, args: ListArgs, conn: Connection) -> list[FolderRow]:
     _, store = _store(daemon, args.store)
     rows = await store.list_messages(await _folder_id(store, args.folder))
     return [
@@ -401,7 +300,7 @@ async def list_folder(daemon: Daemon, args: ListArgs, conn: Connection) -> Any:
     ]
 
 
-async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def fetch(daemon: Host, args: IdArgs, conn: Connection) -> Fetched:
     _, store = _store(daemon, args.store)
     message = await store.open(args.id)  # read access: NoAccess while the spooler holds it
     return {
@@ -416,7 +315,7 @@ async def fetch(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
     }
 
 
-async def remove(daemon: Daemon, args: IdArgs, conn: Connection) -> Any:
+async def remove(daemon: Host, args: IdArgs, conn: Connection) -> Removed:
     name, store = _store(daemon, args.store)
     try:
         await store.delete(args.id)
@@ -433,7 +332,7 @@ class PurgeArgs(_StoreArgs):
     older_than: float = Field(ge=0, allow_inf_nan=False)  # seconds
 
 
-async def purge(daemon: Daemon, args: PurgeArgs, conn: Connection) -> Any:
+async def purge(daemon: Host, args: PurgeArgs, conn: Connection) -> PurgeResult:
     name, store = _store(daemon, args.store)
     cutoff = daemon.spooler.clock() - args.older_than
     count = await store.purge(await _folder_id(store, args.folder), cutoff)
@@ -445,63 +344,23 @@ async def purge(daemon: Daemon, args: PurgeArgs, conn: Connection) -> Any:
     return {"store": name, "folder": args.folder, "purged": count}
 
 
-SUBSCRIBER_BACKLOG = 10_000  # events a control client may fall behind before its stream is ended
-
-
-async def subscribe(daemon: Daemon, args: _StoreArgs, conn: Connection) -> Any:
+async def subscribe(daemon: Host, args: _StoreArgs, conn: Connection) -> Unsubscribed:
     """Stream events to the client until it hangs up (or falls too far behind reading them)."""
     names = [args.store] if args.store else list(daemon.stores)
-    stores = [_store(daemon, name)[1] for name in names]
-
-    async def forward(sub: Subscription[Any]) -> None:
-        async for event in sub:
-            if isinstance(event, QueueChanged):
-                payload: dict[str, Any] = {
-                    "type": "queue_changed",
-                    "store": event.store,
-                    "reason": event.reason,
-                    "id": event.message_id,
-                }
-            elif isinstance(event, NewMail):
-                payload = {"type": "new_mail", "store": event.store, "id": event.message_id,
-                           "folder": event.folder_id, "class": event.message_class,
-                           "flags": flag_names(event.flags)}  # fmt: skip
-            elif isinstance(event, dict):
-                if args.store is not None and event.get("store") not in (None, args.store):
-                    continue
-                payload = event
-            else:
-                continue
-            await conn.send_event(payload)
-        if sub.overflowed:
-            await conn.send_event({"type": "overflow", "message": "events were dropped; subscribe again"})
-        conn.closed.set()  # the stream ended: so does the subscription
-
-    subscriptions: list[Subscription[Any]] = []
-    try:  # every subscription is closed again, however the client leaves
-        subscriptions.append(daemon.spooler.events.subscribe(SUBSCRIBER_BACKLOG))
-        subscriptions += [store.subscribe(SUBSCRIBER_BACKLOG) for store in stores]
-        await conn.send_event({"type": "subscribed", "stores": names})
-        async with anyio.create_task_group() as tg:
-            for sub in subscriptions:
-                tg.start_soon(forward, sub)
-            await conn.closed.wait()
-            tg.cancel_scope.cancel()
-    finally:
-        for sub in subscriptions:
-            sub.close()
-    return {"subscribed": False}
+    stores = {name: _store(daemon, name)[1] for name in names}
+    await stream_events(daemon.spooler.events, stores, args.store, conn.send_event, conn.closed)
+    return Unsubscribed(subscribed=False)
 
 
 class VerifyArgs(_Args):
     addresses: list[str]
 
 
-async def verify(daemon: Daemon, args: VerifyArgs, conn: Connection) -> Any:
+async def verify(daemon: Host, args: VerifyArgs, conn: Connection) -> list[Verified | Unverifiable]:
     return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses)
 
 
-Handler = Callable[[Daemon, Any, Connection], Awaitable[Any]]
+Handler = Callable[[Host, Any, Connection], Awaitable[CommandResult]]
 COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
     "ping": (_Args, ping),
     "status": (_Args, status),
@@ -523,7 +382,7 @@ COMMANDS: dict[str, tuple[type[_Args], Handler]] = {
 }
 
 
-async def run_command(daemon: Daemon, cmd: str, raw_args: dict[str, Any], conn: Connection) -> Any:
+async def run_command(daemon: Host, cmd: str, raw_args: dict[str, Any], conn: Connection) -> CommandResult:
     """Run one command; every failure is a CommandError or SpoolerError with a stable code."""
     entry = COMMANDS.get(cmd)
     if entry is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,5 +237,5 @@ def encode_error(request_id: Any, code: str, message: str) -> bytes:
     return _line({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
 
 
-def encode_event(request_id: Any, event: dict[str, Any]) -> bytes:
+def encode_event(request_id: Any, event: Mapping[str, object]) -> bytes:
     return _line({"id": request_id, "event": event})

@@ -27,16 +27,15 @@ import struct
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
 from ..config import Config
-from ..daemon import Daemon
 from ..errors import ConfigError, SpoolerError
 from ..fsutil import make_dirs_durably
+from ..host import Host
 from .commands import Connection, run_command
 from .protocol import (
     MAX_LINE,
@@ -47,6 +46,7 @@ from .protocol import (
     encode_event,
     encode_result,
 )
+from .results import ControlEvent
 
 __all__ = ["ControlServer", "peer_credentials"]
 
@@ -96,7 +96,7 @@ class _RateLimit:
 class ControlServer:
     def __init__(
         self,
-        daemon: Daemon,
+        daemon: Host,
         path: Path,
         *,
         allowed_uids: Collection[int] = (),
@@ -331,7 +331,7 @@ class _Session:
             await self.send_line(encode_error(request.id, "rate_limited", "too many requests; slow down"))
             return
 
-        async def send_event(event: dict[str, Any]) -> None:
+        async def send_event(event: ControlEvent) -> None:
             await self.send_line(encode_event(request.id, event))
 
         async def run() -> None:

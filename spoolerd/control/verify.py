@@ -9,29 +9,52 @@ its destination then reads ``store:-``), and the next is tried. No transport lef
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 from ..addressing import Mailbox, complete, expand_aliases, parse_address_list
 from ..config import Config
-from ..delivery import TransportSlot
 from ..errors import BadAddress
 from ..message import Recipient, RecipientKind, address_type_of
 from ..routing import serves
+from ..slot import TransportSlot
 from ..submit_rules import address_policy, default_domain
 
-__all__ = ["verify_addresses"]
+__all__ = ["Route", "Unverifiable", "Verified", "VerifiedRecipient", "verify_addresses"]
 
 
-def _routes(address: str, slots: Sequence[TransportSlot]) -> list[dict[str, Any]]:
+class Route(TypedDict):
+    transport: str  # a transport that serves the address type, in routing order
+    destination: str
+    online: bool
+
+
+class VerifiedRecipient(TypedDict):
+    address: str
+    routes: list[Route]
+
+
+class Verified(TypedDict):
+    input: str
+    address: str  # completed with the default domain
+    aliased: bool
+    recipients: list[VerifiedRecipient]  # after aliases
+
+
+class Unverifiable(TypedDict):
+    input: str
+    error: dict[str, str]  # code bad_address, message
+
+
+def _routes(address: str, slots: Sequence[TransportSlot]) -> list[Route]:
     recipient = Recipient(0, address, "", address_type_of(address), RecipientKind.TO)
     return [
-        {"transport": slot.name, "destination": slot.transport.destination(recipient), "online": slot.online}
+        Route(transport=slot.name, destination=slot.transport.destination(recipient), online=slot.online)
         for slot in slots
-        if serves(slot.transport.address_types, recipient.address_type)
+        if serves(slot.address_types, recipient.address_type)
     ]
 
 
-def _verify(config: Config, slots: Sequence[TransportSlot], text: str) -> list[dict[str, Any]]:
+def _verify(config: Config, slots: Sequence[TransportSlot], text: str) -> list[Verified]:
     policy, domain = address_policy(config), default_domain(config)
     mailboxes = parse_address_list(text)
     if not mailboxes:
@@ -40,22 +63,21 @@ def _verify(config: Config, slots: Sequence[TransportSlot], text: str) -> list[d
     for mailbox in mailboxes:
         address = complete(mailbox.address, domain)
         expanded = [m.address for m, _kind in expand_aliases(policy, [(Mailbox(address), "to")])]
-        recipients = [{"address": a, "routes": _routes(a, slots)} for a in expanded]
-        out.append(
-            {"input": text, "address": address, "aliased": expanded != [address], "recipients": recipients}
-        )
+        recipients = [VerifiedRecipient(address=a, routes=_routes(a, slots)) for a in expanded]
+        aliased = expanded != [address]
+        out.append(Verified(input=text, address=address, aliased=aliased, recipients=recipients))
     return out
 
 
 def verify_addresses(
     config: Config, slots: Sequence[TransportSlot], texts: Sequence[str]
-) -> list[dict[str, Any]]:
+) -> list[Verified | Unverifiable]:
     """One entry per address given (an argument may hold a list: one per mailbox in it); an address
     that cannot be mail gets an ``error`` (code ``bad_address``) instead of recipients."""
-    out: list[dict[str, Any]] = []
+    out: list[Verified | Unverifiable] = []
     for text in texts:
         try:
             out += _verify(config, slots, text)
         except BadAddress as exc:
-            out.append({"input": text, "error": {"code": exc.code, "message": str(exc)}})
+            out.append(Unverifiable(input=text, error={"code": exc.code, "message": str(exc)}))
     return out

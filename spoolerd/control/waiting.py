@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..delivery import Dispatcher, TransportSlot
+from ..delivery import Dispatcher
 from ..message import Recipient
 from ..routing import serves
+from ..slot import TransportSlot
 
 __all__ = ["Waiting", "waiting_for", "waiting_row"]
 
@@ -29,7 +30,7 @@ def _candidates(dispatcher: Dispatcher, rcpt: Recipient) -> list[TransportSlot]:
     last = dispatcher.slot(rcpt.transport) if rcpt.transport else None
     if last is not None:
         return [last]
-    return [s for s in dispatcher.transports if serves(s.transport.address_types, rcpt.address_type)]
+    return [s for s in dispatcher.transports if serves(s.address_types, rcpt.address_type)]
 
 
 def waiting_for(dispatcher: Dispatcher, rcpt: Recipient, now: float) -> Waiting | None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import anyio
 import structlog
 
 from .. import maillog
 from ..errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from ..events import SpoolerEvent
 from ..message import Message
 from ..preprocess import Preprocessor, signs_last
 from ..retry import DestinationCache
@@ -65,7 +65,7 @@ class Dispatcher:
         self.destinations = DestinationCache(hold=settings.destination_hold)
         self.sender = Sender(DestinationLimits(self.destinations, clock, self._publish), settings)
         self._settings = settings
-        self.publish: Callable[[dict[str, Any]], None] = lambda event: None  # the spooler's events
+        self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
 
     @property
     def settings(self) -> DeliverySettings:
@@ -78,13 +78,13 @@ class Dispatcher:
         self.sender.settings = settings
         self.leases.lease = settings.lease
 
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: SpoolerEvent) -> None:
         self.publish(event)
 
     def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
         """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
         self.transports = list(transports)
-        self._sent_copiers = [s for s in self.transports if getattr(s.transport, "sent_copies", False)]
+        self._sent_copiers = {s.name: s.sent_copier for s in self.transports if s.sent_copier is not None}
 
     def slot(self, name: str) -> TransportSlot | None:
         return next((s for s in self.transports if s.name == name), None)
@@ -208,20 +208,18 @@ class Dispatcher:
         commits the debt, so a crash between the finish and ``file_sent`` loses no copy."""
         if sent is None:
             return
-        for slot in self._sent_copiers:
-            owe = getattr(slot.transport, "owe_sent", None)
-            if owe is not None:
-                await owe(store, sent.message, sent.delivered_by)
+        for copier in self._sent_copiers.values():
+            if copier.owe_sent is not None:
+                await copier.owe_sent(store, sent.message, sent.delivered_by)
 
     async def _file_sent(self, sent: SentCopy) -> None:
         """Offer a copy of sent mail to the transports that file one (``sent_copies``)."""
-        for slot in self._sent_copiers:
-            transport: Any = slot.transport
+        for name, copier in self._sent_copiers.items():
             try:
                 with anyio.fail_after(self.settings.send_timeout):
-                    await transport.file_sent(sent.message, sent.delivered_by)
+                    await copier.file_sent(sent.message, sent.delivered_by)
             except Exception:  # a copy of what was sent: never a reason to fail the delivery
-                log.exception("filing a sent copy failed", transport=slot.name, message=sent.message.id)
+                log.exception("filing a sent copy failed", transport=name, message=sent.message.id)
 
     # ------------------------------------------------------------------ preprocessing
 
@@ -262,11 +260,11 @@ class Dispatcher:
         plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
         for slot in eligible:
             for pre in slot.preprocessors:
-                if not hasattr(pre, "address_types"):
+                if not pre.own_types:
                     applies = slot.name in plan.by_transport
                 else:
-                    types: frozenset[str] | None = pre.address_types
+                    types = pre.address_types
                     applies = any(serves(types, r.address_type) for r in message.recipients)
                 if applies:
-                    chosen.append(pre)
+                    chosen.append(pre.run)
         return sorted(chosen, key=signs_last)

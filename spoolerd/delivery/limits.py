@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from .. import maillog
+from ..events import SpoolerEvent
 from ..flush import dead_until_for_flush
 from ..retry import DestinationCache
 from ..slot import TransportSlot
@@ -37,7 +37,7 @@ class DestinationLimits:
     """The limits of the destinations in use, and the failure cache every attempt shares."""
 
     def __init__(
-        self, cache: DestinationCache, clock: Clock, publish: Callable[[dict[str, Any]], None]
+        self, cache: DestinationCache, clock: Clock, publish: Callable[[SpoolerEvent], None]
     ) -> None:
         self.cache = cache
         self.clock = clock

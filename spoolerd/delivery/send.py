@@ -123,7 +123,7 @@ class Sender:
         async def one(destination: str, positions: list[int]) -> None:
             key = f"{slot.name}:{destination}"
             limits = self.limits
-            own = getattr(transport, "destination_concurrency", None)
+            own = slot.destination_concurrency
             with limits.use(key, own or self.settings.destination_concurrency) as limit:
                 answers = limits.dead(key, len(positions), force)
                 if answers is None:

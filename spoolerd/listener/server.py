@@ -22,9 +22,9 @@ import structlog
 
 from .. import maillog
 from ..config import Config
-from ..daemon import Daemon
 from ..envelope import header_subject
 from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
+from ..host import Host
 from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
 from ..retention import filing
@@ -43,7 +43,7 @@ log = structlog.get_logger("spoolerd.listener")
 class ListenerContext:
     """What every session of one listener shares: settings, TLS, credentials, counters, the store."""
 
-    def __init__(self, name: str, settings: ListenerSection, daemon: Daemon) -> None:
+    def __init__(self, name: str, settings: ListenerSection, daemon: Host) -> None:
         self.name = name
         self.settings = settings
         self.daemon = daemon
@@ -197,7 +197,7 @@ class _Running:
 class Listeners:
     """Every configured listener of a running daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Host) -> None:
         self.daemon = daemon
         self.running: dict[str, _Running] = {}
         self.failed: dict[str, str] = {}  # listeners that could not bind, and why

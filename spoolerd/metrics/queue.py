@@ -17,7 +17,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from ..errors import NoAccess, NotFound, NotInQueue, StoreError
-from ..events import QueueChanged, StoreEvent, Subscription
+from ..events import QueueChanged, SpoolerEvent, StoreEvent, Subscription
 from ..message import Access
 from ..store import Clock, MessageStore, QueueCounter
 from .census import StoreCensus, StoreCount
@@ -57,7 +57,7 @@ class QueueCensus:
         self._last_rescan: dict[str, float] = {}
         self._taps: list[Subscription[Any]] = []
 
-    def start(self, spooler_events: Callable[..., Subscription[dict[str, Any]]]) -> None:
+    def start(self, spooler_events: Callable[..., Subscription[SpoolerEvent]]) -> None:
         """Follow the stores' and the spooler's events from now on (before the first count)."""
         for store in self.stores.values():
             self._taps.append(tap(store.subscribe, self._store_event))
@@ -75,10 +75,12 @@ class QueueCensus:
             self._rescan.add(event.store)
             self._work.set()
 
-    def _spooler_event(self, event: dict[str, Any]) -> None:
-        census = self.census.get(event.get("store", ""))
-        if census is not None and event.get("type") == "deferred":
-            census.attempted(str(event["id"]), int(event["recipients"]))
+    def _spooler_event(self, event: SpoolerEvent) -> None:
+        if event["type"] != "deferred":
+            return
+        census = self.census.get(event["store"])
+        if census is not None:
+            census.attempted(event["id"], event["recipients"])
 
     def announced(self, store: str, message_id: str, recipients: int) -> None:
         census = self.census.get(store)

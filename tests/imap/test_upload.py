@@ -10,7 +10,7 @@ import anyio
 
 from spoolerd.envelope import without_bcc
 from spoolerd.message import FolderRole, RecipientState
-from spoolerd.transport import OutcomeKind, downloads
+from spoolerd.transport import OutcomeKind
 from tests.conftest import FakeClock
 from tests.engine.harness import spooler
 from tests.peers.ports import free_port
@@ -102,7 +102,8 @@ async def test_sent_copy_is_filed_once(tmp_path: Path, clock: FakeClock, account
         async with account.client() as other:
             assert len(await other.messages("Sent")) == 1
         assert transport.status()["counters"]["sent_copies"] == 1
-        assert not downloads(transport)  # no mailboxes: the spooler runs no download loop for it
+        slot = h.spooler.dispatcher.slot("mail")
+        assert slot is not None and not slot.downloads  # no mailboxes: the spooler runs no download loop
 
 
 async def test_an_earlier_attempt_that_landed_is_not_appended_again(

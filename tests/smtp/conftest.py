@@ -269,6 +269,25 @@ async def scripted_server() -> AsyncIterator[Callable[..., Awaitable[Scripted]]]
         await server.wait_closed()
 
 
+def sockets_to(port: int) -> int:
+    """How many sockets this process holds open to 127.0.0.1:``port`` (the relay's, not the server's
+    own: those have it as their local port), from /proc: what is really open, whatever the loop."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[2] == f"0100007F:{port:04X}":
+            inodes.add(f"socket:[{fields[9]}]")
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _readlink(fd) in inodes)
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except FileNotFoundError:  # closed since it was listed (the listing's own descriptor)
+        return ""
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
     """An unclosed socket is reported by the test that leaked it, not by whichever test runs next."""

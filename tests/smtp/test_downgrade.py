@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -50,3 +51,13 @@ def test_content_that_conforms_is_returned_as_it_is() -> None:
 def test_a_long_header_line_is_refused() -> None:
     with pytest.raises(Unchangeable, match="header line"):
         conform(b"Subject: " + b"x" * 1200 + b"\r\n\r\nbody\r\n", eight_bit=True)
+
+
+_breaks = st.sampled_from([b"\r", b"\n", b"\r\n"])
+_runs = st.lists(_breaks | st.integers(0, 1100).map(lambda n: b"x" * n), max_size=8)
+
+
+@given(_runs)
+def test_has_long_lines_finds_a_run_of_999_octets_without_cr_or_lf(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    assert has_long_lines(data) == (re.search(rb"[^\r\n]{999}", data) is not None)

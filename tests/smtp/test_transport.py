@@ -13,9 +13,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from spoolerd.transport import OutcomeKind
-from transports.smtp import SmtpTransport
+from transports.smtp import SmtpTransport, pool
 
 from .conftest import (
     CONTENT,
@@ -27,6 +28,7 @@ from .conftest import (
     Scripted,
     ServerFactory,
     message,
+    sockets_to,
     transport,
 )
 
@@ -370,6 +372,42 @@ async def test_idle_connection_is_closed_with_quit(smtp_server: ServerFactory, s
     assert (await t.send(msg, rcpts))[0].kind is DELIVERED
     assert await anyio.to_thread.run_sync(quit_seen.wait, 10)
     assert t.pool.idle == 0
+
+
+@pytest.mark.parametrize("tls", ["none", "starttls"])
+@pytest.mark.parametrize("per_connection", [1, 100])
+async def test_stop_returns_once_the_connections_are_closed(
+    smtp_server: ServerFactory, certs: Certs, tls: str, per_connection: int
+) -> None:
+    """Closing a connection only starts it (TLS ends with a close_notify round trip): stop waits until
+    it is closed, whether stop closed it (idle) or it was closed after its last transaction (used up)."""
+    server = smtp_server(tls_context=certs.server)
+    options = {"tls": tls, "ca_file": str(certs.ca_file), "messages_per_connection": per_connection}
+    t = transport(server.port, **options)
+    await t.start()
+    try:
+        assert (await t.send(*message("a@example.net")))[0].kind is DELIVERED
+        if per_connection > 1:
+            assert sockets_to(server.port) == 1  # kept for the next message
+    finally:
+        await t.stop()
+    assert sockets_to(server.port) == 0
+
+
+async def test_stop_aborts_a_connection_not_closed_in_time(
+    smtp_server: ServerFactory, certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool, "CLOSE_TIMEOUT", 0.0)  # no time for the close_notify round trip
+    server = smtp_server(tls_context=certs.server)
+    t = transport(server.port, tls="starttls", ca_file=str(certs.ca_file))
+    await t.start()
+    try:
+        assert (await t.send(*message("a@example.net")))[0].kind is DELIVERED
+    finally:
+        with capture_logs() as lines:
+            await t.stop()
+    assert sockets_to(server.port) == 0
+    assert [x["count"] for x in lines if x["event"] == "connections aborted"] == [1]
 
 
 # ---------------------------------------------------------------------------------------------- TLS

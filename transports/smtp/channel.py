@@ -29,6 +29,9 @@ class Channel(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self.transport: asyncio.Transport | None = None
+        # done once the connection is closed: a TLS one only after the close_notify exchange, a plain
+        # one once its unsent data is written (the socket is closed by then, or on the same loop turn)
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def take_over(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -53,6 +56,8 @@ class Channel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionLost(f"connection lost: {exc}" if exc else "the relay closed the connection"))
         self._writable.set()
+        if not self.lost.done():
+            self.lost.set_result(None)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -100,6 +105,11 @@ class Channel(asyncio.Protocol):
             with contextlib.suppress(OSError, RuntimeError):
                 self.transport.write(b"QUIT\r\n")
         self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once, unsent data and a TLS close_notify exchange in progress dropped."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:

@@ -1,7 +1,11 @@
 """Connections to the relay, reused across messages: at most ``size`` open, each used for at most
 ``per_connection`` transactions, an idle one closed (QUIT) after ``idle_timeout`` by one timer for the
 pool, armed for the oldest idle connection only while there is one (no sweep, and no timer per use).
-A connection that broke, or whose transaction left it in doubt, is closed, never handed out."""
+A connection that broke, or whose transaction left it in doubt, is closed, never handed out.
+
+Closing a connection only starts it (a TLS one ends with a close_notify exchange, a round trip):
+``close`` returns once every connection the pool closed is closed, giving the relays ``CLOSE_TIMEOUT``
+seconds before it aborts the rest, so that nothing is left open when the loop ends."""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from .channel import Connection
 log = structlog.get_logger("spoolerd.transports.smtp")
 
 __all__ = ["ConnectionPool"]
+
+CLOSE_TIMEOUT = 5.0  # for the relays to finish closing, at stop
+ABORTED_TIMEOUT = 1.0  # for the loop to finish an abort (local: a few loop turns)
 
 
 class ConnectionPool:
@@ -37,6 +44,7 @@ class ConnectionPool:
         self._timer: asyncio.TimerHandle | None = None  # for the oldest idle connection
         self.opened = 0  # connections opened so far (status and tests)
         self._closed = False  # after close(): connections coming back are closed, not kept
+        self._closing: set[Connection] = set()  # closed here, not yet closed by the loop
 
     @property
     def idle(self) -> int:
@@ -90,15 +98,27 @@ class ConnectionPool:
             oldest = min(c.idle_since for c in self._idle)
             self._timer = loop.call_at(oldest + self._idle_timeout, self._expire)
 
-    def close(self) -> None:
-        """Close every idle connection (at stop; connections in use are closed when they come back)."""
+    async def close(self) -> None:
+        """Close every idle connection (at stop; connections in use are closed when they come back),
+        and wait until the connections closed so far are (aborted after ``CLOSE_TIMEOUT``)."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         while self._idle:
             self._close(self._idle.pop(), polite=True, why="stopping")
+        if not self._closing:
+            return
+        _, pending = await asyncio.wait([c.channel.lost for c in self._closing], timeout=CLOSE_TIMEOUT)
+        if pending:
+            log.debug("connections aborted", relay=self._peer, count=len(pending), timeout=CLOSE_TIMEOUT)
+            for conn in list(self._closing):
+                conn.channel.abort()
+            await asyncio.wait(pending, timeout=ABORTED_TIMEOUT)
 
     def _close(self, conn: Connection, *, polite: bool, why: str) -> None:
         conn.close(polite=polite)
+        if not conn.channel.lost.done():
+            self._closing.add(conn)
+            conn.channel.lost.add_done_callback(lambda _: self._closing.discard(conn))
         log.debug("connection closed", relay=self._peer, reason=why, transactions=conn.sent)

@@ -13,6 +13,7 @@ Bcc header fields are removed from the content before it leaves.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Sequence
@@ -82,8 +83,8 @@ class SmtpTransport:
             self._helo = await anyio.to_thread.run_sync(_local_name)
 
     async def stop(self) -> None:
-        for relay in self.relays:
-            relay.pool.close()
+        """Closes every relay's pooled connections; returns once they are closed."""
+        await asyncio.gather(*(relay.pool.close() for relay in self.relays))
 
     def destination(self, recipient: Recipient) -> str:
         return self.peer

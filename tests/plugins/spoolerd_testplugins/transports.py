@@ -15,7 +15,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict
 
 from spoolerd.errors import ConfigError
-from spoolerd.message import InboundMessage, Message, Recipient
+from spoolerd.message import InboundMessage, Message, Recipient, StateChange
 from spoolerd.preprocess import PreprocessResult
 from spoolerd.transport import Direction, Outcome, TransportContext
 
@@ -149,6 +149,7 @@ class _Inbound:
     owner: InboundTransport
 
     path: str | None = None
+    state: StateChange | None = None  # nothing to remember: the drop directory forgets what it gave
 
     async def acknowledge(self) -> None:
         self.owner.acknowledged.append(self.message.content)
@@ -168,6 +169,7 @@ class InboundTransport:
     def __init__(self, settings: InboundSettings, context: TransportContext) -> None:
         self.name = context.name
         self.address_types: frozenset[str] | None = frozenset()
+        self.downloads = True
         self.store = settings.store
         self.drop_dir = settings.drop_dir
         self.acknowledged: list[bytes] = []
@@ -270,3 +272,14 @@ class StampPreprocessor(_Tag):
 
     def __init__(self) -> None:
         super().__init__("entry-point:test-stamp")
+
+
+class HalfSentCopies(TaggerTransport):
+    """Says it files sent copies (``sent_copies = True``) but has no ``file_sent``: half an ability, which
+    the daemon refuses at start (entry point ``test-halfsent``)."""
+
+    Settings: ClassVar[type[BaseModel]] = TaggerSettings
+
+    def __init__(self, settings: TaggerSettings, context: TransportContext) -> None:
+        super().__init__(settings, context)
+        self.sent_copies = True

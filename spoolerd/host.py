@@ -1,0 +1,50 @@
+"""What the faces (the control socket's commands, the SMTP listeners) may use of a running daemon.
+
+The runtime (spoolerd/daemon.py) starts the faces, so they must not import it back: they are handed a
+``Host``, the narrow part of the daemon they use, and the runtime's ``Daemon`` is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .config import Config
+from .retention import SentKeeper
+from .spooler import Spooler
+from .store import MessageStore
+from .submission import Submitter
+
+__all__ = ["Host", "ReloadResult", "StatusRows"]
+
+StatusRows = Callable[[], list[dict[str, Any]]]  # a face's rows of the status table
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload applied (one entry per key or transport) and what waits for a restart."""
+
+    applied: list[str]
+    restart_needed: list[str]
+
+
+class Host(Protocol):
+    @property
+    def config(self) -> Config: ...
+    @property
+    def stores(self) -> Mapping[str, MessageStore]: ...
+    @property
+    def default_store(self) -> str: ...
+    @property
+    def spooler(self) -> Spooler: ...
+    @property
+    def submitter(self) -> Submitter: ...
+    @property
+    def keepers(self) -> Mapping[str, SentKeeper]: ...  # Sent Items retention, per store
+    @property
+    def status_rows(self) -> Sequence[StatusRows]: ...  # the faces' own rows (SMTP listeners)
+    @property
+    def reload(self) -> Callable[[], Awaitable[ReloadResult]]:
+        """Re-read and apply the config file (spoolerd/reconfigure.py); ConfigError: nothing changed."""
+        ...
