@@ -7,8 +7,9 @@ new mark holds for the rest of the flush: its other messages are deferred at onc
 instead of each waiting for its own connection to fail. ``force`` (MAPI's FLUSH_FORCE: "even if it is
 time consuming") passes over every mark, so each message makes its own attempt.
 
-The view reaches the dispatcher through a context variable set around one attempt, so the delivery code
-keeps a single destination check (``Dispatcher._dead``) for the scheduler and for flushes.
+The view reaches the delivery stages through a context variable set around one attempt, so they keep a
+single destination check (``DestinationLimits.dead``, spoolerd/delivery/limits.py) for the scheduler and
+for flushes.
 """
 
 from __future__ import annotations

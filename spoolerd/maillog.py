@@ -23,7 +23,7 @@ import structlog
 
 from .envelope import header_message_id
 from .message import Message, Recipient, RecipientState, RecipientUpdate
-from .transport import Outcome
+from .transport import Tried
 
 __all__ = [
     "ACCEPTED",
@@ -137,7 +137,7 @@ def delivery(
 def outcomes(
     message: Message,
     pending: Sequence[Recipient],
-    results: Mapping[int, tuple[str | None, Outcome]],
+    results: Mapping[int, Tried],
     updates: Sequence[RecipientUpdate],
     delay: float,
 ) -> None:
@@ -147,7 +147,8 @@ def outcomes(
     recorded = {u.index: u for u in updates}
     message_id = header_message_id(message.content)
     for r in pending:
-        transport, outcome = results[r.index]
+        tried = results[r.index]
+        outcome = tried.outcome
         update = recorded.get(r.index)
         if update is None:
             state, dsn, text = RecipientState.DEFERRED, outcome.status, outcome.diagnostic
@@ -157,7 +158,7 @@ def outcomes(
             queue_id=message.id,
             message_id=message_id,
             recipient=r.address,
-            transport=transport,
+            transport=tried.transport,
             relay=outcome.relay,
             delay=delay,
             dsn=dsn,

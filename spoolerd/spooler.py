@@ -85,9 +85,15 @@ class FlushResult:
 
 @dataclass(slots=True)
 class _Flight:
+    """One attempt, queued for a worker or running, and what it came to once ``done``."""
+
+    store_name: str
+    store: MessageStore
+    message_id: str
+    force: bool = False  # a forced flush: even past destinations marked down
+    view: FlushView | None = None  # started by a plain flush: how it sees the destination cache
     done: asyncio.Event = field(default_factory=asyncio.Event)  # asyncio's: one per attempt, cheaper
     result: AttemptResult | None = None
-    view: FlushView | None = None  # started by a plain flush: how it sees the destination cache
 
 
 class Spooler:
@@ -111,7 +117,7 @@ class Spooler:
         self._dirty = True
         self._stopping = False
         self._tg: TaskGroup | None = None
-        self._work: asyncio.Queue[tuple[str, MessageStore, str, bool, _Flight]] = asyncio.Queue()
+        self._work: asyncio.Queue[_Flight] = asyncio.Queue()
         self._idle_workers = 0
         self.parked = anyio.Event()  # set while asleep with nothing in flight and nothing due
         self.events: EventHub[SpoolerEvent] = EventHub()  # delivered/deferred/failed, status changes
@@ -128,7 +134,7 @@ class Spooler:
         """Run until ``shutdown``; ``task_status.started()`` once every queue is watched."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self.dispatcher.renew_leases)
+            tg.start_soon(self.dispatcher.leases.renew)
             for store in self.stores.values():
                 tg.start_soon(self._watch, store.subscribe(accept=_wakes))
             for slot in self.dispatcher.transports:
@@ -182,8 +188,8 @@ class Spooler:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         while not self._work.empty():  # queued, never begun: nothing to hand back
-            name, _, message_id, _, flight = self._work.get_nowait()
-            self._in_flight.pop((name, message_id), None)
+            flight = self._work.get_nowait()
+            self._in_flight.pop((flight.store_name, flight.message_id), None)
             flight.done.set()
         with anyio.CancelScope(shield=True):  # the cancelled attempts hand their messages back first
             for flight in list(self._in_flight.values()):
@@ -259,12 +265,12 @@ class Spooler:
         running = self._in_flight.get((name, message_id))
         if running is not None:
             return running
-        flight = _Flight(view=view)
+        flight = _Flight(name, store, message_id, force, view)
         if self._stopping:  # shutting down: its workers may be cancelled already, so nothing starts
             flight.done.set()
             return flight
         self._in_flight[(name, message_id)] = flight
-        self._work.put_nowait((name, store, message_id, force, flight))
+        self._work.put_nowait(flight)
         if self._work.qsize() > self._idle_workers:  # nobody free to take it: one more worker
             self._tg.start_soon(self._worker)
         return flight
@@ -276,18 +282,17 @@ class Spooler:
         while True:
             self._idle_workers += 1
             try:
-                item = await self._work.get()
+                flight = await self._work.get()
             finally:
                 self._idle_workers -= 1
-            await self._attempt(*item)
+            await self._attempt(flight)
 
-    async def _attempt(
-        self, name: str, store: MessageStore, message_id: str, force: bool, flight: _Flight
-    ) -> None:
+    async def _attempt(self, flight: _Flight) -> None:
+        name, message_id = flight.store_name, flight.message_id
         began = time.monotonic()
         try:
             with flushing(flight.view):
-                flight.result = await self.dispatcher.attempt(store, message_id, force=force)
+                flight.result = await self.dispatcher.attempt(flight.store, message_id, force=flight.force)
         except StoreError as exc:  # the store, not the message: one line per state change, and a wait
             self.health.failed(name, exc)
         except Exception:

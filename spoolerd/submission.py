@@ -22,13 +22,15 @@ import structlog
 
 from . import maillog
 from .delivery import Dispatcher
+from .delivery.decide import recipient_update
+from .delivery.send import call_transport
 from .errors import NotFound, StoreError
 from .message import Draft, FolderRole, NewRecipient, RecipientState
 from .message_options import header_deferred_delivery, header_priority
 from .routing import serves
 from .spooler import Spooler
 from .store import MessageStore
-from .transport import OutcomeKind, Transport
+from .transport import OutcomeKind, Transport, Tried
 
 __all__ = ["SubmitResult", "Submitter", "outgoing_draft", "submit_outgoing"]
 
@@ -119,7 +121,7 @@ class Submitter:
         message_id = await submit_outgoing(store, draft, lock=(owner, self.dispatcher.settings.lease))
         result = SubmitResult(message_id, queued=True)  # if the hand-over is cut short, the spooler has it
         try:
-            async with self.dispatcher.leased(store, message_id, owner):
+            async with self.dispatcher.leases.leased(store, message_id, owner):
                 result = await self._hand_over(store, transport, message_id, owner)
         finally:
             if result.queued:
@@ -144,19 +146,20 @@ class Submitter:
         if not mine:
             return SubmitResult(message_id, queued=True)
         # the same timeout and crash handling as the spooler's own sends
-        outcomes = await self.dispatcher.call_transport(transport, message, mine)
+        settings = self.dispatcher.settings
+        outcomes = await call_transport(transport, message, mine, settings.send_timeout)
         now = self.dispatcher.clock()
         submitted = message.client_submit_time or now
         updates = [
-            self.dispatcher.outcome_update(r, transport.name, o, submitted, now)
+            recipient_update(r, transport.name, o, submitted=submitted, now=now, retry=settings.retry)
             for r, o in zip(mine, outcomes, strict=True)
             if o.kind is not OutcomeKind.NOT_ME
         ]
         if updates:
             with anyio.CancelScope(shield=True):  # what was sent is recorded
                 await store.record_outcomes(message_id, owner, updates)
-            tried = {r.index: (transport.name, o) for r, o in zip(mine, outcomes, strict=True)}
-            recorded = [r for r in mine if tried[r.index][1].kind is not OutcomeKind.NOT_ME]
+            tried = {r.index: Tried(transport.name, o) for r, o in zip(mine, outcomes, strict=True)}
+            recorded = [r for r in mine if tried[r.index].outcome.kind is not OutcomeKind.NOT_ME]
             maillog.outcomes(message, recorded, tried, updates, now - submitted)
         states = {r.index: r.state for r in message.recipients} | {u.index: u.state for u in updates}
         if all(state is RecipientState.DELIVERED for state in states.values()):

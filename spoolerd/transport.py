@@ -30,6 +30,7 @@ __all__ = [
     "Transport",
     "TransportContext",
     "TransportProvider",
+    "Tried",
 ]
 
 
@@ -80,6 +81,15 @@ class Outcome:
     @classmethod
     def not_me(cls) -> Outcome:
         return cls(OutcomeKind.NOT_ME)
+
+
+@dataclass(frozen=True, slots=True)
+class Tried:
+    """What one recipient got in a delivery attempt, and from which transport (the one it waits for,
+    if it was deferred without a try; ``None`` when no transport serves it)."""
+
+    transport: str | None
+    outcome: Outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from spoolerd.delivery import REPORTS
+from spoolerd.delivery.reports import REPORTS
 from spoolerd.errors import StoreUnavailable, UnableToAbort
 from spoolerd.events import NewMail
 from spoolerd.message import FolderRole, InboundMessage, MessageFlag, RecipientState, SubmitFlag
@@ -438,7 +438,7 @@ async def test_the_lease_renewer_sleeps_once_the_last_attempt_is_over(tmp_path: 
         mid = await h.submit("me@localhost")
         await h.finished(mid)
         await anyio.sleep(2.5)  # a measurement window past the 2 s renewal timer, not a wait for state
-        assert h.spooler.dispatcher.renewal_timers == 0
+        assert h.spooler.dispatcher.leases.renewal_timers == 0
 
 
 async def test_delay_warning_is_off_by_default(tmp_path: Path, clock: FakeClock) -> None:

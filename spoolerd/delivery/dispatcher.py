@@ -1,0 +1,270 @@
+"""One delivery attempt of one message: the MAPI spooler's work between SetLockState and FinishedMsg.
+
+The Dispatcher runs the stages in order, each in its own module:
+
+lock (a lease, renewed while in flight: ``leases``) → preprocessors and list expansion, then the
+preprocess flag is cleared → route each recipient that has no final outcome and send (``send``,
+bounded per transport and per destination, a dead destination not tried: ``limits``) → what it comes
+to (``decide``, no I/O) → record every outcome durably → NDR / DR into the sender's store (``reports``)
+→ finish, or unlock with a retry time.
+
+A recipient recorded DELIVERED or FAILED is never sent again: only recipients without a final state are
+routed, so a crash or a retry resends at most what was in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import anyio
+import structlog
+
+from .. import maillog
+from ..errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
+from ..events import SpoolerEvent
+from ..message import Message
+from ..preprocess import Preprocessor, signs_last
+from ..retry import DestinationCache
+from ..routing import expand_recipients, route, serves
+from ..slot import TransportSlot
+from ..store import Clock, MessageStore
+from ..transport import Outcome, Tried
+from .decide import AttemptResult, Decision, SentCopy, begin, decide, expired_outcomes, pending
+from .leases import Leases
+from .limits import DestinationLimits
+from .reports import file_report, forget_reports, warn_delayed
+from .send import Sender
+from .settings import DeliverySettings
+
+__all__ = ["Dispatcher"]
+
+log = structlog.get_logger("spoolerd.delivery")
+
+
+class Dispatcher:
+    """Runs delivery attempts; shared by all messages so limits and the destination cache are global."""
+
+    def __init__(
+        self,
+        transports: Sequence[TransportSlot],
+        preprocessors: Sequence[Preprocessor],
+        settings: DeliverySettings,
+        *,
+        owner: str,
+        clock: Clock,
+    ) -> None:
+        self.replace_transports(transports)
+        self.preprocessors = list(preprocessors)
+        self.owner = owner
+        self.clock = clock
+        self.leases = Leases(settings.lease)
+        # store name -> messages whose unlock failed because the store did not answer: released as soon
+        # as it answers again (``settle_unlocks``), not left locked until their leases expire
+        self._unlocks_owed: dict[str, set[str]] = {}
+        self.destinations = DestinationCache(hold=settings.destination_hold)
+        self.sender = Sender(DestinationLimits(self.destinations, clock, self._publish), settings)
+        self._settings = settings
+        self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
+
+    @property
+    def settings(self) -> DeliverySettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: DeliverySettings) -> None:
+        """A reload: the lease renewer re-arms at once, so a shorter lease is renewed in time."""
+        self._settings = settings
+        self.sender.settings = settings
+        self.leases.lease = settings.lease
+
+    def _publish(self, event: SpoolerEvent) -> None:
+        self.publish(event)
+
+    def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
+        """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
+        self.transports = list(transports)
+        self._sent_copiers = {s.name: s.sent_copier for s in self.transports if s.sent_copier is not None}
+
+    def slot(self, name: str) -> TransportSlot | None:
+        return next((s for s in self.transports if s.name == name), None)
+
+    # ------------------------------------------------------------------ one message
+
+    async def attempt(
+        self, store: MessageStore, message_id: str, *, force: bool = False
+    ) -> AttemptResult | None:
+        """Lock, deliver what is pending, record it, and finish or unlock. ``None``: not ours to do
+        (another spooler holds it, it left the queue meanwhile, or our lease was lost mid-way)."""
+        try:
+            message = await store.lock(message_id, self.owner, self.settings.lease)
+        except (NoAccess, NotInQueue, NotFound):
+            return None
+        result: AttemptResult | None = None
+        async with self.leases.leased(store, message_id, self.owner):
+            try:
+                result = await self._attempt_locked(store, message, force=force)
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):  # shutting down or lease lost: hand it back
+                    await self._release(store, message_id, None)
+                raise
+            except StoreError:
+                # the store failed under us (a full disk, say): hand the message back if it still
+                # answers, and let the spooler leave the store alone for a while (spoolerd/health.py)
+                await self._release(store, message_id, self.clock() + self.settings.retry.initial)
+                raise
+            except Exception:
+                # A store error, a broken preprocessor, a transport that raised outside send(): back
+                # off as for a temporary failure, so the message is neither hammered nor stuck.
+                log.exception("delivery attempt failed", store=store.name, message=message_id)
+                retry_at = self.clock() + self.settings.retry.initial
+                await self._release(store, message_id, retry_at)
+                return AttemptResult(retry_at=retry_at)
+        if result is not None and result.sent is not None:  # out of the lease: the message left the queue
+            await self._file_sent(result.sent)
+        return result  # None: the lease was lost, the attempt cancelled and the message handed back
+
+    async def _attempt_locked(self, store: MessageStore, message: Message, *, force: bool) -> AttemptResult:
+        now = self.clock()
+        settings = self.settings
+        start = begin(message, now, settings.retry)
+        refused: Outcome | None = None
+        if start.preprocess:
+            message, refused = await self._preprocess(store, message)
+        if start.expired:  # checked before anything that could fail again: an old message always ends
+            tried = expired_outcomes(pending(message))
+        elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
+            tried = {r.index: Tried(None, refused) for r in pending(message)}
+        else:
+            tried = await self.sender.route_and_send(self.transports, message, pending(message), force=force)
+        decision = decide(message, tried, now, settings)
+        result = decision.result
+        if decision.finish and not decision.reports:
+            # the common end: nothing happens between recording and finishing, so one transaction
+            result.sent = self._sent(message, decision)
+            with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
+                await self._owe_sent(store, result.sent)
+                await store.finish(message.id, self.owner, outcomes=decision.updates)
+            maillog.outcomes(
+                message, decision.pending, tried, decision.updates, self.clock() - start.submitted
+            )
+            result.finished = True
+            return result
+        if decision.updates:
+            with anyio.CancelScope(shield=True):  # recorded before any report goes out
+                await store.record_outcomes(message.id, self.owner, decision.updates)
+        maillog.outcomes(message, decision.pending, tried, decision.updates, self.clock() - start.submitted)
+        if not decision.finish:
+            if decision.delay_warning is not None:
+                await warn_delayed(
+                    store, message, decision.delay_warning, now=now, owner=self.owner, settings=settings
+                )
+            await store.unlock(message.id, self.owner, retry_at=result.retry_at)
+            return result
+        for report in decision.reports:
+            await file_report(store, message, report, now, settings)
+        result.sent = self._sent(message, decision)
+        await self._owe_sent(store, result.sent)
+        await store.finish(message.id, self.owner)
+        await forget_reports(store, message.id, [r.kind for r in decision.reports])  # the message is gone
+        result.finished = True
+        return result
+
+    async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
+        try:
+            await store.unlock(message_id, self.owner, retry_at=retry_at)
+        except (LockLost, NotInQueue, NotFound):
+            pass  # no longer ours to hand back
+        except StoreError:
+            log.warning("unlock failed; retried when the store answers", store=store.name, message=message_id)
+            self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+
+    async def settle_unlocks(self, store: MessageStore) -> None:
+        """Hand back the messages whose unlock failed while ``store`` did not answer (a database
+        restarted, a full disk), due at once: the store, not the message, was at fault. Raises the
+        store's error while it still fails; a message an attempt has locked again is left to it."""
+        owed = self._unlocks_owed.get(store.name)
+        while owed:
+            message_id = owed.pop()
+            if self.leases.held(store, message_id):
+                continue
+            try:
+                await store.unlock(message_id, self.owner)
+            except (LockLost, NotInQueue, NotFound):
+                continue
+            except StoreError:
+                owed.add(message_id)
+                raise
+
+    # ------------------------------------------------------------------ sent copies
+
+    def _sent(self, message: Message, decision: Decision) -> SentCopy | None:
+        if not self._sent_copiers or not decision.delivered_by:
+            return None
+        return SentCopy(message, decision.delivered_by)
+
+    async def _owe_sent(self, store: MessageStore, sent: SentCopy | None) -> None:
+        """Before the finish: a transport that keeps its sent copies owed in the store (``owe_sent``)
+        commits the debt, so a crash between the finish and ``file_sent`` loses no copy."""
+        if sent is None:
+            return
+        for copier in self._sent_copiers.values():
+            if copier.owe_sent is not None:
+                await copier.owe_sent(store, sent.message, sent.delivered_by)
+
+    async def _file_sent(self, sent: SentCopy) -> None:
+        """Offer a copy of sent mail to the transports that file one (``sent_copies``)."""
+        for name, copier in self._sent_copiers.items():
+            try:
+                with anyio.fail_after(self.settings.send_timeout):
+                    await copier.file_sent(sent.message, sent.delivered_by)
+            except Exception:  # a copy of what was sent: never a reason to fail the delivery
+                log.exception("filing a sent copy failed", transport=name, message=sent.message.id)
+
+    # ------------------------------------------------------------------ preprocessing
+
+    async def _preprocess(self, store: MessageStore, message: Message) -> tuple[Message, Outcome | None]:
+        """The message as the preprocessors leave it, saved; or, when one refuses it, the message as it
+        was (nothing saved: the flag stays, so the next attempt preprocesses again) and that outcome."""
+        content: bytes | None = None
+        recipients = None
+        current = message
+        now = self.clock()
+        for pre in self._preprocessors_for(message):
+            result = await pre(current, now)
+            if result.refused is not None:
+                return message, result.refused
+            if result.content is not None:
+                content = result.content
+                current = replace(current, content=content, size=len(content))
+            if result.recipients is not None:
+                recipients = list(result.recipients)
+        expanded = expand_recipients(
+            recipients if recipients is not None else message.recipients, self.settings.lists
+        )
+        before = [(r.address, r.address_type, r.kind) for r in message.recipients]
+        unchanged = recipients is None and [(r.address, r.resolved_type, r.kind) for r in expanded] == before
+        saved = await store.complete_preprocessing(
+            message.id, self.owner, content=content, recipients=None if unchanged else expanded
+        )
+        return saved, None
+
+    def _preprocessors_for(self, message: Message) -> list[Preprocessor]:
+        """Entry-point preprocessors, then each transport's, in transport order, and signers last. A
+        transport's preprocessor runs when that transport handles one of the recipients, or, if it
+        declares its own ``address_types`` (as a preprocessor-only transport's do), when a recipient has
+        one of them."""
+        chosen = list(self.preprocessors)
+        named = [(s.name, s) for s in self.transports]
+        eligible = [s for _name, s in self.settings.sender_routes.eligible(message.sender, named)]
+        plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
+        for slot in eligible:
+            for pre in slot.preprocessors:
+                if not pre.own_types:
+                    applies = slot.name in plan.by_transport
+                else:
+                    types = pre.address_types
+                    applies = any(serves(types, r.address_type) for r in message.recipients)
+                if applies:
+                    chosen.append(pre.run)
+        return sorted(chosen, key=signs_last)
