@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
@@ -24,13 +24,12 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .abilities import Downloading
 from .delivery import AttemptResult, Dispatcher, RecipientResult
-from .envelope import header_sender, header_subject, one_line
+from .downloads import Downloads
 from .errors import NoAccess, NotFound, StoreError
 from .events import EventHub, QueueChanged, RecipientDetail, SpoolerEvent, StoreEvent, Subscription
 from .flush import FlushView, flushing
 from .health import StoreHealth
-from .message import Access, InboundMessage
-from .retry import Backoff, Schedule
+from .message import Access
 from .routing import serves
 from .store import Clock, MessageStore
 
@@ -40,7 +39,6 @@ log = structlog.get_logger("spoolerd.spooler")
 
 # Queue changes the spooler itself causes; waking up for them would only rescan for nothing.
 _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
-DOWNLOAD_RETRY = Schedule(1.0, 300.0)  # between failed download passes; starts over once one files mail
 
 
 def _wakes(event: StoreEvent) -> bool:
@@ -123,8 +121,7 @@ class Spooler:
         self.events: EventHub[SpoolerEvent] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
         dispatcher.publish = self.events.publish  # a transport going down or up again
-        # download loops by transport; cancelled first at shutdown
-        self._intake: dict[str, anyio.CancelScope] = {}
+        self.downloads = Downloads(self.stores, self.counters)  # cancelled first at shutdown
         # told of every attempt as it ends: the store, the message and the seconds it took (metrics)
         self.attempt_observers: list[Callable[[str, str, float], None]] = []
 
@@ -139,7 +136,7 @@ class Spooler:
                 tg.start_soon(self._watch, store.subscribe(accept=_wakes))
             for slot in self.dispatcher.transports:
                 if slot.downloader is not None:
-                    tg.start_soon(self._receive, slot.name, slot.downloader)
+                    self.downloads.start(tg, slot.name, slot.downloader)
             task_status.started()
             await self._schedule()
             # stopping: intake is over; attempts in flight finish (``shutdown`` cancels at its deadline)
@@ -179,8 +176,7 @@ class Spooler:
     async def shutdown(self, deadline: float = 30.0) -> None:
         """Stop starting attempts, give those in flight ``deadline`` seconds, then cancel them."""
         self._stopping = True
-        for scope in self._intake.values():  # no more downloads
-            scope.cancel()
+        self.downloads.stop_all()  # no more downloads
         self._wake.set()
         with anyio.move_on_after(deadline):
             for flight in list(self._in_flight.values()):
@@ -401,55 +397,14 @@ class Spooler:
 
     # ------------------------------------------------------------------ inbound
 
-    async def _receive(self, name: str, transport: Downloading) -> None:
-        """Keep a transport's download loop running: a failure is logged and retried with backoff (reset
-        by a pass that filed something). ``receive()`` runs for the transport's life; when it returns,
-        the transport has nothing more to download and the loop ends (it is not called again)."""
-        backoff = Backoff(DOWNLOAD_RETRY)
-        with self._intake.setdefault(name, anyio.CancelScope()) as intake:
-            while not self._stopping:
-                received = self.counters.received
-                try:
-                    await self._receive_once(name, transport)
-                except Exception:
-                    if self.counters.received > received:
-                        backoff.reset()
-                    wait = backoff.failed()
-                    log.exception("download failed; retrying", transport=name, retry_in=wait)
-                    await anyio.sleep(wait)  # a timer between failed downloads, not a poll
-                else:
-                    log.info("download loop ended: nothing more to download", transport=name)
-                    break
-        if self._intake.get(name) is intake:
-            del self._intake[name]
-
     def start_receiving(self, name: str, transport: Downloading) -> None:
         """Run a transport's download loop (one that a reload added or replaced)."""
         assert self._tg is not None, "the spooler is not running"
-        self._intake[name] = anyio.CancelScope()  # at once, so a stop_receiving right after finds it
-        self._tg.start_soon(self._receive, name, transport)
+        self.downloads.start(self._tg, name, transport)
 
     def stop_receiving(self, name: str) -> None:
         """End a transport's download loop (a reload removes or replaces the transport)."""
-        scope = self._intake.pop(name, None)
-        if scope is not None:
-            scope.cancel()
-
-    async def _receive_once(self, name: str, transport: Downloading) -> None:
-        """File what a transport downloads; it is acknowledged remotely only after the local commit."""
-        async for inbound in transport.receive():
-            store = self.stores.get(inbound.store)
-            if store is None:
-                log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
-                continue
-            try:
-                await store.deliver(_summarised(inbound.message), state=inbound.state)
-            except StoreError:
-                # not acknowledged, so the transport keeps the message and offers it again later
-                log.exception("could not file a downloaded message", transport=name, store=inbound.store)
-                continue
-            self.counters.received += 1
-            await inbound.acknowledge()
+        self.downloads.stop(name)
 
 
 def _details(result: AttemptResult, state: str) -> list[RecipientDetail]:
@@ -466,12 +421,3 @@ def _details(result: AttemptResult, state: str) -> list[RecipientDetail]:
         for r in result.recipients
         if (u := r.update).state == state
     ]
-
-
-def _summarised(message: InboundMessage) -> InboundMessage:
-    """Fill in the sender and subject of the contents table from the header, when the transport did not."""
-    if message.sender and message.subject:
-        return message
-    sender = message.sender or header_sender(message.content)
-    subject = message.subject or header_subject(message.content)
-    return replace(message, sender=one_line(sender), subject=one_line(subject)[:255])

@@ -1,0 +1,101 @@
+"""Downloading (the inbound half of the spooler): one loop per downloading transport, filing what it
+hands over into the store it names, acknowledged remotely only after the local commit.
+
+``receive()`` runs for the transport's life; when it returns, the transport has nothing more to
+download and its loop ends. A failure is logged and the loop starts again after a wait that grows while
+passes keep failing (``DOWNLOAD_RETRY``) and starts over once one files mail. At shutdown, and when a
+reload removes or replaces a transport, its loop is cancelled first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Protocol
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from .abilities import Downloading
+from .envelope import header_sender, header_subject, one_line
+from .errors import StoreError
+from .message import InboundMessage
+from .retry import Backoff, Schedule
+from .store import MessageStore
+
+__all__ = ["DOWNLOAD_RETRY", "Downloads"]
+
+log = structlog.get_logger("spoolerd.spooler")
+
+DOWNLOAD_RETRY = Schedule(1.0, 300.0)  # between failed download passes; starts over once one files mail
+
+
+class ReceivedCount(Protocol):
+    received: int  # messages filed so far (the spooler's counters)
+
+
+class Downloads:
+    def __init__(self, stores: Mapping[str, MessageStore], counters: ReceivedCount) -> None:
+        self.stores = stores
+        self.counters = counters
+        self.stopping = False
+        self._loops: dict[str, anyio.CancelScope] = {}
+
+    def start(self, tg: TaskGroup, name: str, transport: Downloading) -> None:
+        """Run ``transport``'s download loop in ``tg``."""
+        self._loops[name] = anyio.CancelScope()  # at once, so a stop right after finds it
+        tg.start_soon(self._receive, name, transport)
+
+    def stop(self, name: str) -> None:
+        scope = self._loops.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        for scope in self._loops.values():
+            scope.cancel()
+
+    async def _receive(self, name: str, transport: Downloading) -> None:
+        backoff = Backoff(DOWNLOAD_RETRY)
+        with self._loops.setdefault(name, anyio.CancelScope()) as loop:
+            while not self.stopping:
+                received = self.counters.received
+                try:
+                    await self._receive_once(name, transport)
+                except Exception:
+                    if self.counters.received > received:
+                        backoff.reset()
+                    wait = backoff.failed()
+                    log.exception("download failed; retrying", transport=name, retry_in=wait)
+                    await anyio.sleep(wait)  # a timer between failed downloads, not a poll
+                else:
+                    log.info("download loop ended: nothing more to download", transport=name)
+                    break
+        if self._loops.get(name) is loop:
+            del self._loops[name]
+
+    async def _receive_once(self, name: str, transport: Downloading) -> None:
+        async for inbound in transport.receive():
+            store = self.stores.get(inbound.store)
+            if store is None:
+                log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
+                continue
+            try:
+                await store.deliver(_summarised(inbound.message), state=inbound.state)
+            except StoreError:
+                # not acknowledged, so the transport keeps the message and offers it again later
+                log.exception("could not file a downloaded message", transport=name, store=inbound.store)
+                continue
+            self.counters.received += 1
+            await inbound.acknowledge()
+
+
+def _summarised(message: InboundMessage) -> InboundMessage:
+    """Fill in the sender and subject of the contents table from the header, when the transport did not."""
+    if message.sender and message.subject:
+        return message
+    sender = message.sender or header_sender(message.content)
+    subject = message.subject or header_subject(message.content)
+    return replace(message, sender=one_line(sender), subject=one_line(subject)[:255])
