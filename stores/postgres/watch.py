@@ -59,9 +59,8 @@ class Listener:
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5.0)
+        if conn is not None:
+            await _closed(conn)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload != self._own:
@@ -69,7 +68,11 @@ class Listener:
 
     async def _listen(self) -> Any:
         conn = await self._connect()
-        await conn.add_listener(self._channel, self._notified)
+        try:
+            await conn.add_listener(self._channel, self._notified)
+        except BaseException:  # cut, refused or cancelled (a stop) half way: no connection left open
+            await _closed(conn)
+            raise
         return conn
 
     async def _run(self) -> None:
@@ -88,3 +91,17 @@ class Listener:
                     await asyncio.sleep(backoff.failed())
             log.info("store listener reconnected", store=self._store)
             self._on_change()  # one re-scan covers whatever was notified while it was away
+
+
+async def _closed(conn: Any) -> None:
+    """Close ``conn`` politely if it answers within 5 s, else drop it at once: a connection the server
+    cut half way must not stay open, or the event loop cannot close (uvloop waits for its handle)."""
+    if conn.is_closed():
+        return
+    try:
+        await asyncio.wait_for(conn.close(), 5.0)
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
+    except Exception:  # cut half way, or not answering: dropped at once
+        conn.terminate()

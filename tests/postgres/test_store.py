@@ -57,8 +57,8 @@ async def test_a_cut_listener_reconnects_and_announces_one_rescan(
             try:
                 cut = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE application_name = 'spoolerd' AND query LIKE 'LISTEN%'"
-                    " AND pid <> pg_backend_pid()"
+                    " WHERE application_name = 'spoolerd' AND query = $1 AND pid <> pg_backend_pid()",
+                    f'LISTEN "spoolerd_{options["schema_name"]}"',  # this store's only: not another run's
                 )
             finally:
                 await admin.close()
