@@ -202,6 +202,43 @@ async def test_connection_dropped_mid_data(
     assert t.pool.idle == 0  # a broken connection is not kept
 
 
+async def test_a_relay_that_stops_reading_the_message_times_out(
+    scripted_server: Callable[..., Awaitable[Scripted]], started: Start
+) -> None:
+    """A relay that answers 354 and then reads no more: the message backs up in the socket buffers and
+    writing it must end at data_timeout (RFC 5321's data block timeout), not wait for ever."""
+    stuck = asyncio.Event()
+    in_data = False
+
+    async def on_line(line: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal in_data
+        if in_data:
+            await stuck.wait()  # reads nothing more, answers nothing
+            return False
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
+        elif verb == b"DATA":
+            writer.write(b"354 go ahead\r\n")
+            in_data = True
+        else:
+            writer.write(b"250 ok\r\n")
+        return True
+
+    server = await scripted_server(on_line)
+    t = await started(transport(server.port, data_timeout=1))
+    body = (b"x" * 998 + b"\r\n") * 40_000  # 40 MB: more than every socket buffer on the way holds
+    msg, rcpts = message("a@example.net", content=b"Subject: big\r\n\r\n" + body)
+    try:
+        with anyio.fail_after(30):
+            (outcome,) = await t.send(msg, rcpts)
+    finally:
+        stuck.set()
+    assert (outcome.kind, outcome.code, outcome.status) == (DEFERRED, None, "4.4.2"), outcome
+    assert "timed out" in outcome.diagnostic
+    assert t.pool.idle == 0
+
+
 async def test_stalled_server_times_out(smtp_server: ServerFactory, started: Start) -> None:
     release = threading.Event()
     server = smtp_server(Handler(stall_rcpt=release))

@@ -103,8 +103,9 @@ class Relay:
             try:
                 if step.write:
                     channel.write(step.write)
-                if step.payload:
-                    await channel.drain()
+                if step.payload:  # a relay that stops reading the message: RFC 5321's data timeout
+                    async with asyncio.timeout(self.settings.data_timeout):
+                        await channel.drain()
                 code, text = await self._reply(channel, step)
             except (ConnectionLost, SmtpProtocolError, OSError, TimeoutError) as exc:
                 diagnostic, status = describe(exc, f"waiting for the reply to {step.expect}")
