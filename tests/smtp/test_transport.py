@@ -174,15 +174,17 @@ async def test_connection_refused_defers_without_code(started: Start) -> None:
     assert "cannot connect" in outcomes[0].diagnostic
 
 
-async def test_connection_dropped_mid_data(
-    scripted_server: Callable[..., Awaitable[Scripted]], started: Start
-) -> None:
+def until_data(
+    in_content: Callable[[], Awaitable[bool]],
+) -> Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]:
+    """A scripted relay that accepts everything up to DATA's 354, then leaves the message's first line
+    to ``in_content`` (False: hang up)."""
     in_data = False
 
     async def on_line(line: bytes, writer: asyncio.StreamWriter) -> bool:
         nonlocal in_data
         if in_data:
-            return False  # the first line of content: hang up
+            return await in_content()
         verb = line[:4].upper()
         if verb == b"EHLO":
             writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
@@ -193,7 +195,16 @@ async def test_connection_dropped_mid_data(
             writer.write(b"250 ok\r\n")
         return True
 
-    server = await scripted_server(on_line)
+    return on_line
+
+
+async def test_connection_dropped_mid_data(
+    scripted_server: Callable[..., Awaitable[Scripted]], started: Start
+) -> None:
+    async def hang_up() -> bool:
+        return False  # the first line of content: hang up
+
+    server = await scripted_server(until_data(hang_up))
     t = await started(transport(server.port))
     msg, rcpts = message("a@example.net", "b@example.net")
     outcomes = await t.send(msg, rcpts)
@@ -208,24 +219,12 @@ async def test_a_relay_that_stops_reading_the_message_times_out(
     """A relay that answers 354 and then reads no more: the message backs up in the socket buffers and
     writing it must end at data_timeout (RFC 5321's data block timeout), not wait for ever."""
     stuck = asyncio.Event()
-    in_data = False
 
-    async def on_line(line: bytes, writer: asyncio.StreamWriter) -> bool:
-        nonlocal in_data
-        if in_data:
-            await stuck.wait()  # reads nothing more, answers nothing
-            return False
-        verb = line[:4].upper()
-        if verb == b"EHLO":
-            writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
-        elif verb == b"DATA":
-            writer.write(b"354 go ahead\r\n")
-            in_data = True
-        else:
-            writer.write(b"250 ok\r\n")
-        return True
+    async def read_no_more() -> bool:
+        await stuck.wait()  # reads nothing more, answers nothing
+        return False
 
-    server = await scripted_server(on_line)
+    server = await scripted_server(until_data(read_no_more))
     t = await started(transport(server.port, data_timeout=1))
     body = (b"x" * 998 + b"\r\n") * 40_000  # 40 MB: more than every socket buffer on the way holds
     msg, rcpts = message("a@example.net", content=b"Subject: big\r\n\r\n" + body)
