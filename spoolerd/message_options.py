@@ -13,10 +13,11 @@ did not set them explicitly, as MAPI clients set PR_PRIORITY and PR_DEFERRED_SEN
 from __future__ import annotations
 
 import email.utils
+from dataclasses import dataclass
 
 from .envelope import header_fields
 
-__all__ = ["PRIORITIES", "header_deferred_delivery", "header_priority"]
+__all__ = ["PRIORITIES", "HeaderOptions", "header_deferred_delivery", "header_options", "header_priority"]
 
 PRIORITIES = {"urgent": 1, "normal": 0, "non-urgent": -1}  # RFC 2156 Priority: the names people use
 _IMPORTANCE = {"high": 1, "normal": 0, "low": -1}
@@ -33,9 +34,30 @@ def _values(content: bytes) -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderOptions:
+    priority: int | None  # -1, 0 or 1; None: no field asks
+    not_before: float | None  # the deferred send time; None: none asked for
+
+
+def header_options(content: bytes) -> HeaderOptions:
+    """Both options from one read of the header section (what a submit asks for)."""
+    values = _values(content)
+    return HeaderOptions(_priority(values), _deferred_delivery(values))
+
+
 def header_priority(content: bytes) -> int | None:
     """-1, 0 or 1 from the first of Priority, X-Priority, Importance the message has; None: none."""
-    values = _values(content)
+    return _priority(_values(content))
+
+
+def header_deferred_delivery(content: bytes) -> float | None:
+    """The time ``Deferred-Delivery:`` names (seconds since the epoch), or None (absent or not a date).
+    A date without a zone is read as UTC, as ``-0000`` says."""
+    return _deferred_delivery(_values(content))
+
+
+def _priority(values: dict[str, str]) -> int | None:
     for name, table in (("priority", PRIORITIES), ("x-priority", _X_PRIORITY), ("importance", _IMPORTANCE)):
         if name in values:
             words = values[name].split()
@@ -43,10 +65,8 @@ def header_priority(content: bytes) -> int | None:
     return None
 
 
-def header_deferred_delivery(content: bytes) -> float | None:
-    """The time ``Deferred-Delivery:`` names (seconds since the epoch), or None (absent or not a date).
-    A date without a zone is read as UTC, as ``-0000`` says."""
-    value = _values(content).get("deferred-delivery")
+def _deferred_delivery(values: dict[str, str]) -> float | None:
+    value = values.get("deferred-delivery")
     if not value:
         return None
     parsed = email.utils.parsedate_tz(value)

@@ -55,6 +55,7 @@ __all__ = [
     "QueuedRecipients",
     "StoreContext",
     "StoreProvider",
+    "lease_daemon",
 ]
 
 Clock = Callable[[], float]
@@ -67,6 +68,12 @@ class StoreContext:
     name: str  # the store's name in the config ([stores.NAME])
     state_dir: Path  # relative paths in a store's settings are taken from here
     clock: Clock = field(default=time.time)
+
+
+def lease_daemon(lock_owner: str) -> str:
+    """The daemon a lease belongs to: its owner name without a sub-owner's ``#...`` suffix (see
+    ``MessageStore.reclaim``)."""
+    return lock_owner.split("#", 1)[0]
 
 
 @runtime_checkable

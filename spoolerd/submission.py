@@ -26,7 +26,7 @@ from .delivery.decide import recipient_update
 from .delivery.send import call_transport
 from .errors import NotFound, StoreError
 from .message import Draft, FolderRole, NewRecipient, RecipientState
-from .message_options import header_deferred_delivery, header_priority
+from .message_options import header_options
 from .routing import serves
 from .spooler import Spooler
 from .store import MessageStore
@@ -56,10 +56,10 @@ async def outgoing_draft(
     ``Submitter.submit_new``). A priority or deferred send time not given is the one the message's
     own header fields ask for (``message_options``)."""
     sent = await store.folder(FolderRole.SENT) if sentmail else None
-    if priority is None:
-        priority = header_priority(content) or 0
-    if not_before is None:
-        not_before = header_deferred_delivery(content)
+    if priority is None or not_before is None:
+        asked = header_options(content)  # one read of the header section for both
+        priority = (asked.priority or 0) if priority is None else priority
+        not_before = asked.not_before if not_before is None else not_before
     return Draft(
         content,
         recipients,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .envelope import one_line
+from .store import lease_daemon
 
 __all__ = ["age", "clock_time", "show_queue", "table", "watch_line", "width"]
 
@@ -98,7 +99,7 @@ def show_queue(rows: Sequence[Mapping[str, Any]], now: float | None = None) -> s
         body.append([r["id"] + flag, r.get("store"), age(r["age"]), r["size"], state, "",
                      _next_try(due, now), f"<{r['sender']}>{subject}"])  # fmt: skip
         if r.get("locked_by") and not r.get("locked_here"):  # a shared store: another daemon has it
-            notes[len(body) - 1] = [f"(being delivered by {r['locked_by'].split('#', 1)[0]})"]
+            notes[len(body) - 1] = [f"(being delivered by {lease_daemon(r['locked_by'])})"]
         elif r["recipients"] is None:
             notes[len(body) - 1] = ["(being delivered now)"]
         for rcpt in r["recipients"] or []:

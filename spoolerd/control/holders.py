@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..store import MessageStore
+from ..store import MessageStore, lease_daemon
 
 __all__ = ["LeaseHolders", "lease_holders", "owned_by"]
 
@@ -26,9 +26,9 @@ async def lease_holders(store: MessageStore, now: float) -> LeaseHolders:
     async for entry in store.outgoing_queue():
         queued += 1
         if entry.lock_owner is not None and (entry.lock_expiry is None or entry.lock_expiry > now):
-            leases[entry.lock_owner.split("#", 1)[0]] += 1
+            leases[lease_daemon(entry.lock_owner)] += 1
     return LeaseHolders(queued, dict(leases))
 
 
 def owned_by(lock_owner: str | None, owner: str) -> bool:
-    return lock_owner is not None and lock_owner.split("#", 1)[0] == owner
+    return lock_owner is not None and lease_daemon(lock_owner) == owner
