@@ -10,8 +10,9 @@ COPY pyproject.toml README.md ./
 COPY spoolerd/ spoolerd/
 COPY stores/ stores/
 COPY transports/ transports/
-# the project's wheel and every dependency's, so the runtime stage installs offline
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# the project's wheel and every dependency's, with the optional parts a container is used for (the
+# PostgreSQL store and DKIM signing), so the runtime stage installs offline
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres,dkim]'
 
 FROM python:3.11-slim-bookworm
 RUN groupadd --system --gid 10001 spoolerd \
@@ -20,7 +21,7 @@ RUN groupadd --system --gid 10001 spoolerd \
     && install -d -m 0755 /etc/spoolerd
 COPY --from=build /wheels /wheels
 # spoolerd-sendmail doubles as /usr/sbin/sendmail for programs in the image (and as mailq, newaliases)
-RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/spoolerd-*.whl \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'spoolerd[postgres,dkim]' \
     && rm -rf /wheels \
     && ln -s /usr/local/bin/spoolerd-sendmail /usr/sbin/sendmail \
     && ln -s /usr/sbin/sendmail /usr/bin/mailq \
