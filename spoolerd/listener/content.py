@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
-__all__ = ["Trace", "normalize", "received_field"]
+__all__ = ["Trace", "normalize", "received_field", "unstuff"]
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -23,9 +23,17 @@ def normalize(content: bytes) -> bytes:
     """Bare LFs made CRLF and NULs removed (see the module's note)."""
     if b"\0" in content:
         content = content.replace(b"\0", b"")
-    if b"\n" in content and _BARE_LF.search(content):
+    if content.count(b"\n") != content.count(b"\r\n"):  # two C scans: a regex search is ten times slower
         content = _BARE_LF.sub(b"\r\n", content)
     return content
+
+
+def unstuff(data: bytes) -> bytes:
+    """DATA's lines with their leading dot removed (RFC 5321 §4.5.2): a line starts the data or follows
+    a CRLF (a bare LF does not start one: it is not a line end on the wire)."""
+    if data.startswith(b"."):
+        data = data[1:]
+    return data.replace(b"\r\n.", b"\r\n") if b"\r\n." in data else data
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,17 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from ..listener_config import ListenerSection
 from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt, too_large
-from .content import Trace, normalize, received_field
+from .content import Trace, normalize, received_field, unstuff
 from .credentials import Credentials
 
-__all__ = ["Intake", "Session", "Transaction"]
+__all__ = ["Intake", "Session", "Transaction", "read_data"]
 
 log = structlog.get_logger("spoolerd.listener")
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's own lines: every command, per peer
 
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _LINE_LIMIT = 1001  # StreamReader chunk, not a limit: longer lines are read in pieces (as Postfix does)
+_DATA_CHUNK = 1 << 16  # the reader's buffer bound during DATA
 
 
 @dataclass(slots=True)
@@ -304,7 +305,7 @@ class Session(SMTP):
         self._reset_timeout(self.context.settings.data_timeout)  # the whole transfer, not per line
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         limit = self.context.size_limit()
-        content, size = await self._read_data(limit)
+        content, size = await read_data(self._reader, limit, restore=self.line_length_limit)
         self._reset_timeout()
         self._set_rset_state()
         if content is None:
@@ -314,32 +315,6 @@ class Session(SMTP):
                 await self._refuse(exc.reply)
             return
         await self.reply(await self._accept(tx, content))
-
-    async def _read_data(self, limit: int) -> tuple[bytes | None, int]:
-        """The message up to ``<CRLF>.<CRLF>``, dot-unstuffed; None when over ``limit`` (read to the
-        end all the same, RFC 5321 §4.2.5). A connection lost here cancels the session: nothing kept."""
-        lines: list[bytes] = []
-        size = 0
-        partial = b""
-        while True:
-            try:
-                chunk = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                partial += await self._reader.read(exc.consumed)
-                continue
-            line, partial = partial + chunk, b""
-            if line == b".\r\n":
-                break
-            if line.startswith(b"."):
-                line = line[1:]
-            size += len(line)
-            if limit and size > limit:
-                lines.clear()
-                continue
-            lines.append(line)
-        if limit and size > limit:
-            return None, size
-        return b"".join(lines), size
 
     async def _accept(self, tx: Transaction, content: bytes) -> Reply:
         assert self.session is not None
@@ -360,3 +335,37 @@ class Session(SMTP):
         else:
             self.refused += 1
         return reply
+
+
+async def read_data(reader: asyncio.StreamReader, limit: int, *, restore: int) -> tuple[bytes | None, int]:
+    """The message up to ``<CRLF>.<CRLF>``, dot-unstuffed, and its size; None when over ``limit`` (read
+    to the end all the same, RFC 5321 §4.2.5). A connection lost here cancels the session: nothing kept.
+
+    Read in pieces that end at ``.<CRLF>`` (rare in a body, never in base64), not line by line: a
+    megabyte is a few reads, not thirteen thousand. The reader's buffer bound is widened for the transfer
+    (the command-line bound would pause the socket every 2 KB) and set back to ``restore`` after it."""
+    reader._limit = _DATA_CHUNK  # type: ignore[attr-defined]  # asyncio.StreamReader's buffer bound
+    try:
+        pieces: list[bytes] = []
+        size = 0
+        tail = b"\r\n"  # the two bytes before the current piece: DATA starts at a line start
+        while True:
+            try:
+                piece = await reader.readuntil(b".\r\n")
+                ended = (tail + piece[-5:]).endswith(b"\r\n.\r\n")
+            except asyncio.LimitOverrunError as exc:
+                piece, ended = await reader.read(exc.consumed), False
+            size += len(piece)
+            if limit and size > limit + 3:
+                pieces.clear()  # over the limit: read on to the end, keep nothing
+            else:
+                pieces.append(piece)
+            if ended:
+                break
+            tail = piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
+    finally:
+        reader._limit = restore  # type: ignore[attr-defined]
+    size -= 3  # the final ".<CRLF>"
+    if limit and size > limit:
+        return None, size
+    return unstuff(b"".join(pieces)[:-3]), size
