@@ -16,21 +16,22 @@ import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from .abilities import Downloading
-from .delivery import AttemptResult, Dispatcher, RecipientResult
+from .delivery import AttemptResult, Dispatcher
 from .downloads import Downloads
 from .errors import NoAccess, NotFound, StoreError
-from .events import EventHub, QueueChanged, RecipientDetail, SpoolerEvent, StoreEvent, Subscription
+from .events import EventHub, QueueChanged, SpoolerEvent, StoreEvent, Subscription
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access
 from .routing import serves
+from .spooler_results import Counters, FlushDeferral, FlushResult, delivery_events
 from .store import Clock, MessageStore
 
 __all__ = ["Counters", "FlushDeferral", "FlushResult", "Spooler"]
@@ -44,41 +45,6 @@ _OWN_REASONS = frozenset({"finish", "retry", "unlock"})
 def _wakes(event: StoreEvent) -> bool:
     """A store event that may make something due: not new mail, and not the spooler's own doing."""
     return isinstance(event, QueueChanged) and event.reason not in _OWN_REASONS
-
-
-@dataclass(slots=True)
-class Counters:
-    delivered: int = 0
-    deferred: int = 0
-    failed: int = 0
-    received: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FlushDeferral:
-    """A recipient a flush left deferred, and why."""
-
-    store: str
-    message_id: str
-    recipient: RecipientResult
-
-
-@dataclass(slots=True)
-class FlushResult:
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    messages: int = 0
-    deferrals: list[FlushDeferral] = field(default_factory=list)
-
-    def add(self, store: str, message_id: str, attempt: AttemptResult | None) -> None:
-        if attempt is None:
-            return
-        self.messages += 1
-        self.sent += attempt.delivered
-        self.deferred += attempt.deferred
-        self.failed += attempt.failed
-        self.deferrals += [FlushDeferral(store, message_id, d) for d in attempt.deferrals]
 
 
 @dataclass(slots=True)
@@ -304,24 +270,8 @@ class Spooler:
                 self.counters.delivered += flight.result.delivered
                 self.counters.deferred += flight.result.deferred
                 self.counters.failed += flight.result.failed
-                result = flight.result
-                counts: tuple[tuple[Literal["delivered", "deferred", "failed"], int], ...] = (
-                    ("delivered", result.delivered),
-                    ("deferred", result.deferred),
-                    ("failed", result.failed),
-                )
-                for kind, count in counts:
-                    if count:
-                        self.events.publish(
-                            {
-                                "type": kind,
-                                "store": name,
-                                "id": message_id,
-                                "recipients": count,
-                                "time": self.clock(),
-                                "details": _details(result, kind),
-                            }
-                        )
+                for event in delivery_events(name, message_id, flight.result, self.clock):
+                    self.events.publish(event)
             flight.done.set()
             self._freed.set()
             self._freed = asyncio.Event()
@@ -405,19 +355,3 @@ class Spooler:
     def stop_receiving(self, name: str) -> None:
         """End a transport's download loop (a reload removes or replaces the transport)."""
         self.downloads.stop(name)
-
-
-def _details(result: AttemptResult, state: str) -> list[RecipientDetail]:
-    """Per recipient in ``state``: what ``spoolerctl watch`` prints (address, reply, next try)."""
-    return [
-        {
-            "recipient": r.address,
-            "transport": u.transport,
-            "code": u.code,
-            "status": u.status,
-            "reason": u.text,
-            "next_attempt": u.next_attempt,
-        }
-        for r in result.recipients
-        if (u := r.update).state == state
-    ]

@@ -9,38 +9,35 @@ error reconnects after a backoff doubling from ``reconnect_initial`` to ``reconn
 login waits ``login_retry`` (or the next flush) and shows in the status row, so a wrong password never
 becomes a reconnect loop.
 
-Upload uses its own connection, kept open between messages and replaced once when found dead.
+Upload uses its own connection, kept open between messages and replaced once when found dead
+(``upload.Uploader``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ssl
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any, ClassVar
 
 import structlog
 from pydantic import BaseModel
 
-from spoolerd.envelope import without_bcc
 from spoolerd.errors import ConfigError
 from spoolerd.message import Message, Recipient
 from spoolerd.retry import Backoff, Schedule
 from spoolerd.store import MessageStore
-from spoolerd.transport import Direction, Outcome, OutcomeKind, TransportContext
+from spoolerd.transport import Direction, Outcome, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
 from . import adapter
 from .download import Downloaded, Downloader
 from .sent import SentCopies
-from .session import CommandFailed, ImapError, LoginRefused, Session, open_session
+from .session import ImapError, LoginRefused, Session, open_session
 from .settings import ImapSettings, TlsMode
-from .upload import append_outcome
-from .wire import header_fields, last_line, response_code, uid_set
+from .upload import Uploader
 
 __all__ = ["ImapTransport"]
 
@@ -94,14 +91,12 @@ class ImapTransport:
             "sent_copies": 0,
         }
         # upload
-        self._upload: Session | None = None
-        self._upload_lock = asyncio.Lock()
-        self._appended: OrderedDict[tuple[str, bytes], Outcome] = OrderedDict()  # recent uploads
+        self._uploader = Uploader(settings, self._connect, self.counters)
         self._sent: SentCopies | None = None
         self._payer: asyncio.Task[None] | None = None
         if settings.sent_copy:
             self._sent = SentCopies(
-                self.name, context.stores, context.default_store, self._file_copy, self._reconnect
+                self.name, context.stores, context.default_store, self._uploader.file_copy, self._reconnect
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -120,10 +115,10 @@ class ImapTransport:
     async def stop(self) -> None:
         self._stopped = True
         self._pass_over.set()  # a flush still waiting is answered
-        for session in (self._download, self._upload):
-            if session is not None:
-                session.close()
-        self._download = self._upload = None
+        if self._download is not None:
+            self._download.close()
+        self._download = None
+        self._uploader.close()
         if self._payer is not None:
             self._payer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -283,89 +278,10 @@ class ImapTransport:
         outcomes = [Outcome.not_me()] * len(recipients)
         mine = [i for i, r in enumerate(recipients) if self._uploads(r)]
         if mine:
-            assert self.settings.upload_mailbox is not None
-            content = without_bcc(message.content)
-            key = (message.id, hashlib.sha256(content).digest())
-            outcome = self._appended.get(key)
-            if outcome is None:
-                # maybe tried before (by this daemon, or by one killed with the APPEND's answer in
-                # flight, which left no attempt recorded): that APPEND may have landed
-                outcome = await self._present(content, self.settings.upload_mailbox)
-            if outcome is None:  # one copy per message, also for recipients that reach us a round later
-                outcome = await self._append(content, self.settings.upload_mailbox)
-                if outcome.kind is OutcomeKind.DELIVERED:
-                    self.counters["uploaded"] += 1
-            if outcome.kind is OutcomeKind.DELIVERED:
-                self._appended[key] = outcome
-                while len(self._appended) > 1000:
-                    self._appended.popitem(last=False)
+            outcome = await self._uploader.upload(message)
             for i in mine:
                 outcomes[i] = outcome
         return outcomes
-
-    async def _append(self, content: bytes, mailbox: str, flags: str | None = None) -> Outcome:
-        """APPEND on the upload connection: a dead kept connection is replaced once (after checking
-        that the APPEND did not land before it died), and a missing mailbox is created once
-        (``create_mailboxes``)."""
-        async with self._upload_lock:
-            created = False
-            for _ in range(3):
-                fresh = self._upload is None or not self._upload.alive
-                try:
-                    if fresh:
-                        self._upload = await self._connect()
-                    assert self._upload is not None
-                    response = await self._upload.append(content, mailbox, flags)
-                except LoginRefused as exc:
-                    return Outcome.deferred(str(exc), None, "4.7.0")
-                except ImapError as exc:
-                    self._upload = None
-                    if fresh:
-                        return Outcome.deferred(str(exc), None, "4.4.2")
-                    # the kept connection had died, maybe with the APPEND sent: once more on a new one
-                    earlier = await self._present_locked(content, mailbox)
-                    if earlier is not None:
-                        return earlier
-                    continue
-                outcome = append_outcome(response, mailbox, self.peer)
-                trycreate = response.result == "NO" and response_code(last_line(response)).name == "TRYCREATE"
-                if trycreate and self.settings.create_mailboxes and not created:
-                    try:
-                        await self._upload.create(mailbox)
-                    except CommandFailed as exc:
-                        return Outcome.failed(f"could not create {mailbox}: {exc}", 550, "5.2.0")
-                    except ImapError as exc:
-                        self._upload = None
-                        return Outcome.deferred(str(exc), None, "4.4.2")
-                    created = True
-                    continue
-                return outcome
-            return Outcome.deferred(f"{self.peer}: APPEND to {mailbox} did not complete", None, "4.4.2")
-
-    async def _present(self, content: bytes, mailbox: str) -> Outcome | None:
-        async with self._upload_lock:
-            return await self._present_locked(content, mailbox)
-
-    async def _present_locked(self, content: bytes, mailbox: str) -> Outcome | None:
-        """Delivered, if ``mailbox`` already holds a message with this one's Message-ID and size (an earlier
-        APPEND whose answer was lost); None if not, or if that cannot be told."""
-        message_id = header_fields(content, ["MESSAGE-ID"]).get("MESSAGE-ID")
-        if not message_id:
-            return None
-        try:
-            if self._upload is None or not self._upload.alive:
-                self._upload = await self._connect()
-            await self._upload.select(mailbox)
-            present = await self._upload.search_header("Message-ID", message_id)
-            if not present:
-                return None
-            fetched = await self._upload.fetch(uid_set(present), "(UID RFC822.SIZE)")
-        except ImapError:  # no such mailbox yet, or no connection: the APPEND will tell
-            return None
-        same = [f.uid for f in fetched if f.size == len(content)]
-        if not same:  # no message with that Message-ID, or only others (of another size) with it
-            return None
-        return Outcome.delivered(f"already in {mailbox} on {self.peer} as UID {same[0]}")
 
     async def owe_sent(self, store: MessageStore, message: Message, delivered_by: Collection[str]) -> None:
         """Told before the message is finished: the copy owed is committed in ``store`` (``sent``), so a
@@ -378,16 +294,6 @@ class ImapTransport:
         once: a copy with the same Message-ID and size already there is not appended again."""
         if self._sent is not None and set(delivered_by) - {self.name}:
             await self._sent.file_now(message)
-
-    async def _file_copy(self, content: bytes) -> Outcome:
-        mailbox = self.settings.sent_mailbox
-        earlier = await self._present(content, mailbox)
-        if earlier is not None:
-            return earlier
-        outcome = await self._append(content, mailbox, "\\Seen")
-        if outcome.kind is OutcomeKind.DELIVERED:
-            self.counters["sent_copies"] += 1
-        return outcome
 
     # ------------------------------------------------------------------ status
 
