@@ -129,9 +129,9 @@ def build(
     owner = lease_owner(config.spooler.state_dir)
     dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
-    coupled = coupled_transports(config, transports)
+    dispatcher.coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
-    submitter = Submitter(stores, coupled, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
+    submitter = Submitter(stores, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
     daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
     daemon.store_timings = store_timings
     return daemon
@@ -192,13 +192,13 @@ def open_transports(
     return slots, problems
 
 
-def coupled_transports(config: Config, transports: Sequence[Transport]) -> dict[str, Transport]:
-    """Each store's ``coupled_transport``, by store name."""
-    by_name = {t.name: t for t in transports}
+def coupled_transports(config: Config, transports: Sequence[Transport]) -> dict[str, str]:
+    """Each store's ``coupled_transport`` (a transport's name), by store name."""
+    names = {t.name for t in transports}
     return {
-        name: by_name[section.coupled_transport]
+        name: section.coupled_transport
         for name, section in config.stores.items()
-        if section.coupled_transport is not None and section.coupled_transport in by_name
+        if section.coupled_transport is not None and section.coupled_transport in names
     }
 
 

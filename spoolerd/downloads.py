@@ -5,12 +5,18 @@ hands over into the store it names, acknowledged remotely only after the local c
 download and its loop ends. A failure is logged and the loop starts again after a wait that grows while
 passes keep failing (``DOWNLOAD_RETRY``) and starts over once one files mail. At shutdown, and when a
 reload removes or replaces a transport, its loop is cancelled first.
+
+A downloading transport without a ``flush`` of its own is flushed through the spooler (seed 000, the
+second procedure: FlushQueues with the transport as target): ``download_now`` lets a pass under way end,
+then runs one that starts now (a failed pass's wait is cut short); ``received`` counts what each
+transport handed over. Such a transport's ``receive()`` hands over what is waiting and returns.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import anyio
@@ -19,7 +25,7 @@ from anyio.abc import TaskGroup
 
 from .abilities import Downloading
 from .envelope import header_sender, header_subject, one_line
-from .errors import StoreError
+from .errors import StoreError, TransportError
 from .message import InboundMessage
 from .retry import Backoff, Schedule
 from .store import MessageStore
@@ -35,33 +41,77 @@ class ReceivedCount(Protocol):
     received: int  # messages filed so far (the spooler's counters)
 
 
+@dataclass(slots=True)
+class _Loop:
+    """One transport's download loop: its passes so far, the end of the next, and a failure's wait."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    passes: int = 0  # passes over (returned or failed)
+    failed: bool = False  # the last pass failed (the loop waits, then tries again)
+    over: anyio.Event = field(default_factory=anyio.Event)  # set when a pass ends, or the loop
+    wake: anyio.Event = field(default_factory=anyio.Event)  # set: a failed pass's wait is cut short
+
+    def pass_over(self) -> None:
+        self.passes += 1
+        self.over.set()
+        self.over = anyio.Event()
+
+    async def next_pass(self) -> None:
+        """Return once the pass under way (or, while waiting after a failure, the next one) is over."""
+        target = self.passes + 1
+        self.wake.set()
+        while self.passes < target and not self.scope.cancel_called:
+            await self.over.wait()
+
+
 class Downloads:
     def __init__(self, stores: Mapping[str, MessageStore], counters: ReceivedCount) -> None:
         self.stores = stores
         self.counters = counters
+        self.received: Counter[str] = Counter()  # messages filed, by transport
         self.stopping = False
-        self._loops: dict[str, anyio.CancelScope] = {}
+        self._loops: dict[str, _Loop] = {}
 
     def start(self, tg: TaskGroup, name: str, transport: Downloading) -> None:
         """Run ``transport``'s download loop in ``tg``."""
-        self._loops[name] = anyio.CancelScope()  # at once, so a stop right after finds it
+        self._loops[name] = _Loop()  # at once, so a stop right after finds it
         tg.start_soon(self._receive, name, transport)
 
     def stop(self, name: str) -> None:
-        scope = self._loops.pop(name, None)
-        if scope is not None:
-            scope.cancel()
+        loop = self._loops.pop(name, None)
+        if loop is not None:
+            loop.scope.cancel()
+            loop.over.set()
 
     def stop_all(self) -> None:
         self.stopping = True
-        for scope in self._loops.values():
-            scope.cancel()
+        for loop in self._loops.values():
+            loop.scope.cancel()
+            loop.over.set()
+
+    async def download_now(self, tg: TaskGroup, name: str, transport: Downloading) -> None:
+        """FlushQueues(DOWNLOAD) through the spooler for a transport without ``flush``: return once a pass
+        that starts now is over (``received[name]`` counts what it filed). Raises ``TransportError``
+        when that pass failed."""
+        loop = self._loops.get(name)
+        if loop is not None and not loop.failed:
+            await loop.next_pass()  # under way: what is waiting may have come after it began
+        loop = self._loops.get(name)
+        if loop is None and not self.stopping:
+            self.start(tg, name, transport)
+            loop = self._loops[name]
+        if loop is not None:
+            await loop.next_pass()
+            if loop.failed:
+                raise TransportError(f"download by {name} failed (see the log); it is tried again")
 
     async def _receive(self, name: str, transport: Downloading) -> None:
         backoff = Backoff(DOWNLOAD_RETRY)
-        with self._loops.setdefault(name, anyio.CancelScope()) as loop:
+        loop = self._loops.setdefault(name, _Loop())
+        with loop.scope:
             while not self.stopping:
                 received = self.counters.received
+                loop.failed = False
                 try:
                     await self._receive_once(name, transport)
                 except Exception:
@@ -69,12 +119,16 @@ class Downloads:
                         backoff.reset()
                     wait = backoff.failed()
                     log.exception("download failed; retrying", transport=name, retry_in=wait)
-                    await anyio.sleep(wait)  # a timer between failed downloads, not a poll
+                    loop.failed, loop.wake = True, anyio.Event()
+                    loop.pass_over()
+                    with anyio.move_on_after(wait):  # a timer between failed downloads, not a poll
+                        await loop.wake.wait()  # or a flush
                 else:
                     log.info("download loop ended: nothing more to download", transport=name)
                     break
         if self._loops.get(name) is loop:
             del self._loops[name]
+        loop.pass_over()  # its last: a flush waiting on it is answered
 
     async def _receive_once(self, name: str, transport: Downloading) -> None:
         async for inbound in transport.receive():
@@ -89,6 +143,7 @@ class Downloads:
                 log.exception("could not file a downloaded message", transport=name, store=inbound.store)
                 continue
             self.counters.received += 1
+            self.received[name] += 1
             await inbound.acknowledge()
 
 

@@ -150,7 +150,7 @@ async def reload(daemon: Daemon) -> ReloadResult:
         current = [built.get(name) or running_slots[name] for name in config.transports]
         dispatcher.replace_transports(current)
         daemon.transports = [slot.transport for slot in current]
-        daemon.submitter.coupled = coupled_transports(config, daemon.transports)
+        dispatcher.coupled = coupled_transports(config, daemon.transports)
         for slot in slots:
             if slot.downloader is not None:
                 spooler.start_receiving(slot.name, slot.downloader)

@@ -9,6 +9,11 @@ Before that, the envelope sender picks among the transports named in ``[sender_r
 sender_dependent_relayhost_maps): such a transport is used only for the senders whose rule names it, so
 each sender's mail leaves through its own relay and account, while transports no rule names (loopback
 for the local stores, say) serve every sender as before.
+
+A tightly coupled store's transport (``coupled_transport``, seed 004) has the first chance at the
+recipients it serves when the store submits (again, after preprocessing): ``first_chance`` puts it at
+the head of the sender's eligible transports, and ``coupled_share`` is what it takes at submit. A
+sender that ``[sender_routes]`` sends elsewhere is not taken by it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from typing import TypeVar
 
 from .message import NewRecipient, Recipient
 
-__all__ = ["Route", "SenderRoutes", "expand_recipients", "route", "serves"]
+__all__ = [
+    "Route",
+    "SenderRoutes",
+    "coupled_share",
+    "expand_recipients",
+    "first_chance",
+    "route",
+    "serves",
+]
 
 T = TypeVar("T")
 
@@ -131,3 +144,23 @@ class SenderRoutes:
         chosen = self.transport_for(sender)
         bound = self.bound
         return [t for t in transports if t[0] not in bound or t[0] == chosen]
+
+
+def first_chance(transports: Sequence[tuple[str, T]], name: str | None) -> list[tuple[str, T]]:
+    """``transports`` in their order, the one named ``name`` (a coupled store's transport) moved first;
+    unchanged when it is not among them (a sender routed elsewhere, say)."""
+    return sorted(transports, key=lambda t: t[0] != name) if name is not None else list(transports)
+
+
+def coupled_share(
+    sender: str,
+    recipients: Iterable[Recipient],
+    transport: tuple[str, frozenset[str] | None],
+    routes: SenderRoutes,
+) -> list[Recipient]:
+    """The recipients without a final state that a coupled store's ``transport`` (name, address types)
+    takes at submit (RESPONSIBILITY TRUE): those it serves, unless ``routes`` bind it to other senders;
+    what ``route`` gives it when it has the ``first_chance``."""
+    if not routes.eligible(sender, [transport]):
+        return []
+    return [r for r in recipients if not r.state.final and serves(transport[1], r.address_type)]

@@ -352,6 +352,15 @@ class Spooler:
         assert self._tg is not None, "the spooler is not running"
         self.downloads.start(self._tg, name, transport)
 
+    async def download_now(self, name: str, transport: Downloading) -> int:
+        """Flush a downloading transport that has no flush of its own (``Downloads.download_now``) within
+        the send timeout; how many messages it handed over meanwhile."""
+        assert self._tg is not None, "the spooler is not running"
+        before = self.downloads.received[name]
+        with anyio.move_on_after(self.dispatcher.settings.send_timeout):
+            await self.downloads.download_now(self._tg, name, transport)
+        return self.downloads.received[name] - before
+
     def stop_receiving(self, name: str) -> None:
         """End a transport's download loop (a reload removes or replaces the transport)."""
         self.downloads.stop(name)

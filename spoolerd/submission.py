@@ -1,11 +1,15 @@
 """Submitting a message on a client's behalf (IMessage::SubmitMessage as the daemon performs it).
 
-A store with ``coupled_transport`` is the seed document's tightly coupled store: when the message needs
-no preprocessing, the store hands the recipients its own transport serves to that transport inside the
-submit, before the spooler ever sees them. All of them delivered: the message is finished at once (Sent
-Items / delete) without the spooler. Otherwise what is left (other recipients, deferrals, failures that
-need a report) is queued for the spooler, which wakes for it. With preprocessing needed, the whole
-message goes to the spooler, which preprocesses first (MAPI's NEEDS_PREPROCESSING path).
+A store with ``coupled_transport`` is the seed document's tightly coupled store (seed 004): when the
+message needs no preprocessing, the store hands the recipients its own transport serves to that transport
+inside the submit, before the spooler ever sees them (``routing.coupled_share``: not when
+``[sender_routes]`` sends this sender's mail elsewhere). All of them delivered: the message is finished
+at once (Sent Items / delete) without the spooler. Otherwise what is left (other recipients, deferrals,
+failures that need a report) is queued for the spooler, which wakes for it. Each outcome is logged and
+raises its delivered / deferred / failed event as the spooler's do. With preprocessing needed (the
+default ``headers`` preprocessor), the message is queued for the spooler, which preprocesses it and
+submits it again: then the coupled transport has the first chance at its recipients (the Dispatcher's
+``coupled``) and the spooler sends the rest in the same attempt.
 
 The message is created and queued already locked, in one transaction (``submit_new(lock=...)``), so the
 spooler cannot race the handover and a crash leaves either a queued message or nothing.
@@ -21,14 +25,15 @@ import anyio
 import structlog
 
 from . import maillog
-from .delivery import Dispatcher
+from .delivery import AttemptResult, Dispatcher, RecipientResult
 from .delivery.decide import recipient_update
 from .delivery.send import call_transport
 from .errors import NotFound, StoreError
-from .message import Draft, FolderRole, NewRecipient, RecipientState
+from .message import Draft, FolderRole, NewRecipient, RecipientState, RecipientUpdate
 from .message_options import header_options
-from .routing import serves
+from .routing import coupled_share
 from .spooler import Spooler
+from .spooler_results import delivery_events
 from .store import MessageStore
 from .transport import OutcomeKind, Transport, Tried
 
@@ -94,14 +99,12 @@ class Submitter:
     def __init__(
         self,
         stores: Mapping[str, MessageStore],
-        coupled: Mapping[str, Transport],
         *,
         preprocess: bool,
         dispatcher: Dispatcher,
         spooler: Spooler | None = None,
     ) -> None:
         self.stores = stores
-        self.coupled = coupled
         self.preprocess = preprocess  # any preprocessor or distribution list is configured
         self.dispatcher = dispatcher
         self.spooler = spooler
@@ -112,8 +115,9 @@ class Submitter:
         store = self.stores.get(store_name)
         if store is None:
             raise NotFound(f"no store named {store_name!r}")
-        transport = self.coupled.get(store_name)
-        if transport is None or self.preprocess:
+        coupled = self.dispatcher.coupled.get(store_name)
+        slot = self.dispatcher.slot(coupled) if coupled is not None else None
+        if slot is None or self.preprocess:
             message_id = await submit_outgoing(store, draft, preprocess=self.preprocess)
             return SubmitResult(message_id, queued=True)
         # a sub-owner of the daemon's: the daemon's next life takes it back at once if this one dies
@@ -122,7 +126,7 @@ class Submitter:
         result = SubmitResult(message_id, queued=True)  # if the hand-over is cut short, the spooler has it
         try:
             async with self.dispatcher.leases.leased(store, message_id, owner):
-                result = await self._hand_over(store, transport, message_id, owner)
+                result = await self._hand_over(store, slot.transport, message_id, owner)
         finally:
             if result.queued:
                 with anyio.CancelScope(shield=True):
@@ -138,11 +142,10 @@ class Submitter:
         self, store: MessageStore, transport: Transport, message_id: str, owner: str
     ) -> SubmitResult:
         message = await store.lock(message_id, owner, self.dispatcher.settings.lease)  # a fresh snapshot
-        mine = [
-            r
-            for r in message.recipients
-            if not r.state.final and serves(transport.address_types, r.address_type)
-        ]
+        routes = self.dispatcher.settings.sender_routes
+        mine = coupled_share(
+            message.sender, message.recipients, (transport.name, transport.address_types), routes
+        )
         if not mine:
             return SubmitResult(message_id, queued=True)
         # the same timeout and crash handling as the spooler's own sends
@@ -161,6 +164,9 @@ class Submitter:
             tried = {r.index: Tried(transport.name, o) for r, o in zip(mine, outcomes, strict=True)}
             recorded = [r for r in mine if tried[r.index].outcome.kind is not OutcomeKind.NOT_ME]
             maillog.outcomes(message, recorded, tried, updates, now - submitted)
+            self._publish(
+                store.name, message_id, [(r.address, u) for r, u in zip(recorded, updates, strict=True)]
+            )
         states = {r.index: r.state for r in message.recipients} | {u.index: u.state for u in updates}
         if all(state is RecipientState.DELIVERED for state in states.values()):
             await store.finish(message_id, owner)
@@ -173,3 +179,20 @@ class Submitter:
         if waiting and set(waiting) <= ours_deferred:
             retry_at = min(u.next_attempt for u in updates if u.next_attempt is not None)
         return SubmitResult(message_id, queued=True, handled=len(updates), retry_at=retry_at)
+
+    def _publish(
+        self, store_name: str, message_id: str, updates: Sequence[tuple[str, RecipientUpdate]]
+    ) -> None:
+        """The hand-over's delivered / deferred / failed events, as the spooler's attempts raise them."""
+        if self.spooler is None:
+            return
+        result = AttemptResult(recipients=[RecipientResult(address, u) for address, u in updates])
+        for _, u in updates:
+            if u.state is RecipientState.DELIVERED:
+                result.delivered += 1
+            elif u.state is RecipientState.FAILED:
+                result.failed += 1
+            else:
+                result.deferred += 1
+        for event in delivery_events(store_name, message_id, result, self.dispatcher.clock):
+            self.spooler.events.publish(event)

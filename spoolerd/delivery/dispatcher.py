@@ -3,10 +3,11 @@
 The Dispatcher runs the stages in order, each in its own module:
 
 lock (a lease, renewed while in flight: ``leases``) → preprocessors and list expansion, then the
-preprocess flag is cleared → route each recipient that has no final outcome and send (``send``,
-bounded per transport and per destination, a dead destination not tried: ``limits``) → what it comes
-to (``decide``, no I/O) → record every outcome durably → NDR / DR into the sender's store (``reports``)
-→ finish, or unlock with a retry time.
+preprocess flag is cleared (the store's submit again: a tightly coupled store's transport then has the
+first chance at the recipients it serves, seed 004) → route each recipient that has no final outcome
+and send (``send``, bounded per transport and per destination, a dead destination not tried:
+``limits``) → what it comes to (``decide``, no I/O) → record every outcome durably → NDR / DR into the
+sender's store (``reports``) → finish, or unlock with a retry time.
 
 A recipient recorded DELIVERED or FAILED is never sent again: only recipients without a final state are
 routed, so a crash or a retry resends at most what was in flight.
@@ -65,6 +66,7 @@ class Dispatcher:
         self.destinations = DestinationCache(hold=settings.destination_hold)
         self.sender = Sender(DestinationLimits(self.destinations, clock, self._publish), settings)
         self._settings = settings
+        self.coupled: dict[str, str] = {}  # store name -> its coupled_transport (set by assembly, reload)
         self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
 
     @property
@@ -136,7 +138,11 @@ class Dispatcher:
         elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
             tried = {r.index: Tried(None, refused) for r in pending(message)}
         else:
-            tried = await self.sender.route_and_send(self.transports, message, pending(message), force=force)
+            # just preprocessed: the coupled store's resubmit hands its transport what it serves first
+            first = self.coupled.get(store.name) if start.preprocess else None
+            tried = await self.sender.route_and_send(
+                self.transports, message, pending(message), force=force, first=first
+            )
         decision = decide(message, tried, now, settings)
         result = decision.result
         if decision.finish and not decision.reports:

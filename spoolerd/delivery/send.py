@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from ..message import Message, Recipient
-from ..routing import route
+from ..routing import first_chance, route
 from ..slot import TransportSlot
 from ..transport import Outcome, OutcomeKind, Transport, Tried
 from .limits import DestinationLimits
@@ -53,14 +53,16 @@ class Sender:
         pending: Sequence[Recipient],
         *,
         force: bool,
+        first: str | None = None,
     ) -> dict[int, Tried]:
         """What each of ``pending`` got; ``transports``: this attempt's, even if a reload replaces them
-        (of those [sender_routes] binds, this sender's only)."""
+        (of those [sender_routes] binds, this sender's only). ``first``: a coupled store's transport,
+        which has the first chance at the recipients it serves (``routing.first_chance``)."""
         outcomes: dict[int, Tried] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
         named = [(s.name, s) for s in transports]
-        slots = dict(self.settings.sender_routes.eligible(message.sender, named))
+        slots = dict(first_chance(self.settings.sender_routes.eligible(message.sender, named), first))
         usable = [(s.name, s.transport.address_types) for s in slots.values() if s.online]
         offline = [(s.name, s.transport.address_types) for s in slots.values() if not s.online]
         while remaining:

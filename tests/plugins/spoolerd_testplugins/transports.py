@@ -33,6 +33,7 @@ class ScriptedSettings(BaseModel):
     crash: bool = False  # send() raises
     delay: float = 0.0  # seconds each send takes
     log_file: str | None = None  # a line "message-id address" per delivered recipient, fsynced
+    copy_dir: str | None = None  # the content of each message with a delivered recipient, as copy_dir/ID
 
 
 def _prepend(content: bytes, header: bytes) -> bytes:
@@ -116,6 +117,8 @@ class ScriptedTransport:
             else:
                 outcomes.append(Outcome.delivered("accepted"))
                 self.delivered.append((message.id, r.address, message.content))
+        if self.settings.copy_dir and any(o.kind == "delivered" for o in outcomes):
+            await anyio.Path(self.settings.copy_dir, message.id).write_bytes(message.content)
         if self.settings.log_file:
             lines = "".join(
                 f"{message.id} {r.address}\n"
@@ -240,16 +243,8 @@ class TaggerSettings(BaseModel):
     preprocess_types: list[str] | None = None  # the preprocessor's own address types, if any
 
 
-class TaggerTransport:
-    """Registers a preprocessor; delivers whatever is routed to it."""
-
-    Settings: ClassVar[type[BaseModel]] = TaggerSettings
-
-    def __init__(self, settings: TaggerSettings, context: TransportContext) -> None:
-        self.name = context.name
-        self.address_types: frozenset[str] | None = frozenset(settings.address_types)
-        types = settings.preprocess_types
-        self._tag = _Tag(f"transport:{self.name}", None if types is None else frozenset(types))
+class _NoConnection:
+    """What a transport with nothing to connect to answers about itself."""
 
     async def start(self) -> None:
         return None
@@ -259,6 +254,18 @@ class TaggerTransport:
 
     def destination(self, recipient: Recipient) -> str:
         return "-"
+
+
+class TaggerTransport(_NoConnection):
+    """Registers a preprocessor; delivers whatever is routed to it."""
+
+    Settings: ClassVar[type[BaseModel]] = TaggerSettings
+
+    def __init__(self, settings: TaggerSettings, context: TransportContext) -> None:
+        self.name = context.name
+        self.address_types: frozenset[str] | None = frozenset(settings.address_types)
+        types = settings.preprocess_types
+        self._tag = _Tag(f"transport:{self.name}", None if types is None else frozenset(types))
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         return [Outcome.delivered("tagged")] * len(recipients)
@@ -283,3 +290,42 @@ class HalfSentCopies(TaggerTransport):
     def __init__(self, settings: TaggerSettings, context: TransportContext) -> None:
         super().__init__(settings, context)
         self.sent_copies = True
+
+
+class PullSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = "local"
+    drop_dir: str
+
+
+class PullTransport(_NoConnection):
+    """Downloads without a ``flush`` of its own (entry point ``test-pull``): each ``receive()`` hands over
+    every file in the drop directory and returns, so the spooler flushes it (seed 000's second procedure)."""
+
+    Settings: ClassVar[type[BaseModel]] = PullSettings
+
+    def __init__(self, settings: PullSettings, context: TransportContext) -> None:
+        self.name = context.name
+        self.address_types: frozenset[str] | None = frozenset()
+        self.downloads = True
+        self.settings = settings
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        return [Outcome.not_me()] * len(recipients)
+
+    async def receive(self) -> AsyncIterator[_Pulled]:
+        for name in sorted(os.listdir(self.settings.drop_dir)):
+            path = os.path.join(self.settings.drop_dir, name)
+            yield _Pulled(self.settings.store, InboundMessage(await anyio.Path(path).read_bytes()), path)
+
+
+@dataclass
+class _Pulled:
+    store: str
+    message: InboundMessage
+    path: str
+    state: StateChange | None = None
+
+    async def acknowledge(self) -> None:
+        os.unlink(self.path)  # "mark it seen on the server": only after the local commit
