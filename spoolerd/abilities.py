@@ -62,7 +62,8 @@ class Downloading(Protocol):
     downloads: bool  # False: it has ``receive`` but nothing to download as configured
 
     def receive(self) -> AsyncIterator[Inbound]:
-        """Download: messages to file into a store, for the transport's life (the spooler runs it)."""
+        """Download: messages to file into a store, for the transport's life (the spooler runs it). One
+        without ``flush`` hands over what is waiting and returns: a flush runs it again (seed 000)."""
 
 
 class Flushing(Protocol):

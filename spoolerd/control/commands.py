@@ -82,7 +82,7 @@ async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> FlushCounts 
             for slot in daemon.spooler.dispatcher.transports:
                 if slot.flush is not None and args.transport in (None, slot.name):
                     await slot.flush(Direction.DOWNLOAD)
-                elif slot.downloader is not None and args.transport == slot.name:
+                elif slot.downloader is not None and args.transport in (None, slot.name):
                     # no flush of its own: flushed through the spooler (seed 000, lpTargetTransport)
                     await daemon.spooler.download_now(slot.name, slot.downloader)
             counts["received"] = daemon.spooler.counters.received - received_before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -56,16 +57,59 @@ async def test_coupled_store_queues_the_rest_for_the_spooler(tmp_path: Path, clo
         }
 
 
-async def test_coupled_store_with_preprocessing_leaves_everything_to_the_spooler(
+async def test_coupled_store_with_preprocessing_takes_its_share_after_it(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    async with spooler(tmp_path, clock, stores=COUPLED_STORES) as h:  # the headers preprocessor is on
-        result = await h.daemon.submitter.submit_new("local", await draft(h, "alice@localhost"))
+    """Seed 004: with NEEDS_PREPROCESSING (the default headers preprocessor) submit queues and returns;
+    the spooler preprocesses and submits again, then the coupled transport takes what it serves even
+    though a transport before it serves that type too, and the spooler sends the rest."""
+    transports = {"remote": {"provider": "test-scripted"}, "loopback": {"provider": "loopback"}}
+    async with spooler(tmp_path, clock, transports, stores=COUPLED_STORES) as h:
+        result = await h.daemon.submitter.submit_new(
+            "local", await draft(h, "alice@localhost", "far@remote.test")
+        )
         mid = result.message_id
-        assert (result.queued, result.handled) == (True, 0)
+        assert (result.queued, result.handled) == (True, 0)  # nothing handled inside submit
         await h.finished(mid)
-        assert h.spooler.counters.delivered == 1
-        assert b"Message-ID: " in (await h.message(mid)).content
+        assert h.transport("remote").calls == [(mid, ["far@remote.test"])]
+        states = {r.address: r.transport for r in (await h.message(mid)).recipients}
+        assert states == {"alice@localhost": "loopback", "far@remote.test": "remote"}
+        (copy,) = await h.folder(FolderRole.INBOX)
+        assert b"Message-ID: " in (await h.message(copy.id)).content  # preprocessed before the hand-over
+
+
+async def test_coupled_hand_over_at_submit_raises_events_and_honours_sender_routes(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Seed 004 without preprocessing: the coupled transport's deferral inside submit raises a
+    ``deferred`` event as the spooler's do; a sender [sender_routes] keeps from it is not handed over."""
+    transports = {
+        "remote": {"provider": "test-scripted"},
+        "mine": {"provider": "test-scripted", "temp_fail": ["busy@localhost"]},
+    }
+    stores = {"local": {"provider": "sqlite", "addresses": ["@localhost"], "coupled_transport": "mine"}}
+    async with spooler(
+        tmp_path,
+        clock,
+        transports,
+        stores=stores,
+        spooler={"preprocessors": []},
+        sender_routes={"vip@localhost": "mine"},
+    ) as h:
+        async with h.spooler.events.subscribe() as events:
+            vip = replace(await draft(h, "busy@localhost"), sender="vip@localhost")
+            result = await h.daemon.submitter.submit_new("local", vip)
+            assert (result.queued, result.handled) == (True, 1)
+            with anyio.fail_after(10):
+                event = await events.receive()
+        assert (event["type"], event["id"]) == ("deferred", result.message_id)
+        (detail,) = event["details"]
+        assert (detail["recipient"], detail["transport"]) == ("busy@localhost", "mine")
+        other = await h.daemon.submitter.submit_new("local", await draft(h, "alice@localhost"))
+        assert (other.queued, other.handled) == (True, 0)  # me@localhost: not the coupled transport's
+        await h.finished(other.message_id)
+        assert h.transport("remote").calls == [(other.message_id, ["alice@localhost"])]
+        assert h.transport("mine").calls == [(result.message_id, ["busy@localhost"])]
 
 
 async def test_oldest_first(tmp_path: Path, clock: FakeClock) -> None:
