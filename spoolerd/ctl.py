@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("reload", help="re-read the daemon's configuration (a bad one is refused)")
     v = sub.add_parser("verify", help="how addresses would be completed, aliased and routed (sends nothing)")
     v.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    v.add_argument(
+        "--from", dest="sender", metavar="SENDER", help="route as mail from SENDER would be ([sender_routes])"
+    )
     w = sub.add_parser("watch", help="print events as they happen")
     w.add_argument("--store")
     return p
@@ -223,7 +226,7 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
             )
             return EXIT_RESTART_NEEDED
     elif args.command == "verify":
-        result = client.call("verify", addresses=args.addresses)
+        result = client.call("verify", addresses=args.addresses, sender=args.sender)
         text = show_verify(result)
     else:  # ls
         result = client.call("list", folder=args.folder, store=args.store)

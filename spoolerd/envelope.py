@@ -150,13 +150,16 @@ def header_sender(content: bytes) -> str:
 
 def header_subject(content: bytes) -> str:
     """The Subject as text on one line: RFC 2047 encoded words decoded, raw UTF-8 (or Latin-1) read as
-    such, folding and control characters turned into single spaces."""
-    raw = _fields(content, "subject")
-    if not raw:
+    such, folding and control characters turned into single spaces. Plain ASCII (most subjects) is
+    taken as it is, without the email package's header parser (a tenth of the time: one per submit)."""
+    field = next((f for f in header_fields(content) if f.key == "subject"), None)
+    if field is None:
         return ""
-    unfolded = _FOLD.sub("", raw[0])
+    unfolded = _FOLD.sub("", _text(field.raw[field.value_at :].decode("ascii", "surrogateescape")))
+    if unfolded.isascii() and "=?" not in unfolded:
+        return " ".join(one_line(unfolded).split())
     try:  # the modern parser decodes encoded words beside raw non-ASCII text, which make_header cannot
-        text = str(default.header_factory("subject", unfolded))
+        text = str(default.header_factory("subject", unfolded.strip()))
     except (ValueError, LookupError, IndexError):
         text = unfolded
     return " ".join(one_line(text).split())
@@ -176,7 +179,10 @@ def header_end(content: bytes) -> int:
     decides it: every reader of "the header" slices with it."""
     if content.startswith((b"\n", b"\r\n")):
         return 0  # a blank first line: no header fields at all
-    blank = min((i for i in (content.find(b"\n\n"), content.find(b"\n\r\n")) if i >= 0), default=-1)
+    blank = content.find(b"\n\r\n")  # the usual blank line; an LF one can only be before it
+    bare = content.find(b"\n\n", 0, len(content) if blank < 0 else blank + 1)
+    if bare >= 0:
+        blank = bare
     if blank < 0:
         return len(content)
     return blank - 1 if content[blank - 1 : blank] == b"\r" else blank

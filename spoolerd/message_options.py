@@ -24,11 +24,14 @@ _IMPORTANCE = {"high": 1, "normal": 0, "low": -1}
 _X_PRIORITY = {"1": 1, "2": 1, "3": 0, "4": -1, "5": -1}
 
 
+_OPTION_FIELDS = frozenset({"priority", "x-priority", "importance", "deferred-delivery"})
+
+
 def _values(content: bytes) -> dict[str, str]:
-    """The first value of each field, unfolded, without comments after a blank (``2 (High)``)."""
+    """The first value of each field that asks for an option, unfolded."""
     found: dict[str, str] = {}
     for field in header_fields(content):
-        if field.key and field.key not in found:
+        if field.key in _OPTION_FIELDS and field.key not in found:
             text = field.raw[field.value_at :].decode("latin-1")
             found[field.key] = " ".join(text.split())
     return found

@@ -50,7 +50,8 @@ def ctl_argv(opts: Options, site_ids: list[str] | None = None) -> list[str] | No
         ids = [*opts.flush_ids, *(site_ids or [])]
         return ["flush", "--", *ids] if ids else ["flush"]
     if opts.mode is Mode.VERIFY:
-        return ["verify", "--", *opts.recipients]
+        sender = [] if opts.sender is None else ["--from", opts.sender]
+        return ["verify", *sender, "--", *opts.recipients]
     return None
 
 

@@ -50,3 +50,31 @@ def test_any_subject_survives_rfc2047(subject: str) -> None:
 def test_any_bytes_give_one_printable_line(value: bytes) -> None:
     subject = header_subject(b"Subject: " + value.replace(b"\n", b"\n ") + b"\r\n\r\nbody")
     assert subject.isprintable() and subject == " ".join(subject.split())
+
+
+def _with_the_email_package(content: bytes) -> str:
+    """The Subject as the email package's own header parser reads it: the reference the fast path
+    of ``header_subject`` (plain ASCII taken as it is) must agree with."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32, default
+
+    from spoolerd.envelope import header_end, one_line
+
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content[: header_end(content)])
+    raw = headers.get("subject")
+    if raw is None:
+        return ""
+    unfolded = "".join(str(raw).replace("\r\n", "\n").split("\n"))
+    return " ".join(one_line(str(default.header_factory("subject", unfolded))).split())
+
+
+ascii_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+
+
+@given(st.lists(ascii_values, min_size=1, max_size=3), st.sampled_from([b"\r\n", b"\n"]))
+def test_a_plain_ascii_subject_reads_as_the_email_package_reads_it(lines: list[str], eol: bytes) -> None:
+    value = (eol + b" ").join(line.encode() for line in lines)
+    content = (
+        b"From: a@example.org" + eol + b"Subject: " + value + eol + b"To: b@example.org" + eol * 2 + b"x"
+    )
+    assert header_subject(content) == _with_the_email_package(content)

@@ -35,7 +35,7 @@ from .results import (
 from .status import queue_listing, status_table
 from .submit import SubmitArgs, submit
 from .subscribe import stream_events
-from .verify import Unverifiable, Verified, verify_addresses
+from .verify import Unverifiable, Verified, verify_addresses, verifying_sender
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -150,10 +150,12 @@ async def subscribe(daemon: Host, args: StoreArgs, conn: Connection) -> Unsubscr
 
 class VerifyArgs(Args):
     addresses: list[str]
+    sender: str | None = None  # routes as for mail from this sender ([sender_routes])
 
 
 async def verify(daemon: Host, args: VerifyArgs, conn: Connection) -> list[Verified | Unverifiable]:
-    return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses)
+    sender = verifying_sender(daemon.config, conn.uid, args.sender)
+    return verify_addresses(daemon.config, daemon.spooler.dispatcher.transports, args.addresses, sender)
 
 
 Handler = Callable[[Host, Any, Connection], Awaitable[CommandResult]]

@@ -3,23 +3,26 @@
 
 Routing is the spooler's: the transports whose address types serve the recipient, in configured order;
 the first takes it unless it answers NOT_ME (the loopback transport does for addresses no store owns:
-its destination then reads ``store:-``), and the next is tried. No transport left: an NDR.
+its destination then reads ``store:-``), and the next is tried. No transport left: an NDR. A transport
+that ``[sender_routes]`` binds to some senders is shown only for the sender given (``--from``, sendmail's
+``-f``, if the caller may choose its sender), else for the caller's own address.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TypedDict
 
-from ..addressing import Mailbox, complete, expand_aliases, parse_address_list
+from ..addressing import Mailbox, complete, expand_aliases, parse_address, parse_address_list
 from ..config import Config
 from ..errors import BadAddress
 from ..message import Recipient, RecipientKind, address_type_of
-from ..routing import serves
+from ..routing import SenderRoutes, serves
 from ..slot import TransportSlot
-from ..submit_rules import address_policy, default_domain
+from ..submit_rules import address_policy, default_domain, local_sender, trusted
 
-__all__ = ["Route", "Unverifiable", "Verified", "VerifiedRecipient", "verify_addresses"]
+__all__ = ["Route", "Unverifiable", "Verified", "VerifiedRecipient", "verify_addresses", "verifying_sender"]
 
 
 class Route(TypedDict):
@@ -55,6 +58,7 @@ def _routes(address: str, slots: Sequence[TransportSlot]) -> list[Route]:
 
 
 def _verify(config: Config, slots: Sequence[TransportSlot], text: str) -> list[Verified]:
+    """``slots``: the transports this sender may use."""
     policy, domain = address_policy(config), default_domain(config)
     mailboxes = parse_address_list(text)
     if not mailboxes:
@@ -69,11 +73,21 @@ def _verify(config: Config, slots: Sequence[TransportSlot], text: str) -> list[V
     return out
 
 
+def verifying_sender(config: Config, uid: int, asked: str | None) -> str:
+    """The envelope sender a submit by ``uid`` would get: ``asked`` if it may choose one, else its own."""
+    if asked is None or not trusted(config, uid, os.getuid()):
+        return local_sender(config, uid)
+    return complete(parse_address(asked).address, default_domain(config)) if asked else ""  # "": null
+
+
 def verify_addresses(
-    config: Config, slots: Sequence[TransportSlot], texts: Sequence[str]
+    config: Config, slots: Sequence[TransportSlot], texts: Sequence[str], sender: str | None = None
 ) -> list[Verified | Unverifiable]:
     """One entry per address given (an argument may hold a list: one per mailbox in it); an address
-    that cannot be mail gets an ``error`` (code ``bad_address``) instead of recipients."""
+    that cannot be mail gets an ``error`` (code ``bad_address``) instead of recipients. ``sender``: the
+    envelope sender whose ``[sender_routes]`` apply (None: a sender no rule names)."""
+    named = [(slot.name, slot) for slot in slots]
+    slots = [slot for _name, slot in SenderRoutes(config.sender_routes).eligible(sender or "", named)]
     out: list[Verified | Unverifiable] = []
     for text in texts:
         try:

@@ -226,6 +226,37 @@ async def test_spoolerctl_verify() -> None:
         assert remote_log(d) == [] and await inbox(d) == []  # verify delivers nothing
 
 
+PARTNER = """
+[transports.partner]
+provider = "test-scripted"
+[sender_routes]
+"@partner.test" = "partner"
+"""
+
+
+async def test_verify_routes_as_for_the_sender_given() -> None:
+    """A transport [sender_routes] binds shows only for its senders: ``--from`` (sendmail -bv -f), else
+    the caller's own address, as a submit would be routed."""
+    root = short_root()
+    d = Daemon(root, _extra(root, PARTNER))
+    async with serving(d):
+
+        async def routes(*args: str) -> list[str]:
+            done = await run(*ctl(d, "--json", "verify", *args, "x@remote.test"), check=True)
+            (entry,) = json.loads(done.stdout)
+            return [r["transport"] for r in entry["recipients"][0]["routes"]]
+
+        assert await routes() == ["loopback", "remote"]  # as the caller: no rule names it
+        assert await routes("--from", "Ann <ann@Partner.Test>") == ["loopback", "remote", "partner"]
+        assert await routes("--from", "ann@other.test") == ["loopback", "remote"]
+        argv, env = sendmail(d, "-bv", "-f", "ann@partner.test", "x@remote.test")
+        done = await run(*argv, env=env)
+        assert done.returncode == 0, done.stderr
+        assert b"remote (remote.test) then partner" in done.stdout
+        bad = await run(*ctl(d, "verify", "--from", "<@>", "x@remote.test"))
+        assert bad.returncode != 0 and b"bad_address" in bad.stderr + bad.stdout
+
+
 async def test_bsd_mailx_to_root_reaches_the_people_root_is_aliased_to() -> None:
     """bsd-mailx runs ``sendmail -i -t`` with ``To: root``: the way cron and scripts mail root."""
     if not shutil.which("bsd-mailx"):
