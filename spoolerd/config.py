@@ -27,6 +27,7 @@ from .listener_config import ListenerSection
 from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from .metrics.settings import MetricsSection
 from .plugins import PluginRegistry, validation_problems
+from .rate import Rate, parse_rate
 from .store import Clock, MessageStore, StoreContext
 
 __all__ = [
@@ -151,6 +152,9 @@ class StoreSection(_PluginSection):
 class TransportSection(_PluginSection):
     concurrency: int | None = Field(
         None, ge=1, description="sends at once (default spooler.transport_concurrency)"
+    )
+    rate: Annotated[Rate | None, BeforeValidator(parse_rate)] = Field(
+        None, description='sends per period to each destination at most, e.g. "100/1m" (default: no limit)'
     )
 
 
