@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 
 from spoolerd.config import parse_config
 from spoolerd.control.status import status_table
+from spoolerd.ctl import _show_status
 from spoolerd.daemon import build, running
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
@@ -67,12 +68,12 @@ def spaced(times: list[float], messages: int, per: float) -> None:
 
 
 @asynccontextmanager
-async def daemon(tmp_path: Path, port: int, rate: str) -> AsyncIterator[Any]:
+async def daemon(tmp_path: Path, port: int, rate: str | None) -> AsyncIterator[Any]:
     relay = {"provider": "smtp", "host": "127.0.0.1", "port": port, "tls": "none", "helo": "spool.test"}
     data = {
         "spooler": {"state_dir": str(tmp_path), "reporting_mta": "spool.test"},
         "stores": {"local": {"provider": "sqlite", "addresses": ["@localhost"]}},
-        "transports": {"relay": {**relay, "rate": rate}},
+        "transports": {"relay": relay if rate is None else {**relay, "rate": rate}},
     }
     d = build(parse_config(data), PluginRegistry(), clock=time.time)
     async with running(d):
@@ -131,6 +132,8 @@ async def test_a_slow_down_reply_halves_the_rate(tmp_path: Path, smtp_server: Se
             assert row["rate"]["messages"] == 4 and row["rate"]["per"] == 1.0
             ((destination, slowed),) = row["rate"]["slowed"].items()
             assert destination == f"127.0.0.1:{sink.port}" and slowed["messages"] == 2
+            shown = _show_status([dict(r) for r in await status_table(d)])
+            assert f"relay: 127.0.0.1:{sink.port} slowed down to 2 a period until" in shown
             await submit(d, 6)
             times = await arrivals(sink.handler, 6)
     spaced(times, 2, 1.0)  # two a second now, not four
