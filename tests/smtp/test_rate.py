@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from structlog.testing import capture_logs
 
@@ -20,8 +21,10 @@ from spoolerd.config import parse_config
 from spoolerd.control.status import status_table
 from spoolerd.ctl import _show_status
 from spoolerd.daemon import build, running
+from spoolerd.errors import ConfigError
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
+from stores.postgres.testing import PostgresBackend
 
 from .conftest import Handler, ServerFactory
 
@@ -67,12 +70,35 @@ def spaced(times: list[float], messages: int, per: float) -> None:
         assert last - first >= per - SLACK, times
 
 
+SQLITE = {"provider": "sqlite"}
+
+
+@pytest.fixture
+def postgres(dialect: str, request: pytest.FixtureRequest) -> str | None:
+    """The test server's DSN when ``dialect`` is postgres (a session fixture, asked for only then)."""
+    return request.getfixturevalue("postgres_dsn") if dialect == "postgres" else None
+
+
+@pytest.fixture
+async def store_section(postgres: str | None, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """The default store's section in the test's dialect (the budget is kept there)."""
+    if postgres is None:
+        yield SQLITE
+        return
+    backend = PostgresBackend(postgres)
+    options = await backend.create(tmp_path)
+    yield {"provider": "postgres", **options}
+    await backend.drop(options)
+
+
 @asynccontextmanager
-async def daemon(tmp_path: Path, port: int, rate: str | None) -> AsyncIterator[Any]:
+async def daemon(
+    tmp_path: Path, port: int, rate: str | None, store: dict[str, Any] = SQLITE
+) -> AsyncIterator[Any]:
     relay = {"provider": "smtp", "host": "127.0.0.1", "port": port, "tls": "none", "helo": "spool.test"}
     data = {
         "spooler": {"state_dir": str(tmp_path), "reporting_mta": "spool.test"},
-        "stores": {"local": {"provider": "sqlite", "addresses": ["@localhost"]}},
+        "stores": {"local": {**store, "addresses": ["@localhost"]}},
         "transports": {"relay": relay if rate is None else {**relay, "rate": rate}},
     }
     d = build(parse_config(data), PluginRegistry(), clock=time.time)
@@ -107,15 +133,16 @@ async def test_a_burst_arrives_at_the_rate_and_all_of_it(tmp_path: Path, smtp_se
     assert times[-1] - times[0] >= 3 * (1.0 - SLACK)  # four windows of five: three periods at least
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 async def test_a_daemon_restarted_mid_burst_keeps_the_budget(
-    tmp_path: Path, smtp_server: ServerFactory
+    tmp_path: Path, smtp_server: ServerFactory, dialect: str, store_section: dict[str, Any]
 ) -> None:
     sink = smtp_server(Counting())
     assert isinstance(sink.handler, Counting)
-    async with daemon(tmp_path, sink.port, "5/2s") as d:
+    async with daemon(tmp_path, sink.port, "5/2s", store_section) as d:
         await submit(d, 5)
         await arrivals(sink.handler, 5)
-    async with daemon(tmp_path, sink.port, "5/2s") as d:  # at once: the period is not over
+    async with daemon(tmp_path, sink.port, "5/2s", store_section) as d:  # at once: the period is not over
         await submit(d, 3)  # new to this daemon: only the stored budget can hold them back
         times = await arrivals(sink.handler, 8)
     spaced(times, 5, 2.0)
@@ -139,3 +166,11 @@ async def test_a_slow_down_reply_halves_the_rate(tmp_path: Path, smtp_server: Se
     spaced(times, 2, 1.0)  # two a second now, not four
     (changed,) = [x for x in lines if x["event"] == "rate changed"]
     assert changed["rate"] == "2/1s" and changed["until"] > time.time()
+
+
+@pytest.mark.parametrize("rate", ["fast", "0/1m", "5/1y", "5"])
+def test_a_bad_rate_is_a_config_error_naming_the_key(rate: str) -> None:
+    data = {"transports": {"relay": {"provider": "loopback", "rate": rate}}}
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data)
+    assert any(p.startswith("transports.relay.rate") for p in raised.value.problems), raised.value.problems
