@@ -51,12 +51,14 @@ class RateBudgets:
             now = self.clock()
             admission = budget.admit(now, message_id)
             await self._save(key, budget)
-        if destination in slot.slowed and budget.limit(now) == rate.messages:
-            del slot.slowed[destination]
+        limit = budget.limit(now)  # and a halving that is over ends here
+        if budget.state.halvings:  # slowed: shown in the status row (after a restart too)
+            slot.slowed[destination] = (limit, budget.state.slowed_until)
+        elif slot.slowed.pop(destination, None) is not None:
             maillog.rate_changed(transport=slot.name, relay=destination, rate=str(rate), until=None)
         if admission.at is None:
             return None
-        diagnostic = f"rate limit {budget.limit(now)}/{rate.per:g}s to {destination}: waits its turn"
+        diagnostic = f"rate limit {Rate(limit, rate.per)} to {destination}: waits its turn"
         outcome = Outcome(
             OutcomeKind.DEFERRED, None, "4.7.0", diagnostic, admission.at - now, attempted=False
         )
@@ -74,7 +76,7 @@ class RateBudgets:
             now = self.clock()
             if budget.slow_down(now):
                 until = budget.state.slowed_until
-                limit = f"{budget.limit(now)}/{rate.per:g}s"
+                limit = str(Rate(budget.limit(now), rate.per))
                 maillog.rate_changed(transport=slot.name, relay=destination, rate=limit, until=until)
             slot.slowed[destination] = (budget.limit(now), budget.state.slowed_until)
             await self._save(key, budget)
