@@ -9,7 +9,9 @@ sends if the window has room (a holder back a little late, for a window a later 
 the exact moment it frees); a new message sends at once only if no ticket is waiting and the window,
 tickets due included, has room, else it goes behind the tickets. So waiting messages go in the order
 they asked and each is locked once more, not in a loop. A ticket whose message has not come back a
-period and ``LATE`` after its time (it was aborted, say) lapses.
+period and ``LATE`` after its time (it was aborted, say) lapses. At most ``MAX_TICKETS`` are given: a
+message behind them is told to ask again a period after the last one (a queue of 10,000 for one
+destination asks about ten times, not once a period).
 
 Slow-down rule: a 421, 451 or 454 reply halves the destination's rate for ``SLOW_DOWN_FOR`` (10
 minutes); another one within that time halves it again and starts the 10 minutes over, down to one
@@ -30,6 +32,7 @@ from .duration import format_duration, parse_duration
 
 __all__ = [
     "LATE",
+    "MAX_TICKETS",
     "SLOW_DOWN_CODES",
     "SLOW_DOWN_FOR",
     "Admission",
@@ -43,6 +46,7 @@ __all__ = [
 SLOW_DOWN_CODES = frozenset({421, 451, 454})  # "service not available", "local error", "try again later"
 SLOW_DOWN_FOR = 600.0  # seconds a halving lasts after the last slow-down reply
 LATE = 60.0  # a ticket lapses this long after its period if its message has not come back for it
+MAX_TICKETS = 1000  # tickets given at most: the state written before each send stays small (tens of KB)
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 
@@ -122,9 +126,10 @@ class Admission:
 class Budget:
     """One destination's budget under ``rate``; the clock is passed in (and never goes back)."""
 
-    def __init__(self, rate: Rate, state: BudgetState | None = None) -> None:
+    def __init__(self, rate: Rate, state: BudgetState | None = None, max_tickets: int = MAX_TICKETS) -> None:
         self.rate = rate
         self.state = state if state is not None else BudgetState()
+        self.max_tickets = max_tickets
 
     def limit(self, now: float) -> int:
         """Messages per period now: the configured count, halved per slow-down in force, at least 1."""
@@ -147,6 +152,8 @@ class Budget:
         if waiting == len(tickets) and len(sent) + waiting < n:
             sent.append(now)
             return Admission(None)
+        if len(tickets) >= self.max_tickets:  # no ticket: back after the last one, to ask again
+            return Admission(max(now, tickets[-1].at) + self.rate.per)
         taken = sorted([*sent, *(t.at for t in tickets)])
         at = max(now, taken[-1], taken[-n] + self.rate.per if len(taken) >= n else now)
         tickets.append(Ticket(at, holder))

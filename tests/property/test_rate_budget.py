@@ -18,12 +18,12 @@ _gaps = st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.3, 0.5, 1.0, 2.5]), min_size=
 
 
 def _run(
-    rate: Rate, gaps: list[float], lags: tuple[float, ...] = (0.0,)
+    rate: Rate, gaps: list[float], lags: tuple[float, ...] = (0.0,), max_tickets: int = 1000
 ) -> tuple[list[float], dict[str, int]]:
     """Messages arriving after ``gaps``. As in the spooler, an attempt begins at its due time and asks
     the budget a lag later (``lags``, in turn), and a deferral counts from the attempt's beginning: a
     message is due again the lag before its time. The times of the sends, and how often each asked."""
-    budget = Budget(rate)
+    budget = Budget(rate, max_tickets=max_tickets)
     events: list[tuple[float, int, str]] = []
     now = 0.0
     for i, gap in enumerate(gaps):
@@ -71,6 +71,16 @@ def test_attempts_that_take_time_still_keep_the_limit(
     assert len(sends) == len(gaps)
     _never_over(rate, sends)
     assert max(asked.values()) <= 2 + len(lags)  # back early when an attempt is quicker: an exact wait
+
+
+@given(_rates, _gaps, st.integers(min_value=1, max_value=5))
+def test_a_queue_longer_than_the_tickets_asks_again_a_few_times(
+    rate: Rate, gaps: list[float], max_tickets: int
+) -> None:
+    sends, asked = _run(rate, gaps, max_tickets=max_tickets)
+    assert len(sends) == len(gaps)
+    _never_over(rate, sends)
+    assert max(asked.values()) <= 2 + len(gaps) // max_tickets
 
 
 @given(_rates, st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=12))
