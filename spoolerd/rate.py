@@ -2,23 +2,23 @@
 
 The budget is a sliding window log: the times of the sends of the last period (at most N of them), so
 that no window of one period ever holds more than N sends, wherever it starts (a fixed window or a token
-bucket of N would let 2N through across a boundary). A send that does not fit is not refused: its
-message is given a *ticket*, the earliest time it fits behind every ticket already given, and the
-spooler defers it until then (no attempt counted, no delivery slot held). A message back for its ticket
-sends if the window has room (a holder back a little late, for a window a later send fills, is told
-the exact moment it frees); a new message sends at once only if no ticket is waiting and the window,
-tickets due included, has room, else it goes behind the tickets. So waiting messages go in the order
-they asked and each is locked once more, not in a loop. A ticket whose message has not come back a
-period and ``LATE`` after its time (it was aborted, say) lapses. At most ``MAX_TICKETS`` are given: a
-message behind them is told to ask again a period after the last one (a queue of 10,000 for one
-destination asks about ten times, not once a period).
+bucket of N would let 2N through across a boundary). A send that does not fit is not refused: its message
+is given a *ticket*, the earliest time it fits behind every ticket already given, and the spooler defers
+it until then (no attempt counted, no delivery slot held). A message back for its ticket sends if the
+window has room (one back while a send that went later than planned still fills the window is told the
+exact moment it frees); a new message sends at once only if no ticket is waiting and the window, tickets
+due included, has room, else it goes behind the tickets. So waiting messages go in the order they asked
+and each is locked once more, not in a loop. A ticket whose message has not come back a period and
+``LATE`` after its time (it was aborted, say) lapses. At most ``MAX_TICKETS`` are given: a message behind
+them is told to ask again a period after the last one (a queue of 10,000 for one destination asks about
+ten times, not once a period).
 
 Slow-down rule: a 421, 451 or 454 reply halves the destination's rate for ``SLOW_DOWN_FOR`` (10
 minutes); another one within that time halves it again and starts the 10 minutes over, down to one
 message per period; after 10 minutes without one the configured rate is back.
 
-The whole state is a few numbers (``BudgetState``), written to the store before each send it admits, so a
-daemon restarted mid-burst does not send another full burst.
+The whole state (``BudgetState``: the window's sends, the tickets, the slow-down) is written to the
+store before each send it admits, so a daemon restarted mid-burst does not send another full burst.
 """
 
 from __future__ import annotations
