@@ -127,7 +127,9 @@ def build(
     spooler_cfg = config.spooler
     settings = delivery_settings(config)
     owner = lease_owner(config.spooler.state_dir)
-    dispatcher = Dispatcher(slots, preprocessors, settings, owner=owner, clock=clock)
+    dispatcher = Dispatcher(
+        slots, preprocessors, settings, owner=owner, clock=clock, budget_store=stores.get(default)
+    )
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
     dispatcher.coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
@@ -188,7 +190,8 @@ def open_transports(
             continue
         problems.extend(self_check(opened.abilities.check, f"transports.{name}"))
         limit = section.concurrency or config.spooler.transport_concurrency
-        slots.append(TransportSlot(opened.transport, asyncio.Semaphore(limit), opened.abilities))
+        slot = TransportSlot(opened.transport, asyncio.Semaphore(limit), opened.abilities, rate=section.rate)
+        slots.append(slot)
     return slots, problems
 
 

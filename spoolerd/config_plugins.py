@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .duration import parse_duration
 from .errors import PluginError
 from .plugins import PluginRegistry, validation_problems
+from .rate import Rate, parse_rate
 
 __all__ = ["SENT_RETENTION", "StoreSection", "TransportSection", "plugin_problems"]
 
@@ -61,6 +62,9 @@ class StoreSection(_PluginSection):
 class TransportSection(_PluginSection):
     concurrency: int | None = Field(
         None, ge=1, description="sends at once (default spooler.transport_concurrency)"
+    )
+    rate: Annotated[Rate | None, BeforeValidator(parse_rate)] = Field(
+        None, description='sends per period to each destination at most, e.g. "100/1m" (default: no limit)'
     )
 
 

@@ -38,7 +38,16 @@ def _show_status(rows: list[dict[str, Any]]) -> str:
         body.append([r["resource_type"], r["name"], r.get("provider", ""), ",".join(r["status"]),
                      ",".join(r.get("methods", [])), counters])  # fmt: skip
     table = _table(body, ["TYPE", "NAME", "PROVIDER", "STATUS", "METHODS", "COUNTERS"])
-    return "\n".join([table, *(_failing(r) for r in rows if "failure" in r["status"])])
+    slowed = [
+        _slowed(r["name"], d, s) for r in rows for d, s in ((r.get("rate") or {}).get("slowed") or {}).items()
+    ]
+    return "\n".join([table, *(_failing(r) for r in rows if "failure" in r["status"]), *slowed])
+
+
+def _slowed(name: str, destination: str, slowed: dict[str, Any]) -> str:
+    """A destination whose rate a slow-down reply halved, and until when."""
+    until = time.strftime("%H:%M:%S", time.localtime(slowed["until"]))
+    return f"{name}: {destination} slowed down to {slowed['messages']} a period until {until}"
 
 
 def _failing(row: dict[str, Any]) -> str:

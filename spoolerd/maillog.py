@@ -30,6 +30,7 @@ __all__ = [
     "DELIVERY",
     "DOWNLOADED",
     "LOGIN_REFUSED",
+    "RATE_CHANGED",
     "RELAY_DOWN",
     "RELAY_UP",
     "REPORT_FILED",
@@ -43,6 +44,7 @@ __all__ = [
     "observe",
     "outcomes",
     "problem",
+    "rate_changed",
     "relay_down",
     "relay_up",
     "reply_text",
@@ -78,6 +80,7 @@ RELAY_DOWN = "relay down"
 LOGIN_REFUSED = "relay login refused"
 TLS_FAILED = "relay TLS failed"
 RELAY_UP = "relay up"
+RATE_CHANGED = "rate changed"
 
 
 class Status(enum.StrEnum):
@@ -247,6 +250,12 @@ def relay_down(*, transport: str, relay: str, dsn: str | None, reason: str) -> N
 
 def relay_up(*, transport: str, relay: str, down_for: float) -> None:
     _write(logging.WARNING, RELAY_UP, transport=transport, relay=relay, down_for=round(down_for, 3))
+
+
+def rate_changed(*, transport: str, relay: str, rate: str, until: float | None) -> None:
+    """A destination's rate was halved by a slow-down reply (``until``: when the halving ends), or is
+    back to the configured one (``until`` None): once per change."""
+    _write(logging.WARNING, RATE_CHANGED, transport=transport, relay=relay, rate=rate, until=until)
 
 
 def debugging() -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .abilities import Abilities, Downloading, SentCopier, TransportPreprocessor
+from .rate import Rate
 from .transport import Direction, Outcome, OutcomeKind, Transport
 
 __all__ = ["TransportSlot"]
@@ -29,6 +30,8 @@ class TransportSlot:
     last_error: str | None = None
     since: float = 0.0  # when ``online`` or ``state`` last changed
     down: dict[str, str] = field(default_factory=dict)  # its destinations that are down -> why
+    rate: Rate | None = None  # [transports.NAME] rate: at most so many sends per period to a destination
+    slowed: dict[str, tuple[int, float]] = field(default_factory=dict)  # destination -> (messages, until)
 
     @property
     def name(self) -> str:
@@ -62,6 +65,13 @@ class TransportSlot:
     @property
     def destination_concurrency(self) -> int | None:
         return self.abilities.destination_concurrency
+
+    def rate_status(self, now: float) -> dict[str, Any] | None:
+        """The status row's ``rate``: the configured one, and each destination's halved rate until when."""
+        if self.rate is None:
+            return None
+        slowed = {d: {"messages": m, "until": u} for d, (m, u) in self.slowed.items() if u > now}
+        return {"messages": self.rate.messages, "per": self.rate.per, "slowed": slowed}
 
     def own_status(self) -> Mapping[str, Any]:
         """The transport's own part of its status row (empty if it reports none)."""

@@ -84,6 +84,9 @@ async def status_table(daemon: Host) -> list[StatusRow]:
             "last_error": slot.last_error,
             "since": slot.since or None,
         }
+        rate = slot.rate_status(spooler.clock())
+        if rate is not None:
+            row["rate"] = rate
         extra = dict(slot.own_status())
         if extra:  # the transport's part: its flags, counters and details, and a newer error
             row_status.extend(f for f in extra.pop("status", []) if f not in row_status)

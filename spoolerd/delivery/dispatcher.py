@@ -34,6 +34,7 @@ from ..transport import Outcome, Tried
 from .decide import AttemptResult, Decision, SentCopy, begin, decide, expired_outcomes, pending
 from .leases import Leases
 from .limits import DestinationLimits
+from .rates import RateBudgets
 from .reports import file_report, forget_reports, warn_delayed
 from .send import Sender
 from .settings import DeliverySettings
@@ -54,6 +55,7 @@ class Dispatcher:
         *,
         owner: str,
         clock: Clock,
+        budget_store: MessageStore | None = None,
     ) -> None:
         self.replace_transports(transports)
         self.preprocessors = list(preprocessors)
@@ -64,7 +66,8 @@ class Dispatcher:
         # as it answers again (``settle_unlocks``), not left locked until their leases expire
         self._unlocks_owed: dict[str, set[str]] = {}
         self.destinations = DestinationCache(hold=settings.destination_hold)
-        self.sender = Sender(DestinationLimits(self.destinations, clock, self._publish), settings)
+        limits = DestinationLimits(self.destinations, clock, self._publish)
+        self.sender = Sender(limits, settings, RateBudgets(budget_store, clock))
         self._settings = settings
         self.coupled: dict[str, str] = {}  # store name -> its coupled_transport (set by assembly, reload)
         self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events

@@ -4,9 +4,9 @@ Recipients are routed by address type to the first online transport that serves 
 order; a transport's NOT_ME hands the recipient to the next one. A recipient that only an offline
 transport serves waits for it (4.3.2, without a try); one that no transport takes fails (5.4.4). Each
 transport is sent its recipients a destination at a time, within the destination's limit and then the
-transport's, unless the destination is known dead (``limits``). A transport that raises, breaks its
-contract or does not answer within ``send_timeout`` defers its recipients: sending never raises for a
-delivery problem, it answers one outcome per recipient.
+transport's, unless the destination is known dead (``limits``) or has used its rate (``rates``). A
+transport that raises, breaks its contract or does not answer within ``send_timeout`` defers its
+recipients: sending never raises for a delivery problem, it answers one outcome per recipient.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..routing import first_chance, route
 from ..slot import TransportSlot
 from ..transport import Outcome, OutcomeKind, Transport, Tried
 from .limits import DestinationLimits
+from .rates import RateBudgets
 from .settings import DeliverySettings
 
 __all__ = ["Sender", "call_transport"]
@@ -42,9 +43,10 @@ class _Batch:
 class Sender:
     """Sends attempts' recipients; shared by all messages so the destination limits are global."""
 
-    def __init__(self, limits: DestinationLimits, settings: DeliverySettings) -> None:
+    def __init__(self, limits: DestinationLimits, settings: DeliverySettings, rates: RateBudgets) -> None:
         self.limits = limits
         self.settings = settings  # replaced by a reload
+        self.rates = rates
 
     async def route_and_send(
         self,
@@ -128,11 +130,18 @@ class Sender:
             own = slot.destination_concurrency
             with limits.use(key, own or self.settings.destination_concurrency) as limit:
                 answers = limits.dead(key, len(positions), force)
+                tried = waits = False
                 if answers is None:
                     # the destination's own limit first: waiting for it must not hold a transport slot
                     async with limit, slot.limiter:
                         answers = limits.dead(key, len(positions), force)  # it may have died meanwhile
+                        if answers is None:  # the rate last: a send it admits is recorded as sent
+                            answers = await self.rates.admit(
+                                slot, destination, key, message.id, len(positions)
+                            )
+                            waits = answers is not None
                         if answers is None:
+                            tried = True
                             answers = await call_transport(
                                 transport,
                                 message,
@@ -140,7 +149,10 @@ class Sender:
                                 self.settings.send_timeout,
                             )
                             slot.account(answers)
-                limits.observe(slot, destination, key, answers)
+                if not waits:  # a deferral for the rate says nothing of the destination
+                    limits.observe(slot, destination, key, answers)
+                if tried:
+                    await self.rates.observe(slot, destination, key, answers)
             for i, outcome in zip(positions, answers, strict=True):
                 results[i] = outcome
 

@@ -1,0 +1,154 @@
+"""The rate budget (spoolerd/rate.py), property-tested in memory: whatever the arrivals, no window of one
+period ever holds more than the limit's sends; a waiting message is given the exact time it fits (back
+then, it is admitted at once; a moment earlier, the window is still full); every message gets sent; the
+state survives encode/decode; and the rate is written as parse_rate reads it back."""
+
+from __future__ import annotations
+
+import heapq
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spoolerd.rate import SLOW_DOWN_FOR, Budget, BudgetState, Rate, parse_rate
+
+_rates = st.builds(Rate, st.integers(min_value=1, max_value=6), st.sampled_from([0.5, 1.0, 2.0, 3.0, 60.0]))
+_gaps = st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.3, 0.5, 1.0, 2.5]), min_size=1, max_size=40)
+
+
+def _run(
+    rate: Rate, gaps: list[float], lags: tuple[float, ...] = (0.0,), max_tickets: int = 1000
+) -> tuple[list[float], dict[str, int]]:
+    """Messages arriving after ``gaps``. As in the spooler, an attempt begins at its due time and asks
+    the budget a lag later (``lags``, in turn), and a deferral counts from the attempt's beginning: a
+    message is due again the lag before its time. The times of the sends, and how often each asked."""
+    budget = Budget(rate, max_tickets=max_tickets)
+    events: list[tuple[float, int, str]] = []
+    now = 0.0
+    for i, gap in enumerate(gaps):
+        now += gap
+        heapq.heappush(events, (now, 1, f"m{i}"))
+    sends: list[float] = []
+    asked: dict[str, int] = {}
+    clock = 0.0
+    while events:
+        due, _, holder = heapq.heappop(events)
+        lag = lags[sum(asked.values()) % len(lags)]
+        asked[holder] = asked.get(holder, 0) + 1
+        assert asked[holder] < 20, (holder, due, budget.state)
+        clock = max(clock, due + lag)
+        admission = budget.admit(clock, holder)
+        if admission.at is None:
+            sends.append(clock)
+        else:
+            assert admission.at > clock
+            back = admission.at if clock == due else due + (admission.at - clock)
+            heapq.heappush(events, (back, 0, holder))
+    return sends, asked
+
+
+def _never_over(rate: Rate, sends: list[float]) -> None:
+    for first, last in zip(sends, sends[rate.messages :], strict=False):
+        assert last - first >= rate.per - 1e-9  # n+1 sends span at least a period
+
+
+@given(_rates, _gaps)
+def test_never_more_than_the_limit_in_any_window_and_a_waiting_message_is_admitted_on_return(
+    rate: Rate, gaps: list[float]
+) -> None:
+    sends, asked = _run(rate, gaps)
+    assert len(sends) == len(gaps)  # every message is sent
+    _never_over(rate, sends)
+    assert max(asked.values()) <= 2  # asked once, and once more at its turn: never locked in a loop
+
+
+@given(_rates, _gaps, st.lists(st.sampled_from([0.0, 0.001, 0.01, 0.05]), min_size=1, max_size=5))
+def test_attempts_that_take_time_still_keep_the_limit(
+    rate: Rate, gaps: list[float], lags: list[float]
+) -> None:
+    sends, asked = _run(rate, gaps, tuple(lags))
+    assert len(sends) == len(gaps)
+    _never_over(rate, sends)
+    assert max(asked.values()) <= 2 + len(lags)  # back early when an attempt is quicker: an exact wait
+
+
+@given(_rates, _gaps, st.integers(min_value=1, max_value=5))
+def test_a_queue_longer_than_the_tickets_asks_again_a_few_times(
+    rate: Rate, gaps: list[float], max_tickets: int
+) -> None:
+    sends, asked = _run(rate, gaps, max_tickets=max_tickets)
+    assert len(sends) == len(gaps)
+    _never_over(rate, sends)
+    assert max(asked.values()) <= 2 + len(gaps) // max_tickets
+
+
+@given(_rates, st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=12))
+def test_the_wait_for_a_full_window_is_exact(rate: Rate, offsets: list[float]) -> None:
+    """A ticket's holder back while the window is full is told the very moment it frees: admitted then,
+    refused an instant before."""
+    budget = Budget(rate)
+    now = 0.0
+    for i, offset in enumerate(sorted(offsets)):
+        now = max(now, offset)
+        budget.admit(now, f"m{i}")
+    budget.state.tickets.clear()
+    now += 0.001
+    first = budget.admit(now, "late")
+    if first.at is None:
+        return
+    at = first.at
+    ticket = budget.state.tickets[-1]
+    assert ticket.at == at
+    if len(budget.state.sent) >= budget.limit(now):
+        early = Budget(rate, BudgetState(list(budget.state.sent), list(budget.state.tickets)))
+        assert early.admit(at - 1e-6, "late").at == pytest.approx(at)
+    assert budget.admit(at, "late").at is None
+
+
+@given(_rates, st.integers(min_value=1, max_value=8))
+def test_slow_down_halves_to_a_floor_of_one_and_ends(rate: Rate, replies: int) -> None:
+    budget = Budget(rate)
+    for _ in range(replies):
+        budget.slow_down(0.0)
+    assert budget.limit(0.0) == max(1, rate.messages >> replies)
+    assert budget.limit(SLOW_DOWN_FOR) == rate.messages
+
+
+@given(_rates, _gaps)
+def test_the_state_survives_a_restart(rate: Rate, gaps: list[float]) -> None:
+    budget = Budget(rate)
+    now = 0.0
+    for i, gap in enumerate(gaps):
+        now += gap
+        budget.admit(now, f"m{i}")
+    assert BudgetState.decode(budget.state.encode()) == budget.state
+
+
+def test_an_unreadable_state_is_a_fresh_one() -> None:
+    assert BudgetState.decode(b"{not json") == BudgetState()
+    assert BudgetState.decode(b"[1, 2]") == BudgetState()
+
+
+@given(_rates)
+def test_a_rate_reads_back_as_written(rate: Rate) -> None:
+    assert parse_rate(str(rate)) == rate
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("100/1m", Rate(100, 60.0)),
+        ("100/m", Rate(100, 60.0)),
+        (" 5 / 2s ", Rate(5, 2.0)),
+        ("3/1h", Rate(3, 3600)),
+    ],
+)
+def test_rate_spellings(text: str, rate: Rate) -> None:
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["", "100", "0/1m", "5/0s", "5/-1s", "x/1m", "5/1y", 5])
+def test_bad_rates_say_what_is_wrong(text: object) -> None:
+    with pytest.raises(ValueError, match=r"messages/period|at least 1|not a duration"):
+        parse_rate(text)
