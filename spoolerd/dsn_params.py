@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .errors import InvalidArgument
 
 __all__ = [
+    "DsnRequest",
     "Notify",
     "RecipientDsn",
     "Ret",
@@ -59,6 +61,62 @@ class RecipientDsn:
     notify: Notify | None = None
     orcpt: str | None = None  # "rfc822;user@example.org", decoded from xtext
 
+    def args(self) -> dict[str, str]:
+        given = {"orcpt": self.orcpt} if self.orcpt is not None else {}
+        return given | ({"notify": notify_text(self.notify)} if self.notify is not None else {})
+
+
+@dataclass(frozen=True, slots=True)
+class DsnRequest:
+    """What a submitter asked of the reports about one message: RET and ENVID, a NOTIFY for every
+    recipient (``sendmail -N``), and NOTIFY/ORCPT per recipient as given (the SMTP listener's RCPTs), by
+    the recipient's address as the submitter wrote it."""
+
+    ret: Ret | None = None
+    envid: str | None = None
+    notify: Notify | None = None
+    recipients: Mapping[str, RecipientDsn] = field(default_factory=dict)
+
+    @classmethod
+    def parsed(
+        cls,
+        ret: str | None = None,
+        envid: str | None = None,
+        notify: str | None = None,
+        recipients: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> DsnRequest:
+        """From text (the control socket's ``submit`` arguments); ``InvalidArgument`` for a bad value."""
+        per_recipient = {
+            address: RecipientDsn(
+                None if given.get("notify") is None else parse_notify(given["notify"]),
+                None if given.get("orcpt") is None else check_orcpt(given["orcpt"]),
+            )
+            for address, given in (recipients or {}).items()
+        }
+        return cls(
+            None if ret is None else parse_ret(ret),
+            None if envid is None else check_envid(envid),
+            None if notify is None else parse_notify(notify),
+            per_recipient,
+        )
+
+    def args(self) -> dict[str, object]:
+        """The other way: what ``parsed`` reads, leaving out what was not given."""
+        given: dict[str, object] = {}
+        if self.ret is not None:
+            given["ret"] = self.ret.value
+        if self.envid is not None:
+            given["envid"] = self.envid
+        if self.notify is not None:
+            given["notify"] = notify_text(self.notify)
+        if self.recipients:
+            given["recipient_dsn"] = {a: d.args() for a, d in self.recipients.items()}
+        return given
+
+    def of(self, address: str) -> RecipientDsn:
+        """The parameters of the recipient given as ``address`` (else the message-wide NOTIFY)."""
+        return self.recipients.get(address) or RecipientDsn(self.notify)
+
 
 def parse_notify(text: str) -> Notify:
     """``NEVER`` or a comma-separated list of SUCCESS, FAILURE, DELAY (any case), as a ``Notify``."""
@@ -91,9 +149,9 @@ def parse_ret(text: str) -> Ret:
 
 
 def check_envid(envid: str) -> str:
-    """An ENVID (decoded): 1 to 100 printable ASCII characters, no space or control."""
-    if not envid or len(envid) > ENVID_LIMIT or not re.fullmatch(r"[\x21-\x7e]+", envid):
-        raise InvalidArgument(f"ENVID must be 1 to {ENVID_LIMIT} printable ASCII characters without spaces")
+    """An ENVID (decoded): 1 to 100 printable ASCII characters (RFC 3461 §4.4)."""
+    if not envid or len(envid) > ENVID_LIMIT or not re.fullmatch(r"[\x20-\x7e]+", envid):
+        raise InvalidArgument(f"ENVID must be 1 to {ENVID_LIMIT} printable ASCII characters")
     return envid
 
 

@@ -18,6 +18,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__, maillog
+from ..dsn_params import DsnRequest
 from ..duration import format_duration
 from ..errors import SpoolerError, Submitted
 from ..host import Host
@@ -129,11 +130,16 @@ class SubmitArgs(_StoreArgs):
     ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
     priority: Literal[-1, 0, 1] | None = None  # PR_PRIORITY; none: what the message's header asks for
+    ret: str | None = None  # RFC 3461 DSN parameters (dsn_params.DsnRequest.parsed): RET, ENVID,
+    envid: str | None = None
+    notify: str | None = None  # NOTIFY for every recipient,
+    recipient_dsn: dict[str, dict[str, str]] | None = None  # NOTIFY/ORCPT by recipient as given
 
 
 def _envelope(daemon: Host, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
     trusts = trusted(daemon.config, conn.uid, os.getuid())
-    request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name)
+    dsn = DsnRequest.parsed(args.ret, args.envid, args.notify, args.recipient_dsn)  # InvalidArgument
+    request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name, dsn)
     return complete_submission(daemon.config, request)  # the same rules as sendmail's direct path
 
 
@@ -173,6 +179,7 @@ async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> SubmitResu
         ndr_requested=args.ndr,
         dr_requested=args.dr,
         priority=args.priority,
+        dsn=env.dsn,
     )
     result = await daemon.submitter.submit_new(name, draft)  # created and queued durably before we answer
     message_id = result.message_id

@@ -75,7 +75,7 @@ async def test_preprocessing_keeps_the_dsn_parameters_it_is_given(store: Message
 @pytest.mark.parametrize(
     "bad",
     [
-        {"dsn_envid": "has space"},
+        {"dsn_envid": "caf\u00e9"},
         {"dsn_envid": "x" * 101},
         {"dsn_envid": "line\r\nbreak"},
         {"dsn_ret": "everything"},
