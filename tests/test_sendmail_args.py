@@ -93,6 +93,8 @@ def test_what_real_programs_pass(argv: list[str], expected: dict[str, object]) -
         (["-bv", "-N", "never", "a@b"], "-N cannot be used with -bv"),
         (["-F", "a\nb", "x@y"], "control characters"),
         (["-V", "a" * 101, "x@y"], "-V"),
+        (["-V", "caf\u00e9", "x@y"], "-V"),
+        (["-V", "", "x@y"], "-V"),
         (["bad\r\n@x"], "control characters"),
     ],
 )

@@ -98,25 +98,25 @@ async def test_notify_success_gets_a_dr_and_never_no_report(daemon: ListenerDaem
     assert original.get_content_type() == "text/rfc822-headers"
 
 
-@pytest.mark.parametrize(
-    ("command", "param"),
-    [
-        ("MAIL FROM:<me@localhost> RET=SOME", "RET"),
-        ("MAIL FROM:<me@localhost> ENVID=" + "x" * 101, "ENVID"),
-        ("RCPT TO:<bob@localhost> NOTIFY=NEVER,SUCCESS", "NOTIFY"),
-        ("RCPT TO:<bob@localhost> ORCPT=nosemicolon", "ORCPT"),
-    ],
-)
-async def test_bad_dsn_parameters_get_501(daemon: ListenerDaemon, command: str, param: str) -> None:
-    def run() -> str:
+BAD = [
+    ("MAIL FROM:<me@localhost> RET=SOME", "RET"),
+    ("MAIL FROM:<me@localhost> ENVID=" + "x" * 101, "ENVID"),
+    ("MAIL FROM:<me@localhost> ENVID=a+zz", "xtext"),
+    ("RCPT TO:<bob@localhost> NOTIFY=NEVER,SUCCESS", "NOTIFY"),
+    ("RCPT TO:<bob@localhost> ORCPT=nosemicolon", "ORCPT"),
+]
+
+
+async def test_bad_dsn_parameters_get_501(daemon: ListenerDaemon) -> None:
+    def run() -> list[str]:
         with Raw(daemon.port) as c:
             c.cmd("EHLO dsn")
-            if command.startswith("RCPT"):
-                assert c.cmd("MAIL FROM:<me@localhost>").startswith("250 ")
-            return c.cmd(command)
+            replies = [c.cmd(command) for command, _param in BAD if command.startswith("MAIL")]
+            assert c.cmd("MAIL FROM:<me@localhost>").startswith("250 ")
+            return replies + [c.cmd(command) for command, _param in BAD if command.startswith("RCPT")]
 
-    reply = await in_thread(run)
-    assert reply.startswith("501 5.5.4 ") and param in reply, reply
+    for reply, (_command, param) in zip(await in_thread(run), BAD, strict=True):
+        assert reply.startswith("501 5.5.4 ") and param in reply, reply
 
 
 async def test_sendmail_ret_hdrs_envid_and_notify(daemon: ListenerDaemon) -> None:
@@ -139,23 +139,6 @@ async def test_sendmail_ret_hdrs_envid_and_notify(daemon: ListenerDaemon) -> Non
     assert per_message["Original-Envelope-Id"] == "x"
     assert block["Final-Recipient"] == "rfc822; nobody@remote.test" and block["Original-Recipient"] is None
     assert original.get_content_type() == "text/rfc822-headers" and b"secret body" not in reports["NDR"]
-
-
-@pytest.mark.parametrize(("option", "value"), [("-R", "most"), ("-V", "caf\u00e9"), ("-N", "never,success")])
-async def test_sendmail_bad_dsn_options_are_a_usage_error(
-    daemon: ListenerDaemon, option: str, value: str
-) -> None:
-    done: Any = await in_thread(
-        lambda: subprocess.run(
-            [SENDMAIL, option, value, "bob@localhost"],
-            input=message("refused"),
-            capture_output=True,
-            timeout=60,
-            check=False,
-            env=_env(daemon),
-        )
-    )
-    assert done.returncode == 64 and option.encode() in done.stderr, done.stderr
 
 
 async def test_sendmail_bs_passes_rcpt_parameters_to_the_daemon(daemon: ListenerDaemon) -> None:
