@@ -86,6 +86,11 @@ class DsnRequest:
         recipients: Mapping[str, Mapping[str, str]] | None = None,
     ) -> DsnRequest:
         """From text (the control socket's ``submit`` arguments); ``InvalidArgument`` for a bad value."""
+        for address, given in (recipients or {}).items():
+            if unknown := sorted(set(given) - {"notify", "orcpt"}):
+                raise InvalidArgument(
+                    f"recipient_dsn for {address[:80]!r}: {unknown[0]!r} is not notify or orcpt"
+                )
         per_recipient = {
             address: RecipientDsn(
                 None if given.get("notify") is None else parse_notify(given["notify"]),

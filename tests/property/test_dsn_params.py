@@ -69,6 +69,11 @@ def test_a_request_goes_through_the_socket_arguments_unchanged(recipients: dict[
     assert again.of("c@x.test") == RecipientDsn(Notify.DELAY)
 
 
+def test_a_recipient_parameter_other_than_notify_or_orcpt_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="nofity"):
+        DsnRequest.parsed(recipients={"a@x.test": {"nofity": "NEVER"}})
+
+
 @pytest.mark.parametrize("bad", ["", "NEVER,SUCCESS", "SUCCESS,,FAILURE", "ALWAYS"])
 def test_bad_notify(bad: str) -> None:
     with pytest.raises(InvalidArgument):
