@@ -130,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dr", action="store_true", help="ask for a delivery report once delivered")
     s.add_argument("--no-ndr", action="store_true", help="no non-delivery report if a recipient fails")
     s.add_argument(
+        "--notify", help="RFC 3461 NOTIFY for every recipient: never, or some of success,failure,delay"
+    )
+    s.add_argument(
+        "--ret", choices=["full", "hdrs"], help="a non-delivery report returns the message or its header"
+    )
+    s.add_argument("--envid", help="the envelope id reports quote (Original-Envelope-Id)")
+    s.add_argument(
         "--priority", choices=["urgent", "normal", "non-urgent"], help="PR_PRIORITY (default: the header's)"
     )
     s.add_argument(
@@ -207,6 +214,9 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
             "ndr": not args.no_ndr,
             "priority": None if args.priority is None else PRIORITIES[args.priority],
             "not_before": None if args.not_before is None else time.time() + args.not_before,
+            "notify": args.notify,
+            "ret": args.ret,
+            "envid": args.envid,
         }
         result = client.submit(
             content, store=args.store, sender=args.sender, recipients=args.recipients, **options

@@ -2,8 +2,10 @@
 
 One report covers every recipient of one message that it is about (MAPI's StatusRecips is called once
 per message). A non-delivery report carries the original message (``message/rfc822``) or, above a size
-limit, only its header (``text/rfc822-headers``); a delivery report carries the header only. Field values
-are kept to one line of ASCII, whatever a remote server put in its reply.
+limit or when the submitter asked for headers only (RFC 3461 RET=HDRS), only its header
+(``text/rfc822-headers``); a delivery report or a delay warning carries the header only (RFC 3461 §4.3).
+The submitter's ENVID is the report's Original-Envelope-Id, a recipient's ORCPT its Original-Recipient.
+Field values are kept to one line of ASCII, whatever a remote server put in its reply.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, formatdate
 
+from .dsn_params import Ret
 from .envelope import header_section
 
 __all__ = ["ORIGINAL_LIMIT", "RecipientStatus", "ReportKind", "build_report", "report_class"]
@@ -44,6 +47,7 @@ class RecipientStatus:
     diagnostic: str = ""
     last_attempt: float | None = None
     remote_mta: str | None = None
+    original_recipient: str | None = None  # RFC 3461 ORCPT as given: "rfc822;user@example.org"
 
 
 def report_class(message_class: str, kind: ReportKind) -> str:
@@ -88,6 +92,7 @@ def build_report(
     now: float,
     original_envelope_id: str | None = None,
     original_limit: int = ORIGINAL_LIMIT,
+    ret: Ret | None = None,
 ) -> bytes:
     """An RFC 3464 ``multipart/report`` about ``recipients`` of ``original``, addressed to ``envelope_to``."""
     if not recipients:
@@ -110,7 +115,11 @@ def build_report(
     status_fields.append(f"Arrival-Date: {_date(arrival)}")
     per_recipient = []
     for r in recipients:
-        block = [
+        block = []
+        if r.original_recipient:
+            kind_of, _, original_address = r.original_recipient.partition(";")
+            block.append(f"Original-Recipient: {_field(kind_of)}; {_field(original_address)}")
+        block += [
             f"Final-Recipient: rfc822; {_field(r.address)}",
             f"Action: {_ACTION[kind]}",
             f"Status: {r.status}",
@@ -126,7 +135,7 @@ def build_report(
         per_recipient.append("\r\n".join(block))
     delivery_status = "\r\n\r\n".join(["\r\n".join(status_fields), *per_recipient]) + "\r\n"
 
-    if kind is ReportKind.NDR and len(original) <= original_limit:
+    if kind is ReportKind.NDR and ret is not Ret.HDRS and len(original) <= original_limit:
         attached_type, attached = "message/rfc822", original
     else:
         attached_type, attached = "text/rfc822-headers", header_section(original)

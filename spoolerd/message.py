@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .dsn_params import Notify, Ret, check_envid, check_orcpt
 from .errors import InvalidArgument
 from .message_class import validate_class
 
@@ -124,6 +125,8 @@ class NewRecipient:
     display_name: str = ""
     kind: RecipientKind = RecipientKind.TO
     address_type: str | None = None  # None: derived from the address
+    notify: Notify | None = None  # RFC 3461 NOTIFY; None: not given (the message's defaults)
+    orcpt: str | None = None  # RFC 3461 ORCPT, "addr-type;address"
 
     @property
     def resolved_type(self) -> str:
@@ -145,6 +148,8 @@ class Recipient:
     last_status: str | None = None  # enhanced status code, e.g. "5.1.1"
     last_text: str | None = None
     transport: str | None = None
+    notify: Notify | None = None  # RFC 3461 NOTIFY; None: not given (the message's defaults)
+    orcpt: str | None = None  # RFC 3461 ORCPT, "addr-type;address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,8 @@ class Draft:
     not_before: float | None = None  # PR_DEFERRED_SEND_TIME
     ndr_requested: bool = True
     dr_requested: bool = False
+    dsn_ret: Ret | None = None  # RFC 3461 RET; None: not given
+    dsn_envid: str | None = None  # RFC 3461 ENVID, decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +213,8 @@ class Message:
     writable: bool = False
     delay_reported: bool = False  # a delay warning went to the sender for this submission
     held: bool = False  # queued, but kept from sending until released
+    dsn_ret: Ret | None = None  # RFC 3461 RET; None: not given
+    dsn_envid: str | None = None  # RFC 3461 ENVID, decoded
 
     @property
     def queued(self) -> bool:
@@ -313,12 +322,20 @@ def validate_draft(draft: Draft) -> None:
     check_time("not_before", draft.not_before)
     if draft.priority not in (-1, 0, 1):
         raise InvalidArgument(f"priority must be -1, 0 or 1, not {draft.priority!r}")
+    if draft.dsn_ret is not None and not isinstance(draft.dsn_ret, Ret):
+        raise InvalidArgument(f"dsn_ret must be full or hdrs, not {draft.dsn_ret!r}")
+    if draft.dsn_envid is not None:
+        check_envid(draft.dsn_envid)
     for rcpt in draft.recipients:
         check_wire_text("recipient address", rcpt.address, allow_empty=False)
         check_wire_text("recipient display name", rcpt.display_name)
         check_wire_text("recipient address type", rcpt.resolved_type)
         if not isinstance(rcpt.kind, RecipientKind):
             raise InvalidArgument(f"recipient kind must be to, cc or bcc, not {rcpt.kind!r}")
+        if rcpt.notify is not None and not isinstance(rcpt.notify, Notify):
+            raise InvalidArgument(f"recipient notify must be a Notify, not {rcpt.notify!r}")
+        if rcpt.orcpt is not None:
+            check_orcpt(rcpt.orcpt)
 
 
 def validate_inbound(message: InboundMessage) -> None:

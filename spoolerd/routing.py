@@ -75,8 +75,9 @@ def expand_recipients(
 ) -> list[NewRecipient]:
     """Expand distribution lists (recursively, each list once) and drop duplicates (ExpandRecips).
 
-    A member keeps the kind (to/cc/bcc) of the list entry it came from; the first occurrence of an
-    address wins, so an explicit To beats the same address reached through a Bcc list later.
+    A member keeps the kind (to/cc/bcc) and the DSN parameters of the list entry it came from; the
+    first occurrence of an address wins, so an explicit To beats the same address reached through a
+    Bcc list later.
     """
     table = {name.casefold(): members for name, members in lists.items()}
     out: list[NewRecipient] = []
@@ -87,7 +88,8 @@ def expand_recipients(
         members = table.get(key)
         if members is not None and key not in expanding:
             for member in members:
-                add(NewRecipient(member, kind=rcpt.kind), expanding | {key})
+                member_rcpt = NewRecipient(member, kind=rcpt.kind, notify=rcpt.notify, orcpt=rcpt.orcpt)
+                add(member_rcpt, expanding | {key})
             return
         identity = (rcpt.resolved_type.casefold(), key)
         if identity not in seen:
@@ -98,7 +100,7 @@ def expand_recipients(
         new = (
             r
             if isinstance(r, NewRecipient)
-            else NewRecipient(r.address, r.display_name, r.kind, r.address_type)
+            else NewRecipient(r.address, r.display_name, r.kind, r.address_type, r.notify, r.orcpt)
         )
         add(new, frozenset())
     return out

@@ -34,6 +34,7 @@ from .sendmail_args import (
 TYPE_CHECKING = False  # typing is not imported at run time: start-up is most of a submit's time
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["main", "parse_args"]
 
@@ -98,7 +99,7 @@ def _submit_direct(
     content: bytes,
     sender: str | None,
     recipients: list[str],
-    reports: dict[str, bool],
+    reports: dict[str, Any],
     full_name: str | None = None,
 ) -> str:
     """No daemon: queue the message in the default store ourselves (the daemon picks it up later)."""
@@ -106,6 +107,7 @@ def _submit_direct(
     import anyio
 
     from .config import load_config, open_stores
+    from .dsn_params import DsnRequest
     from .logsetup import configure_logging
     from .maillog import accepted
     from .message_size import check_message_size
@@ -121,8 +123,11 @@ def _submit_direct(
         check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
         uid = os.getuid()
         trusts = trusted(config, uid, _state_owner(config.spooler.state_dir))
+        dsn = DsnRequest.parsed(  # as the daemon reads them (InvalidArgument: refused, exit 65)
+            reports.get("ret"), reports.get("envid"), reports.get("notify"), reports.get("recipient_dsn")
+        )
         env = complete_submission(
-            config, SubmissionRequest(content, sender, recipients, uid, trusts, full_name)
+            config, SubmissionRequest(content, sender, recipients, uid, trusts, full_name, dsn)
         )
         opened = open_stores(config, registry)
         store = opened.stores[opened.default]
@@ -133,6 +138,7 @@ def _submit_direct(
                 store, env.content, env.recipients, sender=env.sender, subject=env.subject,
                 sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
                 ndr_requested=reports.get("ndr", True), dr_requested=reports.get("dr", False),
+                dsn=env.dsn,
             )  # fmt: skip
             message_id = await submit_outgoing(store, draft, preprocess=True)  # one transaction
             accepted(

@@ -49,14 +49,16 @@ usage: spoolerd-sendmail [options] [--] [recipient ...] < message
   -i, -oi            a line with a lone "." does not end the message
   -f ADDR, -r ADDR   envelope sender ("" or "<>": the null sender)
   -F NAME            full name for the From header added to a message that has none
-  -N DSN             never, or a list of success, delay, failure (default: failure):
-                     never = no report at all, success = a delivery report
+  -N DSN             never, or a list of success, delay, failure (default: failure, delay):
+                     never = no report at all, success = a delivery report (RFC 3461 NOTIFY)
+  -R full|hdrs       a non-delivery report returns the whole message or its header (RET)
+  -V ENVID           the envelope id reports quote as Original-Envelope-Id (ENVID)
   -C FILE            the configuration file (as $SPOOLERD_CONFIG)
   -v                 with -q: print the flush's counts
   -bm                deliver a message (the default)
   -bd                refused: the daemon is `spoolerd run`
   -bs                an SMTP session on standard input and output (the SMTP listener's rules)
-  accepted and ignored: -B 7BIT|8BITMIME, -R full|hdrs, -V envid, -h N, -L label, -O opt=val,
+  accepted and ignored: -B 7BIT|8BITMIME, -h N, -L label, -O opt=val,
   -o x (-oem, -odb, -odi, -oQ...), -X file, -A x, -e x, -p x, -G, -U, -c, -m, -n, -x; -I is -bi
 exit codes (sysexits): 0 ok, 64 usage, 65 bad message, 66 no input, 69 unavailable, 70 internal error,
 75 try again later, 78 configuration
@@ -133,8 +135,8 @@ class Options:
     """The command line, read. A named record written out rather than a dataclass: importing
     ``dataclasses`` (and with it ``inspect``) would be a sixth of a sendmail command's start-up."""
 
-    __slots__ = ("config", "dot_ends", "dr", "flush_ids", "flush_site", "from_headers", "full_name", "mode",
-                 "ndr", "recipients", "sender", "verbose")  # fmt: skip
+    __slots__ = ("config", "dot_ends", "dr", "envid", "flush_ids", "flush_site", "from_headers", "full_name",
+                 "mode", "ndr", "notify", "recipients", "ret", "sender", "verbose")  # fmt: skip
 
     def __init__(self, mode: Mode = Mode.DELIVER) -> None:
         self.mode = mode
@@ -146,6 +148,9 @@ class Options:
         self.config: str | None = None  # -C
         self.ndr: bool | None = None  # -N: None leaves the report requests at their defaults
         self.dr: bool | None = None
+        self.notify: str | None = None  # -N as RFC 3461 NOTIFY: "never" or "success,failure,delay"
+        self.ret: str | None = None  # -R: "full" or "hdrs"
+        self.envid: str | None = None  # -V
         self.flush_ids: list[str] = []  # -qI
         self.flush_site: str | None = None  # -qR
         self.verbose = False  # -v: a flush prints its counts
@@ -154,9 +159,17 @@ class Options:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"Options({fields})"
 
-    def report_requests(self) -> dict[str, bool]:
-        """The control socket's ``ndr``/``dr`` submit arguments that -N set (none without -N)."""
-        return {} if self.ndr is None or self.dr is None else {"ndr": self.ndr, "dr": self.dr}
+    def report_requests(self) -> dict[str, bool | str]:
+        """The control socket's submit arguments for reports that -N, -R and -V set (``ndr``/``dr`` and
+        ``notify`` from -N, ``ret``, ``envid``); none of them without those options."""
+        asked: dict[str, bool | str] = {}
+        if self.ndr is not None and self.dr is not None and self.notify is not None:
+            asked.update(ndr=self.ndr, dr=self.dr, notify=self.notify)
+        if self.ret is not None:
+            asked["ret"] = self.ret
+        if self.envid is not None:
+            asked["envid"] = self.envid
+        return asked
 
 
 def _notify(value: str) -> tuple[bool, bool]:
@@ -183,6 +196,7 @@ def _apply(opts: Options, letter: str, value: str) -> None:
         opts.config = value
     elif letter == "N":
         opts.ndr, opts.dr = _notify(value)
+        opts.notify = ",".join(sorted({w.strip().lower() for w in value.split(",")}))
     elif letter == "b":
         mode = _B_MODES.get(value)
         if mode is None:
@@ -197,10 +211,14 @@ def _apply(opts: Options, letter: str, value: str) -> None:
         _flush(opts, value)
     elif letter == "B" and value.upper() not in ("7BIT", "8BITMIME"):
         raise UsageError(f"-B {value!r}: the body type is 7BIT or 8BITMIME")
-    elif letter == "R" and value.lower() not in ("full", "hdrs"):
-        raise UsageError(f"-R {value!r}: give full or hdrs")
-    elif letter == "V" and (len(value) > 100 or not value.isprintable()):
-        raise UsageError("-V: the envelope id is at most 100 printable characters")
+    elif letter == "R":
+        if value.lower() not in ("full", "hdrs"):
+            raise UsageError(f"-R {value!r}: give full or hdrs")
+        opts.ret = value.lower()
+    elif letter == "V":
+        if not value or len(value) > 100 or not (value.isascii() and value.isprintable()):
+            raise UsageError("-V: the envelope id is 1 to 100 printable ASCII characters")
+        opts.envid = value
     # the rest is accepted and ignored, as Postfix does: -A, -L, -O, -X, -e, -h, -p
 
 

@@ -28,6 +28,7 @@ from . import maillog
 from .delivery import AttemptResult, Dispatcher, RecipientResult
 from .delivery.decide import recipient_update
 from .delivery.send import call_transport
+from .dsn_params import DsnRequest
 from .errors import NotFound, StoreError
 from .message import Draft, FolderRole, NewRecipient, RecipientState, RecipientUpdate
 from .message_options import header_options
@@ -55,11 +56,13 @@ async def outgoing_draft(
     ndr_requested: bool = True,
     dr_requested: bool = False,
     priority: int | None = None,
+    dsn: DsnRequest | None = None,
 ) -> Draft:
     """A new outgoing message, filed in Sent Items once sent (unless ``sentmail`` is off): what the
     submit command, sendmail and the SMTP listener queue (``submit_outgoing``, or
     ``Submitter.submit_new``). A priority or deferred send time not given is the one the message's
-    own header fields ask for (``message_options``)."""
+    own header fields ask for (``message_options``). ``dsn``: the RFC 3461 RET and ENVID asked for (the
+    recipients carry their own NOTIFY and ORCPT)."""
     sent = await store.folder(FolderRole.SENT) if sentmail else None
     if priority is None or not_before is None:
         asked = header_options(content)  # one read of the header section for both
@@ -76,6 +79,8 @@ async def outgoing_draft(
         ndr_requested=ndr_requested,
         dr_requested=dr_requested,
         priority=priority,
+        dsn_ret=dsn.ret if dsn else None,
+        dsn_envid=dsn.envid if dsn else None,
     )
 
 

@@ -15,7 +15,7 @@ import functools
 import pwd
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .addressing import (
     AddressPolicy,
@@ -28,6 +28,7 @@ from .addressing import (
     quote_local,
 )
 from .config import Config
+from .dsn_params import DsnRequest, RecipientDsn
 from .envelope import (
     has_field,
     header_recipients,
@@ -122,6 +123,7 @@ class SubmissionRequest:
     uid: int  # who submits: the control socket's peer, or sendmail's own user
     trusted: bool  # may choose another sender than its own (see ``trusted``)
     full_name: str | None = None  # the name in an added From field (sendmail -F)
+    dsn: DsnRequest = field(default_factory=DsnRequest)  # RFC 3461 parameters (sendmail -N/-R/-V, -bs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,8 @@ class Envelope:
     content: bytes
     sender: str
     subject: str
-    recipients: list[NewRecipient]
+    recipients: list[NewRecipient]  # with their NOTIFY and ORCPT
+    dsn: DsnRequest = field(default_factory=DsnRequest)  # what was asked (RET and ENVID go in the draft)
 
 
 def _sender(config: Config, request: SubmissionRequest, own: str) -> str:
@@ -159,6 +162,28 @@ def _completed_field(value: str, domain: str) -> str | None:
     return ", ".join(format_mailbox(Mailbox(complete(m.address, domain), m.display)) for m in mailboxes)
 
 
+def _with_dsn(
+    policy: AddressPolicy, recipients: list[NewRecipient], request: SubmissionRequest
+) -> list[NewRecipient]:
+    """Each recipient with the NOTIFY and ORCPT of the recipient it was given as (an alias or a list
+    passes them on; the first given wins), else the message-wide NOTIFY (sendmail -N)."""
+    dsn = request.dsn
+    if dsn.notify is None and not dsn.recipients:
+        return recipients
+    given: dict[str, RecipientDsn] = {}
+    for text in request.recipients or ():
+        if text in dsn.recipients:
+            found = [(m, "to") for m in parse_address_list(text)]
+            for mailbox, _kind in expand_aliases(policy, found):
+                given.setdefault(mailbox.address, dsn.recipients[text])
+    default = RecipientDsn(dsn.notify)
+    return [
+        replace(r, notify=params.notify, orcpt=params.orcpt)
+        for r in recipients
+        for params in [given.get(r.address, default)]
+    ]
+
+
 def complete_submission(config: Config, request: SubmissionRequest) -> Envelope:
     """The envelope and content ``store.submit`` gets, by the rules above (``BadAddress``,
     ``NoRecipients`` when none is left)."""
@@ -178,10 +203,11 @@ def complete_submission(config: Config, request: SubmissionRequest) -> Envelope:
     ]
     if not recipients:
         raise NoRecipients("no recipients given and none in To, Cc or Bcc")
+    recipients = _with_dsn(policy, recipients, request)
     content = map_fields(
         content, ADDRESS_FIELDS, lambda value: _completed_field(value, policy.default_domain)
     )
     if not has_field(content, b"from"):  # a message needs a From: its sender's (the caller's for <>)
         name = " ".join((request.full_name or "").split())
         content = with_field(content, b"From: " + format_mailbox(Mailbox(sender or own, name)).encode())
-    return Envelope(content, sender, header_subject(content), recipients)
+    return Envelope(content, sender, header_subject(content), recipients, request.dsn)

@@ -93,6 +93,8 @@ def test_what_real_programs_pass(argv: list[str], expected: dict[str, object]) -
         (["-bv", "-N", "never", "a@b"], "-N cannot be used with -bv"),
         (["-F", "a\nb", "x@y"], "control characters"),
         (["-V", "a" * 101, "x@y"], "-V"),
+        (["-V", "caf\u00e9", "x@y"], "-V"),
+        (["-V", "", "x@y"], "-V"),
         (["bad\r\n@x"], "control characters"),
     ],
 )
@@ -146,8 +148,18 @@ def test_the_command_starts_on_the_standard_library_only() -> None:
 
 def test_report_requests_only_when_n_is_given() -> None:
     assert parse_args(["a@b"]).report_requests() == {}
-    assert parse_args(["-N", "never", "a@b"]).report_requests() == {"ndr": False, "dr": False}
-    assert parse_args(["-Nsuccess,failure", "a@b"]).report_requests() == {"ndr": True, "dr": True}
+    assert parse_args(["-N", "never", "a@b"]).report_requests() == {
+        "ndr": False,
+        "dr": False,
+        "notify": "never",
+    }
+    assert parse_args(["-Nsuccess,FAILURE", "a@b"]).report_requests() == {
+        "ndr": True, "dr": True, "notify": "failure,success"
+    }  # fmt: skip
+    assert parse_args(["-R", "HDRS", "-V", "id 1", "a@b"]).report_requests() == {
+        "ret": "hdrs",
+        "envid": "id 1",
+    }
 
 
 # ---------------------------------------------------------------------- properties

@@ -9,6 +9,7 @@ import os
 from typing import Literal
 
 from .. import maillog
+from ..dsn_params import DsnRequest
 from ..host import Host
 from ..message_size import check_message_size
 from ..retention import filing
@@ -31,11 +32,16 @@ class SubmitArgs(StoreArgs):
     ndr: bool = True  # a non-delivery report if a recipient fails (sendmail -N never: off)
     dr: bool = False  # a delivery report once delivered (sendmail -N success)
     priority: Literal[-1, 0, 1] | None = None  # PR_PRIORITY; none: what the message's header asks for
+    ret: str | None = None  # RFC 3461 DSN parameters (dsn_params.DsnRequest.parsed): RET, ENVID,
+    envid: str | None = None
+    notify: str | None = None  # NOTIFY for every recipient,
+    recipient_dsn: dict[str, dict[str, str]] | None = None  # NOTIFY/ORCPT by recipient as given
 
 
 def _envelope(daemon: Host, content: bytes, args: SubmitArgs, conn: Connection) -> Envelope:
     trusts = trusted(daemon.config, conn.uid, os.getuid())
-    request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name)
+    dsn = DsnRequest.parsed(args.ret, args.envid, args.notify, args.recipient_dsn)  # InvalidArgument
+    request = SubmissionRequest(content, args.sender, args.recipients, conn.uid, trusts, args.full_name, dsn)
     return complete_submission(daemon.config, request)  # the same rules as sendmail's direct path
 
 
@@ -75,6 +81,7 @@ async def submit(daemon: Host, args: SubmitArgs, conn: Connection) -> SubmitResu
         ndr_requested=args.ndr,
         dr_requested=args.dr,
         priority=args.priority,
+        dsn=env.dsn,
     )
     result = await daemon.submitter.submit_new(name, draft)  # created and queued durably before we answer
     message_id = result.message_id

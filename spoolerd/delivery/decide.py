@@ -10,9 +10,13 @@ says what the attempt comes to, as plain values the Dispatcher carries out:
   retry schedule (a deferral past the lifetime turns into a 4.4.7 failure); a recipient deferred
   without a try gets no update (it costs no attempt) but a time to wait;
 - the counts, the earliest retry, and what each recipient got (for events and flushes);
-- once no recipient waits: finish, with one NDR for every failed recipient (when asked, the default)
-  and one DR for every delivered one (when asked); never a report on a report nor to the null sender;
+- once no recipient waits: finish, with one NDR for every failed recipient and one DR for every
+  delivered one that asked for it; never a report on a report nor to the null sender;
 - while some wait: the retry time, and a delay warning when one is due and none went out yet.
+
+Who asked for which report is the recipient's RFC 3461 NOTIFY (``dsn_params.wants``): FAILURE for an
+NDR, SUCCESS for a DR, DELAY for a delay warning, NEVER for none; a recipient without NOTIFY has the
+message's defaults (an NDR unless ``ndr_requested`` is off, a DR if ``dr_requested``, delay warnings).
 
 A recipient with a final state is never pending again, so it is never sent nor reported twice. The
 rules are checked for any input, and over a message's whole life, in tests/engine/test_decide.py.
@@ -24,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..dsn import RecipientStatus, ReportKind
+from ..dsn_params import Notify, wants
 from ..message import Message, Recipient, RecipientState, RecipientUpdate, SubmitFlag
 from ..message_class import canonical
 from ..retry import RetryPolicy
@@ -191,22 +196,25 @@ def _wanted_reports(message: Message, recipients: Sequence[Recipient], now: floa
     never a report on a report, nor to the null sender."""
     if not message.sender or _is_report(message):
         return []
-    wanted = []
-    if message.ndr_requested:
-        wanted.append((ReportKind.NDR, RecipientState.FAILED))
-    if message.dr_requested:
-        wanted.append((ReportKind.DR, RecipientState.DELIVERED))
+    wanted = (
+        (ReportKind.NDR, RecipientState.FAILED, Notify.FAILURE, message.ndr_requested, "5.0.0"),
+        (ReportKind.DR, RecipientState.DELIVERED, Notify.SUCCESS, message.dr_requested, "2.0.0"),
+    )
     reports = []
-    for kind, state in wanted:
-        default_status = "5.0.0" if kind is ReportKind.NDR else "2.0.0"
+    for kind, state, event, default, default_status in wanted:
         statuses = tuple(
-            RecipientStatus(r.address, r.last_status or default_status, r.last_code, r.last_text or "", now)
+            _status(r, r.last_status or default_status, r.last_code, r.last_text, now)
             for r in recipients
-            if r.state is state
+            if r.state is state and wants(r.notify, event, default)
         )
         if statuses:
             reports.append(Report(kind, statuses))
     return reports
+
+
+def _status(r: Recipient, status: str, code: int | None, text: str | None, now: float) -> RecipientStatus:
+    """What a report says of one recipient (with its ORCPT as the Original-Recipient)."""
+    return RecipientStatus(r.address, status, code, text or "", now, original_recipient=r.orcpt)
 
 
 def _delay_warning(
@@ -218,8 +226,9 @@ def _delay_warning(
     now: float,
     after: float | None,
 ) -> Report | None:
-    """A warning that the tried recipients still deferred wait, once the message has been queued for
-    ``after`` seconds; once per submission (``delay_reported``), never on a report nor to the null sender."""
+    """A warning that the tried recipients still deferred wait (but those whose NOTIFY leaves out
+    DELAY), once the message has been queued for ``after`` seconds; once per submission
+    (``delay_reported``), never on a report nor to the null sender."""
     due = (
         after is not None
         and not message.delay_reported
@@ -231,9 +240,9 @@ def _delay_warning(
         return None
     by_index = {r.index: r for r in waiting}
     statuses = tuple(
-        RecipientStatus(by_index[u.index].address, u.status or "4.0.0", u.code, u.text or "", now)
+        _status(by_index[u.index], u.status or "4.0.0", u.code, u.text, now)
         for u in updates
-        if u.state is RecipientState.DEFERRED
+        if u.state is RecipientState.DEFERRED and wants(by_index[u.index].notify, Notify.DELAY, True)
     )
     return Report(ReportKind.DELAY, statuses) if statuses else None
 

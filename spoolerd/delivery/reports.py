@@ -48,7 +48,9 @@ async def file_report(
         reporting_mta=settings.reporting_mta,
         arrival=submitted_at(message),
         now=now,
+        original_envelope_id=message.dsn_envid,
         original_limit=settings.report_original_limit,
+        ret=message.dsn_ret,
     )
     subject = f"{_LABEL[kind]}: {message.subject}"
     if kind is ReportKind.NDR and settings.bounce_copy_to:

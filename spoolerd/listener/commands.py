@@ -5,9 +5,22 @@ ORCPT). Anything else, or anything malformed, is a ``Reply`` the session sends b
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ..errors import MessageTooLarge
+from ..dsn_params import (
+    DsnRequest,
+    Notify,
+    RecipientDsn,
+    Ret,
+    check_envid,
+    check_orcpt,
+    parse_notify,
+    parse_ret,
+)
+from ..dsn_params import xtext_decode as _xtext_decode
+from ..errors import InvalidArgument, MessageTooLarge
 from ..message_size import check_message_size, smtp_reply
 
 __all__ = [
@@ -17,7 +30,6 @@ __all__ = [
     "Reply",
     "parse_mail",
     "parse_rcpt",
-    "report_requests",
     "too_large",
     "xtext_decode",
 ]
@@ -49,28 +61,42 @@ class MailCommand:
     size: int | None = None
     body: str = "7BIT"
     smtputf8: bool = False
-    ret: str | None = None  # FULL or HDRS (RFC 3461)
+    ret: Ret | None = None  # FULL or HDRS (RFC 3461)
     envid: str | None = None  # decoded from xtext
+
+    def dsn(self, recipients: dict[str, RecipientDsn]) -> DsnRequest:
+        """The transaction's RFC 3461 parameters: these, and the RCPTs' by address."""
+        return DsnRequest(self.ret, self.envid, recipients=recipients)
 
 
 @dataclass(frozen=True, slots=True)
 class RcptCommand:
     address: str
-    notify: frozenset[str] | None = None  # NEVER, or some of SUCCESS, FAILURE, DELAY; None: not given
+    notify: Notify | None = None  # NEVER, or some of SUCCESS, FAILURE, DELAY; None: not given
     orcpt: str | None = None  # "rfc822;addr", decoded from xtext
+
+    @property
+    def dsn(self) -> RecipientDsn:
+        return RecipientDsn(self.notify, self.orcpt)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?$")
-_XTEXT = re.compile(r"\+([0-9A-F]{2})")
 _ROUTE = re.compile(r"^@[^:,]+(?:,@[^:,]+)*:")
+_T = TypeVar("_T")
+
+
+def _checked(check: Callable[[str], _T], value: str) -> _T:
+    """A DSN parameter through its one check (``dsn_params``), a bad one refused with 501 5.5.4."""
+    try:
+        return check(value)
+    except InvalidArgument as exc:
+        raise _refuse(501, "5.5.4", str(exc)) from None
 
 
 def xtext_decode(text: str) -> str:
     """RFC 3461 §4 xtext: ``+XX`` is the character with that hex code; the result has no controls."""
-    if "+" in text and not re.fullmatch(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*", text):
-        raise _refuse(501, "5.5.4", "malformed xtext")
-    decoded = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    decoded = _checked(_xtext_decode, text)
     if _CONTROL.search(decoded):
         raise _refuse(501, "5.5.4", "control characters in a parameter")
     return decoded
@@ -157,16 +183,10 @@ def parse_mail(arg: str | None, *, size_limit: int, utf8_offered: bool) -> MailC
     body = (params.pop("BODY", None) or "7BIT").upper() if "BODY" in params else "7BIT"
     if body not in ("7BIT", "8BITMIME"):
         raise _refuse(501, "5.5.4", "BODY is 7BIT or 8BITMIME")
-    ret = None
-    if "RET" in params:
-        ret = (params.pop("RET") or "").upper()
-        if ret not in ("FULL", "HDRS"):
-            raise _refuse(501, "5.5.4", "RET is FULL or HDRS")
+    ret = _checked(parse_ret, params.pop("RET") or "") if "RET" in params else None
     envid = None
     if "ENVID" in params:
-        envid = xtext_decode(params.pop("ENVID") or "")
-        if len(envid) > 100:
-            raise _refuse(501, "5.5.4", "ENVID is longer than 100 characters")
+        envid = _checked(check_envid, xtext_decode(params.pop("ENVID") or ""))
     params.pop("AUTH", None)  # RFC 4954 §5: the original submitter; we record our own facts instead
     if params:
         raise _refuse(555, "5.5.4", f"MAIL parameter not supported: {sorted(params)[0]}")
@@ -174,24 +194,13 @@ def parse_mail(arg: str | None, *, size_limit: int, utf8_offered: bool) -> MailC
     return MailCommand(sender, size, body, smtputf8, ret, envid)
 
 
-_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
-
-
 def parse_rcpt(arg: str | None, *, smtputf8: bool) -> RcptCommand:
     """``TO:<recipient> [params]`` as a RcptCommand. ``<postmaster>`` is allowed without a domain."""
     path, params = _split(arg, "TO:")
-    notify = None
-    if "NOTIFY" in params:
-        words = frozenset((params.pop("NOTIFY") or "").upper().split(","))
-        if not (words == {"NEVER"} or (words and words <= _NOTIFY)):
-            raise _refuse(501, "5.5.4", "NOTIFY is NEVER, or some of SUCCESS, FAILURE, DELAY")
-        notify = words
+    notify = _checked(parse_notify, params.pop("NOTIFY") or "") if "NOTIFY" in params else None
     orcpt = None
     if "ORCPT" in params:
-        orcpt = xtext_decode(params.pop("ORCPT") or "")
-        kind, semi, original = orcpt.partition(";")
-        if not semi or not kind or not original:
-            raise _refuse(501, "5.5.4", "ORCPT is addr-type;address")
+        orcpt = _checked(check_orcpt, xtext_decode(params.pop("ORCPT") or ""))
     if params:
         raise _refuse(555, "5.5.4", f"RCPT parameter not supported: {sorted(params)[0]}")
     if path.lower() == "postmaster":
@@ -199,13 +208,3 @@ def parse_rcpt(arg: str | None, *, smtputf8: bool) -> RcptCommand:
     if not path:
         raise _refuse(501, "5.1.3", "a recipient cannot be the null address")
     return RcptCommand(_check_mailbox(path, smtputf8), notify, orcpt)
-
-
-def report_requests(recipients: list[RcptCommand]) -> tuple[bool, bool]:
-    """RFC 3461 NOTIFY mapped to the message's report requests (NDR, DR): no non-delivery report when
-    every recipient said NEVER (or named only other events), a delivery report when any asked for
-    SUCCESS. Without NOTIFY, the defaults (NDR on, DR off)."""
-    notify = [r.notify for r in recipients]
-    ndr = not all(n is not None and "FAILURE" not in n for n in notify)
-    dr = any(n is not None and "SUCCESS" in n for n in notify)
-    return ndr, dr

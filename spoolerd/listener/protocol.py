@@ -20,7 +20,9 @@ from typing import Any, Protocol
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from ..dsn_params import RecipientDsn
 from ..listener_config import ListenerSection
+from ..message import NewRecipient
 from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt, too_large
 from .content import Trace, normalize, received_field, unstuff
 from .credentials import Credentials
@@ -42,6 +44,11 @@ class Transaction:
     mail: MailCommand
     recipients: list[RcptCommand] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)  # envelope recipients, in order, deduplicated
+    dsn: dict[str, RecipientDsn] = field(default_factory=dict)  # each address's RCPT NOTIFY and ORCPT
+
+    def new_recipients(self) -> list[NewRecipient]:
+        """The envelope recipients with the DSN parameters of the RCPT that named them first."""
+        return [NewRecipient(a, notify=self.dsn[a].notify, orcpt=self.dsn[a].orcpt) for a in self.addresses]
 
 
 class Intake(Protocol):
@@ -253,6 +260,8 @@ class Session(SMTP):
             return
         tx.recipients.append(rcpt)
         tx.addresses.extend(a for a in addresses if a not in tx.addresses)
+        for a in addresses:
+            tx.dsn.setdefault(a, rcpt.dsn)
         await self.reply(Reply(250, "2.1.5", "Ok"))
 
     def authenticated_or_trusted(self) -> bool:

@@ -26,11 +26,10 @@ from ..envelope import header_subject
 from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
 from ..host import Host
 from ..listener_config import ListenerSection, split_address
-from ..message import NewRecipient
 from ..retention import filing
 from ..submission import outgoing_draft
 from .check import tls_context
-from .commands import Reply, report_requests
+from .commands import Reply
 from .credentials import Credentials, load_credentials
 from .protocol import Session, Transaction
 from .rules import message_size_limit, recipient_addresses
@@ -131,19 +130,17 @@ class ListenerContext:
         store = self.daemon.stores.get(name)
         if store is None:
             return self._failed(Reply(451, "4.3.0", "store not available"), f"no store named {name!r}")
-        ndr, dr = report_requests(tx.recipients)
         filed = filing(self.daemon.config.stores[name].sent_copies)
         try:
             draft = await outgoing_draft(
                 store,
                 content,
-                [NewRecipient(a) for a in tx.addresses],
+                tx.new_recipients(),
                 sender=tx.mail.sender,
                 subject=header_subject(content),
                 sentmail=filed.sentmail,
                 delete_after_submit=filed.delete_after_submit,
-                ndr_requested=ndr,
-                dr_requested=dr,
+                dsn=tx.mail.dsn(tx.dsn),
             )
             # created and queued in one transaction: committed, or nothing at all; now the 250
             message_id = (await self.daemon.submitter.submit_new(name, draft)).message_id

@@ -20,7 +20,7 @@ from ..client import ConnectionLost, ControlClient, Refused, Unreachable
 from ..listener_config import ListenerSection
 from ..message import check_wire_text
 from ..message_size import DEFAULT_MESSAGE_SIZE_LIMIT
-from .commands import Reply, report_requests
+from .commands import Reply
 from .credentials import Credentials
 from .protocol import Session, Transaction
 
@@ -76,11 +76,10 @@ class StdioIntake:
         return None, [address]  # the daemon completes and aliases it, as for any submission
 
     async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
-        ndr, dr = report_requests(tx.recipients)
-        reports = {"ndr": ndr, "dr": dr}
+        reports = tx.mail.dsn(tx.dsn).args()  # RET, ENVID and each RCPT's NOTIFY and ORCPT
         return await asyncio.to_thread(self._submit, tx.mail.sender, tx.addresses, content, reports)
 
-    def _submit(self, sender: str, recipients: list[str], content: bytes, reports: dict[str, bool]) -> Reply:
+    def _submit(self, sender: str, recipients: list[str], content: bytes, reports: dict[str, Any]) -> Reply:
         from ..sendmail import _submit_direct  # the same fallback as plain sendmail
 
         try:

@@ -6,9 +6,11 @@ and a select list may change its order without a reader noticing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from spoolerd.dsn_params import Notify, Ret
 from spoolerd.message import (
     Delivery,
     Draft,
@@ -18,6 +20,7 @@ from spoolerd.message import (
     Message,
     MessageFlag,
     MessageSummary,
+    NewRecipient,
     QueueEntry,
     Recipient,
     RecipientKind,
@@ -35,6 +38,7 @@ __all__ = [
     "DRAFT_COLUMNS",
     "FOLDER_COLUMNS",
     "MESSAGE_COLUMNS",
+    "NEW_RECIPIENT_COLUMNS",
     "QUEUE_COLUMNS",
     "RECIPIENT_COLUMNS",
     "SUMMARY_COLUMNS",
@@ -43,6 +47,7 @@ __all__ = [
     "Row",
     "folder_from_row",
     "message_from_row",
+    "new_recipient_values",
     "queue_entry_from_row",
     "recipient_from_row",
     "summary_from_row",
@@ -55,11 +60,22 @@ MESSAGE_COLUMNS = (  # of ``messages m``, followed by the content ``c.data`` whe
     "m.id, m.folder_id, m.message_class, m.flags, m.submit_flags, m.priority, m.sender, m.subject, m.size,"
     " m.created_at, m.client_submit_time, m.not_before, m.next_attempt, m.sentmail_folder,"
     " m.delete_after_submit, m.ndr_requested, m.dr_requested, m.lock_owner, m.lock_expiry, m.queued,"
-    " m.delay_reported, m.held"
+    " m.delay_reported, m.held, m.dsn_ret, m.dsn_envid"
 )
 RECIPIENT_COLUMNS = (
     "idx, address, display_name, address_type, kind, responsibility, state, attempts, next_attempt,"
-    " last_code, last_status, last_text, transport"
+    " last_code, last_status, last_text, transport, notify, orcpt"
+)
+# what a new recipient's row is written with (the rest has its defaults: pending, never tried)
+NEW_RECIPIENT_COLUMNS = (
+    "message_id",
+    "idx",
+    "address",
+    "display_name",
+    "address_type",
+    "kind",
+    "notify",
+    "orcpt",
 )
 QUEUE_COLUMNS = (
     "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
@@ -98,7 +114,26 @@ def recipient_from_row(row: Row) -> Recipient:
         last_status=row["last_status"],
         last_text=row["last_text"],
         transport=row["transport"],
+        notify=None if row["notify"] is None else Notify(row["notify"]),
+        orcpt=row["orcpt"],
     )
+
+
+def new_recipient_values(mid: int, recipients: Sequence[NewRecipient]) -> list[tuple[Any, ...]]:
+    """New recipients' rows, in the order of NEW_RECIPIENT_COLUMNS (their index is their position)."""
+    return [
+        (
+            mid,
+            i,
+            r.address,
+            r.display_name,
+            r.resolved_type,
+            RecipientKind(r.kind).value,
+            None if r.notify is None else int(r.notify),
+            r.orcpt,
+        )
+        for i, r in enumerate(recipients)
+    ]
 
 
 def message_from_row(row: Row, recipients: tuple[Recipient, ...], now: float) -> Message:
@@ -129,6 +164,8 @@ def message_from_row(row: Row, recipients: tuple[Recipient, ...], now: float) ->
         lock_expiry=lease.expiry,
         delay_reported=bool(row["delay_reported"]),
         held=bool(row["held"]),
+        dsn_ret=None if row["dsn_ret"] is None else Ret(row["dsn_ret"]),
+        dsn_envid=row["dsn_envid"],
     )
 
 
@@ -181,6 +218,8 @@ class DraftRow:
     delete_after_submit: bool
     ndr_requested: bool
     dr_requested: bool
+    dsn_ret: str | None
+    dsn_envid: str | None
 
     @classmethod
     def of(cls, draft: Draft, sentmail_folder: int | None) -> DraftRow:
@@ -197,6 +236,8 @@ class DraftRow:
             delete_after_submit=bool(draft.delete_after_submit),
             ndr_requested=bool(draft.ndr_requested),
             dr_requested=bool(draft.dr_requested),
+            dsn_ret=None if draft.dsn_ret is None else Ret(draft.dsn_ret).value,
+            dsn_envid=draft.dsn_envid,
         )
 
     def values(self) -> tuple[Any, ...]:
@@ -204,7 +245,7 @@ class DraftRow:
         return (
             self.message_class, self.flags, self.priority, self.sender, self.subject, self.size,
             self.not_before, self.sentmail_folder, self.delete_after_submit, self.ndr_requested,
-            self.dr_requested,
+            self.dr_requested, self.dsn_ret, self.dsn_envid,
         )  # fmt: skip
 
 

@@ -10,16 +10,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from spoolerd.errors import NotFound
-from spoolerd.message import Draft, Folder, FolderRole, Message, NewRecipient, RecipientKind
+from spoolerd.message import Draft, Folder, FolderRole, Message, NewRecipient
 from stores.common.queueing import NEW_QUEUED_COLUMNS, QueueRequest
 from stores.common.rows import (
     DRAFT_COLUMNS,
     FOLDER_COLUMNS,
     MESSAGE_COLUMNS,
+    NEW_RECIPIENT_COLUMNS,
     RECIPIENT_COLUMNS,
     DraftRow,
     folder_from_row,
     message_from_row,
+    new_recipient_values,
     recipient_from_row,
 )
 from stores.common.rules import STATE_COLUMNS, MessageState, int_id
@@ -108,15 +110,14 @@ async def insert_content(conn: Any, mid: int, content: bytes) -> None:
     await conn.execute("INSERT INTO contents (message_id, data) VALUES ($1, $2)", mid, content)
 
 
+_INSERT_RECIPIENTS = (
+    f"INSERT INTO recipients ({', '.join(NEW_RECIPIENT_COLUMNS)})"
+    f" VALUES ({placeholders(len(NEW_RECIPIENT_COLUMNS))})"
+)
+
+
 async def insert_recipients(conn: Any, mid: int, recipients: Sequence[NewRecipient]) -> None:
-    await conn.executemany(
-        "INSERT INTO recipients (message_id, idx, address, display_name, address_type, kind)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            (mid, i, r.address, r.display_name, r.resolved_type, RecipientKind(r.kind).value)
-            for i, r in enumerate(recipients)
-        ],
-    )
+    await conn.executemany(_INSERT_RECIPIENTS, new_recipient_values(mid, recipients))
 
 
 async def state_row(conn: Any, mid: int, columns: str = STATE_COLUMNS, *, for_update: bool = True) -> Any:

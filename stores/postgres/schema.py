@@ -107,7 +107,20 @@ async def _v1(conn: Any) -> None:
     )
 
 
-MIGRATIONS = (_v1,)
+async def _dsn(conn: Any) -> None:
+    # RFC 3461 DSN parameters as the submitter gave them: RET and ENVID per message, NOTIFY (a bit set,
+    # 0 for NEVER) and ORCPT per recipient; NULL where not given.
+    await conn.execute(
+        """
+        ALTER TABLE messages ADD COLUMN dsn_ret TEXT;
+        ALTER TABLE messages ADD COLUMN dsn_envid TEXT;
+        ALTER TABLE recipients ADD COLUMN notify INTEGER;
+        ALTER TABLE recipients ADD COLUMN orcpt TEXT;
+        """
+    )
+
+
+MIGRATIONS = (_v1, _dsn)
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_KEY = 0x5370_6F6F  # pg_advisory_xact_lock key shared by every spoolerd migrating a database
 

@@ -147,7 +147,21 @@ def _v5(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX messages_filed ON messages(folder_id, filed_at) WHERE queued = 0")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+def _dsn(conn: sqlite3.Connection) -> None:
+    # RFC 3461 DSN parameters as the submitter gave them: RET and ENVID per message, NOTIFY (a bit set,
+    # 0 for NEVER) and ORCPT per recipient; NULL where not given.
+    _script(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN dsn_ret TEXT;
+        ALTER TABLE messages ADD COLUMN dsn_envid TEXT;
+        ALTER TABLE recipients ADD COLUMN notify INTEGER;
+        ALTER TABLE recipients ADD COLUMN orcpt TEXT;
+        """,
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _dsn)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

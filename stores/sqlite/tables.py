@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from spoolerd.errors import NotFound
-from spoolerd.message import Draft, Folder, FolderRole, Message, NewRecipient, RecipientKind
+from spoolerd.message import Draft, Folder, FolderRole, Message, NewRecipient
 from stores.common.queueing import NEW_QUEUED_COLUMNS, QueueRequest
 from stores.common.rows import (
     DRAFT_COLUMNS,
     FOLDER_COLUMNS,
     MESSAGE_COLUMNS,
+    NEW_RECIPIENT_COLUMNS,
     RECIPIENT_COLUMNS,
     DraftRow,
     folder_from_row,
     message_from_row,
+    new_recipient_values,
     recipient_from_row,
 )
 from stores.common.rules import STATE_COLUMNS, MessageState, int_id
@@ -115,15 +117,14 @@ def insert_message(
     return mid
 
 
+_INSERT_RECIPIENTS = (
+    f"INSERT INTO recipients ({', '.join(NEW_RECIPIENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(NEW_RECIPIENT_COLUMNS))})"
+)
+
+
 def insert_recipients(conn: sqlite3.Connection, mid: int, recipients: Sequence[NewRecipient]) -> None:
-    conn.executemany(
-        "INSERT INTO recipients (message_id, idx, address, display_name, address_type, kind)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (mid, i, r.address, r.display_name, r.resolved_type, RecipientKind(r.kind).value)
-            for i, r in enumerate(recipients)
-        ],
-    )
+    conn.executemany(_INSERT_RECIPIENTS, new_recipient_values(mid, recipients))
 
 
 def state_row(conn: sqlite3.Connection, mid: int, columns: str = STATE_COLUMNS) -> Any:

@@ -22,6 +22,7 @@ from spoolerd.delivery.decide import (
 )
 from spoolerd.delivery.settings import DeliverySettings
 from spoolerd.dsn import ReportKind
+from spoolerd.dsn_params import Notify
 from spoolerd.message import (
     Message,
     MessageFlag,
@@ -51,6 +52,13 @@ def retry_policies(shortest: float, lifetime: tuple[float, float]) -> st.SearchS
 policies = retry_policies(1.0, (0.0, 10 * 86400.0))
 
 states = st.sampled_from(list(RecipientState))
+# RFC 3461 NOTIFY as a submitter gives it: not given (None), NEVER, or some of the three
+notifies = (
+    st.none()
+    | st.just(Notify.NEVER)
+    | st.sampled_from(list(Notify))
+    | st.just(Notify.SUCCESS | Notify.FAILURE | Notify.DELAY)
+)
 
 
 @st.composite
@@ -73,6 +81,8 @@ def recipients(draw: st.DrawFn, min_size: int = 1, max_size: int = 6) -> tuple[R
                 last_status=draw(st.sampled_from([None, "2.0.0", "4.2.0", "5.1.1"])) if tried else None,
                 last_text="earlier" if tried else None,
                 transport=draw(st.sampled_from([None, "relay", "local"])) if tried else None,
+                notify=draw(notifies),
+                orcpt=draw(st.sampled_from([None, f"rfc822;o{i}@example.net"])),
             )
         )
     return tuple(result)
@@ -170,6 +180,13 @@ def record(message: Message, decision: Decision) -> Message:
     return replace(message, recipients=tuple(rcpts), delay_reported=warned)
 
 
+def asked(r: Recipient, event: Notify, message: Message) -> bool:
+    """Whether ``r`` asked for a report of ``event``: its NOTIFY, else the message's default."""
+    if r.notify is not None:
+        return event in r.notify
+    return {Notify.FAILURE: message.ndr_requested, Notify.SUCCESS: message.dr_requested}.get(event, True)
+
+
 def is_report(message: Message) -> bool:
     return message.message_class.upper().startswith("REPORT.")
 
@@ -242,9 +259,18 @@ def test_reports_only_at_the_end_once_each_and_as_asked(
     delivered = [r.address for r in final if r.state is RecipientState.DELIVERED]
     may_report = bool(message.sender) and not is_report(message)
     by_kind = {r.kind: [s.address for s in r.statuses] for r in decision.reports}
-    # one NDR naming every failed recipient, unless suppressed (asked not to, the null sender, a report)
-    assert by_kind.get(ReportKind.NDR, []) == (failed if message.ndr_requested and may_report else [])
-    assert by_kind.get(ReportKind.DR, []) == (delivered if message.dr_requested and may_report else [])
+    # one NDR naming every failed recipient that asked (NOTIFY=FAILURE, or no NOTIFY and the message's
+    # default), one DR for the delivered that asked; none from the null sender nor on a report
+    ndr = [r.address for r in final if r.state is RecipientState.FAILED and asked(r, Notify.FAILURE, message)]
+    dr = [
+        r.address for r in final if r.state is RecipientState.DELIVERED and asked(r, Notify.SUCCESS, message)
+    ]
+    assert set(ndr) <= set(failed) and set(dr) <= set(delivered)
+    assert by_kind.get(ReportKind.NDR, []) == (ndr if may_report else [])
+    assert by_kind.get(ReportKind.DR, []) == (dr if may_report else [])
+    orcpts = {r.address: r.orcpt for r in final}
+    for report in decision.reports:
+        assert all(s.original_recipient == orcpts[s.address] for s in report.statuses)
     assert decision.delivered_by == {r.transport for r in final if r.state is RecipientState.DELIVERED} - {
         None
     }
@@ -265,7 +291,12 @@ def test_a_delay_warning_names_the_tried_deferrals_once_due(
         and bool(message.sender)
         and not is_report(message)
     )
-    deferred = {u.index for u in decision.updates if u.state is RecipientState.DEFERRED}
+    by_index = {r.index: r for r in message.recipients}
+    deferred = {
+        u.index
+        for u in decision.updates
+        if u.state is RecipientState.DEFERRED and asked(by_index[u.index], Notify.DELAY, message)
+    }
     if not due or not deferred:
         assert warning is None
         return

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spoolerd.dsn import RecipientStatus, ReportKind, build_report
+from spoolerd.dsn_params import Ret
 from spoolerd.envelope import header_section
 
 _atoms = st.text(st.sampled_from("abcxyz0189.-_+="), min_size=1, max_size=10)
@@ -32,6 +33,7 @@ def recipients(draw: st.DrawFn) -> RecipientStatus:
         diagnostic=draw(st.text(max_size=60)),  # a remote server's words: CR LF, NUL, anything
         last_attempt=draw(st.one_of(st.none(), _times)),
         remote_mta=draw(st.one_of(st.none(), _atoms)),
+        original_recipient=draw(st.one_of(st.none(), _addresses.map(lambda a: f"rfc822;{a}"))),
     )
 
 
@@ -55,12 +57,14 @@ def _one_line(value: str | None) -> bool:
     st.lists(recipients(), min_size=1, max_size=5),
     st.tuples(_originals, st.integers(0, 400)),
     st.tuples(st.text(max_size=30), _times, _times),
+    st.sampled_from([None, Ret.FULL, Ret.HDRS]),
 )
 def test_a_report_parses_back_with_the_fields_as_given(
     kind: ReportKind,
     rcpts: list[RecipientStatus],
     original_and_limit: tuple[bytes, int],
     envelope: tuple[str, float, float],
+    ret: Ret | None,
 ) -> None:
     (original, limit), (envelope_id, arrival, now) = original_and_limit, envelope
     raw = build_report(
@@ -73,6 +77,7 @@ def test_a_report_parses_back_with_the_fields_as_given(
         now=now,
         original_envelope_id=envelope_id or None,
         original_limit=limit,
+        ret=ret,
     )
     report = email.message_from_bytes(raw, policy=email.policy.compat32)
     assert not report.defects
@@ -94,6 +99,8 @@ def test_a_report_parses_back_with_the_fields_as_given(
     for block, sent in zip(blocks, rcpts, strict=True):
         assert isinstance(block, Message)
         assert block["Final-Recipient"] == f"rfc822; {sent.address}"
+        original_rcpt = sent.original_recipient and sent.original_recipient.replace(";", "; ", 1)
+        assert block["Original-Recipient"] == original_rcpt  # RFC 3461 ORCPT, as given
         assert (block["Action"], block["Status"]) == (action, sent.status)
         assert (block["Remote-MTA"] is None) == (not sent.remote_mta)
         if sent.remote_mta:
@@ -105,7 +112,8 @@ def test_a_report_parses_back_with_the_fields_as_given(
             assert diagnostic.startswith(f"smtp; {sent.code} {sent.status}" if sent.code else "x-spoolerd; ")
         assert (block["Last-Attempt-Date"] is None) == (sent.last_attempt is None)
 
-    if kind is ReportKind.NDR and len(original) <= limit:
+    # the whole original only in an NDR, within the limit, unless the submitter asked for headers (RET=HDRS)
+    if kind is ReportKind.NDR and len(original) <= limit and ret is not Ret.HDRS:
         assert attached.get_content_type() == "message/rfc822"
         assert (
             b"\r\n\r\n" + original + b"\r\n--" in raw

@@ -26,6 +26,8 @@ _valued = st.one_of(
     st.tuples(st.just("N"), _notify),
     st.tuples(st.just("o"), st.sampled_from(["i", "em", "Q/var/spool"])),
     st.tuples(st.just("B"), st.sampled_from(["7BIT", "8bitmime"])),
+    st.tuples(st.just("R"), st.sampled_from(["full", "HDRS"])),
+    st.tuples(st.just("V"), st.sampled_from(["env-1", "a b+c=d"])),
 )
 _flags = st.lists(st.sampled_from("Gimnt"), max_size=3)
 
@@ -34,7 +36,8 @@ _flags = st.lists(st.sampled_from("Gimnt"), max_size=3)
 def command_lines(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
     argv: list[str] = []
     expected: dict[str, object] = {"from_headers": False, "dot_ends": True, "sender": None,
-                                   "full_name": None, "config": None, "ndr": None, "dr": None}  # fmt: skip
+                                   "full_name": None, "config": None, "ndr": None, "dr": None,
+                                   "notify": None, "ret": None, "envid": None}  # fmt: skip
     for flags, (letter, value) in draw(st.lists(st.tuples(_flags, _valued), max_size=6)):
         spelling = draw(st.sampled_from(["separate", "attached", "bundled"]))
         if spelling == "bundled" or not value:  # an empty value can only be the next argument
@@ -51,6 +54,9 @@ def command_lines(draw: st.DrawFn) -> tuple[list[str], dict[str, object]]:
         elif letter == "N":
             words = set(value.split(","))
             expected["ndr"], expected["dr"] = "failure" in words, "success" in words
+            expected["notify"] = ",".join(sorted(words))
+        elif letter in "RV":
+            expected[{"R": "ret", "V": "envid"}[letter]] = value.lower() if letter == "R" else value
     recipients = draw(st.lists(_address, max_size=4))
     if draw(st.booleans()):
         argv.append("--")

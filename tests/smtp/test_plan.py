@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spoolerd.dsn_params import Notify, RecipientDsn, Ret
+from spoolerd.listener.commands import parse_mail, parse_rcpt
 from spoolerd.transport import OutcomeKind
-from transports.smtp.plan import Batches, Result, Step, TransactionPlan
+from transports.smtp.plan import Batches, EnvelopeDsn, Result, Step, TransactionPlan
 from transports.smtp.replies import requirements
 
 CODES = [220, 221, 250, 251, 354, 421, 450, 451, 452, 500, 503, 550, 552, 554]
@@ -193,3 +195,53 @@ def test_batches_give_every_recipient_one_outcome(
         batches.done(batch, Result(outcomes, too_many=too_many))
         seen.extend(batch)
     assert len(batches.outcomes()) == count and set(seen) == set(range(count))
+
+
+_envids = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=100)
+_orcpts = st.builds(
+    lambda local, kind: f"{kind};{local}@example.net",
+    st.text(st.characters(min_codepoint=0x20, exclude_categories=("Cc", "Cs")), min_size=1, max_size=30),
+    st.sampled_from(["rfc822", "RFC822", "x-local"]),
+)
+_notifies = st.none() | st.sampled_from(
+    [
+        Notify.NEVER,
+        Notify.SUCCESS,
+        Notify.FAILURE | Notify.DELAY,
+        Notify.SUCCESS | Notify.FAILURE | Notify.DELAY,
+    ]
+)
+
+
+@st.composite
+def envelope_dsns(draw: st.DrawFn, count: int) -> EnvelopeDsn:
+    asked = [RecipientDsn(draw(_notifies), draw(st.none() | _orcpts)) for _ in range(count)]
+    return EnvelopeDsn(draw(st.none() | st.sampled_from(list(Ret))), draw(st.none() | _envids), tuple(asked))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), scripts(), st.booleans(), st.booleans())
+def test_dsn_parameters_go_only_to_a_relay_that_offers_dsn_and_read_back_the_same(
+    data: st.DataObject, script: Script, pipelining: bool, offered: bool
+) -> None:
+    """What the plan writes is read back by an RFC 3461 reader (the listener's own parser) as the
+    parameters given; to a relay without DSN, none of them is written."""
+    dsn = data.draw(envelope_dsns(len(script.rcpts)))
+    rcpts = [f"r{i}@example.net" for i in range(len(script.rcpts))]
+    ext = {"size": "0", "8bitmime": ""} | ({"dsn": ""} if offered else {})
+    p = TransactionPlan(
+        "me@example.org", rcpts, WIRE, requirements(WIRE, "me@example.org", rcpts),
+        extensions=ext, pipelining=pipelining, peer=PEER, dsn=dsn,
+    )  # fmt: skip
+    accept = Script(250, [250] * len(rcpts), 354, 250, 250)
+    commands = b"".join(drive(p, accept).writes).split(b"\r\n")
+    mail = next(c for c in commands if c.startswith(b"MAIL FROM:")).decode("ascii")
+    rcpt_lines = [c.decode("ascii") for c in commands if c.startswith(b"RCPT TO:")]
+    assert len(rcpt_lines) == len(rcpts)
+    parsed = parse_mail(mail[5:], size_limit=10**9, utf8_offered=False)
+    assert (parsed.ret, parsed.envid) == ((dsn.ret, dsn.envid) if offered else (None, None))
+    for line, asked in zip(rcpt_lines, dsn.recipients, strict=True):
+        back = parse_rcpt(line[5:], smtputf8=False)
+        assert (back.notify, back.orcpt) == ((asked.notify, asked.orcpt) if offered else (None, None))
+    if not offered:
+        assert not any(word in c for c in commands for word in (b"RET=", b"ENVID=", b"NOTIFY=", b"ORCPT="))

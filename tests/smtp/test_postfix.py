@@ -5,6 +5,8 @@ its trace fields), with the envelope we gave it. Skipped only where Postfix cann
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from spoolerd.message import RecipientState
+from spoolerd.dsn_params import Notify, Ret
+from spoolerd.message import Draft, FolderRole, NewRecipient, RecipientState
 from tests.conftest import FakeClock
 from tests.engine.harness import spooler
 from tests.peers.ports import free_port
@@ -101,3 +104,33 @@ async def test_postfix_size_limit_refused_before_transfer(
     assert "size limit 200000" in (r.last_text or "")
     assert b"interop-3" not in postfix.log().encode()  # Postfix never saw the message
     assert len(list(postfix.maildir("bob").iterdir())) == before
+
+
+# RFC 3461 parameters relayed as Postfix passes them: Postfix takes them, and answers NOTIFY=SUCCESS with
+# its own delivery report (to the sender's mailbox), quoting our ENVID and ORCPT back
+async def test_postfix_takes_them_and_reports_success_quoting_envid_and_orcpt(
+    tmp_path: Path, clock: FakeClock, postfix: Postfix
+) -> None:
+    content = b"Message-ID: <dsn-1@spool.test>\r\nFrom: bob@test.local\r\nSubject: dsn\r\n\r\nbody\r\n"
+    delivered = len(list(postfix.maildir("alice").iterdir()))  # the test runs on each loop: one Postfix
+    before = len(list(postfix.maildir("bob").iterdir()))
+    envid = f"spool-env-{before}"
+    async with spooler(tmp_path, clock, {"relay": relay(postfix.port)}) as h:
+        store = h.daemon.stores[h.daemon.default_store]
+        outbox = await store.folder(FolderRole.OUTBOX)
+        rcpt = NewRecipient("alice@test.local", notify=Notify.SUCCESS, orcpt="rfc822;first+x@test.local")
+        draft = Draft(content, [rcpt], sender="bob@test.local", dsn_ret=Ret.HDRS, dsn_envid=envid)
+        mid = await store.submit_new(outbox.id, draft)
+        await h.spooler.flush(force=True)
+        (r,) = (await h.message(mid)).recipients
+        assert r.state is RecipientState.DELIVERED, r.last_text
+    await anyio.to_thread.run_sync(postfix.wait_for_mail, "alice", delivered + 1)
+    got = await anyio.to_thread.run_sync(postfix.wait_for_mail, "bob", before + 1)  # Postfix's success DSN
+    [report] = [m for m in got if envid.encode() in m]
+    parsed = email.message_from_bytes(report, policy=email.policy.compat32)
+    assert parsed.get_content_type() == "multipart/report", report[:2000]
+    status = next(p for p in parsed.walk() if p.get_content_type() == "message/delivery-status")
+    per_message, block = status.get_payload()  # type: ignore[misc]
+    assert per_message["Original-Envelope-Id"] == envid
+    assert block["Original-Recipient"] == "rfc822;first+x@test.local"
+    assert block["Action"] == "delivered" and block["Final-Recipient"] == "rfc822; alice@test.local"

@@ -8,7 +8,10 @@ for every recipient, whether the connection may carry another transaction, and w
 
 With PIPELINING (RFC 2920), MAIL FROM, every RCPT TO and DATA go out in one write and their replies are
 read in order (after a refused MAIL the rest are read and ignored); without it, one command a reply.
-Either way the same replies give the same outcomes. After a transaction that did not end in 250 the
+Either way the same replies give the same outcomes. When the relay offers DSN (RFC 3461), the
+submitter's parameters go on as Postfix passes them: RET= and ENVID= on MAIL FROM, NOTIFY= and ORCPT= on
+each RCPT TO (ENVID and ORCPT's address in xtext); never to a relay that does not offer DSN. After a
+transaction that did not end in 250 the
 connection is reset (RSET) and kept only if that works; after a reply SMTP does not allow, it is never
 trusted again. ``Batches`` splits the recipients into transactions of ``recipients_per_transaction``.
 """
@@ -19,13 +22,14 @@ import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from spoolerd.dsn_params import RecipientDsn, Ret, notify_text, xtext_encode
 from spoolerd.transport import Outcome
 
 from .downgrade import Unchangeable, conform
 from .replies import Reply, Requirements, expected, mail_options, no_reply, outcome_for, requirements
 from .wire import data_payload
 
-__all__ = ["Batches", "Result", "Step", "TransactionPlan"]
+__all__ = ["Batches", "EnvelopeDsn", "Result", "Step", "TransactionPlan"]
 
 MAIL, RCPT, DATA, END, RSET = "MAIL FROM", "RCPT TO", "DATA", "end of DATA", "RSET"
 
@@ -38,6 +42,31 @@ class Step:
     write: bytes
     expect: str
     payload: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeDsn:
+    """The RFC 3461 parameters of one message's envelope: RET and ENVID, and each recipient's NOTIFY
+    and ORCPT (in the order of the recipients; none: nothing given)."""
+
+    ret: Ret | None = None
+    envid: str | None = None
+    recipients: tuple[RecipientDsn, ...] = ()
+
+    def subset(self, positions: Sequence[int]) -> EnvelopeDsn:
+        """The same for the recipients at ``positions`` (a batch, or those still waiting)."""
+        if not self.recipients:
+            return self
+        return EnvelopeDsn(self.ret, self.envid, tuple(self.recipients[i] for i in positions))
+
+    def mail_params(self) -> list[str]:
+        params = [] if self.ret is None else [f"RET={self.ret.value.upper()}"]
+        return params + ([] if self.envid is None else [f"ENVID={xtext_encode(self.envid)}"])
+
+    def rcpt_params(self, position: int) -> list[str]:
+        given = self.recipients[position] if position < len(self.recipients) else RecipientDsn()
+        params = [] if given.notify is None else [f"NOTIFY={notify_text(given.notify)}"]
+        return params + ([] if given.orcpt is None else [f"ORCPT={xtext_encode(given.orcpt)}"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +94,7 @@ class TransactionPlan:
         pipelining: bool,
         peer: str,
         reused: bool = False,
+        dsn: EnvelopeDsn | None = None,
     ) -> None:
         if need.eight_bit and not need.smtputf8 and "8bitmime" not in extensions:
             wire, need = _seven_bit(wire, need, sender, rcpts)
@@ -72,9 +102,13 @@ class TransactionPlan:
         self._options = mail_options(need, extensions, peer)
         encoding = "utf-8" if need.smtputf8 else "ascii"
         self._mail = b"MAIL FROM:<" + sender.encode(encoding) + b">"
+        dsn = dsn if dsn is not None and "dsn" in extensions else EnvelopeDsn()  # only to a DSN relay
         if not isinstance(self._options, Outcome):
-            self._mail += b"".join(b" " + o.encode() for o in self._options)
-        self._rcpts = [b"RCPT TO:<" + r.encode(encoding) + b">\r\n" for r in rcpts]
+            self._mail = _with_params(self._mail, [*self._options, *dsn.mail_params()])
+        self._rcpts = [
+            _with_params(b"RCPT TO:<" + r.encode(encoding) + b">", dsn.rcpt_params(i)) + b"\r\n"
+            for i, r in enumerate(rcpts)
+        ]
         self._peer = peer
         self._pipelined = pipelining
         self._reused = reused
@@ -243,6 +277,11 @@ def _seven_bit(
     except Unchangeable:
         return wire, need
     return wire, requirements(wire, sender, list(rcpts))
+
+
+def _with_params(command: bytes, params: Sequence[str]) -> bytes:
+    """A MAIL or RCPT command with its ESMTP parameters (ASCII: xtext where they carry anything else)."""
+    return command + b"".join(b" " + p.encode("ascii") for p in params)
 
 
 def _all(results: list[Outcome | None]) -> list[Outcome]:

@@ -14,7 +14,7 @@ from spoolerd import maillog
 from spoolerd.transport import Outcome
 
 from .channel import Channel, Connection, ConnectionLost
-from .plan import Batches, Result, Step, TransactionPlan
+from .plan import Batches, EnvelopeDsn, Result, Step, TransactionPlan
 from .pool import ConnectionPool
 from .relays import Delivery
 from .replies import outcome_for, requirements
@@ -48,7 +48,9 @@ class Relay:
             peer=self.peer,
         )
 
-    async def deliver(self, sender: str, rcpts: list[str], wire: bytes) -> Delivery:
+    async def deliver(
+        self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn | None = None
+    ) -> Delivery:
         """Every recipient through this relay, ``recipients_per_transaction`` at a time; once the relay
         is found down, the recipients left get that outcome without another try."""
         batches = Batches(len(rcpts), self.settings.recipients_per_transaction)
@@ -56,7 +58,8 @@ class Relay:
         while (batch := batches.next()) is not None:
             if down is None:
                 try:
-                    result = await self._deliver(sender, [rcpts[i] for i in batch], wire)
+                    batch_dsn = None if dsn is None else dsn.subset(batch)
+                    result = await self._deliver(sender, [rcpts[i] for i in batch], wire, batch_dsn)
                 except SessionFailed as exc:
                     down = exc.outcome
                 else:
@@ -67,7 +70,7 @@ class Relay:
             batches.done(batch, Result([down] * len(batch)))
         return Delivery(batches.outcomes(), down)
 
-    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes) -> Result:
+    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn | None) -> Result:
         need = requirements(wire, sender, rcpts)
         while True:
             conn = await self.pool.acquire()
@@ -87,6 +90,7 @@ class Relay:
                 pipelining=conn.pipelining,
                 peer=self.peer,
                 reused=reused,
+                dsn=dsn,
             )
             done = Result([])
             try:

@@ -24,6 +24,7 @@ import structlog
 from pydantic import BaseModel
 
 from spoolerd import maillog
+from spoolerd.dsn_params import RecipientDsn
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
 from spoolerd.transport import Outcome, TransportContext
@@ -32,6 +33,7 @@ from transports.common.credentials import Credentials
 
 from .channel import Connection
 from .downgrade import Unchangeable, conform
+from .plan import EnvelopeDsn
 from .pool import ConnectionPool
 from .relay import Relay
 from .relays import Attempt, Delivery, Relays
@@ -126,19 +128,25 @@ class SmtpTransport:
             except Unchangeable as exc:
                 results = [Outcome.failed(str(exc), None, exc.status)] * len(todo)
             else:
-                results = await self._failover(sender, addresses, wire)
+                dsn = EnvelopeDsn(
+                    message.dsn_ret,
+                    message.dsn_envid,
+                    tuple(RecipientDsn(recipients[i].notify, recipients[i].orcpt) for i in todo),
+                )
+                results = await self._failover(sender, addresses, wire, dsn)
             for i, outcome in zip(todo, results, strict=True):
                 outcomes[i] = outcome
         return outcomes
 
-    async def _failover(self, sender: str, rcpts: list[str], wire: bytes) -> list[Outcome]:
+    async def _failover(self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn) -> list[Outcome]:
         """Each recipient through the relays in turn until one takes it or refuses it for good."""
         attempt = Attempt(len(rcpts), several=len(self.relays) > 1)
         for peer in self._state.order(self._clock()):
             if not attempt.waiting:
                 break
             relay = self._by_peer[peer]
-            delivery = await relay.deliver(sender, [rcpts[i] for i in attempt.waiting], wire)
+            waiting = attempt.waiting
+            delivery = await relay.deliver(sender, [rcpts[i] for i in waiting], wire, dsn.subset(waiting))
             self._note(relay, delivery)
             attempt.tried(delivery)
         return attempt.outcomes()
