@@ -45,7 +45,13 @@ class HttpPoster:
                 reused = self._stream is not None
                 try:
                     return await self._exchange(body, headers)
-                except (OSError, anyio.EndOfStream, anyio.BrokenResourceError, WebhookError):
+                except (
+                    OSError,
+                    anyio.EndOfStream,
+                    anyio.BrokenResourceError,
+                    h11.ProtocolError,
+                    WebhookError,
+                ):
                     if not reused:
                         raise
                     await self.close()

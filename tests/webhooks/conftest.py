@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,8 @@ class Receiver:
     taken: list[Post] = field(default_factory=list)  # those answered 2xx
     statuses: list[int] = field(default_factory=list)
     hold: bool = False
+    close_after_answer: bool = False  # end each connection after one answer (no keep-alive, unannounced)
+    connections: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -59,6 +62,7 @@ class Receiver:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self.connections += 1
         try:
             while True:
                 request = await self._request(conn, reader)
@@ -75,6 +79,8 @@ class Receiver:
                 writer.write(conn.send(h11.Response(status_code=status, headers=[("Content-Length", "2")])))
                 writer.write(conn.send(h11.Data(data=b"ok")) + conn.send(h11.EndOfMessage()))
                 await writer.drain()
+                if self.close_after_answer:
+                    return
                 conn.start_next_cycle()
         except (ConnectionError, h11.ProtocolError):
             pass
@@ -121,15 +127,23 @@ class Receiver:
         return [p.event for p in self.taken]
 
 
+@contextlib.asynccontextmanager
+async def receiving(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    r = Receiver()
+    server = await asyncio.start_server(r.serve, "127.0.0.1", 0, ssl=tls)
+    r.port = server.sockets[0].getsockname()[1]
+    try:
+        yield r
+    finally:
+        server.close()
+        await r.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    server = await asyncio.start_server(r.serve, "127.0.0.1", 0)
-    r.port = server.sockets[0].getsockname()[1]
-    yield r
-    server.close()
-    await r.close()
-    await server.wait_closed()
+    async with receiving() as r:
+        yield r
 
 
 class WebhookDaemon(MetricsDaemon):
