@@ -89,7 +89,14 @@ def _keeping_running(running: Config, new: Config) -> Config:
     control = new.control.model_copy(
         update={"socket": running.control.socket, "enabled": running.control.enabled}
     )
-    return new.model_copy(update={"stores": running.stores, "spooler": spooler, "control": control})
+    return new.model_copy(
+        update={
+            "stores": running.stores,
+            "spooler": spooler,
+            "control": control,
+            "webhooks": running.webhooks,
+        }
+    )
 
 
 def plan_transports(old: Config, new: Config) -> TransportPlan:

@@ -32,6 +32,7 @@ __all__ = ["SenderState", "WebhookSender"]
 log = structlog.get_logger("spoolerd.webhooks")
 
 BATCH = 100  # events read per claim
+ACK_EVERY = 32  # events sent between two deletes of what was sent
 
 
 @dataclass(slots=True)
@@ -107,28 +108,44 @@ class WebhookSender:
             await self._wake.wait()
 
     async def _send(self, events: Sequence[PendingEvent]) -> bool:
-        """POST each event in order until one fails; True when all went."""
-        for event in events:
-            headers = signed_headers(self._secret, event.payload, self.clock())
-            try:
-                status = await self.poster.post(event.payload, headers)
-            except WebhookError as exc:
-                self._failed(str(exc))
-                return False
-            if not 200 <= status < 300:
-                self._failed(f"{self.section.url} answered {status}")
-                return False
-            try:
-                await self.store.outbox_ack(self.name, [event.seq], owner=self.owner, lease=self.lease)
-            except StoreError as exc:  # sent, not forgotten: it goes again (at least once)
-                self._failed(f"store: {exc}")
-                return False
-            self.state.sent += 1
-            log.debug(
-                "webhook event sent", webhook=self.name, store=self.store_name, seq=event.seq, status=status
-            )
-            self.state.backlog = max(0, self.state.backlog - 1)
-            self._succeeded()
+        """POST each event in order until one fails; True when all went. What was taken is deleted every
+        ``ACK_EVERY`` events (the lease renewed with it) and at the end: a crash resends at most that many."""
+        taken: list[int] = []
+        renewed = anyio.current_time()
+        try:
+            for event in events:
+                headers = signed_headers(self._secret, event.payload, self.clock())
+                try:
+                    status = await self.poster.post(event.payload, headers)
+                except WebhookError as exc:
+                    self._failed(str(exc))
+                    return False
+                if not 200 <= status < 300:
+                    self._failed(f"{self.section.url} answered {status}")
+                    return False
+                taken.append(event.seq)
+                self._succeeded()
+                if len(taken) >= ACK_EVERY or anyio.current_time() - renewed > self.lease / 3:
+                    acked, taken = taken, []
+                    if not await self._ack(acked):
+                        return False
+                    renewed = anyio.current_time()
+        finally:
+            with anyio.CancelScope(shield=True):
+                ok = await self._ack(taken)
+        return ok
+
+    async def _ack(self, seqs: list[int]) -> bool:
+        if not seqs:
+            return True
+        try:
+            await self.store.outbox_ack(self.name, seqs, owner=self.owner, lease=self.lease)
+        except StoreError as exc:  # sent, not forgotten: they go again (at least once)
+            self._failed(f"store: {exc}")
+            return False
+        self.state.sent += len(seqs)
+        self.state.backlog = max(0, self.state.backlog - len(seqs))
+        log.debug("webhook events sent", webhook=self.name, store=self.store_name, events=len(seqs))
         return True
 
     def _failed(self, error: str) -> None:
