@@ -4,14 +4,19 @@ with SIGKILL while it sends; a dead endpoint's backlog bounded, oldest dropped, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from tests.control.conftest import Client
 from tests.maillog.conftest import wait_records
@@ -180,3 +185,36 @@ async def test_a_dead_endpoint_keeps_only_the_newest_events_and_never_slows_deli
     finally:
         db.close()
     assert len(set(kept)) == 3 and set(kept) <= set(mids) and dropped == 5
+
+
+def readme_receiver() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return readme.split("A small receiver (Python's standard library only):\n\n```python\n")[1].split("```")[
+        0
+    ]
+
+
+async def test_the_readme_receiver_takes_the_events_of_a_real_daemon(
+    root: Path, daemons: list[Any], smtp_server: ServerFactory
+) -> None:
+    code = readme_receiver()
+    port = free_port()
+    script = root / "receiver.py"
+    script.write_text(
+        code.replace("/etc/spoolerd/webhook.secret", str(root / "webhook.secret")).replace("8080", str(port))
+    )
+    server = smtp_server()
+    daemon = WebhookDaemon(root, server.port, f"http://127.0.0.1:{port}/hook")  # writes the secret file
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-u", str(script), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        _, client = await started(daemons, daemon)
+        mid = await submit(client, OK, GONE)
+        assert proc.stdout is not None
+        with anyio.fail_after(30):
+            lines = {(await proc.stdout.readline()).decode().strip() for _ in range(2)}
+        assert lines == {f"delivered {mid} {OK} 2.0.0", f"bounced {mid} {GONE} 5.1.1"}
+    finally:
+        proc.terminate()
+        await proc.wait()
