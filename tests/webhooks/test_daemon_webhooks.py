@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from tests.control.conftest import Client
 from tests.maillog.conftest import wait_records
@@ -104,8 +105,13 @@ async def test_events_arrive_signed_with_the_documented_payload(
 
 
 async def test_an_endpoint_answering_500_gets_every_event_afterwards_in_order(
-    root: Path, daemons: list[Any], smtp_server: ServerFactory, receiver: Receiver
+    root: Path,
+    daemons: list[Any],
+    smtp_server: ServerFactory,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("SPOOLERD__SPOOLER__DELAY_WARNING_AFTER", "0.2")  # the daemon's environment
     server = smtp_server()
     receiver.statuses = [500, 500, 503]
     retry = "[spooler.retry]\ninitial = 0.3\nmaximum = 0.3\ngive_up_after = 1.5\ndestination_hold = 0\n"
@@ -114,15 +120,18 @@ async def test_an_endpoint_answering_500_gets_every_event_afterwards_in_order(
         daemons, WebhookDaemon(root, server.port, url(receiver), webhook=hook, more=retry, level="debug")
     )
     mids = [await submit(client, OK, LATER, n=n) for n in range(3)]
-    # each message: OK delivered, LATER deferred until its lifetime ends, then expired
+    # each message: OK delivered, LATER deferred (its sender warned once) until its lifetime ends: expired
     await receiver.until(lambda r: sum(e["event"] == "expired" for e in r.events()) == 3)
     assert len(receiver.posts) - len(receiver.taken) == 3  # the three failures, each sent again
     for mid in mids:
         mine = [e for e in receiver.events() if e["queue_id"] == mid]
-        later = [e for e in mine if e["recipient"] == LATER]
+        later = [e for e in mine if e["recipient"] == LATER and e["event"] != "delayed"]
         assert [e["event"] for e in later[:-1]] == ["deferred"] * (len(later) - 1) and len(later) >= 2
         assert later[-1]["event"] == "expired" and later[-1]["dsn"] == "4.4.7"
         assert [e["attempt"] for e in later] == list(range(1, len(later) + 1))  # in order, none missing
+        order = [(e["event"], e["attempt"]) for e in mine if e["recipient"] == LATER]
+        (warned,) = [i for i, (kind, _) in enumerate(order) if kind == "delayed"]
+        assert 0 < warned < len(order) - 1 and order[warned - 1] == ("deferred", order[warned][1])
         assert [e["event"] for e in mine if e["recipient"] == OK] == ["delivered"]
     await sent(daemon, len(receiver.taken))
     row = webhook_row(await client.ok("status"))
