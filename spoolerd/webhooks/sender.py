@@ -80,7 +80,11 @@ class WebhookSender:
         task_status.started()
         try:
             while True:
-                await self._round()
+                try:
+                    await self._round()
+                except Exception:  # a bug here must not stop the daemon: the events wait in the store
+                    log.exception("webhook sender failed", webhook=self.name, store=self.store_name)
+                    await self._pause(self.backoff.failed())
         finally:
             with anyio.CancelScope(shield=True):
                 await self.poster.close()
