@@ -2,7 +2,11 @@
 loopback transport (each delivery is a second durable write into the store) or by a no-op test transport,
 every per-recipient outcome durably recorded.
 
-    python bench/spooler.py [--messages 5000] [--recipients 1] [--transport loopback|null] [--json FILE]
+    python bench/spooler.py [--messages 5000] [--recipients 1] [--transport loopback|null] [--webhook]
+                            [--json FILE]
+
+``--webhook``: with ``[webhooks.bench]`` posting every event to an endpoint in this process (h11), and how
+long after the last delivery the last event arrived.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import h11
 
 from spoolerd.config import parse_config
 from spoolerd.daemon import build, running
@@ -28,7 +33,37 @@ BODY = (
 )
 
 
-async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
+class Endpoint:
+    """Answers 204 to every POST, kept alive, and counts them."""
+
+    def __init__(self, expected: int) -> None:
+        self.posts = 0
+        self.expected = expected
+        self.all_arrived = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.EndOfMessage):
+                writer.write(
+                    conn.send(h11.Response(status_code=204, headers=[])) + conn.send(h11.EndOfMessage())
+                )
+                conn.start_next_cycle()
+                self.posts += 1
+                if self.posts >= self.expected:
+                    self.all_arrived.set()
+            elif isinstance(event, h11.ConnectionClosed):
+                writer.close()
+                return
+
+
+async def run(messages: int, recipients: int, transport: str, webhook: bool = False) -> dict[str, Any]:
+    endpoint = Endpoint(messages * recipients)
+    server = await asyncio.start_server(endpoint.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         transports = (
             {"loopback": {"provider": "loopback"}}
@@ -40,6 +75,9 @@ async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
                 "spooler": {"state_dir": tmp, "preprocessors": [], "max_in_flight": 128},
                 "stores": {"local": {"provider": "sqlite", "addresses": ["@localhost"]}},
                 "transports": transports,
+                "webhooks": {"bench": {"url": f"http://127.0.0.1:{port}/", "secret_env": "HOME"}}
+                if webhook
+                else {},
             }
         )
         daemon = build(config, PluginRegistry())
@@ -61,6 +99,11 @@ async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
                     await daemon.spooler.flush()
             elapsed = time.perf_counter() - started
             delivered = daemon.spooler.counters.delivered
+            if webhook:
+                with anyio.fail_after(600):
+                    await endpoint.all_arrived.wait()
+            events_seconds = time.perf_counter() - started
+        server.close()
         return {
             "transport": transport,
             "messages": messages,
@@ -68,6 +111,8 @@ async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
             "delivered_recipients": delivered,
             "seconds": elapsed,
             "messages_per_second": messages / elapsed,
+            "webhook_events": endpoint.posts,
+            "last_event_after_seconds": events_seconds if webhook else 0.0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
 
@@ -77,9 +122,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--recipients", type=int, default=1)
     parser.add_argument("--transport", choices=["loopback", "null"], default="loopback")
+    parser.add_argument("--webhook", action="store_true", help="post every event to a local endpoint")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "spooler.json"))
     args = parser.parse_args()
-    result = asyncio.run(run(args.messages, args.recipients, args.transport))
+    result = asyncio.run(run(args.messages, args.recipients, args.transport, args.webhook))
     for key, value in result.items():
         print(f"{key:<24} {value:,.1f}" if isinstance(value, float) else f"{key:<24} {value}")
     out = Path(args.json)

@@ -17,7 +17,9 @@ AttributeError in the middle of a delivery or an ability silently ignored:
   one and not the other. ``OwingSentCopies`` adds ``async owe_sent(store, message, delivered_by)``.
 - ``DestinationLimited``: ``destination_concurrency``, None or a positive int.
 
-Stores have one optional part, ``check`` (``checker``).
+Stores have one optional part here, ``check`` (``checker``); their other optional abilities are checked
+Protocols beside the contract they extend: ``QueueCounter`` (spoolerd/store.py, for the metrics) and
+``EventOutbox`` (spoolerd/outbox.py, which a daemon with ``[webhooks]`` requires of every queuing store).
 """
 
 from __future__ import annotations

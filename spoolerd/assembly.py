@@ -39,6 +39,7 @@ from .store import Clock, MessageStore
 from .submission import Submitter
 from .submit_rules import bounce_copy_recipients
 from .transport import Transport, TransportContext
+from .webhooks.service import Webhooks, webhook_problems
 
 if TYPE_CHECKING:
     from prometheus_client import Histogram
@@ -81,6 +82,7 @@ class Daemon:
     on_stop: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)  # stop intake first
     store_timings: Histogram | None = None  # with [metrics]: every store call's latency (TimedStore)
     reload: Callable[[], Awaitable[ReloadResult]] = _not_running  # ``running`` sets it (reconfigure.reload)
+    webhooks: Webhooks | None = None  # [webhooks]: their senders
 
 
 def build(
@@ -116,6 +118,7 @@ def build(
     preprocessors = _preprocessors(config, registry, problems)
     for name, section in config.listeners.items():
         problems.extend(listener_problems(name, section))
+    problems.extend(webhook_problems(config.webhooks, stores))
     for group in config.control.allowed_groups:
         try:
             group_id(group)
@@ -136,6 +139,9 @@ def build(
     submitter = Submitter(stores, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
     daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
     daemon.store_timings = store_timings
+    if config.webhooks:
+        daemon.webhooks = Webhooks(config.webhooks, stores, owner=owner, clock=clock)
+        dispatcher.webhooks = daemon.webhooks.events
     return daemon
 
 

@@ -28,6 +28,7 @@ from .message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from .metrics.settings import MetricsSection
 from .plugins import PluginRegistry, validation_problems
 from .store import Clock, MessageStore, StoreContext
+from .webhooks.settings import WebhookSection
 
 __all__ = [
     "SENT_RETENTION",
@@ -253,8 +254,11 @@ class Config(_Strict):
         " checked by the preprocessor's own model (e.g. [preprocessors.dkim])",
     )
     metrics: MetricsSection = Field(default_factory=MetricsSection, description="Prometheus /metrics (off)")
+    webhooks: dict[str, WebhookSection] = Field(
+        default_factory=dict, description="delivery-event webhooks, [webhooks.NAME] (none by default)"
+    )
 
-    @field_validator("stores", "transports", "listeners")
+    @field_validator("stores", "transports", "listeners", "webhooks")
     @classmethod
     def _names(cls, sections: dict[str, Any]) -> dict[str, Any]:
         for name in sections:

@@ -28,6 +28,7 @@ from .config_env import ENV_PREFIX
 from .duration import format_duration
 from .listener_config import ListenerSection
 from .plugins import PREPROCESSORS, STORES, TRANSPORTS
+from .webhooks.settings import WebhookSection
 
 __all__ = ["documented_models", "render"]
 
@@ -47,6 +48,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[control]", ControlSection, ()),
     ("[listeners.NAME]", ListenerSection, ()),
     ("[addresses]", AddressesSection, ()),
+    ("[webhooks.NAME]", WebhookSection, ()),
 )
 
 
@@ -98,6 +100,8 @@ def _default(name: str, field: Any) -> str:
         return "(section)"
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, list):
+        value = [v.value if isinstance(v, enum.Enum) else v for v in value]
     if value is None:
         return "—"
     if isinstance(value, bool):

@@ -104,6 +104,9 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             daemon.keepers = sent_keepers(keep, daemon.stores, clock=spooler.clock, events=spooler.events)
             for keeper in daemon.keepers.values():
                 await tg.start(keeper.run)
+            if daemon.webhooks is not None:
+                await tg.start(daemon.webhooks.run)
+                daemon.status_rows.append(daemon.webhooks.rows)
             if metrics is not None:
                 await tg.start(metrics.serve)
             control = daemon.config.control

@@ -29,6 +29,7 @@ __all__ = [
     "Submitted",
     "TransportError",
     "UnableToAbort",
+    "WebhookError",
 ]
 
 
@@ -172,3 +173,9 @@ class MetricsUnavailable(SpoolerError, OSError):
     """``[metrics] address`` could not be listened on (taken, or not an address of this host)."""
 
     code = "metrics_unavailable"
+
+
+class WebhookError(SpoolerError, ConnectionError):
+    """A webhook's endpoint did not take an event: no connection, a timeout, a broken or non-2xx answer."""
+
+    code = "webhook_error"

@@ -40,7 +40,8 @@ __all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "pla
 log = structlog.get_logger("spoolerd.reload")
 
 # Keys (and whole sections) a running daemon keeps until it restarts: the stores are opened once, the
-# state directory holds the daemon's lock, the control socket and the metrics address are bound once.
+# state directory holds the daemon's lock, the control socket and the metrics address are bound once,
+# the webhooks' senders made once.
 RESTART_ONLY = (
     "stores",
     "spooler.state_dir",
@@ -48,6 +49,7 @@ RESTART_ONLY = (
     "control.socket",
     "control.enabled",
     "metrics.address",
+    "webhooks",  # their senders and secrets are made at start
 )
 
 _MISSING = object()
@@ -87,7 +89,14 @@ def _keeping_running(running: Config, new: Config) -> Config:
     control = new.control.model_copy(
         update={"socket": running.control.socket, "enabled": running.control.enabled}
     )
-    return new.model_copy(update={"stores": running.stores, "spooler": spooler, "control": control})
+    return new.model_copy(
+        update={
+            "stores": running.stores,
+            "spooler": spooler,
+            "control": control,
+            "webhooks": running.webhooks,
+        }
+    )
 
 
 def plan_transports(old: Config, new: Config) -> TransportPlan:

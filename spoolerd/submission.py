@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from . import maillog
+from . import maillog, outbox
 from .delivery import AttemptResult, Dispatcher, RecipientResult
 from .delivery.decide import recipient_update
 from .delivery.send import call_transport
@@ -88,8 +88,8 @@ async def submit_outgoing(
     store: MessageStore, draft: Draft, *, preprocess: bool = False, lock: tuple[str, float] | None = None
 ) -> str:
     """``draft`` created in the store's Outbox and queued in one transaction (``store.submit_new``)."""
-    outbox = await store.folder(FolderRole.OUTBOX)
-    return await store.submit_new(outbox.id, draft, preprocess=preprocess, lock=lock)
+    folder = await store.folder(FolderRole.OUTBOX)
+    return await store.submit_new(folder.id, draft, preprocess=preprocess, lock=lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +164,10 @@ class Submitter:
             if o.kind is not OutcomeKind.NOT_ME
         ]
         if updates:
+            events = self.dispatcher.outcome_events(store, message, mine, updates)
             with anyio.CancelScope(shield=True):  # what was sent is recorded
-                await store.record_outcomes(message_id, owner, updates)
+                await outbox.record_outcomes(store, message_id, owner, updates, events=events)
+            self.dispatcher.events_written(store, events)
             tried = {r.index: Tried(transport.name, o) for r, o in zip(mine, outcomes, strict=True)}
             recorded = [r for r in mine if tried[r.index].outcome.kind is not OutcomeKind.NOT_ME]
             maillog.outcomes(message, recorded, tried, updates, now - submitted)

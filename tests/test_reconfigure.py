@@ -56,9 +56,11 @@ def test_restart_only_values_keep_their_running_value() -> None:
             "control": {"socket": "/b.sock"},
             "stores": {"local": {"addresses": ["@example.org"]}, "other": {}},
             "transports": {"x": {"provider": "loopback"}},
+            "webhooks": {"app": {"url": "http://h/", "secret_env": "S"}},
         }
     )
     kept = _keeping_running(running, new)
+    assert kept.webhooks == {}  # its senders were made at start
     assert str(kept.spooler.state_dir) == "/a" and kept.control.socket is None
     assert set(kept.stores) == {"local"} and kept.spooler.max_in_flight == 3 and set(kept.transports) == {"x"}
     changed = changed_keys(running.model_dump(), new.model_dump())
@@ -67,4 +69,5 @@ def test_restart_only_values_keep_their_running_value() -> None:
         "control.socket",
         "stores.local.addresses",
         "stores.other",
+        "webhooks.app",
     ]

@@ -21,16 +21,19 @@ from dataclasses import replace
 import anyio
 import structlog
 
-from .. import maillog
+from .. import maillog, outbox
+from ..dsn import RecipientStatus
 from ..errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from ..events import SpoolerEvent
-from ..message import Message
+from ..message import Message, Recipient, RecipientUpdate
+from ..outbox import OutboxEvent
 from ..preprocess import Preprocessor, signs_last
 from ..retry import DestinationCache
 from ..routing import expand_recipients, route, serves
 from ..slot import TransportSlot
 from ..store import Clock, MessageStore
 from ..transport import Outcome, Tried
+from ..webhooks.events import WebhookEvents
 from .decide import AttemptResult, Decision, SentCopy, begin, decide, expired_outcomes, pending
 from .leases import Leases
 from .limits import DestinationLimits
@@ -71,6 +74,7 @@ class Dispatcher:
         self._settings = settings
         self.coupled: dict[str, str] = {}  # store name -> its coupled_transport (set by assembly, reload)
         self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
+        self.webhooks: WebhookEvents | None = None  # [webhooks]: the events each outcome writes
 
     @property
     def settings(self) -> DeliverySettings:
@@ -148,12 +152,14 @@ class Dispatcher:
             )
         decision = decide(message, tried, now, settings)
         result = decision.result
+        events = self.outcome_events(store, message, decision.pending, decision.updates)
         if decision.finish and not decision.reports:
             # the common end: nothing happens between recording and finishing, so one transaction
             result.sent = self._sent(message, decision)
             with anyio.CancelScope(shield=True):  # what was sent is recorded, whatever happens next
                 await self._owe_sent(store, result.sent)
-                await store.finish(message.id, self.owner, outcomes=decision.updates)
+                await outbox.finish(store, message.id, self.owner, outcomes=decision.updates, events=events)
+            self.events_written(store, events)
             maillog.outcomes(
                 message, decision.pending, tried, decision.updates, self.clock() - start.submitted
             )
@@ -161,13 +167,22 @@ class Dispatcher:
             return result
         if decision.updates:
             with anyio.CancelScope(shield=True):  # recorded before any report goes out
-                await store.record_outcomes(message.id, self.owner, decision.updates)
+                await outbox.record_outcomes(store, message.id, self.owner, decision.updates, events=events)
+            self.events_written(store, events)
         maillog.outcomes(message, decision.pending, tried, decision.updates, self.clock() - start.submitted)
         if not decision.finish:
             if decision.delay_warning is not None:
+                warned = self._delay_events(store, message, decision.delay_warning.statuses)
                 await warn_delayed(
-                    store, message, decision.delay_warning, now=now, owner=self.owner, settings=settings
+                    store,
+                    message,
+                    decision.delay_warning,
+                    now=now,
+                    owner=self.owner,
+                    settings=settings,
+                    events=warned,
                 )
+                self.events_written(store, warned)
             await store.unlock(message.id, self.owner, retry_at=result.retry_at)
             return result
         for report in decision.reports:
@@ -204,6 +219,32 @@ class Dispatcher:
             except StoreError:
                 owed.add(message_id)
                 raise
+
+    # ------------------------------------------------------------------ webhook events
+
+    def outcome_events(
+        self,
+        store: MessageStore,
+        message: Message,
+        recipients: Sequence[Recipient],
+        updates: Sequence[RecipientUpdate],
+    ) -> list[OutboxEvent]:
+        """The events of an attempt's outcomes, for the webhooks (none configured: none, at no cost)."""
+        if self.webhooks is None or not updates:
+            return []
+        return self.webhooks.for_outcomes(store.name, message, recipients, updates, now=self.clock())
+
+    def _delay_events(
+        self, store: MessageStore, message: Message, statuses: Sequence[RecipientStatus]
+    ) -> list[OutboxEvent]:
+        if self.webhooks is None:
+            return []
+        return self.webhooks.for_delay(store.name, message, statuses, now=self.clock())
+
+    def events_written(self, store: MessageStore, events: Sequence[OutboxEvent]) -> None:
+        """Wake the webhook senders of ``store`` once ``events`` are committed."""
+        if self.webhooks is not None:
+            self.webhooks.written(store.name, events)
 
     # ------------------------------------------------------------------ sent copies
 

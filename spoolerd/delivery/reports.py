@@ -16,6 +16,7 @@ from .. import maillog
 from ..dsn import ReportKind, build_report, report_class
 from ..errors import StoreError
 from ..message import InboundMessage, Message, NewRecipient, StateChange
+from ..outbox import OutboxEvent, record_outcomes
 from ..store import MessageStore
 from .decide import Report, submitted_at
 from .settings import DeliverySettings
@@ -82,12 +83,13 @@ async def warn_delayed(
     now: float,
     owner: str,
     settings: DeliverySettings,
+    events: Sequence[OutboxEvent] = (),
 ) -> None:
-    """File the delay warning, then mark it sent; a failure here never costs the attempt's outcomes
-    (a crash between the two repeats a warning, never loses one)."""
+    """File the delay warning, then mark it sent (with its webhook ``events``); a failure here never
+    costs the attempt's outcomes (a crash between the two repeats a warning, never loses one)."""
     try:
         await file_report(store, message, warning, now, settings)
-        await store.record_outcomes(message.id, owner, [], delay_reported=True)
+        await record_outcomes(store, message.id, owner, [], delay_reported=True, events=events)
         await forget_reports(store, message.id, [ReportKind.DELAY])  # the flag remembers it now
     except StoreError:
         log.exception("could not file a delay warning", store=store.name, message=message.id)

@@ -159,6 +159,7 @@ class DaemonMetrics(Collector):
         yield from self._transports()
         yield from self._stores()
         yield from self._listeners()
+        yield from self._webhooks()
 
     def _queue(self) -> Iterator[Metric]:
         messages = GaugeMetricFamily(
@@ -266,3 +267,31 @@ class DaemonMetrics(Collector):
             refused.add_metric(name, counters.get("refused", 0))
             turned_away.add_metric(name, counters.get("refused_connections", 0))
         yield from (sessions, started, accepted, refused, turned_away)
+
+    def _webhooks(self) -> Iterator[Metric]:
+        rows = [r for rows in self.daemon.status_rows for r in rows() if r["resource_type"] == "webhook"]
+        sent = CounterMetricFamily(
+            f"{PREFIX}_webhook_events_sent",
+            "Delivery events a webhook's endpoint took (2xx)",
+            labels=["webhook"],
+        )
+        failed = CounterMetricFamily(
+            f"{PREFIX}_webhook_post_failures",
+            "POSTs to a webhook that got no 2xx (no connection, a timeout, another status): each is retried",
+            labels=["webhook"],
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_webhook_events_dropped",
+            "Delivery events dropped unsent, the oldest first, to keep a webhook's backlog at max_backlog",
+            labels=["webhook"],
+        )
+        backlog = GaugeMetricFamily(
+            f"{PREFIX}_webhook_backlog_events", "Delivery events waiting to be sent", labels=["webhook"]
+        )
+        for row in rows:
+            counters, name = row["counters"], [row["name"]]
+            sent.add_metric(name, counters["sent"])
+            failed.add_metric(name, counters["failed"])
+            dropped.add_metric(name, counters["dropped"])
+            backlog.add_metric(name, counters["backlog"])
+        yield from (sent, failed, dropped, backlog)

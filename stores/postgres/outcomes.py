@@ -18,10 +18,12 @@ from spoolerd.message import (
     SubmitFlag,
     validate_draft,
 )
+from spoolerd.outbox import OutboxEvent
 from stores.common.rules import STATE_COLUMNS, MessageState, check_updates, int_id
 
 from . import rows
 from .core import PostgresCore
+from .outbox import write_events
 
 __all__ = ["PostgresOutcomes"]
 
@@ -70,19 +72,29 @@ class PostgresOutcomes(PostgresCore):
         updates: Sequence[RecipientUpdate],
         *,
         delay_reported: bool = False,
+        events: Sequence[OutboxEvent] = (),
     ) -> None:
         mid = int_id(message_id)
         check_updates(updates)
+        now = self._clock()
 
         async def tx(conn: Any) -> None:
             await rows.require_lock(conn, mid, owner)
             if delay_reported:
                 await conn.execute("UPDATE messages SET delay_reported=TRUE WHERE id=$1", mid)
             await _apply_updates(conn, mid, message_id, updates)
+            await write_events(conn, events, now)
 
         await self._database().run(tx)
 
-    async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
+    async def finish(
+        self,
+        message_id: str,
+        owner: str,
+        *,
+        outcomes: Sequence[RecipientUpdate] = (),
+        events: Sequence[OutboxEvent] = (),
+    ) -> None:
         mid = int_id(message_id)
         check_updates(outcomes)
         now = self._clock()
@@ -91,6 +103,7 @@ class PostgresOutcomes(PostgresCore):
             row = await rows.state_row(conn, mid, f"{STATE_COLUMNS}, sentmail_folder, delete_after_submit")
             MessageState.of(row).check_finishable(message_id, owner)
             await _apply_updates(conn, mid, message_id, outcomes)
+            await write_events(conn, events, now)
             if row["delete_after_submit"]:
                 await conn.execute("DELETE FROM messages WHERE id=$1", mid)
                 return

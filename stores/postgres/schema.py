@@ -120,7 +120,29 @@ async def _dsn(conn: Any) -> None:
     )
 
 
-MIGRATIONS = (_v1, _dsn)
+async def _outbox(conn: Any) -> None:
+    # The event outbox of delivery-event webhooks (spoolerd/outbox.py): events written with the outcomes
+    # they tell of, in order per webhook; and who sends each webhook's events (a lease).
+    await conn.execute(
+        """
+        CREATE TABLE outbox (
+            seq        BIGSERIAL PRIMARY KEY,
+            webhook    TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload    BYTEA NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX outbox_order ON outbox(webhook, seq);
+        CREATE TABLE outbox_senders (
+            webhook TEXT PRIMARY KEY,
+            owner   TEXT NOT NULL,
+            expiry  DOUBLE PRECISION NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS = (_v1, _dsn, _outbox)
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_KEY = 0x5370_6F6F  # pg_advisory_xact_lock key shared by every spoolerd migrating a database
 

@@ -9,7 +9,8 @@ NOTIFY the schema's channel once; the other daemons' listeners turn that into a 
 The methods live in one module per concern, as in the SQLite store: ``messages`` (folders, messages,
 retention), ``queue`` (submit, abort, hold, the queue in submit order; the queueing rule is
 ``stores.common``), ``leases``, ``outcomes`` (preprocessing, per-recipient outcomes, finish) and
-``inbound`` (delivery, receive folders, the transports' memory); this module starts and stops the store.
+``inbound`` (delivery, receive folders, the transports' memory), ``outbox`` (the webhooks' events); this
+module starts and stops the store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .db import Database
 from .inbound import PostgresInbound
 from .leases import PostgresLeases
 from .messages import PostgresMessages
+from .outbox import PostgresOutbox
 from .outcomes import PostgresOutcomes
 from .queue import PostgresQueue
 from .settings import PostgresSettings, read_password
@@ -35,7 +37,9 @@ from .watch import Listener
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(PostgresMessages, PostgresQueue, PostgresLeases, PostgresOutcomes, PostgresInbound):
+class PostgresStore(
+    PostgresMessages, PostgresQueue, PostgresLeases, PostgresOutcomes, PostgresInbound, PostgresOutbox
+):
     """A ``MessageStore`` kept in one schema of a PostgreSQL database."""
 
     Settings: ClassVar[type[BaseModel]] = PostgresSettings

@@ -18,10 +18,12 @@ from spoolerd.message import (
     SubmitFlag,
     validate_draft,
 )
+from spoolerd.outbox import OutboxEvent
 from stores.common.rules import STATE_COLUMNS, MessageState, check_updates, int_id
 
 from . import tables
 from .core import SqliteCore
+from .outbox import write_events
 
 __all__ = ["SqliteOutcomes"]
 
@@ -70,19 +72,29 @@ class SqliteOutcomes(SqliteCore):
         updates: Sequence[RecipientUpdate],
         *,
         delay_reported: bool = False,
+        events: Sequence[OutboxEvent] = (),
     ) -> None:
         mid = int_id(message_id)
         check_updates(updates)
+        now = self._clock()
 
         def tx(conn: sqlite3.Connection) -> None:
             tables.require_lock(conn, mid, owner)
             if delay_reported:
                 conn.execute("UPDATE messages SET delay_reported=1 WHERE id=?", (mid,))
             _apply_updates(conn, mid, message_id, updates)
+            write_events(conn, events, now)
 
         await self._writer.run(tx)
 
-    async def finish(self, message_id: str, owner: str, *, outcomes: Sequence[RecipientUpdate] = ()) -> None:
+    async def finish(
+        self,
+        message_id: str,
+        owner: str,
+        *,
+        outcomes: Sequence[RecipientUpdate] = (),
+        events: Sequence[OutboxEvent] = (),
+    ) -> None:
         mid = int_id(message_id)
         check_updates(outcomes)
         now = self._clock()
@@ -91,6 +103,7 @@ class SqliteOutcomes(SqliteCore):
             row = tables.state_row(conn, mid, f"{STATE_COLUMNS}, sentmail_folder, delete_after_submit")
             MessageState.of(row).check_finishable(message_id, owner)
             _apply_updates(conn, mid, message_id, outcomes)
+            write_events(conn, events, now)
             conn.execute(
                 "UPDATE messages SET flags = flags & ?, submit_flags=0, next_attempt=NULL, due_at=NULL,"
                 " queued=0, lock_owner=NULL, lock_expiry=NULL WHERE id=?",

@@ -161,7 +161,30 @@ def _dsn(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _dsn)
+def _outbox(conn: sqlite3.Connection) -> None:
+    # The event outbox of delivery-event webhooks (spoolerd/outbox.py): events written with the outcomes
+    # they tell of, in order per webhook; and who sends each webhook's events (a lease).
+    _script(
+        conn,
+        """
+        CREATE TABLE outbox (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook    TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload    BLOB NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX outbox_order ON outbox(webhook, seq);
+        CREATE TABLE outbox_senders (
+            webhook TEXT PRIMARY KEY,
+            owner   TEXT NOT NULL,
+            expiry  REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _dsn, _outbox)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

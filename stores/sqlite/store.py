@@ -9,6 +9,7 @@ methods live in one module per concern, each a plain function of a connection in
 - ``leases``: lock, renew, unlock, reclaim;
 - ``outcomes``: preprocessing results, per-recipient outcomes, finish;
 - ``inbound``: delivery, receive folders, the transports' memory;
+- ``outbox``: the webhooks' event outbox (``spoolerd.outbox``);
 
 and this module starts and stops the store and announces commits made by other processes.
 """
@@ -35,6 +36,7 @@ from . import tables
 from .inbound import SqliteInbound
 from .leases import SqliteLeases
 from .messages import SqliteMessages
+from .outbox import SqliteOutbox
 from .outcomes import SqliteOutcomes
 from .queue import SqliteQueue
 from .schema import migrate
@@ -46,7 +48,7 @@ __all__ = ["PURGE_BATCH", "SqliteSettings", "SqliteStore"]
 log = structlog.get_logger("spoolerd.store.sqlite")
 
 
-class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, SqliteInbound):
+class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, SqliteInbound, SqliteOutbox):
     """A ``MessageStore`` kept in one SQLite database."""
 
     Settings: ClassVar[type[BaseModel]] = SqliteSettings

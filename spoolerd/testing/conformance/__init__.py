@@ -6,6 +6,7 @@ from .durability import *  # noqa: F403
 from .inbound_events import *  # noqa: F403
 from .leases import *  # noqa: F403
 from .messages import *  # noqa: F403
+from .outbox import *  # noqa: F403
 from .outcomes import *  # noqa: F403
 from .queue import *  # noqa: F403
 from .retention import *  # noqa: F403
