@@ -73,10 +73,11 @@ class Leases:
         """Every third of the lease, renew every lease in flight, together; while none is held, sleep
         until one is. It never raises: a failed renewal is tried again next time."""
         while True:
+            self._rearm = anyio.Event()  # armed before the check: a lease ending after it sets this one
             if not self._held:
                 self._changed = anyio.Event()
                 await self._changed.wait()
-            self._rearm = anyio.Event()
+                continue  # the lease that woke us may be over already: look again before a timer
             with anyio.move_on_after(self._lease / 3) as timer:
                 await self._rearm.wait()  # a reload: renew now, then at the new pace; or none is held
             self.renewal_timers += timer.cancelled_caught
