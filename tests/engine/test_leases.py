@@ -51,3 +51,27 @@ async def test_a_held_lease_is_renewed_every_third_of_it() -> None:
                 await twice.wait()
         assert leases.renewal_timers >= 2
         tg.cancel_scope.cancel()
+
+
+async def test_a_lease_taken_as_the_last_one_ends_is_not_renewed_at_once() -> None:
+    """The renewer woken because the last lease ended renews nothing, not even a lease taken since:
+    it is fresh (a renewal racing that attempt's finish would take the finish for a lost lease)."""
+    renewed: list[str] = []
+
+    class Store:
+        name = "s"
+
+        async def renew(self, message_id: str, owner: str, lease: float) -> None:
+            renewed.append(message_id)
+
+    store = cast(Any, Store())
+    leases = Leases(60.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(leases.renew)
+        async with leases.leased(store, "1", "me"):
+            await asyncio.sleep(0.01)  # the renewer arms its timer for this lease
+        async with leases.leased(store, "2", "me"):  # begun before the renewer sees the first end
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert renewed == []
+        tg.cancel_scope.cancel()
