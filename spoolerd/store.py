@@ -151,7 +151,9 @@ class MessageStore(Protocol):
         self, *, due_at: float | None = None, include_locked: bool = True
     ) -> AsyncIterator[QueueEntry]:
         """Queued messages in ascending client submit time, read in pages (memory does not grow with
-        the queue). ``due_at``: only messages due by then; ``include_locked=False`` skips live locks."""
+        the queue). ``due_at``: only messages due by then, in ascending due time (the due head: read
+        from a due index, so it costs the same however many messages wait for later);
+        ``include_locked=False`` skips live locks."""
 
     async def next_due(self) -> float | None:
         """The earliest due time among queued messages that are not locked (None: nothing waits)."""
