@@ -2,7 +2,12 @@
 loopback transport (each delivery is a second durable write into the store) or by a no-op test transport,
 every per-recipient outcome durably recorded.
 
-    python bench/spooler.py [--messages 5000] [--recipients 1] [--transport loopback|null] [--json FILE]
+    python bench/spooler.py [--messages 5000] [--recipients 1] [--transport loopback|null]
+                            [--gc tuned|default] [--json FILE]
+
+``--gc default`` leaves Python's collector as it is; ``tuned`` (the default) settles it as ``spoolerd
+run`` does once started (spoolerd/gctuning.py). CPU time (user + sys, every thread) per message is
+printed beside the rate.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from spoolerd import gctuning
 from spoolerd.config import parse_config
 from spoolerd.daemon import build, running
 from spoolerd.message import Draft, FolderRole, NewRecipient
@@ -28,7 +34,12 @@ BODY = (
 )
 
 
-async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(messages: int, recipients: int, transport: str, tune_gc: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         transports = (
             {"loopback": {"provider": "loopback"}}
@@ -54,12 +65,14 @@ async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
                     for _ in range(messages)
                 )
             )
-            started = time.perf_counter()
+            if tune_gc:
+                gctuning.settle()  # as ``spoolerd run`` does once started
+            started, cpu = time.perf_counter(), cpu_seconds()
             await asyncio.gather(*(store.submit(mid) for mid in ids))
             with anyio.fail_after(600):
                 while await store.next_due() is not None or daemon.spooler.in_flight:
                     await daemon.spooler.flush()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
             delivered = daemon.spooler.counters.delivered
         return {
             "transport": transport,
@@ -68,6 +81,8 @@ async def run(messages: int, recipients: int, transport: str) -> dict[str, Any]:
             "delivered_recipients": delivered,
             "seconds": elapsed,
             "messages_per_second": messages / elapsed,
+            "cpu_ms_per_message": cpu * 1000 / messages,
+            "gc": "tuned" if tune_gc else "default",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
 
@@ -77,9 +92,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--recipients", type=int, default=1)
     parser.add_argument("--transport", choices=["loopback", "null"], default="loopback")
+    parser.add_argument(
+        "--gc", choices=["tuned", "default"], default="tuned", help="spoolerd run's, or Python's"
+    )
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "spooler.json"))
     args = parser.parse_args()
-    result = asyncio.run(run(args.messages, args.recipients, args.transport))
+    result = asyncio.run(run(args.messages, args.recipients, args.transport, args.gc == "tuned"))
     for key, value in result.items():
         print(f"{key:<24} {value:,.1f}" if isinstance(value, float) else f"{key:<24} {value}")
     out = Path(args.json)
