@@ -167,6 +167,12 @@ class MessageStore(Protocol):
     async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
         """Release the lease, leaving the message queued; ``retry_at`` schedules its next attempt."""
 
+    async def postpone(self, message_ids: Sequence[str], until: float) -> int:
+        """Make the queued, unlocked, unheld messages among ``message_ids`` that are due before ``until``
+        due then (a deferred send time later still is kept), in one statement; return how many. Ids
+        not found or not queued are passed over. The spooler's: a destination held again, for its
+        waiting messages. Nothing comes due sooner, so nobody is woken."""
+
     async def reclaim(self, owner: str) -> int:
         """Release every lease held by ``owner`` or by one of its sub-owners (``owner + "#..."``), live
         or not, leaving those messages queued and due as they were; return how many. A restarted daemon

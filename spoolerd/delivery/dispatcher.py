@@ -31,6 +31,7 @@ from ..slot import TransportSlot
 from ..store import Clock, MessageStore
 from ..transport import Outcome, Tried
 from .decide import AttemptResult, Decision, SentCopy, begin, decide, expired_outcomes, pending
+from .holds import Holds, waits_for
 from .leases import Leases
 from .limits import DestinationLimits
 from .reports import file_report, forget_reports, warn_delayed
@@ -62,7 +63,8 @@ class Dispatcher:
         # store name -> messages whose unlock failed because the store did not answer: released as soon
         # as it answers again (``settle_unlocks``), not left locked until their leases expire
         self._unlocks_owed: dict[str, set[str]] = {}
-        self.destinations = DestinationCache(hold=settings.destination_hold)
+        self.destinations = DestinationCache(hold=settings.destination_hold, maximum=settings.retry.maximum)
+        self.holds = Holds()  # the messages waiting for a held destination
         self.sender = Sender(DestinationLimits(self.destinations, clock, self._publish), settings)
         self._settings = settings
         self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
@@ -120,6 +122,7 @@ class Dispatcher:
                 retry_at = self.clock() + self.settings.retry.initial
                 await self._release(store, message_id, retry_at)
                 return AttemptResult(retry_at=retry_at)
+        await self._postpone_held()
         if result is not None and result.sent is not None:  # out of the lease: the message left the queue
             await self._file_sent(result.sent)
         return result  # None: the lease was lost, the attempt cancelled and the message handed back
@@ -129,6 +132,7 @@ class Dispatcher:
         settings = self.settings
         start = begin(message, now, settings.retry)
         refused: Outcome | None = None
+        held: dict[int, str] = {}  # recipient -> the dead destination it was deferred behind
         if start.preprocess:
             message, refused = await self._preprocess(store, message)
         if start.expired:  # checked before anything that could fail again: an old message always ends
@@ -136,8 +140,11 @@ class Dispatcher:
         elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
             tried = {r.index: Tried(None, refused) for r in pending(message)}
         else:
-            tried = await self.sender.route_and_send(self.transports, message, pending(message), force=force)
+            tried = await self.sender.route_and_send(
+                self.transports, message, pending(message), force=force, held=held
+            )
         decision = decide(message, tried, now, settings)
+        self.holds.wait(store, message.id, None if decision.finish else waits_for(tried, held))
         result = decision.result
         if decision.finish and not decision.reports:
             # the common end: nothing happens between recording and finishing, so one transaction
@@ -178,6 +185,26 @@ class Dispatcher:
         except StoreError:
             log.warning("unlock failed; retried when the store answers", store=store.name, message=message_id)
             self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+
+    async def _postpone_held(self) -> None:
+        """Every message waiting for a destination held again since is due when the new hold ends, in
+        one statement a store; destinations up again are forgotten (``holds``)."""
+        renewed, self.sender.limits.renewed = self.sender.limits.renewed, {}
+        for key, until in renewed.items():
+            for store, message_ids in self.holds.waiting(key):
+                try:
+                    moved = await store.postpone(message_ids, until)
+                except StoreError as exc:  # they come due at the old end, and are held again then
+                    log.warning(
+                        "postponing a held destination's messages failed", store=store.name, error=str(exc)
+                    )
+                    continue
+                log.info(
+                    "held destination's messages postponed", destination=key, store=store.name, messages=moved
+                )
+        for key in self.holds.destinations():
+            if not self.destinations.is_down(key):
+                self.holds.forget(key)
 
     async def settle_unlocks(self, store: MessageStore) -> None:
         """Hand back the messages whose unlock failed while ``store`` did not answer (a database

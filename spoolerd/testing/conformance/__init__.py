@@ -4,6 +4,7 @@
 from .durability import *  # noqa: F403
 from .inbound_events import *  # noqa: F403
 from .messages import *  # noqa: F403
+from .postpone import *  # noqa: F403
 from .queue import *  # noqa: F403
 from .retention import *  # noqa: F403
 from .submit_new import *  # noqa: F403
