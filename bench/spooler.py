@@ -3,10 +3,12 @@ loopback transport (each delivery is a second durable write into the store) or b
 every per-recipient outcome durably recorded.
 
     python bench/spooler.py [--messages 5000] [--recipients 1] [--transport loopback|null] [--webhook]
-                            [--json FILE]
+                            [--gc tuned|default] [--json FILE]
 
 ``--webhook``: with ``[webhooks.bench]`` posting every event to an endpoint in this process (h11), and how
-long after the last delivery the last event arrived.
+long after the last delivery the last event arrived. ``--gc default`` leaves Python's collector as it is;
+``tuned`` (the default) settles it as ``spoolerd run`` does once started (spoolerd/gctuning.py). CPU time
+(user + sys, every thread) per message is printed beside the rate.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import anyio
 import h11
 
+from spoolerd import gctuning
 from spoolerd.config import parse_config
 from spoolerd.daemon import build, running
 from spoolerd.message import Draft, FolderRole, NewRecipient
@@ -60,7 +63,14 @@ class Endpoint:
                 return
 
 
-async def run(messages: int, recipients: int, transport: str, webhook: bool = False) -> dict[str, Any]:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(
+    messages: int, recipients: int, transport: str, tune_gc: bool, webhook: bool = False
+) -> dict[str, Any]:
     endpoint = Endpoint(messages * recipients)
     server = await asyncio.start_server(endpoint.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -92,12 +102,14 @@ async def run(messages: int, recipients: int, transport: str, webhook: bool = Fa
                     for _ in range(messages)
                 )
             )
-            started = time.perf_counter()
+            if tune_gc:
+                gctuning.settle()  # as ``spoolerd run`` does once started
+            started, cpu = time.perf_counter(), cpu_seconds()
             await asyncio.gather(*(store.submit(mid) for mid in ids))
             with anyio.fail_after(600):
                 while await store.next_due() is not None or daemon.spooler.in_flight:
                     await daemon.spooler.flush()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
             delivered = daemon.spooler.counters.delivered
             if webhook:
                 with anyio.fail_after(600):
@@ -113,6 +125,8 @@ async def run(messages: int, recipients: int, transport: str, webhook: bool = Fa
             "messages_per_second": messages / elapsed,
             "webhook_events": endpoint.posts,
             "last_event_after_seconds": events_seconds if webhook else 0.0,
+            "cpu_ms_per_message": cpu * 1000 / messages,
+            "gc": "tuned" if tune_gc else "default",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
 
@@ -123,9 +137,14 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=1)
     parser.add_argument("--transport", choices=["loopback", "null"], default="loopback")
     parser.add_argument("--webhook", action="store_true", help="post every event to a local endpoint")
+    parser.add_argument(
+        "--gc", choices=["tuned", "default"], default="tuned", help="spoolerd run's, or Python's"
+    )
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "spooler.json"))
     args = parser.parse_args()
-    result = asyncio.run(run(args.messages, args.recipients, args.transport, args.webhook))
+    result = asyncio.run(
+        run(args.messages, args.recipients, args.transport, args.gc == "tuned", args.webhook)
+    )
     for key, value in result.items():
         print(f"{key:<24} {value:,.1f}" if isinstance(value, float) else f"{key:<24} {value}")
     out = Path(args.json)

@@ -18,7 +18,7 @@ import sys
 import anyio
 import structlog
 
-from . import __version__, eventloop
+from . import __version__, eventloop, gctuning
 from .config import Config, load_config
 from .daemon import Daemon, build, running, stop_intake
 from .errors import ConfigError, SpoolerError
@@ -61,6 +61,7 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             interval = watchdog_interval()
             if interval is not None:
                 tg.start_soon(notify.watchdog, interval)
+            gctuning.settle()  # started: what exists now lives as long as the process
             notify.ready(f"running: {len(daemon.stores)} store(s), {len(daemon.transports)} transport(s)")
             async for signum in signals:
                 if signum == signal.SIGHUP:

@@ -79,7 +79,11 @@ class RetrySection(_Strict):
     min_hint: float = Field(
         60.0, ge=0, allow_inf_nan=False, description="shortest retry-after a transport may ask for"
     )
-    destination_hold: float = Field(300.0, ge=0, description="how long a failed destination is left alone")
+    destination_hold: float = Field(
+        300.0,
+        ge=0,
+        description="how long a failed destination is left alone (the spooler's: doubling, to maximum)",
+    )
 
 
 class SpoolerSection(_Strict):

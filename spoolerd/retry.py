@@ -81,8 +81,10 @@ class DestinationCache:
     """Destinations that failed temporarily, and until when nobody should try them again.
 
     One failure marks a destination dead for ``hold`` seconds (Postfix keeps a dead destination for
-    its ``minimal_backoff_time``); a success clears it. Messages to a dead destination are deferred
-    without a connection attempt; ``flush --force`` ignores the cache.
+    its ``minimal_backoff_time``), and each further failure in a row twice as long as the one before,
+    up to ``maximum`` (a message's longest wait): a relay that stays dead is tried less and less often.
+    A success clears it. Messages to a dead destination are deferred without a connection attempt;
+    ``flush --force`` ignores the cache.
 
     It also decides when a destination goes down and comes up again, for the log and the status row:
     down at its first failure, and down it stays (whatever the hold) until a success. So each change is
@@ -90,6 +92,7 @@ class DestinationCache:
     """
 
     hold: float = 300.0
+    maximum: float = 4000.0
     _dead: dict[str, float] = field(default_factory=dict)
     _down: dict[str, float] = field(default_factory=dict)  # destination -> down since (until a success)
     _failures: dict[str, int] = field(default_factory=dict)  # destination -> failures since its last success
@@ -98,12 +101,22 @@ class DestinationCache:
         """Hold ``destination``; True when it has just gone down (it was not down already)."""
         if len(self._dead) >= 4096:  # forget what has expired, so the cache does not grow forever
             self._dead = {d: until for d, until in self._dead.items() if until > now}
-        self._dead[destination] = now + max(self.hold, hint or 0.0)
-        self._failures[destination] = self._failures.get(destination, 0) + 1
+        failures = self._failures[destination] = self._failures.get(destination, 0) + 1
+        self._dead[destination] = now + max(self.hold_after(failures), hint or 0.0)
         if destination in self._down:
             return False
         self._down[destination] = now
         return True
+
+    def hold_after(self, failures: int) -> float:
+        """How long a destination is held after ``failures`` failures in a row."""
+        if self.hold <= 0:
+            return 0.0
+        return Schedule(self.hold, max(self.hold, self.maximum)).delay(failures)
+
+    def is_down(self, destination: str) -> bool:
+        """Whether ``destination`` failed and has not succeeded since (held or not)."""
+        return destination in self._down
 
     def succeeded(self, destination: str) -> float | None:
         """Clear ``destination``; if it was down, it is up again: when it went down."""

@@ -2,8 +2,8 @@
 
 It sleeps until something can be done: a queue change announced by a store, a finished attempt that
 frees capacity, a flush, or the next due time from the stores (``next_due``). It never polls. Each
-wake-up scans the due head of each queue in submission order and starts attempts up to the global
-in-flight limit; a message whose transport is slow holds only its own slot, never the queue.
+wake-up scans the due head of each queue (in due order, from its due index) and starts attempts up to
+the global in-flight limit; a message whose transport is slow holds only its own slot, never the queue.
 
 Shutdown is two-phase (``shutdown``): stop starting attempts, let those in flight finish within a
 deadline, then cancel the rest, whose locks are released as they unwind.
@@ -199,7 +199,7 @@ class Spooler:
         return min(times) if times else None
 
     async def _dispatch_due(self) -> bool:
-        """Start attempts for due messages, oldest first; True when a due message had to wait."""
+        """Start attempts for due messages, earliest due first; True when a due message had to wait."""
         now = self.clock()
         skipped = False
         for name, store in self.stores.items():

@@ -151,7 +151,9 @@ class MessageStore(Protocol):
         self, *, due_at: float | None = None, include_locked: bool = True
     ) -> AsyncIterator[QueueEntry]:
         """Queued messages in ascending client submit time, read in pages (memory does not grow with
-        the queue). ``due_at``: only messages due by then; ``include_locked=False`` skips live locks."""
+        the queue). ``due_at``: only messages due by then, in ascending due time (the due head: read
+        from a due index, so it costs the same however many messages wait for later);
+        ``include_locked=False`` skips live locks."""
 
     async def next_due(self) -> float | None:
         """The earliest due time among queued messages that are not locked (None: nothing waits)."""
@@ -164,6 +166,12 @@ class MessageStore(Protocol):
 
     async def unlock(self, message_id: str, owner: str, *, retry_at: float | None = None) -> None:
         """Release the lease, leaving the message queued; ``retry_at`` schedules its next attempt."""
+
+    async def postpone(self, message_ids: Sequence[str], until: float) -> int:
+        """Make the queued, unlocked, unheld messages among ``message_ids`` that are due before ``until``
+        due then (a deferred send time later still is kept), in one statement; return how many. Ids
+        not found or not queued are passed over. The spooler's: a destination held again, for its
+        waiting messages. Nothing comes due sooner, so nobody is woken."""
 
     async def reclaim(self, owner: str) -> int:
         """Release every lease held by ``owner`` or by one of its sub-owners (``owner + "#..."``), live

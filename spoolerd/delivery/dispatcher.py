@@ -35,6 +35,7 @@ from ..store import Clock, MessageStore
 from ..transport import Outcome, Tried
 from ..webhooks.events import WebhookEvents
 from .decide import AttemptResult, Decision, SentCopy, begin, decide, expired_outcomes, pending
+from .holds import Holds, waits_for
 from .leases import Leases
 from .limits import DestinationLimits
 from .rates import RateBudgets
@@ -68,7 +69,8 @@ class Dispatcher:
         # store name -> messages whose unlock failed because the store did not answer: released as soon
         # as it answers again (``settle_unlocks``), not left locked until their leases expire
         self._unlocks_owed: dict[str, set[str]] = {}
-        self.destinations = DestinationCache(hold=settings.destination_hold)
+        self.destinations = DestinationCache(hold=settings.destination_hold, maximum=settings.retry.maximum)
+        self.holds = Holds()  # the messages waiting for a held destination
         limits = DestinationLimits(self.destinations, clock, self._publish)
         self.sender = Sender(limits, settings, RateBudgets(budget_store, clock))
         self._settings = settings
@@ -129,6 +131,7 @@ class Dispatcher:
                 retry_at = self.clock() + self.settings.retry.initial
                 await self._release(store, message_id, retry_at)
                 return AttemptResult(retry_at=retry_at)
+        await self._postpone_held()
         if result is not None and result.sent is not None:  # out of the lease: the message left the queue
             await self._file_sent(result.sent)
         return result  # None: the lease was lost, the attempt cancelled and the message handed back
@@ -138,6 +141,7 @@ class Dispatcher:
         settings = self.settings
         start = begin(message, now, settings.retry)
         refused: Outcome | None = None
+        held: dict[int, str] = {}  # recipient -> the dead destination it was deferred behind
         if start.preprocess:
             message, refused = await self._preprocess(store, message)
         if start.expired:  # checked before anything that could fail again: an old message always ends
@@ -148,9 +152,10 @@ class Dispatcher:
             # just preprocessed: the coupled store's resubmit hands its transport what it serves first
             first = self.coupled.get(store.name) if start.preprocess else None
             tried = await self.sender.route_and_send(
-                self.transports, message, pending(message), force=force, first=first
+                self.transports, message, pending(message), force=force, first=first, held=held
             )
         decision = decide(message, tried, now, settings)
+        self.holds.wait(store, message.id, None if decision.finish else waits_for(tried, held))
         result = decision.result
         events = self.outcome_events(store, message, decision.pending, decision.updates)
         if decision.finish and not decision.reports:
@@ -202,6 +207,26 @@ class Dispatcher:
         except StoreError:
             log.warning("unlock failed; retried when the store answers", store=store.name, message=message_id)
             self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+
+    async def _postpone_held(self) -> None:
+        """Every message waiting for a destination held again since is due when the new hold ends, in
+        one statement a store; destinations up again are forgotten (``holds``)."""
+        renewed, self.sender.limits.renewed = self.sender.limits.renewed, {}
+        for key, until in renewed.items():
+            for store, message_ids in self.holds.waiting(key):
+                try:
+                    moved = await store.postpone(message_ids, until)
+                except StoreError as exc:  # they come due at the old end, and are held again then
+                    log.warning(
+                        "postponing a held destination's messages failed", store=store.name, error=str(exc)
+                    )
+                    continue
+                log.info(
+                    "held destination's messages postponed", destination=key, store=store.name, messages=moved
+                )
+        for key in self.holds.destinations():
+            if not self.destinations.is_down(key):
+                self.holds.forget(key)
 
     async def settle_unlocks(self, store: MessageStore) -> None:
         """Hand back the messages whose unlock failed while ``store`` did not answer (a database

@@ -39,6 +39,7 @@ class Leases:
         self._held: dict[int, _Lease] = {}
         self._changed = anyio.Event()
         self._rearm = anyio.Event()
+        self._reloaded = False  # the lease changed: renew now (else a re-arm only means none is held)
         self.renewal_timers = 0  # renewals on the lease timer: an idle daemon must not add to them
 
     @property
@@ -49,6 +50,7 @@ class Leases:
     def lease(self, lease: float) -> None:
         """A reload: the renewer re-arms at once, so a shorter lease is renewed in time."""
         self._lease = lease
+        self._reloaded = True
         self._rearm.set()
 
     def held(self, store: MessageStore, message_id: str) -> bool:
@@ -73,13 +75,17 @@ class Leases:
         """Every third of the lease, renew every lease in flight, together; while none is held, sleep
         until one is. It never raises: a failed renewal is tried again next time."""
         while True:
+            self._rearm = anyio.Event()  # armed before the check: a lease ending after it sets this one
             if not self._held:
                 self._changed = anyio.Event()
                 await self._changed.wait()
-            self._rearm = anyio.Event()
+                continue  # the lease that woke us may be over already: look again before a timer
             with anyio.move_on_after(self._lease / 3) as timer:
                 await self._rearm.wait()  # a reload: renew now, then at the new pace; or none is held
             self.renewal_timers += timer.cancelled_caught
+            if not (timer.cancelled_caught or self._reloaded):
+                continue  # the last lease ended: any held now is newer than a third of a lease
+            self._reloaded = False
             held = list(self._held.values())
             if held:
                 async with anyio.create_task_group() as tg:

@@ -43,6 +43,7 @@ class DestinationLimits:
         self.clock = clock
         self._publish = publish
         self._busy: dict[str, DestinationLimit] = {}  # only destinations in use have one
+        self.renewed: dict[str, float] = {}  # destinations held (again) since last taken: until when
 
     @contextmanager
     def use(self, key: str, concurrency: int) -> Iterator[asyncio.Semaphore]:
@@ -77,14 +78,21 @@ class DestinationLimits:
 
     def observe(self, slot: TransportSlot, destination: str, key: str, answers: list[Outcome]) -> None:
         """What a send to the destination says of it: up again after a delivery, down when no
-        recipient got an answer of its own (no reply at all, or 4.4.x)."""
+        recipient got an answer of its own (no reply at all, or 4.4.x). Deferrals without a try (it
+        is held already) say nothing: only a real failure holds it again, for longer."""
+        if not any(o.attempted for o in answers):
+            return
         if any(o.kind is OutcomeKind.DELIVERED for o in answers):
             down_since = self.cache.succeeded(key)
             if down_since is not None:
                 self._came_up(slot, destination, down_since)
         elif answers and all(_destination_down(o) for o in answers):
             hint = max((o.retry_after or 0.0) for o in answers)
-            if self.cache.failed(key, self.clock(), hint or None):
+            went_down = self.cache.failed(key, self.clock(), hint or None)
+            until = self.cache.dead_until(key, self.clock())
+            if until is not None:
+                self.renewed[key] = until
+            if went_down:
                 self._went_down(slot, destination, answers[0])
 
     def _went_down(self, slot: TransportSlot, destination: str, outcome: Outcome) -> None:

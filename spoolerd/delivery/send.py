@@ -56,10 +56,19 @@ class Sender:
         *,
         force: bool,
         first: str | None = None,
+        held: dict[int, str] | None = None,
     ) -> dict[int, Tried]:
         """What each of ``pending`` got; ``transports``: this attempt's, even if a reload replaces them
         (of those [sender_routes] binds, this sender's only). ``first``: a coupled store's transport,
-        which has the first chance at the recipients it serves (``routing.first_chance``)."""
+        which has the first chance at the recipients it serves (``routing.first_chance``). ``held`` is
+        told, by recipient index, the destination each recipient deferred behind a dead destination
+        waits for."""
+        held = {} if held is None else held
+
+        async def send_into(batches: list[_Batch], slot: TransportSlot, recipients: list[Recipient]) -> None:
+            outcomes = await self._send(slot, message, recipients, force=force, held=held)
+            batches.append(_Batch(slot.name, recipients, outcomes))
+
         outcomes: dict[int, Tried] = {}
         refused: dict[int, set[str]] = {}
         remaining = list(pending)
@@ -83,11 +92,11 @@ class Sender:
             batches: list[_Batch] = []
             if len(plan.by_transport) == 1:  # the common case: no task group needed
                 ((name, recipients),) = plan.by_transport.items()
-                await self._send_into(batches, slots[name], message, recipients, force)
+                await send_into(batches, slots[name], recipients)
             else:
                 async with anyio.create_task_group() as tg:
                     for name, recipients in plan.by_transport.items():
-                        tg.start_soon(self._send_into, batches, slots[name], message, recipients, force)
+                        tg.start_soon(send_into, batches, slots[name], recipients)
             for batch in batches:
                 for r, outcome in zip(batch.recipients, batch.outcomes, strict=True):
                     if outcome.kind is OutcomeKind.NOT_ME:
@@ -97,20 +106,14 @@ class Sender:
                         outcomes[r.index] = Tried(batch.transport, outcome)
         return outcomes
 
-    async def _send_into(
+    async def _send(
         self,
-        batches: list[_Batch],
         slot: TransportSlot,
         message: Message,
         recipients: list[Recipient],
+        *,
         force: bool,
-    ) -> None:
-        batches.append(
-            _Batch(slot.name, recipients, await self._send(slot, message, recipients, force=force))
-        )
-
-    async def _send(
-        self, slot: TransportSlot, message: Message, recipients: list[Recipient], *, force: bool
+        held: dict[int, str],
     ) -> list[Outcome]:
         """Send to one transport, a destination at a time; never raises, answers one outcome each."""
         transport = slot.transport
@@ -153,6 +156,8 @@ class Sender:
                     limits.observe(slot, destination, key, answers)
                 if tried:
                     await self.rates.observe(slot, destination, key, answers)
+            if not waits and not any(o.attempted for o in answers):  # deferred behind the dead destination
+                held.update((recipients[i].index, key) for i in positions)
             for i, outcome in zip(positions, answers, strict=True):
                 results[i] = outcome
 

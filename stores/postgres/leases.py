@@ -4,6 +4,7 @@ takes back what its previous life held."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -70,6 +71,23 @@ class PostgresLeases(PostgresCore):
                 )
 
         await self._changed(tx, "unlock" if retry_at is None else "retry", message_id)
+
+    async def postpone(self, message_ids: Sequence[str], until: float) -> int:
+        check_time("until", until)
+        ids = [int_id(m) for m in message_ids]
+
+        async def tx(conn: Any) -> int:
+            return affected(
+                await conn.execute(
+                    "UPDATE messages SET next_attempt=$1, due_at=GREATEST($1, COALESCE(not_before, $1))"
+                    " WHERE id = ANY($2::bigint[]) AND queued AND lock_owner IS NULL AND NOT held"
+                    " AND due_at < $1",
+                    until,
+                    ids,
+                )
+            )
+
+        return await self._database().run(tx)
 
     async def reclaim(self, owner: str) -> int:
         check_wire_text("lock owner", owner, allow_empty=False)

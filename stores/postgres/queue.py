@@ -31,6 +31,19 @@ _PENDING_AGAIN = (
 _NOT_FINAL = " AND state NOT IN ('delivered', 'failed')"
 
 
+# The due head, a page of it: unlocked messages from the due index, locked ones (whose lease is over,
+# unless $4 is infinite) from the lock index, in due order from after ($2, $3); what it costs does not
+# grow with the messages that are not due.
+_DUE_WHERE = "queued AND NOT held AND due_at <= $1 AND (due_at, id) > ($2, $3)"
+DUE_HEAD = (
+    f"(SELECT {QUEUE_COLUMNS} FROM messages WHERE lock_owner IS NULL AND {_DUE_WHERE}"
+    "  ORDER BY due_at, id LIMIT $5)"
+    f" UNION ALL (SELECT {QUEUE_COLUMNS} FROM messages WHERE lock_owner IS NOT NULL"
+    f"  AND lock_expiry <= $4 AND {_DUE_WHERE} ORDER BY due_at, id LIMIT $5)"
+    " ORDER BY due_at, id LIMIT $5"
+)
+
+
 async def _queue(conn: Any, mid: int, queued: Queued) -> None:
     await conn.execute(_QUEUE, *queued.values(), mid)
     await conn.execute(_PENDING_AGAIN + ("" if queued.resend else _NOT_FINAL), mid)
@@ -98,19 +111,21 @@ class PostgresQueue(PostgresCore):
     ) -> AsyncIterator[QueueEntry]:
         page = self._settings.queue_page
         after: tuple[float, int] = (-math.inf, 0)
+        order = "client_submit_time" if due_at is None else "due_at"
         while True:
             now = self._clock()
-            sql = f"SELECT {QUEUE_COLUMNS} FROM messages WHERE queued"
-            sql += " AND (client_submit_time, id) > ($1, $2)"
-            args: list[Any] = [*after]
-            if due_at is not None:
-                args.append(due_at)
-                sql += f" AND due_at <= ${len(args)} AND NOT held"
-            if not include_locked:
-                args.append(now)
-                sql += f" AND (lock_owner IS NULL OR lock_expiry <= ${len(args)})"
-            args.append(page)
-            sql += f" ORDER BY client_submit_time, id LIMIT ${len(args)}"
+            if due_at is None:  # the whole queue, in submission order
+                sql = f"SELECT {QUEUE_COLUMNS} FROM messages WHERE queued"
+                sql += " AND (client_submit_time, id) > ($1, $2)"
+                args: list[Any] = [*after]
+                if not include_locked:
+                    args.append(now)
+                    sql += f" AND (lock_owner IS NULL OR lock_expiry <= ${len(args)})"
+                args.append(page)
+                sql += f" ORDER BY client_submit_time, id LIMIT ${len(args)}"
+            else:  # the due head, in due order (DUE_HEAD)
+                sql = DUE_HEAD
+                args = [due_at, *after, now if not include_locked else math.inf, page]
 
             async def read(conn: Any, sql: str = sql, args: list[Any] = args) -> list[Any]:
                 return list(await conn.fetch(sql, *args))
@@ -120,7 +135,7 @@ class PostgresQueue(PostgresCore):
                 yield queue_entry_from_row(r, now)
             if len(found) < page:
                 return
-            after = (found[-1]["client_submit_time"], found[-1]["id"])
+            after = (found[-1][order], found[-1]["id"])
 
     async def queued_recipients(self) -> list[QueuedRecipients]:
         async def read(conn: Any) -> list[QueuedRecipients]:

@@ -142,7 +142,16 @@ async def _outbox(conn: Any) -> None:
     )
 
 
-MIGRATIONS = (_v1, _dsn, _outbox)
+async def _due_order(conn: Any) -> None:
+    # The due head is read from the due index in due order, so it holds the id too: a page of many
+    # messages due at one instant (a dead relay's, say) is a range of it, not a sort.
+    await conn.execute("DROP INDEX queue_due")
+    await conn.execute(
+        "CREATE INDEX queue_due ON messages(due_at, id) WHERE queued AND lock_owner IS NULL AND NOT held"
+    )
+
+
+MIGRATIONS = (_v1, _dsn, _outbox, _due_order)
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_KEY = 0x5370_6F6F  # pg_advisory_xact_lock key shared by every spoolerd migrating a database
 

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from stores.common.filling import FILLED_COLUMNS, copy_children
+
 __all__ = ["PostgresBackend", "create_database", "drop_database", "with_database"]
 
 _SCHEMAS = itertools.count(1)
@@ -80,3 +82,33 @@ class PostgresBackend:
         finally:
             await conn.close()
         return "ok" if orphans == 0 else f"{orphans} rows without their message or content"
+
+    async def fill_deferred(self, options: dict[str, Any], count: int, due_at: float) -> None:
+        """``count`` copies of the newest queued message, deferred until ``due_at`` and submitted before
+        it, written straight in SQL: a large queue in seconds (bench/queue_size.py, query-plan tests)."""
+        conn = await asyncpg.connect(
+            options["dsn"], timeout=10, server_settings={"search_path": options["schema_name"]}
+        )
+        try:
+            async with conn.transaction():
+                template = await conn.fetchval("SELECT MAX(id) FROM messages WHERE queued")
+                names = await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = $1"
+                    " AND table_name = 'messages' ORDER BY ordinal_position",
+                    options["schema_name"],
+                )
+                kept = ", ".join(n for (n,) in names if n not in FILLED_COLUMNS)
+                await conn.execute(_FILL_DEFERRED.format(kept=kept), template, count, due_at)
+                await conn.execute(_FILL_RECIPIENTS, template)
+                await conn.execute(_FILL_CONTENTS, template)
+            await conn.execute("ANALYZE messages")
+        finally:
+            await conn.close()
+
+
+_FILL_DEFERRED = (
+    "INSERT INTO messages ({kept}, client_submit_time, due_at, next_attempt)"
+    " SELECT {kept}, client_submit_time - ($2 - k + 1) * 0.001, $3, $3"
+    " FROM messages, generate_series(1, $2::int) AS k WHERE id = $1 ORDER BY k"
+)
+_FILL_RECIPIENTS, _FILL_CONTENTS = copy_children(lambda n: f"${n}")

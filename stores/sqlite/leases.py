@@ -3,7 +3,9 @@ retry time) and, after a restart, takes back what its previous life held."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 
 from spoolerd.events import QueueChanged
@@ -60,6 +62,21 @@ class SqliteLeases(SqliteCore):
 
         reason = "unlock" if retry_at is None else "retry"
         await self._writer.run(tx, on_commit=self._announce(reason, message_id))
+
+    async def postpone(self, message_ids: Sequence[str], until: float) -> int:
+        check_time("until", until)
+        ids = json.dumps([int_id(m) for m in message_ids])
+
+        def tx(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE messages SET next_attempt=?1, due_at=MAX(?1, COALESCE(not_before, ?1))"
+                " WHERE id IN (SELECT value FROM json_each(?2)) AND queued=1 AND lock_owner IS NULL"
+                " AND held=0 AND due_at < ?1",
+                (until, ids),
+            )
+            return cursor.rowcount
+
+        return await self._writer.run(tx)
 
     async def reclaim(self, owner: str) -> int:
         check_wire_text("lock owner", owner, allow_empty=False)

@@ -29,6 +29,19 @@ _PENDING_AGAIN = (
 _NOT_FINAL = " AND state NOT IN ('delivered', 'failed')"
 
 
+# The due head, a page of it: unlocked messages from the due index, locked ones (whose lease is over,
+# unless ``expiry`` is infinite) from the lock index, in due order from after (due_at, id); what it
+# costs does not grow with the messages that are not due.
+_DUE_WHERE = "queued = 1 AND held = 0 AND due_at <= :due AND (due_at, id) > (:after, :id)"
+DUE_HEAD = (
+    f"SELECT * FROM (SELECT {QUEUE_COLUMNS} FROM messages WHERE lock_owner IS NULL AND {_DUE_WHERE}"
+    "  ORDER BY due_at, id LIMIT :page)"
+    f" UNION ALL SELECT * FROM (SELECT {QUEUE_COLUMNS} FROM messages WHERE lock_owner IS NOT NULL"
+    f"  AND lock_expiry <= :expiry AND {_DUE_WHERE} ORDER BY due_at, id LIMIT :page)"
+    " ORDER BY due_at, id LIMIT :page"
+)
+
+
 def _queue(conn: sqlite3.Connection, mid: int, queued: Queued) -> None:
     conn.execute(_QUEUE, (*queued.values(), mid))
     conn.execute(_PENDING_AGAIN + ("" if queued.resend else _NOT_FINAL), (mid,))
@@ -96,25 +109,30 @@ class SqliteQueue(SqliteCore):
     ) -> AsyncIterator[QueueEntry]:
         page = self._settings.queue_page
         after: tuple[float, int] = (float("-inf"), 0)
+        order = "client_submit_time" if due_at is None else "due_at"
         while True:
             now = self._clock()
-            sql = f"SELECT {QUEUE_COLUMNS} FROM messages WHERE queued=1"
-            sql += " AND (client_submit_time, id) > (?, ?)"
-            args: list[Any] = [*after]
-            if due_at is not None:
-                sql += " AND due_at <= ? AND held = 0"
-                args.append(due_at)
-            if not include_locked:
-                sql += " AND (lock_owner IS NULL OR lock_expiry <= ?)"
-                args.append(now)
-            sql += " ORDER BY client_submit_time, id LIMIT ?"
-            args.append(page)
+            sql: str
+            args: list[Any] | dict[str, Any]
+            if due_at is None:  # the whole queue, in submission order
+                sql = f"SELECT {QUEUE_COLUMNS} FROM messages WHERE queued=1"
+                sql += " AND (client_submit_time, id) > (?, ?)"
+                args = [*after]
+                if not include_locked:
+                    sql += " AND (lock_owner IS NULL OR lock_expiry <= ?)"
+                    args.append(now)
+                sql += " ORDER BY client_submit_time, id LIMIT ?"
+                args.append(page)
+            else:  # the due head, in due order (DUE_HEAD)
+                sql = DUE_HEAD
+                expiry = now if not include_locked else float("inf")
+                args = {"due": due_at, "after": after[0], "id": after[1], "expiry": expiry, "page": page}
             rows = await self._readers.run(partial(tables.fetch_all, sql=sql, args=args))
             for r in rows:
                 yield queue_entry_from_row(r, now)
             if len(rows) < page:
                 return
-            after = (rows[-1]["client_submit_time"], rows[-1]["id"])
+            after = (rows[-1][order], rows[-1]["id"])
 
     async def queued_recipients(self) -> list[QueuedRecipients]:
         sql = (

@@ -8,7 +8,7 @@ store's methods can combine them into one atomic step. The store's connections r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spoolerd.errors import NotFound
@@ -47,7 +47,7 @@ def insert_content(conn: sqlite3.Connection, message_id: int, content: bytes) ->
             blob.write(view[start : start + BLOB_CHUNK])
 
 
-def fetch_all(conn: sqlite3.Connection, *, sql: str, args: Sequence[Any]) -> list[Any]:
+def fetch_all(conn: sqlite3.Connection, *, sql: str, args: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
     return conn.execute(sql, args).fetchall()
 
 

@@ -64,10 +64,28 @@ def test_down_and_up_are_published_once_per_change() -> None:
     limits.observe(slot, "mx", "relay:mx", [no_answer])  # still down: no second event
     limits.observe(slot, "mx", "relay:mx", [Outcome.deferred("mailbox busy", 450, "4.2.0")])  # one mailbox
     assert [(e["state"], e["last_error"]) for e in events] == [("failing", "4.4.1 connection refused")]
-    assert (
-        slot.down == {"mx": "connection refused"} and limits.cache.dead_until("relay:mx", clock()) == 1300.0
-    )
+    assert slot.down == {"mx": "connection refused"}
+    assert limits.cache.dead_until("relay:mx", clock()) == 1600.0  # failed twice in a row: 300 then 600
+    assert limits.renewed == {"relay:mx": 1600.0}
     clock.advance(10.0)
     limits.observe(slot, "mx", "relay:mx", [no_answer, Outcome.delivered()])
     assert [(e["state"], e["since"]) for e in events[1:]] == [("ok", 1010.0)]
     assert slot.down == {} and limits.cache.dead_until("relay:mx", clock()) is None
+
+
+def test_deferrals_without_a_try_do_not_hold_the_destination_again() -> None:
+    """Only a real failure renews (and lengthens) a hold: the messages deferred behind it say nothing."""
+    clock = FakeClock(1000.0)
+    limits, _ = limits_and_events(clock)
+    slot = TransportSlot(
+        ScriptedTransport(ScriptedSettings(), TransportContext("relay")), asyncio.Semaphore(1)
+    )
+    limits.observe(slot, "mx", "relay:mx", [Outcome.deferred("connection refused", None, "4.4.1")])
+    assert limits.renewed == {"relay:mx": 1300.0}
+    limits.renewed.clear()
+    clock.advance(100.0)
+    untried = limits.dead("relay:mx", 3, force=False)
+    assert untried is not None
+    limits.observe(slot, "mx", "relay:mx", untried)
+    assert limits.cache.dead_until("relay:mx", clock()) == 1300.0 and limits.renewed == {}
+    assert limits.cache.consecutive_failures() == {"relay:mx": 1}

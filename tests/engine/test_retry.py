@@ -44,6 +44,23 @@ def test_destination_cache_holds_a_dead_destination_until_it_is_due() -> None:
     assert cache.dead_until("relay.example.org", 500.0) is None
 
 
+def test_a_destination_failing_again_is_held_twice_as_long_up_to_the_maximum() -> None:
+    cache = DestinationCache(hold=300, maximum=4000)
+    now, holds = 0.0, []
+    for _ in range(7):
+        cache.failed("relay:mx", now)
+        until = cache.dead_until("relay:mx", now)
+        assert until is not None
+        holds.append(until - now)
+        now = until
+    assert holds == [300, 600, 1200, 2400, 4000, 4000, 4000]
+    assert cache.is_down("relay:mx")
+    cache.succeeded("relay:mx")
+    cache.failed("relay:mx", now)
+    assert cache.dead_until("relay:mx", now) == now + 300  # a success starts it over
+    assert not cache.is_down("other") and DestinationCache(hold=0).hold_after(5) == 0
+
+
 @pytest.mark.parametrize("attempts", [1025, 10_000, 2**40])
 def test_a_thousandth_attempt_waits_the_maximum_and_does_not_overflow(attempts: int) -> None:
     """A queue lifetime of months reaches attempt numbers where 2 ** n overflows a float."""

@@ -8,6 +8,7 @@ from .leases import *  # noqa: F403
 from .messages import *  # noqa: F403
 from .outbox import *  # noqa: F403
 from .outcomes import *  # noqa: F403
+from .postpone import *  # noqa: F403
 from .queue import *  # noqa: F403
 from .retention import *  # noqa: F403
 from .submit_new import *  # noqa: F403
