@@ -5,7 +5,7 @@ from __future__ import annotations
 from spoolerd.store import MessageStore
 from spoolerd.testing import FakeClock
 
-from .queue import new_message, queue_ids, queued
+from .helpers import new_message, queue_ids, queued
 
 __all__ = ["test_postpone_moves_the_unlocked_messages_due_before_the_new_time"]
 
