@@ -155,10 +155,10 @@ def watch_line(event: Mapping[str, Any]) -> list[str]:
         return [line("queue", "-", f"{event.get('reason', '')} in {event.get('store', '?')}")]
     if kind == "new_mail":
         return [line("new mail", "-", f"{event.get('class', '')} in {event.get('store', '?')}")]
-    if kind == "status_changed":  # taken online or offline, or found failing (with why) or ok again
-        state = ("online" if event["online"] else "offline") if "online" in event else event.get("state", "?")
+    if kind == "status_changed":  # a status row's new state: online, offline, active, flushing, failing
         why = f": {event['last_error']}" if event.get("last_error") else ""
-        return [line("status", "-", f"transport {event.get('name', '?')} is {state}{why}")]
+        entry = event.get("entry_id") or event.get("name", "?")
+        return [line("status", "-", f"{entry} is {event.get('state', '?')}{why}")]
     if kind == "subscribed":
         return [line("watching", "-", "stores " + ", ".join(event.get("stores", [])))]
     rest = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "id"))

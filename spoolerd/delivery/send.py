@@ -131,12 +131,16 @@ class Sender:
                     async with limit, slot.limiter:
                         answers = limits.dead(key, len(positions), force)  # it may have died meanwhile
                         if answers is None:
-                            answers = await call_transport(
-                                transport,
-                                message,
-                                [recipients[i] for i in positions],
-                                self.settings.send_timeout,
-                            )
+                            limits.changes.begin(slot.resource)  # its row active while it sends
+                            try:
+                                answers = await call_transport(
+                                    transport,
+                                    message,
+                                    [recipients[i] for i in positions],
+                                    self.settings.send_timeout,
+                                )
+                            finally:
+                                limits.changes.end(slot.resource)
                             slot.account(answers)
                 limits.observe(slot, destination, key, answers)
             for i, outcome in zip(positions, answers, strict=True):

@@ -69,5 +69,5 @@ def test_down_and_up_are_published_once_per_change() -> None:
     )
     clock.advance(10.0)
     limits.observe(slot, "mx", "relay:mx", [no_answer, Outcome.delivered()])
-    assert [(e["state"], e["since"]) for e in events[1:]] == [("ok", 1010.0)]
+    assert [(e["state"], e["since"]) for e in events[1:]] == [("online", 1010.0)]
     assert slot.down == {} and limits.cache.dead_until("relay:mx", clock()) is None
