@@ -12,7 +12,6 @@ event: what ``spoolerctl watch`` and ``subscribe`` see.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -170,7 +169,10 @@ def _log_change(
     record: ResourceState, before: State, after: State, now: float, failing_since: float | None
 ) -> None:
     """One line: ``store failing`` (with why), ``store available again`` (after how long), else
-    ``status changed``; work starting and ending is routine (debug)."""
+    ``status changed``; none for work starting and ending, which the outcomes' own lines tell (and
+    which would cost a line per attempt)."""
+    if {before, after} <= {"online", "active"}:
+        return
     fields: dict[str, object] = {record.resource_type: record.name, "entry": record.entry_id}
     if after == "failing":
         log.warning(f"{record.resource_type} failing", error=record.last_error, **fields)
@@ -178,5 +180,4 @@ def _log_change(
         failing_for = None if failing_since is None else round(now - failing_since, 1)
         log.warning(f"{record.resource_type} available again", state=after, failing_for=failing_for, **fields)
     else:
-        level = logging.DEBUG if {before, after} <= {"online", "active"} else logging.INFO
-        log.log(level, "status changed", state=after, was=before, **fields)
+        log.info("status changed", state=after, was=before, **fields)

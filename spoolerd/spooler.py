@@ -90,7 +90,8 @@ class Spooler:
         dispatcher.publish = self.events.publish  # a transport going down or up again
         self.status = StatusChanges(clock, self.events.publish)  # each row's state, as it changes
         self.resource = ResourceState("spooler", "spooler")  # active while attempts are in flight
-        self.downloads = Downloads(self.stores, self.counters)  # cancelled first at shutdown
+        # cancelled first at shutdown; a downloading transport's row follows its downloads
+        self.downloads = Downloads(self.stores, self.counters, self.status, self._transport_row)
         # told of every attempt as it ends: the store, the message and the seconds it took (metrics)
         self.attempt_observers: list[Callable[[str, str, float], None]] = []
 
@@ -121,6 +122,10 @@ class Spooler:
         self.status.set_online(slot.resource, online)
         if online:
             self.wake()
+
+    def _transport_row(self, name: str) -> ResourceState | None:
+        slot = self.dispatcher.slot(name)
+        return None if slot is None else slot.resource
 
     def wake(self) -> None:
         """Rescan the queues at once (a queue changed, or a flush asked)."""
