@@ -184,8 +184,10 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     out = sys.stdout
     if args.command == "watch":
         for event in client.events(store=args.store):
-            out.write((json.dumps(event) if args.json else "\n".join(watch_line(event))) + "\n")
-            out.flush()
+            lines = [json.dumps(event)] if args.json else watch_line(event)
+            if lines:  # a routine status change has no line of its own
+                out.write("\n".join(lines) + "\n")
+                out.flush()
         return EXIT_OK
     result: Any
     if args.command == "status":

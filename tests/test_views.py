@@ -47,6 +47,10 @@ def test_status_changes_read_as_sentences() -> None:
     failing = {"type": "status_changed", "entry_id": "transport:smtp", "state": "failing",
                "last_error": "4.4.1 refused"}  # fmt: skip
     assert watch_line(failing)[0].endswith("  -  status     -  transport:smtp is failing: 4.4.1 refused")
+    sending = {"type": "status_changed", "entry_id": "spooler", "state": "active", "was": "online"}
+    assert watch_line(sending) == []  # work starting and ending, every attempt: --json has it
+    flushing = {**sending, "state": "flushing", "was": "active"}
+    assert watch_line(flushing)[0].endswith("  -  status     -  spooler is flushing")
 
 
 def test_a_store_column_only_when_the_queue_spans_several_stores() -> None:
