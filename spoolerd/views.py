@@ -131,7 +131,8 @@ def _timestamp(event: Mapping[str, Any]) -> str:
 
 def watch_line(event: Mapping[str, Any]) -> list[str]:
     """``spoolerctl watch``: one line per recipient outcome, per queue change, per new mail, per status
-    change (none for work starting and ending), each ``TIME  QUEUE-ID  EVENT  RECIPIENT  REASON`` ('-' where an event has none)."""
+    change (none for work starting and ending), each ``TIME  QUEUE-ID  EVENT  RECIPIENT  REASON`` ('-'
+    where an event has none)."""
     kind = str(event.get("type", "?"))
     stamp = _timestamp(event)
     ident = str(event.get("id") or "-")
