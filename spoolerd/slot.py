@@ -15,7 +15,9 @@ from .abilities import Abilities, Downloading, SentCopier, TransportPreprocessor
 from .resource_state import ResourceState
 from .transport import Direction, Outcome, OutcomeKind, Transport
 
-__all__ = ["TransportSlot"]
+__all__ = ["DESTINATION", "TransportSlot"]
+
+DESTINATION = "destination:"  # what its row's problem key for a destination that is down begins with
 
 
 @dataclass(slots=True)
@@ -42,8 +44,11 @@ class TransportSlot:
 
     @property
     def down(self) -> Mapping[str, str]:
-        """Its destinations that are down -> why."""
-        return self.resource.problems
+        """Its destinations that are down -> why (of its row's problems, those a destination has)."""
+        problems = self.resource.problems
+        return {
+            key.removeprefix(DESTINATION): why for key, why in problems.items() if key.startswith(DESTINATION)
+        }
 
     @property
     def address_types(self) -> frozenset[str] | None:

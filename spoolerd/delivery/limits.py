@@ -19,7 +19,7 @@ from ..events import SpoolerEvent
 from ..flush import dead_until_for_flush
 from ..resource_state import StatusChanges
 from ..retry import DestinationCache
-from ..slot import TransportSlot
+from ..slot import DESTINATION, TransportSlot
 from ..store import Clock
 from ..transport import Outcome, OutcomeKind
 
@@ -94,11 +94,11 @@ class DestinationLimits:
         reason = maillog.reply_text(outcome.diagnostic, relay)
         maillog.relay_down(transport=slot.name, relay=relay, dsn=outcome.status, reason=reason)
         slot.last_error = f"{outcome.status or ''} {outcome.diagnostic}".strip()
-        self.changes.fail(slot.resource, destination, reason, slot.last_error)
+        self.changes.fail(slot.resource, DESTINATION + destination, reason, slot.last_error)
 
     def _came_up(self, slot: TransportSlot, destination: str, down_since: float) -> None:
         maillog.relay_up(transport=slot.name, relay=destination, down_for=self.clock() - down_since)
-        self.changes.recover(slot.resource, destination)
+        self.changes.recover(slot.resource, DESTINATION + destination)
 
 
 def _destination_down(outcome: Outcome) -> bool:
