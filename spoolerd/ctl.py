@@ -32,12 +32,14 @@ EXIT_RESTART_NEEDED = 4  # reload: applied what it could; some changes wait for 
 
 
 def _show_status(rows: list[dict[str, Any]]) -> str:
+    """One line per row (a relay's under its transport's, indented), then why each failing one fails."""
     body = []
     for r in rows:
         counters = " ".join(f"{k}={v}" for k, v in (r.get("counters") or {}).items())
-        body.append([r["resource_type"], r["name"], r.get("provider", ""), ",".join(r["status"]),
-                     ",".join(r.get("methods", [])), counters])  # fmt: skip
-    table = _table(body, ["TYPE", "NAME", "PROVIDER", "STATUS", "METHODS", "COUNTERS"])
+        entry = ("  " if r["resource_type"] == "relay" else "") + str(r.get("entry_id", r["name"]))
+        body.append([entry, r["resource_type"], r.get("provider", ""), r.get("state", ""),
+                     ",".join(r["status"]), ",".join(r.get("methods", [])), counters])  # fmt: skip
+    table = _table(body, ["ENTRY", "TYPE", "PROVIDER", "STATE", "STATUS", "METHODS", "COUNTERS"])
     slowed = [
         _slowed(r["name"], d, s) for r in rows for d, s in ((r.get("rate") or {}).get("slowed") or {}).items()
     ]
@@ -51,10 +53,12 @@ def _slowed(name: str, destination: str, slowed: dict[str, Any]) -> str:
 
 
 def _failing(row: dict[str, Any]) -> str:
-    """Why a transport shows ``failure``, and since when."""
-    since = row.get("since")
+    """Why a row shows ``failure``, and since when."""
+    since = row.get("failing_since") or row.get("since")
     when = f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}" if since else ""
-    return f"{row['name']}: failing{when}: {row.get('last_error') or 'no error recorded'}"
+    return (
+        f"{row.get('entry_id', row['name'])}: failing{when}: {row.get('last_error') or 'no error recorded'}"
+    )
 
 
 def _show_list(rows: list[dict[str, Any]]) -> str:
@@ -69,7 +73,13 @@ def _flush_count(client: ControlClient, args: argparse.Namespace, direction: str
     count = FlushCount(count_received=direction == "download")
     if args.ids:
         count.total = len(args.ids)
-    elif args.transport is None and direction != "download" and not args.no_wait and sys.stderr.isatty():
+    elif (
+        args.transport is None
+        and args.entry is None
+        and direction != "download"
+        and not args.no_wait
+        and sys.stderr.isatty()
+    ):
         rows = client.call("status")
         count.total = sum(
             r.get("counters", {}).get("queued", 0) for r in rows if r["resource_type"] == "store"
@@ -93,27 +103,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
-    common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="answer as JSON")
-    p = argparse.ArgumentParser(prog="spoolerctl", description="control a running spoolerd", parents=[common])
-    p.add_argument("--version", action="version", version=f"spoolerctl {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub_add = sub.add_parser
-
-    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
-        return sub_add(name, parents=[common], **kw)
-
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-    sub.add_parser("status", help="the status table")
-    q = sub.add_parser("queue", help="queued messages with per-recipient state (like mailq)")
-    q.add_argument("--store")
-    f = sub.add_parser("flush", help="send/receive now")
+def _flush_parser(f: argparse.ArgumentParser) -> None:
     direction = f.add_mutually_exclusive_group()
     direction.add_argument("--upload", action="store_true", help="outgoing mail only")
     direction.add_argument("--download", action="store_true", help="incoming mail only")
-    f.add_argument("--transport", help="flush this transport's queue only")
+    target = f.add_mutually_exclusive_group()
+    target.add_argument("--transport", help="flush this transport's queue only")
+    target.add_argument("--entry", help="flush the status row with this entry id (spooler, transport:NAME)")
     f.add_argument(
         "--force",
         action="store_true",
@@ -122,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--no-wait", action="store_true", help="return at once; the flush runs on")
     f.add_argument("ids", nargs="*", help="only these messages")
-    s = sub.add_parser("submit", help="submit an RFC 5322 file (recipients from To/Cc/Bcc)")
+
+
+def _submit_parser(s: argparse.ArgumentParser) -> None:
     s.add_argument("file")
     s.add_argument("--store")
     s.add_argument("--from", dest="sender", help="envelope sender")
@@ -142,6 +140,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--not-before", metavar="DURATION", type=_duration, help="deferred send time, from now (e.g. 2h, 30m)"
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
+    common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="answer as JSON")
+    p = argparse.ArgumentParser(prog="spoolerctl", description="control a running spoolerd", parents=[common])
+    p.add_argument("--version", action="version", version=f"spoolerctl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub_add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub_add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+    st = sub.add_parser("status", help="the status table")
+    st.add_argument("--entry", help="only the row with this entry id (e.g. transport:smtp)")
+    q = sub.add_parser("queue", help="queued messages with per-recipient state (like mailq)")
+    q.add_argument("--store")
+    _flush_parser(sub.add_parser("flush", help="send/receive now"))
+    _submit_parser(sub.add_parser("submit", help="submit an RFC 5322 file (recipients from To/Cc/Bcc)"))
     for name, help_text in (
         ("abort", "take a message off the queue"),
         ("hold", "keep a queued message from being sent"),
@@ -154,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--store")
     for name in ("online", "offline"):
         t = sub.add_parser(name, help=f"take a transport {name}")
-        t.add_argument("transport")
+        t.add_argument("transport", nargs="?")
+        t.add_argument("--entry", help="the transport's status row entry id (transport:NAME)")
     ls = sub.add_parser("ls", help="list a folder (default: inbox)")
     ls.add_argument("folder", nargs="?", default="inbox")
     ls.add_argument("--store")
@@ -189,12 +209,14 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     out = sys.stdout
     if args.command == "watch":
         for event in client.events(store=args.store):
-            out.write((json.dumps(event) if args.json else "\n".join(watch_line(event))) + "\n")
-            out.flush()
+            lines = [json.dumps(event)] if args.json else watch_line(event)
+            if lines:  # a routine status change has no line of its own
+                out.write("\n".join(lines) + "\n")
+                out.flush()
         return EXIT_OK
     result: Any
     if args.command == "status":
-        result = client.call("status")
+        result = client.call("status", entry=args.entry)
         text = _show_status(result)
     elif args.command == "queue":
         result = client.call("queue", store=args.store)
@@ -203,8 +225,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
         direction = "upload" if args.upload else "download" if args.download else "both"
         count = _flush_count(client, args, direction)
         with FlushProgress(args.socket, count, enabled=not args.no_wait):
-            result = client.call("flush", direction=direction, transport=args.transport, force=args.force,
-                                 wait=not args.no_wait, ids=args.ids or None)  # fmt: skip
+            result = client.call("flush", direction=direction, transport=args.transport, entry=args.entry,
+                                 force=args.force, wait=not args.no_wait, ids=args.ids or None)  # fmt: skip
         text = "flush started" if args.no_wait else _show_flush(result)
     elif args.command == "submit":
         with open(args.file, "rb") as fh:
@@ -231,8 +253,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
             return EXIT_OK
         text = ""
     elif args.command in ("online", "offline"):
-        result = client.call(args.command, transport=args.transport)
-        text = f"{args.transport} is {args.command}"
+        result = client.call(args.command, transport=args.transport, entry=args.entry)
+        text = f"{result['transport']} is {args.command}"
     elif args.command == "reload":
         result = client.call("reload")
         text = "reloaded: " + ("; ".join(result["applied"]) or "nothing changed")

@@ -15,7 +15,8 @@ transport handed over. Such a transport's ``receive()`` hands over what is waiti
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -27,6 +28,7 @@ from .abilities import Downloading
 from .envelope import header_sender, header_subject, one_line
 from .errors import StoreError, TransportError
 from .message import InboundMessage
+from .resource_state import ResourceState, StatusChanges
 from .retry import Backoff, Schedule
 from .store import MessageStore
 
@@ -65,10 +67,18 @@ class _Loop:
 
 
 class Downloads:
-    def __init__(self, stores: Mapping[str, MessageStore], counters: ReceivedCount) -> None:
+    def __init__(
+        self,
+        stores: Mapping[str, MessageStore],
+        counters: ReceivedCount,
+        changes: StatusChanges | None = None,
+        rows: Callable[[str], ResourceState | None] = lambda name: None,
+    ) -> None:
         self.stores = stores
         self.counters = counters
         self.received: Counter[str] = Counter()  # messages filed, by transport
+        self.changes = changes  # a transport's status row: failing while its downloads fail, active
+        self.rows = rows  # while it files one; by transport name
         self.stopping = False
         self._loops: dict[str, _Loop] = {}
 
@@ -114,17 +124,19 @@ class Downloads:
                 loop.failed = False
                 try:
                     await self._receive_once(name, transport)
-                except Exception:
+                except Exception as exc:
                     if self.counters.received > received:
                         backoff.reset()
                     wait = backoff.failed()
                     log.exception("download failed; retrying", transport=name, retry_in=wait)
+                    self._downloading(name, f"download failed: {type(exc).__name__}: {exc}")
                     loop.failed, loop.wake = True, anyio.Event()
                     loop.pass_over()
                     with anyio.move_on_after(wait):  # a timer between failed downloads, not a poll
                         await loop.wake.wait()  # or a flush
                 else:
                     log.info("download loop ended: nothing more to download", transport=name)
+                    self._downloading(name)
                     break
         if self._loops.get(name) is loop:
             del self._loops[name]
@@ -136,15 +148,34 @@ class Downloads:
             if store is None:
                 log.error("transport delivered to an unknown store", transport=name, store=inbound.store)
                 continue
-            try:
-                await store.deliver(_summarised(inbound.message), state=inbound.state)
-            except StoreError:
-                # not acknowledged, so the transport keeps the message and offers it again later
-                log.exception("could not file a downloaded message", transport=name, store=inbound.store)
-                continue
-            self.counters.received += 1
-            self.received[name] += 1
-            await inbound.acknowledge()
+            row = self.rows(name)
+            with self._filing(row):
+                try:
+                    await store.deliver(_summarised(inbound.message), state=inbound.state)
+                except StoreError:
+                    # not acknowledged, so the transport keeps the message and offers it again later
+                    log.exception("could not file a downloaded message", transport=name, store=inbound.store)
+                    continue
+                self.counters.received += 1
+                self.received[name] += 1
+                await inbound.acknowledge()
+            self._downloading(name)  # it downloads again
+
+    def _downloading(self, name: str, failure: str | None = None) -> None:
+        """The transport's row failing for ``failure``, or (None) no longer for its downloads."""
+        row = self.rows(name)
+        if self.changes is None or row is None:
+            return
+        if failure is None:
+            self.changes.recover(row, "download")
+        else:
+            self.changes.fail(row, "download", failure)
+
+    def _filing(self, row: ResourceState | None) -> AbstractContextManager[None]:
+        """The transport's row active while a downloaded message is filed."""
+        if self.changes is None or row is None:
+            return nullcontext()
+        return self.changes.working([row])
 
 
 def _summarised(message: InboundMessage) -> InboundMessage:

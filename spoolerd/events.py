@@ -12,7 +12,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Literal, NotRequired, TypedDict, TypeVar
+from typing import Generic, Literal, TypedDict, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -27,11 +27,9 @@ __all__ = [
     "QueueChanged",
     "RecipientDetail",
     "SpoolerEvent",
+    "StatusChanged",
     "StoreEvent",
-    "StoreStateChanged",
     "Subscription",
-    "TransportOnlineChanged",
-    "TransportStateChanged",
 ]
 
 
@@ -80,30 +78,18 @@ class DeliveryEvent(TypedDict):
     details: list[RecipientDetail]
 
 
-class TransportStateChanged(TypedDict):
-    """A transport's destination went down (``failing``) or every one answers again (``ok``)."""
+class StatusChanged(TypedDict):
+    """A status row's state changed (spoolerd/resource_state.py): taken online or offline, work begun
+    or over, something failing (``last_error`` says what) or answering again."""
 
     type: Literal["status_changed"]
+    entry_id: str  # the row's: spooler, store:NAME, transport:NAME
+    resource_type: str
     name: str
-    state: Literal["ok", "failing"]
-    last_error: str | None
+    state: Literal["online", "offline", "active", "flushing", "failing"]
+    was: str  # the state before
+    last_error: str | None  # failing: why
     since: float
-
-
-class TransportOnlineChanged(TypedDict):
-    """An operator took a transport online or offline."""
-
-    type: Literal["status_changed"]
-    name: str
-    online: bool
-
-
-class StoreStateChanged(TypedDict):
-    type: Literal["status_changed"]
-    resource_type: Literal["store"]
-    name: str
-    state: Literal["failing", "available"]
-    error: NotRequired[str]  # failing: why
 
 
 class Purged(TypedDict):
@@ -115,7 +101,7 @@ class Purged(TypedDict):
     count: int
 
 
-SpoolerEvent = DeliveryEvent | TransportStateChanged | TransportOnlineChanged | StoreStateChanged | Purged
+SpoolerEvent = DeliveryEvent | StatusChanged | Purged
 E = TypeVar("E")
 
 

@@ -151,8 +151,10 @@ async def reload(daemon: Daemon) -> ReloadResult:
         dispatcher = spooler.dispatcher
         running_slots = {slot.name: slot for slot in dispatcher.transports}
         built = {slot.name: slot for slot in slots}
-        for name in plan.changed:  # an operator's offline survives a change of settings
-            built[name].online, built[name].since = running_slots[name].online, running_slots[name].since
+        for name in plan.changed:  # an operator's offline survives a change of settings (its destinations
+            old, new = running_slots[name].resource, built[name].resource  # may not: they start afresh)
+            if not old.online:
+                new.online, new.since = False, old.since
         retired = [running_slots[name] for name in (*plan.removed, *plan.changed)]
         for slot in retired:
             spooler.stop_receiving(slot.name)

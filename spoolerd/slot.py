@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from .abilities import Abilities, Downloading, SentCopier, TransportPreprocessor
 from .rate import Rate
+from .resource_state import ResourceState
 from .transport import Direction, Outcome, OutcomeKind, Transport
 
-__all__ = ["TransportSlot"]
+__all__ = ["DESTINATION", "TransportSlot"]
+
+DESTINATION = "destination:"  # what its row's problem key for a destination that is down begins with
 
 
 @dataclass(slots=True)
@@ -25,17 +28,30 @@ class TransportSlot:
     transport: Transport
     limiter: asyncio.Semaphore  # the transport's concurrency
     abilities: Abilities = field(default_factory=Abilities)
-    online: bool = True
     counters: dict[str, int] = field(default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0})
-    last_error: str | None = None
-    since: float = 0.0  # when ``online`` or ``state`` last changed
-    down: dict[str, str] = field(default_factory=dict)  # its destinations that are down -> why
+    last_error: str | None = None  # the latest problem a send reported
     rate: Rate | None = None  # [transports.NAME] rate: at most so many sends per period to a destination
     slowed: dict[str, tuple[int, float]] = field(default_factory=dict)  # destination -> (messages, until)
+    resource: ResourceState = field(init=False)  # its status row's state (spoolerd/resource_state.py)
+
+    def __post_init__(self) -> None:
+        self.resource = ResourceState("transport", self.transport.name)
 
     @property
     def name(self) -> str:
         return self.transport.name
+
+    @property
+    def online(self) -> bool:
+        return self.resource.online
+
+    @property
+    def down(self) -> Mapping[str, str]:
+        """Its destinations that are down -> why (of its row's problems, those a destination has)."""
+        problems = self.resource.problems
+        return {
+            key.removeprefix(DESTINATION): why for key, why in problems.items() if key.startswith(DESTINATION)
+        }
 
     @property
     def address_types(self) -> frozenset[str] | None:
@@ -76,16 +92,6 @@ class TransportSlot:
     def own_status(self) -> Mapping[str, Any]:
         """The transport's own part of its status row (empty if it reports none)."""
         return {} if self.abilities.status is None else self.abilities.status()
-
-    @property
-    def state(self) -> Literal["ok", "failing"]:
-        """``failing`` while one of its destinations is down (no answer, login refused, TLS failed)."""
-        return "failing" if self.down else "ok"
-
-    @property
-    def availability(self) -> str:
-        """The status row's first flag: offline, failure or available."""
-        return "offline" if not self.online else "failure" if self.down else "available"
 
     def account(self, outcomes: Sequence[Outcome]) -> None:
         """Count what one send did, and keep the latest problem for the status row."""

@@ -30,6 +30,7 @@ from .events import EventHub, QueueChanged, SpoolerEvent, StoreEvent, Subscripti
 from .flush import FlushView, flushing
 from .health import StoreHealth
 from .message import Access
+from .resource_state import ResourceState, StatusChanges
 from .routing import serves
 from .spooler_results import Counters, FlushDeferral, FlushResult, delivery_events
 from .store import Clock, MessageStore
@@ -87,7 +88,10 @@ class Spooler:
         self.events: EventHub[SpoolerEvent] = EventHub()  # delivered/deferred/failed, status changes
         self.health = StoreHealth(list(self.stores), clock, self.events.publish)
         dispatcher.publish = self.events.publish  # a transport going down or up again
-        self.downloads = Downloads(self.stores, self.counters)  # cancelled first at shutdown
+        self.status = StatusChanges(clock, self.events.publish)  # each row's state, as it changes
+        self.resource = ResourceState("spooler", "spooler")  # active while attempts are in flight
+        # cancelled first at shutdown; a downloading transport's row follows its downloads
+        self.downloads = Downloads(self.stores, self.counters, self.status, self._transport_row)
         # told of every attempt as it ends: the store, the message and the seconds it took (metrics)
         self.attempt_observers: list[Callable[[str, str, float], None]] = []
 
@@ -115,11 +119,13 @@ class Spooler:
         slot = self.dispatcher.slot(transport)
         if slot is None:
             raise KeyError(transport)
-        if slot.online != online:
-            slot.online, slot.since = online, self.clock()
-            self.events.publish({"type": "status_changed", "name": transport, "online": online})
+        self.status.set_online(slot.resource, online)
         if online:
             self.wake()
+
+    def _transport_row(self, name: str) -> ResourceState | None:
+        slot = self.dispatcher.slot(name)
+        return None if slot is None else slot.resource
 
     def wake(self) -> None:
         """Rescan the queues at once (a queue changed, or a flush asked)."""
@@ -232,6 +238,7 @@ class Spooler:
             flight.done.set()
             return flight
         self._in_flight[(name, message_id)] = flight
+        self.status.begin(self.resource)
         self._work.put_nowait(flight)
         if self._work.qsize() > self._idle_workers:  # nobody free to take it: one more worker
             self._tg.start_soon(self._worker)
@@ -264,6 +271,7 @@ class Spooler:
         finally:
             if self._in_flight.get((name, message_id)) is flight:
                 del self._in_flight[(name, message_id)]
+                self.status.end(self.resource)
             if flight.result is not None:
                 for observe in self.attempt_observers:
                     observe(name, message_id, time.monotonic() - began)

@@ -131,7 +131,8 @@ def _timestamp(event: Mapping[str, Any]) -> str:
 
 def watch_line(event: Mapping[str, Any]) -> list[str]:
     """``spoolerctl watch``: one line per recipient outcome, per queue change, per new mail, per status
-    change, each ``TIME  QUEUE-ID  EVENT  RECIPIENT  REASON`` ('-' where an event has none)."""
+    change (none for work starting and ending), each ``TIME  QUEUE-ID  EVENT  RECIPIENT  REASON`` ('-'
+    where an event has none)."""
     kind = str(event.get("type", "?"))
     stamp = _timestamp(event)
     ident = str(event.get("id") or "-")
@@ -155,10 +156,12 @@ def watch_line(event: Mapping[str, Any]) -> list[str]:
         return [line("queue", "-", f"{event.get('reason', '')} in {event.get('store', '?')}")]
     if kind == "new_mail":
         return [line("new mail", "-", f"{event.get('class', '')} in {event.get('store', '?')}")]
-    if kind == "status_changed":  # taken online or offline, or found failing (with why) or ok again
-        state = ("online" if event["online"] else "offline") if "online" in event else event.get("state", "?")
+    if kind == "status_changed":  # a status row's new state: online, offline, active, flushing, failing
+        if {event.get("was"), event.get("state")} <= {"online", "active"}:
+            return []  # work starting and ending, every attempt: for --json, not for a reader
         why = f": {event['last_error']}" if event.get("last_error") else ""
-        return [line("status", "-", f"transport {event.get('name', '?')} is {state}{why}")]
+        entry = event.get("entry_id") or event.get("name", "?")
+        return [line("status", "-", f"{entry} is {event.get('state', '?')}{why}")]
     if kind == "subscribed":
         return [line("watching", "-", "stores " + ", ".join(event.get("stores", [])))]
     rest = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "id"))

@@ -42,10 +42,15 @@ def test_flush_count_counts_each_message_once() -> None:
 
 
 def test_status_changes_read_as_sentences() -> None:
-    offline = {"type": "status_changed", "name": "smtp", "online": False, "time": 0}
-    assert watch_line(offline)[0].endswith("  -  status     -  transport smtp is offline")
-    failing = {"type": "status_changed", "name": "smtp", "state": "failing", "last_error": "4.4.1 refused"}
-    assert watch_line(failing)[0].endswith("  -  status     -  transport smtp is failing: 4.4.1 refused")
+    offline = {"type": "status_changed", "entry_id": "transport:smtp", "state": "offline", "time": 0}
+    assert watch_line(offline)[0].endswith("  -  status     -  transport:smtp is offline")
+    failing = {"type": "status_changed", "entry_id": "transport:smtp", "state": "failing",
+               "last_error": "4.4.1 refused"}  # fmt: skip
+    assert watch_line(failing)[0].endswith("  -  status     -  transport:smtp is failing: 4.4.1 refused")
+    sending = {"type": "status_changed", "entry_id": "spooler", "state": "active", "was": "online"}
+    assert watch_line(sending) == []  # work starting and ending, every attempt: --json has it
+    flushing = {**sending, "state": "flushing", "was": "active"}
+    assert watch_line(flushing)[0].endswith("  -  status     -  spooler is flushing")
 
 
 def test_a_store_column_only_when_the_queue_spans_several_stores() -> None:

@@ -14,9 +14,11 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..host import Host
+from ..resource_state import FLUSH
 from ..spooler_results import FlushDeferral
 from ..transport import Direction
 from .base import Args, CommandError, Connection, IdArgs, StoreArgs, named_slot, named_store
+from .entries import entry_row, flushed_transport, targeted_transport
 from .folders import ListArgs, PurgeArgs, fetch, list_folder, purge, remove
 from .results import (
     Aborted,
@@ -44,7 +46,13 @@ async def ping(daemon: Host, args: Args, conn: Connection) -> Pong:
     return {"pong": True, "version": __version__}
 
 
-async def status(daemon: Host, args: Args, conn: Connection) -> list[StatusRow]:
+class StatusArgs(Args):
+    entry: str | None = None  # one row, by its entry id
+
+
+async def status(daemon: Host, args: StatusArgs, conn: Connection) -> list[StatusRow]:
+    if args.entry is not None:
+        return [await entry_row(daemon, args.entry)]
     return await status_table(daemon)
 
 
@@ -60,6 +68,7 @@ async def queue(daemon: Host, args: QueueArgs, conn: Connection) -> list[QueueRo
 class FlushArgs(Args):
     direction: Literal["upload", "download", "both"] = "both"
     transport: str | None = None
+    entry: str | None = None  # a status row's entry id: the spooler's, or a transport's
     ids: list[str] | None = None
     force: bool = False
     wait: bool = True
@@ -72,10 +81,20 @@ def _deferral_row(waiting: FlushDeferral) -> DeferralRow:
 
 
 async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> FlushCounts | FlushStarted:
+    if args.entry is not None:
+        if args.transport is not None:
+            raise CommandError("bad_args", "name the transport or its entry, not both")
+        args.transport = await flushed_transport(daemon, args.entry)
     if args.transport is not None:
         named_slot(daemon, args.transport)
+    spooler = daemon.spooler
+    flushed = [s.resource for s in spooler.dispatcher.transports if args.transport in (None, s.name)]
 
     async def run() -> FlushCounts:
+        with spooler.status.working([spooler.resource, *flushed], FLUSH):  # the rows show flushing
+            return await flush_now()
+
+    async def flush_now() -> FlushCounts:
         counts = FlushCounts(sent=0, deferred=0, failed=0, received=0)
         if args.direction in ("download", "both"):
             received_before = daemon.spooler.counters.received
@@ -125,19 +144,20 @@ async def reload_config(daemon: Host, args: Args, conn: Connection) -> Reloaded:
 
 
 class TransportArgs(Args):
-    transport: str
+    transport: str | None = None
+    entry: str | None = None  # or its status row's entry id
 
 
 async def online(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
-    named_slot(daemon, args.transport)
-    daemon.spooler.set_online(args.transport, True)
-    return {"transport": args.transport, "online": True}
+    name = named_slot(daemon, await targeted_transport(daemon, args.transport, args.entry)).name
+    daemon.spooler.set_online(name, True)
+    return {"transport": name, "online": True}
 
 
 async def offline(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
-    named_slot(daemon, args.transport)
-    daemon.spooler.set_online(args.transport, False)
-    return {"transport": args.transport, "online": False}
+    name = named_slot(daemon, await targeted_transport(daemon, args.transport, args.entry)).name
+    daemon.spooler.set_online(name, False)
+    return {"transport": name, "online": False}
 
 
 async def subscribe(daemon: Host, args: StoreArgs, conn: Connection) -> Unsubscribed:
@@ -161,7 +181,7 @@ async def verify(daemon: Host, args: VerifyArgs, conn: Connection) -> list[Verif
 Handler = Callable[[Host, Any, Connection], Awaitable[CommandResult]]
 COMMANDS: dict[str, tuple[type[Args], Handler]] = {
     "ping": (Args, ping),
-    "status": (Args, status),
+    "status": (StatusArgs, status),
     "queue": (QueueArgs, queue),
     "submit": (SubmitArgs, submit),
     "flush": (FlushArgs, flush),

@@ -32,6 +32,7 @@ __all__ = [
     "Reloaded",
     "Removed",
     "SpoolerRow",
+    "StateFields",
     "StatusRow",
     "StoreRow",
     "SubmitResult",
@@ -45,7 +46,17 @@ class Pong(TypedDict):
     version: str
 
 
-class SpoolerRow(TypedDict):
+class StateFields(TypedDict):
+    """Every status row's state (spoolerd/resource_state.py)."""
+
+    state: str  # online / offline / active / flushing / failing
+    since: float | None  # when the state began (None: at the start)
+    last_error: str | None  # the latest problem, kept once it is over
+    failing_since: float | None
+
+
+class SpoolerRow(StateFields):
+    entry_id: str
     resource_type: Literal["spooler"]
     name: str
     status: list[str]
@@ -54,16 +65,16 @@ class SpoolerRow(TypedDict):
     counters: dict[str, int]
 
 
-class StoreRow(TypedDict):
+class StoreRow(StateFields):
+    entry_id: str
     resource_type: Literal["store"]
     name: str
     provider: str
     status: list[str]
     methods: list[str]
+    coupled_transport: str | None  # the entry id of the transport a tightly coupled store hands to
     counters: dict[str, int | None]  # queued (None: unreadable), locked_here, locked_elsewhere
     holders: dict[str, int] | None  # leases by owner (a daemon's owner name): who sends what
-    last_error: str | None
-    since: float | None
     retention: dict[str, Any]
 
 

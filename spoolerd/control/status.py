@@ -8,26 +8,32 @@ from typing import Any
 
 from ..errors import NoAccess, NotFound, SpoolerError
 from ..host import Host
+from ..resource_state import ResourceState, entry_id
 from ..retention import retention_status
+from ..slot import TransportSlot
 from ..store import MessageStore
 from .holders import lease_holders, owned_by
-from .results import QueueRecipient, QueueRow, SpoolerRow, StatusRow, StoreRow
+from .results import QueueRecipient, QueueRow, SpoolerRow, StateFields, StatusRow, StoreRow
 from .waiting import waiting_row
 
-__all__ = ["queue_listing", "status_table"]
+__all__ = ["queue_listing", "state_fields", "status_table"]
 
 
 async def status_table(daemon: Host) -> list[StatusRow]:
-    """The status table (MAPI's): the spooler, each store, each transport, then the faces' rows."""
+    """The status table (MAPI's): the spooler, each store, each transport (and its relays, when it has
+    several), then the faces' rows (SMTP listeners). Each row has its ``entry_id``, its ``state`` and
+    since when, and its last error."""
     spooler = daemon.spooler
     c = spooler.counters
     rows: list[StatusRow] = [
         SpoolerRow(
             {
+                "entry_id": spooler.resource.entry_id,
                 "resource_type": "spooler",
                 "name": "spooler",
-                "status": ["available"],
-                "methods": ["flush"],
+                **state_fields(spooler.resource),
+                "status": _flags(spooler.resource),
+                "methods": ["flush", "status"],  # FlushQueues of any transport, and this table
                 "in_flight": spooler.in_flight,
                 "counters": {
                     "sent": c.delivered,
@@ -39,68 +45,128 @@ async def status_table(daemon: Host) -> list[StatusRow]:
         )
     ]
     for name, store in daemon.stores.items():
-        health = spooler.health.states[name]
-        section = daemon.config.stores[name]
-        try:
-            holders = await lease_holders(store, time.time())
-            queued: int | None = holders.queued
-        except SpoolerError:
-            holders, queued = None, None  # unreadable: the row says why
-        counters: dict[str, int | None] = {"queued": queued}
-        if holders is not None:  # on a shared store, which daemon holds what (each daemon's owner name)
-            here = spooler.dispatcher.owner
-            mine = sum(n for owner, n in holders.leases.items() if owned_by(owner, here))
-            counters |= {"locked_here": mine, "locked_elsewhere": sum(holders.leases.values()) - mine}
-        rows.append(
-            StoreRow(
-                {
-                    "resource_type": "store",
-                    "name": name,
-                    "provider": daemon.config.stores[name].provider,
-                    "status": ["failure" if health.failing else "available"],
-                    "methods": [],
-                    "counters": counters,
-                    "holders": None if holders is None else holders.leases,
-                    "last_error": health.last_error,
-                    "since": health.failing_since,
-                    "retention": retention_status(
-                        section.sent_retention, section.sent_copies, daemon.keepers.get(name)
-                    ),
-                }
-            )
-        )
+        rows.append(await _store_row(daemon, name, store))
     for slot in spooler.dispatcher.transports:
-        row_status = [slot.availability, "outbound_enabled"]
-        if slot.downloads:
-            row_status.append("inbound_enabled")
-        row: dict[str, Any] = {
-            "resource_type": "transport",
-            "name": slot.name,
-            "provider": daemon.config.transports[slot.name].provider,
-            "status": row_status,
-            "methods": ["flush"] if slot.flush is not None else [],
-            "address_types": None if slot.address_types is None else sorted(slot.address_types),
-            "counters": dict(slot.counters),
-            "last_error": slot.last_error,
-            "since": slot.since or None,
-        }
-        rate = slot.rate_status(spooler.clock())
-        if rate is not None:
-            row["rate"] = rate
-        extra = dict(slot.own_status())
-        if extra:  # the transport's part: its flags, counters and details, and a newer error
-            row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
-            row["counters"].update(extra.pop("counters", {}))
-            error = extra.pop("last_error", None)
-            if error is not None:
-                row["last_error"] = error
-            row.update(extra)
-            if "failure" in row_status and "available" in row_status:  # failing as it says: not available
-                row_status.remove("available")
+        row = _transport_row(daemon, slot)
         rows.append(row)
+        rows.extend(_relay_rows(slot.name, row.get("relays")))
     for face_rows in daemon.status_rows:  # SMTP listeners
         rows.extend(face_rows())
     return rows
+
+
+def state_fields(record: ResourceState) -> StateFields:
+    """A row's state: online / offline / active / flushing / failing, since when, and the last error."""
+    return {"state": record.state, "since": record.since, "last_error": record.last_error,
+            "failing_since": record.failing_since}  # fmt: skip
+
+
+def _flags(record: ResourceState, *enabled: str) -> list[str]:
+    """MAPI's STATUS_CODE bits: available / offline / failure, then what is enabled and under way."""
+    busy = {"flushing": ["outbound_flush"], "active": ["outbound_active"]}.get(record.state, [])
+    return [record.availability, *enabled, *busy]
+
+
+async def _store_row(daemon: Host, name: str, store: MessageStore) -> StoreRow:
+    spooler = daemon.spooler
+    resource = spooler.health.states[name].resource
+    section = daemon.config.stores[name]
+    try:
+        holders = await lease_holders(store, time.time())
+        queued: int | None = holders.queued
+    except SpoolerError:
+        holders, queued = None, None  # unreadable: the row says why
+    counters: dict[str, int | None] = {"queued": queued}
+    if holders is not None:  # on a shared store, which daemon holds what (each daemon's owner name)
+        here = spooler.dispatcher.owner
+        mine = sum(n for owner, n in holders.leases.items() if owned_by(owner, here))
+        counters |= {"locked_here": mine, "locked_elsewhere": sum(holders.leases.values()) - mine}
+    coupled = section.coupled_transport  # PR_OWN_STORE_ENTRYID's other end: the transport it hands to
+    return StoreRow(
+        {
+            "entry_id": resource.entry_id,
+            "resource_type": "store",
+            "name": name,
+            "provider": section.provider,
+            **state_fields(resource),
+            "status": _flags(resource),
+            "methods": ["status"],
+            "coupled_transport": None if coupled is None else entry_id("transport", coupled),
+            "counters": counters,
+            "holders": None if holders is None else holders.leases,
+            "retention": retention_status(
+                section.sent_retention, section.sent_copies, daemon.keepers.get(name)
+            ),
+        }
+    )
+
+
+def _methods(slot: TransportSlot) -> list[str]:
+    """RESOURCE_METHODS, honestly: what the transport itself does (a transport without ``flush`` is
+    flushed through the spooler all the same)."""
+    have = {"flush": slot.flush, "download": slot.downloader, "status": slot.abilities.status,
+            "settings": slot.abilities.check}  # fmt: skip
+    return [method for method, ability in have.items() if ability is not None]
+
+
+def _transport_row(daemon: Host, slot: TransportSlot) -> dict[str, Any]:
+    resource = slot.resource
+    enabled = ["outbound_enabled", *(["inbound_enabled"] if slot.downloads else [])]
+    row_status = _flags(resource, *enabled)
+    own_store = [
+        name for name, section in daemon.config.stores.items() if section.coupled_transport == slot.name
+    ]
+    row: dict[str, Any] = {
+        "entry_id": resource.entry_id,
+        "resource_type": "transport",
+        "name": slot.name,
+        "provider": daemon.config.transports[slot.name].provider,
+        **state_fields(resource),
+        "status": row_status,
+        "methods": _methods(slot),
+        "address_types": None if slot.address_types is None else sorted(slot.address_types),
+        "own_store": [entry_id("store", name) for name in own_store],  # a coupled store's entry
+        "counters": dict(slot.counters),
+    }
+    if resource.state != "failing":
+        row["last_error"] = slot.last_error  # the latest problem a send reported
+    rate = slot.rate_status(daemon.spooler.clock())
+    if rate is not None:
+        row["rate"] = rate
+    extra = dict(slot.own_status())
+    if extra:  # the transport's part: its flags, counters and details, and a newer error
+        row_status.extend(f for f in extra.pop("status", []) if f not in row_status)
+        row["counters"].update(extra.pop("counters", {}))
+        error = extra.pop("last_error", None)
+        if error is not None:
+            row["last_error"] = error
+        row.update(extra)
+        if "failure" in row_status and "available" in row_status:  # failing as it says: not available
+            row_status.remove("available")
+            row["state"] = "failing"
+    return row
+
+
+def _relay_rows(transport: str, relays: object) -> list[dict[str, Any]]:
+    """A row for each relay of a transport that has several (``relays`` of its own status)."""
+    if not isinstance(relays, list) or len(relays) < 2:
+        return []
+    return [
+        {
+            "entry_id": f"relay:{transport}/{relay['relay']}",
+            "resource_type": "relay",
+            "name": relay["relay"],
+            "transport": entry_id("transport", transport),
+            "state": "failing" if relay.get("state") == "down" else "online",
+            "since": relay.get("since"),
+            "failing_since": relay.get("since"),
+            "last_error": relay.get("last_error"),
+            "status": ["failure" if relay.get("state") == "down" else "available"],
+            "methods": [],
+            "retry_in": relay.get("retry_in"),
+        }
+        for relay in relays
+    ]
 
 
 async def queue_listing(

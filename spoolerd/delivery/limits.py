@@ -4,7 +4,7 @@ A destination is a transport's own name for where a recipient goes (``relay:smtp
 attempts use it, it has a concurrency limit (the transport's ``destination_concurrency``, else the
 spooler's); an idle destination keeps nothing. A destination that stopped answering is held for a while
 (the failure cache, ``DestinationCache``): its recipients are deferred without an attempt, and its going
-down and coming up again are each logged and published once.
+down and coming up again are each logged, and turn its transport's status row failing and back.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from .. import maillog
 from ..events import SpoolerEvent
 from ..flush import dead_until_for_flush
+from ..resource_state import StatusChanges
 from ..retry import DestinationCache
-from ..slot import TransportSlot
+from ..slot import DESTINATION, TransportSlot
 from ..store import Clock
 from ..transport import Outcome, OutcomeKind
 
@@ -41,7 +42,7 @@ class DestinationLimits:
     ) -> None:
         self.cache = cache
         self.clock = clock
-        self._publish = publish
+        self.changes = StatusChanges(clock, publish)  # a transport's row failing, or answering again
         self._busy: dict[str, DestinationLimit] = {}  # only destinations in use have one
         self.renewed: dict[str, float] = {}  # destinations held (again) since last taken: until when
 
@@ -96,34 +97,16 @@ class DestinationLimits:
                 self._went_down(slot, destination, answers[0])
 
     def _went_down(self, slot: TransportSlot, destination: str, outcome: Outcome) -> None:
-        """One of the slot's destinations stopped answering: logged and published once per change."""
+        """One of the slot's destinations stopped answering: logged, and its row failing (one event)."""
         relay = outcome.relay or destination
         reason = maillog.reply_text(outcome.diagnostic, relay)
         maillog.relay_down(transport=slot.name, relay=relay, dsn=outcome.status, reason=reason)
-        was_ok = not slot.down
-        slot.down[destination] = reason
         slot.last_error = f"{outcome.status or ''} {outcome.diagnostic}".strip()
-        if was_ok:
-            slot.since = self.clock()
-            self._publish_state(slot)
+        self.changes.fail(slot.resource, DESTINATION + destination, reason, slot.last_error)
 
     def _came_up(self, slot: TransportSlot, destination: str, down_since: float) -> None:
         maillog.relay_up(transport=slot.name, relay=destination, down_for=self.clock() - down_since)
-        slot.down.pop(destination, None)
-        if not slot.down:
-            slot.since = self.clock()
-            self._publish_state(slot)
-
-    def _publish_state(self, slot: TransportSlot) -> None:
-        self._publish(
-            {
-                "type": "status_changed",
-                "name": slot.name,
-                "state": slot.state,
-                "last_error": slot.last_error if slot.down else None,
-                "since": slot.since,
-            }
-        )
+        self.changes.recover(slot.resource, DESTINATION + destination)
 
 
 def _destination_down(outcome: Outcome) -> bool:

@@ -145,12 +145,16 @@ class Sender:
                             waits = answers is not None
                         if answers is None:
                             tried = True
-                            answers = await call_transport(
-                                transport,
-                                message,
-                                [recipients[i] for i in positions],
-                                self.settings.send_timeout,
-                            )
+                            limits.changes.begin(slot.resource)  # its row active while it sends
+                            try:
+                                answers = await call_transport(
+                                    transport,
+                                    message,
+                                    [recipients[i] for i in positions],
+                                    self.settings.send_timeout,
+                                )
+                            finally:
+                                limits.changes.end(slot.resource)
                             slot.account(answers)
                 if not waits:  # a deferral for the rate says nothing of the destination
                     limits.observe(slot, destination, key, answers)

@@ -174,8 +174,10 @@ class ListenerContext:
 
     def status_row(self) -> dict[str, Any]:
         return {
+            "entry_id": f"listener:{self.name}",
             "resource_type": "listener",
             "name": self.name,
+            "state": "offline" if self.closing else "online",  # its sessions are in its counters
             "address": self.settings.address,
             "store": self.store_name,
             "status": ["available"] if not self.closing else ["stopping"],
@@ -234,8 +236,10 @@ class Listeners:
         rows = [r.context.status_row() for r in self.running.values()]
         for name, error in self.failed.items():
             row = {
+                "entry_id": f"listener:{name}",
                 "resource_type": "listener",
                 "name": name,
+                "state": "failing",  # it could not listen (a reload's bind failure)
                 "status": ["failure"],
                 "methods": [],
                 "counters": {},

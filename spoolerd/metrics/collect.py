@@ -215,7 +215,7 @@ class DaemonMetrics(Collector):
         )
         down: dict[tuple[str, str], int] = {}
         for slot in dispatcher.transports:
-            up.add_metric([slot.name], float(slot.availability == "available"))
+            up.add_metric([slot.name], float(slot.resource.availability == "available"))
             online.add_metric([slot.name], float(slot.online))
             for destination in slot.down:
                 down[(slot.name, destination)] = 0

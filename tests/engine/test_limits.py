@@ -69,7 +69,7 @@ def test_down_and_up_are_published_once_per_change() -> None:
     assert limits.renewed == {"relay:mx": 1600.0}
     clock.advance(10.0)
     limits.observe(slot, "mx", "relay:mx", [no_answer, Outcome.delivered()])
-    assert [(e["state"], e["since"]) for e in events[1:]] == [("ok", 1010.0)]
+    assert [(e["state"], e["since"]) for e in events[1:]] == [("online", 1010.0)]
     assert slot.down == {} and limits.cache.dead_until("relay:mx", clock()) is None
 
 

@@ -170,6 +170,12 @@ async def test_a_failing_download_is_retried_not_fatal(
     async with spooler(tmp_path, clock, transports) as h:
         with anyio.fail_after(10):
             await tries.wait()  # failed, backed off, tried again
+        # the transport's status row is failing with why, since the first failure (issue #18 part 4)
+        row = h.spooler.dispatcher.transports[0].resource
+        assert row.state == "failing" and "ConnectionResetError: imap connection dropped" in str(
+            row.last_error
+        )
+        assert row.failing_since is not None and row.since == row.failing_since
         mid = await h.submit("me@localhost")
         await h.finished(mid)  # and the spooler is still delivering
 

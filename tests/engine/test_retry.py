@@ -99,5 +99,5 @@ def test_store_health_changes_state_once_and_ignores_failures_begun_before_the_w
     assert health.wait("local") == 2
     health.succeeded("local")
     health.succeeded("local")
-    assert [e["state"] for e in events] == ["failing", "available"]
+    assert [e["state"] for e in events] == ["failing", "online"]
     assert health.wait("local") == 0 and not health.states["local"].failing

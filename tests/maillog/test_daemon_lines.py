@@ -149,10 +149,10 @@ async def test_a_dead_relay_is_one_warning_however_many_messages_and_one_when_it
     assert "cannot connect" in row["last_error"] and isinstance(row["since"], float)
     shown = (await run(*ctl(daemon, "status"), check=True)).stdout.decode()
     assert re.search(
-        r"^relay: failing since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: .*cannot connect", shown, re.M
+        r"^transport:relay: failing since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: .*cannot connect", shown, re.M
     ), shown
-    (event,) = [e for e in seen if e["type"] == "status_changed"]
-    assert event["name"] == "relay" and event["state"] == "failing"
+    (event,) = [e for e in seen if e["type"] == "status_changed" and e["state"] == "failing"]
+    assert event["entry_id"] == "transport:relay"
     assert "cannot connect" in event["last_error"]
 
     server = smtp_server(port=port)
@@ -165,9 +165,9 @@ async def test_a_dead_relay_is_one_warning_however_many_messages_and_one_when_it
     assert len(records(daemon, "relay down")) == 1 and len(server.handler.received) == 4
     (row,) = [r for r in await client.ok("status") if r["name"] == "relay"]
     assert "available" in row["status"] and "failure" not in row["status"]
-    seen = await _events(watch, lambda seen: any(e["type"] == "status_changed" for e in seen))
-    (event,) = [e for e in seen if e["type"] == "status_changed"]
-    assert event["name"] == "relay" and event["state"] == "ok" and event["last_error"] is None
+    seen = await _events(watch, lambda seen: any(e.get("was") == "failing" for e in seen))
+    (event,) = [e for e in seen if e["type"] == "status_changed" and e.get("was") == "failing"]
+    assert event["entry_id"] == "transport:relay" and event["last_error"] is None
 
 
 async def _events(watch: Client, enough: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:

@@ -1,0 +1,43 @@
+"""A real daemon (uvloop) relaying through the smtp transport, to watch its status table change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.maillog.conftest import RelayDaemon, daemons, root
+from tests.smtp.conftest import certs, smtp_server
+
+__all__ = ["RelayDaemon", "TwoRelayDaemon", "certs", "daemons", "root", "smtp_server"]
+
+
+class TwoRelayDaemon(RelayDaemon):
+    """The ``relay`` transport fails over between two relays on 127.0.0.1 (``hosts``)."""
+
+    def __init__(self, root: Path, ports: tuple[int, int]) -> None:
+        super().__init__(root, ports[0])
+        self.ports = ports
+
+    def write_config(self) -> Path:
+        cfg = self.root / "spoolerd.toml"
+        hosts = json.dumps([f"127.0.0.1:{port}" for port in self.ports])
+        cfg.write_text(
+            f'[spooler]\nstate_dir = "{self.root / "state"}"\n[control]\nsocket = "{self.socket}"\n'
+            f'[log]\nformat = "json"\nlevel = "info"\n'
+            f'[stores.local]\nprovider = "sqlite"\naddresses = ["@localhost"]\n'
+            f'[transports.relay]\nprovider = "smtp"\nhosts = {hosts}\ntls = "none"\nhelo = "spool.test"\n'
+        )
+        return cfg
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The tests' side on uvloop, as the daemon's."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}
