@@ -27,8 +27,8 @@ from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerEr
 from ..host import Host
 from ..listener_config import ListenerSection, split_address
 from ..message import NewRecipient
+from ..outgoing import outgoing_draft
 from ..retention import filing
-from ..submission import outgoing_draft
 from .check import tls_context
 from .commands import Reply, report_requests
 from .credentials import Credentials, load_credentials
