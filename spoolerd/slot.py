@@ -16,6 +16,8 @@ from .transport import Direction, Outcome, OutcomeKind, Transport
 
 __all__ = ["TransportSlot"]
 
+_COUNTER = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}  # else "deferred"
+
 
 @dataclass(slots=True)
 class TransportSlot:
@@ -82,8 +84,7 @@ class TransportSlot:
         for outcome in outcomes:
             if outcome.kind is OutcomeKind.NOT_ME:
                 continue
-            key = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}.get(outcome.kind, "deferred")
-            self.counters[key] += 1
+            self.counters[_COUNTER.get(outcome.kind, "deferred")] += 1
             if outcome.kind is not OutcomeKind.DELIVERED:
                 code = f"{outcome.code} " if outcome.code else ""
                 self.last_error = f"{code}{outcome.status or ''} {outcome.diagnostic}".strip()
