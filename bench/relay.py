@@ -72,9 +72,9 @@ async def prefill(config_path: str, messages: int, rcpts: int, size: int) -> Non
     """Queue the messages in the daemon's store as its submit command does, with no daemon running."""
     from spoolerd.config import load_config, open_stores
     from spoolerd.message import NewRecipient
+    from spoolerd.outgoing import outgoing_draft, submit_outgoing
     from spoolerd.plugins import PluginRegistry
     from spoolerd.retention import filing
-    from spoolerd.submission import outgoing_draft, submit_outgoing
 
     registry = PluginRegistry()
     config = load_config(config_path, registry)

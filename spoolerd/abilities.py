@@ -20,6 +20,8 @@ AttributeError in the middle of a delivery or an ability silently ignored:
 Stores have one optional part here, ``check`` (``checker``); their other optional abilities are checked
 Protocols beside the contract they extend: ``QueueCounter`` (spoolerd/store.py, for the metrics) and
 ``EventOutbox`` (spoolerd/outbox.py, which a daemon with ``[webhooks]`` requires of every queuing store).
+A plugin's members are read by name in one place, ``contract.member``, and only here and in the
+registry's load-time checks (spoolerd/contract.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .contract import MISSING, member
 from .errors import PluginError
 from .message import Message
 from .preprocess import Preprocessor
@@ -136,21 +139,13 @@ class Abilities:
     destination_concurrency: int | None = None
 
 
-_MISSING = object()
-
-
-def _member(plugin: object, name: str) -> Any:
-    # the one place the core looks a plugin's optional members up by name
-    return getattr(plugin, name, _MISSING)
-
-
 def _refuse(plugin: str, problem: str) -> PluginError:
     return PluginError(f"{plugin}: {problem}")
 
 
 def _async_method(plugin: object, name: str, what: str, describe: str) -> Any:
-    method = _member(plugin, name)
-    if method is _MISSING:
+    method = member(plugin, name)
+    if method is MISSING:
         return None
     if not inspect.iscoroutinefunction(method):
         raise _refuse(describe, f"{name} must be an async method ({what})")
@@ -159,8 +154,8 @@ def _async_method(plugin: object, name: str, what: str, describe: str) -> Any:
 
 def checker(plugin: object, describe: str) -> Callable[[], None] | None:
     """A store's or transport's ``check``, if it has one."""
-    check = _member(plugin, "check")
-    if check is _MISSING:
+    check = member(plugin, "check")
+    if check is MISSING:
         return None
     if not callable(check):
         raise _refuse(describe, "check must be a method (Checking)")
@@ -168,12 +163,12 @@ def checker(plugin: object, describe: str) -> Callable[[], None] | None:
 
 
 def _downloader(transport: object, describe: str) -> Downloading | None:
-    receive, flag = _member(transport, "receive"), _member(transport, "downloads")
-    if receive is _MISSING and flag is _MISSING:
+    receive, flag = member(transport, "receive"), member(transport, "downloads")
+    if receive is MISSING and flag is MISSING:
         return None
-    if receive is _MISSING or not callable(receive):
+    if receive is MISSING or not callable(receive):
         raise _refuse(describe, "downloads is set but receive() is missing (Downloading)")
-    if flag is _MISSING:
+    if flag is MISSING:
         raise _refuse(describe, "receive() without the downloads flag (Downloading: downloads: bool)")
     if not isinstance(flag, bool):
         raise _refuse(describe, f"downloads must be a bool, not {type(flag).__name__}")
@@ -181,19 +176,19 @@ def _downloader(transport: object, describe: str) -> Downloading | None:
 
 
 def _preprocessors(transport: object, describe: str) -> tuple[TransportPreprocessor, ...]:
-    own = _member(transport, "preprocessors")
-    if own is _MISSING:
+    own = member(transport, "preprocessors")
+    if own is MISSING:
         return ()
     if not callable(own):
         raise _refuse(describe, "preprocessors must be a method (Preprocessing)")
     found = []
     for pre in own():
-        if not callable(pre) or not isinstance(_member(pre, "name"), str):
+        if not callable(pre) or not isinstance(member(pre, "name"), str):
             raise _refuse(
                 describe, f"preprocessors() gave {pre!r}, not a preprocessor (a callable with a name)"
             )
-        types = _member(pre, "address_types")
-        if types is _MISSING:
+        types = member(pre, "address_types")
+        if types is MISSING:
             found.append(TransportPreprocessor(pre))
             continue
         if not _address_types(types):
@@ -205,10 +200,10 @@ def _preprocessors(transport: object, describe: str) -> tuple[TransportPreproces
 
 
 def _sent_copier(transport: object, describe: str) -> SentCopier | None:
-    flag = _member(transport, "sent_copies")
+    flag = member(transport, "sent_copies")
     file_sent = _async_method(transport, "file_sent", "FilingSentCopies", describe)
     owe_sent = _async_method(transport, "owe_sent", "OwingSentCopies", describe)
-    if flag is _MISSING:
+    if flag is MISSING:
         if file_sent is not None or owe_sent is not None:
             raise _refuse(describe, "file_sent() without the sent_copies flag (FilingSentCopies)")
         return None
@@ -226,22 +221,22 @@ def _address_types(types: object) -> bool:
 def detect(transport: object, describe: str) -> Abilities:
     """Every optional ability of a built transport; PluginError, naming ``describe`` (the plugin) and
     what is missing, for one implemented by halves. Also checks ``address_types``."""
-    if not _address_types(_member(transport, "address_types")):
+    if not _address_types(member(transport, "address_types")):
         raise _refuse(describe, "address_types must be a frozenset of str or None")
-    limit = _member(transport, "destination_concurrency")
-    if limit is _MISSING:
+    limit = member(transport, "destination_concurrency")
+    if limit is MISSING:
         limit = None
     elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise _refuse(describe, f"destination_concurrency must be None or a positive int, not {limit!r}")
-    status = _member(transport, "status")
-    if status is not _MISSING and not callable(status):
+    status = member(transport, "status")
+    if status is not MISSING and not callable(status):
         raise _refuse(describe, "status must be a method (Reporting)")
     return Abilities(
         check=checker(transport, describe),
         downloader=_downloader(transport, describe),
         flush=_async_method(transport, "flush", "Flushing", describe),
         preprocessors=_preprocessors(transport, describe),
-        status=None if status is _MISSING else status,
+        status=None if status is MISSING else status,
         sent_copier=_sent_copier(transport, describe),
         destination_concurrency=limit,
     )

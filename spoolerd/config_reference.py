@@ -25,6 +25,7 @@ from .config import (
     TransportSection,
 )
 from .config_env import ENV_PREFIX
+from .contract import settings_model
 from .duration import format_duration
 from .listener_config import ListenerSection
 from .plugins import PREPROCESSORS, STORES, TRANSPORTS
@@ -127,8 +128,8 @@ def _providers(group: str) -> list[tuple[str, type[BaseModel]]]:
     found = []
     for ep in importlib.metadata.entry_points(group=group):
         if ep.dist is not None and ep.dist.name == "spoolerd":
-            settings = getattr(ep.load(), "Settings", None)
-            if isinstance(settings, type) and issubclass(settings, BaseModel):
+            settings = settings_model(ep.load())
+            if settings is not None:
                 found.append((ep.name, settings))
     return sorted(found, key=lambda item: item[0])
 

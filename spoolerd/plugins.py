@@ -15,6 +15,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 
 from .abilities import Abilities, detect
+from .contract import Contract, member, settings_model
 from .errors import ConfigError, PluginError
 from .preprocess import Preprocessor
 from .store import STORE_METHODS, MessageStore, StoreContext, StoreProvider
@@ -34,6 +35,9 @@ STORES = "spoolerd.stores"
 TRANSPORTS = "spoolerd.transports"
 PREPROCESSORS = "spoolerd.preprocessors"
 GROUPS = (STORES, TRANSPORTS, PREPROCESSORS)
+
+STORE_CONTRACT = Contract("store", STORE_METHODS, flags=("can_queue",))
+TRANSPORT_CONTRACT = Contract("transport", TRANSPORT_METHODS)
 
 
 def _describe(ep: importlib.metadata.EntryPoint) -> str:
@@ -112,29 +116,26 @@ class PluginRegistry:
         self._loaded[key] = obj
         return obj
 
-    def _provider(self, group: str, name: str, methods: Iterable[str], what: str) -> Any:
+    def _provider(self, group: str, name: str, contract: Contract) -> Any:
         cls = self.load(group, name)
         ep = self._entry_points[group][name][0]
-        settings = getattr(cls, "Settings", None)
-        if not (isinstance(settings, type) and issubclass(settings, BaseModel)):
+        if settings_model(cls) is None:
             raise PluginError(f"entry point {_describe(ep)} has no pydantic 'Settings' model")
-        missing = [m for m in methods if not callable(getattr(cls, m, None))]
-        if group == STORES and not isinstance(getattr(cls, "can_queue", None), bool):
-            missing.append("can_queue")
+        missing = contract.missing(cls)
         if missing:
             raise PluginError(
-                f"entry point {_describe(ep)} does not implement the {what} contract:"
+                f"entry point {_describe(ep)} does not implement the {contract.kind} contract:"
                 f" missing {', '.join(missing)}"
             )
         return cls
 
     def store_provider(self, name: str) -> StoreProvider:
         """The store provider class behind ``spoolerd.stores:name``, checked against the store contract."""
-        return cast(StoreProvider, self._provider(STORES, name, STORE_METHODS, "store"))
+        return cast(StoreProvider, self._provider(STORES, name, STORE_CONTRACT))
 
     def transport_provider(self, name: str) -> TransportProvider:
         """The transport class behind ``spoolerd.transports:name``, checked against the transport contract."""
-        return cast(TransportProvider, self._provider(TRANSPORTS, name, TRANSPORT_METHODS, "transport"))
+        return cast(TransportProvider, self._provider(TRANSPORTS, name, TRANSPORT_CONTRACT))
 
     def open_transport(
         self, provider: str, options: Mapping[str, Any], context: TransportContext
@@ -156,15 +157,13 @@ class PluginRegistry:
         section) validated by it. A bad section raises ConfigError naming its keys."""
         factory = self.load(PREPROCESSORS, name)
         ep = self._entry_points[PREPROCESSORS][name][0]
-        settings_model = getattr(factory, "Settings", None)  # looked at once, when it is built
-        takes_settings = isinstance(settings_model, type) and issubclass(settings_model, BaseModel)
-        if options and not takes_settings:
+        model = settings_model(factory)
+        if options and model is None:
             raise ConfigError([f"preprocessors.{name}: the preprocessor {name!r} takes no settings"])
         args: tuple[BaseModel, ...] = ()
-        if takes_settings:
-            assert isinstance(settings_model, type) and issubclass(settings_model, BaseModel)
+        if model is not None:
             try:
-                args = (settings_model.model_validate(dict(options or {})),)
+                args = (model.model_validate(dict(options or {})),)
             except ValidationError as exc:
                 raise ConfigError(validation_problems(exc, f"preprocessors.{name}")) from exc
         try:
@@ -175,7 +174,7 @@ class PluginRegistry:
             raise PluginError(
                 f"entry point {_describe(ep)} could not be built: {type(exc).__name__}: {exc}"
             ) from exc
-        if not callable(instance) or not isinstance(getattr(instance, "name", None), str):
+        if not callable(instance) or not isinstance(member(instance, "name"), str):
             raise PluginError(f"entry point {_describe(ep)} is not a preprocessor (a callable with a name)")
         return cast(Preprocessor, instance)
 

@@ -6,8 +6,8 @@ Every option Postfix's sendmail accepts is accepted (``sendmail_args``); the oth
 ``-q``, ``newaliases``, ``-bv``) are in ``sendmail_modes``.
 
 The message goes to the daemon's control socket; when no daemon answers it is written straight into
-the default store (the same SQLite database), where the daemon finds it when it starts. The exit status
-follows sysexits(3). The common path imports only the standard library, to start fast.
+the default store (the same SQLite database; ``sendmail_direct``), where the daemon finds it when it
+starts. The exit status follows sysexits(3). The common path imports only the standard library, to start fast.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from .sendmail_args import (
     UsageError,
     parse_args,
 )
+from .sendmail_direct import NoStore, submit_direct
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up is most of a submit's time
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any
 
 __all__ = ["main", "parse_args"]
 
@@ -56,7 +56,7 @@ def prepare(content: bytes, opts: Options) -> tuple[bytes, str | None, list[str]
     """The content to submit, the envelope sender as given (None: by the rules) and the recipients as
     given (with -t, those of To, Cc and Bcc too, and the Bcc fields dropped). Completing them (default
     domain, aliases, masquerading, the From field a message lacks) is ``submit_rules``'s, in the daemon
-    or in ``_submit_direct``, so both paths give the same result."""
+    or in ``sendmail_direct``, so both paths give the same result."""
     recipients = list(opts.recipients)
     if opts.from_headers:
         from .envelope import header_recipients, without_bcc  # only when headers matter
@@ -64,96 +64,6 @@ def prepare(content: bytes, opts: Options) -> tuple[bytes, str | None, list[str]
         recipients += [address for _display, address, _kind in header_recipients(content)]
         content = without_bcc(content)
     return content, opts.sender, recipients
-
-
-SYSTEM_CONFIG = "/etc/spoolerd/spoolerd.toml"
-
-
-class NoStore(Exception):
-    """No daemon answers and no store to write into could be found."""
-
-
-def _fallback_config() -> str | None:
-    """The config whose default store we may write into: $SPOOLERD_CONFIG, else the system file, else
-    the embedded default, but only where its store already exists (never a new ./spool by accident)."""
-    explicit = os.environ.get("SPOOLERD_CONFIG")
-    if explicit:
-        return explicit
-    if os.path.exists(SYSTEM_CONFIG):
-        return SYSTEM_CONFIG
-    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "spool"
-    if os.path.exists(os.path.join(state, "spool.db")):
-        return None
-    raise NoStore("there is no store to queue into (set SPOOLERD_CONFIG)")
-
-
-def _state_owner(state_dir: os.PathLike[str]) -> int:
-    """The uid the daemon runs as: the owner of its state directory."""
-    try:
-        return os.stat(state_dir).st_uid
-    except OSError:
-        return 0
-
-
-def _submit_direct(
-    content: bytes,
-    sender: str | None,
-    recipients: list[str],
-    reports: dict[str, Any],
-    full_name: str | None = None,
-) -> str:
-    """No daemon: queue the message in the default store ourselves (the daemon picks it up later)."""
-    config_path = _fallback_config()
-    import anyio
-
-    from .config import load_config, open_stores
-    from .dsn_params import DsnRequest
-    from .logsetup import configure_logging
-    from .maillog import accepted
-    from .message_size import check_message_size
-    from .plugins import PluginRegistry
-    from .retention import filing
-    from .submission import outgoing_draft, submit_outgoing
-    from .submit_rules import SubmissionRequest, complete_submission, trusted
-
-    async def run() -> str:
-        registry = PluginRegistry()
-        config = load_config(config_path, registry)
-        configure_logging(config.log)  # the accepted line goes to stderr, as Postfix's postdrop warns there
-        check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
-        uid = os.getuid()
-        trusts = trusted(config, uid, _state_owner(config.spooler.state_dir))
-        dsn = DsnRequest.parsed(  # as the daemon reads them (InvalidArgument: refused, exit 65)
-            reports.get("ret"), reports.get("envid"), reports.get("notify"), reports.get("recipient_dsn")
-        )
-        env = complete_submission(
-            config, SubmissionRequest(content, sender, recipients, uid, trusts, full_name, dsn)
-        )
-        opened = open_stores(config, registry)
-        store = opened.stores[opened.default]
-        await store.start()
-        try:
-            filed = filing(config.stores[opened.default].sent_copies)
-            draft = await outgoing_draft(
-                store, env.content, env.recipients, sender=env.sender, subject=env.subject,
-                sentmail=filed.sentmail, delete_after_submit=filed.delete_after_submit,
-                ndr_requested=reports.get("ndr", True), dr_requested=reports.get("dr", False),
-                dsn=env.dsn,
-            )  # fmt: skip
-            message_id = await submit_outgoing(store, draft, preprocess=True)  # one transaction
-            accepted(
-                queue_id=message_id,
-                store=opened.default,
-                content=env.content,
-                sender=env.sender,
-                recipients=len(env.recipients),
-                via="sendmail",
-            )
-            return message_id
-        finally:
-            await store.stop()
-
-    return anyio.run(run)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -207,7 +117,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     else:
         return EX_OK
     try:
-        _submit_direct(content, sender, recipients, opts.report_requests(), opts.full_name)
+        submit_direct(content, sender, recipients, opts.report_requests(), opts.full_name)
     except NoStore as exc:
         print(f"spoolerd-sendmail: {unreachable}, and {exc}", file=sys.stderr)
         return EX_TEMPFAIL

@@ -20,6 +20,8 @@ __all__ = ["DESTINATION", "TransportSlot"]
 
 DESTINATION = "destination:"  # what its row's problem key for a destination that is down begins with
 
+_COUNTER = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}  # else "deferred"
+
 
 @dataclass(slots=True)
 class TransportSlot:
@@ -98,8 +100,7 @@ class TransportSlot:
         for outcome in outcomes:
             if outcome.kind is OutcomeKind.NOT_ME:
                 continue
-            key = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}.get(outcome.kind, "deferred")
-            self.counters[key] += 1
+            self.counters[_COUNTER.get(outcome.kind, "deferred")] += 1
             if outcome.kind is not OutcomeKind.DELIVERED:
                 code = f"{outcome.code} " if outcome.code else ""
                 self.last_error = f"{code}{outcome.status or ''} {outcome.diagnostic}".strip()

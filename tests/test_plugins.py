@@ -56,6 +56,26 @@ def test_a_class_that_breaks_the_contract_is_refused() -> None:
         registry.store_provider("fake")
 
 
+class HalfAStore:
+    """A pydantic Settings model, but not the rest of the store contract."""
+
+    Settings = SqliteStore.Settings
+    can_queue = "yes"  # not a bool
+
+    async def start(self) -> None: ...
+
+
+def test_a_class_missing_part_of_the_contract_is_refused_naming_what_is_missing() -> None:
+    registry = registry_with(("half", f"{__name__}:HalfAStore"))
+    with pytest.raises(PluginError) as err:
+        registry.store_provider("half")
+    message = str(err.value)
+    assert message.startswith(f"entry point spoolerd.stores:half = {__name__}:HalfAStore does not implement")
+    missing = message.partition("missing ")[2].split(", ")
+    assert "start" not in missing and {"stop", "submit", "lock", "can_queue"} <= set(missing)
+    assert missing[-1] == "can_queue"  # the methods first, as declared, then the flags
+
+
 def test_two_packages_claiming_one_name_is_an_error() -> None:
     registry = registry_with(("dup", "stores.sqlite:SqliteStore"), ("dup", f"{__name__}:ReadOnlyArchive"))
     with pytest.raises(PluginError, match="two installed packages claim"):

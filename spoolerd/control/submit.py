@@ -12,8 +12,8 @@ from .. import maillog
 from ..dsn_params import DsnRequest
 from ..host import Host
 from ..message_size import check_message_size
+from ..outgoing import outgoing_draft
 from ..retention import filing
-from ..submission import outgoing_draft
 from ..submit_rules import Envelope, SubmissionRequest, complete_submission, trusted
 from .base import CommandError, Connection, StoreArgs, named_store
 from .results import SubmitResult

@@ -25,7 +25,7 @@ rules are checked for any input, and over a message's whole life, in tests/engin
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..dsn import RecipientStatus, ReportKind
 from ..dsn_params import Notify, wants
@@ -185,13 +185,13 @@ def decide(message: Message, tried: Mapping[int, Tried], now: float, settings: D
             message, updates, waiting, submitted=submitted, now=now, after=settings.delay_warning_after
         )
         return Decision(tuple(waiting), tuple(updates), result, (), warning, frozenset())
-    applied = _applied(message, updates)
-    reports = _wanted_reports(message, applied, now)
-    by = frozenset(r.transport for r in applied if r.state is RecipientState.DELIVERED and r.transport)
+    standing = _standing(message, updates)
+    reports = _wanted_reports(message, standing, now)
+    by = frozenset(s.transport for s in standing if s.state is RecipientState.DELIVERED and s.transport)
     return Decision(tuple(waiting), tuple(updates), result, tuple(reports), None, by)
 
 
-def _wanted_reports(message: Message, recipients: Sequence[Recipient], now: float) -> list[Report]:
+def _wanted_reports(message: Message, standing: Sequence[_Standing], now: float) -> list[Report]:
     """One NDR for all failed recipients (if requested, which is the default), one DR if asked for;
     never a report on a report, nor to the null sender."""
     if not message.sender or _is_report(message):
@@ -203,9 +203,11 @@ def _wanted_reports(message: Message, recipients: Sequence[Recipient], now: floa
     reports = []
     for kind, state, event, default, default_status in wanted:
         statuses = tuple(
-            _status(r, r.last_status or default_status, r.last_code, r.last_text, now)
-            for r in recipients
-            if r.state is state and wants(r.notify, event, default)
+            RecipientStatus(
+                s.address, s.status or default_status, s.code, s.text or "", now, original_recipient=s.orcpt
+            )
+            for s in standing
+            if s.state is state and wants(s.notify, event, default)
         )
         if statuses:
             reports.append(Report(kind, statuses))
@@ -247,13 +249,13 @@ def _delay_warning(
     return Report(ReportKind.DELAY, statuses) if statuses else None
 
 
+_FINAL_STATE = {OutcomeKind.DELIVERED: RecipientState.DELIVERED, OutcomeKind.FAILED: RecipientState.FAILED}
+
+
 def _update(
     rcpt: Recipient, transport: str | None, outcome: Outcome, next_attempt: float | None
 ) -> RecipientUpdate:
-    state = {
-        OutcomeKind.DELIVERED: RecipientState.DELIVERED,
-        OutcomeKind.FAILED: RecipientState.FAILED,
-    }.get(outcome.kind, RecipientState.DEFERRED)
+    state = _FINAL_STATE.get(outcome.kind, RecipientState.DEFERRED)
     return RecipientUpdate(
         rcpt.index, state, transport, outcome.code, outcome.status, outcome.diagnostic, next_attempt
     )
@@ -269,13 +271,27 @@ def _is_report(message: Message) -> bool:
     return canonical(message.message_class).startswith("report.")
 
 
-def _applied(message: Message, updates: Sequence[RecipientUpdate]) -> list[Recipient]:
+@dataclass(slots=True)
+class _Standing:
+    """Where a recipient stands once the attempt's updates are recorded: what a report and the sent
+    copy read of it (a light record, not a copy of the ``Recipient``: one per recipient per attempt)."""
+
+    address: str
+    state: RecipientState
+    transport: str | None
+    code: int | None
+    status: str | None
+    text: str | None
+    notify: Notify | None  # what it asked to be told (RFC 3461)
+    orcpt: str | None
+
+
+def _standing(message: Message, updates: Sequence[RecipientUpdate]) -> list[_Standing]:
     """The message's recipients as they stand once ``updates`` are recorded."""
     final = {u.index: u for u in updates}
-    return [r if r.index not in final else _apply(r, final[r.index]) for r in message.recipients]
-
-
-def _apply(r: Recipient, u: RecipientUpdate) -> Recipient:
-    return replace(
-        r, state=u.state, last_code=u.code, last_status=u.status, last_text=u.text, transport=u.transport
-    )
+    return [
+        _Standing(r.address, r.state, r.transport, r.last_code, r.last_status, r.last_text, r.notify, r.orcpt)
+        if (u := final.get(r.index)) is None
+        else _Standing(r.address, u.state, u.transport, u.code, u.status, u.text, r.notify, r.orcpt)
+        for r in message.recipients
+    ]

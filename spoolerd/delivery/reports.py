@@ -17,6 +17,7 @@ from ..dsn import ReportKind, build_report, report_class
 from ..errors import StoreError
 from ..message import InboundMessage, Message, NewRecipient, StateChange
 from ..outbox import OutboxEvent, record_outcomes
+from ..outgoing import outgoing_draft, submit_outgoing
 from ..store import MessageStore
 from .decide import Report, submitted_at
 from .settings import DeliverySettings
@@ -111,8 +112,6 @@ async def _copy_bounce(
     """Queue a copy of an NDR for the postmaster: on a relay-only host nobody reads the sender's
     Inbox. From the null sender, so the copy never bounces itself; queued before the NDR is filed,
     so a crash in between repeats the copy but never loses it."""
-    from ..submission import outgoing_draft, submit_outgoing  # submission imports the delivery stages
-
     to = [a for a in copy_to if a.casefold() != message.sender.casefold()]
     if to:
         rcpts = [NewRecipient(a) for a in to]

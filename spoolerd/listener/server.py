@@ -26,8 +26,8 @@ from ..envelope import header_subject
 from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerError, StoreError
 from ..host import Host
 from ..listener_config import ListenerSection, split_address
+from ..outgoing import outgoing_draft
 from ..retention import filing
-from ..submission import outgoing_draft
 from .check import tls_context
 from .commands import Reply
 from .credentials import Credentials, load_credentials

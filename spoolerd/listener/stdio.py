@@ -20,6 +20,7 @@ from ..client import ConnectionLost, ControlClient, Refused, Unreachable
 from ..listener_config import ListenerSection
 from ..message import check_wire_text
 from ..message_size import DEFAULT_MESSAGE_SIZE_LIMIT
+from ..sendmail_direct import submit_direct  # the same fallback as plain sendmail
 from .commands import Reply
 from .credentials import Credentials
 from .protocol import Session, Transaction
@@ -80,8 +81,6 @@ class StdioIntake:
         return await asyncio.to_thread(self._submit, tx.mail.sender, tx.addresses, content, reports)
 
     def _submit(self, sender: str, recipients: list[str], content: bytes, reports: dict[str, Any]) -> Reply:
-        from ..sendmail import _submit_direct  # the same fallback as plain sendmail
-
         try:
             with ControlClient(timeout=None) as client:
                 result = client.submit(content, sender=sender, recipients=recipients, **reports)
@@ -93,9 +92,7 @@ class StdioIntake:
         except Unreachable:
             pass
         try:
-            return Reply(
-                250, "2.0.0", f"Ok: queued as {_submit_direct(content, sender, recipients, reports)}"
-            )
+            return Reply(250, "2.0.0", f"Ok: queued as {submit_direct(content, sender, recipients, reports)}")
         except Exception as exc:
             code = getattr(exc, "code", "")
             return _REFUSALS.get(code, Reply(451, "4.3.0", "cannot queue the message now"))

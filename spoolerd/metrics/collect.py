@@ -11,7 +11,7 @@ submission path): no message, recipient or client ever becomes a label.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -20,13 +20,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .. import maillog
+from ..host import Host
 from .census import QueueState
 from .queue import QueueCensus
 
-if TYPE_CHECKING:
-    from ..daemon import Daemon
-
-__all__ = ["DaemonMetrics"]
+__all__ = ["DaemonMetrics", "MetricsHost"]
 
 log = structlog.get_logger("spoolerd.metrics")
 
@@ -42,10 +40,18 @@ MAX_RELAYS = 256  # relay series kept: destinations come from the configuration,
 _DOWN = frozenset({maillog.RELAY_DOWN, maillog.LOGIN_REFUSED, maillog.TLS_FAILED})
 
 
+class MetricsHost(Host, Protocol):
+    """What the metrics read of a running daemon (which starts them, so they must not import it): what
+    a face may use, and the latency of every store call."""
+
+    @property
+    def store_timings(self) -> Histogram | None: ...
+
+
 class DaemonMetrics(Collector):
     """A registry of its own (tests run several daemons in one process), filled from the daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: MetricsHost) -> None:
         self.daemon = daemon
         self.census = QueueCensus(daemon.stores, daemon.spooler.clock)
         self.registry = CollectorRegistry(auto_describe=False)

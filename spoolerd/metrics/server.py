@@ -10,7 +10,6 @@ any other path is 404, any other method 405.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -19,10 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import MetricsUnavailable
 from ..listener_config import split_address
-from .collect import DaemonMetrics
-
-if TYPE_CHECKING:
-    from ..daemon import Daemon
+from .collect import DaemonMetrics, MetricsHost
 
 __all__ = ["MetricsServer"]
 
@@ -36,7 +32,7 @@ PATH = "/metrics"
 
 
 class MetricsServer:
-    def __init__(self, daemon: Daemon, address: str) -> None:
+    def __init__(self, daemon: MetricsHost, address: str) -> None:
         self.address = address
         self.metrics = DaemonMetrics(daemon)
         self._open = 0

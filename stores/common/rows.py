@@ -1,7 +1,10 @@
 """The store tables' rows as values, for both dialects: the columns to select and what they map to.
 
 A row is read by column name (``sqlite3.Row``, ``asyncpg.Record``), so a mapping never counts positions
-and a select list may change its order without a reader noticing.
+and a select list may change its order without a reader noticing. The rows read for every delivery
+(``QUEUE_COLUMNS``, ``MESSAGE_COLUMNS``, ``RECIPIENT_COLUMNS``) go by name through the position the
+name has in its select list (``_positions``): ``sqlite3.Row`` finds a name by comparing it with each
+column name in turn, which cost more than the rest of reading such a row.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "ARRIVAL_COLUMNS",
     "DRAFT_COLUMNS",
     "FOLDER_COLUMNS",
+    "LOADED_COLUMNS",
     "MESSAGE_COLUMNS",
     "NEW_RECIPIENT_COLUMNS",
     "QUEUE_COLUMNS",
@@ -81,10 +85,23 @@ QUEUE_COLUMNS = (
     "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
     " lock_expiry, not_before, held"
 )
+LOADED_COLUMNS = f"{MESSAGE_COLUMNS}, c.data"  # a message as ``message_from_row`` reads it
 SUMMARY_COLUMNS = (
     "id, folder_id, message_class, flags, sender, subject, size,"
     " COALESCE(client_submit_time, created_at) AS listed_at"
 )
+
+
+def _positions(columns: str) -> dict[str, int]:
+    """Each column's position in a select list of plain columns (``m.flags`` is ``flags``)."""
+    names = [part.strip().rpartition(".")[2] for part in columns.split(",")]
+    assert all(name.isidentifier() for name in names) and len(set(names)) == len(names), columns
+    return {name: i for i, name in enumerate(names)}
+
+
+_QUEUE = _positions(QUEUE_COLUMNS)
+_MESSAGE = _positions(LOADED_COLUMNS)
+_RECIPIENT = _positions(RECIPIENT_COLUMNS)
 
 
 def folder_from_row(row: Row) -> Folder:
@@ -100,22 +117,23 @@ def folder_from_row(row: Row) -> Folder:
 
 def recipient_from_row(row: Row) -> Recipient:
     """A row selected with RECIPIENT_COLUMNS."""
+    c = _RECIPIENT
     return Recipient(
-        index=row["idx"],
-        address=row["address"],
-        display_name=row["display_name"],
-        address_type=row["address_type"],
-        kind=RecipientKind(row["kind"]),
-        responsibility=bool(row["responsibility"]),
-        state=RecipientState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt=row["next_attempt"],
-        last_code=row["last_code"],
-        last_status=row["last_status"],
-        last_text=row["last_text"],
-        transport=row["transport"],
-        notify=None if row["notify"] is None else Notify(row["notify"]),
-        orcpt=row["orcpt"],
+        index=row[c["idx"]],
+        address=row[c["address"]],
+        display_name=row[c["display_name"]],
+        address_type=row[c["address_type"]],
+        kind=RecipientKind(row[c["kind"]]),
+        responsibility=bool(row[c["responsibility"]]),
+        state=RecipientState(row[c["state"]]),
+        attempts=row[c["attempts"]],
+        next_attempt=row[c["next_attempt"]],
+        last_code=row[c["last_code"]],
+        last_status=row[c["last_status"]],
+        last_text=row[c["last_text"]],
+        transport=row[c["transport"]],
+        notify=None if row[c["notify"]] is None else Notify(row[c["notify"]]),
+        orcpt=row[c["orcpt"]],
     )
 
 
@@ -137,55 +155,57 @@ def new_recipient_values(mid: int, recipients: Sequence[NewRecipient]) -> list[t
 
 
 def message_from_row(row: Row, recipients: tuple[Recipient, ...], now: float) -> Message:
-    """A row selected with MESSAGE_COLUMNS and ``c.data``, and its recipients."""
-    lease = Lease.of(row, now)
-    sentmail = row["sentmail_folder"]
+    """A row selected with LOADED_COLUMNS (MESSAGE_COLUMNS and ``c.data``), and its recipients."""
+    c = _MESSAGE
+    lease = Lease.of(row[c["lock_owner"]], row[c["lock_expiry"]], now)
+    sentmail = row[c["sentmail_folder"]]
     return Message(
-        id=str(row["id"]),
-        folder_id=str(row["folder_id"]),
-        message_class=row["message_class"],
-        flags=MessageFlag(row["flags"]),
-        submit_flags=lease.submit_flags(row["submit_flags"]),
-        priority=row["priority"],
-        sender=row["sender"],
-        subject=row["subject"],
-        size=row["size"],
-        content=bytes(row["data"]),
+        id=str(row[c["id"]]),
+        folder_id=str(row[c["folder_id"]]),
+        message_class=row[c["message_class"]],
+        flags=MessageFlag(row[c["flags"]]),
+        submit_flags=lease.submit_flags(row[c["submit_flags"]]),
+        priority=row[c["priority"]],
+        sender=row[c["sender"]],
+        subject=row[c["subject"]],
+        size=row[c["size"]],
+        content=bytes(row[c["data"]]),
         recipients=recipients,
-        created_at=row["created_at"],
-        client_submit_time=row["client_submit_time"],
-        not_before=row["not_before"],
-        next_attempt=row["next_attempt"],
+        created_at=row[c["created_at"]],
+        client_submit_time=row[c["client_submit_time"]],
+        not_before=row[c["not_before"]],
+        next_attempt=row[c["next_attempt"]],
         sentmail_folder=None if sentmail is None else str(sentmail),
-        delete_after_submit=bool(row["delete_after_submit"]),
-        ndr_requested=bool(row["ndr_requested"]),
-        dr_requested=bool(row["dr_requested"]),
+        delete_after_submit=bool(row[c["delete_after_submit"]]),
+        ndr_requested=bool(row[c["ndr_requested"]]),
+        dr_requested=bool(row[c["dr_requested"]]),
         lock_owner=lease.owner,
         lock_expiry=lease.expiry,
-        delay_reported=bool(row["delay_reported"]),
-        held=bool(row["held"]),
-        dsn_ret=None if row["dsn_ret"] is None else Ret(row["dsn_ret"]),
-        dsn_envid=row["dsn_envid"],
+        delay_reported=bool(row[c["delay_reported"]]),
+        held=bool(row[c["held"]]),
+        dsn_ret=None if row[c["dsn_ret"]] is None else Ret(row[c["dsn_ret"]]),
+        dsn_envid=row[c["dsn_envid"]],
     )
 
 
 def queue_entry_from_row(row: Row, now: float) -> QueueEntry:
     """A row selected with QUEUE_COLUMNS."""
-    lease = Lease.of(row, now)
+    c = _QUEUE
+    lease = Lease.of(row[c["lock_owner"]], row[c["lock_expiry"]], now)
     return QueueEntry(
-        id=str(row["id"]),
-        client_submit_time=row["client_submit_time"],
-        due_at=row["due_at"],
-        flags=MessageFlag(row["flags"]),
-        submit_flags=lease.submit_flags(row["submit_flags"]),
-        priority=row["priority"],
-        sender=row["sender"],
-        subject=row["subject"],
-        size=row["size"],
+        id=str(row[c["id"]]),
+        client_submit_time=row[c["client_submit_time"]],
+        due_at=row[c["due_at"]],
+        flags=MessageFlag(row[c["flags"]]),
+        submit_flags=lease.submit_flags(row[c["submit_flags"]]),
+        priority=row[c["priority"]],
+        sender=row[c["sender"]],
+        subject=row[c["subject"]],
+        size=row[c["size"]],
         lock_owner=lease.owner,
         lock_expiry=lease.expiry,
-        not_before=row["not_before"],
-        held=bool(row["held"]),
+        not_before=row[c["not_before"]],
+        held=bool(row[c["held"]]),
     )
 
 

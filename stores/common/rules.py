@@ -53,9 +53,8 @@ class Lease:
     expiry: float | None
 
     @classmethod
-    def of(cls, row: Any, now: float) -> Lease:
-        """From a row with ``lock_owner`` and ``lock_expiry`` columns."""
-        owner, expiry = row["lock_owner"], row["lock_expiry"]
+    def of(cls, owner: str | None, expiry: float | None, now: float) -> Lease:
+        """From a row's ``lock_owner`` and ``lock_expiry`` columns."""
         return cls(owner, expiry) if live(owner, expiry, now) else cls(None, None)
 
     def submit_flags(self, stored: int) -> SubmitFlag:

@@ -15,7 +15,7 @@ from stores.common.queueing import NEW_QUEUED_COLUMNS, QueueRequest
 from stores.common.rows import (
     DRAFT_COLUMNS,
     FOLDER_COLUMNS,
-    MESSAGE_COLUMNS,
+    LOADED_COLUMNS,
     NEW_RECIPIENT_COLUMNS,
     RECIPIENT_COLUMNS,
     DraftRow,
@@ -140,8 +140,7 @@ async def require_lock(conn: Any, mid: int, owner: str) -> None:
 
 async def load_message(conn: Any, mid: int, now: float) -> Message:
     row = await conn.fetchrow(
-        f"SELECT {MESSAGE_COLUMNS}, c.data FROM messages m JOIN contents c ON c.message_id = m.id"
-        " WHERE m.id=$1",
+        f"SELECT {LOADED_COLUMNS} FROM messages m JOIN contents c ON c.message_id = m.id WHERE m.id=$1",
         mid,
     )
     if row is None:

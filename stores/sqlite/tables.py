@@ -17,7 +17,7 @@ from stores.common.queueing import NEW_QUEUED_COLUMNS, QueueRequest
 from stores.common.rows import (
     DRAFT_COLUMNS,
     FOLDER_COLUMNS,
-    MESSAGE_COLUMNS,
+    LOADED_COLUMNS,
     NEW_RECIPIENT_COLUMNS,
     RECIPIENT_COLUMNS,
     DraftRow,
@@ -145,8 +145,7 @@ def require_lock(conn: sqlite3.Connection, mid: int, owner: str) -> None:
 
 def load_message(conn: sqlite3.Connection, mid: int, now: float) -> Message:
     row = conn.execute(
-        f"SELECT {MESSAGE_COLUMNS}, c.data FROM messages m JOIN contents c ON c.message_id = m.id"
-        " WHERE m.id=?",
+        f"SELECT {LOADED_COLUMNS} FROM messages m JOIN contents c ON c.message_id = m.id WHERE m.id=?",
         (mid,),
     ).fetchone()
     if row is None:

@@ -124,7 +124,7 @@ def test_the_lease_rules(queued: bool, owner: str | None, expiry: float | None, 
     state = MessageState(queued, owner, None if owner is None else expiry)
     live = owner is not None and expiry is not None and expiry > now
     assert state.locked(now) == live
-    lease = Lease.of({"lock_owner": state.lock_owner, "lock_expiry": state.lock_expiry}, now)
+    lease = Lease.of(state.lock_owner, state.lock_expiry, now)
     assert (lease.owner is not None) == live
     assert (SubmitFlag.LOCKED in lease.submit_flags(SubmitFlag.LOCKED | SubmitFlag.PREPROCESS)) == live
 
