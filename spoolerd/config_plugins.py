@@ -59,11 +59,20 @@ class StoreSection(_PluginSection):
         return addresses
 
 
+def _rate(value: Any) -> Rate | None:
+    """A transport's ``rate``: as written (``"100/1m"``), or as a config dump reads it back."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and set(value) == {"messages", "per"}:
+        return parse_rate(f"{value['messages']}/{value['per']}s")
+    return parse_rate(value)
+
+
 class TransportSection(_PluginSection):
     concurrency: int | None = Field(
         None, ge=1, description="sends at once (default spooler.transport_concurrency)"
     )
-    rate: Annotated[Rate | None, BeforeValidator(parse_rate)] = Field(
+    rate: Annotated[Rate | None, BeforeValidator(_rate)] = Field(
         None, description='sends per period to each destination at most, e.g. "100/1m" (default: no limit)'
     )
 
