@@ -94,9 +94,10 @@ class TransportSlot:
         return {} if self.abilities.status is None else self.abilities.status()
 
     def account(self, outcomes: Sequence[Outcome]) -> None:
-        """Count what one send did, and keep the latest problem for the status row."""
+        """Count what one send did, and keep the latest problem for the status row (a deferral without
+        an attempt, a relay's rate say, is neither)."""
         for outcome in outcomes:
-            if outcome.kind is OutcomeKind.NOT_ME:
+            if outcome.kind is OutcomeKind.NOT_ME or not outcome.attempted:
                 continue
             key = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}.get(outcome.kind, "deferred")
             self.counters[key] += 1
