@@ -25,12 +25,14 @@ from .test_rate import SLACK, Counting, arrivals, spaced, submit
 
 
 @asynccontextmanager
-async def daemon(tmp_path: Path, ports: list[int], relay_rates: dict[str, str]) -> AsyncIterator[Any]:
+async def daemon(
+    tmp_path: Path, ports: list[int], relay_rates: dict[str, str], store: dict[str, Any] | None = None
+) -> AsyncIterator[Any]:
     hosts = [f"127.0.0.1:{port}" for port in ports]
     relay = {"provider": "smtp", "hosts": hosts, "tls": "none", "helo": "spool.test"}
     data = {
         "spooler": {"state_dir": str(tmp_path), "reporting_mta": "spool.test"},
-        "stores": {"local": {"provider": "sqlite", "addresses": ["@localhost"]}},
+        "stores": {"local": {**(store or {"provider": "sqlite"}), "addresses": ["@localhost"]}},
         "transports": {"relay": {**relay, "relay_rates": relay_rates}},
     }
     d = build(parse_config(data), PluginRegistry(), clock=time.time)
@@ -80,13 +82,16 @@ async def test_with_every_relay_spent_messages_wait_and_then_all_arrive(
     assert times[-1] - times[0] >= 1.0 - SLACK  # eight at four a second: a period at least
 
 
-async def test_a_restarted_daemon_keeps_the_relay_budget(tmp_path: Path, smtp_server: ServerFactory) -> None:
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_restarted_daemon_keeps_the_relay_budget(
+    tmp_path: Path, smtp_server: ServerFactory, dialect: str, store_section: dict[str, Any]
+) -> None:
     first, second, ports = sinks(smtp_server)
     rates = {f"127.0.0.1:{ports[0]}": "3/1m"}
-    async with daemon(tmp_path, ports, rates) as d:
+    async with daemon(tmp_path, ports, rates, store_section) as d:
         await submit(d, 3)
         await arrivals(first, 3)
-    async with daemon(tmp_path, ports, rates) as d:
+    async with daemon(tmp_path, ports, rates, store_section) as d:
         await submit(d, 2)  # new to this daemon: only the stored budget passes the first relay over
         await arrivals(second, 2)
     assert len(first.received) == 3 and len(second.received) == 2
