@@ -18,9 +18,13 @@ import pytest
 from spoolerd.config import parse_config
 from spoolerd.config_plugins import plugin_problems
 from spoolerd.daemon import build, running
+from spoolerd.delivery.rates import RateBudgets
 from spoolerd.plugins import PluginRegistry
+from spoolerd.testing import FakeClock
+from spoolerd.transport import OutcomeKind
 
-from .conftest import ServerFactory
+from .conftest import ServerFactory, message
+from .test_failover import Start, relays
 from .test_rate import SLACK, Counting, arrivals, spaced, submit
 
 
@@ -95,6 +99,36 @@ async def test_a_restarted_daemon_keeps_the_relay_budget(
         await submit(d, 2)  # new to this daemon: only the stored budget passes the first relay over
         await arrivals(second, 2)
     assert len(first.received) == 3 and len(second.received) == 2
+
+
+async def test_the_transport_passes_spent_relays_over_and_names_when_the_first_frees(
+    smtp_server: ServerFactory, started: Start
+) -> None:
+    """The transport on its own, with a gate over in-memory budgets and a clock moved by hand."""
+    first, second, ports = sinks(smtp_server)
+    clock = FakeClock()
+    peers = [f"127.0.0.1:{port}" for port in ports]
+    t = relays(ports, clock, relay_rates={peers[0]: "1/1m", peers[1]: "2/1m"})
+    t.use_rate_gate(RateBudgets(None, clock).gate("relay"))
+    await started(t)
+    sent = [await t.send(*message(f"to{i}@example.net")) for i in range(3)]
+    assert [(o.kind, o.relay) for (o,) in sent] == [
+        (OutcomeKind.DELIVERED, p) for p in [peers[0], *peers[1:] * 2]
+    ]
+    clock.advance(10)
+    (waits,) = await t.send(*message("to3@example.net"))
+    assert (waits.kind, waits.code, waits.status, waits.attempted) == (
+        OutcomeKind.DEFERRED,
+        None,
+        "4.7.0",
+        False,
+    )
+    assert waits.retry_after == 50.0  # the first relay's send, a minute before
+    assert [row["state"] for row in t.status()["relays"]] == ["up", "up"]  # passed over, not down
+    clock.advance(50)
+    ((o,),) = [await t.send(*message("to4@example.net"))]
+    assert (o.kind, o.relay) == (OutcomeKind.DELIVERED, peers[0])
+    assert len(first.received) == 2 and len(second.received) == 2
 
 
 @pytest.mark.parametrize(
