@@ -16,6 +16,8 @@ AttributeError in the middle of a delivery or an ability silently ignored:
 - ``FilingSentCopies``: ``sent_copies: bool`` and ``async file_sent(message, delivered_by)``; refused with
   one and not the other. ``OwingSentCopies`` adds ``async owe_sent(store, message, delivered_by)``.
 - ``DestinationLimited``: ``destination_concurrency``, None or a positive int.
+- ``RateGated``: ``use_rate_gate(gate)``, called once with the spooler's ``RateGate`` (budgets of the
+  transport's own, e.g. one per relay, kept in the store like ``rate``'s); refused if not callable.
 
 Stores have one optional part here, ``check`` (``checker``); their other optional abilities are checked
 Protocols beside the contract they extend: ``QueueCounter`` (spoolerd/store.py, for the metrics) and
@@ -35,6 +37,7 @@ from .contract import MISSING, member
 from .errors import PluginError
 from .message import Message
 from .preprocess import Preprocessor
+from .rate import Rate
 from .store import MessageStore
 from .transport import Direction, Inbound
 
@@ -47,6 +50,8 @@ __all__ = [
     "Flushing",
     "OwingSentCopies",
     "Preprocessing",
+    "RateGate",
+    "RateGated",
     "Reporting",
     "SentCopier",
     "TransportPreprocessor",
@@ -111,6 +116,18 @@ class DestinationLimited(Protocol):
     destination_concurrency: int | None  # sends at once per destination, instead of the spooler's
 
 
+class RateGate(Protocol):
+    async def admit(self, key: str, rate: Rate) -> float | None:
+        """May one message go to the transport's ``key`` (a relay, say) under ``rate`` now? None: yes,
+        and the send is recorded in the store before this returns; else the time (the spooler's clock)
+        its window frees. Keys are the transport's own; the gate prefixes the transport's name."""
+
+
+class RateGated(Protocol):
+    def use_rate_gate(self, gate: RateGate) -> None:
+        """Given the spooler's gate once, before the first send (and again to a reloaded transport)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TransportPreprocessor:
     """A transport's preprocessor, with the address types it declared itself (``own_types``) or not."""
@@ -137,6 +154,7 @@ class Abilities:
     status: Callable[[], Mapping[str, Any]] | None = None
     sent_copier: SentCopier | None = None  # None: no sent copies, or sent_copies False
     destination_concurrency: int | None = None
+    use_rate_gate: Callable[[RateGate], None] | None = None
 
 
 def _refuse(plugin: str, problem: str) -> PluginError:
@@ -231,6 +249,9 @@ def detect(transport: object, describe: str) -> Abilities:
     status = member(transport, "status")
     if status is not MISSING and not callable(status):
         raise _refuse(describe, "status must be a method (Reporting)")
+    use_rate_gate = _member(transport, "use_rate_gate")
+    if use_rate_gate is not _MISSING and not callable(use_rate_gate):
+        raise _refuse(describe, "use_rate_gate must be a method (RateGated)")
     return Abilities(
         check=checker(transport, describe),
         downloader=_downloader(transport, describe),
@@ -239,4 +260,5 @@ def detect(transport: object, describe: str) -> Abilities:
         status=None if status is MISSING else status,
         sent_copier=_sent_copier(transport, describe),
         destination_concurrency=limit,
+        use_rate_gate=None if use_rate_gate is _MISSING else use_rate_gate,
     )

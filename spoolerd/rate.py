@@ -159,6 +159,16 @@ class Budget:
         tickets.append(Ticket(at, holder))
         return Admission(at)
 
+    def take(self, now: float) -> float | None:
+        """A send now if the window has room (None, the send recorded), else the moment it frees: no
+        ticket is given (a relay's budget, passed over for the next relay rather than waited for)."""
+        self._lapse(now)
+        sent, n = self.state.sent, self.limit(now)
+        if len(sent) < n:
+            sent.append(now)
+            return None
+        return sent[-n] + self.rate.per
+
     def slow_down(self, now: float) -> bool:
         """A slow-down reply: halve the rate (again) for ``SLOW_DOWN_FOR``; True if the limit changed."""
         before = self.limit(now)

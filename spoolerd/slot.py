@@ -96,9 +96,10 @@ class TransportSlot:
         return {} if self.abilities.status is None else self.abilities.status()
 
     def account(self, outcomes: Sequence[Outcome]) -> None:
-        """Count what one send did, and keep the latest problem for the status row."""
+        """Count what one send did, and keep the latest problem for the status row (a deferral without
+        an attempt, a relay's rate say, is neither)."""
         for outcome in outcomes:
-            if outcome.kind is OutcomeKind.NOT_ME:
+            if outcome.kind is OutcomeKind.NOT_ME or not outcome.attempted:
                 continue
             self.counters[_COUNTER.get(outcome.kind, "deferred")] += 1
             if outcome.kind is not OutcomeKind.DELIVERED:

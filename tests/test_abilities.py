@@ -110,6 +110,10 @@ class ZeroDestinationLimit(Plain):
     destination_concurrency = 0
 
 
+class RateGateNotCallable(Plain):
+    use_rate_gate = True
+
+
 class BadAddressTypes(Plain):
     def __init__(self, settings: Any = None, context: TransportContext | None = None) -> None:
         super().__init__(settings, context)
@@ -129,6 +133,7 @@ HALF = [
     (PreprocessorsNotCallable, "preprocessors must be a method"),
     (NamelessPreprocessor, "not a preprocessor"),
     (ZeroDestinationLimit, "destination_concurrency must be None or a positive int"),
+    (RateGateNotCallable, "use_rate_gate must be a method"),
     (BadAddressTypes, "address_types must be a frozenset of str or None"),
 ]
 
@@ -147,7 +152,7 @@ def test_a_plain_transport_has_no_ability() -> None:
     found = detect(Plain(), "plain")
     assert found.check is None and found.downloader is None and found.flush is None
     assert found.preprocessors == () and found.status is None and found.sent_copier is None
-    assert found.destination_concurrency is None
+    assert found.destination_concurrency is None and found.use_rate_gate is None
 
 
 def _registry(**classes: str) -> PluginRegistry:

@@ -7,6 +7,10 @@ deferred without an attempt until its ticket's time (the spooler sleeps until th
 time): it holds no delivery slot and counts as no failure. A slow-down reply (421, 451, 454) halves the
 destination's rate (``spoolerd.rate``), logged once per change and shown in the transport's status row.
 
+A transport with budgets of its own (the smtp transport's ``relay_rates``) is given a ``RateGate``
+(``RateBudgets.gate``, spoolerd/abilities.py): the same budgets, under ``transport:relay KEY``, that
+answer without a ticket (``Budget.take``): a relay whose window is full is passed over, not waited for.
+
 The budgets live in one store, the daemon's default store (the spooler's own memory there, under
 ``RATES``), whatever store a message comes from; without one (an engine built for a test) they are kept
 in memory only.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .. import maillog
 from ..message import StateChange
@@ -24,7 +29,7 @@ from ..slot import TransportSlot
 from ..store import Clock, MessageStore
 from ..transport import Outcome, OutcomeKind
 
-__all__ = ["RATES", "RateBudgets"]
+__all__ = ["RATES", "RateBudgets", "TransportGate"]
 
 RATES = "(spooler rates)"  # the spooler's memory in the default store: each rated destination's budget
 
@@ -81,6 +86,19 @@ class RateBudgets:
             slot.slowed[destination] = (budget.limit(now), budget.state.slowed_until)
             await self._save(key, budget)
 
+    def gate(self, transport: str) -> TransportGate:
+        """The ``RateGate`` handed to transport ``transport`` (``RateGated``)."""
+        return TransportGate(self, transport)
+
+    async def take(self, key: str, rate: Rate) -> float | None:
+        """One send under ``key``'s budget now (None; recorded in the store first), else when it frees."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            budget = await self._budget(key, rate)
+            frees = budget.take(self.clock())
+            if frees is None:
+                await self._save(key, budget)
+        return frees
+
     async def _budget(self, key: str, rate: Rate) -> Budget:
         budget = self._budgets.get(key)
         if budget is None:
@@ -95,3 +113,14 @@ class RateBudgets:
     async def _save(self, key: str, budget: Budget) -> None:
         if self.store is not None:
             await self.store.set_transport_state(StateChange(RATES, {key: budget.state.encode()}))
+
+
+@dataclass(frozen=True, slots=True)
+class TransportGate:
+    """One transport's ``RateGate``: its keys are its own, kept apart from every other budget's."""
+
+    budgets: RateBudgets
+    transport: str
+
+    async def admit(self, key: str, rate: Rate) -> float | None:
+        return await self.budgets.take(f"{self.transport}:relay {key}", rate)

@@ -134,10 +134,12 @@ class Sender:
             with limits.use(key, own or self.settings.destination_concurrency) as limit:
                 answers = limits.dead(key, len(positions), force)
                 tried = waits = False
+                behind = answers is not None  # deferred behind the dead destination, not sent
                 if answers is None:
                     # the destination's own limit first: waiting for it must not hold a transport slot
                     async with limit, slot.limiter:
                         answers = limits.dead(key, len(positions), force)  # it may have died meanwhile
+                        behind = answers is not None
                         if answers is None:  # the rate last: a send it admits is recorded as sent
                             answers = await self.rates.admit(
                                 slot, destination, key, message.id, len(positions)
@@ -160,7 +162,7 @@ class Sender:
                     limits.observe(slot, destination, key, answers)
                 if tried:
                     await self.rates.observe(slot, destination, key, answers)
-            if not waits and not any(o.attempted for o in answers):  # deferred behind the dead destination
+            if behind:  # not a transport's own deferral without a try (a relay's rate, say)
                 held.update((recipients[i].index, key) for i in positions)
             for i, outcome in zip(positions, answers, strict=True):
                 results[i] = outcome

@@ -152,3 +152,26 @@ def test_rate_spellings(text: str, rate: Rate) -> None:
 def test_bad_rates_say_what_is_wrong(text: object) -> None:
     with pytest.raises(ValueError, match=r"messages/period|at least 1|not a duration"):
         parse_rate(text)
+
+
+@given(_rates, _gaps)
+def test_take_never_passes_the_limit_and_names_the_moment_the_window_frees(
+    rate: Rate, gaps: list[float]
+) -> None:
+    """A relay's budget (``take``, no tickets): sends at most the limit a period; a refusal's time is
+    when a send fits (a moment earlier it does not)."""
+    budget = Budget(rate)
+    sends: list[float] = []
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        frees = budget.take(now)
+        if frees is None:
+            sends.append(now)
+            continue
+        assert frees > now
+        assert budget.take(frees - 1e-6) is not None
+        assert budget.take(frees) is None
+        sends.append(frees)
+        now = frees
+    _never_over(rate, sends)

@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from spoolerd.message import Message, MessageFlag, Recipient, RecipientKind, SubmitFlag
 from spoolerd.transport import TransportContext
+from stores.postgres.testing import PostgresBackend
 from tests.peers.ports import free_port
 from transports.smtp import SmtpSettings, SmtpTransport
 
@@ -302,3 +303,21 @@ def pytest_asyncio_loop_factories(
     import uvloop
 
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture
+def postgres(dialect: str, request: pytest.FixtureRequest) -> str | None:
+    """The test server's DSN when ``dialect`` is postgres (a session fixture, asked for only then)."""
+    return request.getfixturevalue("postgres_dsn") if dialect == "postgres" else None
+
+
+@pytest.fixture
+async def store_section(postgres: str | None, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """The default store's section in the test's dialect (the budget is kept there)."""
+    if postgres is None:
+        yield {"provider": "sqlite"}
+        return
+    backend = PostgresBackend(postgres)
+    options = await backend.create(tmp_path)
+    yield {"provider": "postgres", **options}
+    await backend.drop(options)

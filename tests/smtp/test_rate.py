@@ -24,7 +24,6 @@ from spoolerd.daemon import build, running
 from spoolerd.errors import ConfigError
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
-from stores.postgres.testing import PostgresBackend
 
 from .conftest import Handler, ServerFactory
 
@@ -71,24 +70,6 @@ def spaced(times: list[float], messages: int, per: float) -> None:
 
 
 SQLITE = {"provider": "sqlite"}
-
-
-@pytest.fixture
-def postgres(dialect: str, request: pytest.FixtureRequest) -> str | None:
-    """The test server's DSN when ``dialect`` is postgres (a session fixture, asked for only then)."""
-    return request.getfixturevalue("postgres_dsn") if dialect == "postgres" else None
-
-
-@pytest.fixture
-async def store_section(postgres: str | None, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    """The default store's section in the test's dialect (the budget is kept there)."""
-    if postgres is None:
-        yield SQLITE
-        return
-    backend = PostgresBackend(postgres)
-    options = await backend.create(tmp_path)
-    yield {"provider": "postgres", **options}
-    await backend.drop(options)
 
 
 @asynccontextmanager

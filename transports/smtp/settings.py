@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from spoolerd.rate import Rate, parse_rate
 from transports.common.credentials import SecretSources
 from transports.common.tls import TlsFiles, check_host
 
@@ -102,6 +103,11 @@ class SmtpSettings(SecretSources, TlsFiles):
     destination_concurrency: int | None = Field(
         None, ge=1, description="sends at once to the relay (default spooler.destination_concurrency)"
     )
+    relay_rates: dict[str, Annotated[Rate, BeforeValidator(parse_rate)]] = Field(
+        default_factory=dict,
+        description="sends per period to a relay at most, by relay as in host/hosts, e.g. "
+        '{ "b.example.org:587" = "10/1m" }: a relay whose budget is spent is passed over',
+    )
     idle_timeout: float = Field(30.0, gt=0, description="an unused connection is closed after this")
     connect_timeout: float = Field(300.0, gt=0, description="connect, TLS handshake and the greeting")
     command_timeout: float = Field(300.0, gt=0, description="each command's reply")
@@ -128,6 +134,25 @@ class SmtpSettings(SecretSources, TlsFiles):
             for host in hosts:
                 parse_relay(host, 25)
         return hosts
+
+    @field_validator("relay_rates")
+    @classmethod
+    def _relay_rates(cls, rates: dict[str, Rate], info: ValidationInfo) -> dict[str, Rate]:
+        """Each key names one of the relays (its port as the relay's, the default port if neither has)."""
+        if not rates or not {"hosts", "host", "port", "tls"} <= info.data.keys():
+            return rates  # a wrong relay list or port is the error to show
+        port = info.data["port"] or _DEFAULT_PORTS[info.data["tls"]]
+        named = info.data["hosts"] or [info.data["host"]]
+        peers = {parse_relay(h, port).peer for h in named}
+        by_peer: dict[str, Rate] = {}
+        for key, rate in rates.items():
+            peer = parse_relay(key, port).peer
+            if peer not in peers:
+                raise ValueError(f"{key!r} is not one of the relays ({', '.join(sorted(peers))})")
+            if peer in by_peer:
+                raise ValueError(f"{key!r}: that relay has a rate already")
+            by_peer[peer] = rate
+        return by_peer
 
     @field_validator("helo")
     @classmethod

@@ -6,6 +6,9 @@ or the login, or answers 421 is marked down for ``destination_hold`` (``relays.R
 one is tried in the same attempt; recipients one relay deferred (4xx, or no reply) are tried at the next
 before they are deferred, with the last reply any relay gave about them (or, when every relay tried
 was down, each relay's reason).
+A relay with a rate (``relay_rates``) whose budget is spent is passed over like a relay that is down;
+when every relay to try was passed over so, the recipients are deferred without an attempt until the
+earliest budget frees. The budgets are the spooler's (a ``RateGate``, kept in its store).
 Each relay going down or up again is one log line naming it; the status row shows each relay's state.
 With one relay, its failures are the spooler's to report (the transport's destination is that relay).
 Bcc header fields are removed from the content before it leaves.
@@ -24,10 +27,11 @@ import structlog
 from pydantic import BaseModel
 
 from spoolerd import maillog
+from spoolerd.abilities import RateGate
 from spoolerd.dsn_params import RecipientDsn
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
-from spoolerd.transport import Outcome, TransportContext
+from spoolerd.transport import Outcome, OutcomeKind, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
@@ -68,6 +72,10 @@ class SmtpTransport:
         self._by_peer = {relay.peer: relay for relay in self.relays}
         self._state = Relays([relay.peer for relay in self.relays], context.destination_hold)
         self.peer = ",".join(self._by_peer)  # the destination: the relay, or the list of them
+        self._gate: RateGate | None = None  # the spooler's, for relay_rates
+
+    def use_rate_gate(self, gate: RateGate) -> None:
+        self._gate = gate
 
     @property
     def pool(self) -> ConnectionPool:
@@ -141,15 +149,33 @@ class SmtpTransport:
     async def _failover(self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn) -> list[Outcome]:
         """Each recipient through the relays in turn until one takes it or refuses it for good."""
         attempt = Attempt(len(rcpts), several=len(self.relays) > 1)
+        frees: list[float] = []  # when each relay passed over for its rate has budget again
+        tried = False
         for peer in self._state.order(self._clock()):
             if not attempt.waiting:
                 break
+            rate = self.settings.relay_rates.get(peer)
+            if rate is not None and self._gate is not None:
+                at = await self._gate.admit(peer, rate)
+                if at is not None:
+                    frees.append(at)
+                    continue
+            tried = True
             relay = self._by_peer[peer]
             waiting = attempt.waiting
             delivery = await relay.deliver(sender, [rcpts[i] for i in waiting], wire, dsn.subset(waiting))
             self._note(relay, delivery)
             attempt.tried(delivery)
+        if not tried and frees:
+            return [self._rate_spent(min(frees))] * len(rcpts)
         return attempt.outcomes()
+
+    def _rate_spent(self, frees: float) -> Outcome:
+        """Every relay's budget is spent: no attempt, back when the first one frees."""
+        rates = ", ".join(f"{p} {r}" for p, r in self.settings.relay_rates.items())
+        diagnostic = f"relay rate limits spent ({rates}): waits its turn"
+        after = max(0.0, frees - self._clock())
+        return Outcome(OutcomeKind.DEFERRED, None, "4.7.0", diagnostic, after, attempted=False)
 
     def _note(self, relay: Relay, delivery: Delivery) -> None:
         """Mark ``relay`` down or up after it was tried; with several relays, a change is a log line."""
