@@ -249,8 +249,8 @@ def detect(transport: object, describe: str) -> Abilities:
     status = member(transport, "status")
     if status is not MISSING and not callable(status):
         raise _refuse(describe, "status must be a method (Reporting)")
-    use_rate_gate = _member(transport, "use_rate_gate")
-    if use_rate_gate is not _MISSING and not callable(use_rate_gate):
+    use_rate_gate = member(transport, "use_rate_gate")
+    if use_rate_gate is not MISSING and not callable(use_rate_gate):
         raise _refuse(describe, "use_rate_gate must be a method (RateGated)")
     return Abilities(
         check=checker(transport, describe),
@@ -260,5 +260,5 @@ def detect(transport: object, describe: str) -> Abilities:
         status=None if status is MISSING else status,
         sent_copier=_sent_copier(transport, describe),
         destination_concurrency=limit,
-        use_rate_gate=None if use_rate_gate is _MISSING else use_rate_gate,
+        use_rate_gate=None if use_rate_gate is MISSING else use_rate_gate,
     )
