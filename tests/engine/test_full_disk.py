@@ -39,14 +39,17 @@ def small_disk() -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
+    """Write a file until the disk is full. Unbuffered: a buffered file's close would try again to
+    write what a full disk refused, and raise (depending on how the free space divides into blocks)."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     return filler
 
 
