@@ -20,7 +20,9 @@ RUN groupadd --system --gid 10001 spoolerd \
     && install -d -o spoolerd -g spoolerd -m 0750 /var/lib/spoolerd /run/spoolerd \
     && install -d -m 0755 /etc/spoolerd
 COPY --from=build /wheels /wheels
-# spoolerd-sendmail doubles as /usr/sbin/sendmail for programs in the image (and as mailq, newaliases)
+# spoolerd-sendmail doubles as /usr/sbin/sendmail for programs in the image (and as mailq, newaliases).
+# DL3013 (pin versions): the only index is /wheels, built from this source in the stage above.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir --no-index --find-links=/wheels 'spoolerd[postgres,dkim]' \
     && rm -rf /wheels \
     && ln -s /usr/local/bin/spoolerd-sendmail /usr/sbin/sendmail \

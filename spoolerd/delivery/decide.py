@@ -167,8 +167,10 @@ def decide(message: Message, tried: Mapping[int, Tried], now: float, settings: D
             )
             updates.append(update)
         else:
-            # not tried (dead destination, offline transport): no attempt to count, just a wait
-            wait_until = now + (got.outcome.retry_after or settings.retry.initial)
+            # not tried (dead destination, offline transport, a rate's turn): no attempt to count, just
+            # a wait; a hint of 0 (a budget that frees now) is a wait of 0, not "no hint"
+            hint = got.outcome.retry_after
+            wait_until = now + (settings.retry.initial if hint is None else hint)
             update = _update(r, got.transport, got.outcome, wait_until)
         result.recipients.append(RecipientResult(r.address, update))
         if update.state is RecipientState.DELIVERED:

@@ -405,3 +405,19 @@ def test_a_delay_warning_goes_once_per_submission() -> None:
     assert decide(replace(message, delay_reported=True), busy, T0 + 7200.0, settings).delay_warning is None
     dead = {0: Tried("relay", Outcome(OutcomeKind.DEFERRED, None, "4.4.1", "down", 60.0, attempted=False))}
     assert decide(message, dead, T0 + 7200.0, settings).delay_warning is None  # not tried: nothing to tell
+
+
+@given(st.sampled_from([0.0, 0.001, 0.5, 30.0, None]))
+def test_an_untried_recipient_waits_exactly_its_hint(hint: float | None) -> None:
+    """Deferred without a try (a dead destination, a rate's turn): no attempt counted and a wait of the
+    hint, 0 included (a budget that frees now); the schedule's first wait only when there is none."""
+    rcpt = Recipient(0, "a@example.net", "", "SMTP", RecipientKind.TO)
+    message = Message(
+        "Q1", "outbox", "IPM.Note", MessageFlag.SUBMIT, SubmitFlag.LOCKED, 0, "me@example.org", "hi", 1,
+        b"x", (rcpt,), T0, None, None, None, None, False, True, False, "spooler", None,
+    )  # fmt: skip
+    settings = DeliverySettings()
+    turn = Outcome(OutcomeKind.DEFERRED, None, "4.7.0", "waits its turn", hint, attempted=False)
+    decision = decide(message, {0: Tried("relay", turn)}, T0 + 10.0, settings)
+    wait = settings.retry.initial if hint is None else hint
+    assert decision.updates == () and decision.result.retry_at == T0 + 10.0 + wait
