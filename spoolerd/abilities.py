@@ -13,6 +13,10 @@ AttributeError in the middle of a delivery or an ability silently ignored:
 - ``Preprocessing``: ``preprocessors()``, each item a callable with a ``name`` (``TypedPreprocessor``: and
   its own ``address_types``); refused otherwise.
 - ``Reporting``: ``status()``, its part of the status row; refused if not callable.
+- ``Watched``: ``watch(changed)``, called once when the transport enters the spooler with where to
+  report each of its parts (a relay of several) going failing or back (``PartChange``): each is a row
+  of the status table and its change a ``status_changed`` event, without the core asking; refused if
+  not callable.
 - ``FilingSentCopies``: ``sent_copies: bool`` and ``async file_sent(message, delivered_by)``; refused with
   one and not the other. ``OwingSentCopies`` adds ``async owe_sent(store, message, delivered_by)``.
 - ``DestinationLimited``: ``destination_concurrency``, None or a positive int.
@@ -33,7 +37,7 @@ from .errors import PluginError
 from .message import Message
 from .preprocess import Preprocessor
 from .store import MessageStore
-from .transport import Direction, Inbound
+from .transport import Direction, Inbound, PartChange
 
 __all__ = [
     "Abilities",
@@ -48,6 +52,7 @@ __all__ = [
     "SentCopier",
     "TransportPreprocessor",
     "TypedPreprocessor",
+    "Watched",
     "checker",
     "detect",
 ]
@@ -88,6 +93,12 @@ class Reporting(Protocol):
     def status(self) -> Mapping[str, Any]:
         """Its part of the status row: ``status`` flags added to the spooler's (inbound_active,
         flushing, failure), ``last_error``, ``counters``, and keys of its own."""
+
+
+class Watched(Protocol):
+    def watch(self, changed: Callable[[PartChange], None]) -> None:
+        """Keep ``changed`` and call it (from the event loop, without blocking) each time one of its
+        parts (a relay) stops answering or answers again, once per change; a later call replaces it."""
 
 
 class FilingSentCopies(Protocol):
@@ -134,6 +145,7 @@ class Abilities:
     status: Callable[[], Mapping[str, Any]] | None = None
     sent_copier: SentCopier | None = None  # None: no sent copies, or sent_copies False
     destination_concurrency: int | None = None
+    watch: Callable[[Callable[[PartChange], None]], None] | None = None  # Watched
 
 
 _MISSING = object()
@@ -157,14 +169,18 @@ def _async_method(plugin: object, name: str, what: str, describe: str) -> Any:
     return method
 
 
+def _method(plugin: object, name: str, what: str, describe: str) -> Any:
+    method = _member(plugin, name)
+    if method is _MISSING:
+        return None
+    if not callable(method):
+        raise _refuse(describe, f"{name} must be a method ({what})")
+    return method
+
+
 def checker(plugin: object, describe: str) -> Callable[[], None] | None:
     """A store's or transport's ``check``, if it has one."""
-    check = _member(plugin, "check")
-    if check is _MISSING:
-        return None
-    if not callable(check):
-        raise _refuse(describe, "check must be a method (Checking)")
-    return check  # type: ignore[no-any-return]
+    return _method(plugin, "check", "Checking", describe)  # type: ignore[no-any-return]
 
 
 def _downloader(transport: object, describe: str) -> Downloading | None:
@@ -233,15 +249,13 @@ def detect(transport: object, describe: str) -> Abilities:
         limit = None
     elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise _refuse(describe, f"destination_concurrency must be None or a positive int, not {limit!r}")
-    status = _member(transport, "status")
-    if status is not _MISSING and not callable(status):
-        raise _refuse(describe, "status must be a method (Reporting)")
     return Abilities(
         check=checker(transport, describe),
         downloader=_downloader(transport, describe),
         flush=_async_method(transport, "flush", "Flushing", describe),
         preprocessors=_preprocessors(transport, describe),
-        status=None if status is _MISSING else status,
+        status=_method(transport, "status", "Reporting", describe),
         sent_copier=_sent_copier(transport, describe),
         destination_concurrency=limit,
+        watch=_method(transport, "watch", "Watched", describe),
     )

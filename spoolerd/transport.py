@@ -27,6 +27,7 @@ __all__ = [
     "Inbound",
     "Outcome",
     "OutcomeKind",
+    "PartChange",
     "Transport",
     "TransportContext",
     "TransportProvider",
@@ -90,6 +91,15 @@ class Tried:
 
     transport: str | None
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class PartChange:
+    """A part of a transport (a relay of several) stopped answering (``error``: why) or answers again
+    (``error`` None): what a ``Watched`` transport reports (spoolerd/abilities.py), once per change."""
+
+    part: str  # the part's own name, e.g. a relay's ``host:port``
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,6 @@ class Dispatcher:
         clock: Clock,
         budget_store: MessageStore | None = None,
     ) -> None:
-        self.replace_transports(transports)
         self.preprocessors = list(preprocessors)
         self.owner = owner
         self.clock = clock
@@ -73,6 +72,7 @@ class Dispatcher:
         self.holds = Holds()  # the messages waiting for a held destination
         limits = DestinationLimits(self.destinations, clock, self._publish)
         self.sender = Sender(limits, settings, RateBudgets(budget_store, clock))
+        self.replace_transports(transports)
         self._settings = settings
         self.coupled: dict[str, str] = {}  # store name -> its coupled_transport (set by assembly, reload)
         self.publish: Callable[[SpoolerEvent], None] = lambda event: None  # the spooler's events
@@ -95,6 +95,8 @@ class Dispatcher:
     def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
         """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
         self.transports = list(transports)
+        for slot in self.transports:
+            slot.watch(self.sender.limits.changes)  # its relays' rows change as it reports them
         self._sent_copiers = {s.name: s.sent_copier for s in self.transports if s.sent_copier is not None}
 
     def slot(self, name: str) -> TransportSlot | None:
