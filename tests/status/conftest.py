@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.maillog.conftest import RelayDaemon, daemons, root
+from tests.peers.ports import free_port
 from tests.smtp.conftest import certs, smtp_server
 
-__all__ = ["RelayDaemon", "TwoRelayDaemon", "certs", "daemons", "root", "smtp_server"]
+__all__ = ["ListenerDaemon", "RelayDaemon", "TwoRelayDaemon", "certs", "daemons", "root", "smtp_server"]
 
 
 class TwoRelayDaemon(RelayDaemon):
@@ -34,6 +35,23 @@ class TwoRelayDaemon(RelayDaemon):
             f'[stores.local]\nprovider = "sqlite"\naddresses = ["@localhost"]\n'
             f'[transports.relay]\nprovider = "smtp"\nhosts = {hosts}\ntls = "none"\nhelo = "spool.test"\n'
         )
+        return cfg
+
+
+class ListenerDaemon(RelayDaemon):
+    """A relay daemon with SMTP listeners on 127.0.0.1 (``listeners``: name -> port), rewritten by
+    ``write_config`` for a reload."""
+
+    def __init__(self, root: Path, listeners: dict[str, int]) -> None:
+        super().__init__(root, free_port())
+        self.listeners = listeners
+
+    def write_config(self) -> Path:
+        cfg = super().write_config()
+        listeners = "".join(
+            f'[listeners.{name}]\naddress = "127.0.0.1:{port}"\n' for name, port in self.listeners.items()
+        )
+        cfg.write_text(cfg.read_text() + listeners)
         return cfg
 
 

@@ -5,6 +5,7 @@ transport itself (``Watched``), and an SMTP listener."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tests.maillog.conftest import records
 from tests.peers.ports import free_port
 from tests.smtp.conftest import ServerFactory
 
-from .conftest import TwoRelayDaemon
+from .conftest import ListenerDaemon, TwoRelayDaemon
 from .test_status_rows import MESSAGE, becomes, changes_until, row, started
 
 
@@ -48,3 +49,40 @@ async def test_a_relay_going_down_and_up_again_is_a_status_event_each_time(
     assert shown["state"] == "online" and shown["status"] == ["available"] and shown["failing_since"] is None
     lines = [r for r in records(daemon, "relay failing") + records(daemon, "relay available again")]
     assert [r["entry"] for r in lines] == [relay, relay]
+
+
+async def test_a_listener_that_cannot_listen_is_failing_and_online_once_it_listens(
+    root: Path, daemons: list[Any]
+) -> None:
+    """Seed: a row per resource, its state changing as things happen: a listener a reload adds on an
+    address another process holds is failing with why (an event), online once a reload finds the
+    address free (an event), and offline when a reload removes it (an event)."""
+    daemon = ListenerDaemon(root, {"main": free_port()})
+    _, client, watch = await started(daemons, daemon)
+    assert (await row(client, "listener:main"))["state"] == "online"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon.listeners["clash"] = port
+        daemon.write_config()
+        await client.ok("reload")
+        failing = await changes_until(watch, becomes("listener:clash", "failing"))
+        (event,) = [e for e in failing if e["entry_id"] == "listener:clash"]
+        assert f"cannot listen on 127.0.0.1:{port}" in event["last_error"] and event["was"] == "online"
+        shown = await row(client, "listener:clash")
+        assert shown["status"] == ["failure"] and shown["failing_since"] == event["since"]
+    await client.ok("reload")  # the address is free now
+    back = await changes_until(watch, becomes("listener:clash", "online"))
+    assert [e["was"] for e in back if e["entry_id"] == "listener:clash"] == ["failing"]
+    shown = await row(client, "listener:clash")
+    assert shown["status"] == ["available"] and shown["failing_since"] is None
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    del daemon.listeners["main"]
+    daemon.write_config()
+    await client.ok("reload")
+    await changes_until(watch, becomes("listener:main", "offline"))
+    assert [r["entry_id"] for r in await client.ok("status") if r["resource_type"] == "listener"] == [
+        "listener:clash"
+    ]
