@@ -14,9 +14,9 @@ AttributeError in the middle of a delivery or an ability silently ignored:
   its own ``address_types``); refused otherwise.
 - ``Reporting``: ``status()``, its part of the status row; refused if not callable.
 - ``Watched``: ``watch(changed)``, called once when the transport enters the spooler with where to
-  report each of its parts (a relay of several) going failing or back (``PartChange``): each is a row
-  of the status table and its change a ``status_changed`` event, without the core asking; refused if
-  not callable.
+  report each of its parts (a relay of several), or itself, going failing or back (``PartChange``):
+  a part is a row of the status table, and each change is a ``status_changed`` event without the core
+  asking; refused if not callable.
 - ``FilingSentCopies``: ``sent_copies: bool`` and ``async file_sent(message, delivered_by)``; refused with
   one and not the other. ``OwingSentCopies`` adds ``async owe_sent(store, message, delivered_by)``.
 - ``DestinationLimited``: ``destination_concurrency``, None or a positive int.
@@ -98,7 +98,7 @@ class Reporting(Protocol):
 class Watched(Protocol):
     def watch(self, changed: Callable[[PartChange], None]) -> None:
         """Keep ``changed`` and call it (from the event loop, without blocking) each time one of its
-        parts (a relay) stops answering or answers again, once per change; a later call replaces it."""
+        parts (a relay), or itself, stops working or works again; a later call replaces it."""
 
 
 class FilingSentCopies(Protocol):

@@ -16,9 +16,10 @@ from .rate import Rate
 from .resource_state import ResourceState, StatusChanges
 from .transport import Direction, Outcome, OutcomeKind, PartChange, Transport
 
-__all__ = ["DESTINATION", "TransportSlot"]
+__all__ = ["DESTINATION", "REPORTED", "TransportSlot"]
 
 DESTINATION = "destination:"  # what its row's problem key for a destination that is down begins with
+REPORTED = "reported"  # its row's problem key for a failure the transport reported of itself (``watch``)
 
 
 @dataclass(slots=True)
@@ -101,13 +102,17 @@ class TransportSlot:
             self.abilities.watch(lambda change: self._part_changed(changes, change))
 
     def _part_changed(self, changes: StatusChanges, change: PartChange) -> None:
-        record = self.parts.get(change.part)
-        if record is None:
-            record = self.parts[change.part] = ResourceState("relay", f"{self.name}/{change.part}")
+        record = self.resource if change.part is None else self._part(change.part)  # None: itself
         if change.error is None:
-            changes.recover(record, "relay")
+            changes.recover(record, REPORTED)
         else:
-            changes.fail(record, "relay", change.error)
+            changes.fail(record, REPORTED, change.error)
+
+    def _part(self, part: str) -> ResourceState:
+        record = self.parts.get(part)
+        if record is None:
+            record = self.parts[part] = ResourceState("relay", f"{self.name}/{part}")
+        return record
 
     def account(self, outcomes: Sequence[Outcome]) -> None:
         """Count what one send did, and keep the latest problem for the status row."""

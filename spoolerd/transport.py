@@ -95,10 +95,11 @@ class Tried:
 
 @dataclass(frozen=True, slots=True)
 class PartChange:
-    """A part of a transport (a relay of several) stopped answering (``error``: why) or answers again
-    (``error`` None): what a ``Watched`` transport reports (spoolerd/abilities.py), once per change."""
+    """A part of a transport (a relay of several), or the transport itself (``part`` None: a download
+    loop that cannot log in, say), stopped working (``error``: why) or works again (``error`` None): what
+    a ``Watched`` transport reports (spoolerd/abilities.py), once per change."""
 
-    part: str  # the part's own name, e.g. a relay's ``host:port``
+    part: str | None  # the part's own name, e.g. a relay's ``host:port``; None: the whole transport
     error: str | None = None
 
 
