@@ -13,6 +13,10 @@ AttributeError in the middle of a delivery or an ability silently ignored:
 - ``Preprocessing``: ``preprocessors()``, each item a callable with a ``name`` (``TypedPreprocessor``: and
   its own ``address_types``); refused otherwise.
 - ``Reporting``: ``status()``, its part of the status row; refused if not callable.
+- ``Watched``: ``watch(changed)``, called once when the transport enters the spooler with where to
+  report each of its parts (a relay of several), or itself, going failing or back (``PartChange``):
+  a part is a row of the status table, and each change is a ``status_changed`` event without the core
+  asking; refused if not callable.
 - ``FilingSentCopies``: ``sent_copies: bool`` and ``async file_sent(message, delivered_by)``; refused with
   one and not the other. ``OwingSentCopies`` adds ``async owe_sent(store, message, delivered_by)``.
 - ``DestinationLimited``: ``destination_concurrency``, None or a positive int.
@@ -39,7 +43,7 @@ from .message import Message
 from .preprocess import Preprocessor
 from .rate import Rate
 from .store import MessageStore
-from .transport import Direction, Inbound
+from .transport import Direction, Inbound, PartChange
 
 __all__ = [
     "Abilities",
@@ -56,6 +60,7 @@ __all__ = [
     "SentCopier",
     "TransportPreprocessor",
     "TypedPreprocessor",
+    "Watched",
     "checker",
     "detect",
 ]
@@ -96,6 +101,12 @@ class Reporting(Protocol):
     def status(self) -> Mapping[str, Any]:
         """Its part of the status row: ``status`` flags added to the spooler's (inbound_active,
         flushing, failure), ``last_error``, ``counters``, and keys of its own."""
+
+
+class Watched(Protocol):
+    def watch(self, changed: Callable[[PartChange], None]) -> None:
+        """Keep ``changed`` and call it (from the event loop, without blocking) each time one of its
+        parts (a relay), or itself, stops working or works again; a later call replaces it."""
 
 
 class FilingSentCopies(Protocol):
@@ -155,6 +166,7 @@ class Abilities:
     sent_copier: SentCopier | None = None  # None: no sent copies, or sent_copies False
     destination_concurrency: int | None = None
     use_rate_gate: Callable[[RateGate], None] | None = None
+    watch: Callable[[Callable[[PartChange], None]], None] | None = None  # Watched
 
 
 def _refuse(plugin: str, problem: str) -> PluginError:
@@ -170,14 +182,18 @@ def _async_method(plugin: object, name: str, what: str, describe: str) -> Any:
     return method
 
 
+def _method(plugin: object, name: str, what: str, describe: str) -> Any:
+    method = member(plugin, name)
+    if method is MISSING:
+        return None
+    if not callable(method):
+        raise _refuse(describe, f"{name} must be a method ({what})")
+    return method
+
+
 def checker(plugin: object, describe: str) -> Callable[[], None] | None:
     """A store's or transport's ``check``, if it has one."""
-    check = member(plugin, "check")
-    if check is MISSING:
-        return None
-    if not callable(check):
-        raise _refuse(describe, "check must be a method (Checking)")
-    return check  # type: ignore[no-any-return]
+    return _method(plugin, "check", "Checking", describe)  # type: ignore[no-any-return]
 
 
 def _downloader(transport: object, describe: str) -> Downloading | None:
@@ -246,19 +262,14 @@ def detect(transport: object, describe: str) -> Abilities:
         limit = None
     elif limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise _refuse(describe, f"destination_concurrency must be None or a positive int, not {limit!r}")
-    status = member(transport, "status")
-    if status is not MISSING and not callable(status):
-        raise _refuse(describe, "status must be a method (Reporting)")
-    use_rate_gate = member(transport, "use_rate_gate")
-    if use_rate_gate is not MISSING and not callable(use_rate_gate):
-        raise _refuse(describe, "use_rate_gate must be a method (RateGated)")
     return Abilities(
         check=checker(transport, describe),
         downloader=_downloader(transport, describe),
         flush=_async_method(transport, "flush", "Flushing", describe),
         preprocessors=_preprocessors(transport, describe),
-        status=None if status is MISSING else status,
+        status=_method(transport, "status", "Reporting", describe),
         sent_copier=_sent_copier(transport, describe),
         destination_concurrency=limit,
-        use_rate_gate=None if use_rate_gate is MISSING else use_rate_gate,
+        use_rate_gate=_method(transport, "use_rate_gate", "RateGated", describe),
+        watch=_method(transport, "watch", "Watched", describe),
     )

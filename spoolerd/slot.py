@@ -13,12 +13,13 @@ from typing import Any
 
 from .abilities import Abilities, Downloading, SentCopier, TransportPreprocessor
 from .rate import Rate
-from .resource_state import ResourceState
-from .transport import Direction, Outcome, OutcomeKind, Transport
+from .resource_state import ResourceState, StatusChanges
+from .transport import Direction, Outcome, OutcomeKind, PartChange, Transport
 
-__all__ = ["DESTINATION", "TransportSlot"]
+__all__ = ["DESTINATION", "REPORTED", "TransportSlot"]
 
 DESTINATION = "destination:"  # what its row's problem key for a destination that is down begins with
+REPORTED = "reported"  # its row's problem key for a failure the transport reported of itself (``watch``)
 
 _COUNTER = {OutcomeKind.DELIVERED: "sent", OutcomeKind.FAILED: "failed"}  # else "deferred"
 
@@ -35,6 +36,7 @@ class TransportSlot:
     rate: Rate | None = None  # [transports.NAME] rate: at most so many sends per period to a destination
     slowed: dict[str, tuple[int, float]] = field(default_factory=dict)  # destination -> (messages, until)
     resource: ResourceState = field(init=False)  # its status row's state (spoolerd/resource_state.py)
+    parts: dict[str, ResourceState] = field(default_factory=dict)  # its relays' rows, as it reported them
 
     def __post_init__(self) -> None:
         self.resource = ResourceState("transport", self.transport.name)
@@ -94,6 +96,25 @@ class TransportSlot:
     def own_status(self) -> Mapping[str, Any]:
         """The transport's own part of its status row (empty if it reports none)."""
         return {} if self.abilities.status is None else self.abilities.status()
+
+    def watch(self, changes: StatusChanges) -> None:
+        """Hand a ``Watched`` transport where to report its parts' changes: each one a change of the
+        part's row (``relay:TRANSPORT/PART``) through ``changes``, one event and one log line."""
+        if self.abilities.watch is not None:
+            self.abilities.watch(lambda change: self._part_changed(changes, change))
+
+    def _part_changed(self, changes: StatusChanges, change: PartChange) -> None:
+        record = self.resource if change.part is None else self._part(change.part)  # None: itself
+        if change.error is None:
+            changes.recover(record, REPORTED)
+        else:
+            changes.fail(record, REPORTED, change.error)
+
+    def _part(self, part: str) -> ResourceState:
+        record = self.parts.get(part)
+        if record is None:
+            record = self.parts[part] = ResourceState("relay", f"{self.name}/{part}")
+        return record
 
     def account(self, outcomes: Sequence[Outcome]) -> None:
         """Count what one send did, and keep the latest problem for the status row (a deferral without

@@ -27,6 +27,7 @@ __all__ = [
     "Inbound",
     "Outcome",
     "OutcomeKind",
+    "PartChange",
     "Transport",
     "TransportContext",
     "TransportProvider",
@@ -90,6 +91,16 @@ class Tried:
 
     transport: str | None
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class PartChange:
+    """A part of a transport (a relay of several), or the transport itself (``part`` None: a download
+    loop that cannot log in, say), stopped working (``error``: why) or works again (``error`` None): what
+    a ``Watched`` transport reports (spoolerd/abilities.py), once per change."""
+
+    part: str | None  # the part's own name, e.g. a relay's ``host:port``; None: the whole transport
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

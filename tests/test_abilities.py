@@ -97,6 +97,10 @@ class StatusNotCallable(Plain):
     status: Mapping[str, Any] = {"status": []}
 
 
+class WatchNotCallable(Plain):
+    watch = None
+
+
 class PreprocessorsNotCallable(Plain):
     preprocessors: ClassVar[list[str]] = ["headers"]
 
@@ -130,6 +134,7 @@ HALF = [
     (FlushNotCallable, "flush must be an async method"),
     (SyncFlush, "flush must be an async method"),
     (StatusNotCallable, "status must be a method"),
+    (WatchNotCallable, "watch must be a method (Watched)"),
     (PreprocessorsNotCallable, "preprocessors must be a method"),
     (NamelessPreprocessor, "not a preprocessor"),
     (ZeroDestinationLimit, "destination_concurrency must be None or a positive int"),

@@ -49,7 +49,7 @@ async def status_table(daemon: Host) -> list[StatusRow]:
     for slot in spooler.dispatcher.transports:
         row = _transport_row(daemon, slot)
         rows.append(row)
-        rows.extend(_relay_rows(slot.name, row.get("relays")))
+        rows.extend(_relay_rows(slot, row.get("relays")))
     for face_rows in daemon.status_rows:  # SMTP listeners
         rows.extend(face_rows())
     return rows
@@ -147,26 +147,28 @@ def _transport_row(daemon: Host, slot: TransportSlot) -> dict[str, Any]:
     return row
 
 
-def _relay_rows(transport: str, relays: object) -> list[dict[str, Any]]:
-    """A row for each relay of a transport that has several (``relays`` of its own status)."""
+def _relay_rows(slot: TransportSlot, relays: object) -> list[dict[str, Any]]:
+    """A row for each relay of a transport that has several (``relays`` of its own status): its state
+    as the transport reported its changes (``slot.parts``), how long it is held as it says now."""
     if not isinstance(relays, list) or len(relays) < 2:
         return []
-    return [
-        {
-            "entry_id": f"relay:{transport}/{relay['relay']}",
-            "resource_type": "relay",
-            "name": relay["relay"],
-            "transport": entry_id("transport", transport),
-            "state": "failing" if relay.get("state") == "down" else "online",
-            "since": relay.get("since"),
-            "failing_since": relay.get("since"),
-            "last_error": relay.get("last_error"),
-            "status": ["failure" if relay.get("state") == "down" else "available"],
-            "methods": [],
-            "retry_in": relay.get("retry_in"),
-        }
-        for relay in relays
-    ]
+    rows = []
+    for relay in relays:
+        name = relay["relay"]
+        record = slot.parts.get(name) or ResourceState("relay", f"{slot.name}/{name}")
+        rows.append(
+            {
+                "entry_id": record.entry_id,
+                "resource_type": "relay",
+                "name": name,
+                "transport": slot.resource.entry_id,
+                **state_fields(record),
+                "status": _flags(record),
+                "methods": [],
+                "retry_in": relay.get("retry_in"),
+            }
+        )
+    return rows
 
 
 async def queue_listing(

@@ -95,9 +95,10 @@ class Dispatcher:
     def replace_transports(self, transports: Sequence[TransportSlot]) -> None:
         """The transports new attempts use (a reload); an attempt under way keeps the ones it began with."""
         self.transports = list(transports)
-        for s in self.transports:
-            if s.abilities.use_rate_gate is not None:
-                s.abilities.use_rate_gate(self.sender.rates.gate(s.name))
+        for slot in self.transports:
+            if slot.abilities.use_rate_gate is not None:
+                slot.abilities.use_rate_gate(self.sender.rates.gate(slot.name))
+            slot.watch(self.sender.limits.changes)  # its relays' rows change as it reports them
         self._sent_copiers = {s.name: s.sent_copier for s in self.transports if s.sent_copier is not None}
 
     def slot(self, name: str) -> TransportSlot | None:

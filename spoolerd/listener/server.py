@@ -27,6 +27,7 @@ from ..errors import BadAddress, InvalidArgument, ListenerUnavailable, SpoolerEr
 from ..host import Host
 from ..listener_config import ListenerSection, split_address
 from ..outgoing import outgoing_draft
+from ..resource_state import ResourceState
 from ..retention import filing
 from .check import tls_context
 from .commands import Reply
@@ -42,8 +43,9 @@ log = structlog.get_logger("spoolerd.listener")
 class ListenerContext:
     """What every session of one listener shares: settings, TLS, credentials, counters, the store."""
 
-    def __init__(self, name: str, settings: ListenerSection, daemon: Host) -> None:
+    def __init__(self, name: str, settings: ListenerSection, daemon: Host, record: ResourceState) -> None:
         self.name = name
+        self.record = record  # its status row's state, which outlives a rebuild
         self.settings = settings
         self.daemon = daemon
         self.hostname = settings.hostname or socket.getfqdn()
@@ -173,18 +175,29 @@ class ListenerContext:
         return reply
 
     def status_row(self) -> dict[str, Any]:
-        return {
-            "entry_id": f"listener:{self.name}",
-            "resource_type": "listener",
-            "name": self.name,
-            "state": "offline" if self.closing else "online",  # its sessions are in its counters
+        return _row(self.record, self.last_error) | {
             "address": self.settings.address,
             "store": self.store_name,
             "status": ["available"] if not self.closing else ["stopping"],
-            "methods": [],
-            "counters": {"connections": len(self.sessions), **self.counters},
-            "last_error": self.last_error,
+            "counters": {"connections": len(self.sessions), **self.counters},  # its sessions are here
         }
+
+
+def _row(record: ResourceState, last_error: str | None) -> dict[str, Any]:
+    """A listener's row: its state (online, offline once closed, failing when it could not listen),
+    since when, and its last error."""
+    return {
+        "entry_id": record.entry_id,
+        "resource_type": "listener",
+        "name": record.name,
+        "state": record.state,
+        "since": record.since,
+        "failing_since": record.failing_since,
+        "status": [record.availability],
+        "methods": [],
+        "counters": {},
+        "last_error": last_error or record.last_error,
+    }
 
 
 class _Running:
@@ -199,7 +212,8 @@ class Listeners:
     def __init__(self, daemon: Host) -> None:
         self.daemon = daemon
         self.running: dict[str, _Running] = {}
-        self.failed: dict[str, str] = {}  # listeners that could not bind, and why
+        self.records: dict[str, ResourceState] = {}  # each listener's row state (failing: cannot bind)
+        self.changes = daemon.spooler.status  # each change of a row: one event, one log line
 
     async def open_all(self) -> None:
         for name, section in self.daemon.config.listeners.items():
@@ -211,7 +225,10 @@ class Listeners:
                 ) from exc
 
     async def _open(self, name: str, section: ListenerSection) -> None:
-        context = ListenerContext(name, section, self.daemon)
+        record = self.records.get(name)
+        if record is None:
+            record = self.records[name] = ResourceState("listener", name)
+        context = ListenerContext(name, section, self.daemon, record)
         host, port = split_address(section.address)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
@@ -223,6 +240,8 @@ class Listeners:
             backlog=max(128, section.max_connections),
         )
         self.running[name] = _Running(context, server)
+        self.changes.recover(record, BIND)  # listening (again)
+        self.changes.set_online(record, True)
         log.info(
             "smtp listener started",
             listener=name,
@@ -234,19 +253,11 @@ class Listeners:
 
     def rows(self) -> list[dict[str, Any]]:
         rows = [r.context.status_row() for r in self.running.values()]
-        for name, error in self.failed.items():
-            row = {
-                "entry_id": f"listener:{name}",
-                "resource_type": "listener",
-                "name": name,
-                "state": "failing",  # it could not listen (a reload's bind failure)
-                "status": ["failure"],
-                "methods": [],
-                "counters": {},
-                "last_error": error,
-            }
-            rows.append(row)
+        rows.extend(_row(r, None) for r in self._failing())  # configured, but it could not listen
         return rows
+
+    def _failing(self) -> list[ResourceState]:
+        return [r for name, r in self.records.items() if name not in self.running and BIND in r.problems]
 
     async def reconfigure(self, config: Config) -> list[str]:
         """Apply ``[listeners]`` from a reloaded config: stop listening on the removed and changed ones,
@@ -259,16 +270,20 @@ class Listeners:
             if section is None or section != self.running[name].context.settings:
                 retired.append(self._stop_listening(name))
                 log.info("smtp listener closed", listener=name, reason="reload")
-        self.failed.clear()
+        for record in self._failing():
+            if record.name not in config.listeners:  # no longer configured: no longer failing
+                self.changes.set_online(record, False)
+                self.changes.recover(record, BIND)
         for name, section in config.listeners.items():
             if name in self.running:
                 continue
             try:
                 await self._open(name, section)
             except (OSError, SpoolerError) as exc:
-                self.failed[name] = str(exc)
+                record = self.records.setdefault(name, ResourceState("listener", name))
+                self.changes.fail(record, BIND, f"cannot listen on {section.address}: {exc}")
+                self.changes.set_online(record, True)  # one change: failing (its one log line)
                 problems.append(f"listeners.{name}: {exc}")
-                log.warning("smtp listener could not start", listener=name, error=str(exc))
         for context in retired:
             await _drain(context, RELOAD_DRAIN)
         return problems
@@ -283,6 +298,7 @@ class Listeners:
         running = self.running.pop(name)
         context = running.context
         context.closing = True
+        self.changes.set_online(context.record, False)
         running.server.close()
         for session in list(context.sessions):
             if not session.in_data and session.transport is not None:
@@ -291,6 +307,7 @@ class Listeners:
         return context
 
 
+BIND = "bind"  # a listener's row's problem key: it could not listen
 RELOAD_DRAIN = 30.0  # seconds a reload lets a replaced listener's sessions in DATA finish
 
 

@@ -202,7 +202,7 @@ class DaemonMetrics(Collector):
         dispatcher = self.daemon.spooler.dispatcher
         up = GaugeMetricFamily(
             f"{PREFIX}_transport_up",
-            "1 when the transport is online and none of its destinations is down",
+            "1 when the transport is online and neither it nor one of its destinations is failing",
             labels=["transport"],
         )
         online = GaugeMetricFamily(

@@ -21,8 +21,10 @@ from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
 from tests.control.conftest import Client
 from tests.control.conftest import Daemon as ControlDaemon
+from tests.maillog.conftest import records, wait_records
 from tests.peers.dovecot import Dovecot
 from tests.peers.ports import free_port
+from tests.status.test_status_rows import becomes, changes_until
 from transports.imap.wire import header_fields
 
 from .conftest import Account, message
@@ -263,3 +265,32 @@ async def test_sent_copies_owed_survive_sigkill(root: Path, account: Account) ->
             await c.stream.aclose()
         if daemon.proc is not None and daemon.proc.returncode is None:
             assert await daemon.stop() == 0
+
+
+async def test_a_refused_login_and_the_next_good_one_are_status_events(
+    root: Path, account: Account, server: Dovecot
+) -> None:
+    """Issue #18 part 4: the transport's own failure (a download loop whose login is refused) is its
+    row's state as it happens, told by the transport (``watch``), not read when the table is: failing
+    (one log line), then, once it logs in, one ``status_changed`` back to online."""
+    account.password_file.write_text("wrong\n")
+    daemon = Daemon(root, account)
+    await daemon.start()
+    try:
+        client, watch = await daemon.client(), await daemon.client()
+        await watch.stream.send(b'{"id": "w", "cmd": "subscribe"}\n')
+        await wait_records(daemon, "transport failing", 1)
+        (row,) = [r for r in await client.ok("status") if r["name"] == "mail"]
+        assert row["state"] == "failing" and "refused" in row["last_error"] and row["failing_since"]
+        account.password_file.write_text(f"{account.password}\n")
+        await client.ok("flush", direction="download", transport="mail")  # it logs in now
+        back = await changes_until(watch, becomes("transport:mail", "online"))
+        mail = [(e["was"], e["state"]) for e in back if e["entry_id"] == "transport:mail"]
+        assert ("failing", "flushing") in mail or ("failing", "online") in mail, mail  # no longer failing
+        (row,) = [r for r in await client.ok("status") if r["name"] == "mail"]
+        assert row["state"] == "online" and row["failing_since"] is None
+        assert len(records(daemon, "transport failing")) == 1
+        await client.stream.aclose()
+        await watch.stream.aclose()
+    finally:
+        assert await daemon.stop() == 0

@@ -60,7 +60,7 @@ async def test_a_reload_onto_a_taken_address_shows_failure(daemon: ListenerDaemo
         daemon.write_config()
         ctl = await daemon.client()
         await ctl.ok("reload")
-        await daemon.wait_log(lambda e: e.get("event") == "smtp listener could not start")
+        await daemon.wait_log(lambda e: e.get("event") == "listener failing")
         rows = await ctl.ok("status")
         [row] = [r for r in rows if r["name"] == "clash"]
         assert row["status"] == ["failure"] and "in use" in row["last_error"]

@@ -88,9 +88,13 @@ async def daemon(
 
 
 async def submit(d: Any, count: int) -> list[str]:
+    return await submit_to(d, "a@example.net", count)
+
+
+async def submit_to(d: Any, recipient: str, count: int) -> list[str]:
     store = d.stores["local"]
     outbox = await store.folder(FolderRole.OUTBOX)
-    draft = Draft(CONTENT, [NewRecipient("a@example.net")], sender="me@localhost")
+    draft = Draft(CONTENT, [NewRecipient(recipient)], sender="me@localhost")
     return [await store.submit_new(outbox.id, draft) for _ in range(count)]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any, ClassVar
 
 import structlog
@@ -28,7 +28,7 @@ from spoolerd.errors import ConfigError
 from spoolerd.message import Message, Recipient
 from spoolerd.retry import Backoff, Schedule
 from spoolerd.store import MessageStore
-from spoolerd.transport import Direction, Outcome, TransportContext
+from spoolerd.transport import Direction, Outcome, PartChange, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
@@ -83,6 +83,8 @@ class ImapTransport:
         self._idle_failures = 0  # waits for mail that failed at once, in a row
         self._failure: str | None = None
         self._refusal: str | None = None  # the last pass's acknowledgement failure
+        self._reported: str | None = None  # the failure last told to the spooler (``watch``)
+        self._changed: Callable[[PartChange], None] = lambda change: None
         self._notices: list[str] = []
         self.counters: dict[str, int] = {
             "received": 0,
@@ -182,6 +184,7 @@ class ImapTransport:
         elif refusal is None and self._refusal is not None:
             log.info("acknowledgements accepted again", transport=self.name)
         self._refusal = refusal
+        self._report()
 
     async def _idle(self, downloader: Downloader) -> None:
         """Wait for new mail, a flush, or the time to look again."""
@@ -221,6 +224,7 @@ class ImapTransport:
             wait = self._reconnect.delay(self._idle_failures - 1)
             log.warning("waiting for mail failed", transport=self.name, error=str(exc), retry_in=wait)
             self._failure = str(exc)
+            self._report()
             await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
@@ -236,6 +240,7 @@ class ImapTransport:
     def _end_pass(self, number: int, error: str | None) -> None:
         self._ended = number
         self._failure = error
+        self._report()
         if error is not None:
             self._errors[number] = error
         for old in [n for n in self._errors if n < number - 100]:
@@ -297,6 +302,20 @@ class ImapTransport:
 
     # ------------------------------------------------------------------ status
 
+    @property
+    def _failing(self) -> str | None:
+        """Why its status row is failing (the download loop's failure, or refused acknowledgements)."""
+        return self._failure or self._refusal
+
+    def watch(self, changed: Callable[[PartChange], None]) -> None:
+        """Where to tell the spooler that its row fails, or works again (not asked: told)."""
+        self._changed = changed
+
+    def _report(self) -> None:
+        if self._failing != self._reported:
+            self._reported = self._failing
+            self._changed(PartChange(None, self._failing))
+
     def status(self) -> dict[str, Any]:
         """This account's part of the status row."""
         flags = []
@@ -304,7 +323,7 @@ class ImapTransport:
             flags.append("inbound_active")
         if self._flushing:
             flags.append("flushing")
-        failure = self._failure or self._refusal
+        failure = self._failing
         if failure is not None:
             flags.append("failure")
         return {

@@ -9,7 +9,8 @@ was down, each relay's reason).
 A relay with a rate (``relay_rates``) whose budget is spent is passed over like a relay that is down;
 when every relay to try was passed over so, the recipients are deferred without an attempt until the
 earliest budget frees. The budgets are the spooler's (a ``RateGate``, kept in its store).
-Each relay going down or up again is one log line naming it; the status row shows each relay's state.
+Each relay going down or up again is one log line naming it, and is reported to the spooler (``watch``):
+its relay row changes, one status_changed event.
 With one relay, its failures are the spooler's to report (the transport's destination is that relay).
 Bcc header fields are removed from the content before it leaves.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import anyio
@@ -31,7 +32,7 @@ from spoolerd.abilities import RateGate
 from spoolerd.dsn_params import RecipientDsn
 from spoolerd.envelope import without_bcc
 from spoolerd.message import Message, Recipient
-from spoolerd.transport import Outcome, OutcomeKind, TransportContext
+from spoolerd.transport import Outcome, OutcomeKind, PartChange, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
 
@@ -73,6 +74,7 @@ class SmtpTransport:
         self._state = Relays([relay.peer for relay in self.relays], context.destination_hold)
         self.peer = ",".join(self._by_peer)  # the destination: the relay, or the list of them
         self._gate: RateGate | None = None  # the spooler's, for relay_rates
+        self._changed: Callable[[PartChange], None] = lambda change: None  # ``watch``: the spooler's
 
     def use_rate_gate(self, gate: RateGate) -> None:
         self._gate = gate
@@ -102,6 +104,10 @@ class SmtpTransport:
     def status(self) -> dict[str, Any]:
         """Its part of the status row: each relay, up or down (since when, held how much longer, why)."""
         return {"relays": self._state.rows(self._clock())}
+
+    def watch(self, changed: Callable[[PartChange], None]) -> None:
+        """Where to report each relay (of several) going down or up again: its own status row."""
+        self._changed = changed
 
     async def _open(self, relay: RelayAddress) -> Connection:
         conn = await open_session(self.settings, self._credentials, self._context, self._helo, relay)
@@ -186,7 +192,9 @@ class SmtpTransport:
             reason = maillog.reply_text(down.diagnostic, relay.peer)
             if self._state.failed(relay.peer, now, reason) and several:
                 maillog.relay_down(transport=self.name, relay=relay.peer, dsn=down.status, reason=reason)
+                self._changed(PartChange(relay.peer, reason))
         elif delivery.answered:
             since = self._state.answered(relay.peer)
             if since is not None and several:
                 maillog.relay_up(transport=self.name, relay=relay.peer, down_for=now - since)
+                self._changed(PartChange(relay.peer))
