@@ -115,6 +115,11 @@ class Dispatcher:
             message = await store.lock(message_id, self.owner, self.settings.lease)
         except (NoAccess, NotInQueue, NotFound):
             return None
+        except StoreError:
+            # the lease may have been taken and only the answer lost (a database connection cut at
+            # the commit): hand it back once the store answers again, rather than wait out the lease
+            self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+            raise
         result: AttemptResult | None = None
         async with self.leases.leased(store, message_id, self.owner):
             try:
@@ -243,8 +248,8 @@ class Dispatcher:
                 continue
             try:
                 await store.unlock(message_id, self.owner)
-            except (LockLost, NotInQueue, NotFound):
-                continue
+            except (LockLost, NoAccess, NotInQueue, NotFound):
+                continue  # not ours after all (a lock whose answer was lost may never have been taken)
             except StoreError:
                 owed.add(message_id)
                 raise

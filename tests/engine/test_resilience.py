@@ -246,3 +246,29 @@ async def test_a_reload_with_a_shorter_lease_rearms_the_renewer(tmp_path: Path, 
         remote.gate.set()
         await h.finished(first)
         await h.finished(second)
+
+
+async def test_a_lock_whose_answer_was_lost_is_handed_back_once_the_store_answers(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A database connection cut at the lock's commit: the lease is taken but the spooler never heard.
+    Once the store answers again the spooler hands it back and delivers at once, instead of waiting out
+    the lease (tests/postgres/test_faults.py meets it by chance when PostgreSQL restarts)."""
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        real = h.store.lock
+        lost = [StoreUnavailable("connection lost at commit")]
+
+        async def committed_but_unanswered(message_id: str, owner: str, lease: float) -> object:
+            message = await real(message_id, owner, lease)
+            if lost:
+                raise lost.pop()
+            return message
+
+        h.store.lock = committed_but_unanswered  # type: ignore[method-assign]
+        mid = await h.submit("a@remote.test")
+        await h.spooler.flush(message_ids=[mid])  # the lock "fails": the store is failing a while
+        (entry,) = [e async for e in h.store.outgoing_queue() if e.id == mid]
+        assert entry.lock_owner is not None  # taken, though the spooler never heard
+        await h.spooler.dispatcher.settle_unlocks(h.store)  # what the next scan does first
+        (entry,) = [e async for e in h.store.outgoing_queue() if e.id == mid]
+        assert entry.lock_owner is None  # handed back: due at once, not after the lease
