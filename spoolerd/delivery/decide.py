@@ -205,9 +205,7 @@ def _wanted_reports(message: Message, standing: Sequence[_Standing], now: float)
     reports = []
     for kind, state, event, default, default_status in wanted:
         statuses = tuple(
-            RecipientStatus(
-                s.address, s.status or default_status, s.code, s.text or "", now, original_recipient=s.orcpt
-            )
+            _status(s, s.status or default_status, s.code, s.text, now)
             for s in standing
             if s.state is state and wants(s.notify, event, default)
         )
@@ -216,7 +214,9 @@ def _wanted_reports(message: Message, standing: Sequence[_Standing], now: float)
     return reports
 
 
-def _status(r: Recipient, status: str, code: int | None, text: str | None, now: float) -> RecipientStatus:
+def _status(
+    r: Recipient | _Standing, status: str, code: int | None, text: str | None, now: float
+) -> RecipientStatus:
     """What a report says of one recipient (with its ORCPT as the Original-Recipient)."""
     return RecipientStatus(r.address, status, code, text or "", now, original_recipient=r.orcpt)
 
