@@ -2,11 +2,15 @@
 
 A changing transaction may ask for a wake-up: one ``pg_notify`` in it, which PostgreSQL delivers to the
 listening daemons only if and when the transaction commits (several in one transaction fold into one).
+Finishes, which give the other daemons nothing to do but which their watchers may want to see, are
+announced after they commit instead (``finished``): one notice at a time, a burst folded into the next.
+The payload is this store object's instance id, then a space and the reason for a finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -27,6 +31,12 @@ Transaction = Callable[[Any], Awaitable[T]]
 _UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
+async def _no_reset(_conn: Any) -> None:
+    """A connection goes back to the pool as it is: the store keeps no session state (no advisory lock,
+    cursor, LISTEN or SET outlives its transaction, and asyncpg rolls back an open one itself), so the
+    default reset query would be one more round trip after every transaction for nothing."""
+
+
 def affected(status: str) -> int:
     """The row count of a command status such as ``UPDATE 3`` or ``DELETE 0``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -45,6 +55,8 @@ class Database:
         # this daemon's own work; the pool's acquire timeout then covers only reaching the server
         self._slots = asyncio.Semaphore(settings.pool_max)
         self.transactions = 0  # committed transactions (round trips that change state)
+        self._finishes = 0  # finishes committed and not announced yet
+        self._announcing: asyncio.Task[None] | None = None
 
     async def connect(self) -> Any:
         """One connection outside the pool (the listener's)."""
@@ -80,11 +92,39 @@ class Database:
                 timeout=s.connect_timeout,
                 command_timeout=s.command_timeout,
                 server_settings={"search_path": s.schema_name, "application_name": "spoolerd"},
+                reset=_no_reset,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {s.dsn}: {exc}") from exc
 
+    def finished(self) -> None:
+        """A finish has committed: announce it (a hint, after the fact) unless a notice is on its way,
+        in which case the next one covers it."""
+        self._finishes += 1
+        if self._announcing is None:
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        try:
+            while self._finishes and self._pool is not None:
+                self._finishes = 0
+                try:
+                    await self._notify(self._pool, f"{self.instance} finish")
+                except _UNAVAILABLE:
+                    return  # a hint: the watchers re-read the queue when they reconnect
+        finally:
+            self._announcing = None
+
+    async def _notify(self, pool: asyncpg.Pool, payload: str) -> None:
+        """One NOTIFY on its own (no transaction around it: one round trip)."""
+        async with self._slots, pool.acquire(timeout=self._settings.connect_timeout) as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", self.channel, payload)
+
     async def close(self) -> None:
+        if self._announcing is not None:
+            self._announcing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._announcing
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()

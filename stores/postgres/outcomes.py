@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from spoolerd.errors import InvalidArgument, NoRecipients, Submitted
+from spoolerd.events import QueueChanged
 from spoolerd.message import (
     Draft,
     Message,
@@ -119,23 +120,52 @@ class PostgresOutcomes(PostgresCore):
                 mid,
             )
 
-        await self._changed(tx, "finish", message_id)
+        # announced after the commit, folded with others (``Database.finished``): nothing for the other
+        # daemons' spoolers to do, a hint for their watchers
+        db = self._database()
+        await db.run(tx)
+        db.finished()
+        self._hub.publish(QueueChanged(self.name, "finish", message_id))
+
+
+_UPDATE_ALL = (
+    "UPDATE recipients r SET state=u.state, responsibility=u.final, attempts=r.attempts+1,"
+    " next_attempt=u.next_attempt, last_code=u.code, last_status=u.status, last_text=u.text,"
+    " transport=COALESCE(u.transport, r.transport)"
+    " FROM unnest($2::int[], $3::text[], $4::bool[], $5::float8[], $6::int[], $7::text[], $8::text[],"
+    " $9::text[]) AS u(idx, state, final, next_attempt, code, status, text, transport)"
+    " WHERE r.message_id=$1 AND r.idx=u.idx AND r.state NOT IN ('delivered', 'failed') RETURNING r.idx"
+)
 
 
 async def _apply_updates(conn: Any, mid: int, message_id: str, updates: Sequence[RecipientUpdate]) -> None:
-    """Record each outcome; a recipient that already has a final one keeps it (exactly one each)."""
-    for u in updates:
-        found = await conn.fetchval(
-            "SELECT state FROM recipients WHERE message_id=$1 AND idx=$2 FOR UPDATE", mid, u.index
+    """Record each outcome; a recipient that already has a final one keeps it (exactly one each). One
+    statement for all of them (an attempt's outcomes are one per recipient); a recipient named twice is
+    recorded in order, one statement each."""
+    if not updates:
+        return
+    indexes = [u.index for u in updates]
+    if len(set(indexes)) < len(indexes):
+        for u in updates:
+            await _apply_updates(conn, mid, message_id, [u])
+        return
+    states = [RecipientState(u.state) for u in updates]
+    updated = await conn.fetch(
+        _UPDATE_ALL,
+        mid,
+        indexes,
+        [s.value for s in states],
+        [s.final for s in states],
+        [u.next_attempt for u in updates],
+        [u.code for u in updates],
+        [u.status for u in updates],
+        [u.text for u in updates],
+        [u.transport for u in updates],
+    )
+    if len(updated) < len(indexes):  # final already, or no such recipient
+        found = await conn.fetch(
+            "SELECT idx FROM recipients WHERE message_id=$1 AND idx = ANY($2::int[])", mid, indexes
         )
-        if found is None:
-            raise InvalidArgument(f"message {message_id} has no recipient #{u.index}")
-        if RecipientState(found).final:
-            continue
-        state = RecipientState(u.state)
-        await conn.execute(
-            "UPDATE recipients SET state=$1, responsibility=$2, attempts=attempts+1, next_attempt=$3,"
-            " last_code=$4, last_status=$5, last_text=$6, transport=COALESCE($7, transport)"
-            " WHERE message_id=$8 AND idx=$9",
-            state.value, state.final, u.next_attempt, u.code, u.status, u.text, u.transport, mid, u.index,
-        )  # fmt: skip
+        missing = set(indexes) - {r["idx"] for r in found}
+        if missing:
+            raise InvalidArgument(f"message {message_id} has no recipient #{min(missing)}")

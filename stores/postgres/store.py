@@ -89,5 +89,7 @@ class PostgresStore(
     ) -> Subscription[StoreEvent]:
         return self._hub.subscribe(limit, accept)
 
-    def _external(self) -> None:
-        self._hub.publish(QueueChanged(self.name, "external"))
+    def _external(self, reason: str) -> None:
+        """Another daemon changed the queue; a finish of theirs is a finish (nothing for our spooler to
+        do, but our Sent Items keeper and watchers see it), anything else ``external``."""
+        self._hub.publish(QueueChanged(self.name, "finish" if reason == "finish" else "external"))

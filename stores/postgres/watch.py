@@ -25,14 +25,15 @@ RECONNECT = Schedule(0.1, 5.0)
 
 
 class Listener:
-    """Calls ``on_change()`` for every notification not sent by ``own`` and once after each reconnect."""
+    """Calls ``on_change(reason)`` for every notification not sent by ``own`` (``external``, or
+    ``finish`` for a message another daemon finished) and once after each reconnect (``external``)."""
 
     def __init__(
         self,
         connect: Callable[[], Awaitable[Any]],
         channel: str,
         own: str,
-        on_change: Callable[[], None],
+        on_change: Callable[[str], None],
         *,
         store: str,
     ) -> None:
@@ -63,8 +64,9 @@ class Listener:
             await _closed(conn)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload != self._own:
-            self._on_change()
+        sender, _, reason = payload.partition(" ")
+        if sender != self._own:
+            self._on_change(reason or "external")
 
     async def _listen(self) -> Any:
         conn = await self._connect()
@@ -90,7 +92,7 @@ class Listener:
                     log.debug("store listener reconnect failed", store=self._store, error=str(exc))
                     await asyncio.sleep(backoff.failed())
             log.info("store listener reconnected", store=self._store)
-            self._on_change()  # one re-scan covers whatever was notified while it was away
+            self._on_change("external")  # one re-scan covers whatever was notified while it was away
 
 
 async def _closed(conn: Any) -> None:

@@ -84,11 +84,12 @@ async def start(cfg: Path) -> asyncio.subprocess.Process:
 
 
 async def progress(events: Subscription[Any], commits: int) -> None:
-    """Wait until the daemons have committed ``commits`` more changes (NOTIFY, seen here as external)."""
+    """Wait until the daemons have announced ``commits`` more changes (NOTIFY: a finish, or external; a
+    burst of finishes may come as one)."""
     with anyio.fail_after(60):
         while commits:
             event = await events.receive()
-            if isinstance(event, QueueChanged) and event.reason == "external":
+            if isinstance(event, QueueChanged) and event.reason in ("external", "finish"):
                 commits -= 1
 
 
