@@ -2,8 +2,10 @@
 processes through the smtp transport to one smtp-sink. Three legs: one daemon on SQLite, one daemon on
 PostgreSQL, two daemons (each with its own state directory) on one PostgreSQL store. Each leg is timed
 from the daemons' start until smtp-sink has every message; for PostgreSQL, the committed transactions
-per message (pg_stat_database's xact_commit, every connection to the bench database) are the store's
-round trips that change state.
+per message (pg_stat_database's xact_commit, every connection to the bench database: each statement
+outside a transaction counts as one) are the store's round trips that change state. CPU per message:
+the daemons' own (user + system, every thread) and the whole machine's (/proc/stat, the database
+server, smtp-sink and anything else running included), with the load average before and after.
 
     python -m bench.postgres [--messages 2000] [--dsn ADMIN_DSN] [--json FILE]
 
@@ -75,6 +77,37 @@ async def commits(dsn: str) -> int:
         await conn.close()
 
 
+def machine_cpu() -> float:
+    """Seconds of CPU the whole machine has spent busy (every core, /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU ``pid`` has used so far (user + system, all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu() -> float:
+    """Seconds of CPU the PostgreSQL server's processes now running have used (a backend that has
+    ended is not counted: read while the daemons' connections are open)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() != "postgres":
+                        continue
+                total += process_cpu(int(entry))
+            except OSError:  # ended meanwhile
+                continue
+    return total
+
+
 async def leg(
     name: str, store: dict[str, Any], daemons: int, messages: int, dsn: str | None
 ) -> dict[str, Any]:
@@ -86,6 +119,8 @@ async def leg(
             store = {**store, "path": str(root / "queue.db")}
         await prefill(store, root, messages)
         before = await commits(dsn) if dsn else 0
+        load_before = os.getloadavg()[0]
+        cpu_before, server_before = machine_cpu(), server_cpu()
         procs = []
         started = time.perf_counter()
         for n in range(daemons):
@@ -105,6 +140,9 @@ async def leg(
         try:
             await sink.wait_for(messages)
             elapsed = time.perf_counter() - started
+            daemon_cpu = sum(process_cpu(p.pid) for p in procs)
+            cpu = machine_cpu() - cpu_before
+            server = server_cpu() - server_before
         finally:
             for proc in procs:
                 proc.terminate()
@@ -114,6 +152,11 @@ async def leg(
         after = await commits(dsn) if dsn else 0
     result = {"leg": name, "messages": messages, "seconds": round(elapsed, 2)}
     result["per_second"] = round(messages / elapsed, 1)
+    result["daemon_cpu_ms_per_message"] = round(daemon_cpu * 1000 / messages, 3)
+    if dsn:
+        result["server_cpu_ms_per_message"] = round(server * 1000 / messages, 3)
+    result["machine_cpu_ms_per_message"] = round(cpu * 1000 / messages, 3)
+    result["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     if dsn:  # the stats collector lags a little; read after the daemons have stopped
         result["commits_per_message"] = round((after - before) / messages, 2)
     return result

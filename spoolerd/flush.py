@@ -14,10 +14,15 @@ for flushes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+from .errors import NoAccess, NotFound
+from .message import Access
+from .routing import SenderRoutes, serves
+from .store import MessageStore
 
 __all__ = ["FlushView", "dead_until_for_flush", "flushing"]
 
@@ -52,3 +57,29 @@ def dead_until_for_flush(destination: str, until: float | None) -> float | None:
     """``until`` from the cache, as the flush running this attempt (if any) sees it."""
     view = _VIEW.get()
     return until if view is None else view.dead_until(destination, until)
+
+
+async def waits_on(
+    store: MessageStore,
+    message_id: str,
+    transport: str,
+    transports: Sequence[tuple[str, frozenset[str] | None]],
+    sender_routes: SenderRoutes,
+) -> bool:
+    """Whether the message waits on ``transport`` (FlushQueues' target transport; ``transports``: each
+    transport's name and address types, in order): a recipient without a final outcome that this
+    transport last handled (a deferral of its own), or, never tried by any, of an address type it
+    serves (an earlier transport may pass it on with NOT_ME, which only trying tells). A recipient
+    another transport deferred waits on that one."""
+    try:
+        message = await store.open(message_id, Access.BEST)
+    except (NoAccess, NotFound):
+        return True  # in flight or gone: joining (or skipping) it is harmless
+    eligible = dict(sender_routes.eligible(message.sender, transports))
+    if transport not in eligible:
+        return False  # [sender_routes]: not a transport this sender's mail may take
+    return any(
+        r.transport == transport if r.transport is not None else serves(eligible[transport], r.address_type)
+        for r in message.recipients
+        if not r.state.final
+    )

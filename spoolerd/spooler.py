@@ -23,15 +23,15 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from .abilities import Downloading
+from .claims import DueClaims
 from .delivery import AttemptResult, Dispatcher
 from .downloads import Downloads
-from .errors import NoAccess, NotFound, StoreError
+from .errors import StoreError
 from .events import EventHub, QueueChanged, SpoolerEvent, StoreEvent, Subscription
-from .flush import FlushView, flushing
+from .flush import FlushView, flushing, waits_on
 from .health import StoreHealth
-from .message import Access
+from .message import Message
 from .resource_state import ResourceState, StatusChanges
-from .routing import serves
 from .spooler_results import Counters, FlushDeferral, FlushResult, delivery_events
 from .store import Clock, MessageStore
 
@@ -57,6 +57,7 @@ class _Flight:
     message_id: str
     force: bool = False  # a forced flush: even past destinations marked down
     view: FlushView | None = None  # started by a plain flush: how it sees the destination cache
+    claimed: Message | None = None  # locked already, by a claim of the due head
     done: asyncio.Event = field(default_factory=asyncio.Event)  # asyncio's: one per attempt, cheaper
     result: AttemptResult | None = None
 
@@ -71,6 +72,7 @@ class Spooler:
         clock: Clock,
     ) -> None:
         self.stores = dict(stores)
+        self._claims = DueClaims(self.stores, dispatcher)  # the stores that lease the due head in batches
         self.dispatcher = dispatcher
         self.max_in_flight = max_in_flight
         self.clock = clock
@@ -155,8 +157,11 @@ class Spooler:
                 await flight.done.wait()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
-        while not self._work.empty():  # queued, never begun: nothing to hand back
+        while not self._work.empty():  # queued, never begun: a claimed one is handed back
             flight = self._work.get_nowait()
+            if flight.claimed is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.dispatcher.hand_back(flight.store, flight.message_id)
             self._in_flight.pop((flight.store_name, flight.message_id), None)
             flight.done.set()
         with anyio.CancelScope(shield=True):  # the cancelled attempts hand their messages back first
@@ -196,7 +201,7 @@ class Spooler:
         times = []
         for name, store in self.stores.items():
             try:
-                due = await store.next_due()
+                due = self.clock() if self._claims.unanswered(name) else await store.next_due()
             except StoreError as exc:
                 self.health.failed(name, exc)
                 due = self.clock()
@@ -213,6 +218,10 @@ class Spooler:
                 continue  # failing: left alone until its wait is over (``_next_due`` wakes us then)
             try:
                 await self.dispatcher.settle_unlocks(store)
+                if self._claims.claims(name):
+                    if await self._claim_due(name, store):
+                        return True
+                    continue
                 async for entry in store.outgoing_queue(due_at=now, include_locked=False):
                     if (name, entry.id) in self._in_flight:
                         skipped = True
@@ -224,8 +233,29 @@ class Spooler:
                 self.health.failed(name, exc)
         return skipped
 
+    async def _claim_due(self, name: str, store: MessageStore) -> bool:
+        """Lease the due head of ``store`` in one batch up to the free slots (``claims``) and start an
+        attempt for each; True when due messages may be left for lack of slots. With attempts in
+        flight, a batch waits until a quarter of the slots is free (their ends wake the spooler): one
+        claim for many messages rather than one per finished attempt."""
+        free = self.max_in_flight - len(self._in_flight)
+        if self._stopping or (self._in_flight and free < max(1, self.max_in_flight // 4)):
+            return True
+        claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
+        for message in claimed:
+            if (name, message.id) not in self._in_flight:  # else ours already: its lease renewed
+                self._start(name, store, message.id, force=False, claimed=message)
+        return len(claimed) == free
+
     def _start(
-        self, name: str, store: MessageStore, message_id: str, *, force: bool, view: FlushView | None = None
+        self,
+        name: str,
+        store: MessageStore,
+        message_id: str,
+        *,
+        force: bool,
+        view: FlushView | None = None,
+        claimed: Message | None = None,
     ) -> _Flight:
         """Start an attempt, or join the one already running: one attempt per message at a time (the
         lock is re-entrant for this spooler's owner, so the store would not stop a second one)."""
@@ -233,7 +263,7 @@ class Spooler:
         running = self._in_flight.get((name, message_id))
         if running is not None:
             return running
-        flight = _Flight(name, store, message_id, force, view)
+        flight = _Flight(name, store, message_id, force, view, claimed)
         if self._stopping:  # shutting down: its workers may be cancelled already, so nothing starts
             flight.done.set()
             return flight
@@ -261,7 +291,10 @@ class Spooler:
         began = time.monotonic()
         try:
             with flushing(flight.view):
-                flight.result = await self.dispatcher.attempt(flight.store, message_id, force=flight.force)
+                flight.result = await self.dispatcher.attempt(
+                    flight.store, message_id, force=flight.force, claimed=flight.claimed
+                )
+                flight.claimed = None  # the attempt's now, whatever became of it
         except StoreError as exc:  # the store, not the message: one line per state change, and a wait
             self.health.failed(name, exc)
         except Exception:
@@ -292,27 +325,6 @@ class Spooler:
         assert self._tg is not None, "the spooler is not running"
         self._tg.start_soon(fn)
 
-    async def _routes_to(self, store: MessageStore, message_id: str, transport: str) -> bool:
-        """Whether the message waits on ``transport`` (FlushQueues' target transport): a recipient
-        without a final outcome that this transport last handled (a deferral of its own), or, never
-        tried by any, of an address type it serves (an earlier transport may pass it on with NOT_ME,
-        which only trying tells). A recipient another transport deferred waits on that one."""
-        try:
-            message = await store.open(message_id, Access.BEST)
-        except (NoAccess, NotFound):
-            return True  # in flight or gone: joining (or skipping) it is harmless
-        named = [(s.name, s.address_types) for s in self.dispatcher.transports]
-        eligible = dict(self.dispatcher.settings.sender_routes.eligible(message.sender, named))
-        if transport not in eligible:
-            return False  # [sender_routes]: not a transport this sender's mail may take
-        return any(
-            r.transport == transport
-            if r.transport is not None
-            else serves(eligible[transport], r.address_type)
-            for r in message.recipients
-            if not r.state.final
-        )
-
     async def flush(
         self,
         *,
@@ -331,13 +343,16 @@ class Spooler:
         flights: list[tuple[str, str, _Flight]] = []
         now = self.clock()
         view = None if force or due_only else FlushView()
+        named = [(s.name, s.address_types) for s in self.dispatcher.transports]
         for name, store in self.stores.items():
             async for entry in store.outgoing_queue(due_at=now if due_only else None, include_locked=True):
                 if wanted is not None and entry.id not in wanted:
                     continue
                 if entry.held or (entry.not_before is not None and entry.not_before > now):
                     continue  # a flush passes over backoff, never a hold or a deferred send time
-                if transport is not None and not await self._routes_to(store, entry.id, transport):
+                if transport is not None and not await waits_on(
+                    store, entry.id, transport, named, self.dispatcher.settings.sender_routes
+                ):
                     continue
                 if (name, entry.id) not in self._in_flight and entry.lock_owner not in (
                     None,

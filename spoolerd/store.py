@@ -49,6 +49,7 @@ from .message import (
 
 __all__ = [
     "STORE_METHODS",
+    "Claiming",
     "Clock",
     "MessageStore",
     "QueueCounter",
@@ -249,6 +250,21 @@ class QueueCounter(Protocol):
     is counted by opening each queued message, which is much slower at a large queue."""
 
     async def queued_recipients(self) -> list[QueuedRecipients]: ...
+
+
+@runtime_checkable
+class Claiming(Protocol):
+    """An optional store ability: take the due head's leases in batches. The spooler claims with it
+    (one transaction for many messages instead of a read of the due head and a ``lock`` for each), and
+    several daemons on one store then take disjoint batches instead of racing for the same head; a
+    store without it is served by ``outgoing_queue(due_at=now)`` and ``lock``."""
+
+    async def claim(self, owner: str, lease: float, limit: int) -> list[Message]:
+        """Lock up to ``limit`` messages that are due now, earliest due first, as ``lock`` would lock
+        each: queued, not held, due (``due_at`` reached), and unlocked or under a lease that is over
+        (``owner``'s own live leases are not taken again: those attempts are under way); a row another
+        spooler is claiming at this moment is passed over, never waited for. Returns them loaded, as
+        ``lock`` returns one, in due order; ``[]`` when nothing is due."""
 
 
 class StoreProvider(Protocol):

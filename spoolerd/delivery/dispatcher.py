@@ -107,19 +107,23 @@ class Dispatcher:
     # ------------------------------------------------------------------ one message
 
     async def attempt(
-        self, store: MessageStore, message_id: str, *, force: bool = False
+        self, store: MessageStore, message_id: str, *, force: bool = False, claimed: Message | None = None
     ) -> AttemptResult | None:
         """Lock, deliver what is pending, record it, and finish or unlock. ``None``: not ours to do
-        (another spooler holds it, it left the queue meanwhile, or our lease was lost mid-way)."""
-        try:
-            message = await store.lock(message_id, self.owner, self.settings.lease)
-        except (NoAccess, NotInQueue, NotFound):
-            return None
-        except StoreError:
-            # the lease may have been taken and only the answer lost (a database connection cut at
-            # the commit): hand it back once the store answers again, rather than wait out the lease
-            self._unlocks_owed.setdefault(store.name, set()).add(message_id)
-            raise
+        (another spooler holds it, it left the queue meanwhile, or our lease was lost mid-way).
+        ``claimed``: the message as a claim of the due head locked it already."""
+        if claimed is not None:
+            message = claimed
+        else:
+            try:
+                message = await store.lock(message_id, self.owner, self.settings.lease)
+            except (NoAccess, NotInQueue, NotFound):
+                return None
+            except StoreError:
+                # the lease may have been taken and only the answer lost (a database connection cut at
+                # the commit): hand it back once the store answers again, rather than wait out the lease
+                self._unlocks_owed.setdefault(store.name, set()).add(message_id)
+                raise
         result: AttemptResult | None = None
         async with self.leases.leased(store, message_id, self.owner):
             try:
@@ -207,6 +211,10 @@ class Dispatcher:
         await forget_reports(store, message.id, [r.kind for r in decision.reports])  # the message is gone
         result.finished = True
         return result
+
+    async def hand_back(self, store: MessageStore, message_id: str) -> None:
+        """A claimed message whose attempt never began (a shutdown): unlocked, due as it was."""
+        await self._release(store, message_id, None)
 
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:
         try:

@@ -13,7 +13,16 @@ from typing import Any
 from spoolerd.errors import LockLost, NoAccess, NoSupport, NotFound, NotInQueue, Submitted, UnableToAbort
 from spoolerd.message import RecipientState, RecipientUpdate, SubmitFlag, check_time, check_wire_text
 
-__all__ = ["PURGE_BATCH", "STATE_COLUMNS", "Lease", "MessageState", "check_updates", "due", "int_id"]
+__all__ = [
+    "PURGE_BATCH",
+    "STATE_COLUMNS",
+    "Lease",
+    "MessageState",
+    "check_claim",
+    "check_updates",
+    "due",
+    "int_id",
+]
 
 PURGE_BATCH = 256  # messages a purge deletes per transaction: other writers get their turn in between
 
@@ -43,6 +52,13 @@ def check_updates(updates: Sequence[RecipientUpdate]) -> None:
         for what, text in (("transport", update.transport), ("status", update.status)):
             if text is not None:
                 check_wire_text(what, text)
+
+
+def check_claim(owner: str, lease: float, limit: int) -> bool:
+    """``claim``'s arguments, checked before the transaction; False when ``limit`` asks for none."""
+    check_time("lease", lease)
+    check_wire_text("lock owner", owner, allow_empty=False)
+    return limit >= 1
 
 
 @dataclass(frozen=True, slots=True)

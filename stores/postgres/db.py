@@ -27,6 +27,12 @@ __all__ = ["Database", "Transaction", "affected"]
 T = TypeVar("T")
 Transaction = Callable[[Any], Awaitable[T]]
 
+# Every connection's settings. The store's statements are prepared once per connection (asyncpg's
+# cache) and each is a lookup by key or a walk of one index in order: a generic plan serves every
+# execution, instead of PostgreSQL planning again with each call's values (0.7 ms of the server's CPU
+# for the finish statement, three times what running it costs).
+_SESSION = {"application_name": "spoolerd", "plan_cache_mode": "force_generic_plan"}
+
 # what a lost server, a cut connection or a restart looks like from asyncpg
 _UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -67,7 +73,7 @@ class Database:
                 password=self._password,
                 timeout=s.connect_timeout,
                 command_timeout=s.command_timeout,
-                server_settings={"search_path": s.schema_name, "application_name": "spoolerd"},
+                server_settings=_SESSION | {"search_path": s.schema_name},
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {s.dsn}: {exc}") from exc
@@ -91,11 +97,27 @@ class Database:
                 max_size=s.pool_max,
                 timeout=s.connect_timeout,
                 command_timeout=s.command_timeout,
-                server_settings={"search_path": s.schema_name, "application_name": "spoolerd"},
+                server_settings=_SESSION | {"search_path": s.schema_name},
                 reset=_no_reset,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {s.dsn}: {exc}") from exc
+
+    async def run_one(self, sql: str, *args: Any) -> Any:
+        """One statement on its own (PostgreSQL commits it as its own transaction: one round trip, no
+        BEGIN and COMMIT around it); its first row."""
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is not started")
+        s = self._settings
+        try:
+            async with self._slots, self._pool.acquire(timeout=s.connect_timeout) as conn:
+                row = await conn.fetchrow(sql, *args)
+        except StoreError:
+            raise
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL at {s.dsn}: {type(exc).__name__}: {exc}") from exc
+        self.transactions += 1
+        return row
 
     def finished(self) -> None:
         """A finish has committed: announce it (a hint, after the fact) unless a notice is on its way,

@@ -11,7 +11,7 @@ from typing import Any
 from spoolerd.errors import NoAccess
 from spoolerd.events import QueueChanged
 from spoolerd.message import Message, check_time, check_wire_text
-from stores.common.rules import STATE_COLUMNS, MessageState, int_id
+from stores.common.rules import STATE_COLUMNS, MessageState, check_claim, int_id
 
 from . import rows
 from .core import PostgresCore
@@ -20,7 +20,37 @@ from .db import affected
 __all__ = ["PostgresLeases"]
 
 
+# The due head's first ``$4`` rows, unlocked ones from the due index and those whose lease is over from
+# the lock index, each row passed over while another daemon is claiming it (SKIP LOCKED), leased to $1.
+_CLAIM = (
+    "WITH free AS (SELECT id, due_at FROM messages WHERE lock_owner IS NULL AND queued AND NOT held"
+    "  AND due_at <= $3 ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED),"
+    " stale AS (SELECT id, due_at FROM messages WHERE lock_owner IS NOT NULL AND lock_expiry <= $3"
+    "  AND queued AND NOT held AND due_at <= $3 ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED),"
+    " picked AS (SELECT id, due_at FROM (SELECT * FROM free UNION ALL SELECT * FROM stale) AS due"
+    "  ORDER BY due_at, id LIMIT $4)"
+    " UPDATE messages m SET lock_owner=$1, lock_expiry=$2 FROM picked WHERE m.id = picked.id"
+    " RETURNING m.id, picked.due_at"
+)
+
+
 class PostgresLeases(PostgresCore):
+    async def claim(self, owner: str, lease: float, limit: int) -> list[Message]:
+        if not check_claim(owner, lease, limit):
+            return []
+        now = self._clock()
+
+        async def tx(conn: Any) -> list[Message]:
+            taken = sorted(
+                (r["due_at"], r["id"]) for r in await conn.fetch(_CLAIM, owner, now + lease, now, limit)
+            )
+            if not taken:
+                return []
+            loaded = await rows.load_messages(conn, [mid for _, mid in taken], now)
+            return [replace(loaded[mid], writable=False) for _, mid in taken]
+
+        return await self._database().run(tx)
+
     async def lock(self, message_id: str, owner: str, lease: float) -> Message:
         mid = int_id(message_id)
         check_time("lease", lease)

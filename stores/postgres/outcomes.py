@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from spoolerd.errors import InvalidArgument, NoRecipients, Submitted
+from spoolerd.errors import InvalidArgument, NoRecipients, NotFound, Submitted
 from spoolerd.events import QueueChanged
 from spoolerd.message import (
     Draft,
@@ -99,6 +99,17 @@ class PostgresOutcomes(PostgresCore):
         mid = int_id(message_id)
         check_updates(outcomes)
         now = self._clock()
+        db = self._database()
+        if not events and _distinct(outcomes):  # the common end of an attempt: one statement
+            row = await db.run_one(_FINISH, mid, owner, now, *_columns(outcomes))
+            if row is None:
+                raise NotFound(f"no message with id {message_id}")
+            if not row["finished"]:  # nothing changed: say why
+                MessageState.of(row).check_finishable(message_id, owner)
+                await db.run(lambda conn: _apply_updates(conn, mid, message_id, outcomes))  # raises
+            db.finished()
+            self._hub.publish(QueueChanged(self.name, "finish", message_id))
+            return
 
         async def tx(conn: Any) -> None:
             row = await rows.state_row(conn, mid, f"{STATE_COLUMNS}, sentmail_folder, delete_after_submit")
@@ -114,7 +125,7 @@ class PostgresOutcomes(PostgresCore):
                 " folder_id = COALESCE((SELECT id FROM folders WHERE id=$2), folder_id),"
                 " filed_at = CASE WHEN EXISTS (SELECT 1 FROM folders WHERE id=$2) THEN $3 ELSE filed_at END"
                 " WHERE id=$4",
-                ~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF,
+                _SENT_MASK,
                 row["sentmail_folder"],
                 now,
                 mid,
@@ -128,13 +139,60 @@ class PostgresOutcomes(PostgresCore):
         self._hub.publish(QueueChanged(self.name, "finish", message_id))
 
 
-_UPDATE_ALL = (
+def _distinct(updates: Sequence[RecipientUpdate]) -> bool:
+    """No recipient named twice (such updates are recorded one statement each, in order)."""
+    return len({u.index for u in updates}) == len(updates)
+
+
+def _columns(updates: Sequence[RecipientUpdate]) -> list[list[Any]]:
+    """The updates as the arrays ``unnest`` reads: index, state, final, next attempt, code, status,
+    text, transport."""
+    states = [RecipientState(u.state) for u in updates]
+    return [
+        [u.index for u in updates],
+        [s.value for s in states],
+        [s.final for s in states],
+        [u.next_attempt for u in updates],
+        [u.code for u in updates],
+        [u.status for u in updates],
+        [u.text for u in updates],
+        [u.transport for u in updates],
+    ]
+
+
+_SENT_MASK = int(~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF)  # the flags a finish clears
+_SET_OUTCOME = (
     "UPDATE recipients r SET state=u.state, responsibility=u.final, attempts=r.attempts+1,"
     " next_attempt=u.next_attempt, last_code=u.code, last_status=u.status, last_text=u.text,"
     " transport=COALESCE(u.transport, r.transport)"
-    " FROM unnest($2::int[], $3::text[], $4::bool[], $5::float8[], $6::int[], $7::text[], $8::text[],"
-    " $9::text[]) AS u(idx, state, final, next_attempt, code, status, text, transport)"
-    " WHERE r.message_id=$1 AND r.idx=u.idx AND r.state NOT IN ('delivered', 'failed') RETURNING r.idx"
+)
+_OUTCOMES = (
+    "unnest({}::int[], {}::text[], {}::bool[], {}::float8[], {}::int[], {}::text[], {}::text[], {}::text[])"
+    " AS u(idx, state, final, next_attempt, code, status, text, transport)"
+)
+_NOT_FINAL_YET = "r.state NOT IN ('delivered', 'failed')"
+
+# ``finish`` in one statement ($1 message, $2 owner, $3 now, $4.. the outcomes' arrays): the row locked,
+# then, if it is queued under $2's lock and every outcome names one of its recipients, the outcomes
+# recorded and the message filed in its sent-mail folder, or deleted. Nothing changes otherwise, and the
+# row tells why (``finished`` false).
+_FINISH = (
+    "WITH m AS (SELECT id, queued, lock_owner, lock_expiry, delete_after_submit, sentmail_folder"
+    "  FROM messages WHERE id=$1 FOR UPDATE),"
+    " ok AS (SELECT id, delete_after_submit, sentmail_folder FROM m WHERE queued AND lock_owner=$2"
+    "  AND (SELECT COUNT(*) FROM recipients WHERE message_id=$1 AND idx = ANY($4::int[]))"
+    "   = cardinality($4::int[])),"
+    f" r AS ({_SET_OUTCOME} FROM {_OUTCOMES.format(*(f'${n}' for n in range(4, 12)))}, ok"
+    f"  WHERE r.message_id=ok.id AND NOT ok.delete_after_submit AND r.idx=u.idx AND {_NOT_FINAL_YET}"
+    "  RETURNING r.idx),"
+    " gone AS (DELETE FROM messages WHERE id = (SELECT id FROM ok WHERE delete_after_submit)),"
+    f" done AS (UPDATE messages SET flags = flags & {_SENT_MASK}, submit_flags=0, next_attempt=NULL,"
+    "  due_at=NULL, queued=FALSE, lock_owner=NULL, lock_expiry=NULL,"
+    "  folder_id = COALESCE((SELECT f.id FROM folders f, ok WHERE f.id = ok.sentmail_folder), folder_id),"
+    "  filed_at = CASE WHEN EXISTS (SELECT 1 FROM folders f, ok WHERE f.id = ok.sentmail_folder)"
+    "   THEN $3 ELSE filed_at END"
+    "  WHERE id = (SELECT id FROM ok WHERE NOT delete_after_submit))"
+    " SELECT queued, lock_owner, lock_expiry, EXISTS (SELECT 1 FROM ok) AS finished FROM m"
 )
 
 
@@ -144,24 +202,17 @@ async def _apply_updates(conn: Any, mid: int, message_id: str, updates: Sequence
     recorded in order, one statement each."""
     if not updates:
         return
-    indexes = [u.index for u in updates]
-    if len(set(indexes)) < len(indexes):
+    if not _distinct(updates):
         for u in updates:
             await _apply_updates(conn, mid, message_id, [u])
         return
-    states = [RecipientState(u.state) for u in updates]
     updated = await conn.fetch(
-        _UPDATE_ALL,
+        f"{_SET_OUTCOME} FROM {_OUTCOMES.format(*(f'${n}' for n in range(2, 10)))}"
+        f" WHERE r.message_id=$1 AND r.idx=u.idx AND {_NOT_FINAL_YET} RETURNING r.idx",
         mid,
-        indexes,
-        [s.value for s in states],
-        [s.final for s in states],
-        [u.next_attempt for u in updates],
-        [u.code for u in updates],
-        [u.status for u in updates],
-        [u.text for u in updates],
-        [u.transport for u in updates],
+        *_columns(updates),
     )
+    indexes = [u.index for u in updates]
     if len(updated) < len(indexes):  # final already, or no such recipient
         found = await conn.fetch(
             "SELECT idx FROM recipients WHERE message_id=$1 AND idx = ANY($2::int[])", mid, indexes

@@ -35,6 +35,7 @@ __all__ = [
     "insert_message",
     "insert_recipients",
     "load_message",
+    "load_messages",
     "message_state",
     "placeholders",
     "receive_table",
@@ -149,3 +150,25 @@ async def load_message(conn: Any, mid: int, now: float) -> Message:
         f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id=$1 ORDER BY idx", mid
     )
     return message_from_row(row, tuple(recipient_from_row(r) for r in rows), now)
+
+
+async def load_messages(conn: Any, ids: Sequence[int], now: float) -> dict[int, Message]:
+    """Several messages as ``load_message`` reads each, in two statements; by id (missing ids absent)."""
+    found = await conn.fetch(
+        f"SELECT {LOADED_COLUMNS}, m.id AS mid FROM messages m JOIN contents c ON c.message_id = m.id"
+        " WHERE m.id = ANY($1::bigint[])",
+        ids,
+    )
+    recipients: dict[int, list[Any]] = {}
+    for r in await conn.fetch(
+        f"SELECT {RECIPIENT_COLUMNS}, message_id FROM recipients WHERE message_id = ANY($1::bigint[])"
+        " ORDER BY message_id, idx",
+        ids,
+    ):
+        recipients.setdefault(r["message_id"], []).append(r)
+    return {
+        row["mid"]: message_from_row(
+            row, tuple(recipient_from_row(r) for r in recipients.get(row["mid"], ())), now
+        )
+        for row in found
+    }

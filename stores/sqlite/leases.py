@@ -10,15 +10,33 @@ from dataclasses import replace
 
 from spoolerd.events import QueueChanged
 from spoolerd.message import Message, check_time, check_wire_text
-from stores.common.rules import int_id
+from stores.common.rules import check_claim, int_id
 
 from . import tables
 from .core import SqliteCore
+from .queue import DUE_HEAD
 
 __all__ = ["SqliteLeases"]
 
 
 class SqliteLeases(SqliteCore):
+    async def claim(self, owner: str, lease: float, limit: int) -> list[Message]:
+        if not check_claim(owner, lease, limit):
+            return []
+        now = self._clock()
+        head = {"due": now, "after": float("-inf"), "id": 0, "expiry": now, "page": limit}
+
+        def tx(conn: sqlite3.Connection) -> list[Message]:
+            # one writer at a time: nobody else claims between this read and the update
+            ids = [row[0] for row in conn.execute(DUE_HEAD, head)]
+            conn.executemany(
+                "UPDATE messages SET lock_owner=?, lock_expiry=? WHERE id=?",
+                [(owner, now + lease, i) for i in ids],
+            )
+            return [replace(tables.load_message(conn, mid, now), writable=False) for mid in ids]
+
+        return await self._writer.run(tx)
+
     async def lock(self, message_id: str, owner: str, lease: float) -> Message:
         mid = int_id(message_id)
         check_time("lease", lease)

@@ -1,6 +1,7 @@
 """The store conformance suite: import it into one test module of yours to run it,
 ``from spoolerd.testing.conformance import *`` (with the fixtures of ``spoolerd.testing.plugin``)."""
 
+from .claims import *  # noqa: F403
 from .dsn import *  # noqa: F403
 from .durability import *  # noqa: F403
 from .inbound_events import *  # noqa: F403
