@@ -274,9 +274,10 @@ class Session(SMTP):
             await self._refuse(refusal, grouped=True)
             return
         tx.recipients.append(rcpt)
-        tx.addresses.extend(a for a in addresses if a not in tx.addresses)
         for a in addresses:
-            tx.dsn.setdefault(a, rcpt.dsn)
+            if a not in tx.dsn:  # each address once, with the DSN parameters of the first RCPT naming it
+                tx.addresses.append(a)
+                tx.dsn[a] = rcpt.dsn
         await self.reply(Reply(250, "2.1.5", "Ok"), grouped=True)
 
     def authenticated_or_trusted(self) -> bool:
