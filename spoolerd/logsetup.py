@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -22,9 +23,16 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Replace the value of any key that looks like a credential, however a caller spelled it."""
     for key in event_dict:
-        if key.lower() in SECRET_KEYS or key.lower().endswith(("_password", "_secret", "_token")):
+        if _secret(key):
             event_dict[key] = "***"
     return event_dict
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret(key: str) -> bool:
+    """Decided once per key name: the code's names are few, and every log line asks for each of its keys."""
+    lower = key.lower()
+    return lower in SECRET_KEYS or lower.endswith(("_password", "_secret", "_token"))
 
 
 def mail_lines(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import email.utils
 from dataclasses import dataclass
 
-from .envelope import header_fields
+from .envelope import header_end, header_fields
 
 __all__ = ["PRIORITIES", "HeaderOptions", "header_deferred_delivery", "header_options", "header_priority"]
 
@@ -25,10 +25,19 @@ _X_PRIORITY = {"1": 1, "2": 1, "3": 0, "4": -1, "5": -1}
 
 
 _OPTION_FIELDS = frozenset({"priority", "x-priority", "importance", "deferred-delivery"})
+_IN_OPTION_NAMES = (b"priority", b"importance", b"deferred-delivery")  # one is in each name above
 
 
 def _values(content: bytes) -> dict[str, str]:
-    """The first value of each field that asks for an option, unfolded."""
+    """The first value of each field that asks for an option, unfolded. Most messages have none, and
+    that is seen without splitting the header section into fields (read at every submit)."""
+    head = content[: header_end(content)].lower()  # the names are ASCII: a byte-wise lower() will do
+    if not any(word in head for word in _IN_OPTION_NAMES):
+        return {}
+    return _parsed_values(content)
+
+
+def _parsed_values(content: bytes) -> dict[str, str]:
     found: dict[str, str] = {}
     for field in header_fields(content):
         if field.key in _OPTION_FIELDS and field.key not in found:

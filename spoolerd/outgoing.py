@@ -4,14 +4,31 @@ its queueing in one transaction. Below the spooler and the delivery stages, so t
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 from .dsn_params import DsnRequest
-from .message import Draft, FolderRole, NewRecipient
+from .message import Draft, Folder, FolderRole, NewRecipient
 from .message_options import header_options
 from .store import MessageStore
 
-__all__ = ["outgoing_draft", "submit_outgoing"]
+__all__ = ["outgoing_draft", "role_folder", "submit_outgoing"]
+
+_role_folders: weakref.WeakKeyDictionary[MessageStore, dict[FolderRole, Folder]] = weakref.WeakKeyDictionary()
+
+
+async def role_folder(store: MessageStore, role: FolderRole) -> Folder:
+    """``store.folder(role)``, asked once per store object: a role folder is made with the store and
+    never removed or renumbered (no call removes one, and a queued message already keeps its Sent
+    folder's id for as long as it waits). Every submit needs two, each a read on a store thread."""
+    try:
+        known = _role_folders.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced or hashed: asked every time
+        return await store.folder(role)
+    folder = known.get(role)
+    if folder is None:
+        folder = known[role] = await store.folder(role)
+    return folder
 
 
 async def outgoing_draft(
@@ -34,7 +51,7 @@ async def outgoing_draft(
     ``Submitter.submit_new``). A priority or deferred send time not given is the one the message's
     own header fields ask for (``message_options``). ``dsn``: the RFC 3461 RET and ENVID asked for (the
     recipients carry their own NOTIFY and ORCPT)."""
-    sent = await store.folder(FolderRole.SENT) if sentmail else None
+    sent = await role_folder(store, FolderRole.SENT) if sentmail else None
     if priority is None or not_before is None:
         asked = header_options(content)  # one read of the header section for both
         priority = (asked.priority or 0) if priority is None else priority
@@ -59,5 +76,5 @@ async def submit_outgoing(
     store: MessageStore, draft: Draft, *, preprocess: bool = False, lock: tuple[str, float] | None = None
 ) -> str:
     """``draft`` created in the store's Outbox and queued in one transaction (``store.submit_new``)."""
-    folder = await store.folder(FolderRole.OUTBOX)
+    folder = await role_folder(store, FolderRole.OUTBOX)
     return await store.submit_new(folder.id, draft, preprocess=preprocess, lock=lock)

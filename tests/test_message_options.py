@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spoolerd.message_options import header_deferred_delivery, header_priority
+from spoolerd.message_options import _parsed_values, _values, header_deferred_delivery, header_priority
 from tests.control.conftest import Daemon, serving, short_root
 from tests.control.test_tools import ctl, run, sendmail
 
@@ -49,6 +49,26 @@ def test_deferred_delivery_is_a_date() -> None:
 def test_any_bytes_give_an_answer_not_an_error(content: bytes) -> None:
     assert header_priority(content) in (None, -1, 0, 1)
     header_deferred_delivery(content)
+
+
+_NAMES = ["Priority", "x-PRIORITY", "Importance", "Deferred-Delivery", "Subject", "From", "Prior", ""]
+_HEADER = st.lists(
+    st.tuples(
+        st.sampled_from(_NAMES), st.sampled_from(["", " ", "\t"]), st.text("urgent 1\t\r\n:", max_size=12)
+    ),
+    max_size=6,
+)
+
+
+@given(_HEADER, st.sampled_from([b"\r\n", b"\n"]), st.binary(max_size=40))
+def test_the_quick_look_for_option_fields_misses_none(
+    fields: list[tuple[str, str, str]], eol: bytes, body: bytes
+) -> None:
+    """A header section with no option field is answered without splitting it: the same answer as the
+    full read, whatever the names' case, the blanks before a colon, folding or the body."""
+    head = eol.join(f"{name}{blank}:{value}".encode() for name, blank, value in fields)
+    content = head + eol + eol + body
+    assert _values(content) == _parsed_values(content)
 
 
 async def test_sendmail_honours_deferred_delivery_and_priority() -> None:

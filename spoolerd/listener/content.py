@@ -58,8 +58,13 @@ def _protocol(trace: Trace) -> str:
     return "UTF8" + name[1:] if trace.smtputf8 else name
 
 
+_UNSAFE = frozenset("()\\")
+
+
 def _safe(text: str) -> str:
     """A value for the trace field: printable, no parentheses, at most 200 characters."""
+    if text.isprintable() and not _UNSAFE.intersection(text):
+        return text[:200]  # the usual host name or address, not rebuilt a character at a time
     return "".join(c if c.isprintable() and c not in "()\\" else "?" for c in text)[:200]
 
 

@@ -101,6 +101,8 @@ class Session(SMTP):
         self.user: str | None = None
         self.opened = time.monotonic()
         self.in_data = False  # between DATA and its final reply: a shutdown lets it finish
+        self._trusted: bool | None = None  # the client's address is in allowed_networks (asked once)
+        self._held = bytearray()  # replies to pipelined MAIL / RCPT / RSET not yet written (see push)
 
     # ------------------------------------------------------------------ connection
 
@@ -153,8 +155,21 @@ class Session(SMTP):
         log.error("smtp session failed", listener=self.context.name, client=self.client_ip, error=repr(error))
         return "451 4.3.0 Error: internal error, try again later"
 
-    async def reply(self, reply: Reply) -> None:
-        await self.push(str(reply))
+    async def reply(self, reply: Reply, *, grouped: bool = False) -> None:
+        """``grouped``: a reply to MAIL, RCPT or RSET, which may wait for the next command's (see push)."""
+        await self.push(str(reply), grouped=grouped)
+
+    async def push(self, status: str | bytes, *, grouped: bool = False) -> None:
+        """Write a reply line. RFC 2920 §3.1: while the client's next command is already here, a reply
+        to MAIL, RCPT or RSET (the commands that may sit inside a pipelined group) is held and written
+        with the next one, as Postfix does: one write and one packet for a whole MAIL, RCPT..., DATA
+        group. Any other reply writes what is held with it, so nothing waits while the client does."""
+        self._held += (status.encode() if isinstance(status, str) else status) + b"\r\n"
+        if grouped and b"\n" in self._reader._buffer:  # type: ignore[attr-defined]
+            return
+        self._writer.write(bytes(self._held))
+        self._held.clear()
+        await self._writer.drain()
 
     # ------------------------------------------------------------------ greeting
 
@@ -231,10 +246,10 @@ class Session(SMTP):
         try:
             mail = parse_mail(arg, size_limit=self.context.size_limit(), utf8_offered=True)
         except CommandRefused as exc:
-            await self._refuse(exc.reply)
+            await self._refuse(exc.reply, grouped=True)
             return
         self.transaction = Transaction(mail)
-        await self.reply(Reply(250, "2.1.0", "Ok"))
+        await self.reply(Reply(250, "2.1.0", "Ok"), grouped=True)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
@@ -246,43 +261,48 @@ class Session(SMTP):
         try:
             rcpt = parse_rcpt(arg, smtputf8=tx.mail.smtputf8)
         except CommandRefused as exc:
-            await self._refuse(exc.reply)
+            await self._refuse(exc.reply, grouped=True)
             return
         if len(tx.recipients) >= self.context.settings.max_recipients:
-            await self._refuse(Reply(452, "4.5.3", "Error: too many recipients"))
+            await self._refuse(Reply(452, "4.5.3", "Error: too many recipients"), grouped=True)
             return
         if not self.authenticated_or_trusted():
-            await self._refuse(self._relay_refusal())
+            await self._refuse(self._relay_refusal(), grouped=True)
             return
         refusal, addresses = self.context.resolve(rcpt.address)
         if refusal is not None:
-            await self._refuse(refusal)
+            await self._refuse(refusal, grouped=True)
             return
         tx.recipients.append(rcpt)
-        tx.addresses.extend(a for a in addresses if a not in tx.addresses)
         for a in addresses:
-            tx.dsn.setdefault(a, rcpt.dsn)
-        await self.reply(Reply(250, "2.1.5", "Ok"))
+            if a not in tx.dsn:  # each address once, with the DSN parameters of the first RCPT naming it
+                tx.addresses.append(a)
+                tx.dsn[a] = rcpt.dsn
+        await self.reply(Reply(250, "2.1.5", "Ok"), grouped=True)
 
     def authenticated_or_trusted(self) -> bool:
-        return self.user is not None or self.context.allowed(self.client_ip)
+        if self.user is not None:
+            return True
+        if self._trusted is None:
+            self._trusted = self.context.allowed(self.client_ip)
+        return self._trusted
 
     def _relay_refusal(self) -> Reply:
         if self.context.credentials is not None:
             return Reply(530, "5.7.0", "Authentication required to relay")
         return Reply(554, "5.7.1", "Relay access denied")
 
-    async def _refuse(self, reply: Reply) -> None:
+    async def _refuse(self, reply: Reply, *, grouped: bool = False) -> None:
         self.refused += 1
         self.context.counters["refused"] += 1
-        await self.reply(reply)
+        await self.reply(reply, grouped=grouped)
 
     async def smtp_RSET(self, arg: str) -> None:
         if arg:
             await self.reply(Reply(501, "5.5.4", "Syntax: RSET"))
             return
         self._set_rset_state()
-        await self.reply(Reply(250, "2.0.0", "Ok"))
+        await self.reply(Reply(250, "2.0.0", "Ok"), grouped=True)
 
     async def smtp_NOOP(self, arg: str) -> None:
         await self.reply(Reply(250, "2.0.0", "Ok"))

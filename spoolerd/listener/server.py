@@ -33,7 +33,7 @@ from .check import tls_context
 from .commands import Reply
 from .credentials import Credentials, load_credentials
 from .protocol import Session, Transaction
-from .rules import message_size_limit, recipient_addresses
+from .rules import RecipientRules, message_size_limit
 
 __all__ = ["ListenerContext", "Listeners"]
 
@@ -54,6 +54,7 @@ class ListenerContext:
         path = settings.credentials_file
         self.credentials: Credentials | None = None if path is None else load_credentials(path, where)
         self.counters: Counter[str] = Counter(accepted=0, refused=0)
+        self.recipients = RecipientRules()
         self.sessions: set[Session] = set()
         self.in_data = 0
         self.data_done = asyncio.Event()
@@ -102,7 +103,7 @@ class ListenerContext:
 
     def resolve(self, address: str) -> tuple[Reply | None, list[str]]:
         try:
-            return None, recipient_addresses(self.daemon.config, address)
+            return None, self.recipients.addresses(self.daemon.config, address)
         except (BadAddress, InvalidArgument) as exc:
             return Reply(553, "5.1.3", f"bad recipient address: {exc}"[:200]), []
 

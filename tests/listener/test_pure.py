@@ -148,3 +148,13 @@ def test_listener_section_defaults() -> None:
     assert section.loopback_only and section.tls == "none" and section.auth == "none"
     assert [str(n) for n in section.allowed_networks] == ["127.0.0.0/8", "::1/128"]
     assert not ListenerSection.model_validate({"address": "0.0.0.0:25"}).loopback_only
+
+
+@given(st.text(max_size=300))
+def test_a_trace_value_is_printable_without_parentheses(text: str) -> None:
+    """The Received field's values (HELO name, user, TLS): the common printable ones as they are, every
+    other character that could break the field made '?', cut at 200."""
+    from spoolerd.listener.content import _safe
+
+    expected = "".join(c if c.isprintable() and c not in "()\\" else "?" for c in text)[:200]
+    assert _safe(text) == expected

@@ -51,6 +51,28 @@ async def test_reload_adds_changes_and_removes_listeners(daemon: ListenerDaemon)
     assert [r["subject"] for r in await daemon.inbox(1)] == ["second"]
 
 
+async def test_an_alias_changed_by_reload_applies_on_a_session_already_open(make_daemon: Any) -> None:
+    """The listener keeps what RCPT resolved to per config: a reload that changes only [aliases] (the
+    listener is not rebuilt) is seen at the next RCPT of a session opened before it."""
+    d: ListenerDaemon = await make_daemon(extra='[aliases]\npostmaster = ["bob@localhost"]')
+    ctl = await d.client()
+    with Raw(d.port) as c:
+        c.cmd("EHLO x")
+        for subject in ("before", "after"):
+            if subject == "after":
+                d.extra = '[aliases]\npostmaster = ["ops", "bob@localhost"]'
+                d.write_config()
+                await ctl.ok("reload")
+            mark = len(d.lines)
+            assert c.cmd("MAIL FROM:<a@example.com>").startswith("250")
+            assert c.cmd("RCPT TO:<postmaster>").startswith("250 2.1.5")
+            assert c.cmd("DATA").startswith("354")
+            c.send(message(subject, to="postmaster") + b".\r\n")
+            assert c.reply().startswith("250 2.0.0")
+            accepted = await d.wait_log(lambda e: e.get("event") == "accepted", after=mark)
+            assert accepted["nrcpt"] == (1 if subject == "before" else 2), accepted
+
+
 async def test_a_reload_onto_a_taken_address_shows_failure(daemon: ListenerDaemon) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

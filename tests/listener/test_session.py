@@ -71,6 +71,33 @@ async def test_pipelined_transaction_is_answered_in_order(daemon: ListenerDaemon
     assert (await daemon.inbox(1))[0]["subject"] == "piped"
 
 
+async def test_the_replies_to_a_pipelined_group_go_out_together(daemon: ListenerDaemon) -> None:
+    """RFC 2920 §3.1: the replies to MAIL and RCPT are held while the group's next command is already
+    read, and go out with the 354 in one write, as one read on the client's side."""
+
+    def run() -> bytes:
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += sock.recv(4096)  # the greeting
+            sock.sendall(b"EHLO x\r\n")
+            got = b""
+            while b"\r\n250 " not in got or not got.endswith(b"\r\n"):
+                got += sock.recv(4096)
+            sock.sendall(
+                b"MAIL FROM:<a@example.com>\r\nRCPT TO:<bob@localhost>\r\n"
+                b"RCPT TO:<carol@localhost>\r\nDATA\r\n"
+            )
+            first = sock.recv(4096)
+            sock.sendall(b".\r\nQUIT\r\n")
+            return first
+
+    first = await in_thread(run)
+    assert first.split(b"\r\n")[:-1] == [
+        b"250 2.1.0 Ok", b"250 2.1.5 Ok", b"250 2.1.5 Ok", b"354 End data with <CR><LF>.<CR><LF>"
+    ], first  # fmt: skip
+
+
 async def test_rcpt_gets_the_default_domain_and_the_alias_map(make_daemon: Any) -> None:
     d: ListenerDaemon = await make_daemon(extra='[aliases]\npostmaster = ["ops", "bob@localhost"]')
 
