@@ -20,12 +20,13 @@ import structlog
 
 from . import __version__, eventloop, gctuning
 from .config import Config, load_config
-from .daemon import Daemon, build, running, stop_intake
+from .daemon import Daemon, build, running, running_worker, stop_intake
 from .errors import ConfigError, SpoolerError
 from .logsetup import configure_logging
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 from .reconfigure import reload
+from .workers import Workers, die_with_parent
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
 
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--config", "-c", help="TOML configuration (default: $SPOOLERD_CONFIG, else built in)")
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # spoolerd/workers.py starts these
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file")
     return parser
@@ -56,23 +58,48 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
     notify = Notifier()
+    workers = Workers(config.spooler.workers, source, deadline=SHUTDOWN_DEADLINE)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running(daemon), anyio.create_task_group() as tg:
             interval = watchdog_interval()
             if interval is not None:
                 tg.start_soon(notify.watchdog, interval)
             gctuning.settle()  # started: what exists now lives as long as the process
+            await workers.start()
             notify.ready(f"running: {len(daemon.stores)} store(s), {len(daemon.transports)} transport(s)")
+            try:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        workers.signal(signum)
+                        await _reload(daemon, notify)
+                        continue
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    notify.stopping()
+                    workers.signal(signal.SIGTERM)  # they stop beside the daemon, within the deadline
+                    await stop_intake(daemon, SHUTDOWN_DEADLINE)
+                    await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
+                    break
+            finally:
+                await workers.stop()
+            tg.cancel_scope.cancel()
+
+
+async def _serve_worker(config: Config, registry: PluginRegistry, source: str | None, worker: int) -> None:
+    """``run --worker K``: a delivery worker of the daemon that started it (spoolerd/workers.py)."""
+    die_with_parent(int(os.environ.get("SPOOLERD_PARENT_PID", os.getppid())))
+    structlog.contextvars.bind_contextvars(worker=worker)
+    daemon = build(config, registry, source=source)
+    log = structlog.get_logger("spoolerd")
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with running_worker(daemon, worker):
+            gctuning.settle()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    await _reload(daemon, notify)
+                    await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
                     continue
-                log.info("stopping", signal=signal.Signals(signum).name)
-                notify.stopping()
-                await stop_intake(daemon, SHUTDOWN_DEADLINE)
+                log.info("worker stopping", signal=signal.Signals(signum).name)
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
                 break
-            tg.cancel_scope.cancel()
 
 
 async def _reload(daemon: Daemon, notify: Notifier) -> None:
@@ -103,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{source}: ok")
             return 0
         configure_logging(config.log)
-        eventloop.run(_serve, config, registry, source)
+        worker = getattr(args, "worker", None)
+        if worker is not None:
+            eventloop.run(_serve_worker, config, registry, source, worker)
+        else:
+            eventloop.run(_serve, config, registry, source)
     except ConfigError as exc:
         return _report(exc)
     except SpoolerError as exc:

@@ -94,6 +94,13 @@ class SpoolerSection(_Strict):
     )
     default_store: str = Field("local", description="the store that sendmail and submit use by default")
     max_in_flight: int = Field(64, ge=1, description="messages being delivered at once, in all")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="delivery processes (1: the daemon alone); each extra one claims due messages from"
+        " the same stores, on another core, with max_in_flight of its own",
+    )
     transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
     destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")
     lease: float = Field(300.0, ge=5, description="seconds a message lock lasts unless renewed")
@@ -310,9 +317,26 @@ def parse_config(
     for name, listener in config.listeners.items():
         if listener.store is not None and listener.store not in config.stores:
             problems.append(f"listeners.{name}.store: no store named {listener.store!r}")
+    problems += _worker_problems(config)
     if problems:
         raise ConfigError(problems, source)
     return config
+
+
+def _worker_problems(config: Config) -> list[str]:
+    """What several delivery processes cannot share yet: a rate budget (each process would spend its
+    own) and webhooks (only the daemon's process sends them)."""
+    if config.spooler.workers == 1:
+        return []
+    why = "is kept per process, so spooler.workers > 1 would multiply it: use workers = 1"
+    transports = config.transports.items()
+    problems = [f"transports.{name}.rate: {why}" for name, t in transports if t.rate is not None]
+    problems += [
+        f"transports.{name}.relay_rates: {why}" for name, t in transports if t.options().get("relay_rates")
+    ]
+    if config.webhooks:
+        problems.append("webhooks: only the daemon's own process sends them; use spooler.workers = 1")
+    return problems
 
 
 def load_config(

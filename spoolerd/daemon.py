@@ -34,6 +34,7 @@ from .fsutil import make_dirs_durably
 from .listener.server import Listeners
 from .reconfigure import reload
 from .retention import sent_keepers
+from .workers import worker_owner
 
 __all__ = [
     "Daemon",
@@ -43,6 +44,7 @@ __all__ = [
     "lease_owner",
     "open_transports",
     "running",
+    "running_worker",
     "start_transports",
     "state_lock",
     "stop_intake",
@@ -53,16 +55,17 @@ log = structlog.get_logger("spoolerd.daemon")
 
 
 @contextmanager
-def state_lock(state_dir: Path) -> Iterator[None]:
+def state_lock(state_dir: Path, name: str = "spoolerd.lock") -> Iterator[None]:
     """Hold ``STATE_DIR/spoolerd.lock`` for the daemon's life: a second daemon on the same directory
-    would deliver the same messages under the same lock owner."""
+    would deliver the same messages under the same lock owner (a worker holds ``worker-K.lock``)."""
     make_dirs_durably(str(state_dir))
-    fd = os.open(os.path.join(state_dir, "spoolerd.lock"), os.O_RDWR | os.O_CREAT, 0o640)
+    fd = os.open(os.path.join(state_dir, name), os.O_RDWR | os.O_CREAT, 0o640)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise StateDirBusy(f"another spoolerd is running with the state directory {state_dir}") from exc
+            busy = f"another spoolerd is running with the state directory {state_dir} ({name})"
+            raise StateDirBusy(busy) from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -70,21 +73,27 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+async def _start_engine(stack: AsyncExitStack, daemon: Daemon) -> None:
+    """The stores (each taking back what this lease owner held in its previous life), then the
+    transports, each stopped by ``stack`` on the way out."""
+    daemon.reload = partial(reload, daemon)
+    owner = daemon.spooler.dispatcher.owner
+    for name, store in daemon.stores.items():
+        await store.start()
+        stack.push_async_callback(store.stop)
+        if store.can_queue and (taken := await store.reclaim(owner)):
+            log.info("took back the leases of a previous run", store=name, messages=taken)
+    await start_transports(daemon.transports)
+    # those running at exit: a reload may have replaced some (it stops the ones it retires)
+    stack.push_async_callback(lambda: stop_transports(daemon.transports))
+
+
 @asynccontextmanager
 async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
     """Start stores, then transports, then the spooler; stop them in reverse order on exit."""
     async with AsyncExitStack() as stack:
         stack.enter_context(state_lock(daemon.config.spooler.state_dir))
-        daemon.reload = partial(reload, daemon)
-        owner = daemon.spooler.dispatcher.owner
-        for name, store in daemon.stores.items():
-            await store.start()
-            stack.push_async_callback(store.stop)
-            if store.can_queue and (taken := await store.reclaim(owner)):
-                log.info("took back the leases of a previous run", store=name, messages=taken)
-        await start_transports(daemon.transports)
-        # those running at exit: a reload may have replaced some (it stops the ones it retires)
-        stack.push_async_callback(lambda: stop_transports(daemon.transports))
+        await _start_engine(stack, daemon)
         listeners = Listeners(daemon)
         stack.push_async_callback(listeners.stop, 0.0)
         await listeners.open_all()  # ListenerUnavailable: a clear error, and what started is stopped
@@ -137,6 +146,27 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 await stop_intake(daemon, 0.0)
                 await daemon.spooler.shutdown()
                 tg.cancel_scope.cancel()  # the control server
+
+
+@asynccontextmanager
+async def running_worker(daemon: Daemon, worker: int) -> AsyncIterator[Daemon]:
+    """A delivery worker (spoolerd/workers.py): the stores, the transports and the spooler, delivering
+    under the worker's own lease owner; no face, no downloads, no Sent Items keeper (the daemon's)."""
+    async with AsyncExitStack() as stack:
+        state_dir = daemon.config.spooler.state_dir
+        stack.enter_context(state_lock(state_dir, f"worker-{worker}.lock"))
+        spooler = daemon.spooler
+        spooler.dispatcher.owner = worker_owner(spooler.dispatcher.owner, worker)
+        spooler.receives = False
+        await _start_engine(stack, daemon)
+        async with anyio.create_task_group() as tg:
+            await tg.start(spooler.run)
+            log.info("worker running", worker=worker, stores=sorted(daemon.stores))
+            try:
+                yield daemon
+            finally:
+                await spooler.shutdown()
+                tg.cancel_scope.cancel()
 
 
 async def stop_intake(daemon: Daemon, deadline: float) -> None:

@@ -61,6 +61,8 @@ def configure_logging(config: LogConfig) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, config.level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # one write per line (print would write the line and its newline apart): a delivery worker
+        # shares the daemon's stderr, and a line must never be cut by another process's
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )

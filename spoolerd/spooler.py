@@ -96,6 +96,7 @@ class Spooler:
         self.downloads = Downloads(self.stores, self.counters, self.status, self._transport_row)
         # told of every attempt as it ends: the store, the message and the seconds it took (metrics)
         self.attempt_observers: list[Callable[[str, str, float], None]] = []
+        self.receives = True  # False: a delivery worker's, which leaves downloads to the daemon
 
     # ------------------------------------------------------------------ running
 
@@ -107,7 +108,7 @@ class Spooler:
             for store in self.stores.values():
                 tg.start_soon(self._watch, store.subscribe(accept=_wakes))
             for slot in self.dispatcher.transports:
-                if slot.downloader is not None:
+                if slot.downloader is not None and self.receives:
                     self.downloads.start(tg, slot.name, slot.downloader)
             task_status.started()
             await self._schedule()
@@ -243,7 +244,10 @@ class Spooler:
             return True
         claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
         for message in claimed:
-            if (name, message.id) not in self._in_flight:  # else ours already: its lease renewed
+            if self._stopping:  # a shutdown began while the claim was under way: none will start
+                with anyio.CancelScope(shield=True):
+                    await self.dispatcher.hand_back(store, message.id)
+            elif (name, message.id) not in self._in_flight:  # else ours already: its lease renewed
                 self._start(name, store, message.id, force=False, claimed=message)
         return len(claimed) == free
 
@@ -373,7 +377,8 @@ class Spooler:
     def start_receiving(self, name: str, transport: Downloading) -> None:
         """Run a transport's download loop (one that a reload added or replaced)."""
         assert self._tg is not None, "the spooler is not running"
-        self.downloads.start(self._tg, name, transport)
+        if self.receives:
+            self.downloads.start(self._tg, name, transport)
 
     async def download_now(self, name: str, transport: Downloading) -> int:
         """Flush a downloading transport that has no flush of its own (``Downloads.download_now``) within

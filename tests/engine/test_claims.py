@@ -87,9 +87,7 @@ async def test_a_claim_whose_answer_was_lost_is_handed_back_once_the_store_answe
         assert r.state is RecipientState.DELIVERED
 
 
-async def test_every_claimed_message_is_handed_back_at_shutdown(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_every_claimed_message_is_handed_back_at_shutdown(tmp_path: Path, clock: FakeClock) -> None:
     async with spooler(tmp_path, clock, {"remote": scripted()}, spooler={"max_in_flight": 16}) as h:
         remote = h.transport("remote")
         remote.gate = anyio.Event()  # never opens

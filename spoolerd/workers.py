@@ -1,0 +1,113 @@
+"""Delivery workers: ``[spooler] workers = N`` runs N - 1 more delivery processes beside the daemon.
+
+Each worker is ``spoolerd run --worker K`` on the same configuration: it opens the same stores, claims due
+messages from them in batches (``Claiming``: disjoint batches, never one message twice) and delivers
+them on a core of its own, under its own lease owner, a sub-owner of the daemon's (``OWNER#wK``). It has
+no face (control socket, listeners, metrics, webhooks) and downloads nothing: the daemon keeps those.
+
+The daemon supervises: a worker that exits unexpectedly is logged and started again after a doubling
+wait; SIGHUP is passed on (each worker reloads the configuration itself); at shutdown each worker gets
+SIGTERM and finishes its attempts within the deadline. A worker dies with the daemon (the kernel's
+parent-death signal), so a ``kill -9`` of the daemon leaves no worker delivering under a name the
+restarted daemon takes back at once (``reclaim`` of its owner takes its sub-owners' leases too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from .retry import Backoff
+
+__all__ = ["Workers", "die_with_parent", "worker_owner"]
+
+log = structlog.get_logger("spoolerd.workers")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_owner(owner: str, worker: int) -> str:
+    """Worker ``worker``'s lease owner: a sub-owner of the daemon's ``owner``."""
+    return f"{owner}#w{worker}"
+
+
+def die_with_parent(parent: int) -> None:
+    """Be sent SIGKILL when the daemon that started this worker dies; exit now if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+class Workers:
+    """The daemon's N - 1 worker processes, started, restarted and stopped."""
+
+    def __init__(self, count: int, config_source: str | None, *, deadline: float) -> None:
+        self.count = count
+        self._source = config_source
+        self._deadline = deadline
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.restarts = 0
+
+    def _command(self, worker: int) -> Sequence[str]:
+        config = [] if self._source is None else ["--config", self._source]
+        return [sys.executable, "-m", "spoolerd.cli", "run", *config, "--worker", str(worker)]
+
+    async def start(self) -> None:
+        for worker in range(1, self.count):
+            self._tasks.append(asyncio.create_task(self._keep(worker), name=f"worker-{worker}"))
+
+    async def _keep(self, worker: int) -> None:
+        """Run worker ``worker`` until the daemon stops, starting it again whenever it ends early."""
+        backoff = Backoff()
+        env = {**os.environ, "SPOOLERD_PARENT_PID": str(os.getpid())}
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(*self._command(worker), env=env)
+            self._procs[worker] = proc
+            log.info("worker started", worker=worker, pid=proc.pid)
+            code = await proc.wait()
+            if self._stopping:
+                return
+            wait = backoff.failed()
+            log.error("worker exited; starting it again", worker=worker, pid=proc.pid, status=code, wait=wait)
+            self.restarts += 1
+            await asyncio.sleep(wait)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs.values() if p.returncode is None]
+
+    def signal(self, signum: int) -> None:
+        """Pass ``signum`` (SIGHUP: reload) on to every running worker."""
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+    async def stop(self) -> None:
+        """SIGTERM to each worker; SIGKILL to any still running after the shutdown deadline."""
+        self._stopping = True
+        self.signal(signal.SIGTERM)
+        running = [p for p in self._procs.values() if p.returncode is None]
+        if running:  # each within the deadline (and a little, for its exit), else killed
+            await asyncio.wait([asyncio.ensure_future(p.wait()) for p in running], timeout=self._deadline + 5)
+        for proc in running:
+            if proc.returncode is None:
+                log.error("worker did not stop in time; killed", pid=proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,164 @@
+"""``[spooler] workers = 2``: a delivery worker process beside the daemon (spoolerd/workers.py), both
+claiming from one SQLite store and relaying to a real SMTP server (aiosmtpd). Every (message,
+recipient) is delivered exactly once, by both processes; a killed worker is started again; a daemon
+killed with -9 takes its worker with it, and its restart delivers the rest; SIGTERM stops both with
+nothing left locked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+
+from spoolerd.config import parse_config
+from spoolerd.errors import ConfigError
+from spoolerd.plugins import PluginRegistry
+from spoolerd.store import MessageStore, StoreContext
+from tests.control.conftest import Daemon, short_root
+from tests.postgres.test_daemons import drained, expected_pairs, received_pairs, submit_all
+from tests.smtp.conftest import Server, ServerFactory, smtp_server
+
+__all__ = ["smtp_server"]
+
+
+class WorkersDaemon(Daemon):
+    def __init__(self, root: Path, port: int) -> None:  # port: the SMTP server it relays to
+        super().__init__(root)
+        self.port = port
+        self.db = root / "queue.db"
+
+    def write_config(self) -> Path:
+        cfg = self.root / "spoolerd.toml"
+        cfg.write_text(
+            f'[spooler]\nstate_dir = "{self.root / "state"}"\nworkers = 2\nmax_in_flight = 16\n'
+            'preprocessors = []\ndefault_store = "q"\n'
+            f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "json"\nlevel = "info"\n'
+            f'[stores.q]\nprovider = "sqlite"\npath = "{self.db}"\n'
+            f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {self.port}\n'
+            'tls = "none"\nhelo = "spool.test"\n'
+        )
+        return cfg
+
+    def lines(self, since: int = 0) -> list[dict[str, object]]:
+        out = []
+        for line in self.log[since:]:
+            if line.startswith(b"{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    raise AssertionError(repr(line)) from None
+        return out
+
+    async def worker_pid(self, since: int = 0) -> int:
+        """The pid of the worker started (its "worker running" line) after log line ``since``."""
+        await self.log_line(lambda line: b'"worker running"' in line, since)
+        started = [e for e in self.lines() if e.get("event") == "worker started"]
+        assert started, "the daemon logs each worker it starts"
+        pid = started[-1]["pid"]
+        assert isinstance(pid, int)
+        return pid
+
+
+@dataclass
+class Running:
+    daemon: WorkersDaemon
+    store: MessageStore  # a client of the daemon's store, as spoolerctl's or sendmail's would be
+    server: Server  # where the daemon relays to
+    worker: int  # the worker's pid
+
+
+@pytest.fixture
+async def running(tmp_path: Path, smtp_server: ServerFactory) -> AsyncIterator[Running]:
+    """The daemon started with its worker, a client of its store, and the SMTP server it relays to."""
+    server = smtp_server()
+    d = WorkersDaemon(short_root(), server.port)
+    store = PluginRegistry().open_store("sqlite", {"path": str(d.db)}, StoreContext("q", tmp_path))
+    await store.start()
+    await d.start()
+    yield Running(d, store, server, await d.worker_pid())
+    await store.stop()
+    if d.proc is not None and d.proc.returncode is None:
+        assert await d.stop() == 0
+
+
+async def exited(pid: int) -> None:
+    """Wait (10 s at most) until process ``pid`` has ended: its pidfd becomes readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
+
+    try:
+        ended = asyncio.Event()
+        asyncio.get_running_loop().add_reader(fd, ended.set)
+        try:
+            with anyio.fail_after(10):
+                await ended.wait()
+        finally:
+            asyncio.get_running_loop().remove_reader(fd)
+    finally:
+        os.close(fd)
+
+
+def delivered_by(d: WorkersDaemon) -> set[object]:
+    """Which processes logged a delivery: None for the daemon, the worker's number for a worker."""
+    return {e.get("worker") for e in d.lines() if e.get("status") == "sent"}
+
+
+async def test_two_processes_deliver_each_recipient_exactly_once(running: Running) -> None:
+    sent = await submit_all(running.store, 400, 2)
+    await drained(running.store, 60)
+    assert received_pairs(running.server.handler) == expected_pairs(sent)  # each exactly once
+    assert delivered_by(running.daemon) == {None, 1}  # both the daemon and its worker delivered
+
+
+async def test_a_killed_worker_is_started_again(running: Running) -> None:
+    d = running.daemon
+    since = len(d.log)
+    os.kill(running.worker, signal.SIGKILL)
+    await d.log_line(lambda line: b"worker exited; starting it again" in line, since)
+    assert await d.worker_pid(since) != running.worker
+    sent = await submit_all(running.store, 200, 1)
+    await drained(running.store, 60)
+    assert received_pairs(running.server.handler) == expected_pairs(sent)
+
+
+async def test_a_daemon_killed_takes_its_worker_and_its_restart_delivers_the_rest(running: Running) -> None:
+    d = running.daemon
+    sent = await submit_all(running.store, 300, 1)
+    assert d.proc is not None
+    d.proc.kill()
+    await d.proc.wait()
+    await exited(running.worker)  # the kernel's parent-death signal: no orphan delivering on
+    await d.start()  # takes back its own and its worker's leases at once
+    await drained(running.store, 60)
+    assert set(received_pairs(running.server.handler)) == set(expected_pairs(sent))  # nothing lost
+
+
+async def test_sigterm_stops_both_and_leaves_nothing_locked(running: Running) -> None:
+    await submit_all(running.store, 300, 1)
+    assert await running.daemon.stop() == 0
+    await exited(running.worker)
+    locked = [(e.id, e.lock_owner) async for e in running.store.outgoing_queue() if e.lock_owner is not None]
+    assert locked == []
+
+
+def test_workers_refuse_what_they_cannot_share() -> None:
+    data = {
+        "spooler": {"workers": 2},
+        "transports": {"relay": {"provider": "smtp", "host": "relay.test", "rate": "10/1m"}},
+        "webhooks": {"app": {"url": "http://127.0.0.1:9/hook", "secret_env": "HOOK_SECRET"}},
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(data, registry=PluginRegistry())
+    problems = "\n".join(refused.value.problems)
+    assert "transports.relay.rate" in problems and "webhooks" in problems
+    data["spooler"] = {"workers": 1}
+    parse_config(data, registry=PluginRegistry())  # one process: both are fine
