@@ -49,8 +49,10 @@ def filing(store_keeps_copies: bool, *, sentmail: bool = True, delete_after_subm
     return Filing(keep, delete_after_submit or (sentmail and not keep))
 
 
-def _is_finish(event: StoreEvent) -> bool:
-    return isinstance(event, QueueChanged) and event.reason == "finish"
+def _may_file(event: StoreEvent) -> bool:
+    """A finish, or a change another process made (a delivery worker's or another daemon's finish is
+    one, as this store hears of it)."""
+    return isinstance(event, QueueChanged) and event.reason in ("finish", "external")
 
 
 class SentKeeper:
@@ -83,7 +85,7 @@ class SentKeeper:
 
     def _arms(self, event: StoreEvent) -> bool:
         """Let a finish through only while unarmed: armed, the timer is due before any new copy."""
-        return self.due is None and _is_finish(event)
+        return self.due is None and _may_file(event)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._folder = (await self.store.folder(FolderRole.SENT)).id

@@ -10,8 +10,10 @@ from typing import Any
 import anyio
 import pytest
 
-from spoolerd.message import FolderRole
+from spoolerd.message import Draft, FolderRole, NewRecipient, RecipientState, RecipientUpdate
+from spoolerd.plugins import PluginRegistry
 from spoolerd.retention import Filing, SentKeeper, filing
+from spoolerd.store import StoreContext
 from tests.conftest import FakeClock
 from tests.engine.harness import Harness, spooler
 
@@ -129,3 +131,35 @@ def test_filing_follows_the_store_setting(
     keeps: bool, sentmail: bool, delete: bool, expected: Filing
 ) -> None:
     assert filing(keeps, sentmail=sentmail, delete_after_submit=delete) == expected
+
+
+async def test_a_copy_another_process_filed_arms_the_timer(tmp_path: Path, clock: FakeClock) -> None:
+    """A delivery worker (or another daemon) on the same store files a sent copy: this daemon's keeper,
+    unarmed, hears of it as an external change and arms for it."""
+    async with spooler(tmp_path, clock, **store_with(sent_retention="7d")) as h:
+        keeper = h.daemon.keepers["local"]
+        assert keeper.due is None
+        other = PluginRegistry().open_store(
+            "sqlite",
+            {"path": str(h.store.path)},
+            StoreContext("local", tmp_path, clock),  # type: ignore[attr-defined]
+        )
+        await other.start()
+        try:
+            outbox, sent = await other.folder(FolderRole.OUTBOX), await other.folder(FolderRole.SENT)
+            draft = Draft(
+                b"Subject: s\r\n\r\nx\r\n", [NewRecipient("a@remote.test")], sentmail_folder=sent.id
+            )
+            mid = await other.create_message(outbox.id, draft)
+            await other.submit(mid, lock=("worker", 60))  # queued under its lease: ours never tries it
+            done = RecipientUpdate(0, RecipientState.DELIVERED, "relay", 250, "2.0.0", "ok")
+            async with h.spooler.events.subscribe() as events:
+                await other.finish(mid, "worker", outcomes=[done])
+                clock.advance(7 * DAY + 60)
+                keeper.wake()
+                with anyio.fail_after(10):
+                    while (event := await events.receive())["type"] != "purged":
+                        pass
+            assert event["count"] == 1
+        finally:
+            await other.stop()
