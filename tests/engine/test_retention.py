@@ -139,11 +139,8 @@ async def test_a_copy_another_process_filed_arms_the_timer(tmp_path: Path, clock
     async with spooler(tmp_path, clock, **store_with(sent_retention="7d")) as h:
         keeper = h.daemon.keepers["local"]
         assert keeper.due is None
-        other = PluginRegistry().open_store(
-            "sqlite",
-            {"path": str(h.store.path)},
-            StoreContext("local", tmp_path, clock),  # type: ignore[attr-defined]
-        )
+        path = str(h.store.path)  # type: ignore[attr-defined]
+        other = PluginRegistry().open_store("sqlite", {"path": path}, StoreContext("local", tmp_path, clock))
         await other.start()
         try:
             outbox, sent = await other.folder(FolderRole.OUTBOX), await other.folder(FolderRole.SENT)
