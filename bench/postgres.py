@@ -1,13 +1,15 @@
 """The PostgreSQL store against the SQLite one: N messages of 4 KB queued, then delivered by real daemon
-processes through the smtp transport to one smtp-sink. Three legs: one daemon on SQLite, one daemon on
-PostgreSQL, two daemons (each with its own state directory) on one PostgreSQL store. Each leg is timed
-from the daemons' start until smtp-sink has every message; for PostgreSQL, the committed transactions
-per message (pg_stat_database's xact_commit, every connection to the bench database: each statement
-outside a transaction counts as one) are the store's round trips that change state. CPU per message:
+processes through the smtp transport to one smtp-sink. Four legs: one daemon on SQLite, one daemon on
+PostgreSQL, two daemons (each with its own state directory) on one PostgreSQL store, and one daemon with
+a delivery worker (``workers = 2``) on PostgreSQL (its daemon CPU counts the daemon's process only).
+Each leg is timed from the daemons' start until smtp-sink has every message; for PostgreSQL, the
+committed transactions per message (pg_stat_database's xact_commit, every connection to the bench
+database: each statement outside a transaction counts as one) are the store's round trips that change
+state. CPU per message:
 the daemons' own (user + system, every thread) and the whole machine's (/proc/stat, the database
 server, smtp-sink and anything else running included), with the load average before and after.
 
-    python -m bench.postgres [--messages 2000] [--dsn ADMIN_DSN] [--json FILE]
+    python -m bench.postgres [--messages 10000] [--dsn ADMIN_DSN] [--json FILE]
 
 ADMIN_DSN may create databases (default: SPOOLERD_TEST_POSTGRES, else postgres on 127.0.0.1:5432).
 """
@@ -36,10 +38,11 @@ from stores.postgres.testing import create_database, drop_database
 BODY = b"From: bench@example.org\r\nSubject: bench\r\n\r\n" + b"x" * 4000 + b"\r\n"
 
 
-def daemon_config(state: Path, store: dict[str, Any], port: int) -> str:
+def daemon_config(state: Path, store: dict[str, Any], port: int, workers: int = 1) -> str:
     options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in store.items())
     return (
         f'[spooler]\nstate_dir = "{state}"\npreprocessors = []\nmax_in_flight = 256\ndefault_store = "q"\n'
+        f"workers = {workers}\n"
         '[control]\nenabled = false\n[log]\nlevel = "warning"\n'
         f"[stores.q]\n{options}\n"
         f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
@@ -109,7 +112,7 @@ def server_cpu() -> float:
 
 
 async def leg(
-    name: str, store: dict[str, Any], daemons: int, messages: int, dsn: str | None
+    name: str, store: dict[str, Any], daemons: int, messages: int, dsn: str | None, *, workers: int = 1
 ) -> dict[str, Any]:
     sink = Sink()
     await sink.start()
@@ -125,7 +128,7 @@ async def leg(
         started = time.perf_counter()
         for n in range(daemons):
             cfg = root / f"d{n}.toml"
-            cfg.write_text(daemon_config(root / f"state{n}", store, sink.port))
+            cfg.write_text(daemon_config(root / f"state{n}", store, sink.port, workers))
             procs.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -171,6 +174,9 @@ async def main(messages: int, admin_dsn: str) -> list[dict[str, Any]]:
             store = {"provider": "postgres", "dsn": dsn, "schema_name": schema}
             label = f"{daemons} daemon{'s' if daemons > 1 else ''}, PostgreSQL"
             results.append(await leg(label, store, daemons, messages, dsn))
+        # the same second process as a delivery worker of one daemon ([spooler] workers = 2)
+        store = {"provider": "postgres", "dsn": dsn, "schema_name": "workers"}
+        results.append(await leg("1 daemon, workers = 2, PostgreSQL", store, 1, messages, dsn, workers=2))
     finally:
         await drop_database(admin_dsn, name)
     return results
@@ -178,7 +184,7 @@ async def main(messages: int, admin_dsn: str) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument(
         "--dsn",
         default=os.environ.get("SPOOLERD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
