@@ -6,9 +6,12 @@ import json
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from spoolerd.config import LogConfig
-from spoolerd.logsetup import configure_logging
+from spoolerd.logsetup import ConsoleLines, configure_logging, mail_lines
+from spoolerd.maillog import console_text
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +51,30 @@ def test_mail_lines_in_the_console_keep_only_their_own_fields(capsys: pytest.Cap
     err = capsys.readouterr().err
     assert "Q9: message-id=none, from=<me@x>, size=3, nrcpt=1, via=socket, store=local" in err
     assert "hunter2" not in err and "aHVudGVyMg" not in err
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(
+    level=st.sampled_from(["debug", "info", "warning", "error", "critical"]),
+    recipient=_TEXT,
+    reply=_TEXT,
+    delay=st.floats(min_value=0, max_value=1e6),
+)
+def test_a_mail_line_is_rendered_as_the_console_renderer_would(
+    level: str, recipient: str, reply: str, delay: float
+) -> None:
+    """The shortcut for mail lines gives what structlog's ConsoleRenderer makes of the same line."""
+    event = {
+        "timestamp": "2026-11-30T23:22:54.489611Z", "level": level, "event": "delivery", "queue_id": "Q1",
+        "message_id": "<m@x>", "recipient": recipient, "transport": "relay", "relay": "127.0.0.1:25",
+        "delay": delay, "dsn": "2.0.0", "status": "sent", "reply": reply,
+    }  # fmt: skip
+    assert console_text(dict(event)) is not None
+    expected = structlog.dev.ConsoleRenderer(colors=False)(None, level, mail_lines(None, level, dict(event)))
+    assert ConsoleLines(colors=False)(None, level, dict(event)) == expected
+    other = {"timestamp": "t", "level": level, "event": "queue scanned", "messages": 3}
+    assert ConsoleLines(colors=False)(None, level, dict(other)) == structlog.dev.ConsoleRenderer(
+        colors=False
+    )(None, level, dict(other))
