@@ -110,9 +110,12 @@ async def held_leg(config_path: str) -> dict[str, Any]:
     configure_logging(daemon.config.log)  # as the daemon logs: a mail line per recipient, on stderr
     store = daemon.stores[daemon.config.spooler.default_store]
     started = time.monotonic()  # one clock for every process of the machine: the parent reads it
-    async with running(daemon):
+    # the queue is due: the daemon delivers it as it would after any start, asked nothing (Postfix's
+    # side is released and flushed); every attempt's end is an event, and the leg ends with the last
+    async with running(daemon), daemon.spooler.events.subscribe() as ended:
         while await store.next_due() is not None or daemon.spooler.in_flight:
-            await daemon.spooler.flush()
+            await asyncio.wait_for(ended.receive(), 60)
+            ended.pending()
         counters = daemon.spooler.counters
     return {
         "started": started,

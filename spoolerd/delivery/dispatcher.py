@@ -155,8 +155,9 @@ class Dispatcher:
         start = begin(message, now, settings.retry)
         refused: Outcome | None = None
         held: dict[int, str] = {}  # recipient -> the dead destination it was deferred behind
+        owed = False  # preprocessed, nothing changed, the flag not cleared yet (``_preprocess``)
         if start.preprocess:
-            message, refused = await self._preprocess(store, message)
+            message, refused, owed = await self._preprocess(store, message)
         if start.expired:  # checked before anything that could fail again: an old message always ends
             tried = expired_outcomes(pending(message))
         elif refused is not None:  # a preprocessor stopped it (a required signature it cannot make)
@@ -189,6 +190,8 @@ class Dispatcher:
             self.events_written(store, events)
         maillog.outcomes(message, decision.pending, tried, decision.updates, self.clock() - start.submitted)
         if not decision.finish:
+            if owed:  # it stays queued: the next attempt need not preprocess again
+                await store.complete_preprocessing(message.id, self.owner)
             if decision.delay_warning is not None:
                 warned = self._delay_events(store, message, decision.delay_warning.statuses)
                 await warn_delayed(
@@ -315,9 +318,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ preprocessing
 
-    async def _preprocess(self, store: MessageStore, message: Message) -> tuple[Message, Outcome | None]:
+    async def _preprocess(
+        self, store: MessageStore, message: Message
+    ) -> tuple[Message, Outcome | None, bool]:
         """The message as the preprocessors leave it, saved; or, when one refuses it, the message as it
-        was (nothing saved: the flag stays, so the next attempt preprocesses again) and that outcome."""
+        was (nothing saved: the flag stays, so the next attempt preprocesses again) and that outcome.
+        When they changed nothing, nothing is written now (True: the flag is still to clear): a message
+        that finishes in this attempt never needs it cleared, one that stays queued has it cleared
+        before its unlock, and a crash in between only preprocesses it again, to the same result."""
         content: bytes | None = None
         recipients = None
         current = message
@@ -325,7 +333,7 @@ class Dispatcher:
         for pre in self._preprocessors_for(message):
             result = await pre(current, now)
             if result.refused is not None:
-                return message, result.refused
+                return message, result.refused, False
             if result.content is not None:
                 content = result.content
                 current = replace(current, content=content, size=len(content))
@@ -336,10 +344,12 @@ class Dispatcher:
         )
         before = [(r.address, r.address_type, r.kind) for r in message.recipients]
         unchanged = recipients is None and [(r.address, r.resolved_type, r.kind) for r in expanded] == before
+        if content is None and unchanged:
+            return message, None, True
         saved = await store.complete_preprocessing(
             message.id, self.owner, content=content, recipients=None if unchanged else expanded
         )
-        return saved, None
+        return saved, None, False
 
     def _preprocessors_for(self, message: Message) -> list[Preprocessor]:
         """Entry-point preprocessors, then each transport's, in transport order, and signers last. A
