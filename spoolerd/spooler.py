@@ -241,7 +241,15 @@ class Spooler:
         free = self.max_in_flight - len(self._in_flight)
         if self._stopping or (self._in_flight and free < max(1, self.max_in_flight // 4)):
             return True
-        claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
+        # shielded: a store may commit a claim whose caller was cancelled (a shutdown), and a batch
+        # answered once shutdown has begun is never started; either way it is handed back, not left leased
+        with anyio.CancelScope(shield=True):
+            claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
+            if self._stopping:
+                for message in claimed:
+                    if (name, message.id) not in self._in_flight:
+                        await self.dispatcher.hand_back(store, message.id)
+                return True
         for message in claimed:
             if (name, message.id) not in self._in_flight:  # else ours already: its lease renewed
                 self._start(name, store, message.id, force=False, claimed=message)

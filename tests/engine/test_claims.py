@@ -4,7 +4,9 @@ answers; at shutdown every claimed message, begun or still waiting for a worker,
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +89,7 @@ async def test_a_claim_whose_answer_was_lost_is_handed_back_once_the_store_answe
         assert r.state is RecipientState.DELIVERED
 
 
-async def test_every_claimed_message_is_handed_back_at_shutdown(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_every_claimed_message_is_handed_back_at_shutdown(tmp_path: Path, clock: FakeClock) -> None:
     async with spooler(tmp_path, clock, {"remote": scripted()}, spooler={"max_in_flight": 16}) as h:
         remote = h.transport("remote")
         remote.gate = anyio.Event()  # never opens
@@ -102,3 +102,79 @@ async def test_every_claimed_message_is_handed_back_at_shutdown(
         entries = [e async for e in h.store.outgoing_queue() if e.id in mids]
         assert len(entries) == 16
         assert [e.id for e in entries if e.lock_owner is not None] == []  # begun or not, all handed back
+
+
+async def test_a_claim_answered_while_the_spooler_stops_is_handed_back(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Shutdown begins while a claim is on its way (an attempt in flight keeps shutdown waiting): the
+    batch that claim leased is never started, and must not stay leased to this spooler."""
+    async with spooler(tmp_path, clock, {"remote": scripted()}, spooler={"max_in_flight": 4}) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        first = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await remote.entered.wait()  # ``first`` is in flight, waiting at the transport
+        real = h.store.claim  # type: ignore[attr-defined]
+        claiming, stopping, answered = anyio.Event(), anyio.Event(), anyio.Event()
+
+        async def slow_claim(owner: str, lease: float, limit: int) -> Any:
+            taken = await real(owner, lease, limit)
+            if taken:
+                claiming.set()
+                await stopping.wait()
+                answered.set()
+            return taken
+
+        h.store.claim = slow_claim  # type: ignore[attr-defined]
+        stop_all = h.spooler.downloads.stop_all
+
+        def stop_downloads() -> None:  # shutdown's first step, right after it stops starting attempts
+            stop_all()
+            stopping.set()
+
+        h.spooler.downloads.stop_all = stop_downloads  # type: ignore[method-assign]
+        second = await h.submit("b@remote.test")
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(10):
+                await claiming.wait()
+                tg.start_soon(h.spooler.shutdown, 10.0)
+                await answered.wait()
+            remote.gate.set()  # ``first`` ends; shutdown returns
+        (entry,) = [e async for e in h.store.outgoing_queue() if e.id == second]
+        assert entry.lock_owner is None  # not left leased to a spooler that will never attempt it
+        assert first not in {e.id async for e in h.store.outgoing_queue()}
+
+
+async def test_a_claim_under_way_when_shutdown_cancels_is_handed_back(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Nothing in flight, so shutdown cancels the spooler at once, while a claim is on its way: the
+    store commits it all the same (SQLite's writer finishes a job whose caller left), so what it leased
+    must be handed back, not left until its lease ends."""
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        real = h.store.claim  # type: ignore[attr-defined]
+        claiming, stopping = anyio.Event(), anyio.Event()
+
+        async def slow_claim(owner: str, lease: float, limit: int) -> Any:
+            taken = await real(owner, lease, limit)
+            if taken:
+                claiming.set()
+                await stopping.wait()
+            return taken
+
+        h.store.claim = slow_claim  # type: ignore[attr-defined]
+        stop_all = h.spooler.downloads.stop_all
+
+        def stop_downloads() -> None:
+            stop_all()
+            stopping.set()
+
+        h.spooler.downloads.stop_all = stop_downloads  # type: ignore[method-assign]
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await claiming.wait()
+            await h.spooler.shutdown(deadline=10.0)
+    # the daemon stopped (a new one would reclaim its own leases, so the file is read as it was left)
+    with closing(sqlite3.connect(tmp_path / "spool.db")) as db:
+        assert db.execute("SELECT lock_owner FROM messages WHERE id=?", (int(mid),)).fetchall() == [(None,)]
