@@ -58,6 +58,7 @@ class _Flight:
     force: bool = False  # a forced flush: even past destinations marked down
     view: FlushView | None = None  # started by a plain flush: how it sees the destination cache
     claimed: Message | None = None  # locked already, by a claim of the due head
+    reclaimed: bool = False  # a claim leased it again meanwhile: handed back when the attempt ends
     done: asyncio.Event = field(default_factory=asyncio.Event)  # asyncio's: one per attempt, cheaper
     result: AttemptResult | None = None
 
@@ -159,7 +160,7 @@ class Spooler:
             self._tg.cancel_scope.cancel()
         while not self._work.empty():  # queued, never begun: a claimed one is handed back
             flight = self._work.get_nowait()
-            if flight.claimed is not None:
+            if flight.claimed is not None or flight.reclaimed:
                 with anyio.CancelScope(shield=True):
                     await self.dispatcher.hand_back(flight.store, flight.message_id)
             self._in_flight.pop((flight.store_name, flight.message_id), None)
@@ -251,8 +252,11 @@ class Spooler:
                         await self.dispatcher.hand_back(store, message.id)
                 return True
         for message in claimed:
-            if (name, message.id) not in self._in_flight:  # else ours already: its lease renewed
+            running = self._in_flight.get((name, message.id))
+            if running is None:
                 self._start(name, store, message.id, force=False, claimed=message)
+            else:  # its attempt may have handed it back already (due at once): the new lease is ours
+                running.reclaimed = True
         return len(claimed) == free
 
     def _start(
@@ -310,6 +314,9 @@ class Spooler:
         else:
             self.health.succeeded(name)
         finally:
+            if flight.reclaimed:  # still in flight, so no other attempt of ours takes it meanwhile
+                with anyio.CancelScope(shield=True):
+                    await self.dispatcher.hand_back(flight.store, message_id)
             if self._in_flight.get((name, message_id)) is flight:
                 del self._in_flight[(name, message_id)]
                 self.status.end(self.resource)

@@ -178,3 +178,39 @@ async def test_a_claim_under_way_when_shutdown_cancels_is_handed_back(
     # the daemon stopped (a new one would reclaim its own leases, so the file is read as it was left)
     with closing(sqlite3.connect(tmp_path / "spool.db")) as db:
         assert db.execute("SELECT lock_owner FROM messages WHERE id=?", (int(mid),)).fetchall() == [(None,)]
+
+
+async def test_a_message_claimed_while_its_last_attempt_is_ending_is_attempted(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """An attempt hands its message back due at once (a retry-after of 0), and a claim leases it again
+    before that attempt has ended (the answer to its unlock still on its way, as with a pooled database
+    connection): the claimed message is this spooler's to attempt, not left leased until its lease
+    (300 s) is over."""
+    remote = scripted(temp_fail=["a@remote.test"], temp_fail_times=1, retry_after=0)
+    async with spooler(tmp_path, clock, {"remote": remote}, spooler={"retry": {"min_hint": 0}}) as h:
+        unlock, claim = h.store.unlock, h.store.claim  # type: ignore[attr-defined]
+        handed_back, claimed_again, answered = anyio.Event(), anyio.Event(), anyio.Event()
+
+        async def slow_unlock(message_id: str, owner: str, *, retry_at: float | None = None) -> None:
+            await unlock(message_id, owner, retry_at=retry_at)
+            if not handed_back.is_set():
+                handed_back.set()
+                await answered.wait()
+
+        async def watched_claim(owner: str, lease: float, limit: int) -> Any:
+            taken = await claim(owner, lease, limit)
+            if handed_back.is_set() and taken:
+                claimed_again.set()
+            return taken
+
+        h.store.unlock = slow_unlock  # type: ignore[method-assign]
+        h.store.claim = watched_claim  # type: ignore[attr-defined]
+        mid = await h.submit("a@remote.test")
+        with anyio.fail_after(10):
+            await handed_back.wait()  # deferred, due now, unlocked; the attempt has not ended
+            h.spooler.wake()
+            await claimed_again.wait()
+        answered.set()
+        await h.finished(mid)
+        assert [m for m, _, _ in h.transport("remote").delivered] == [mid]
