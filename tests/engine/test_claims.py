@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,52 @@ async def test_a_message_claimed_while_its_last_attempt_is_ending_is_attempted(
         answered.set()
         await h.finished(mid)
         assert [m for m, _, _ in h.transport("remote").delivered] == [mid]
+
+
+async def test_handing_back_a_lost_claim_spares_a_message_a_flush_began_meanwhile(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A claim's answer was lost; once the store answers, its batch is handed back one message at a
+    time. A flush that begins an attempt of one of them meanwhile holds that lease: handing it back
+    from under the attempt would let another daemon deliver it at the same time."""
+    async with spooler(tmp_path, clock, {"remote": scripted()}) as h:
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()
+        claim, unlock = h.store.claim, h.store.unlock  # type: ignore[attr-defined]
+        lost = [StoreUnavailable("connection lost at commit")]
+        raised, handing_back, go, reclaimed = anyio.Event(), anyio.Event(), anyio.Event(), anyio.Event()
+        taken_again: list[str] = []
+
+        async def answer_lost_once(owner: str, lease: float, limit: int) -> Any:
+            taken = await claim(owner, lease, limit)
+            if lost and len(taken) == 2:
+                raised.set()
+                raise lost.pop()
+            if raised.is_set():
+                taken_again.extend(m.id for m in taken)
+                reclaimed.set()
+            return taken
+
+        async def first_unlock_waits(message_id: str, owner: str, *, retry_at: float | None = None) -> None:
+            if not handing_back.is_set():
+                handing_back.set()
+                await go.wait()
+            await unlock(message_id, owner, retry_at=retry_at)
+
+        h.store.claim = answer_lost_once  # type: ignore[attr-defined]
+        later = clock.now + 60
+        first = await h.submit("a@remote.test", not_before=later)
+        second = await h.submit("b@remote.test", not_before=later)
+        h.store.unlock = first_unlock_waits  # type: ignore[method-assign]
+        clock.advance(60)
+        h.spooler.wake()
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(10):
+                await raised.wait()
+                await handing_back.wait()  # the first is being handed back
+                tg.start_soon(partial(h.spooler.flush, message_ids=[second]))
+                await remote.entered.wait()  # the flush's attempt of the second is under way
+                go.set()
+                await reclaimed.wait()
+            remote.gate.set()
+        assert first in taken_again and second not in taken_again  # its lease was the flush's
