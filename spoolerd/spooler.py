@@ -246,18 +246,15 @@ class Spooler:
         # answered once shutdown has begun is never started; either way it is handed back, not left leased
         with anyio.CancelScope(shield=True):
             claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
-            if self._stopping:
-                for message in claimed:
-                    if (name, message.id) not in self._in_flight:
-                        await self.dispatcher.hand_back(store, message.id)
-                return True
-        for message in claimed:
-            running = self._in_flight.get((name, message.id))
-            if running is None:
-                self._start(name, store, message.id, force=False, claimed=message)
-            else:  # its attempt may have handed it back already (due at once): the new lease is ours
-                running.reclaimed = True
-        return len(claimed) == free
+            for message in claimed:
+                running = self._in_flight.get((name, message.id))
+                if running is not None:  # its attempt may have handed it back (due at once): ours again
+                    running.reclaimed = True
+                elif self._stopping:
+                    await self.dispatcher.hand_back(store, message.id)
+                else:
+                    self._start(name, store, message.id, force=False, claimed=message)
+        return self._stopping or len(claimed) == free
 
     def _start(
         self,
