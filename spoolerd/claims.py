@@ -46,7 +46,8 @@ class DueClaims:
                 if entry.lock_owner == owner and not in_flight(entry.id)
             ]
             for message_id in stray:
-                await self._dispatcher.hand_back(store, message_id)
+                if not in_flight(message_id):  # a flush may have begun an attempt of it meanwhile
+                    await self._dispatcher.hand_back(store, message_id)
             self._unanswered.discard(name)
         try:
             return await self._claimers[name].claim(owner, self._dispatcher.settings.lease, limit)

@@ -58,6 +58,7 @@ class _Flight:
     force: bool = False  # a forced flush: even past destinations marked down
     view: FlushView | None = None  # started by a plain flush: how it sees the destination cache
     claimed: Message | None = None  # locked already, by a claim of the due head
+    reclaimed: bool = False  # a claim leased it again meanwhile: handed back when the attempt ends
     done: asyncio.Event = field(default_factory=asyncio.Event)  # asyncio's: one per attempt, cheaper
     result: AttemptResult | None = None
 
@@ -160,7 +161,7 @@ class Spooler:
             self._tg.cancel_scope.cancel()
         while not self._work.empty():  # queued, never begun: a claimed one is handed back
             flight = self._work.get_nowait()
-            if flight.claimed is not None:
+            if flight.claimed is not None or flight.reclaimed:
                 with anyio.CancelScope(shield=True):
                     await self.dispatcher.hand_back(flight.store, flight.message_id)
             self._in_flight.pop((flight.store_name, flight.message_id), None)
@@ -242,14 +243,19 @@ class Spooler:
         free = self.max_in_flight - len(self._in_flight)
         if self._stopping or (self._in_flight and free < max(1, self.max_in_flight // 4)):
             return True
-        claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
-        for message in claimed:
-            if self._stopping:  # a shutdown began while the claim was under way: none will start
-                with anyio.CancelScope(shield=True):
+        # shielded: a store may commit a claim whose caller was cancelled (a shutdown), and a batch
+        # answered once shutdown has begun is never started; either way it is handed back, not left leased
+        with anyio.CancelScope(shield=True):
+            claimed = await self._claims.claim(name, store, free, lambda mid: (name, mid) in self._in_flight)
+            for message in claimed:
+                running = self._in_flight.get((name, message.id))
+                if running is not None:  # its attempt may have handed it back (due at once): ours again
+                    running.reclaimed = True
+                elif self._stopping:
                     await self.dispatcher.hand_back(store, message.id)
-            elif (name, message.id) not in self._in_flight:  # else ours already: its lease renewed
-                self._start(name, store, message.id, force=False, claimed=message)
-        return len(claimed) == free
+                else:
+                    self._start(name, store, message.id, force=False, claimed=message)
+        return self._stopping or len(claimed) == free
 
     def _start(
         self,
@@ -306,6 +312,9 @@ class Spooler:
         else:
             self.health.succeeded(name)
         finally:
+            if flight.reclaimed:  # still in flight, so no other attempt of ours takes it meanwhile
+                with anyio.CancelScope(shield=True):
+                    await self.dispatcher.hand_back(flight.store, message_id)
             if self._in_flight.get((name, message_id)) is flight:
                 del self._in_flight[(name, message_id)]
                 self.status.end(self.resource)

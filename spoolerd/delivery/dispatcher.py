@@ -216,7 +216,8 @@ class Dispatcher:
         return result
 
     async def hand_back(self, store: MessageStore, message_id: str) -> None:
-        """A claimed message whose attempt never began (a shutdown): unlocked, due as it was."""
+        """A message a claim leased that no attempt will take (a shutdown, or an attempt of it already
+        under way): unlocked, due as it was; nothing if it is no longer ours."""
         await self._release(store, message_id, None)
 
     async def _release(self, store: MessageStore, message_id: str, retry_at: float | None) -> None:

@@ -264,7 +264,11 @@ async def test_a_lock_whose_answer_was_lost_is_handed_back_once_the_store_answer
                 raise lost.pop()
             return message
 
+        async def claims_nothing(owner: str, lease: float, limit: int) -> list[object]:
+            return []  # the spooler's own scan leases nothing: the flush's lock is the one under test
+
         h.store.lock = committed_but_unanswered  # type: ignore[method-assign]
+        h.store.claim = claims_nothing  # type: ignore[attr-defined]
         mid = await h.submit("a@remote.test")
         await h.spooler.flush(message_ids=[mid])  # the lock "fails": the store is failing a while
         (entry,) = [e async for e in h.store.outgoing_queue() if e.id == mid]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from spoolerd.errors import InvalidArgument, LockLost, NoSupport, NotInQueue
+from spoolerd.errors import InvalidArgument, LockLost, NoSupport, NotFound, NotInQueue
 from spoolerd.message import Access, FolderRole, MessageFlag, RecipientState, RecipientUpdate, SubmitFlag
 from spoolerd.store import MessageStore
 from spoolerd.testing import FakeClock
@@ -125,6 +125,28 @@ async def test_finish_with_a_bad_outcome_changes_nothing(store: MessageStore) ->
     with pytest.raises(InvalidArgument):
         await store.finish(mid, "spooler", outcomes=[RecipientUpdate(7, RecipientState.DELIVERED, "x")])
     assert await queue_ids(store) == [mid]
+
+
+async def test_a_finish_refused_changes_no_outcome(store: MessageStore) -> None:
+    """Whatever refuses a finish (an unknown recipient, even of a message deleted after submit; another
+    lease holder) refuses all of it: no outcome is recorded, the message stays queued."""
+    delivered = RecipientUpdate(0, RecipientState.DELIVERED, "x")
+    deleted = await queued(store, delete_after_submit=True)
+    mid = await queued(store, "a@example.org", "b@example.org")
+    for message_id in (deleted, mid):
+        await store.lock(message_id, "spooler", 60)
+    with pytest.raises(InvalidArgument):
+        await store.finish(
+            deleted, "spooler", outcomes=[delivered, RecipientUpdate(3, RecipientState.FAILED)]
+        )
+    with pytest.raises(NoSupport):
+        await store.finish(mid, "other", outcomes=[delivered, RecipientUpdate(1, RecipientState.FAILED)])
+    with pytest.raises(NotFound):
+        await store.finish("999999", "spooler", outcomes=[delivered])
+    assert await queue_ids(store) == [deleted, mid]
+    for message_id in (deleted, mid):
+        recipients = (await store.lock(message_id, "spooler", 60)).recipients
+        assert {(r.state, r.attempts) for r in recipients} == {(RecipientState.PENDING, 0)}
 
 
 async def test_finish_is_only_for_the_lock_holder(store: MessageStore) -> None:
