@@ -44,6 +44,9 @@ class StoreHealth:
         self.monotonic = monotonic  # waits run on this one
         self.states = {name: StoreState(ResourceState("store", name)) for name in names}
 
+    def any_failing(self) -> bool:
+        return any(state.failing for state in self.states.values())
+
     def wait(self, name: str) -> float:
         """Seconds before a failing store is tried again (0: it may be used now)."""
         return max(0.0, self.states[name].resume_at - self.monotonic())

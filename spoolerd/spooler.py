@@ -183,7 +183,10 @@ class Spooler:
             if self._dirty:
                 self._dirty = False
                 skipped = await self._dispatch_due()
-            next_due = await self._next_due()
+            if skipped and self._in_flight and not self.health.any_failing():
+                next_due = None  # due mail waits for a slot: only an attempt's end can start more
+            else:
+                next_due = await self._next_due()
             now = self.clock()
             if next_due is None or (skipped and next_due <= now):
                 timeout = math.inf  # a finished attempt or a queue change will wake us

@@ -358,6 +358,8 @@ class Dispatcher:
         declares its own ``address_types`` (as a preprocessor-only transport's do), when a recipient has
         one of them."""
         chosen = list(self.preprocessors)
+        if not any(slot.preprocessors for slot in self.transports):  # no transport brings one: no route
+            return _signers_last(chosen)
         named = [(s.name, s) for s in self.transports]
         eligible = [s for _name, s in self.settings.sender_routes.eligible(message.sender, named)]
         plan = route(message.recipients, [(s.name, s.transport.address_types) for s in eligible])
@@ -370,4 +372,8 @@ class Dispatcher:
                     applies = any(serves(types, r.address_type) for r in message.recipients)
                 if applies:
                     chosen.append(pre.run)
-        return sorted(chosen, key=signs_last)
+        return _signers_last(chosen)
+
+
+def _signers_last(chosen: list[Preprocessor]) -> list[Preprocessor]:
+    return sorted(chosen, key=signs_last) if len(chosen) > 1 else chosen
