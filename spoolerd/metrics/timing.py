@@ -1,9 +1,10 @@
 """Store operations and their latency: each store of a daemon serving ``[metrics]`` is wrapped in a
 ``TimedStore``, which times every call of the store contract (the async methods of ``MessageStore``:
-``submit``, ``lock``, ``finish``, ``deliver``, ``open``…) as the caller sees it, group-commit waits
-included, and hands everything else (``outgoing_queue``, ``subscribe``, ``name``, a provider's own
-extras) to the store untouched. The wrapping is delegation, not probing: nothing asks a store what it
-can do. Without ``[metrics]`` the stores are not wrapped and cost nothing more.
+``submit``, ``lock``, ``finish``, ``deliver``, ``open``…, and ``claim`` of a store that claims) as the
+caller sees it, group-commit waits included, and hands everything else (``outgoing_queue``,
+``subscribe``, ``name``, a provider's own extras) to the store untouched. The wrapping is delegation,
+not probing: nothing asks a store what it can do. Without ``[metrics]`` the stores are not wrapped and
+cost nothing more.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from functools import partial
 from typing import Any, cast
 
 from prometheus_client import Histogram
 
 from ..contract import member
-from ..store import STORE_METHODS, MessageStore
+from ..store import STORE_METHODS, Claiming, MessageStore
 
 __all__ = ["OPERATIONS", "TimedStore", "store_histogram", "timed_stores"]
 
@@ -50,6 +52,9 @@ class TimedStore:
         self._observe: dict[str, Callable[[float], None]] = {}  # by operation, made at its first call
         # the contract's calls, bound once as the store is wrapped (the registry checked them at load)
         self._calls: dict[str, Callable[..., Awaitable[Any]]] = {op: member(store, op) for op in OPERATIONS}
+        if isinstance(store, Claiming):  # an optional ability, timed where the store has it (and only there)
+            self._calls["claim"] = member(store, "claim")
+            self.claim = partial(_CLAIM, self)
 
     def observe(self, operation: str, seconds: float) -> None:
         observe = self._observe.get(operation)
@@ -78,6 +83,7 @@ def _timed(operation: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 
 for _operation in OPERATIONS:
     setattr(TimedStore, _operation, _timed(_operation))
+_CLAIM = _timed("claim")  # bound per store that claims (``Claiming``): the others must not seem to
 
 
 def timed_stores(stores: Mapping[str, MessageStore], histogram: Histogram) -> dict[str, MessageStore]:
