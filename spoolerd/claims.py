@@ -40,13 +40,13 @@ class DueClaims:
         an attempt here holds that message."""
         owner = self._dispatcher.owner
         if name in self._unanswered:
-            stray = [
+            ours = [
                 entry.id
                 async for entry in store.outgoing_queue(due_at=self._dispatcher.clock(), include_locked=True)
-                if entry.lock_owner == owner and not in_flight(entry.id)
+                if entry.lock_owner == owner
             ]
-            for message_id in stray:
-                if not in_flight(message_id):  # a flush may have begun an attempt of it meanwhile
+            for message_id in ours:
+                if not in_flight(message_id):  # asked at each: a flush may have begun one meanwhile
                     await self._dispatcher.hand_back(store, message_id)
             self._unanswered.discard(name)
         try:
