@@ -20,7 +20,7 @@ from spoolerd.message import (
     validate_draft,
 )
 from spoolerd.outbox import OutboxEvent
-from stores.common.rules import STATE_COLUMNS, MessageState, check_updates, int_id
+from stores.common.rules import MessageState, check_updates, int_id
 
 from . import rows
 from .core import PostgresCore
@@ -102,41 +102,38 @@ class PostgresOutcomes(PostgresCore):
         db = self._database()
         if not events and _distinct(outcomes):  # the common end of an attempt: one statement
             row = await db.run_one(_FINISH, mid, owner, now, *_columns(outcomes))
-            if row is None:
-                raise NotFound(f"no message with id {message_id}")
-            if not row["finished"]:  # nothing changed: say why
-                MessageState.of(row).check_finishable(message_id, owner)
-                await db.run(lambda conn: _apply_updates(conn, mid, message_id, outcomes))  # raises
-            db.finished()
-            self._hub.publish(QueueChanged(self.name, "finish", message_id))
-            return
+            if not _finished(row, message_id, owner):
+                await db.run(lambda conn: _apply_updates(conn, mid, message_id, outcomes))  # says why
+        else:
 
-        async def tx(conn: Any) -> None:
-            row = await rows.state_row(conn, mid, f"{STATE_COLUMNS}, sentmail_folder, delete_after_submit")
-            MessageState.of(row).check_finishable(message_id, owner)
-            await _apply_updates(conn, mid, message_id, outcomes)
-            await write_events(conn, events, now)
-            if row["delete_after_submit"]:
-                await conn.execute("DELETE FROM messages WHERE id=$1", mid)
-                return
-            await conn.execute(
-                "UPDATE messages SET flags = flags & $1, submit_flags=0, next_attempt=NULL, due_at=NULL,"
-                " queued=FALSE, lock_owner=NULL, lock_expiry=NULL,"
-                " folder_id = COALESCE((SELECT id FROM folders WHERE id=$2), folder_id),"
-                " filed_at = CASE WHEN EXISTS (SELECT 1 FROM folders WHERE id=$2) THEN $3 ELSE filed_at END"
-                " WHERE id=$4",
-                _SENT_MASK,
-                row["sentmail_folder"],
-                now,
-                mid,
-            )
+            async def tx(conn: Any) -> None:
+                rest = outcomes
+                if not _distinct(outcomes):  # a recipient named twice: recorded in order, then the rest
+                    MessageState.of(await rows.state_row(conn, mid)).check_finishable(message_id, owner)
+                    await _apply_updates(conn, mid, message_id, outcomes)
+                    rest = ()
+                await write_events(conn, events, now)
+                row = await conn.fetchrow(_FINISH, mid, owner, now, *_columns(rest))
+                if not _finished(row, message_id, owner):
+                    await _apply_updates(conn, mid, message_id, rest)  # says why
 
+            await db.run(tx)
         # announced after the commit, folded with others (``Database.finished``): nothing for the other
         # daemons' spoolers to do, a hint for their watchers
-        db = self._database()
-        await db.run(tx)
         db.finished()
         self._hub.publish(QueueChanged(self.name, "finish", message_id))
+
+
+def _finished(row: Any, message_id: str, owner: str) -> bool:
+    """What ``_FINISH`` came to: True if it finished the message; else the error for a message that is
+    not there or not finishable by ``owner``, and False when only an outcome can say why (an unknown
+    recipient: ``_apply_updates`` raises it)."""
+    if row is None:
+        raise NotFound(f"no message with id {message_id}")
+    if row["finished"]:
+        return True
+    MessageState.of(row).check_finishable(message_id, owner)
+    return False
 
 
 def _distinct(updates: Sequence[RecipientUpdate]) -> bool:

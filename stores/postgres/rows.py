@@ -140,16 +140,10 @@ async def require_lock(conn: Any, mid: int, owner: str) -> None:
 
 
 async def load_message(conn: Any, mid: int, now: float) -> Message:
-    row = await conn.fetchrow(
-        f"SELECT {LOADED_COLUMNS} FROM messages m JOIN contents c ON c.message_id = m.id WHERE m.id=$1",
-        mid,
-    )
-    if row is None:
+    message = (await load_messages(conn, [mid], now)).get(mid)
+    if message is None:
         raise NotFound(f"no message with id {mid}")
-    rows = await conn.fetch(
-        f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id=$1 ORDER BY idx", mid
-    )
-    return message_from_row(row, tuple(recipient_from_row(r) for r in rows), now)
+    return message
 
 
 async def load_messages(conn: Any, ids: Sequence[int], now: float) -> dict[int, Message]:

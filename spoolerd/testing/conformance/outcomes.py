@@ -127,6 +127,24 @@ async def test_finish_with_a_bad_outcome_changes_nothing(store: MessageStore) ->
     assert await queue_ids(store) == [mid]
 
 
+async def test_a_finish_naming_a_recipient_twice_records_them_in_order(store: MessageStore) -> None:
+    """Outcomes of one recipient given twice are recorded in turn: a final one is kept, as always."""
+    kept, moved = await queued(store), await queued(store)
+    for mid in (kept, moved):
+        await store.lock(mid, "spooler", 60)
+    deferred = RecipientUpdate(0, RecipientState.DEFERRED, "x", 451, "4.0.0", "later")
+    delivered = RecipientUpdate(0, RecipientState.DELIVERED, "x", 250, "2.0.0", "ok")
+    with pytest.raises(NoSupport):  # not the holder: nothing recorded
+        await store.finish(kept, "other", outcomes=[deferred, delivered])
+    await store.finish(kept, "spooler", outcomes=[delivered, deferred])
+    await store.finish(moved, "spooler", outcomes=[deferred, delivered])
+    (first,) = (await store.open(kept, Access.BEST)).recipients
+    (second,) = (await store.open(moved, Access.BEST)).recipients
+    assert first.state is RecipientState.DELIVERED and first.attempts == 1  # the deferral came too late
+    assert second.state is RecipientState.DELIVERED and second.attempts == 2
+    assert await queue_ids(store) == []
+
+
 async def test_a_finish_refused_changes_no_outcome(store: MessageStore) -> None:
     """Whatever refuses a finish (an unknown recipient, even of a message deleted after submit; another
     lease holder) refuses all of it: no outcome is recorded, the message stays queued."""
