@@ -38,8 +38,11 @@ def _secret(key: str) -> bool:
 def mail_lines(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Console format: a mail line (``maillog``) reads as Postfix writes it, its keys in the text."""
     text = console_text(event_dict)
-    if text is None:
-        return event_dict
+    return event_dict if text is None else _mail_line(event_dict, text)
+
+
+def _mail_line(event_dict: MutableMapping[str, Any], text: str) -> MutableMapping[str, Any]:
+    """A mail line as the console shows it: its text, with only the time and level beside it."""
     return {"timestamp": event_dict.get("timestamp"), "level": event_dict.get("level"), "event": text}
 
 
@@ -54,11 +57,12 @@ class ConsoleLines:
         self._renderer = structlog.dev.ConsoleRenderer(colors=colors)
 
     def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
-        if not self._colors:
-            text = console_text(event_dict)
-            if text is not None:
-                return f"{event_dict.get('timestamp')} [{event_dict.get('level', ''):<{_LEVEL_WIDTH}}] {text}"
-        return str(self._renderer(logger, method, mail_lines(logger, method, event_dict)))
+        text = console_text(event_dict)
+        if text is None:
+            return str(self._renderer(logger, method, event_dict))
+        if self._colors:
+            return str(self._renderer(logger, method, _mail_line(event_dict, text)))
+        return f"{event_dict.get('timestamp')} [{event_dict.get('level', ''):<{_LEVEL_WIDTH}}] {text}"
 
 
 _LEVEL_WIDTH = 9  # the ConsoleRenderer's column for levels: its longest name, "exception"

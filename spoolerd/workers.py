@@ -57,7 +57,6 @@ class Workers:
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.restarts = 0
 
     def _command(self, worker: int) -> Sequence[str]:
         config = [] if self._source is None else ["--config", self._source]
@@ -80,11 +79,7 @@ class Workers:
                 return
             wait = backoff.failed()
             log.error("worker exited; starting it again", worker=worker, pid=proc.pid, status=code, wait=wait)
-            self.restarts += 1
             await asyncio.sleep(wait)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs.values() if p.returncode is None]
 
     def signal(self, signum: int) -> None:
         """Pass ``signum`` (SIGHUP: reload) on to every running worker."""
