@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from spoolerd.store import StoreContext
 from stores.sqlite import SqliteSettings, SqliteStore
 from stores.sqlite.engine import connect
 from stores.sqlite.schema import SCHEMA_VERSION, migrate
+from stores.sqlite.writelock import WriteLock, write_lock_path
 from tests.conftest import FakeClock
 
 
@@ -157,4 +159,33 @@ async def test_external_checks_take_no_write_transactions(tmp_path: Path, clock:
             await store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")]))
         assert store.commits - before == 20
     finally:
+        await store.stop()
+
+
+async def test_a_write_waits_for_another_writers_lock_and_goes_once_it_is_let_go(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Writers in other processes are kept apart by ``<db>-write.lock`` (flock: woken when it is let go,
+    not SQLite's busy loop of sleeps); another open of the file stands for another process."""
+    import anyio
+
+    store = make_store(tmp_path, clock)
+    await store.start()
+    other = WriteLock(store.path)
+    try:
+        outbox = await store.folder(FolderRole.OUTBOX)
+        assert await asyncio.to_thread(os.path.exists, write_lock_path(store.path))
+        await asyncio.to_thread(other.acquire)
+        draft = Draft(b"x", [NewRecipient("a@x.org")])
+        created = asyncio.ensure_future(store.create_message(outbox.id, draft))
+        done, _ = await asyncio.wait([created], timeout=0.3)
+        assert not done  # SQLite's own lock is free: only the write lock holds it back
+        with anyio.fail_after(5):  # readers do not take it
+            assert [e async for e in store.outgoing_queue()] == []
+        other.release()
+        with anyio.fail_after(5):
+            mid = await created
+        assert (await store.open(mid)).content == b"x"
+    finally:
+        other.close()
         await store.stop()

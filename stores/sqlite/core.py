@@ -35,7 +35,7 @@ class SqliteCore:
             return conn
 
         self._writer = GroupCommitWriter(
-            open_connection, max_batch=settings.max_batch, after_commit=self._after_commit
+            open_connection, max_batch=settings.max_batch, after_commit=self._after_commit, lock_path=path
         )
         self._readers = ReaderPool(partial(open_connection, reader=True), threads=settings.reader_threads)
 

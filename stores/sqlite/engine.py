@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from spoolerd.errors import StoreError, StoreUnavailable
 
+from .writelock import WriteLock
+
 __all__ = ["Done", "GroupCommitWriter", "ReaderPool", "connect"]
 
 T = TypeVar("T")
@@ -103,8 +105,11 @@ class GroupCommitWriter:
         *,
         max_batch: int = 1024,
         after_commit: Callable[[], None] | None = None,
+        lock_path: str | None = None,
     ) -> None:
         self._connect = connect_fn
+        self._lock_path = lock_path  # the database's: ``WriteLock`` keeps other processes' writers out
+        self._lock: WriteLock | None = None
         self._max_batch = max_batch
         self._after_commit = after_commit  # on the writer thread, once the commit is visible to others
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
@@ -169,6 +174,8 @@ class GroupCommitWriter:
             self._closed = True
             self._ready.set()
             return
+        if self._lock_path is not None:  # the database exists now, and so does its directory
+            self._lock = WriteLock(self._lock_path)
         self._ready.set()
         try:
             self._serve(conn)
@@ -178,6 +185,8 @@ class GroupCommitWriter:
             with self._gate:
                 self._closed = True
             conn.close()
+            if self._lock is not None:
+                self._lock.close()
             self._fail_leftovers()
 
     def _serve(self, conn: sqlite3.Connection) -> None:
@@ -222,10 +231,21 @@ class GroupCommitWriter:
         else:
             _call(job.done, result, None)
 
+    def _take_lock(self) -> None:
+        if self._lock is None:
+            return
+        try:
+            self._lock.acquire()
+        except OSError:  # no flock here (some network file systems): SQLite's own lock, as before
+            logging.getLogger(__name__).warning("no write lock on %s; SQLite's alone", self._lock_path)
+            self._lock.close()
+            self._lock = None
+
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         if not batch:
             return
         answers: list[tuple[_Job, Any, BaseException | None]] = []
+        self._take_lock()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -246,6 +266,9 @@ class GroupCommitWriter:
             for job in batch:
                 _call(job.done, None, _as_store_error(exc))
             return
+        finally:
+            if self._lock is not None:
+                self._lock.release()
         self.commits += 1
         if self._after_commit is not None:
             try:
