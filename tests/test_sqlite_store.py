@@ -13,7 +13,7 @@ from spoolerd.errors import NoRecipients, StoreUnavailable
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.store import StoreContext
 from stores.sqlite import SqliteSettings, SqliteStore
-from stores.sqlite.engine import connect
+from stores.sqlite.engine import GroupCommitWriter, connect
 from stores.sqlite.schema import SCHEMA_VERSION, migrate
 from stores.sqlite.writelock import WriteLock, write_lock_path
 from tests.conftest import FakeClock
@@ -189,3 +189,25 @@ async def test_a_write_waits_for_another_writers_lock_and_goes_once_it_is_let_go
     finally:
         other.close()
         await store.stop()
+
+
+async def test_only_a_commit_that_changed_rows_rings_for_the_other_processes(tmp_path: Path) -> None:
+    """A write transaction that changed nothing (a claim that found nothing due) wakes no other process:
+    each would look, find nothing new and ring again for its own empty claim."""
+    path = str(tmp_path / "x.db")
+    rings: list[int] = []
+    writer = GroupCommitWriter(
+        lambda: connect(path, busy_timeout=5), after_commit=lambda: rings.append(1), lock_path=path
+    )
+    await writer.start("x")
+    try:
+        await writer.run(lambda conn: conn.execute("CREATE TABLE t (a INTEGER)"))
+        rings.clear()
+        await writer.run(lambda conn: conn.execute("UPDATE t SET a = 1 WHERE a = 2").rowcount)
+        assert rings == [] and writer.commits == 2
+        await writer.run(lambda conn: conn.execute("INSERT INTO t VALUES (2)"))
+        assert rings == [1]
+        await writer.run(lambda conn: conn.execute("UPDATE t SET a = 1 WHERE a = 2").rowcount)
+        assert rings == [1, 1]
+    finally:
+        await writer.stop()

@@ -111,7 +111,9 @@ class GroupCommitWriter:
         self._lock_path = lock_path  # the database's: ``WriteLock`` keeps other processes' writers out
         self._lock: WriteLock | None = None
         self._max_batch = max_batch
-        self._after_commit = after_commit  # on the writer thread, once the commit is visible to others
+        # on the writer thread, once a commit that changed rows is visible to others (one that changed
+        # none, a claim that found nothing due, say, has nothing to tell them)
+        self._after_commit = after_commit
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -245,6 +247,7 @@ class GroupCommitWriter:
         if not batch:
             return
         answers: list[tuple[_Job, Any, BaseException | None]] = []
+        changes = conn.total_changes
         self._take_lock()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -270,7 +273,7 @@ class GroupCommitWriter:
             if self._lock is not None:
                 self._lock.release()
         self.commits += 1
-        if self._after_commit is not None:
+        if self._after_commit is not None and conn.total_changes != changes:
             try:
                 self._after_commit()
             except OSError:
