@@ -133,7 +133,7 @@ def build(
     dispatcher = Dispatcher(
         slots, preprocessors, settings, owner=owner, clock=clock, budget_store=stores.get(default)
     )
-    spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.max_in_flight, clock=clock)
+    spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.in_flight_each, clock=clock)
     dispatcher.coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)

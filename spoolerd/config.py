@@ -99,7 +99,7 @@ class SpoolerSection(_Strict):
         ge=1,
         le=64,
         description="delivery processes (1: the daemon alone); each extra one claims due messages from"
-        " the same stores, on another core, with max_in_flight of its own",
+        " the same stores, on another core; max_in_flight is shared out among them",
     )
     transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
     destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")
@@ -117,6 +117,12 @@ class SpoolerSection(_Strict):
         description="largest message accepted, in bytes, on every submission path (0: no limit)",
     )
     retry: RetrySection = Field(default_factory=RetrySection, description="the [spooler.retry] section")
+
+    @property
+    def in_flight_each(self) -> int:
+        """Each delivering process's share of ``max_in_flight`` (the daemon's and each worker's): the
+        daemon, woken first by what it takes in, cannot fill every slot before a worker hears of it."""
+        return max(1, self.max_in_flight // self.workers)
 
 
 def default_socket(state_dir: Path) -> Path:

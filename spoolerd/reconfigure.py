@@ -171,7 +171,7 @@ async def reload(daemon: Daemon) -> ReloadResult:
         dispatcher.settings = delivery_settings(config)
         dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
         dispatcher.destinations.hold = config.spooler.retry.destination_hold
-        spooler.max_in_flight = config.spooler.max_in_flight
+        spooler.max_in_flight = config.spooler.in_flight_each
         daemon.submitter.preprocess = fresh.submitter.preprocess
         for listener in daemon.on_reload:
             listener(config)

@@ -162,3 +162,33 @@ def test_workers_refuse_what_they_cannot_share() -> None:
     assert "transports.relay.rate" in problems and "webhooks" in problems
     data["spooler"] = {"workers": 1}
     parse_config(data, registry=PluginRegistry())  # one process: both are fine
+
+
+@pytest.mark.parametrize(
+    ("workers", "max_in_flight", "each"), [(1, 64, 64), (2, 64, 32), (3, 64, 21), (4, 2, 1)]
+)
+def test_max_in_flight_is_shared_out_among_the_processes(
+    tmp_path: Path, workers: int, max_in_flight: int, each: int
+) -> None:
+    """The daemon (woken first by what it takes in) must not fill every slot before its workers hear of
+    it: each process delivers at most its share."""
+    from spoolerd.assembly import build
+
+    spooler = {"state_dir": str(tmp_path), "workers": workers, "max_in_flight": max_in_flight}
+    daemon = build(parse_config({"spooler": spooler}, registry=PluginRegistry()), PluginRegistry())
+    assert daemon.spooler.max_in_flight == each == daemon.config.spooler.in_flight_each
+
+
+async def test_a_reload_shares_out_the_new_max_in_flight(tmp_path: Path) -> None:
+    from spoolerd.assembly import build
+    from spoolerd.config import load_config
+    from spoolerd.reconfigure import reload
+
+    source = tmp_path / "spoolerd.toml"
+    text = f'[spooler]\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\nmax_in_flight = 64\n'
+    await asyncio.to_thread(source.write_text, text)
+    daemon = build(load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source))
+    assert daemon.spooler.max_in_flight == 32
+    await asyncio.to_thread(source.write_text, text.replace("64", "20"))
+    await reload(daemon)
+    assert daemon.spooler.max_in_flight == 10
