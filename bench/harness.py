@@ -160,6 +160,14 @@ class Daemon:
         return vm_hwm_mb(self.proc.pid)
 
 
+def machine_cpu() -> float:
+    """Seconds of CPU the whole machine has spent busy (every core, /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.asynccontextmanager
 async def spoolerd(state_dir: str, config: str) -> AsyncIterator[Daemon]:
     """``spoolerd run`` on ``config``, ready once its control socket answers; its log is kept in the

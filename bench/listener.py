@@ -8,8 +8,10 @@ tls = "none"; Postfix: a private instance with a relayhost), in one run, with th
 smtp-source, 16 sessions that each keep their connection (-d), 4 KB messages, 1 and 5 recipients.
 Throughput is messages/second from smtp-source's start to the last message at the sink. Alongside the
 load, a probe client on its own connection sends messages one after another and times each from the end
-of DATA (``<CRLF>.<CRLF>`` sent) to the 250: p50 and p99 of that, for each side. Also the machine's load
-averages at the end. Target: spoolerd >= 2x Postfix, p50 250-latency no worse.
+of DATA (``<CRLF>.<CRLF>`` sent) to the 250: p50 and p99 of that, for each side. Also the machine's CPU
+per message (/proc/stat, every process: clients and sink included, the same for both sides; less moved
+by a busy machine than the rate) and its load averages at the end. Target: spoolerd >= 2x Postfix, p50
+250-latency no worse.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.peers, when run as a script
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, when run as a script
 
-from harness import Sink, content, spoolerd, spoolerd_config  # type: ignore[import-not-found]
+from harness import Sink, content, machine_cpu, spoolerd, spoolerd_config  # type: ignore[import-not-found]
 
 from tests.peers.ports import free_port
 from tests.peers.postfix import Postfix, available
@@ -87,7 +89,7 @@ async def drive(sink: Sink, port: int, messages: int, recipients: int) -> dict[s
     sink."""
     probe = Probe(port, recipients)
     before = sink.messages
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), machine_cpu()
     source = await asyncio.create_subprocess_exec(
         "smtp-source", "-d", "-s", str(SESSIONS), "-m", str(messages), "-l", "4096",
         "-r", str(recipients), "-f", SENDER, "-t", "load@remote.test", f"127.0.0.1:{port}",
@@ -98,7 +100,7 @@ async def drive(sink: Sink, port: int, messages: int, recipients: int) -> dict[s
     await asyncio.to_thread(probe.join, 60)
     assert code == 0, f"smtp-source exited {code}"
     await sink.wait_for(before + messages + len(probe.latencies))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, machine_cpu() - cpu
     lat = probe.latencies
     return {
         "seconds": elapsed,
@@ -106,6 +108,8 @@ async def drive(sink: Sink, port: int, messages: int, recipients: int) -> dict[s
         "latency_samples": len(lat),
         "latency_p50_ms": percentile(lat, 50) * 1000,
         "latency_p99_ms": percentile(lat, 99) * 1000,
+        # every process's: the clients, the sink and whatever else runs, as for the rate
+        "machine_cpu_ms_per_message": cpu * 1000 / (messages + len(lat)),
     }
 
 
@@ -161,7 +165,7 @@ def main() -> None:
         sys.exit(f"bench/listener.py: {reason}")
     rows = asyncio.run(bench(args.messages, args.recipients))
     print(f"{'rcpts':>5} {'messages':>8} {'spoolerd msg/s':>15} {'postfix msg/s':>14} {'ratio':>6}", end="")
-    print(f" {'250 p50/p99 ms spoolerd':>24} {'postfix':>14} {'load 1/5/15':>16}")
+    print(f" {'250 p50/p99 ms spoolerd':>24} {'postfix':>14} {'CPU ms/msg s/p':>15} {'load 1/5/15':>16}")
     for row in rows:
         ours, theirs = row["spoolerd"], row["postfix"]
         print(
@@ -169,6 +173,7 @@ def main() -> None:
             f" {theirs['messages_per_second']:>14,.0f} {row['ratio']:>6.2f}"
             f" {ours['latency_p50_ms']:>12.1f} / {ours['latency_p99_ms']:<9.1f}"
             f" {theirs['latency_p50_ms']:>5.1f} / {theirs['latency_p99_ms']:<6.1f}"
+            f" {ours['machine_cpu_ms_per_message']:>7.2f}/{theirs['machine_cpu_ms_per_message']:<7.2f}"
             f" {'/'.join(f'{x:.1f}' for x in row['load_average']):>16}"
         )
     out = Path(args.json)

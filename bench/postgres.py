@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.harness import content
+from bench.harness import content, machine_cpu
 from bench.relay import Sink
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
@@ -79,14 +79,6 @@ async def commits(dsn: str) -> int:
         )
     finally:
         await conn.close()
-
-
-def machine_cpu() -> float:
-    """Seconds of CPU the whole machine has spent busy (every core, /proc/stat)."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu(pid: int) -> float:
