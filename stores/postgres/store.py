@@ -25,6 +25,7 @@ from spoolerd.events import QueueChanged, StoreEvent, Subscription
 from spoolerd.store import StoreContext
 
 from .db import Database
+from .finishes import FinishGroup
 from .inbound import PostgresInbound
 from .leases import PostgresLeases
 from .messages import PostgresMessages
@@ -59,19 +60,23 @@ class PostgresStore(
         db = Database(self._settings, read_password(self._settings, self._state_dir))
         await db.open()
         self._db = db
+        self._finishes = FinishGroup(db)
         self._listener = Listener(db.connect, db.channel, db.instance, self._external, store=self.name)
         try:
             await self._listener.start()
         except BaseException:
             self._listener = None
             await db.close()
-            self._db = None
+            self._db = self._finishes = None
             raise
 
     async def stop(self) -> None:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        if self._finishes is not None:
+            await self._finishes.close()  # answers the finishes under way before the pool closes
+            self._finishes = None
         if self._db is not None:
             await self._db.close()
             self._db = None
