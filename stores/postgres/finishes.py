@@ -2,13 +2,14 @@
 ends of concurrent attempts in one statement together.
 
 A finish is a commit (a WAL flush) and a round trip of its own, and with many deliveries in flight many
-finishes come within the same milliseconds. ``FinishGroup`` sends the first at once; those that come
-while it is on its way wait and go together as the next batch, one statement (``_FINISH_MANY``) that
-PostgreSQL commits on its own: no timer, no wait for a lone finish. Each caller is answered from the
-batch's result once it has committed: finished, or not (a message the batch could not finish, which the
-caller then finishes alone, as before, to learn why). A batch that fails as a whole (a lost connection,
-a timeout) fails every finish in it with the same error; one that a message's values or a conflicting
-row may have failed sends each of its finishes back to finish alone.
+finishes come within the same milliseconds. ``FinishGroup`` sends the first at once (on the loop's next
+turn, so those of the same turn go with it); those that come while it is on its way wait and go together
+as the next batch, one statement (``_FINISH_MANY``) that PostgreSQL commits on its own: no timer, no
+wait for a lone finish. Each caller is answered from the batch's result once it has committed: finished,
+or not (a message the batch could not finish, which the caller then finishes alone, as before, to learn
+why). A batch that fails as a whole (a lost connection, a timeout) fails every finish in it with the
+same error; one that a message's values or a conflicting row may have failed sends each of its finishes
+back to finish alone.
 """
 
 from __future__ import annotations
@@ -126,7 +127,6 @@ class FinishGroup:
         self._db = db
         self._waiting: list[Finish] = []
         self._sending: asyncio.Task[None] | None = None
-        self.batches = 0  # batch statements sent (tests read it)
 
     async def finish(
         self, message_id: int, owner: str, outcomes: Sequence[RecipientUpdate], now: float
@@ -188,7 +188,6 @@ class FinishGroup:
             entry.answer.set_result(entry.message_id in finished)
 
     async def _statement(self, batch: list[Finish]) -> list[int]:
-        self.batches += 1
         row = await self._db.run_one(
             _FINISH_MANY,
             [e.message_id for e in batch],

@@ -1,10 +1,11 @@
 """A message store in PostgreSQL, shared by every daemon pointed at the same database and schema.
 
-Each method is one transaction on a pooled connection and returns only after it committed. A message's
-lease is its row's ``lock_owner`` / ``lock_expiry``: the row is locked ``FOR UPDATE`` while a transaction
-decides, and ``lock`` uses ``SKIP LOCKED`` so a daemon never waits for another that is claiming the same
-message: it is told ``NoAccess`` at once and moves on. Transactions that change the queue or file new mail
-NOTIFY the schema's channel once; the other daemons' listeners turn that into a ``QueueChanged`` event.
+Each method is one transaction on a pooled connection (concurrent finishes share one: ``finishes``) and
+returns only after it committed. A message's lease is its row's ``lock_owner`` / ``lock_expiry``: the
+row is locked ``FOR UPDATE`` while a transaction decides, and ``lock`` uses ``SKIP LOCKED`` so a daemon
+never waits for another that is claiming the same message: it is told ``NoAccess`` at once and moves on.
+Transactions that change the queue or file new mail NOTIFY the schema's channel once; the other daemons'
+listeners turn that into a ``QueueChanged`` event.
 
 The methods live in one module per concern, as in the SQLite store: ``messages`` (folders, messages,
 retention), ``queue`` (submit, abort, hold, the queue in submit order; the queueing rule is
