@@ -151,3 +151,32 @@ async def test_a_batch_that_fails_fails_each_finish_alike(options: dict[str, Any
     finally:
         await admin.close()
         await store.stop()
+
+
+async def test_a_finish_whose_values_fail_the_batch_fails_alone(
+    options: dict[str, Any], tmp_path: Path
+) -> None:
+    """Values that PostgreSQL refuses (a code out of range, a NUL in a text) fail the batch statement:
+    each finish in it then goes alone, so only theirs fail, as they do alone."""
+    store = await started(options, tmp_path)
+    try:
+        good = [await queued(store) for _ in range(4)]
+        huge, nul = await queued(store), await queued(store)
+        assert len(await store.claim("spooler", 60, 10)) == 6
+        bad_code = RecipientUpdate(0, RecipientState.DELIVERED, "x", 2**40)
+        bad_text = RecipientUpdate(0, RecipientState.DELIVERED, "x", 250, "2.0.0", "a\x00b")
+        answers = await asyncio.gather(
+            *(store.finish(mid, "spooler", outcomes=[DELIVERED]) for mid in good),
+            store.finish(huge, "spooler", outcomes=[bad_code]),
+            store.finish(nul, "spooler", outcomes=[bad_text]),
+            return_exceptions=True,
+        )
+        assert answers[:4] == [None] * 4
+        assert isinstance(answers[4], StoreUnavailable) and "out of int32 range" in str(answers[4])
+        assert isinstance(answers[5], StoreUnavailable) and "0x00" in str(answers[5])
+        assert await queue_ids(store) == [huge, nul]
+        for mid in good:
+            (r,) = (await store.open(mid)).recipients
+            assert (r.state, r.attempts) == (RecipientState.DELIVERED, 1)
+    finally:
+        await store.stop()
