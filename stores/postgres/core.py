@@ -14,6 +14,7 @@ from spoolerd.events import EventHub, QueueChanged, StoreEvent
 from spoolerd.store import Clock
 
 from .db import Database, Transaction
+from .finishes import FinishGroup
 from .settings import PostgresSettings
 
 __all__ = ["PostgresCore"]
@@ -31,11 +32,17 @@ class PostgresCore:
         self._clock = clock
         self._hub: EventHub[StoreEvent] = EventHub()
         self._db: Database | None = None
+        self._finishes: FinishGroup | None = None  # with ``_db``: the finishes gathered into batches
 
     def _database(self) -> Database:
         if self._db is None:
             raise StoreUnavailable(f"store {self.name} is not started")
         return self._db
+
+    def _finishing(self) -> FinishGroup:
+        if self._finishes is None:
+            raise StoreUnavailable(f"store {self.name} is not started")
+        return self._finishes
 
     async def _changed(self, body: Transaction[T], reason: str, message_id: str | None) -> T:
         """Run a transaction that changes the queue, wake the other daemons, then tell our subscribers."""

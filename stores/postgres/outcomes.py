@@ -12,9 +12,7 @@ from spoolerd.events import QueueChanged
 from spoolerd.message import (
     Draft,
     Message,
-    MessageFlag,
     NewRecipient,
-    RecipientState,
     RecipientUpdate,
     SubmitFlag,
     validate_draft,
@@ -24,6 +22,7 @@ from stores.common.rules import MessageState, check_updates, int_id
 
 from . import rows
 from .core import PostgresCore
+from .finishes import FINISH, NOT_FINAL_YET, OUTCOMES, SET_OUTCOME, columns
 from .outbox import write_events
 
 __all__ = ["PostgresOutcomes"]
@@ -100,10 +99,11 @@ class PostgresOutcomes(PostgresCore):
         check_updates(outcomes)
         now = self._clock()
         db = self._database()
-        if not events and _distinct(outcomes):  # the common end of an attempt: one statement
-            row = await db.run_one(_FINISH, mid, owner, now, *_columns(outcomes))
-            if not _finished(row, message_id, owner):
-                await db.run(lambda conn: _apply_updates(conn, mid, message_id, outcomes))  # says why
+        if not events and _distinct(outcomes):  # the common end of an attempt: with others', or alone
+            if not await self._finishing().finish(mid, owner, outcomes, now):
+                row = await db.run_one(FINISH, mid, owner, now, *columns(outcomes))  # alone, as before
+                if not _finished(row, message_id, owner):
+                    await db.run(lambda conn: _apply_updates(conn, mid, message_id, outcomes))  # says why
         else:
 
             async def tx(conn: Any) -> None:
@@ -113,7 +113,7 @@ class PostgresOutcomes(PostgresCore):
                     await _apply_updates(conn, mid, message_id, outcomes)
                     rest = ()
                 await write_events(conn, events, now)
-                row = await conn.fetchrow(_FINISH, mid, owner, now, *_columns(rest))
+                row = await conn.fetchrow(FINISH, mid, owner, now, *columns(rest))
                 if not _finished(row, message_id, owner):
                     await _apply_updates(conn, mid, message_id, rest)  # says why
 
@@ -125,7 +125,7 @@ class PostgresOutcomes(PostgresCore):
 
 
 def _finished(row: Any, message_id: str, owner: str) -> bool:
-    """What ``_FINISH`` came to: True if it finished the message; else the error for a message that is
+    """What ``FINISH`` came to: True if it finished the message; else the error for a message that is
     not there or not finishable by ``owner``, and False when only an outcome can say why (an unknown
     recipient: ``_apply_updates`` raises it)."""
     if row is None:
@@ -141,58 +141,6 @@ def _distinct(updates: Sequence[RecipientUpdate]) -> bool:
     return len({u.index for u in updates}) == len(updates)
 
 
-def _columns(updates: Sequence[RecipientUpdate]) -> list[list[Any]]:
-    """The updates as the arrays ``unnest`` reads: index, state, final, next attempt, code, status,
-    text, transport."""
-    states = [RecipientState(u.state) for u in updates]
-    return [
-        [u.index for u in updates],
-        [s.value for s in states],
-        [s.final for s in states],
-        [u.next_attempt for u in updates],
-        [u.code for u in updates],
-        [u.status for u in updates],
-        [u.text for u in updates],
-        [u.transport for u in updates],
-    ]
-
-
-_SENT_MASK = int(~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF)  # the flags a finish clears
-_SET_OUTCOME = (
-    "UPDATE recipients r SET state=u.state, responsibility=u.final, attempts=r.attempts+1,"
-    " next_attempt=u.next_attempt, last_code=u.code, last_status=u.status, last_text=u.text,"
-    " transport=COALESCE(u.transport, r.transport)"
-)
-_OUTCOMES = (
-    "unnest({}::int[], {}::text[], {}::bool[], {}::float8[], {}::int[], {}::text[], {}::text[], {}::text[])"
-    " AS u(idx, state, final, next_attempt, code, status, text, transport)"
-)
-_NOT_FINAL_YET = "r.state NOT IN ('delivered', 'failed')"
-
-# ``finish`` in one statement ($1 message, $2 owner, $3 now, $4.. the outcomes' arrays): the row locked,
-# then, if it is queued under $2's lock and every outcome names one of its recipients, the outcomes
-# recorded and the message filed in its sent-mail folder, or deleted. Nothing changes otherwise, and the
-# row tells why (``finished`` false).
-_FINISH = (
-    "WITH m AS (SELECT id, queued, lock_owner, lock_expiry, delete_after_submit, sentmail_folder"
-    "  FROM messages WHERE id=$1 FOR UPDATE),"
-    " ok AS (SELECT id, delete_after_submit, sentmail_folder FROM m WHERE queued AND lock_owner=$2"
-    "  AND (SELECT COUNT(*) FROM recipients WHERE message_id=$1 AND idx = ANY($4::int[]))"
-    "   = cardinality($4::int[])),"
-    f" r AS ({_SET_OUTCOME} FROM {_OUTCOMES.format(*(f'${n}' for n in range(4, 12)))}, ok"
-    f"  WHERE r.message_id=ok.id AND NOT ok.delete_after_submit AND r.idx=u.idx AND {_NOT_FINAL_YET}"
-    "  RETURNING r.idx),"
-    " gone AS (DELETE FROM messages WHERE id = (SELECT id FROM ok WHERE delete_after_submit)),"
-    f" done AS (UPDATE messages SET flags = flags & {_SENT_MASK}, submit_flags=0, next_attempt=NULL,"
-    "  due_at=NULL, queued=FALSE, lock_owner=NULL, lock_expiry=NULL,"
-    "  folder_id = COALESCE((SELECT f.id FROM folders f, ok WHERE f.id = ok.sentmail_folder), folder_id),"
-    "  filed_at = CASE WHEN EXISTS (SELECT 1 FROM folders f, ok WHERE f.id = ok.sentmail_folder)"
-    "   THEN $3 ELSE filed_at END"
-    "  WHERE id = (SELECT id FROM ok WHERE NOT delete_after_submit))"
-    " SELECT queued, lock_owner, lock_expiry, EXISTS (SELECT 1 FROM ok) AS finished FROM m"
-)
-
-
 async def _apply_updates(conn: Any, mid: int, message_id: str, updates: Sequence[RecipientUpdate]) -> None:
     """Record each outcome; a recipient that already has a final one keeps it (exactly one each). One
     statement for all of them (an attempt's outcomes are one per recipient); a recipient named twice is
@@ -204,10 +152,10 @@ async def _apply_updates(conn: Any, mid: int, message_id: str, updates: Sequence
             await _apply_updates(conn, mid, message_id, [u])
         return
     updated = await conn.fetch(
-        f"{_SET_OUTCOME} FROM {_OUTCOMES.format(*(f'${n}' for n in range(2, 10)))}"
-        f" WHERE r.message_id=$1 AND r.idx=u.idx AND {_NOT_FINAL_YET} RETURNING r.idx",
+        f"{SET_OUTCOME} FROM {OUTCOMES.format(*(f'${n}' for n in range(2, 10)))}"
+        f" WHERE r.message_id=$1 AND r.idx=u.idx AND {NOT_FINAL_YET} RETURNING r.idx",
         mid,
-        *_columns(updates),
+        *columns(updates),
     )
     indexes = [u.index for u in updates]
     if len(updated) < len(indexes):  # final already, or no such recipient

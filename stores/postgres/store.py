@@ -1,10 +1,11 @@
 """A message store in PostgreSQL, shared by every daemon pointed at the same database and schema.
 
-Each method is one transaction on a pooled connection and returns only after it committed. A message's
-lease is its row's ``lock_owner`` / ``lock_expiry``: the row is locked ``FOR UPDATE`` while a transaction
-decides, and ``lock`` uses ``SKIP LOCKED`` so a daemon never waits for another that is claiming the same
-message: it is told ``NoAccess`` at once and moves on. Transactions that change the queue or file new mail
-NOTIFY the schema's channel once; the other daemons' listeners turn that into a ``QueueChanged`` event.
+Each method is one transaction on a pooled connection (concurrent finishes share one: ``finishes``) and
+returns only after it committed. A message's lease is its row's ``lock_owner`` / ``lock_expiry``: the
+row is locked ``FOR UPDATE`` while a transaction decides, and ``lock`` uses ``SKIP LOCKED`` so a daemon
+never waits for another that is claiming the same message: it is told ``NoAccess`` at once and moves on.
+Transactions that change the queue or file new mail NOTIFY the schema's channel once; the other daemons'
+listeners turn that into a ``QueueChanged`` event.
 
 The methods live in one module per concern, as in the SQLite store: ``messages`` (folders, messages,
 retention), ``queue`` (submit, abort, hold, the queue in submit order; the queueing rule is
@@ -25,6 +26,7 @@ from spoolerd.events import QueueChanged, StoreEvent, Subscription
 from spoolerd.store import StoreContext
 
 from .db import Database
+from .finishes import FinishGroup
 from .inbound import PostgresInbound
 from .leases import PostgresLeases
 from .messages import PostgresMessages
@@ -59,19 +61,23 @@ class PostgresStore(
         db = Database(self._settings, read_password(self._settings, self._state_dir))
         await db.open()
         self._db = db
+        self._finishes = FinishGroup(db)
         self._listener = Listener(db.connect, db.channel, db.instance, self._external, store=self.name)
         try:
             await self._listener.start()
         except BaseException:
             self._listener = None
             await db.close()
-            self._db = None
+            self._db = self._finishes = None
             raise
 
     async def stop(self) -> None:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        if self._finishes is not None:
+            await self._finishes.close()  # answers the finishes under way before the pool closes
+            self._finishes = None
         if self._db is not None:
             await self._db.close()
             self._db = None
