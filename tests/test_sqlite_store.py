@@ -15,6 +15,7 @@ from spoolerd.store import StoreContext
 from stores.sqlite import SqliteSettings, SqliteStore
 from stores.sqlite.engine import GroupCommitWriter, connect
 from stores.sqlite.schema import SCHEMA_VERSION, migrate
+from stores.sqlite.watch import Doorbell
 from stores.sqlite.writelock import WriteLock, write_lock_path
 from tests.conftest import FakeClock
 
@@ -211,3 +212,59 @@ async def test_only_a_commit_that_changed_rows_rings_for_the_other_processes(tmp
         assert rings == [1, 1]
     finally:
         await writer.stop()
+
+
+async def test_own_commits_send_nobody_to_look_and_another_writers_are_seen(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The doorbell counts rings under the write lock: this store's own commits (the WAL's and the
+    bell's inotify events) are not looked into; another writer's commit is, at once."""
+    import anyio
+
+    from spoolerd.events import QueueChanged
+
+    store, other = make_store(tmp_path, clock), make_store(tmp_path, clock)
+    await store.start()
+    await other.start()
+    looks: list[int] = []
+    check = store._check_external
+
+    def counted() -> None:
+        looks.append(1)
+        check()
+
+    store._check_external = counted  # type: ignore[method-assign]
+    try:
+        outbox = await store.folder(FolderRole.OUTBOX)
+        for _ in range(20):
+            await store.create_message(outbox.id, Draft(b"x", [NewRecipient("a@example.org")]))
+
+        def external(event: object) -> bool:
+            return isinstance(event, QueueChanged) and event.reason == "external"
+
+        async with store.subscribe(accept=external) as seen:
+            mid = await other.create_message(outbox.id, Draft(b"y", [NewRecipient("a@example.org")]))
+            with anyio.fail_after(5):
+                await seen.receive()  # every wake before it has been handled too
+        assert (await store.open(mid)).content == b"y"
+        assert len(looks) <= 2, looks  # the other's ring (and the first one after start); not 20
+    finally:
+        await other.stop()
+        await store.stop()
+
+
+def test_a_ring_without_the_write_lock_is_nobody_elses_count(tmp_path: Path) -> None:
+    bell = Doorbell(str(tmp_path / "x.db"))
+    try:
+        counts = set()
+        after = 0
+        for locked in [True] * 300 + [False, True, False, False, True]:
+            count = bell.next_count(after, locked=locked)
+            bell.ring(count)
+            assert bell.count() == count and count & 0xFF != 0  # an older spoolerd's zero byte changes it
+            assert count not in counts
+            counts.add(count)
+            after = count
+        assert bell.next_count(41, locked=False) != bell.next_count(41, locked=True)  # at the same moment
+    finally:
+        bell.close()

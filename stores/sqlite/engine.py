@@ -112,7 +112,7 @@ class GroupCommitWriter:
         self._lock: WriteLock | None = None
         self._max_batch = max_batch
         # on the writer thread, once a commit that changed rows is visible to others (one that changed
-        # none, a claim that found nothing due, say, has nothing to tell them)
+        # none, a claim that found nothing due, say, has nothing to tell them), with the write lock held
         self._after_commit = after_commit
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -233,6 +233,18 @@ class GroupCommitWriter:
         else:
             _call(job.done, result, None)
 
+    @property
+    def locked(self) -> bool:
+        """Whether this writer's commits exclude other processes' (the write lock works)."""
+        return self._lock is not None and self._lock.works
+
+    def _announce_commit(self) -> None:
+        assert self._after_commit is not None
+        try:
+            self._after_commit()
+        except OSError:
+            logging.getLogger(__name__).exception("after-commit hook failed")
+
     def _take_lock(self) -> None:
         if self._lock is None:
             return
@@ -262,6 +274,9 @@ class GroupCommitWriter:
                     answers.append((job, result, None))
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
+            self.commits += 1
+            if self._after_commit is not None and conn.total_changes != changes:
+                self._announce_commit()  # still under the write lock: one writer rings at a time
         except sqlite3.Error as exc:  # the transaction as a whole failed: nobody's change was made
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -272,12 +287,6 @@ class GroupCommitWriter:
         finally:
             if self._lock is not None:
                 self._lock.release()
-        self.commits += 1
-        if self._after_commit is not None and conn.total_changes != changes:
-            try:
-                self._after_commit()
-            except OSError:
-                logging.getLogger(__name__).exception("after-commit hook failed")
         for job, result, error in answers:
             _call(job.done, result, error)
 

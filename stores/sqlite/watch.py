@@ -7,8 +7,10 @@ safety re-scan, as DESIGN §3 allows.
 
 A write to the WAL is not yet a commit: the commit becomes visible only when the writer updates the
 shared-memory index after its fsync, and inotify cannot see that (it is a memory write). So every writer
-rings a doorbell after each commit: one byte written to ``<db>-bell`` (see ``Doorbell``). Its event comes
-after the commit is visible, so the last commit of a burst is never missed.
+rings a doorbell after each commit that changed rows: a count written to ``<db>-bell`` (see
+``Doorbell``). Its event comes after the commit is visible, so the last commit of a burst is never
+missed; and the count tells a process its own rings (most of them) from other writers', so its own
+commits do not send it to look for changes it made itself.
 """
 
 from __future__ import annotations
@@ -29,18 +31,41 @@ except ImportError:  # pragma: no cover - exercised on other platforms
     inotify_simple = None
 
 
+_UNLOCKED = 1 << 62  # a ring by a writer without the write lock
+_ALL = (1 << 64) - 1
+
+
 def doorbell_path(db_path: str) -> str:
     return db_path + "-bell"
 
 
 class Doorbell:
-    """Rung by a writer after each commit; costs one small write, never an fsync."""
+    """Rung by a writer after each commit that changed rows; costs one small write, never an fsync.
+
+    The bell holds a count of its rings, and a writer rings it holding the store's write lock
+    (writelock.py), so rings are counted one at a time: a writer that finds the count where its own last
+    ring left it knows nobody else committed in between, and a watcher woken while the count is still its
+    own process's last ring has nothing to look at (a commit of its own)."""
 
     def __init__(self, db_path: str) -> None:
-        self._fd = os.open(doorbell_path(db_path), os.O_WRONLY | os.O_CREAT, 0o640)
+        self._fd = os.open(doorbell_path(db_path), os.O_RDWR | os.O_CREAT, 0o640)
 
-    def ring(self) -> None:
-        os.pwrite(self._fd, b"\0", 0)
+    def count(self) -> int:
+        return int.from_bytes(os.pread(self._fd, 8, 0), "little")
+
+    @staticmethod
+    def next_count(after: int, *, locked: bool) -> int:
+        """The count that rings once more after ``after``. A writer without the write lock may ring at
+        the same moment as one with it: its count carries a flag no locked writer's has, so nobody takes
+        it for theirs. No count ends in a zero byte, so an older spoolerd's ring (one zero byte) always
+        changes it."""
+        count = (after & ~_UNLOCKED & _ALL) + 1
+        if not count & 0xFF:
+            count += 1
+        return (count | (0 if locked else _UNLOCKED)) & _ALL
+
+    def ring(self, count: int) -> None:
+        os.pwrite(self._fd, count.to_bytes(8, "little"), 0)
 
     def close(self) -> None:
         os.close(self._fd)

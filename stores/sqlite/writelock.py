@@ -36,6 +36,11 @@ class WriteLock:
         except OSError:
             self._fd = None  # SQLite's own lock and busy timeout still keep writers apart
 
+    @property
+    def works(self) -> bool:
+        """Whether it keeps other writers out (False: its file could not be opened)."""
+        return self._fd is not None
+
     def acquire(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
