@@ -77,7 +77,8 @@ class ExternalChangeWatcher:
     def __init__(self, db_path: str, on_wake: Callable[[], None]) -> None:
         self._dir = os.path.dirname(os.path.abspath(db_path)) or "."
         # the doorbell for our writers; the database and its WAL for writers that do not ring it (the
-        # sqlite3 shell, say), whose last commit of a burst may still be seen only at the next change
+        # sqlite3 shell, say), whose commits are seen at the next wake that is not the store's own ring
+        # (SqliteStore._on_external_wake), or when its next ring finds that the file's count moved
         base = os.path.basename(db_path)
         self._names = {base, base + "-wal", os.path.basename(doorbell_path(db_path))}
         self._on_wake = on_wake
