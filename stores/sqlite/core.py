@@ -35,7 +35,11 @@ class SqliteCore:
             return conn
 
         self._writer = GroupCommitWriter(
-            open_connection, max_batch=settings.max_batch, after_commit=self._after_commit, lock_path=path
+            open_connection,
+            max_batch=settings.max_batch,
+            after_commit=self._after_commit,
+            lock_path=path,
+            lock_timeout=settings.busy_timeout,
         )
         self._readers = ReaderPool(partial(open_connection, reader=True), threads=settings.reader_threads)
 

@@ -106,10 +106,12 @@ class GroupCommitWriter:
         max_batch: int = 1024,
         after_commit: Callable[[], None] | None = None,
         lock_path: str | None = None,
+        lock_timeout: float = 10.0,
     ) -> None:
         self._connect = connect_fn
         self._lock_path = lock_path  # the database's: ``WriteLock`` keeps other processes' writers out
         self._lock: WriteLock | None = None
+        self._lock_timeout = lock_timeout  # the database's busy timeout: how long a writer waits
         self._max_batch = max_batch
         # on the writer thread, once a commit that changed rows is visible to others (one that changed
         # none, a claim that found nothing due, say, has nothing to tell them), with the write lock held
@@ -177,7 +179,7 @@ class GroupCommitWriter:
             self._ready.set()
             return
         if self._lock_path is not None:  # the database exists now, and so does its directory
-            self._lock = WriteLock(self._lock_path)
+            self._lock = WriteLock(self._lock_path, timeout=self._lock_timeout)
         self._ready.set()
         try:
             self._serve(conn)
@@ -233,16 +235,13 @@ class GroupCommitWriter:
         else:
             _call(job.done, result, None)
 
-    @property
-    def locked(self) -> bool:
-        """Whether this writer's commits exclude other processes' (the write lock works)."""
-        return self._lock is not None and self._lock.works
-
     def _announce_commit(self) -> None:
+        """The after-commit hook, whose failure must not undo what the commit made durable: its callers
+        are answered all the same."""
         assert self._after_commit is not None
         try:
             self._after_commit()
-        except OSError:
+        except Exception:
             logging.getLogger(__name__).exception("after-commit hook failed")
 
     def _take_lock(self) -> None:
@@ -250,6 +249,8 @@ class GroupCommitWriter:
             return
         try:
             self._lock.acquire()
+        except StoreError:
+            raise
         except OSError:  # no flock here (some network file systems): SQLite's own lock, as before
             logging.getLogger(__name__).warning("no write lock on %s; SQLite's alone", self._lock_path)
             self._lock.close()
@@ -260,7 +261,12 @@ class GroupCommitWriter:
             return
         answers: list[tuple[_Job, Any, BaseException | None]] = []
         changes = conn.total_changes
-        self._take_lock()
+        try:
+            self._take_lock()
+        except StoreError as exc:  # another process's writer held it past the busy timeout
+            for job in batch:
+                _call(job.done, None, exc)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -274,9 +280,6 @@ class GroupCommitWriter:
                     answers.append((job, result, None))
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
-            self.commits += 1
-            if self._after_commit is not None and conn.total_changes != changes:
-                self._announce_commit()  # still under the write lock: one writer rings at a time
         except sqlite3.Error as exc:  # the transaction as a whole failed: nobody's change was made
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -284,6 +287,10 @@ class GroupCommitWriter:
             for job in batch:
                 _call(job.done, None, _as_store_error(exc))
             return
+        else:
+            self.commits += 1
+            if self._after_commit is not None and conn.total_changes != changes:
+                self._announce_commit()  # still under the write lock: one writer rings at a time
         finally:
             if self._lock is not None:
                 self._lock.release()

@@ -17,7 +17,6 @@ and this module starts and stops the store and announces commits made by other p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -64,9 +63,6 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
         self._data_version: int | None = None
         self._check_running = False
         self._check_again = False
-        # the doorbell's counts of this process's last ring, as found and as rung, while rings are counted
-        # under the write lock (empty: unknown, or no such lock, so every wake is looked into)
-        self._rung: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -123,35 +119,14 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
     ) -> Subscription[StoreEvent]:
         return self._hub.subscribe(limit, accept)
 
-    def _after_commit(self) -> None:  # writer thread, after a commit that changed rows, lock held
-        bell = self._doorbell
-        if bell is None:
-            return
-        found = bell.count()
-        if not self._writer.locked:  # another writer may ring between our read and our ring
-            self._rung = ()
-            bell.ring(bell.next_count(found, locked=False))
-            return
-        # another writer rang since our last ring: look at what it did (nobody rings while we hold the
-        # lock, so a watcher that reads either count now reads our ring, or one we look into here)
-        others = not self._rung or found != self._rung[-1]
-        count = bell.next_count(found, locked=True)
-        self._rung = (found, count)  # before the ring: a watcher woken by it must find it ours
-        bell.ring(count)
-        if others and self._watcher is not None:  # (the start's own commits come before the watch)
-            self._wake_check()
+    def _after_commit(self) -> None:  # writer thread, after each commit
+        if self._doorbell is not None:
+            self._doorbell.ring()
 
     def _on_external_wake(self) -> None:  # watcher thread
-        bell = self._doorbell
-        if bell is not None and bell.count() in self._rung:  # the count first, then what we rang
-            return  # our own ring (any other writer's before it was looked into when we rang)
-        self._wake_check()
-
-    def _wake_check(self) -> None:  # any thread
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                loop.call_soon_threadsafe(self._check_external)
+            loop.call_soon_threadsafe(self._check_external)
 
     def _check_external(self) -> None:
         # data_version on the writer's connection moves only when *another* connection committed.

@@ -7,10 +7,8 @@ safety re-scan, as DESIGN §3 allows.
 
 A write to the WAL is not yet a commit: the commit becomes visible only when the writer updates the
 shared-memory index after its fsync, and inotify cannot see that (it is a memory write). So every writer
-rings a doorbell after each commit that changed rows: a count written to ``<db>-bell`` (see
-``Doorbell``). Its event comes after the commit is visible, so the last commit of a burst is never
-missed; and the count tells a process its own rings (most of them) from other writers', so its own
-commits do not send it to look for changes it made itself.
+rings a doorbell after each commit: one byte written to ``<db>-bell`` (see ``Doorbell``). Its event comes
+after the commit is visible, so the last commit of a burst is never missed.
 """
 
 from __future__ import annotations
@@ -31,41 +29,18 @@ except ImportError:  # pragma: no cover - exercised on other platforms
     inotify_simple = None
 
 
-_UNLOCKED = 1 << 62  # a ring by a writer without the write lock
-_ALL = (1 << 64) - 1
-
-
 def doorbell_path(db_path: str) -> str:
     return db_path + "-bell"
 
 
 class Doorbell:
-    """Rung by a writer after each commit that changed rows; costs one small write, never an fsync.
-
-    The bell holds a count of its rings, and a writer rings it holding the store's write lock
-    (writelock.py), so rings are counted one at a time: a writer that finds the count where its own last
-    ring left it knows nobody else committed in between, and a watcher woken while the count is still its
-    own process's last ring has nothing to look at (a commit of its own)."""
+    """Rung by a writer after each commit; costs one small write, never an fsync."""
 
     def __init__(self, db_path: str) -> None:
-        self._fd = os.open(doorbell_path(db_path), os.O_RDWR | os.O_CREAT, 0o640)
+        self._fd = os.open(doorbell_path(db_path), os.O_WRONLY | os.O_CREAT, 0o640)
 
-    def count(self) -> int:
-        return int.from_bytes(os.pread(self._fd, 8, 0), "little")
-
-    @staticmethod
-    def next_count(after: int, *, locked: bool) -> int:
-        """The count that rings once more after ``after``. A writer without the write lock may ring at
-        the same moment as one with it: its count carries a flag no locked writer's has, so nobody takes
-        it for theirs. No count ends in a zero byte, so an older spoolerd's ring (one zero byte) always
-        changes it."""
-        count = (after & ~_UNLOCKED & _ALL) + 1
-        if not count & 0xFF:
-            count += 1
-        return (count | (0 if locked else _UNLOCKED)) & _ALL
-
-    def ring(self, count: int) -> None:
-        os.pwrite(self._fd, count.to_bytes(8, "little"), 0)
+    def ring(self) -> None:
+        os.pwrite(self._fd, b"\0", 0)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -77,8 +52,7 @@ class ExternalChangeWatcher:
     def __init__(self, db_path: str, on_wake: Callable[[], None]) -> None:
         self._dir = os.path.dirname(os.path.abspath(db_path)) or "."
         # the doorbell for our writers; the database and its WAL for writers that do not ring it (the
-        # sqlite3 shell, say), whose commits are seen at the next wake that is not the store's own ring
-        # (SqliteStore._on_external_wake), or when its next ring finds that the file's count moved
+        # sqlite3 shell, say), whose last commit of a burst may still be seen only at the next change
         base = os.path.basename(db_path)
         self._names = {base, base + "-wal", os.path.basename(doorbell_path(db_path))}
         self._on_wake = on_wake
