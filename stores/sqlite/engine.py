@@ -249,7 +249,7 @@ class GroupCommitWriter:
             return
         try:
             self._lock.acquire()
-        except StoreError:
+        except StoreError:  # held past the busy timeout (StoreUnavailable is an OSError too)
             raise
         except OSError:  # no flock here (some network file systems): SQLite's own lock, as before
             logging.getLogger(__name__).warning("no write lock on %s; SQLite's alone", self._lock_path)

@@ -1,11 +1,11 @@
-"""One writer at a time across processes, in the kernel's queue instead of SQLite's busy loop.
+"""One writer at a time across processes, waiting at most a millisecond past each release.
 
 Several processes write one store: a daemon and its delivery workers (``[spooler] workers``), two daemons
 on one file, ``spoolerd-sendmail`` queueing directly. SQLite lets one of them hold the write lock and
 makes the others retry: its busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a writer that
 arrives just after another began waits milliseconds after the lock came free (a 250 that should take
 2 ms took 30 to 110 with two processes). So every group-commit writer first takes ``<db>-write.lock``
-with ``flock``: a waiting writer sleeps in the kernel and is woken the moment the holder lets go.
+with ``flock``, and holds SQLite's lock only while it holds this one.
 
 The lock is advisory: a writer that does not take it (the sqlite3 shell, an older spoolerd) is still
 kept out by SQLite's own lock and its busy timeout. The file is opened read-write, else read-only (flock
@@ -39,7 +39,7 @@ def write_lock_path(db_path: str) -> str:
 
 class WriteLock:
     """``flock`` on the store's lock file, taken around each write transaction (on the writer thread:
-    the wait releases the GIL)."""
+    its waits release the GIL)."""
 
     def __init__(self, db_path: str, *, timeout: float) -> None:
         self._timeout = timeout
