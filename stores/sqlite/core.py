@@ -13,8 +13,7 @@ from functools import partial
 from spoolerd.events import EventHub, QueueChanged, StoreEvent
 from spoolerd.store import Clock
 
-from .engine import ReaderPool, connect
-from .loopwriter import LoopWriter
+from .engine import GroupCommitWriter, ReaderPool, connect
 from .settings import SqliteSettings
 
 __all__ = ["SqliteCore"]
@@ -35,11 +34,11 @@ class SqliteCore:
             conn.row_factory = sqlite3.Row  # columns by name: stores.common.rows
             return conn
 
-        self._writer = LoopWriter(
-            path,
+        self._writer = GroupCommitWriter(
             open_connection,
             max_batch=settings.max_batch,
             after_commit=self._after_commit,
+            lock_path=path,
             lock_timeout=settings.busy_timeout,
         )
         self._readers = ReaderPool(partial(open_connection, reader=True), threads=settings.reader_threads)

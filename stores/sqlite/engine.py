@@ -18,26 +18,16 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from spoolerd.errors import StoreError, StoreUnavailable
 
 from .writelock import WriteLock
 
-__all__ = [
-    "Done",
-    "GroupCommitWriter",
-    "Outcome",
-    "ReaderPool",
-    "answer_on",
-    "as_store_error",
-    "connect",
-    "resolve",
-    "run_and_commit",
-]
+__all__ = ["Done", "GroupCommitWriter", "ReaderPool", "connect"]
 
 T = TypeVar("T")
 Done = Callable[[Any, BaseException | None], None]
@@ -62,7 +52,7 @@ def connect(path: str, *, busy_timeout: float, reader: bool = False) -> sqlite3.
     return conn
 
 
-def as_store_error(exc: BaseException) -> BaseException:
+def _as_store_error(exc: BaseException) -> BaseException:
     if isinstance(exc, StoreError) or not isinstance(exc, Exception):
         return exc
     err = StoreUnavailable(f"database error: {exc}")
@@ -80,17 +70,17 @@ class _Job:
 _STOP = object()
 
 
-def answer_on(
+def _answer_on(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], on_commit: Callable[[Any], None] | None
 ) -> Done:
     def done(result: Any, exc: BaseException | None) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            loop.call_soon_threadsafe(resolve, future, result, exc, on_commit)
+            loop.call_soon_threadsafe(_resolve, future, result, exc, on_commit)
 
     return done
 
 
-def resolve(
+def _resolve(
     future: asyncio.Future[Any],
     result: Any,
     exc: BaseException | None,
@@ -140,7 +130,7 @@ class GroupCommitWriter:
         self._thread.start()
         await asyncio.to_thread(self._ready.wait)
         if self._start_error is not None:
-            raise as_store_error(self._start_error)
+            raise _as_store_error(self._start_error)
 
     async def stop(self) -> None:
         """Finish every job already queued, refuse new ones, then close the connection."""
@@ -177,7 +167,7 @@ class GroupCommitWriter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.enqueue(fn, answer_on(loop, future, on_commit), read_only=read_only)
+        self.enqueue(fn, _answer_on(loop, future, on_commit), read_only=read_only)
         return await future
 
     def _main(self) -> None:
@@ -241,7 +231,7 @@ class GroupCommitWriter:
         try:
             result = job.fn(conn)
         except Exception as exc:
-            _call(job.done, None, as_store_error(exc))
+            _call(job.done, None, _as_store_error(exc))
         else:
             _call(job.done, result, None)
 
@@ -269,6 +259,7 @@ class GroupCommitWriter:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         if not batch:
             return
+        answers: list[tuple[_Job, Any, BaseException | None]] = []
         changes = conn.total_changes
         try:
             self._take_lock()
@@ -278,10 +269,23 @@ class GroupCommitWriter:
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = run_and_commit(conn, [job.fn for job in batch])
-        except StoreError as exc:  # the transaction as a whole failed: nobody's change was made
             for job in batch:
-                _call(job.done, None, exc)
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    answers.append((job, None, _as_store_error(exc)))
+                else:
+                    answers.append((job, result, None))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # the transaction as a whole failed: nobody's change was made
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            for job in batch:
+                _call(job.done, None, _as_store_error(exc))
             return
         else:
             self.commits += 1
@@ -290,41 +294,8 @@ class GroupCommitWriter:
         finally:
             if self._lock is not None:
                 self._lock.release()
-        for job, outcome in zip(batch, outcomes, strict=True):
-            _call(job.done, outcome.result, outcome.error)
-
-
-class Outcome(NamedTuple):
-    """What one job of a group commit came to: its result, or the error that rolled it back alone."""
-
-    result: Any
-    error: BaseException | None
-
-
-def run_and_commit(
-    conn: sqlite3.Connection, jobs: Sequence[Callable[[sqlite3.Connection], Any]]
-) -> list[Outcome]:
-    """Run ``jobs`` in the transaction ``conn`` has begun, each in a SAVEPOINT (one failing job rolls
-    back only itself), and COMMIT. A failure of the transaction as a whole rolls it back and raises."""
-    outcomes: list[Outcome] = []
-    try:
-        for fn in jobs:
-            conn.execute("SAVEPOINT job")
-            try:
-                result = fn(conn)
-            except Exception as exc:
-                conn.execute("ROLLBACK TO job")
-                outcomes.append(Outcome(None, as_store_error(exc)))
-            else:
-                outcomes.append(Outcome(result, None))
-            conn.execute("RELEASE job")
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise as_store_error(exc) from exc
-    return outcomes
+        for job, result, error in answers:
+            _call(job.done, result, error)
 
 
 def _call(done: Done, result: Any, exc: BaseException | None) -> None:
@@ -360,7 +331,7 @@ class ReaderPool:
         try:
             return fn(conn)
         except sqlite3.Error as exc:
-            raise as_store_error(exc) from exc
+            raise _as_store_error(exc) from exc
         finally:
             conn.execute("COMMIT")
 

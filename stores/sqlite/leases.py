@@ -94,7 +94,7 @@ class SqliteLeases(SqliteCore):
             )
             return cursor.rowcount
 
-        return await self._writer.run(tx, background=True)  # up to the whole queue: not on the loop
+        return await self._writer.run(tx)
 
     async def reclaim(self, owner: str) -> int:
         check_wire_text("lock owner", owner, allow_empty=False)

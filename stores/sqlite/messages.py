@@ -148,7 +148,7 @@ class SqliteMessages(SqliteCore):
             return int(deleted)
 
         total = 0
-        while (deleted := await self._writer.run(batch, background=True)) > 0:
+        while (deleted := await self._writer.run(batch)) > 0:
             total += deleted
             if deleted < PURGE_BATCH:
                 break

@@ -21,12 +21,12 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import structlog
 from pydantic import BaseModel
 
-from spoolerd.errors import ConfigError, StoreError
+from spoolerd.errors import ConfigError
 from spoolerd.events import QueueChanged, StoreEvent, Subscription
 from spoolerd.fsutil import fsync_directory, make_dirs_durably, unwritable
 from spoolerd.store import StoreContext
@@ -61,6 +61,8 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
         self._watcher: ExternalChangeWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._data_version: int | None = None
+        self._check_running = False
+        self._check_again = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -77,7 +79,7 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
         self._loop = asyncio.get_running_loop()
         self._doorbell = await asyncio.to_thread(Doorbell, self.path)
         await self._writer.start(self.name)
-        await self._writer.run(migrate, background=True)
+        await self._writer.run(migrate)
         if await self._writer.run(tables.enable_incremental_vacuum, read_only=True):
             log.info("store rebuilt so that purges give space back", store=self.name, path=self.path)
         if created:
@@ -85,7 +87,7 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
         # watch first, then take the baseline: a commit in between shows as a change, never goes missing
         self._watcher = ExternalChangeWatcher(self.path, self._on_external_wake)
         self._watcher.start()
-        self._data_version = self._writer.read_now(tables.data_version)
+        self._data_version = await self._writer.run(tables.data_version, read_only=True)
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -127,12 +129,27 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
             loop.call_soon_threadsafe(self._check_external)
 
     def _check_external(self) -> None:
-        # data_version on the loop's write connection moves only when *another* connection committed
-        # (another process's, or this one's writer thread: a batch it took over, rarely)
-        try:
-            version = self._writer.read_now(tables.data_version)
-        except StoreError:  # closing, or a busy moment; the next ring looks again
+        # data_version on the writer's connection moves only when *another* connection committed.
+        if self._check_running:
+            self._check_again = True
             return
-        if version != self._data_version:
+        self._check_running = True
+        loop = self._loop
+        assert loop is not None
+
+        def answered(version: Any, exc: BaseException | None) -> None:  # writer thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._external_checked, version, exc)
+
+        self._writer.enqueue(tables.data_version, answered, read_only=True)
+
+    def _external_checked(self, version: int | None, exc: BaseException | None) -> None:
+        self._check_running = False
+        if exc is not None:  # e.g. a busy moment; look again (unless the store is closing)
+            self._check_again = self._watcher is not None
+        elif version is not None and version != self._data_version:
             self._data_version = version
             self._hub.publish(QueueChanged(self.name, "external"))
+        if self._check_again:
+            self._check_again = False
+            self._check_external()

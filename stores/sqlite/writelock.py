@@ -61,16 +61,14 @@ class WriteLock:
         if self._fd is None:
             return
         deadline, wait = time.monotonic() + self._timeout, _FIRST_WAIT
-        while not self.try_acquire():
+        while not self._try():
             if time.monotonic() >= deadline:
                 raise StoreUnavailable(f"the store's write lock stayed taken for {self._timeout:g} s")
             time.sleep(wait)
             wait = min(wait * 2, _LONGEST_WAIT)
 
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free (true), without waiting; true as well when there is none."""
-        if self._fd is None:
-            return True
+    def _try(self) -> bool:
+        assert self._fd is not None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
