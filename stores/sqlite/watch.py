@@ -19,9 +19,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FALLBACK_RESCAN_SECONDS", "Doorbell", "ExternalChangeWatcher", "doorbell_path"]
+__all__ = ["FALLBACK_RESCAN_SECONDS", "SETTLE_SECONDS", "Doorbell", "ExternalChangeWatcher", "doorbell_path"]
 
 FALLBACK_RESCAN_SECONDS = 60.0
+# after a wake, events that come within this long are taken together: a busy store rings at each of its
+# own commits (hundreds a second), and each wake costs the event loop a look at ``data_version``; the
+# first ring after a quiet moment still wakes at once, and no event is lost (inotify keeps them)
+SETTLE_SECONDS = 0.005
 
 try:  # Linux only
     import inotify_simple
@@ -96,3 +100,11 @@ class ExternalChangeWatcher:
                 if not any(ev.name in self._names or ev.mask & overflow for ev in events):
                     continue  # another file in the directory; an overflow may hide ours, so it counts
             self._on_wake()
+            if self._inotify is not None and self._stopped_within(SETTLE_SECONDS):
+                return
+
+    def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless told to stop meanwhile (true)."""
+        stop = select.poll()
+        stop.register(self._stop_r, select.POLLIN)
+        return bool(stop.poll(int(seconds * 1000)))
