@@ -255,3 +255,37 @@ async def test_a_failing_after_commit_hook_still_answers_the_committed_writes(tm
         assert count == 1  # and the writer goes on
     finally:
         await writer.stop()
+
+
+def test_rings_in_quick_succession_wake_the_store_a_few_times_and_the_last_is_seen(tmp_path: Path) -> None:
+    """A busy store rings at each of its commits; the watcher takes what comes within a few ms of a wake
+    together (500 rings, 0.2 ms apart: about 30 wakes, not 500), and still wakes after the last ring."""
+    import threading
+    import time
+
+    from stores.sqlite.watch import Doorbell, ExternalChangeWatcher
+
+    db = str(tmp_path / "x.db")
+    wakes: list[float] = []
+    woken = threading.Condition()
+
+    def on_wake() -> None:
+        with woken:
+            wakes.append(time.monotonic())
+            woken.notify_all()
+
+    watcher = ExternalChangeWatcher(db, on_wake)
+    watcher.start()
+    bell = Doorbell(db)
+    try:
+        for _ in range(499):
+            bell.ring()
+            time.sleep(0.0002)  # the pace of a busy writer's commits
+        last = time.monotonic()
+        bell.ring()
+        with woken:
+            assert woken.wait_for(lambda: wakes[-1] >= last if wakes else False, 10)
+        assert len(wakes) < 100
+    finally:
+        bell.close()
+        watcher.stop()
