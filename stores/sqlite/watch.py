@@ -23,7 +23,7 @@ __all__ = ["FALLBACK_RESCAN_SECONDS", "SETTLE_SECONDS", "Doorbell", "ExternalCha
 
 FALLBACK_RESCAN_SECONDS = 60.0
 # after a wake, events that come within this long are taken together: a busy store rings at each of its
-# own commits (hundreds a second), and each wake costs the event loop a look at ``data_version``; the
+# own commits (hundreds a second), and each wake costs a look at ``data_version`` on the writer; the
 # first ring after a quiet moment still wakes at once, and no event is lost (inotify keeps them)
 SETTLE_SECONDS = 0.005
 
@@ -86,6 +86,8 @@ class ExternalChangeWatcher:
     def _main(self) -> None:
         poller = select.poll()
         poller.register(self._stop_r, select.POLLIN)
+        settle = select.poll()  # the stop pipe alone: what the wait after a wake watches
+        settle.register(self._stop_r, select.POLLIN)
         timeout_ms: int | None = int(FALLBACK_RESCAN_SECONDS * 1000)
         if self._inotify is not None:
             poller.register(self._inotify.fileno(), select.POLLIN)
@@ -100,11 +102,5 @@ class ExternalChangeWatcher:
                 if not any(ev.name in self._names or ev.mask & overflow for ev in events):
                     continue  # another file in the directory; an overflow may hide ours, so it counts
             self._on_wake()
-            if self._inotify is not None and self._stopped_within(SETTLE_SECONDS):
-                return
-
-    def _stopped_within(self, seconds: float) -> bool:
-        """Wait ``seconds`` unless told to stop meanwhile (true)."""
-        stop = select.poll()
-        stop.register(self._stop_r, select.POLLIN)
-        return bool(stop.poll(int(seconds * 1000)))
+            if self._inotify is not None and settle.poll(int(SETTLE_SECONDS * 1000)):
+                return  # told to stop while settling
