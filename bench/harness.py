@@ -15,6 +15,7 @@ import contextlib
 import os
 import pty
 import re
+import resource
 import socket
 import sys
 import time
@@ -158,6 +159,12 @@ class Daemon:
 
     def peak_rss_mb(self) -> float:
         return vm_hwm_mb(self.proc.pid)
+
+
+def cpu_seconds() -> float:
+    """Seconds of CPU this process has used so far (user + system, every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine_cpu() -> float:

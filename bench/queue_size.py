@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import anyio
 import structlog
 
+from bench.harness import cpu_seconds
 from spoolerd.config import parse_config
 from spoolerd.daemon import build, running
 from spoolerd.message import Draft, FolderRole, NewRecipient
@@ -34,11 +34,6 @@ from stores.sqlite.testing import SqliteBackend
 
 BODY = b"From: bench@localhost\r\nSubject: bench\r\n\r\n" + b"x" * 4000 + b"\r\n"
 DATABASE = f"spoolerd_bench_queue_{os.getpid()}"
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def prefill(backend: Any, options: dict[str, Any], location: Path, deferred: int) -> float:

@@ -46,6 +46,7 @@ from harness import (  # type: ignore[import-not-found]
     SENDER,
     Sink,
     content,
+    cpu_seconds,
     inject,
     load,
     postfix_memory,
@@ -110,7 +111,7 @@ async def held_leg(config_path: str) -> dict[str, Any]:
     configure_logging(daemon.config.log)  # as the daemon logs: a mail line per recipient, on stderr
     store = daemon.stores[daemon.config.spooler.default_store]
     started = time.monotonic()  # one clock for every process of the machine: the parent reads it
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     # the queue is due: the daemon delivers it as it would after any start, asked nothing (Postfix's
     # side is released and flushed); every attempt's end is an event, and the leg ends with the last
     async with running(daemon), daemon.spooler.events.subscribe() as ended:
@@ -123,13 +124,8 @@ async def held_leg(config_path: str) -> dict[str, Any]:
         "delivered_recipients": counters.delivered,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # the daemon's own CPU (every thread, user + sys) per recipient: less moved by a busy machine
-        "cpu_ms_per_recipient": (_cpu_seconds() - cpu) * 1000 / max(1, counters.delivered),
+        "cpu_ms_per_recipient": (cpu_seconds() - cpu) * 1000 / max(1, counters.delivered),
     }
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def spoolerd_held(sink: Sink, messages: int, rcpts: int, size: int) -> dict[str, Any]:
