@@ -95,7 +95,10 @@ def test_xtext_round_trip(text: str) -> None:
     assert xtext_encode(text) == encoded  # what the relay writes is what a listener reads back
 
 
-@given(st.binary(max_size=200))
+@given(
+    st.binary(max_size=200)
+    | st.lists(st.sampled_from([b"\r", b"\n", b"\0", b".", b"a"]), max_size=60).map(b"".join)
+)
 def test_normalize_leaves_no_bare_lf_and_no_nul(data: bytes) -> None:
     out = normalize(data)
     assert b"\0" not in out
