@@ -18,7 +18,7 @@ smtp-sink (``Sink.wait_for``):
   socket  intake plus relay: spoolerd's control socket (16 connections, the submit command with the
           message as its body) against Postfix's smtpd (16 SMTP sessions); timed from the first submit.
   smtp    intake plus relay: spoolerd's SMTP listener against Postfix's smtpd, the same SMTP client
-          (16 sessions, aiosmtplib) for both; timed from the first connection.
+          (16 sessions, pipelining, harness.inject) for both; timed from the first connection.
 
 (spoolerd-sendmail against Postfix's sendmail is bench/sendmail.py.) Each row prints both rates, the
 ratio, each side's peak RSS (spoolerd: its process's VmHWM; Postfix: the sum of its processes' VmHWM)
