@@ -15,28 +15,14 @@ import email
 import email.generator
 import io
 import quopri
-import re
 from email.message import Message as EmailMessage
 from email.policy import compat32
 
+from .lines import MAX_LINE, crlf, has_long_lines
+
 __all__ = ["MAX_LINE", "Unchangeable", "conform", "crlf", "has_long_lines"]
 
-MAX_LINE = 998  # octets of text in a line, without its CRLF
 _SIGNED = ("multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime")
-_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
-_LONE_CR = re.compile(rb"\r(?!\n)")
-
-
-def crlf(content: bytes) -> bytes:
-    """Every line ending CRLF, the last line too; content already so is returned as it is. That case is
-    found with three scans in C: no CR without an LF after it, and as many CRs as LFs, so no LF without
-    a CR before it (counting the CRLF pairs themselves, a two-octet search, took as long as the three:
-    0.75 ms a megabyte each)."""
-    if content.count(b"\r") != content.count(b"\n") or _LONE_CR.search(content):
-        content = _LINE_ENDINGS.sub(b"\r\n", content)
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
-    return content
 
 
 class Unchangeable(ValueError):
@@ -45,13 +31,6 @@ class Unchangeable(ValueError):
     def __init__(self, reason: str, status: str) -> None:
         super().__init__(reason)
         self.status = status
-
-
-def has_long_lines(data: bytes) -> bool:
-    """A run of more than 998 octets without CR or LF. Measured by splitting, in C and linear: the
-    regular expression ``[^\\r\\n]{999}`` it replaces retried from every offset, 0.9 s of CPU for a 1 MB
-    message of 78-octet lines and 1.8 ms for 4 KB, on every delivery (issue #17, bench/relay.py)."""
-    return len(data) > MAX_LINE and max(map(len, data.splitlines())) > MAX_LINE
 
 
 def conform(wire: bytes, *, eight_bit: bool) -> bytes:

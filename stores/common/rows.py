@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from spoolerd.dsn_params import Notify, Ret
+from spoolerd.lines import lines_of
 from spoolerd.message import (
+    ContentLines,
     Delivery,
     Draft,
     Folder,
@@ -85,7 +87,7 @@ QUEUE_COLUMNS = (
     "id, client_submit_time, due_at, flags, submit_flags, priority, sender, subject, size, lock_owner,"
     " lock_expiry, not_before, held"
 )
-LOADED_COLUMNS = f"{MESSAGE_COLUMNS}, c.data"  # a message as ``message_from_row`` reads it
+LOADED_COLUMNS = f"{MESSAGE_COLUMNS}, m.lines, c.data"  # a message as ``message_from_row`` reads it
 SUMMARY_COLUMNS = (
     "id, folder_id, message_class, flags, sender, subject, size,"
     " COALESCE(client_submit_time, created_at) AS listed_at"
@@ -155,7 +157,7 @@ def new_recipient_values(mid: int, recipients: Sequence[NewRecipient]) -> list[t
 
 
 def message_from_row(row: Row, recipients: tuple[Recipient, ...], now: float) -> Message:
-    """A row selected with LOADED_COLUMNS (MESSAGE_COLUMNS and ``c.data``), and its recipients."""
+    """A row selected with LOADED_COLUMNS (MESSAGE_COLUMNS, ``m.lines``, ``c.data``), and its recipients."""
     c = _MESSAGE
     lease = Lease.of(row[c["lock_owner"]], row[c["lock_expiry"]], now)
     sentmail = row[c["sentmail_folder"]]
@@ -170,6 +172,7 @@ def message_from_row(row: Row, recipients: tuple[Recipient, ...], now: float) ->
         subject=row[c["subject"]],
         size=row[c["size"]],
         content=bytes(row[c["data"]]),
+        lines=ContentLines(row[c["lines"]]),
         recipients=recipients,
         created_at=row[c["created_at"]],
         client_submit_time=row[c["client_submit_time"]],
@@ -233,6 +236,7 @@ class DraftRow:
     sender: str
     subject: str
     size: int
+    lines: int  # what ``lines_of`` finds of the content (``Message.lines``)
     not_before: float | None
     sentmail_folder: int | None
     delete_after_submit: bool
@@ -251,6 +255,7 @@ class DraftRow:
             sender=draft.sender,
             subject=draft.subject,
             size=len(draft.content),
+            lines=int(lines_of(draft.content)),
             not_before=draft.not_before,
             sentmail_folder=sentmail_folder,
             delete_after_submit=bool(draft.delete_after_submit),
@@ -264,7 +269,7 @@ class DraftRow:
         """In the order of DRAFT_COLUMNS."""
         return (
             self.message_class, self.flags, self.priority, self.sender, self.subject, self.size,
-            self.not_before, self.sentmail_folder, self.delete_after_submit, self.ndr_requested,
+            self.lines, self.not_before, self.sentmail_folder, self.delete_after_submit, self.ndr_requested,
             self.dr_requested, self.dsn_ret, self.dsn_envid,
         )  # fmt: skip
 
@@ -282,6 +287,7 @@ class Arrival:
     sender: str
     subject: str
     size: int
+    lines: int  # what ``lines_of`` finds of the content (``Message.lines``)
     created_at: float  # when it was received
     filed_at: float
     content: bytes
@@ -299,6 +305,7 @@ class Arrival:
             sender=message.sender,
             subject=message.subject,
             size=len(content),
+            lines=int(lines_of(content)),
             created_at=message.received_at if message.received_at is not None else now,
             filed_at=now,
             content=content,
@@ -308,12 +315,12 @@ class Arrival:
     def values(self) -> tuple[Any, ...]:
         """In the order of ARRIVAL_COLUMNS."""
         return (
-            self.message_class, self.flags, self.sender, self.subject, self.size, self.created_at,
-            self.filed_at,
+            self.message_class, self.flags, self.sender, self.subject, self.size, self.lines,
+            self.created_at, self.filed_at,
         )  # fmt: skip
 
     def delivery(self, message_id: int, folder_id: str) -> Delivery:
         return Delivery(str(message_id), folder_id, self.message_class, MessageFlag(self.flags))
 
 
-ARRIVAL_COLUMNS = ("message_class", "flags", "sender", "subject", "size", "created_at", "filed_at")
+ARRIVAL_COLUMNS = ("message_class", "flags", "sender", "subject", "size", "lines", "created_at", "filed_at")

@@ -9,6 +9,7 @@ from typing import Any
 
 from spoolerd.errors import InvalidArgument, NoRecipients, NotFound, Submitted
 from spoolerd.events import QueueChanged
+from spoolerd.lines import lines_of
 from spoolerd.message import (
     Draft,
     Message,
@@ -46,7 +47,10 @@ class PostgresOutcomes(PostgresCore):
             await rows.require_lock(conn, mid, owner)
             if content is not None:
                 await conn.execute("UPDATE contents SET data=$1 WHERE message_id=$2", bytes(content), mid)
-                await conn.execute("UPDATE messages SET size=$1 WHERE id=$2", len(content), mid)
+                lines = int(lines_of(content))
+                await conn.execute(
+                    "UPDATE messages SET size=$1, lines=$2 WHERE id=$3", len(content), lines, mid
+                )
             if recipients is not None:
                 if await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM recipients WHERE message_id=$1 AND attempts > 0)", mid

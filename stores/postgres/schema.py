@@ -151,7 +151,14 @@ async def _due_order(conn: Any) -> None:
     )
 
 
-MIGRATIONS = (_v1, _dsn, _outbox, _due_order)
+async def _content_lines(conn: Any) -> None:
+    # What the store found of each message's lines when it wrote its content (spoolerd.message.
+    # ContentLines), in the message's row, where the SQLite store keeps it too (stores/sqlite/schema.py).
+    # 0, nothing known, for a content written before.
+    await conn.execute("ALTER TABLE messages ADD COLUMN lines INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS = (_v1, _dsn, _outbox, _due_order, _content_lines)
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_KEY = 0x5370_6F6F  # pg_advisory_xact_lock key shared by every spoolerd migrating a database
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from spoolerd.errors import InvalidArgument, NoRecipients, Submitted
+from spoolerd.lines import lines_of
 from spoolerd.message import (
     Draft,
     Message,
@@ -46,7 +47,8 @@ class SqliteOutcomes(SqliteCore):
             tables.require_lock(conn, mid, owner)
             if content is not None:
                 conn.execute("UPDATE contents SET data=? WHERE message_id=?", (bytes(content), mid))
-                conn.execute("UPDATE messages SET size=? WHERE id=?", (len(content), mid))
+                lines = int(lines_of(content))
+                conn.execute("UPDATE messages SET size=?, lines=? WHERE id=?", (len(content), lines, mid))
             if recipients is not None:
                 (tried,) = conn.execute(
                     "SELECT COUNT(*) FROM recipients WHERE message_id=? AND attempts > 0", (mid,)

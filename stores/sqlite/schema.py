@@ -184,7 +184,24 @@ def _outbox(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _dsn, _outbox)
+def _content_lines(conn: sqlite3.Connection) -> None:
+    # What the store found of each message's lines when it wrote its content (spoolerd.message.
+    # ContentLines), in the message's row: a column after the content in ``contents`` would have SQLite
+    # build a large content's zeroblob in memory (its zeros are left out only at a record's end).
+    # 0, nothing known, for a content written before.
+    _script(conn, "ALTER TABLE messages ADD COLUMN lines INTEGER NOT NULL DEFAULT 0;")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    _dsn,
+    _outbox,
+    _content_lines,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

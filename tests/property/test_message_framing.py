@@ -9,7 +9,10 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spoolerd import lines
 from spoolerd.envelope import header_end, header_fields, header_section, without_bcc
+from spoolerd.lines import MAX_LINE, has_long_lines, lines_of
+from spoolerd.message import ContentLines
 from spoolerd.preprocess import add_missing_headers
 from transports.smtp.wire import crlf, data_payload
 
@@ -94,6 +97,27 @@ def test_crlf_gives_the_same_lines_each_ended_by_crlf(content: bytes) -> None:
     assert wire.count(b"\r") == wire.count(b"\n") == wire.count(b"\r\n")  # no bare CR or LF is left
     assert _lines(wire) == (_lines(content) or [b""])
     assert crlf(wire) is wire  # content already so is passed through, not copied
+
+
+# lines about the longest allowed: 998 octets (two 499s), 999 (and a y), longer
+_long_lines = st.lists(st.sampled_from([b"x" * 499, b"y", b"\r\n", b"\n", b"\r"]), max_size=8).map(b"".join)
+
+
+@given(_wire_bytes | _long_lines)
+def test_what_a_store_records_of_the_lines_is_what_the_transport_would_find(content: bytes) -> None:
+    lines = lines_of(content)
+    assert (ContentLines.CRLF in lines) == (crlf(content) is content)
+    assert (ContentLines.SHORT in lines) == (not has_long_lines(content))
+    assert (ContentLines.SHORT in lines) == all(len(line) <= MAX_LINE for line in _lines(content))
+
+
+@given(_long_lines, st.integers(min_value=1, max_value=1200))
+def test_long_lines_are_found_across_the_windows_they_are_looked_at_in(content: bytes, window: int) -> None:
+    saved, lines._WINDOW = lines._WINDOW, window  # a megabyte at a time, where it counts
+    try:
+        assert has_long_lines(content) == any(len(line) > MAX_LINE for line in _lines(content))
+    finally:
+        lines._WINDOW = saved
 
 
 def _unstuff(payload: bytes) -> bytes:

@@ -31,7 +31,7 @@ from spoolerd import maillog
 from spoolerd.abilities import RateGate
 from spoolerd.dsn_params import RecipientDsn
 from spoolerd.envelope import without_bcc
-from spoolerd.message import Message, Recipient
+from spoolerd.message import ContentLines, Message, Recipient
 from spoolerd.transport import Outcome, OutcomeKind, PartChange, TransportContext
 from transports.common.check import checked_tls
 from transports.common.credentials import Credentials
@@ -138,7 +138,7 @@ class SmtpTransport:
         if todo:
             addresses = [recipients[i].address for i in todo]
             try:  # lines over 998 octets re-encoded, whatever the relay: a strict one refuses them
-                wire = conform(crlf(without_bcc(message.content)), eight_bit=True)
+                wire = _wire(message)
             except Unchangeable as exc:
                 results = [Outcome.failed(str(exc), None, exc.status)] * len(todo)
             else:
@@ -198,3 +198,14 @@ class SmtpTransport:
             if since is not None and several:
                 maillog.relay_up(transport=self.name, relay=relay.peer, down_for=now - since)
                 self._changed(PartChange(relay.peer))
+
+
+def _wire(message: Message) -> bytes:
+    """The content as it goes out: without Bcc fields, CRLF, no line over 998 octets. What the store
+    knows of its lines is not looked for again (dropping whole header fields changes none of it)."""
+    wire = without_bcc(message.content)
+    if ContentLines.CRLF not in message.lines:
+        wire = crlf(wire)
+    if ContentLines.SHORT not in message.lines:
+        wire = conform(wire, eight_bit=True)
+    return wire

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from spoolerd.conform import crlf  # moved there, with the rest of what a relay may be sent
+from spoolerd.lines import crlf  # moved there, with the rest of what a message's lines need
 
 __all__ = ["MAX_REPLY", "ReplyParser", "SmtpProtocolError", "crlf", "data_payload"]
 
