@@ -30,6 +30,26 @@ async def test_relative_path_is_taken_from_the_state_directory(tmp_path: Path, c
     assert (tmp_path / "state" / "sub" / "x.db").is_file()
 
 
+async def test_page_size_is_set_for_a_new_file_and_an_old_one_keeps_its_own(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    def page_size(name: str) -> int:
+        with sqlite3.connect(tmp_path / name) as conn:
+            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+    for name, first, second in (("big.db", 16384, 4096), ("small.db", 4096, 65536)):
+        for size in (first, second):  # the file made with the first keeps it, and still serves
+            store = make_store(tmp_path, clock, path=name, page_size=size)
+            await store.start()
+            outbox = await store.folder(FolderRole.OUTBOX)
+            await store.submit_new(outbox.id, Draft(b"x" * 100_000, [NewRecipient("a@example.org")]))
+            await store.stop()
+        assert page_size(name) == first
+    for bad in (1000, 256, 131072):
+        with pytest.raises(ValueError, match="power of two"):
+            SqliteSettings.model_validate({"page_size": bad})
+
+
 async def test_an_old_schema_is_migrated_keeping_its_data(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "spool.db"
     conn = sqlite3.connect(path, isolation_level=None)

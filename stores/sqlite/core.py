@@ -30,7 +30,9 @@ class SqliteCore:
         self._hub: EventHub[StoreEvent] = EventHub()
 
         def open_connection(reader: bool = False) -> sqlite3.Connection:
-            conn = connect(path, busy_timeout=settings.busy_timeout, reader=reader)
+            conn = connect(
+                path, busy_timeout=settings.busy_timeout, reader=reader, page_size=settings.page_size
+            )
             conn.row_factory = sqlite3.Row  # columns by name: stores.common.rows
             return conn
 

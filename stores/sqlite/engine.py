@@ -33,15 +33,18 @@ T = TypeVar("T")
 Done = Callable[[Any, BaseException | None], None]
 
 
-def connect(path: str, *, busy_timeout: float, reader: bool = False) -> sqlite3.Connection:
+def connect(
+    path: str, *, busy_timeout: float, reader: bool = False, page_size: int = 4096
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, full sync, foreign keys on,
-    incremental auto-vacuum for a new file. A ``reader`` leaves auto-vacuum alone: setting it, even to
-    the value it has, counts as a commit in every other connection's ``data_version``, which the store
-    would take for another process's write."""
+    incremental auto-vacuum and ``page_size`` for a new file. A ``reader`` leaves both alone: setting
+    auto-vacuum, even to the value it has, counts as a commit in every other connection's
+    ``data_version``, which the store would take for another process's write."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
     try:
         if not reader:
-            # only takes effect on a new file: lets purges give space back (``PRAGMA incremental_vacuum``)
+            # both only take effect on a new file; auto-vacuum lets purges give space back
+            conn.execute(f"PRAGMA page_size={page_size:d}")  # before WAL: that writes the file's header
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
