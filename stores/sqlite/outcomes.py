@@ -123,20 +123,27 @@ class SqliteOutcomes(SqliteCore):
 def _apply_updates(
     conn: sqlite3.Connection, mid: int, message_id: str, updates: Sequence[RecipientUpdate]
 ) -> None:
-    """Record each outcome; a recipient that already has a final one keeps it (exactly one each)."""
-    for u in updates:
-        found = conn.execute(
-            "SELECT state FROM recipients WHERE message_id=? AND idx=?", (mid, u.index)
-        ).fetchone()
+    """Record each outcome; a recipient that already has a final one keeps it (exactly one each). Two
+    statements for any number of recipients (two for each cost 5 recipients 3.6% of the daemon's CPU):
+    the states read at once, then the updates written at once."""
+    if not updates:
+        return
+    states = {row["idx"]: RecipientState(row["state"]) for row in conn.execute(_STATES, (mid,))}
+    rows = []
+    for u in updates:  # in order: of two outcomes for one recipient, a final first keeps the second out
+        found = states.get(u.index)
         if found is None:
             raise InvalidArgument(f"message {message_id} has no recipient #{u.index}")
-        if RecipientState(found["state"]).final:
+        if found.final:
             continue
-        state = RecipientState(u.state)
-        conn.execute(
-            "UPDATE recipients SET state=?, responsibility=?, attempts=attempts+1, next_attempt=?,"
-            " last_code=?, last_status=?, last_text=?, transport=COALESCE(?, transport)"
-            " WHERE message_id=? AND idx=?",
-            (state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
-             mid, u.index),
-        )  # fmt: skip
+        state = states[u.index] = RecipientState(u.state)
+        rows.append((state.value, int(state.final), u.next_attempt, u.code, u.status, u.text, u.transport,
+                     mid, u.index))  # fmt: skip
+    conn.executemany(_RECORD, rows)
+
+
+_STATES = "SELECT idx, state FROM recipients WHERE message_id=?"
+_RECORD = (
+    "UPDATE recipients SET state=?, responsibility=?, attempts=attempts+1, next_attempt=?,"
+    " last_code=?, last_status=?, last_text=?, transport=COALESCE(?, transport) WHERE message_id=? AND idx=?"
+)
