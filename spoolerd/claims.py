@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from .delivery import Dispatcher
-from .errors import StoreError
 from .message import Message
 from .store import Claiming, MessageStore
 
@@ -51,6 +50,6 @@ class DueClaims:
             self._unanswered.discard(name)
         try:
             return await self._claimers[name].claim(owner, self._dispatcher.settings.lease, limit)
-        except StoreError:
+        except Exception:  # a StoreError, or a store plugin's bug: its batch may be leased all the same
             self._unanswered.add(name)
             raise

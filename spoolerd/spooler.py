@@ -207,8 +207,8 @@ class Spooler:
         for name, store in self.stores.items():
             try:
                 due = self.clock() if self._claims.unanswered(name) else await store.next_due()
-            except StoreError as exc:
-                self.health.failed(name, exc)
+            except Exception as exc:
+                self._store_failed(name, exc)
                 due = self.clock()
             if due is not None:
                 times.append(max(due, self.clock() + self.health.wait(name)))
@@ -234,9 +234,16 @@ class Spooler:
                     if len(self._in_flight) >= self.max_in_flight or self._stopping:
                         return True
                     self._start(name, store, entry.id, force=False)
-            except StoreError as exc:
-                self.health.failed(name, exc)
+            except Exception as exc:
+                self._store_failed(name, exc)
         return skipped
+
+    def _store_failed(self, name: str, exc: Exception) -> None:
+        """A store call of the scheduler's failed: the store waits (``health``) and the scheduler goes on.
+        Anything but a StoreError is a store plugin's bug: its traceback is logged, and it is not fatal."""
+        if not isinstance(exc, StoreError):
+            log.error("store call failed unexpectedly", store=name, exc_info=exc)
+        self.health.failed(name, exc)
 
     async def _claim_due(self, name: str, store: MessageStore) -> bool:
         """Lease the due head of ``store`` in one batch up to the free slots (``claims``) and start an

@@ -149,6 +149,33 @@ async def test_a_store_read_error_does_not_stop_the_spooler(tmp_path: Path, cloc
         assert h.spooler.counters.delivered == 1
 
 
+@pytest.mark.parametrize("call", ["next_due", "claim"])
+async def test_a_store_plugin_bug_fails_the_store_for_a_while_and_does_not_stop_the_spooler(
+    tmp_path: Path, clock: FakeClock, call: str
+) -> None:
+    """An exception that is not a StoreError (a store plugin's bug) from a call of the scheduler's marks
+    the store failing, as a StoreError does, instead of ending the scheduler and the daemon with it."""
+    async with spooler(tmp_path, clock) as h:
+        real = getattr(h.store, call)
+        errors = [RuntimeError("a bug in the store")]
+
+        async def buggy(*args: object) -> object:
+            if errors:
+                raise errors.pop()
+            return await real(*args)
+
+        setattr(h.store, call, buggy)
+        async with h.spooler.events.subscribe() as events:
+            mid = await h.submit("me@localhost")
+            with anyio.fail_after(10):
+                async for event in events:
+                    if event.get("type") == "status_changed" and event.get("state") == "failing":
+                        break
+            assert event["entry_id"] == "store:local" and "a bug in the store" in str(event["last_error"])
+        await h.finished(mid)  # once its wait is over
+        assert h.spooler.counters.delivered == 1
+
+
 async def test_a_failing_download_is_retried_not_fatal(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
