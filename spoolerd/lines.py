@@ -37,7 +37,7 @@ def crlf(content: bytes) -> bytes:
 
 def has_long_lines(data: bytes) -> bool:
     """A run of more than 998 octets without CR or LF. Measured by splitting, in C and linear (the
-    regular expression ``[^\r\n]{999}`` it replaces retried from every offset: 0.9 s of CPU for a 1 MB
+    regular expression ``[^\\r\\n]{999}`` it replaces retried from every offset: 0.9 s of CPU for a 1 MB
     message of 78-octet lines), a window at a time: ``splitlines`` makes an object of every line, which
     for a whole 50 MB message was 80 MB more at once."""
     if len(data) <= MAX_LINE:
