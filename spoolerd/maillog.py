@@ -40,6 +40,7 @@ __all__ = [
     "console_text",
     "debugging",
     "delivery",
+    "direct_writer",
     "downloaded",
     "observe",
     "outcomes",
@@ -66,8 +67,19 @@ def observe(observer: Observer) -> Callable[[], None]:
     return lambda: _observers.remove(observer)
 
 
+# writes a line itself and says True, or says False and leaves it to structlog (``logsetup.MailLines``)
+DirectWriter = Callable[[int, str, Mapping[str, Any]], bool]
+_direct: list[DirectWriter] = []  # none, or the one ``direct_writer`` set
+
+
+def direct_writer(writer: DirectWriter | None) -> None:
+    """Have ``writer`` offered every mail line first (None: structlog writes them all)."""
+    _direct[:] = [] if writer is None else [writer]
+
+
 def _write(level: int, event: str, **keys: Any) -> None:
-    log.log(level, event, **keys)
+    if not (_direct and _direct[0](level, event, keys)):
+        log.log(level, event, **keys)
     for observer in _observers:
         observer(event, keys)
 

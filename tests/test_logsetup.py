@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
+from spoolerd import maillog
 from spoolerd.config import LogConfig
 from spoolerd.logsetup import ConsoleLines, configure_logging, mail_lines
 from spoolerd.maillog import console_text
@@ -78,3 +81,55 @@ def test_a_mail_line_is_rendered_as_the_console_renderer_would(
     assert ConsoleLines(colors=False)(None, level, dict(other)) == structlog.dev.ConsoleRenderer(
         colors=False
     )(None, level, dict(other))
+
+
+def _mail_lines() -> None:
+    """Two mail lines the console shows as text, one warning it shows as key=value."""
+    maillog.delivery(
+        queue_id="Q1", message_id="<m@x>", recipient="a@example.net", transport="relay", relay="mx:25",
+        delay=1.2, dsn="2.0.0", status=maillog.Status.SENT, reply="250 ok",
+    )  # fmt: skip
+    maillog.accepted(
+        queue_id="Q2", store="local", content=b"Message-ID: <m@x>\r\n\r\nbody\r\n", sender="s@example.org",
+        recipients=2, via="smtp", listener="l", client="127.0.0.1", tls=None, user="bob",
+    )  # fmt: skip
+    maillog.relay_down(transport="relay", relay="mx:25", dsn="4.4.1", reason="connection refused")
+
+
+class _NoStructlog:
+    def log(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a console mail line went through structlog")
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_mail_lines_written_directly_are_the_lines_structlog_writes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    """The console's mail lines skip structlog's chain (``MailLines``): the same lines come out, level
+    filtering included, and only the time differs."""
+    configure_logging(LogConfig(level=level, format="console"))
+    with monkeypatch.context() as patched:
+        patched.setattr(maillog, "log", _NoStructlog())
+        maillog.delivery(
+            queue_id="Q0", message_id="", recipient="b@example.net", transport=None, relay=None, delay=0.0,
+            dsn="4.4.1", status=maillog.Status.DEFERRED, reply="no answer",
+        )  # fmt: skip
+    capsys.readouterr()
+    _mail_lines()
+    direct = capsys.readouterr().err.splitlines()
+    maillog.direct_writer(None)
+    _mail_lines()
+    through_structlog = capsys.readouterr().err.splitlines()
+    assert len(direct) == (3 if level == "info" else 1)
+    assert [line.split(" ", 1)[1] for line in direct] == [line.split(" ", 1)[1] for line in through_structlog]
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \[", line) for line in direct)
+
+
+def test_mail_lines_reach_structlog_while_it_is_configured_otherwise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(LogConfig(level="info", format="console"))
+    with capture_logs() as captured:
+        _mail_lines()
+    assert [e["event"] for e in captured] == ["delivery", "accepted", "relay down"]
+    assert capsys.readouterr().err == ""
