@@ -124,7 +124,7 @@ async def held_leg(config_path: str) -> dict[str, Any]:
         "started": started,
         "delivered_recipients": counters.delivered,
         # VmHWM: this process's own peak (ru_maxrss also counts the bench's process it was forked from,
-        # which had filled the queue: 312 MB read for 300 x 1 MB where the daemon peaked at 132)
+        # which had filled the queue: 312 MB shown for 300 x 1 MB where the daemon peaked at 133)
         "peak_rss_mb": vm_hwm_mb(os.getpid()),
         # the daemon's own CPU (every thread, user + sys) per recipient: less moved by a busy machine
         "cpu_ms_per_recipient": (cpu_seconds() - cpu) * 1000 / max(1, counters.delivered),
