@@ -114,10 +114,10 @@ class ListenerContext:
     # the store ---------------------------------------------------------------------------------
 
     async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
-        """Commit and queue the message, then say so. Shielded: a client that hangs up while the store
-        works does not leave a half-made message (it may get the message without the 250: a duplicate
-        at worst, as RFC 5321 §6.1 allows, never a loss)."""
-        return await asyncio.shield(asyncio.ensure_future(self._store(session, tx, content)))
+        """Commit and queue the message, then say so. Run to its end even if the client hangs up
+        meanwhile (``Session._to_the_end``): no half-made message (the client may have the message
+        without the 250: a duplicate at worst, as RFC 5321 §6.1 allows, never a loss)."""
+        return await self._store(session, tx, content)
 
     def data_started(self) -> None:
         self.in_data += 1
