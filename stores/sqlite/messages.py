@@ -59,8 +59,8 @@ class SqliteMessages(SqliteCore):
 
     async def create_message(self, folder_id: str, draft: Draft) -> str:
         validate_draft(draft)
-        now = self._clock()
-        return str(await self._writer.run(lambda conn: tables.insert_message(conn, folder_id, draft, now)))
+        new = tables.NewMessage.of(folder_id, draft, self._clock())
+        return str(await self._writer.run(lambda conn: tables.insert_message(conn, new)))
 
     async def save(self, message_id: str, draft: Draft) -> None:
         validate_draft(draft)

@@ -106,18 +106,22 @@ class SqliteOutcomes(SqliteCore):
             MessageState.of(row).check_finishable(message_id, owner)
             _apply_updates(conn, mid, message_id, outcomes)
             write_events(conn, events, now)
-            conn.execute(
-                "UPDATE messages SET flags = flags & ?, submit_flags=0, next_attempt=NULL, due_at=NULL,"
-                " queued=0, lock_owner=NULL, lock_expiry=NULL WHERE id=?",
-                (~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF, mid),
-            )
-            sentmail = row["sentmail_folder"]
-            if sentmail is not None and tables.folder_exists(conn, sentmail):
-                conn.execute("UPDATE messages SET folder_id=?, filed_at=? WHERE id=?", (sentmail, now, mid))
+            conn.execute(_FINISH, (_FINISHED_FLAGS, row["sentmail_folder"], now, mid))
             if row["delete_after_submit"]:
                 conn.execute("DELETE FROM messages WHERE id=?", (mid,))
 
         await self._writer.run(tx, on_commit=self._announce("finish", message_id))
+
+
+_FINISHED_FLAGS = ~(MessageFlag.SUBMIT | MessageFlag.UNSENT) & 0xFFFFFFFF
+# out of the queue, and filed in its sent-mail folder if it has one that is still there: one statement
+_FINISH = (
+    "UPDATE messages SET flags = flags & ?1, submit_flags=0, next_attempt=NULL, due_at=NULL, queued=0,"
+    " lock_owner=NULL, lock_expiry=NULL,"
+    " folder_id = COALESCE((SELECT id FROM folders WHERE id=?2), folder_id),"
+    " filed_at = CASE WHEN (SELECT id FROM folders WHERE id=?2) IS NULL THEN filed_at ELSE ?3 END"
+    " WHERE id=?4"
+)
 
 
 def _apply_updates(

@@ -70,9 +70,10 @@ class SqliteQueue(SqliteCore):
         self, folder_id: str, draft: Draft, *, preprocess: bool = False, lock: tuple[str, float] | None = None
     ) -> str:
         request = QueueRequest.checked_new(draft, self._clock(), preprocess, lock)
+        new = tables.NewMessage.of(folder_id, draft, request.now, request)
 
         def tx(conn: sqlite3.Connection) -> str:
-            return str(tables.insert_message(conn, folder_id, draft, request.now, request))
+            return str(tables.insert_message(conn, new))
 
         def publish(message_id: str) -> None:
             self._hub.publish(QueueChanged(self.name, "submit", message_id))

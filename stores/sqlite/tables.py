@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from spoolerd.errors import NotFound
@@ -75,10 +76,6 @@ def folder_by_id(conn: sqlite3.Connection, folder_id: str) -> Folder:
     return folder_from_row(row)
 
 
-def folder_exists(conn: sqlite3.Connection, fid: int) -> bool:
-    return conn.execute("SELECT 1 FROM folders WHERE id=?", (fid,)).fetchone() is not None
-
-
 def receive_table(conn: sqlite3.Connection) -> dict[str, str]:
     rows = conn.execute("SELECT message_class, folder_id FROM receive_folders")
     return {r["message_class"]: str(r["folder_id"]) for r in rows}
@@ -100,20 +97,44 @@ _INSERT_QUEUED = (
 )
 
 
-def insert_message(
-    conn: sqlite3.Connection, folder_id: str, draft: Draft, now: float, queue: QueueRequest | None = None
-) -> int:
-    """A new message in ``folder_id``, its row, content and recipients: a draft, or with ``queue``
-    (``submit_new``) already queued, as ``submit`` would queue it."""
-    folder = folder_by_id(conn, folder_id)
-    row = draft_row(conn, draft)
-    if queue is None:
-        cur = conn.execute(_INSERT_DRAFT, (int(folder.id), now, now, *row.values()))
-    else:
-        cur = conn.execute(_INSERT_QUEUED, (int(folder.id), now, now, *queue.plan_new(row).new_values(row)))
-    mid = int(cur.lastrowid or 0)
-    insert_content(conn, mid, bytes(draft.content))
-    insert_recipients(conn, mid, draft.recipients)
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A new message's rows, worked out before the write transaction (the scan of its content for
+    ``lines`` included), which then only checks its folders and writes: the transaction, and the write
+    lock other processes wait for, lasts no longer than the writing."""
+
+    folder_id: str
+    sentmail_folder: str | None
+    insert: str  # the row's statement: a draft's, or a message queued at once
+    values: tuple[Any, ...]  # the row's columns after its folder
+    content: bytes
+    recipients: list[tuple[Any, ...]]  # their rows, each with a placeholder for the message's id
+
+    @classmethod
+    def of(cls, folder_id: str, draft: Draft, now: float, queue: QueueRequest | None = None) -> NewMessage:
+        """A draft in ``folder_id``, or with ``queue`` (``submit_new``) queued as ``submit`` would."""
+        sentmail = None if draft.sentmail_folder is None else int_id(draft.sentmail_folder, "folder")
+        row = DraftRow.of(draft, sentmail)
+        columns = row.values() if queue is None else queue.plan_new(row).new_values(row)
+        return cls(
+            folder_id,
+            draft.sentmail_folder,
+            _INSERT_DRAFT if queue is None else _INSERT_QUEUED,
+            (now, now, *columns),
+            bytes(draft.content),
+            new_recipient_values(0, draft.recipients),
+        )
+
+
+def insert_message(conn: sqlite3.Connection, new: NewMessage) -> int:
+    """The new message's row, content and recipients, in its folder (``NotFound`` if its folder or its
+    sent-mail folder is not there)."""
+    folder = folder_by_id(conn, new.folder_id)
+    if new.sentmail_folder is not None:
+        folder_by_id(conn, new.sentmail_folder)
+    mid = int(conn.execute(new.insert, (int(folder.id), *new.values)).lastrowid or 0)
+    insert_content(conn, mid, new.content)
+    conn.executemany(_INSERT_RECIPIENTS, [(mid, *r[1:]) for r in new.recipients])
     return mid
 
 

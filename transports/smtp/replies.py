@@ -84,9 +84,12 @@ def no_reply(cause: str, peer: str, status: str = "4.4.2") -> Outcome:
     return Outcome(OutcomeKind.DEFERRED, None, status, f"{peer}: {cause}", relay=peer)
 
 
+_BREAKS_PATH = re.compile(r"[\x00-\x1f\x7f<>]")
+
+
 def bad_address(address: str) -> bool:
     """Anything that would break the command line or the angle-bracket path."""
-    return any(ord(c) < 0x20 or ord(c) == 0x7F or c in "<>" for c in address)
+    return _BREAKS_PATH.search(address) is not None
 
 
 @dataclass(frozen=True, slots=True)
