@@ -129,10 +129,15 @@ class NewMessage:
 def insert_message(conn: sqlite3.Connection, new: NewMessage) -> int:
     """The new message's row, content and recipients, in its folder (``NotFound`` if its folder or its
     sent-mail folder is not there)."""
-    folder = folder_by_id(conn, new.folder_id)
-    if new.sentmail_folder is not None:
-        folder_by_id(conn, new.sentmail_folder)
-    mid = int(conn.execute(new.insert, (int(folder.id), *new.values)).lastrowid or 0)
+    folder = int_id(new.folder_id, "folder")
+    wanted = {folder} if new.sentmail_folder is None else {folder, int_id(new.sentmail_folder, "folder")}
+    (found,) = conn.execute(
+        f"SELECT COUNT(*) FROM folders WHERE id IN ({', '.join('?' * len(wanted))})", tuple(wanted)
+    ).fetchone()
+    if found < len(wanted):  # which one: the message's own folder first
+        folder_by_id(conn, new.folder_id)
+        folder_by_id(conn, new.sentmail_folder or new.folder_id)
+    mid = int(conn.execute(new.insert, (folder, *new.values)).lastrowid or 0)
     insert_content(conn, mid, new.content)
     conn.executemany(_INSERT_RECIPIENTS, [(mid, *r[1:]) for r in new.recipients])
     return mid

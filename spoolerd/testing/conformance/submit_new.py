@@ -70,6 +70,8 @@ async def test_submit_new_with_preprocess_and_lock(store: MessageStore) -> None:
         ("outbox", _new_draft(), ("bad\r\nowner", 60), InvalidArgument),
         ("outbox", _new_draft(), ("owner", float("nan")), InvalidArgument),
         ("999999", _new_draft(), None, NotFound),
+        ("outbox", _new_draft(sentmail_folder="999998"), None, NotFound),  # its sent-mail folder too
+        ("outbox", _new_draft(sentmail_folder="sent"), None, NotFound),
     ],
 )
 async def test_a_refused_submit_new_leaves_nothing_behind(
