@@ -10,6 +10,7 @@ them, and the ``Received:`` trace field it prepends (RFC 5321 §4.4).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -71,6 +72,12 @@ def _safe(text: str) -> str:
     return "".join(c if c.isprintable() and c not in "()\\" else "?" for c in text)[:200]
 
 
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """RFC 5322's date of ``second``: made once a second, not for every message."""
+    return formatdate(second)
+
+
 def received_field(trace: Trace, when: float) -> bytes:
     lines = [f"Received: from {_safe(trace.helo) or 'unknown'} ([{trace.client_ip}])"]
     lines.append(f"\tby {_safe(trace.hostname)} (spoolerd) with {_protocol(trace)}")
@@ -80,5 +87,5 @@ def received_field(trace: Trace, when: float) -> bytes:
         lines.append(f"\t(Authenticated sender: {_safe(trace.user)})")
     if trace.recipient:
         lines.append(f"\tfor <{_safe(trace.recipient)}>")
-    lines[-1] += "; " + formatdate(when)
+    lines[-1] += "; " + _date(int(when))
     return "\r\n".join(lines).encode("utf-8") + b"\r\n"
