@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Literal, Protocol, runtime_checkable
 
-from .envelope import header_fields, with_field
+from .envelope import field_names, with_field
 from .message import Message, NewRecipient
 from .transport import Outcome
 
@@ -70,7 +70,7 @@ def signs_last(preprocessor: Preprocessor) -> bool:
 def add_missing_headers(content: bytes, *, now: float, domain: str) -> bytes | None:
     """``content`` with Date and Message-ID put first when its header section lacks them; ``None`` when
     both are there. The header section is ``envelope``'s, so a ``Date:`` line in the body is body text."""
-    present = {field.key for field in header_fields(content)}
+    present = field_names(content)
     if "date" in present and "message-id" in present:
         return None
     if "message-id" not in present:

@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spoolerd import lines
-from spoolerd.envelope import header_end, header_fields, header_section, without_bcc
+from spoolerd.envelope import (
+    field_names,
+    first_field,
+    header_end,
+    header_fields,
+    header_section,
+    without_bcc,
+)
 from spoolerd.lines import MAX_LINE, has_long_lines, lines_of
 from spoolerd.message import ContentLines
 from spoolerd.preprocess import add_missing_headers
@@ -156,3 +163,13 @@ def test_the_headers_preprocessor_only_puts_missing_fields_first(content: bytes)
     assert rest == content or (
         rest.endswith(content) and rest[: len(rest) - len(content)] in (b"\n", b"\r\n")
     )
+
+
+@given(
+    st.one_of(messages().map(lambda m: m[0]), _wire_bytes), st.sampled_from(["subject", "bcc", "date", "x"])
+)
+def test_field_names_and_first_field_read_as_the_parse_does(content: bytes, name: str) -> None:
+    """The lookups that do without a parse of every field find what ``header_fields`` finds."""
+    fields = header_fields(content)
+    assert field_names(content) == {f.key for f in fields if f.name is not None}
+    assert first_field(content, name) == next((f for f in fields if f.key == name), None)
