@@ -5,10 +5,9 @@ that no window of one period ever holds more than N sends, wherever it starts (a
 bucket of N would let 2N through across a boundary). A send that does not fit is not refused: its message
 is given a *ticket*, the earliest time it fits behind every ticket already given, and the spooler defers
 it until then (no attempt counted, no delivery slot held). A message back for its ticket sends if the
-window has room beside the earlier tickets already due (their messages are late back, and the room is
-theirs first); one back while the window is still full is told the exact moment it frees; a new
-message sends at once only if no ticket is waiting and the window, tickets due included, has room, else
-it goes behind the tickets. So waiting messages go in the order they asked
+window has room (one back while a send that went later than planned still fills the window is told the
+exact moment it frees); a new message sends at once only if no ticket is waiting and the window, tickets
+due included, has room, else it goes behind the tickets. So waiting messages go in the order they asked
 and each is locked once more, not in a loop. A ticket whose message has not come back a period and
 ``LATE`` after its time (it was aborted, say) lapses. At most ``MAX_TICKETS`` are given: a message behind
 them is told to ask again a period after the last one (a queue of 10,000 for one destination asks about
@@ -144,14 +143,11 @@ class Budget:
         sent, tickets, n = self.state.sent, self.state.tickets, self.limit(now)
         mine = next((i for i, t in enumerate(tickets) if t.holder == holder), None)
         if mine is not None:
-            # the room goes to the tickets in their order: one given earlier and due already is its
-            # holder's, late back (its attempt took longer), not this one's, back early or on time
-            ahead = bisect.bisect_right([t.at for t in tickets[:mine]], now)
-            if len(sent) + ahead < n:  # _lapse left only the sends of the window (now - per, now]
+            if len(sent) < n:  # _lapse left only the sends of the window (now - per, now]
                 del tickets[mine]
                 sent.append(now)
                 return Admission(None)
-            return Admission(sorted([*sent, *[now] * ahead])[-n] + self.rate.per)
+            return Admission(sent[-n] + self.rate.per)
         waiting = bisect.bisect_right([t.at for t in tickets], now)
         if waiting == len(tickets) and len(sent) + waiting < n:
             sent.append(now)
