@@ -388,19 +388,20 @@ class Session(SMTP):
         """``work`` (the store's) awaited to its end even if the client hangs up meanwhile, so that the
         message is committed and logged, or not made at all. aiosmtpd cancels the session's task through
         ``_handler_coroutine`` when the connection is lost or the timeout fires; while the message is
-        stored, a stand-in keeps that cancel and it is done once the store has answered (at the next
-        await). Awaited in the session's own task: a task and a shield of its own cost the 250 more
-        turns of a busy event loop (bench/listener.py's probe, 16 sessions, three alternated pairs: p50
-        times the rate 12.1k-12.5k against 14.6k-15.1k, a sixth less wait at the same rate)."""
+        stored, a stand-in keeps that cancel, and the session ends as soon as the store has answered.
+        Awaited in the session's own task: a task and a shield of its own cost the 250 more turns of a
+        busy event loop (bench/listener.py's probe, 16 sessions, three alternated pairs: p50 times the
+        rate 12.1k-12.5k against 14.6k-15.1k, a sixth less wait at the same rate)."""
         task = self._handler_coroutine
         stand_in = _CancelLater()
         self._handler_coroutine = stand_in  # type: ignore[assignment]
         try:
-            return await work
+            reply = await work
         finally:
             self._handler_coroutine = task
-            if stand_in.asked and task is not None:
-                task.cancel()
+        if stand_in.asked:  # the session ends here, as aiosmtpd's cancel would have ended it: a reply
+            raise asyncio.CancelledError  # written to a connection already gone would fail instead
+        return reply
 
 
 class _CancelLater:

@@ -1,4 +1,4 @@
-"""A client that hangs up while its message is being stored: the store's work runs to its end (the
+"""A connection lost while its message is being stored: the store's work runs to its end (the
 message committed and logged, or not made at all), never cut off half way by the session's cancel.
 
 ``Session`` on a real loopback socket, on both loops, with an intake whose store step waits until the
@@ -8,6 +8,10 @@ test lets it go on: the hang-up comes, and is seen by the session, while the ste
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+
+import pytest
 
 from spoolerd.listener.commands import Reply
 from spoolerd.listener.protocol import Session, Transaction
@@ -38,15 +42,40 @@ class HeldStore(StdioIntake):
 
 
 class Watched(Session):
-    """A session that says when it has seen the client's end of the connection (and asked aiosmtpd to
-    cancel its task, as ``eof_received`` does)."""
+    """A session that says when it has seen the end of the connection (and asked aiosmtpd to cancel
+    its task, as ``eof_received`` and ``connection_lost`` do)."""
 
     def eof_received(self) -> bool | None:
         try:
             return super().eof_received()
         finally:
-            assert isinstance(self.context, HeldStore)
-            self.context.lost.set()
+            self._seen()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            self._seen()
+
+    def _seen(self) -> None:
+        assert isinstance(self.context, HeldStore)
+        self.context.lost.set()
+
+
+def _reset(writer: asyncio.StreamWriter, session: Session) -> None:
+    """The client's connection reset (RST): SO_LINGER 0, then closed at once."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def _server_side(writer: asyncio.StreamWriter, session: Session) -> None:
+    """Closed by the server (a timeout, a shutdown's last phase)."""
+    assert session.transport is not None
+    session.transport.close()
+
+
+HANG_UPS = {"fin": lambda writer, session: writer.close(), "rst": _reset, "server": _server_side}
 
 
 async def _reply(reader: asyncio.StreamReader) -> bytes:
@@ -56,7 +85,8 @@ async def _reply(reader: asyncio.StreamReader) -> bytes:
             return line
 
 
-async def test_a_client_hanging_up_while_its_message_is_stored_does_not_cut_the_store_off() -> None:
+@pytest.mark.parametrize("hang_up", sorted(HANG_UPS))
+async def test_a_connection_lost_while_its_message_is_stored_does_not_cut_the_store_off(hang_up: str) -> None:
     loop = asyncio.get_running_loop()
     intake = HeldStore()
     sessions: list[Watched] = []
@@ -76,13 +106,15 @@ async def test_a_client_hanging_up_while_its_message_is_stored_does_not_cut_the_
             assert (await _reply(reader)).startswith(code)
         writer.write(b"Subject: hung up\r\n\r\nbody\r\n.\r\n")
         await asyncio.wait_for(intake.entered.wait(), 30)
-        writer.close()  # gone while the store works
+        (one,) = sessions
+        HANG_UPS[hang_up](writer, one)  # gone while the store works
         await asyncio.wait_for(intake.lost.wait(), 30)  # seen: the session's cancel is asked
         assert intake.task is not None and not intake.task.done()
         intake.go_on.set()
         await asyncio.wait_for(asyncio.wait([intake.task]), 30)
         assert intake.outcome == "stored"  # ran to its end
-        assert intake.task.cancelled()  # then the session was cancelled, as the hang-up asked
+        assert intake.task.cancelled()  # then the session ended as the loss asked, not with an error
+        writer.close()  # the test's own end of it
     finally:
         server.close()
         await server.wait_closed()
