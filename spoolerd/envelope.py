@@ -122,18 +122,31 @@ def field_names(content: bytes) -> set[str]:
 
 def first_field(content: bytes, name: str) -> HeaderField | None:
     """The header section's first field called ``name`` (any case), as ``header_fields`` would give it,
-    found with one search rather than a parse of every field (a Subject is read at each submit)."""
+    found with ``bytes.find`` rather than a parse of every field (a Subject and a Message-ID are read
+    for each message): a line that starts with the name, then blanks at most, then a colon."""
     section = header_section(content)
-    pattern = rb"^(" + re.escape(name.encode("ascii")) + rb")[ \t]*:"
-    found = re.search(pattern, section, re.MULTILINE | re.IGNORECASE)
-    if found is None:
-        return None
-    end = found.start()
+    lower = section.lower()  # the names are ASCII: a byte-wise lower() will do
+    key = name.lower().encode("ascii")
+    start: int | None = 0 if lower.startswith(key) else None
+    after = 0  # where the search for the next line that starts with the name goes on from
+    while True:
+        if start is None:
+            found = lower.find(b"\n" + key, after)
+            if found < 0:
+                return None
+            start = found + 1
+        colon = start + len(key)
+        while lower[colon : colon + 1] in (b" ", b"\t"):
+            colon += 1
+        if lower[colon : colon + 1] == b":":
+            break
+        after, start = start, None  # not this line (a longer name, say): the next one
+    end = start
     while (newline := section.find(b"\n", end)) >= 0 and section[newline + 1 : newline + 2] in (b" ", b"\t"):
         end = newline + 1  # a continuation line: the field goes on
     end = newline + 1 if newline >= 0 else len(section)
-    start = found.start()
-    return HeaderField(found.group(1).decode("ascii"), section[start:end], found.end() - start)
+    written = section[start : start + len(key)].decode("ascii")  # the name as the message spells it
+    return HeaderField(written, section[start:end], colon + 1 - start)
 
 
 def has_field(content: bytes, name: bytes) -> bool:
@@ -240,26 +253,13 @@ def without_bcc(content: bytes) -> bytes:
     return kept + content[sum(len(f.raw) for f in fields) :]
 
 
-_MESSAGE_ID = b"message-id:"
-
-
 def header_message_id(content: bytes) -> str:
-    """The Message-ID field's value, unfolded and printable ("" if there is none). Found with a scan of
-    the header section, not a parse: it is read for a log line per delivery."""
-    head = content[: header_end(content)]
-    lower = head.lower()
-    if lower.startswith(_MESSAGE_ID):
-        start = len(_MESSAGE_ID)
-    else:
-        found = lower.find(b"\n" + _MESSAGE_ID)
-        if found < 0:
-            return ""
-        start = found + 1 + len(_MESSAGE_ID)
-    end = start
-    while (newline := head.find(b"\n", end)) >= 0 and head[newline + 1 : newline + 2] in (b" ", b"\t"):
-        end = newline + 1  # a continuation line: the field goes on
-    end = newline if newline >= 0 else len(head)
-    text = head[start:end].decode("utf-8", "replace")
+    """The Message-ID field's value, unfolded and printable ("" if there is none). Found with
+    ``first_field``'s one search, not a parse: it is read for a log line per delivery."""
+    field = first_field(content, "message-id")
+    if field is None:
+        return ""
+    text = field.raw[field.value_at :].decode("utf-8", "replace")
     if not text.isprintable():  # line breaks of folding, or worse: control characters
         text = "".join(ch if ch.isprintable() else " " for ch in text)
     return " ".join(text.split())
