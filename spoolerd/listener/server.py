@@ -111,14 +111,6 @@ class ListenerContext:
     def store_name(self) -> str:
         return self.settings.store or self.daemon.default_store
 
-    # the store ---------------------------------------------------------------------------------
-
-    async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
-        """Commit and queue the message, then say so. Run to its end even if the client hangs up
-        meanwhile (``Session._to_the_end``): no half-made message (the client may have the message
-        without the 250: a duplicate at worst, as RFC 5321 §6.1 allows, never a loss)."""
-        return await self._store(session, tx, content)
-
     def data_started(self) -> None:
         self.in_data += 1
         self.data_done.clear()
@@ -128,7 +120,12 @@ class ListenerContext:
         if not self.in_data:
             self.data_done.set()
 
-    async def _store(self, session: Session, tx: Transaction, content: bytes) -> Reply:
+    # the store ---------------------------------------------------------------------------------
+
+    async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
+        """Commit and queue the message, then say so. Run to its end even if the client hangs up
+        meanwhile (``Session._to_the_end``): no half-made message (the client may have the message
+        without the 250: a duplicate at worst, as RFC 5321 §6.1 allows, never a loss)."""
         name = self.store_name
         store = self.daemon.stores.get(name)
         if store is None:
