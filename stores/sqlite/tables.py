@@ -103,12 +103,12 @@ class NewMessage:
     ``lines`` included), which then only checks its folders and writes: the transaction, and the write
     lock other processes wait for, lasts no longer than the writing."""
 
-    folder_id: str
-    sentmail_folder: str | None
+    folder: int
+    sentmail_folder: int | None
     insert: str  # the row's statement: a draft's, or a message queued at once
     values: tuple[Any, ...]  # the row's columns after its folder
     content: bytes
-    recipients: list[tuple[Any, ...]]  # their rows, each with a placeholder for the message's id
+    recipients: Sequence[NewRecipient]
 
     @classmethod
     def of(cls, folder_id: str, draft: Draft, now: float, queue: QueueRequest | None = None) -> NewMessage:
@@ -117,29 +117,28 @@ class NewMessage:
         row = DraftRow.of(draft, sentmail)
         columns = row.values() if queue is None else queue.plan_new(row).new_values(row)
         return cls(
-            folder_id,
-            draft.sentmail_folder,
+            int_id(folder_id, "folder"),
+            sentmail,
             _INSERT_DRAFT if queue is None else _INSERT_QUEUED,
             (now, now, *columns),
             bytes(draft.content),
-            new_recipient_values(0, draft.recipients),
+            draft.recipients,
         )
 
 
 def insert_message(conn: sqlite3.Connection, new: NewMessage) -> int:
     """The new message's row, content and recipients, in its folder (``NotFound`` if its folder or its
     sent-mail folder is not there)."""
-    folder = int_id(new.folder_id, "folder")
-    wanted = {folder} if new.sentmail_folder is None else {folder, int_id(new.sentmail_folder, "folder")}
+    wanted = {new.folder} if new.sentmail_folder is None else {new.folder, new.sentmail_folder}
     (found,) = conn.execute(
         f"SELECT COUNT(*) FROM folders WHERE id IN ({', '.join('?' * len(wanted))})", tuple(wanted)
     ).fetchone()
     if found < len(wanted):  # which one: the message's own folder first
-        folder_by_id(conn, new.folder_id)
-        folder_by_id(conn, new.sentmail_folder or new.folder_id)
-    mid = int(conn.execute(new.insert, (folder, *new.values)).lastrowid or 0)
+        for fid in (new.folder, new.sentmail_folder or new.folder):
+            folder_by_id(conn, str(fid))
+    mid = int(conn.execute(new.insert, (new.folder, *new.values)).lastrowid or 0)
     insert_content(conn, mid, new.content)
-    conn.executemany(_INSERT_RECIPIENTS, [(mid, *r[1:]) for r in new.recipients])
+    insert_recipients(conn, mid, new.recipients)
     return mid
 
 
