@@ -26,6 +26,7 @@ __all__ = [
     "parse_address",
     "parse_address_list",
     "quote_local",
+    "unfold",
 ]
 
 MAX_ADDRESS = 254  # RFC 5321's path limit, less the brackets
@@ -196,8 +197,13 @@ def _mailbox(tokens: list[_Token], source: str) -> Mailbox | None:
     return Mailbox(_addr_spec(inner, source), display)
 
 
+def unfold(text: str) -> str:
+    """A header field's value with its folding removed (RFC 5322 §2.2.3: a line break before a blank)."""
+    return _FOLD.sub("", text)
+
+
 def _check_text(text: str) -> str:
-    text = _FOLD.sub("", text)
+    text = unfold(text)
     bad = _CONTROL.search(text)
     if bad is not None:
         raise BadAddress(f"{text!r}: contains {bad.group()!r} (a control character or a byte not UTF-8)")

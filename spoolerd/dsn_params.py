@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import InvalidArgument
+from .wiretext import has_control
 
 __all__ = [
     "DsnRequest",
@@ -168,7 +169,7 @@ def check_orcpt(orcpt: str) -> str:
         or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", kind)
         or not address
         or len(orcpt) > ORCPT_LIMIT
-        or re.search(r"[\x00-\x1f\x7f]", address)
+        or has_control(address)
     ):
         raise InvalidArgument(f"ORCPT {orcpt[:60]!r}: give addr-type;address (rfc822;user@example.org)")
     return orcpt

@@ -10,7 +10,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32, default
 from email.utils import getaddresses
 
-from .addressing import parse_address_list
+from .addressing import parse_address_list, unfold
 
 __all__ = [
     "KINDS",
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 KINDS = (("to", "to"), ("cc", "cc"), ("bcc", "bcc"))
-_FOLD = re.compile(r"\r?\n(?=[ \t])")  # a line break before whitespace: folding, removed to unfold
 
 
 def _fields(content: bytes, name: str) -> list[str]:
@@ -196,7 +195,7 @@ def header_subject(content: bytes) -> str:
     field = first_field(content, "subject")
     if field is None:
         return ""
-    unfolded = _FOLD.sub("", _text(field.raw[field.value_at :].decode("ascii", "surrogateescape")))
+    unfolded = unfold(_text(field.raw[field.value_at :].decode("ascii", "surrogateescape")))
     if unfolded.isascii() and "=?" not in unfolded:
         return " ".join(one_line(unfolded).split())
     try:  # the modern parser decodes encoded words beside raw non-ASCII text, which make_header cannot

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .dsn_params import Notify, Ret, check_envid, check_orcpt
 from .errors import InvalidArgument
 from .message_class import validate_class
+from .wiretext import first_control
 
 __all__ = [
     "Access",
@@ -289,16 +289,13 @@ class Delivery:
     flags: MessageFlag = field(default=MessageFlag.NONE)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def check_wire_text(what: str, value: str, *, allow_empty: bool = True) -> str:
     """Refuse CR, LF and other control characters in a value that may reach an SMTP/IMAP wire."""
     if not value and not allow_empty:
         raise InvalidArgument(f"{what} is empty")
-    bad = _CONTROL.search(value)
+    bad = first_control(value)
     if bad is not None:
-        raise InvalidArgument(f"{what} {value!r} contains the control character {bad.group()!r}")
+        raise InvalidArgument(f"{what} {value!r} contains the control character {bad!r}")
     return value
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
-import re
 from collections.abc import Mapping
 from email.parser import BytesHeaderParser
 
 from .envelope import header_end
+from .wiretext import has_control
 
 __all__ = [
     "INBOUND_DEFAULT",
@@ -32,12 +32,11 @@ __all__ = [
 OUTBOUND_DEFAULT = "IPM"
 INBOUND_DEFAULT = "IPM.Note"
 _REPORT = "report"
-_NOT_IN_A_CLASS = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters
 
 
 def validate_class(message_class: str) -> str:
     """Refuse classes that could not be a MAPI class (control characters, empty components)."""
-    if _NOT_IN_A_CLASS.search(message_class):
+    if has_control(message_class) or " " in message_class:
         raise ValueError(f"message class {message_class!r} contains spaces or control characters")
     if message_class and any(part == "" for part in message_class.split(".")):
         raise ValueError(f"message class {message_class!r} has an empty component")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from .wiretext import has_control
+
 TYPE_CHECKING = False  # neither typing, enum nor dataclasses (which imports inspect) at run time: a
 if TYPE_CHECKING:  # sendmail command's start-up is most of its time (bench/sendmail.py)
     from collections.abc import Sequence
@@ -29,7 +31,6 @@ __all__ = [
     "Mode",
     "Options",
     "UsageError",
-    "has_control",
     "parse_args",
 ]
 
@@ -119,11 +120,6 @@ _BY_NAME = {"mailq": Mode.QUEUE, "newaliases": Mode.NEWALIASES}  # argv[0], as P
 _WITH_VALUE = frozenset("ABCFLNORVXbefhopqr")
 _FLAGS = frozenset("GIUcimntvx")
 _NOTIFY = frozenset({"success", "delay", "failure"})
-
-
-def has_control(value: str) -> bool:
-    """CR, LF and other control characters never reach a header or an SMTP command."""
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
 
 
 def undecodable(value: str) -> bool:

@@ -22,6 +22,7 @@ from ..dsn_params import (
 from ..dsn_params import xtext_decode as _xtext_decode
 from ..errors import InvalidArgument, MessageTooLarge
 from ..message_size import check_message_size, smtp_reply
+from ..wiretext import has_control
 
 __all__ = [
     "CommandRefused",
@@ -80,7 +81,6 @@ class RcptCommand:
         return RecipientDsn(self.notify, self.orcpt)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?$")
 _ROUTE = re.compile(r"^@[^:,]+(?:,@[^:,]+)*:")
 _T = TypeVar("_T")
@@ -97,7 +97,7 @@ def _checked(check: Callable[[str], _T], value: str) -> _T:
 def xtext_decode(text: str) -> str:
     """RFC 3461 §4 xtext: ``+XX`` is the character with that hex code; the result has no controls."""
     decoded = _checked(_xtext_decode, text)
-    if _CONTROL.search(decoded):
+    if has_control(decoded):
         raise _refuse(501, "5.5.4", "control characters in a parameter")
     return decoded
 
@@ -107,7 +107,7 @@ def _split(arg: str | None, keyword: str) -> tuple[str, dict[str, str | None]]:
     if arg is None or not arg[: len(keyword)].upper() == keyword:
         raise _refuse(501, "5.5.4", f"Syntax: {keyword} <address> [parameters]")
     rest = arg[len(keyword) :].lstrip(" ")
-    if _CONTROL.search(rest):
+    if has_control(rest):
         raise _refuse(501, "5.5.4", "control characters in the command")
     if not rest.startswith("<"):
         raise _refuse(501, "5.5.4", f"Syntax: {keyword} <address> (in angle brackets)")

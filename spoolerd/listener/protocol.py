@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from ..dsn_params import RecipientDsn
 from ..listener_config import ListenerSection
 from ..message import NewRecipient
+from ..wiretext import has_control
 from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt, too_large
 from .content import Trace, normalize, received_field, unstuff
 from .credentials import Credentials
@@ -33,7 +33,6 @@ __all__ = ["Intake", "Session", "Transaction", "read_data"]
 log = structlog.get_logger("spoolerd.listener")
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's own lines: every command, per peer
 
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _LINE_LIMIT = 1001  # StreamReader chunk, not a limit: longer lines are read in pieces (as Postfix does)
 _DATA_CHUNK = 1 << 16  # the reader's buffer bound during DATA
 
@@ -218,7 +217,13 @@ class Session(SMTP):
         await self.push(f"250 {lines[-1]}")
 
     async def _bad_helo(self, hostname: str | None, verb: str) -> bool:
-        if not hostname or _CONTROL.search(hostname) or not hostname.isascii() or len(hostname) > 255:
+        if (
+            not hostname
+            or has_control(hostname)
+            or " " in hostname
+            or not hostname.isascii()
+            or len(hostname) > 255
+        ):
             await self.reply(Reply(501, "5.5.4", f"Syntax: {verb} hostname (printable, no spaces)"))
             return True
         return False

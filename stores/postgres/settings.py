@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spoolerd.errors import ConfigError
+from spoolerd.wiretext import has_control
 
 __all__ = ["PostgresSettings", "read_password"]
 
@@ -52,7 +53,7 @@ class PostgresSettings(BaseModel):
             raise ValueError("must be a postgresql:// URI")
         if parts.password is not None or re.search(r"(^|[?&])password=", parts.query):
             raise ValueError("must not contain a password: use password_file or PGPASSWORD")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in dsn):
+        if has_control(dsn):
             raise ValueError("contains a control character")
         return dsn
 

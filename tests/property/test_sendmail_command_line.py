@@ -10,7 +10,8 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spoolerd.sendmail_args import Mode, UsageError, has_control, parse_args, undecodable
+from spoolerd.sendmail_args import Mode, UsageError, parse_args, undecodable
+from spoolerd.wiretext import has_control
 
 _word = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=10)
 _address = st.builds(lambda a, b: f"{a}@{b}", _word.filter(lambda w: not w.startswith("-")), _word)

@@ -18,6 +18,7 @@ import anyio
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from spoolerd.errors import ConfigError, TransportError
+from spoolerd.wiretext import has_control
 
 __all__ = ["Credentials", "SecretSources"]
 
@@ -53,7 +54,7 @@ class SecretSources(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, username: str | None) -> str | None:
-        if username is not None and (not username or any(ord(c) < 0x20 or ord(c) == 0x7F for c in username)):
+        if username is not None and (not username or has_control(username)):
             raise ValueError("must be non-empty and free of control characters")
         return username
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spoolerd.envelope import header_end
+from spoolerd.wiretext import has_control
 
 __all__ = [
     "Fetched",
@@ -39,7 +40,7 @@ def check_mailbox(name: str) -> str:
     line), at most 1,000 characters."""
     if not name or len(name) > 1000:
         raise ValueError("a mailbox name must have 1 to 1,000 characters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if has_control(name):
         raise ValueError(f"mailbox name {name!r} holds a control character")
     return name
 

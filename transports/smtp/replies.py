@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from spoolerd.transport import Outcome, OutcomeKind
+from spoolerd.wiretext import has_control
 
 __all__ = [
     "Reply",
@@ -84,12 +85,9 @@ def no_reply(cause: str, peer: str, status: str = "4.4.2") -> Outcome:
     return Outcome(OutcomeKind.DEFERRED, None, status, f"{peer}: {cause}", relay=peer)
 
 
-_BREAKS_PATH = re.compile(r"[\x00-\x1f\x7f<>]")
-
-
 def bad_address(address: str) -> bool:
     """Anything that would break the command line or the angle-bracket path."""
-    return _BREAKS_PATH.search(address) is not None
+    return has_control(address) or "<" in address or ">" in address
 
 
 @dataclass(frozen=True, slots=True)

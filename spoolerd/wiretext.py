@@ -1,0 +1,26 @@
+"""The one test of text bound for a wire: no control character (C0, CR and LF among them, or DEL).
+
+A header field, an SMTP or IMAP command line, a DSN parameter, a log line's value: a CR or an LF in any
+of them would start a line of the peer's choosing. Every check of the daemon, its stores, its transports
+and ``spoolerd-sendmail`` asks this module, so they agree on what a control character is. No imports:
+``spoolerd-sendmail`` starts with it (a set's walk of a short string in C costs what a regular
+expression's search does).
+"""
+
+from __future__ import annotations
+
+__all__ = ["CONTROLS", "first_control", "has_control"]
+
+CONTROLS = frozenset(map(chr, [*range(0x20), 0x7F]))
+
+
+def has_control(text: str) -> bool:
+    """``text`` holds a control character."""
+    return not CONTROLS.isdisjoint(text)
+
+
+def first_control(text: str) -> str | None:
+    """The first control character of ``text``, for an error that names it; None when there is none."""
+    if CONTROLS.isdisjoint(text):
+        return None
+    return next(ch for ch in text if ch in CONTROLS)
