@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aioimaplib.aioimaplib import Response
 
 from spoolerd.envelope import without_bcc
+from spoolerd.lines import crlf
 from spoolerd.message import Message
 from spoolerd.transport import Outcome, OutcomeKind
 
@@ -92,7 +93,8 @@ class Uploader:
     async def upload(self, message: Message) -> Outcome:
         """One copy of ``message`` (Bcc removed) in ``upload_mailbox``: the outcome of its recipients."""
         assert self.settings.upload_mailbox is not None
-        content = without_bcc(message.content)
+        # CRLF first, as the smtp transport sends it: a lone CR is a line end, so a Bcc it starts is a field
+        content = without_bcc(crlf(message.content))
         key = (message.id, hashlib.sha256(content).digest())
         outcome = self._appended.get(key)
         if outcome is None:
