@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.harness import content, machine_cpu
+from bench.harness import content, machine_cpu, process_cpu
 from bench.relay import Sink
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
@@ -79,13 +79,6 @@ async def commits(dsn: str) -> int:
         )
     finally:
         await conn.close()
-
-
-def process_cpu(pid: int) -> float:
-    """Seconds of CPU ``pid`` has used so far (user + system, all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu() -> float:

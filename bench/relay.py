@@ -22,8 +22,10 @@ smtp-sink (``Sink.wait_for``):
 
 (spoolerd-sendmail against Postfix's sendmail is bench/sendmail.py.) Each row prints both rates, the
 ratio, each side's peak RSS (spoolerd: its process's VmHWM; Postfix: the sum of its processes' VmHWM)
-and the load averages before and after; ``--json`` writes all of it. ``--quick`` is a smoke test (a few
-4 KB messages, one recipient, every leg).
+and the load averages before and after, and what each side's timed window cost the whole machine and
+smtp-sink in CPU per message (/proc: every process, clients and sink included; the sink's share is the
+receiving end's, which neither side can make cheaper: at 1 MB it bounds both); ``--json`` writes all of
+it. ``--quick`` is a smoke test (a few 4 KB messages, one recipient, every leg).
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ from harness import (  # type: ignore[import-not-found]
     cpu_seconds,
     inject,
     load,
+    machine_cpu,
     postfix_memory,
+    process_cpu,
     recipients,
     spoolerd,
     spoolerd_config,
@@ -65,6 +69,20 @@ LEGS = ("held", "socket", "smtp")
 
 def rate(messages: int, seconds: float) -> float:
     return messages / seconds if seconds > 0 else 0.0
+
+
+def cpu_mark(sink_pid: int) -> tuple[float, float]:
+    """The machine's busy CPU seconds and smtp-sink's, now: a leg's window is the difference of two."""
+    return machine_cpu(), process_cpu(sink_pid)
+
+
+def cpu_used(mark: tuple[float, float], sink: Sink, messages: int) -> dict[str, float]:
+    """CPU per message (ms) since ``mark``: the whole machine's, and smtp-sink's share of it."""
+    machine, at_sink = cpu_mark(sink.proc.pid)
+    return {
+        "machine_cpu_ms_per_message": (machine - mark[0]) * 1000 / messages,
+        "sink_cpu_ms_per_message": (at_sink - mark[1]) * 1000 / messages,
+    }
 
 
 # ------------------------------------------------------------------------------------------ held
@@ -100,7 +118,7 @@ async def prefill(config_path: str, messages: int, rcpts: int, size: int) -> Non
         await store.stop()
 
 
-async def held_leg(config_path: str) -> dict[str, Any]:
+async def held_leg(config_path: str, sink_pid: int) -> dict[str, Any]:
     """Run in a child process: the daemon on the full queue until every recipient has its outcome."""
     from spoolerd.config import load_config
     from spoolerd.daemon import build, running
@@ -112,6 +130,7 @@ async def held_leg(config_path: str) -> dict[str, Any]:
     configure_logging(daemon.config.log)  # as the daemon logs: a mail line per recipient, on stderr
     store = daemon.stores[daemon.config.spooler.default_store]
     started = time.monotonic()  # one clock for every process of the machine: the parent reads it
+    mark = cpu_mark(sink_pid)  # the parent reads the window's end
     cpu = cpu_seconds()
     # the queue is due: the daemon delivers it as it would after any start, asked nothing (Postfix's
     # side is released and flushed); every attempt's end is an event, and the leg ends with the last
@@ -122,6 +141,7 @@ async def held_leg(config_path: str) -> dict[str, Any]:
         counters = daemon.spooler.counters
     return {
         "started": started,
+        "cpu_mark": mark,
         "delivered_recipients": counters.delivered,
         # VmHWM: this process's own peak (ru_maxrss also counts the bench's process it was forked from,
         # which had filled the queue: 312 MB shown for 300 x 1 MB where the daemon peaked at 133)
@@ -138,7 +158,7 @@ async def spoolerd_held(sink: Sink, messages: int, rcpts: int, size: int) -> dic
         await prefill(str(config_path), messages, rcpts, size)
         before = sink.messages
         child = await asyncio.create_subprocess_exec(  # its mail log is written (and dropped)
-            sys.executable, __file__, "--leg", str(config_path), stdout=subprocess.PIPE,
+            sys.executable, __file__, "--leg", str(config_path), str(sink.proc.pid), stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         out, _ = await child.communicate()
@@ -148,7 +168,8 @@ async def spoolerd_held(sink: Sink, messages: int, rcpts: int, size: int) -> dic
         arrived = await sink.wait_for(before + messages, limit=60)
         assert result["delivered_recipients"] == messages * rcpts, result
         seconds = arrived - result.pop("started")
-        return {"seconds": seconds, "messages_per_second": rate(messages, seconds), **result}
+        used = cpu_used(tuple(result.pop("cpu_mark")), sink, messages)
+        return {"seconds": seconds, "messages_per_second": rate(messages, seconds), **used, **result}
 
 
 async def postfix_held(sink: Sink, messages: int, rcpts: int, size: int) -> dict[str, Any]:
@@ -164,17 +185,18 @@ async def postfix_held(sink: Sink, messages: int, rcpts: int, size: int) -> dict
         held = sum(1 for p in (postfix.root / "queue" / "hold").rglob("*") if p.is_file())
         assert held == messages, f"{held} of {messages} on hold"
         before = sink.messages
-        started = time.monotonic()
+        started, mark = time.monotonic(), cpu_mark(sink.proc.pid)
         for command in (["postsuper", "-H", "ALL"], ["postqueue", "-f"]):
             tool = await asyncio.create_subprocess_exec(
                 command[0], "-c", str(postfix.root), *command[1:], stderr=subprocess.DEVNULL
             )
             assert await tool.wait() == 0, command
         seconds = await sink.wait_for(before + messages) - started
+        used = cpu_used(mark, sink, messages)
         memory = postfix_memory(postfix.root)
     finally:
         postfix.stop()
-    return {"seconds": seconds, "messages_per_second": rate(messages, seconds), **memory}
+    return {"seconds": seconds, "messages_per_second": rate(messages, seconds), **used, **memory}
 
 
 # ------------------------------------------------------------------------------------ intake + relay
@@ -208,14 +230,15 @@ async def spoolerd_intake(sink: Sink, leg: str, messages: int, rcpts: int, size:
     with tempfile.TemporaryDirectory() as state_dir:
         async with spoolerd(state_dir, spoolerd_config(state_dir, sink.port, listen)) as daemon:
             before = sink.messages
-            started = time.monotonic()
+            started, mark = time.monotonic(), cpu_mark(sink.proc.pid)
             if leg == "socket":
                 await submit_over_socket(daemon.socket, messages, rcpts, size)
             else:
                 await inject(listen, messages, rcpts, size, CONNECTIONS)
             seconds = await sink.wait_for(before + messages) - started
+            used = cpu_used(mark, sink, messages)
             peak = daemon.peak_rss_mb()
-    return {"seconds": seconds, "messages_per_second": rate(messages, seconds), "peak_rss_mb": peak}
+    return {"seconds": seconds, "messages_per_second": rate(messages, seconds), "peak_rss_mb": peak, **used}
 
 
 async def postfix_intake(sink: Sink, messages: int, rcpts: int, size: int) -> dict[str, Any]:
@@ -223,13 +246,14 @@ async def postfix_intake(sink: Sink, messages: int, rcpts: int, size: int) -> di
     postfix.start()
     try:
         before = sink.messages
-        started = time.monotonic()
+        started, mark = time.monotonic(), cpu_mark(sink.proc.pid)
         await inject(postfix.port, messages, rcpts, size, CONNECTIONS)
         seconds = await sink.wait_for(before + messages) - started
+        used = cpu_used(mark, sink, messages)
         memory = postfix_memory(postfix.root)
     finally:
         postfix.stop()
-    return {"seconds": seconds, "messages_per_second": rate(messages, seconds), **memory}
+    return {"seconds": seconds, "messages_per_second": rate(messages, seconds), **used, **memory}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -267,7 +291,7 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 HEADER = (
     f"{'leg':<7}{'size':>8}{'rcpts':>6}{'msgs':>7}{'spoolerd/s':>11}{'postfix/s':>10}{'ratio':>7}"
-    f"{'RSS MB s/p':>12}{'p PSS':>6}  load before -> after"
+    f"{'RSS MB s/p':>12}{'p PSS':>6}{'CPU ms/msg s/p':>16}{'sink s/p':>12}  load before -> after"
 )
 
 
@@ -277,16 +301,18 @@ def print_row(row: dict[str, Any]) -> None:
         f"{row['leg']:<7}{row['size']:>8}{row['recipients']:>6}{row['messages']:>7}"
         f"{ours['messages_per_second']:>11,.0f}{theirs['messages_per_second']:>10,.0f}{row['ratio']:>7.2f}"
         f"{ours['peak_rss_mb']:>6.0f}/{theirs['peak_rss_mb']:<5.0f}{theirs['pss_mb']:>6.0f}"
+        f"{ours['machine_cpu_ms_per_message']:>9.2f}/{theirs['machine_cpu_ms_per_message']:<6.2f}"
+        f"{ours['sink_cpu_ms_per_message']:>6.2f}/{theirs['sink_cpu_ms_per_message']:<5.2f}"
         f"  {'/'.join(map(str, row['load_before']))} -> {'/'.join(map(str, row['load_after']))}",
         flush=True,
     )
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--leg":
+    if len(sys.argv) == 4 and sys.argv[1] == "--leg":
         from spoolerd import eventloop  # the daemon's own choice of loop
 
-        print(json.dumps(eventloop.run(held_leg, sys.argv[2])))
+        print(json.dumps(eventloop.run(held_leg, sys.argv[2], int(sys.argv[3]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000, help="messages of 4 KB per row")
@@ -306,7 +332,9 @@ def main() -> None:
     rows = asyncio.run(bench(args))
     print("held: delivery from a held queue; socket / smtp: intake plus relay (vs Postfix's smtpd);")
     print("both sides at their defaults, the same messages and smtp-sink; RSS: peak, spoolerd/Postfix")
-    print("(Postfix: the sum of its processes' peaks, an upper bound); p PSS: Postfix's footprint at the end")
+    print("(Postfix: the sum of its processes' peaks, an upper bound); p PSS: Postfix's footprint at end;")
+    print("CPU: ms a message, the whole machine's over the timed window (clients, sink included); sink: its")
+    print("share (the receiving end, the same work for both sides)")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
