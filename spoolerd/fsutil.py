@@ -6,7 +6,7 @@ import contextlib
 import os
 import stat
 
-__all__ = ["fsync_directory", "make_dirs_durably", "unsafe_secret", "unwritable"]
+__all__ = ["fsync_directory", "keep_private", "make_dirs_durably", "unsafe_secret", "unwritable"]
 
 
 def fsync_directory(path: str) -> None:
@@ -29,6 +29,25 @@ def make_dirs_durably(directory: str) -> None:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o750)
         fsync_directory(path)
+
+
+def keep_private(path: str, *, create: bool = True) -> None:
+    """Mail is for its owner's and group's eyes only: ``path`` created 0660 (less the umask), or, when it
+    exists and is this user's, other users' permissions taken off (a file made under a umask of 022, or
+    by an earlier version: its directory may be open to all). SQLite gives its WAL and shared-memory
+    files the database file's permissions when it creates them."""
+    if create:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o660))
+            return
+        except FileExistsError:
+            pass
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o007 and st.st_uid == os.geteuid():
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o007)
 
 
 def unwritable(path: str, *, directory: bool = False) -> str | None:

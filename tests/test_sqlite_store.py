@@ -30,6 +30,38 @@ async def test_relative_path_is_taken_from_the_state_directory(tmp_path: Path, c
     assert (tmp_path / "state" / "sub" / "x.db").is_file()
 
 
+def _modes(directory: Path, name: str) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in directory.glob(name + "*")}
+
+
+async def test_the_database_and_its_wal_files_are_not_for_other_users(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Under a umask of 022 in a directory open to all (found by a first-day trial: every user could read
+    the mail), a new database and its WAL files are not readable by others; a file made so earlier is
+    tightened at start."""
+    os.chmod(tmp_path, 0o755)
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("PRAGMA user_version=0")
+    os.chmod(tmp_path / "old.db", 0o644)
+    old = os.umask(0o022)
+    try:
+        for name in ("new.db", "old.db"):
+            store = make_store(tmp_path, clock, path=name)
+            await store.start()
+            outbox = await store.folder(FolderRole.OUTBOX)
+            await store.submit_new(
+                outbox.id, Draft(b"Subject: s\r\n\r\nsecret\r\n", [NewRecipient("a@b.org")])
+            )
+            modes = _modes(tmp_path, name)
+            await store.stop()
+            assert {name, name + "-wal", name + "-shm"} <= set(modes), modes
+            # 0660 less the umask: the group keeps what the umask gives it, others get nothing
+            assert set(modes.values()) == {0o640}, modes
+    finally:
+        os.umask(old)
+
+
 async def test_page_size_is_set_for_a_new_file_and_an_old_one_keeps_its_own(
     tmp_path: Path, clock: FakeClock
 ) -> None:

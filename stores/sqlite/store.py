@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from spoolerd.errors import ConfigError
 from spoolerd.events import QueueChanged, StoreEvent, Subscription
-from spoolerd.fsutil import fsync_directory, make_dirs_durably, unwritable
+from spoolerd.fsutil import fsync_directory, keep_private, make_dirs_durably, unwritable
 from spoolerd.store import StoreContext
 from stores.common.rules import PURGE_BATCH
 
@@ -76,6 +76,7 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
     async def start(self) -> None:
         await asyncio.to_thread(make_dirs_durably, str(Path(self.path).parent))
         created = not await asyncio.to_thread(os.path.exists, self.path)
+        await asyncio.to_thread(self._keep_private)
         self._loop = asyncio.get_running_loop()
         self._doorbell = await asyncio.to_thread(Doorbell, self.path)
         await self._writer.start(self.name)
@@ -88,6 +89,13 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
         self._watcher = ExternalChangeWatcher(self.path, self._on_external_wake)
         self._watcher.start()
         self._data_version = await self._writer.run(tables.data_version, read_only=True)
+
+    def _keep_private(self) -> None:
+        """The database made (empty: SQLite takes it for a new one) or kept unreadable by other users, and
+        its WAL files, which SQLite makes with the database's permissions, kept so too."""
+        keep_private(self.path)
+        for suffix in ("-wal", "-shm"):
+            keep_private(self.path + suffix, create=False)
 
     async def stop(self) -> None:
         if self._watcher is not None:
