@@ -38,10 +38,12 @@ def keep_private(path: str, *, create: bool = True) -> None:
     files the database file's permissions when it creates them."""
     if create:
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o660))
-            return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o660)
         except FileExistsError:
             pass
+        else:
+            os.close(fd)
+            return
     try:
         st = os.stat(path)
     except FileNotFoundError:
