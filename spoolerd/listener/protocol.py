@@ -230,6 +230,12 @@ class Session(SMTP):
 
     # ------------------------------------------------------------------ AUTH
 
+    async def smtp_AUTH(self, arg: str) -> None:
+        if self.context.credentials is None:  # not offered: aiosmtpd's hook (see _verified) takes any login
+            await self.push("503 5.5.1 Error: authentication not enabled")  # Postfix's words
+            return
+        await super().smtp_AUTH(arg)
+
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._verified(await super().auth_PLAIN(_, args))
 

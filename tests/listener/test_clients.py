@@ -104,6 +104,16 @@ async def test_a_loopback_listener_offers_auth_without_tls(
         assert "250-AUTH PLAIN LOGIN" in c.cmd("EHLO x")
 
 
+async def test_auth_without_credentials_is_not_available(make_daemon: Callable[..., Any]) -> None:
+    """A listener with no credentials file does not offer AUTH, and refuses it as Postfix does (found by
+    a first-day trial: aiosmtpd's hook answered 235 to any login, though mail was still not relayed)."""
+    d: ListenerDaemon = await make_daemon("")
+    with Raw(d.port) as c:
+        assert "AUTH" not in c.cmd("EHLO x")
+        assert c.cmd("AUTH PLAIN AGFsaWNlAHdyb25n").startswith("503 5.5.1")
+        assert c.cmd("MAIL FROM:<a@example.com>").startswith("250")
+
+
 async def test_swaks_starttls_auth_login_pipelined(make_daemon: Callable[..., Any], root: Any) -> None:
     _need("swaks")
     d: ListenerDaemon = await make_daemon(_tls(root), host="0.0.0.0")
