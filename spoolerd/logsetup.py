@@ -104,6 +104,41 @@ class MailLines:
         return True
 
 
+class _LibraryLines(logging.Handler):
+    """The libraries' log records (aiosmtpd, asyncpg, aiosmtplib log through ``logging``) as the
+    daemon's own lines: the same format (a JSON log stays JSON), a ``logger`` key, secrets redacted, one
+    write each to stderr as it is now. Without it Python's last-resort handler printed their warnings
+    raw on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")  # one write: a line whole
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+# aiosmtpd's own notice at each successful AUTH (it sets its deprecated ``Session.login_data`` itself)
+_NOT_OURS = ("Session.login_data is deprecated",)
+
+
+def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
+    """Route the libraries' records at ``level`` and above through the daemon's renderer."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryLines)]:
+        root.removeHandler(old)  # configured again (a test, a reload)
+    handler = _LibraryLines(level)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, stamper],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
+        )
+    )
+    handler.addFilter(lambda record: not record.getMessage().startswith(_NOT_OURS))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def configure_logging(config: LogConfig) -> None:
     console = config.format != "json"
     colors = sys.stderr.isatty()
@@ -126,5 +161,6 @@ def configure_logging(config: LogConfig) -> None:
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _library_lines(stamper, renderer, max(logging.WARNING, min_level))
     direct = console and not colors  # coloured lines go through the ConsoleRenderer
     maillog.direct_writer(MailLines(sys.stderr, min_level, stamper, processors) if direct else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pytest
@@ -133,3 +134,23 @@ def test_mail_lines_reach_structlog_while_it_is_configured_otherwise(
         _mail_lines()
     assert [e["event"] for e in captured] == ["delivery", "accepted", "relay down"]
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("form", ["json", "console"])
+def test_a_library_warning_is_a_line_of_the_log_like_ours(
+    form: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """aiosmtpd, asyncpg and aiosmtplib log through ``logging``: their warnings come out in the log's own
+    format (found by a first-day trial: a raw line in a JSON log), secrets redacted, below warning not at
+    all, and aiosmtpd's notice at each AUTH of its own deprecated attribute not at all."""
+    configure_logging(LogConfig(level="info", format=form))  # type: ignore[arg-type]
+    library = logging.getLogger("mail.log")
+    library.warning("peer %s misbehaved", "192.0.2.1", extra={"password": "hunter2"})
+    library.info("chatter")
+    library.warning("Session.login_data is deprecated and will be removed in version 2.0")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "peer 192.0.2.1 misbehaved" in lines[0] and "hunter2" not in lines[0]
+    if form == "json":
+        record = json.loads(lines[0])
+        assert record["level"] == "warning" and record["logger"] == "mail.log"
