@@ -169,9 +169,9 @@ def _log_change(
     record: ResourceState, before: State, after: State, now: float, failing_since: float | None
 ) -> None:
     """One line: ``store failing`` (with why), ``store available again`` (after how long), else
-    ``status changed``; none for work starting and ending, which the outcomes' own lines tell (and
-    which would cost a line per attempt)."""
-    if {before, after} <= {"online", "active"}:
+    ``status changed``; none for work starting and ending (sending, a flush), which the outcomes' own
+    lines tell (and which would cost a line per attempt, and six per ``sendmail -q`` from cron)."""
+    if {before, after} <= {"online", "active", "flushing"}:
         return
     fields: dict[str, object] = {record.resource_type: record.name, "entry": record.entry_id}
     if after == "failing":

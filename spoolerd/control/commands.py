@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+import structlog
 from pydantic import ValidationError
 
 from .. import __version__
@@ -38,6 +39,8 @@ from .status import queue_listing, status_table
 from .submit import SubmitArgs, submit
 from .subscribe import stream_events
 from .verify import Unverifiable, Verified, verify_addresses, verifying_sender
+
+log = structlog.get_logger("spoolerd.control")
 
 __all__ = ["COMMANDS", "CommandError", "Connection", "run_command"]
 
@@ -120,20 +123,23 @@ async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> FlushCounts 
 
 
 async def abort(daemon: Host, args: IdArgs, conn: Connection) -> Aborted:
-    _, store = named_store(daemon, args.store)
+    name, store = named_store(daemon, args.store)
     await store.abort_submit(args.id)
+    log.info("message aborted", store=name, id=args.id)  # off the queue, no report: as MAPI's AbortSubmit
     return {"id": args.id, "aborted": True}
 
 
 async def hold(daemon: Host, args: IdArgs, conn: Connection) -> Held:
-    _, store = named_store(daemon, args.store)
+    name, store = named_store(daemon, args.store)
     await store.hold(args.id, True)
+    log.info("message held", store=name, id=args.id)
     return {"id": args.id, "held": True}
 
 
 async def release(daemon: Host, args: IdArgs, conn: Connection) -> Held:
-    _, store = named_store(daemon, args.store)
+    name, store = named_store(daemon, args.store)
     await store.hold(args.id, False)
+    log.info("message released", store=name, id=args.id)
     daemon.spooler.wake()
     return {"id": args.id, "held": False}
 

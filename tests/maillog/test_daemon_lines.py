@@ -170,6 +170,25 @@ async def test_a_dead_relay_is_one_warning_however_many_messages_and_one_when_it
     assert event["entry_id"] == "transport:relay" and event["last_error"] is None
 
 
+async def test_operator_actions_are_a_line_each_and_a_flush_none(root: Path, daemons: list[Any]) -> None:
+    """hold, release and abort each log one line naming the message; a flush (``sendmail -q`` from cron,
+    every minute) logs none of its own: its outcomes have theirs (found by a first-day trial: an abort
+    left no trace, and each flush wrote six ``status changed`` lines)."""
+    daemon = await started(daemons, RelayDaemon(root, free_port()))  # nothing listens there: it waits
+    client = await daemon.client()
+    queue_id = await submit(client, "later@example.net")
+    await wait_records(daemon, "delivery", 1, lambda r: r["queue_id"] == queue_id)
+    await client.ok("hold", id=queue_id)
+    await client.ok("release", id=queue_id)
+    await client.ok("flush")
+    await client.ok("flush", force=True)
+    await client.ok("abort", id=queue_id)
+    await wait_records(daemon, "message aborted", 1)  # the lines before it are read too
+    for action in ("held", "released", "aborted"):
+        assert [(r["id"], r["store"]) for r in records(daemon, f"message {action}")] == [(queue_id, "local")]
+    assert records(daemon, "status changed") == []
+
+
 async def _events(watch: Client, enough: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     """Events from a subscription until ``enough`` says so."""
     seen: list[dict[str, Any]] = []
