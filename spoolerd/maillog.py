@@ -30,6 +30,7 @@ __all__ = [
     "DELIVERY",
     "DOWNLOADED",
     "LOGIN_REFUSED",
+    "MESSAGE_ID_ADDED",
     "RATE_CHANGED",
     "RELAY_DOWN",
     "RELAY_UP",
@@ -42,6 +43,7 @@ __all__ = [
     "delivery",
     "direct_writer",
     "downloaded",
+    "message_id_added",
     "observe",
     "outcomes",
     "problem",
@@ -87,6 +89,7 @@ def _write(level: int, event: str, **keys: Any) -> None:
 DELIVERY = "delivery"
 ACCEPTED = "accepted"
 REPORT_FILED = "report filed"
+MESSAGE_ID_ADDED = "message-id added"
 DOWNLOADED = "downloaded"
 RELAY_DOWN = "relay down"
 LOGIN_REFUSED = "relay login refused"
@@ -202,6 +205,13 @@ def accepted(
     )
 
 
+def message_id_added(*, queue_id: str, message_id: str) -> None:
+    """A preprocessor gave message ``queue_id`` the Message-ID it lacked (the ``headers`` one does, at
+    its first attempt): the accepted line had none, and this is the id the mail goes out with, in
+    Postfix's cleanup form (``Q1: message-id=<...>``)."""
+    _write(logging.INFO, MESSAGE_ID_ADDED, queue_id=queue_id, message_id=message_id)
+
+
 def report_filed(
     *, queue_id: str, kind: str, recipients: int, store: str, folder: str, report_id: str
 ) -> None:
@@ -298,6 +308,10 @@ def _accepted_text(e: Mapping[str, Any]) -> str:
     )
 
 
+def _message_id_text(e: Mapping[str, Any]) -> str:
+    return f"{e['queue_id']}: message-id={e['message_id']}"
+
+
 def _report_text(e: Mapping[str, Any]) -> str:
     return (
         f"{e['queue_id']}: {e['report']} report filed for {e['nrcpt']} recipient(s) as "
@@ -316,6 +330,7 @@ _CONSOLE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     DELIVERY: _delivery_text,
     ACCEPTED: _accepted_text,
     REPORT_FILED: _report_text,
+    MESSAGE_ID_ADDED: _message_id_text,
     DOWNLOADED: _downloaded_text,
 }
 

@@ -23,6 +23,7 @@ import structlog
 
 from .. import maillog, outbox
 from ..dsn import RecipientStatus
+from ..envelope import header_message_id
 from ..errors import LockLost, NoAccess, NotFound, NotInQueue, StoreError
 from ..events import SpoolerEvent
 from ..message import Message, Recipient, RecipientUpdate
@@ -350,6 +351,9 @@ class Dispatcher:
         saved = await store.complete_preprocessing(
             message.id, self.owner, content=content, recipients=None if unchanged else expanded
         )
+        added = header_message_id(content) if content is not None else ""
+        if added and added != header_message_id(message.content):  # logged once saved, as every line
+            maillog.message_id_added(queue_id=message.id, message_id=added)
         return saved, None, False
 
     def _preprocessors_for(self, message: Message) -> list[Preprocessor]:

@@ -117,6 +117,35 @@ async def test_console_lines_read_like_postfix(
     assert re.match(pattern + r"\(folder \S+\)\s*$", report), report
 
 
+async def test_a_message_id_the_headers_preprocessor_adds_is_a_line(
+    root: Path, daemons: list[Any], smtp_server: ServerFactory
+) -> None:
+    """A message without a Message-ID (cron's, mailx's) is accepted with none; the id it goes out with is
+    logged when the ``headers`` preprocessor adds it, as Postfix's cleanup line, before its outcome
+    (found by a first-day trial: the console never showed it)."""
+    server = smtp_server()
+    daemon = await started(daemons, RelayDaemon(root, server.port, fmt="console"))
+    client = await daemon.client()
+    queue_id = await submit(client, OK, content=b"From: cron@localhost\r\nSubject: job\r\n\r\noutput\r\n")
+    accepted = await daemon.wait_text(f"{queue_id}: message-id=none")
+    added = await daemon.wait_text(f"{queue_id}: message-id=<")
+    sent = await daemon.wait_text(f"{queue_id}: to=<{OK}>")
+    found = re.search(r"message-id=(<[^>]+>)\s*$", added)
+    assert found is not None, added
+    (got,) = server.handler.received
+    assert f"Message-ID: {found.group(1)}\r\n".encode() in got.content
+    assert (
+        daemon.log.index(accepted.encode())
+        < daemon.log.index(added.encode())
+        < daemon.log.index(sent.encode())
+    )
+    with_id = await submit(client, OK)  # had one: no such line
+    await daemon.wait_text(f"{with_id}: to=<{OK}>")
+    assert not [
+        line for line in daemon.log if f"{with_id}: message-id=<".encode() in line and b"from=" not in line
+    ]
+
+
 def _tail(status: str, dsn: str, reply: str) -> str:
     return re.escape(f"dsn={dsn}, status={status} ({reply})")
 
