@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         opts = parse_args(sys.argv[1:] if argv is None else argv, sys.argv[0] if prog is None else prog)
     except UsageError as exc:
         print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return exc.code
     if opts.config is not None:
         os.environ["SPOOLERD_CONFIG"] = opts.config  # -C: for the direct path, as if set by the caller
     if opts.mode is not Mode.DELIVER:
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         content, sender, recipients = prepare(read_message(sys.stdin.buffer.read(), opts.dot_ends), opts)
     except UsageError as exc:
         print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return exc.code
     except BadAddress as exc:
         print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
         return EX_DATAERR

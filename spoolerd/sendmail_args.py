@@ -67,7 +67,11 @@ exit codes (sysexits): 0 ok, 64 usage, 65 bad message, 66 no input, 69 unavailab
 
 
 class UsageError(Exception):
-    """A bad command line: exit 64 with this reason."""
+    """A bad command line: exit ``code`` with this reason (64, or 65 for an address no mail can have)."""
+
+    def __init__(self, reason: str, code: int = EX_USAGE) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class Mode:
@@ -180,10 +184,11 @@ def _notify(value: str) -> tuple[bool, bool]:
 
 def _apply(opts: Options, letter: str, value: str) -> None:
     """One option that takes a value."""
+    code = EX_DATAERR if letter in "fr" else EX_USAGE  # an address: bad data, as in a header (README)
     if has_control(value):
-        raise UsageError(f"-{letter} {value!r} contains control characters")
+        raise UsageError(f"-{letter} {value!r} contains control characters", code)
     if undecodable(value):
-        raise UsageError(f"-{letter} {_shown(value)} is not UTF-8 text")
+        raise UsageError(f"-{letter} {_shown(value)} is not UTF-8 text", code)
     if letter in "fr":
         opts.sender = "" if value in ("", "<>") else value  # "" and <> are the null sender
     elif letter == "F":
@@ -249,9 +254,9 @@ def _check(opts: Options) -> None:
         raise UsageError(f"{opts.mode.value} takes no recipients (got {opts.recipients[0]!r})")
     for r in opts.recipients:
         if has_control(r):
-            raise UsageError(f"recipient {r!r} contains control characters")
+            raise UsageError(f"recipient {r!r} contains control characters", EX_DATAERR)
         if undecodable(r):
-            raise UsageError(f"recipient {_shown(r)} is not UTF-8 text")
+            raise UsageError(f"recipient {_shown(r)} is not UTF-8 text", EX_DATAERR)
 
 
 def _shown(value: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spoolerd.sendmail_args import Mode, Options, UsageError, parse_args
+from spoolerd.sendmail_args import EX_DATAERR, EX_USAGE, Mode, Options, UsageError, parse_args
 from spoolerd.sendmail_modes import ctl_argv, queued_for_site
 
 VALUE_LETTERS = "ABCFLNORVXbefhopqr"
@@ -102,6 +102,25 @@ def test_bad_command_lines_name_the_reason(argv: list[str], reason: str) -> None
     with pytest.raises(UsageError) as refused:
         parse_args(argv)
     assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["bad\r\n@x"], EX_DATAERR),
+        (["-f", "me\r\nBcc: x@y", "a@b"], EX_DATAERR),
+        (["-r", "me\x01@y", "a@b"], EX_DATAERR),
+        (["a@b", "c\udcff@d"], EX_DATAERR),
+        (["-F", "a\nb", "x@y"], EX_USAGE),
+        (["-N", "sometimes", "a@b"], EX_USAGE),
+    ],
+)
+def test_an_address_no_mail_can_have_is_bad_data_not_usage(argv: list[str], code: int) -> None:
+    """Control characters or bytes that are not UTF-8 in an address exit 65, as in a header read with
+    -t (README; found by a first-day trial: an argument exited 64); other bad options 64."""
+    with pytest.raises(UsageError) as refused:
+        parse_args(argv)
+    assert refused.value.code == code
 
 
 def test_argv0_mailq_and_newaliases_choose_the_mode_and_options_still_win() -> None:

@@ -62,6 +62,14 @@ async def test_sendmail_dot_ends_input_and_f_F_make_a_from(daemon: Daemon) -> No
     assert b"before" in content and b"after" not in content
 
 
+async def test_sendmail_address_with_a_line_break_exits_65(daemon: Daemon) -> None:
+    """A control character in an address argument is bad data, as in a To: field read with -t."""
+    argv, env = sendmail(daemon, "bad\naddress@localhost")
+    done = await run(*argv, stdin=b"x", env=env)
+    assert done.returncode == 65, done.stderr
+    assert b"contains control characters" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "stdin"),
     [
@@ -70,7 +78,6 @@ async def test_sendmail_dot_ends_input_and_f_F_make_a_from(daemon: Daemon) -> No
         (("-q", "a@localhost"), b"x"),  # a flush takes no recipients
         (("-bz",), b""),  # a mode sendmail does not have
         (("-f",), b""),  # missing argument
-        (("bad\naddress@localhost",), b"x"),
     ],
 )
 async def test_sendmail_usage_errors_exit_64(daemon: Daemon, args: tuple[str, ...], stdin: bytes) -> None:
