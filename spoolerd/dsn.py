@@ -11,6 +11,7 @@ Field values are kept to one line of ASCII, whatever a remote server put in its 
 from __future__ import annotations
 
 import enum
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,22 @@ def _date(ts: float) -> str:
     return format_datetime(datetime.fromtimestamp(ts, UTC))
 
 
+# how the smtp transport quotes a server: ``mx.example.net:25 said: 550 5.1.1 words (in reply to RCPT TO)``
+_SAID = re.compile(r" said: (?P<code>\d{3}) (?P<words>.*?)(?: \(in reply to [^()]*\))?\Z", re.S)
+
+
+def _server_reply(r: RecipientStatus) -> str:
+    """The Diagnostic-Code's smtp text (RFC 3464 §2.3.6): the server's reply as it gave it (``550 5.1.1
+    <a@b>: no such user``), not the sentence the transport put around it; a diagnostic of our own with
+    the code and the status in front, once each."""
+    found = _SAID.search(r.diagnostic)
+    if found is not None and int(found["code"]) == r.code:
+        return f"{r.code} {found['words']}"
+    if r.diagnostic.startswith(r.status + " "):
+        return f"{r.code} {r.diagnostic}"
+    return f"{r.code} {r.status} {r.diagnostic}"
+
+
 def _human_text(kind: ReportKind, reporting_mta: str, recipients: Sequence[RecipientStatus]) -> str:
     intro = {
         ReportKind.NDR: "Your message could not be delivered to one or more recipients.\r\n"
@@ -76,7 +93,8 @@ def _human_text(kind: ReportKind, reporting_mta: str, recipients: Sequence[Recip
     }[kind]
     lines = [f"This is the mail system at {reporting_mta}.", "", intro, ""]
     for r in recipients:
-        reason = _field(f"{r.code} {r.diagnostic}" if r.code else r.diagnostic)
+        said = r.code and not _SAID.search(r.diagnostic)  # a server's quoted reply names its code itself
+        reason = _field(f"{r.code} {r.diagnostic}" if said else r.diagnostic)
         lines.append(f"<{_field(r.address)}>: {reason or r.status}")
     return "\r\n".join(lines) + "\r\n"
 
@@ -128,7 +146,7 @@ def build_report(
             block.append(f"Remote-MTA: dns; {_field(r.remote_mta)}")
         if r.diagnostic or r.code:
             kind_of = "smtp" if r.code else "x-spoolerd"
-            text = f"{r.code} {r.status} {r.diagnostic}" if r.code else r.diagnostic
+            text = _server_reply(r) if r.code else r.diagnostic
             block.append(f"Diagnostic-Code: {kind_of}; {_field(text)}")
         if r.last_attempt is not None:
             block.append(f"Last-Attempt-Date: {_date(r.last_attempt)}")
