@@ -15,11 +15,9 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime, formatdate
 
 from .dsn_params import Ret
-from .envelope import header_section
+from .envelope import field_date, header_section
 
 __all__ = ["ORIGINAL_LIMIT", "RecipientStatus", "ReportKind", "build_report", "report_class"]
 
@@ -61,10 +59,6 @@ def _field(text: str) -> str:
     """One line of printable ASCII for a header field value."""
     flat = " ".join(text.split())
     return flat.encode("ascii", "backslashreplace").decode("ascii")
-
-
-def _date(ts: float) -> str:
-    return format_datetime(datetime.fromtimestamp(ts, UTC))
 
 
 # how the smtp transport quotes a server: ``mx.example.net:25 said: 550 5.1.1 words (in reply to RCPT TO)``
@@ -121,7 +115,7 @@ def build_report(
         f"From: Mail Delivery System <MAILER-DAEMON@{mta}>",
         f"To: <{_field(envelope_to)}>",
         f"Subject: {_SUBJECT[kind]}",
-        f"Date: {formatdate(now)}",
+        f"Date: {field_date(now)}",
         f"Message-ID: <{secrets.token_hex(16)}@{mta}>",
         "Auto-Submitted: auto-replied",
         "MIME-Version: 1.0",
@@ -130,7 +124,7 @@ def build_report(
     status_fields = [f"Reporting-MTA: dns; {mta}"]
     if original_envelope_id:
         status_fields.append(f"Original-Envelope-Id: {_field(original_envelope_id)}")
-    status_fields.append(f"Arrival-Date: {_date(arrival)}")
+    status_fields.append(f"Arrival-Date: {field_date(arrival)}")
     per_recipient = []
     for r in recipients:
         block = []
@@ -149,7 +143,7 @@ def build_report(
             text = _server_reply(r) if r.code else r.diagnostic
             block.append(f"Diagnostic-Code: {kind_of}; {_field(text)}")
         if r.last_attempt is not None:
-            block.append(f"Last-Attempt-Date: {_date(r.last_attempt)}")
+            block.append(f"Last-Attempt-Date: {field_date(r.last_attempt)}")
         per_recipient.append("\r\n".join(block))
     delivery_status = "\r\n\r\n".join(["\r\n".join(status_fields), *per_recipient]) + "\r\n"
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32, default
-from email.utils import getaddresses
+from email.utils import format_datetime, getaddresses
 
 from .addressing import parse_address_list, unfold
 
 __all__ = [
     "KINDS",
     "HeaderField",
+    "field_date",
     "field_names",
     "first_field",
     "has_field",
@@ -171,15 +173,35 @@ def map_fields(content: bytes, names: Collection[bytes], change: Callable[[str],
     return b"".join(out) + content[sum(len(f.raw) for f in fields) :] if changed else content
 
 
+_TRACE = frozenset({"received", "return-path"})  # RFC 5322 §3.6.7: always at the top
+
+
 def with_field(content: bytes, field: bytes) -> bytes:
-    """``field`` (one header line, no newline) put first, ending as the first line does. A message that
-    starts with body text, as ``echo hi | sendmail root`` gives, gets the blank line that ends the header
-    section it now has."""
+    """``field`` (one header line, no newline) put first, below the trace fields a message starts with
+    (``Received:``, ``Return-Path:``: they stay on top, RFC 5321 §4.4), ending as the first line does. A
+    message that starts with body text, as ``echo hi | sendmail root`` gives, gets the blank line that
+    ends the header section it now has."""
     first = content.find(b"\n")
     newline = b"\r\n" if first > 0 and content[first - 1] == 0x0D else b"\n"
-    if content.startswith((b"\n", b"\r\n")) or _FIELD_NAME.match(content):
+    if content.startswith((b"\n", b"\r\n")):
         return field + newline + content
-    return field + newline + newline + content
+    name = _FIELD_NAME.match(content)
+    if name is None:
+        return field + newline + newline + content
+    if name.group(1).lower().decode("ascii") not in _TRACE:
+        return field + newline + content
+    at = 0
+    for found in header_fields(content):
+        if found.key not in _TRACE:
+            break
+        at += len(found.raw)
+    return content[:at] + field + newline + content[at:]
+
+
+def field_date(ts: float) -> str:
+    """The RFC 5322 date of a field spoolerd writes (Date, Received, a report's dates): UTC with its
+    offset, ``Tue, 01 Dec 2026 11:50:23 +0000``, the same in every one."""
+    return format_datetime(datetime.fromtimestamp(ts, UTC))
 
 
 def header_sender(content: bytes) -> str:

@@ -20,10 +20,9 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Literal, Protocol, runtime_checkable
 
-from .envelope import field_names, with_field
+from .envelope import field_date, field_names, with_field
 from .message import Message, NewRecipient
 from .transport import Outcome
 
@@ -76,7 +75,7 @@ def add_missing_headers(content: bytes, *, now: float, domain: str) -> bytes | N
     if "message-id" not in present:
         content = with_field(content, b"Message-ID: <" + f"{secrets.token_hex(12)}@{domain}".encode() + b">")
     if "date" not in present:
-        content = with_field(content, b"Date: " + formatdate(now, localtime=False).encode())
+        content = with_field(content, b"Date: " + field_date(now).encode())
     return content
 
 

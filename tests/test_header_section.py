@@ -48,9 +48,9 @@ def test_a_bare_cr_in_a_field_does_not_start_another() -> None:
 
 def test_a_date_in_the_body_of_a_mixed_message_is_no_date_field() -> None:
     added = add_missing_headers(MIXED, now=0.0, domain="example.org")
-    assert added == b"Date: Thu, 01 Jan 1970 00:00:00 -0000\n" + MIXED
+    assert added == b"Date: Thu, 01 Jan 1970 00:00:00 +0000\n" + MIXED
     parsed = email.message_from_bytes(added, policy=email.policy.compat32)
-    assert parsed["Date"] == "Thu, 01 Jan 1970 00:00:00 -0000"
+    assert parsed["Date"] == "Thu, 01 Jan 1970 00:00:00 +0000"
 
 
 @pytest.mark.parametrize(
@@ -70,10 +70,22 @@ def test_the_headers_preprocessor_adds_what_the_header_section_lacks(
 ) -> None:
     added = add_missing_headers(content, now=0.0, domain="example.org")
     if added is not None:
-        added = added.replace(b"Thu, 01 Jan 1970 00:00:00 -0000", b"D")
+        added = added.replace(b"Thu, 01 Jan 1970 00:00:00 +0000", b"D")
         mid = header_fields(added)[1]
         added = added.replace(mid.raw[mid.value_at :].strip(), b"<M>")
     assert added == expected
+
+
+def test_with_field_keeps_the_trace_fields_on_top() -> None:
+    """Mail the listener took in starts with its Received field: a Date or Message-ID the headers
+    preprocessor adds goes below the trace fields (RFC 5321 §4.4), not above them (found by a first-day
+    trial)."""
+    received = b"Received: from c ([192.0.2.1])\r\n\tby mx (spoolerd); Tue, 1 Dec 2026 11:50:23 +0000\r\n"
+    content = received + b"Return-Path: <a@b>\r\nSubject: s\r\n\r\nReceived: body\r\n"
+    assert with_field(content, b"Date: D") == (
+        received + b"Return-Path: <a@b>\r\nDate: D\r\nSubject: s\r\n\r\nReceived: body\r\n"
+    )
+    assert with_field(received + b"\r\nbody\r\n", b"X: y") == received + b"X: y\r\n\r\nbody\r\n"
 
 
 def test_with_field_ends_the_new_line_as_the_first_line_ends() -> None:

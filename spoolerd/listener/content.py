@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from email.utils import formatdate
+
+from ..envelope import field_date
 
 __all__ = ["Trace", "normalize", "received_field", "unstuff"]
 
@@ -75,7 +76,7 @@ def _safe(text: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _date(second: int) -> str:
     """RFC 5322's date of ``second``: made once a second, not for every message."""
-    return formatdate(second)
+    return field_date(second)
 
 
 def received_field(trace: Trace, when: float) -> bytes:

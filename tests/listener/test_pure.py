@@ -112,7 +112,7 @@ def test_received_field() -> None:
     field = received_field(trace, 0.0).decode()
     assert field.startswith("Received: from client.example ([192.0.2.1])\r\n\tby mx.example (spoolerd)")
     assert "with ESMTPSA\r\n\t(using TLSv1.3 with cipher X)\r\n\t(Authenticated sender: alice)" in field
-    assert field.endswith("\tfor <bob@example.com>; Thu, 01 Jan 1970 00:00:00 -0000\r\n")
+    assert field.endswith("\tfor <bob@example.com>; Thu, 01 Jan 1970 00:00:00 +0000\r\n")
     plain = received_field(Trace("h", "::1", "me", False), 0.0).decode()
     assert "with SMTP;" in plain and "for <" not in plain
     hostile = received_field(Trace("a(b)\\c", "1.2.3.4", "me", True, user="x)\r\nY: z"), 0.0)

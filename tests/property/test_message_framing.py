@@ -144,21 +144,35 @@ def test_dot_stuffing_round_trips(content: bytes) -> None:
     assert _unstuff(payload) == wire
 
 
-@given(st.one_of(messages().map(lambda m: m[0]), _wire_bytes))
-def test_the_headers_preprocessor_only_puts_missing_fields_first(content: bytes) -> None:
+_TRACE_HEAD = st.lists(
+    st.sampled_from([b"Received: from a by b; Thu, 1 Jan 1970\r\n", b"Return-Path: <r@example.org>\r\n"]),
+    max_size=2,
+).map(b"".join)
+
+
+@given(st.one_of(messages().map(lambda m: m[0]), _wire_bytes), _TRACE_HEAD)
+def test_the_headers_preprocessor_only_puts_missing_fields_first(content: bytes, trace: bytes) -> None:
+    """Missing Date and Message-ID go first, below the trace fields a message starts with."""
+    if trace and re.match(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:", content):  # begins with a field
+        content = trace + content
+    else:
+        trace = b""
+    lead = len(header_fields(trace + b"\r\n")) if trace else 0
     added = add_missing_headers(content, now=0.0, domain="example.org")
     present = {f.key for f in header_fields(content)}
     if added is None:
         assert {"date", "message-id"} <= present
         return
+    assert added.startswith(trace)
     fields = header_fields(added)
-    new = [f.key for f in fields[: 2 - len(present & {"date", "message-id"})]]
+    new = [f.key for f in fields[lead : lead + 2 - len(present & {"date", "message-id"})]]
     assert set(new) == {"date", "message-id"} - present
     for key in ("date", "message-id"):  # one added where there was none, none where there was one
         before = sum(f.key == key for f in header_fields(content))
         assert sum(f.key == key for f in fields) == (before or 1)
-    head = b"".join(f.raw for f in fields[: len(new)])
-    rest = added[len(head) :]
+    head = b"".join(f.raw for f in fields[lead : lead + len(new)])
+    rest = added[len(trace) + len(head) :]
+    content = content[len(trace) :]
     # the message follows byte for byte; body text that came first is now after a blank line
     assert rest == content or (
         rest.endswith(content) and rest[: len(rest) - len(content)] in (b"\n", b"\r\n")
