@@ -290,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ControlClient(args.socket) as client:
             return _run(args, client)
-    except (Unreachable, ConnectionLost) as exc:
+    except Unreachable as exc:
+        print(f"spoolerctl: {exc}", file=sys.stderr)
+        return EXIT_REFUSED if exc.denied else EXIT_UNREACHABLE  # denied: a daemon may well be running
+    except ConnectionLost as exc:
         print(f"spoolerctl: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except Refused as exc:

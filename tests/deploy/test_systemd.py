@@ -249,6 +249,13 @@ async def test_the_readme_recipe_installs_a_unit_that_runs_and_takes_mail_from_t
         stranger = await anyio.to_thread.run_sync(as_nobody)
         assert stranger.returncode == 77
         assert stranger.stderr.decode().startswith(f"spoolerd-sendmail: permission denied on {sock}")
+        ctl = await anyio.run_process(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             str(venv / "bin" / "spoolerctl"), "--socket", str(sock), "status"],
+            check=False, cwd=root,
+        )  # fmt: skip
+        assert ctl.returncode == 1, ctl.stderr  # refused, not "no daemon" (3)
+        assert ctl.stderr.decode().startswith(f"spoolerctl: permission denied on {sock}")
 
         def inbox() -> list[dict[str, str]]:
             with ControlClient(sock) as client:
