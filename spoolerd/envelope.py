@@ -188,13 +188,15 @@ def with_field(content: bytes, field: bytes) -> bytes:
     name = _FIELD_NAME.match(content)
     if name is None:
         return field + newline + newline + content
-    if name.group(1).lower().decode("ascii") not in _TRACE:
-        return field + newline + content
-    at = 0
-    for found in header_fields(content):
-        if found.key not in _TRACE:
-            break
-        at += len(found.raw)
+    at = 0  # past each trace field, its continuation lines too (a line ends at LF, as header_fields says)
+    while name is not None and name.group(1).lower().decode("ascii") in _TRACE:
+        end = content.find(b"\n", at)
+        while end >= 0 and content[end + 1 : end + 2] in (b" ", b"\t"):
+            end = content.find(b"\n", end + 1)
+        if end < 0:  # trace fields only, the last without its line end
+            return content + newline + field + newline
+        at = end + 1
+        name = _FIELD_NAME.match(content, at)
     return content[:at] + field + newline + content[at:]
 
 
