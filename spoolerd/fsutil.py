@@ -44,12 +44,16 @@ def keep_private(path: str, *, create: bool = True) -> None:
         else:
             os.close(fd)
             return
+    try:  # the file itself, looked at and changed through one descriptor: never a link's target
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return  # gone, not a file, or not ours to read: SQLite says what is wrong when it opens it
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    if st.st_mode & 0o007 and st.st_uid == os.geteuid():
-        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o007)
+        st = os.fstat(fd)
+        if st.st_mode & 0o007 and st.st_uid == os.geteuid() and stat.S_ISREG(st.st_mode):
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o007)
+    finally:
+        os.close(fd)
 
 
 def unwritable(path: str, *, directory: bool = False) -> str | None:

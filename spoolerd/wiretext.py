@@ -1,8 +1,9 @@
 """The one test of text bound for a wire: no control character (C0, CR and LF among them, or DEL).
 
 A header field, an SMTP or IMAP command line, a DSN parameter, a log line's value: a CR or an LF in any
-of them would start a line of the peer's choosing. Every check of the daemon, its stores, its transports
-and ``spoolerd-sendmail`` asks this module, so they agree on what a control character is. No imports:
+of them would start a line of the peer's choosing. The checks of commands, addresses, parameters and
+names bound for a wire ask this module, so they agree on what a control character is (a few settings
+that also refuse spaces, such as a config's host names, keep a wider check of their own). No imports:
 ``spoolerd-sendmail`` starts with it (a set's walk of a short string in C costs what a regular
 expression's search does).
 """

@@ -86,6 +86,10 @@ def test_with_field_keeps_the_trace_fields_on_top() -> None:
         received + b"Return-Path: <a@b>\r\nDate: D\r\nSubject: s\r\n\r\nReceived: body\r\n"
     )
     assert with_field(received + b"\r\nbody\r\n", b"X: y") == received + b"X: y\r\n\r\nbody\r\n"
+    assert with_field(b"Received: x", b"X: y") == b"Received: x\nX: y\n"  # no line end: given one
+    folded = b"Received: from a\n by b\n\tfor <c>; date\nReturn-Path: <r>\n"
+    assert with_field(folded + b"To: t\n\nbody\n", b"X: y") == folded + b"X: y\nTo: t\n\nbody\n"
+    assert header_fields(with_field(b"Received: x", b"X: y"))[1].name == "X"
 
 
 def test_with_field_ends_the_new_line_as_the_first_line_ends() -> None:

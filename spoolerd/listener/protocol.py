@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from ..dsn_params import RecipientDsn
 from ..listener_config import ListenerSection
@@ -230,6 +230,7 @@ class Session(SMTP):
 
     # ------------------------------------------------------------------ AUTH
 
+    @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
         if self.context.credentials is None:  # not offered: aiosmtpd's hook (see _verified) takes any login
             await self.push("503 5.5.1 Error: authentication not enabled")  # Postfix's words
