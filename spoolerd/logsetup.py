@@ -122,16 +122,39 @@ class _LibraryLines(logging.Handler):
 _NOT_OURS = ("Session.login_data is deprecated",)
 
 
+def _printable_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A library's message may quote a peer (aiosmtpd: ``%r unrecognised: %s``): its control characters
+    (an escape sequence for the terminal, a lone CR) shown as ``?``."""
+    event = str(event_dict.get("event", ""))
+    if not event.isprintable():
+        event_dict["event"] = "".join(ch if ch.isprintable() else "?" for ch in event)
+    return event_dict
+
+
 def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
-    """Route the libraries' records at ``level`` and above through the daemon's renderer."""
+    """Route the libraries' records at ``level`` and above through the daemon's renderer: their
+    ``extra`` keys as keys (secrets among them redacted), a traceback as the daemon's own are shown."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _LibraryLines)]:
         root.removeHandler(old)  # configured again (a test, a reload)
     handler = _LibraryLines(level)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, stamper],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                stamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _printable_event,
+                redact_secrets,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
         )
     )
     handler.addFilter(lambda record: not record.getMessage().startswith(_NOT_OURS))

@@ -145,12 +145,24 @@ def test_a_library_warning_is_a_line_of_the_log_like_ours(
     all, and aiosmtpd's notice at each AUTH of its own deprecated attribute not at all."""
     configure_logging(LogConfig(level="info", format=form))  # type: ignore[arg-type]
     library = logging.getLogger("mail.log")
-    library.warning("peer %s misbehaved", "192.0.2.1", extra={"password": "hunter2"})
+    library.warning("peer %s misbehaved", "192.0.2.1", extra={"password": "hunter2", "client": "c1"})
     library.info("chatter")
     library.warning("Session.login_data is deprecated and will be removed in version 2.0")
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "peer 192.0.2.1 misbehaved" in lines[0] and "hunter2" not in lines[0]
+    library.warning("%s unrecognised", "FOO\rBAR\x1b[31m")  # a peer's words: no terminal escapes
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError:
+        library.exception("session failed")
+    first, peer, failed, *trace = capsys.readouterr().err.strip().splitlines()
+    assert "peer 192.0.2.1 misbehaved" in first and "hunter2" not in first and "c1" in first
+    assert "\x1b" not in peer and "\r" not in peer and "FOO" in peer
+    assert "session failed" in failed
     if form == "json":
-        record = json.loads(lines[0])
+        record = json.loads(first)
         assert record["level"] == "warning" and record["logger"] == "mail.log"
+        assert record["password"] == "***" and record["client"] == "c1"
+        error = json.loads(failed)
+        assert "ZeroDivisionError" in error["exception"] and "Traceback" in error["exception"]
+        assert trace == []
+    else:
+        assert any("ZeroDivisionError" in line for line in trace)
