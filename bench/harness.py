@@ -101,12 +101,6 @@ class Sink:
                 await self._changed.wait()
         return self.arrived
 
-    def cpu(self) -> float:
-        """Seconds of CPU smtp-sink has used so far: what the messages cost the receiving end, the same
-        for both sides (at 1 MB it is a large share of the machine)."""
-        assert self.proc is not None
-        return process_cpu(self.proc.pid)
-
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
