@@ -66,8 +66,8 @@ def expected(reply: Reply) -> bool:
 
 def outcome_for(reply: Reply, peer: str) -> Outcome:
     """The outcome of a reply that ends what it answers: success delivered, 5xx failed, else deferred."""
-    status = reply.status
-    diagnostic = f"{peer} said: {reply.code} {status} {reply.detail} (in reply to {reply.command})"
+    status = reply.status  # recorded; the diagnostic quotes the reply as given, no status made up for it
+    diagnostic = f"{peer} said: {reply.code} {' '.join(reply.text.split())} (in reply to {reply.command})"
     if expected(reply):
         return Outcome(OutcomeKind.DELIVERED, reply.code, status, diagnostic, relay=peer)
     if 500 <= reply.code < 600:
