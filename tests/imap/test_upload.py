@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import anyio
+import pytest
 
 from spoolerd.envelope import without_bcc
 from spoolerd.message import FolderRole, RecipientState
@@ -95,14 +96,19 @@ async def test_a_dead_server_defers(tmp_path: Path, clock: FakeClock, account: A
         assert r.state is RecipientState.DEFERRED and "could not connect" in (r.last_text or "")
 
 
-async def test_sent_copy_is_filed_once(tmp_path: Path, clock: FakeClock, account: Account) -> None:
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"])
+async def test_sent_copy_is_filed_once(
+    tmp_path: Path, clock: FakeClock, account: Account, ending: bytes
+) -> None:
+    """Offered again, the copy already in Sent is found (its Message-ID and size) and not appended twice,
+    for a message with LF line ends too: it goes up in CRLF, the size the server counts (found in review)."""
     transports = {
         "loopback": {"provider": "loopback"},
         "mail": account.settings(mailboxes=[], sent_copy=True),
     }
     async with spooler(tmp_path, clock, transports) as h:
         async with h.spooler.events.subscribe() as events:
-            mid = await h.submit("friend@localhost", content=CONTENT)
+            mid = await h.submit("friend@localhost", content=CONTENT.replace(b"\r\n", ending))
             # the spooler tells of the delivery once the attempt, sent copy included, is over
             with anyio.fail_after(10):
                 while (await events.receive()).get("id") != mid:

@@ -176,6 +176,8 @@ class Uploader:
         return Outcome.delivered(f"already in {mailbox} on {self.peer} as UID {same[0]}")
 
     async def file_copy(self, content: bytes) -> Outcome:
+        # CRLF, as the upload: the server counts RFC822.SIZE so, and _present compares sizes
+        content = crlf(content)
         mailbox = self.settings.sent_mailbox
         earlier = await self._present(content, mailbox)
         if earlier is not None:
