@@ -278,7 +278,8 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, denied: int = EXIT_REFUSED) -> int:
+    """``denied``: the exit code when the socket refuses this user (``spoolerd-sendmail``'s modes: 77)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, client)
     except Unreachable as exc:
         print(f"spoolerctl: {exc}", file=sys.stderr)
-        return EXIT_REFUSED if exc.denied else EXIT_UNREACHABLE  # denied: a daemon may well be running
+        return denied if exc.denied else EXIT_UNREACHABLE  # denied: a daemon may well be running
     except ConnectionLost as exc:
         print(f"spoolerctl: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -21,6 +21,7 @@ from .sendmail_args import (
     EX_CONFIG,
     EX_DATAERR,
     EX_NOINPUT,
+    EX_NOPERM,
     EX_OK,
     EX_TEMPFAIL,
     EX_UNAVAILABLE,
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["main", "parse_args"]
-
-EX_NOPERM = 77  # this user may not reach the daemon's socket
-
 
 def read_message(stream: bytes, dot_ends: bool) -> bytes:
     if not dot_ends:

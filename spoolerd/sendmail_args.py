@@ -22,6 +22,7 @@ __all__ = [
     "EX_CONFIG",
     "EX_DATAERR",
     "EX_NOINPUT",
+    "EX_NOPERM",
     "EX_OK",
     "EX_SOFTWARE",
     "EX_TEMPFAIL",
@@ -35,9 +36,8 @@ __all__ = [
 ]
 
 # sysexits(3)
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = (
-    0, 64, 65, 66, 69, 70, 75, 78,
-)  # fmt: skip
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_TEMPFAIL = 0, 64, 65, 66, 69, 70, 75
+EX_NOPERM, EX_CONFIG = 77, 78  # 77: this user may not reach the daemon's socket
 
 USAGE = """\
 usage: spoolerd-sendmail [options] [--] [recipient ...] < message

@@ -13,13 +13,13 @@ import sys
 from typing import Any
 
 from .client import ConnectionLost, ControlClient, Refused, Unreachable
-from .sendmail_args import EX_OK, EX_UNAVAILABLE, EX_USAGE, USAGE, Mode, Options
+from .sendmail_args import EX_NOPERM, EX_OK, EX_UNAVAILABLE, EX_USAGE, USAGE, Mode, Options
 
 __all__ = ["CTL_EXIT", "ctl_argv", "queued_for_site", "run_mode"]
 
 # spoolerctl's 0 ok, 1 refused by the daemon, 2 usage, 3 no daemon -> sysexits (as postqueue: "the mail
-# system is down" is EX_UNAVAILABLE)
-CTL_EXIT = {0: EX_OK, 1: EX_UNAVAILABLE, 2: EX_USAGE, 3: EX_UNAVAILABLE}
+# system is down" is EX_UNAVAILABLE); a socket this user may not open is 77, as in delivery mode
+CTL_EXIT = {0: EX_OK, 1: EX_UNAVAILABLE, 2: EX_USAGE, 3: EX_UNAVAILABLE, EX_NOPERM: EX_NOPERM}
 
 NEWALIASES_NOTE = (
     "spoolerd-sendmail: nothing to rebuild: aliases come from the [aliases] section of the spoolerd "
@@ -79,7 +79,7 @@ def run_mode(opts: Options) -> int:
                 site_ids = queued_for_site(client.call("queue"), opts.flush_site)
         except (Unreachable, ConnectionLost, Refused) as exc:
             print(f"spoolerd-sendmail: {exc}", file=sys.stderr)
-            return EX_UNAVAILABLE
+            return EX_NOPERM if isinstance(exc, Unreachable) and exc.denied else EX_UNAVAILABLE
         if not site_ids:
             print(f"spoolerd-sendmail: nothing queued for {opts.flush_site}", file=sys.stderr)
             return EX_OK
@@ -89,5 +89,5 @@ def run_mode(opts: Options) -> int:
 
     quiet = opts.mode is Mode.FLUSH and not opts.verbose  # silent as postqueue -f (cron runs sendmail -q)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-        code = ctl_main(argv)
+        code = ctl_main(argv, denied=EX_NOPERM)
     return CTL_EXIT.get(code, EX_UNAVAILABLE)
