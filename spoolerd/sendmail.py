@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "parse_args"]
 
+
 def read_message(stream: bytes, dot_ends: bool) -> bytes:
     if not dot_ends:
         return stream

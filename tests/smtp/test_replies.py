@@ -67,7 +67,8 @@ def test_no_reply_has_no_code() -> None:
 
 
 def test_wire_content_and_requirements() -> None:
-    assert crlf(b"a\nb\rc\r\nd") == b"a\r\nb\r\nc\r\nd\r\n"
+    assert crlf(b"S: a\n\nb\rc\r\nd") == b"S: a\r\n\r\nb\r\nc\r\nd\r\n"  # a lone CR ends a body line
+    assert crlf(b"S: a\rB: b\n\nc") == b"S: a\r\n B: b\r\n\r\nc\r\n"  # but no header line: a fold
     assert crlf(b"a\r\n") == b"a\r\n"
     assert crlf(b"a\r\nb") == b"a\r\nb\r\n"
     ascii_only = requirements(b"Subject: x\r\n\r\nbody\r\n", "a@b", ["c@d"])

@@ -45,9 +45,12 @@ async def test_every_bcc_spelling_is_removed_and_its_recipient_kept(
     assert got.content == b"From: me@example.org\r\nTo: you@example.net\r\nSubject: s\r\n\r\nbody\r\n"
 
 
-async def test_a_bcc_behind_a_lone_cr_is_removed_too(smtp_server: ServerFactory, started: Start) -> None:
-    """A lone CR goes out as a line end (CRLF): a Bcc field it would start is judged as it is sent,
-    not as one with the Subject before it (found by trying: the field reached the relay)."""
+async def test_a_bcc_behind_a_lone_cr_is_no_field_on_the_wire(
+    smtp_server: ServerFactory, started: Start
+) -> None:
+    """A lone CR ends no header line here (as in Postfix), so on the wire it is a fold (CRLF and a
+    blank), not a line end that would start a Bcc field no check saw (found by trying: the field
+    reached the relay)."""
     server = smtp_server()
     t = await started(transport(server.port))
     content = (
@@ -56,7 +59,10 @@ async def test_a_bcc_behind_a_lone_cr_is_removed_too(smtp_server: ServerFactory,
     msg, rcpts = message("you@example.net", content=content)
     assert [o.kind for o in await t.send(msg, rcpts)] == [DELIVERED]
     (got,) = server.handler.received
-    assert got.content == b"From: me@example.org\r\nTo: you@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
+    assert got.content == (
+        b"From: me@example.org\r\nTo: you@example.net\r\n"
+        b"Subject: hi\r\n Bcc: evil@example.net\r\n\r\nbody\r\n"
+    )
 
 
 async def test_a_line_over_998_octets_is_re_encoded(smtp_server: ServerFactory, started: Start) -> None:
