@@ -11,7 +11,9 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+import structlog
 
+from spoolerd import maillog
 from spoolerd.plugins import PluginRegistry
 from spoolerd.testing import FakeClock, StoreBackend, StoreFactory
 from stores.postgres.testing import PostgresBackend, create_database, drop_database
@@ -21,6 +23,16 @@ from tests.peers import postgres
 pytest_plugins = ["spoolerd.testing.plugin"]
 
 __all__ = ["FakeClock", "StoreFactory", "reap"]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """A test whose daemon configures logging (a reload does, at level info) leaves structlog as it
+    found it: a later test's ``capture_logs`` must still see debug lines (the smtp transport's
+    ``connections aborted`` was filtered out after tests/dkim/test_daemon.py's reload)."""
+    yield
+    structlog.reset_defaults()
+    maillog.direct_writer(None)
 
 
 @pytest.fixture(scope="session")
