@@ -19,6 +19,7 @@ __all__ = [
     "field_date",
     "field_names",
     "first_field",
+    "fold_lone_crs",
     "has_field",
     "header_end",
     "header_fields",
@@ -40,7 +41,8 @@ def _fields(content: bytes, name: str) -> list[str]:
     """The raw values of a field, with 8-bit bytes read as UTF-8 (RFC 6532), or Latin-1 where they are
     not UTF-8: compat32 alone would turn them into surrogates or U+FFFD (``caf\ufffd\ufffd``)."""
     # the header section only: the parser would decode the whole message to text first
-    headers = BytesHeaderParser(policy=compat32).parsebytes(content[: header_end(content)])
+    # lone CRs folded first: the email package ends a line at one, every other reader here does not
+    headers = BytesHeaderParser(policy=compat32).parsebytes(fold_lone_crs(content[: header_end(content)]))
     wanted = name.lower()
     return [_text(v) for k, v in headers.raw_items() if k.lower() == wanted]
 
@@ -198,6 +200,29 @@ def with_field(content: bytes, field: bytes) -> bytes:
         at = end + 1
         name = _FIELD_NAME.match(content, at)
     return content[:at] + field + newline + content[at:]
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+_CR_RUN = re.compile(rb"(^|(?<=\n))?\r+(\n)?")  # a run of CRs; whether it starts a line, ends one
+
+
+def fold_lone_crs(section: bytes) -> bytes:
+    """A header section's lone CRs as they go on a wire (``lines.crlf``) and as the email package must
+    be given them: every other reader here ends a line at LF only (``header_end``, as Postfix), so a
+    lone CR may not start a field anywhere. A run of them inside a line is a fold (CRLF and a blank:
+    what follows continues the line), at the start of a line a blank, before a line's end or at the
+    section's end nothing; never an empty line, which would end the header on the wire early."""
+    if not _LONE_CR.search(section):
+        return section
+    return _CR_RUN.sub(_fold, section)
+
+
+def _fold(run: re.Match[bytes]) -> bytes:
+    if run.group(2) is not None:  # the line's own end, the CRs before it dropped; a line of CRs alone
+        return b" \r\n" if run.group(1) is not None else b"\r\n"  # stays a line: never a blank one
+    if run.end() == len(run.string):
+        return b""
+    return b" " if run.group(1) is not None else b"\r\n "
 
 
 def field_date(ts: float) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .envelope import header_end
+from .envelope import fold_lone_crs, header_end
 from .message import ContentLines
 
 __all__ = ["MAX_LINE", "crlf", "has_long_lines", "lines_of"]
@@ -18,7 +18,6 @@ __all__ = ["MAX_LINE", "crlf", "has_long_lines", "lines_of"]
 MAX_LINE = 998  # octets of text in a line, without its CRLF (RFC 5321 §4.5.3.1.6)
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LONE_CR = re.compile(rb"\r(?!\n)")
-_HEADER_CR = re.compile(rb"(^|(?<=\n))?\r(?!\n)")  # a lone CR, and whether it starts a line
 _WINDOW = 1 << 20  # octets split into lines at once by ``has_long_lines``
 _BREAKS = (b"\r", b"\n")
 
@@ -28,20 +27,15 @@ def _crlf_endings(content: bytes) -> bool:
     return content.count(b"\r") == content.count(b"\n") and not _LONE_CR.search(content)
 
 
-def _fold(found: re.Match[bytes]) -> bytes:
-    return b" " if found.group(1) is not None else b"\r\n "
-
-
 def crlf(content: bytes) -> bytes:
     """Every line ending CRLF, the last line too; content already so is returned as it is. A lone CR in
     the header section ends no line for any reader here (``header_end``, as in Postfix), so on the wire
     it must not start a field that no check saw (``Subject: hi<CR>Bcc: x`` would reach the relay with
-    its Bcc, or a second From): it becomes a fold (CRLF and a space: what follows continues the line),
-    or a space at the start of a line."""
+    its Bcc, or a second From): ``envelope.fold_lone_crs``."""
     if not _crlf_endings(content):
         end = header_end(content)
         if _LONE_CR.search(content, 0, end):
-            content = _HEADER_CR.sub(_fold, content[:end]) + content[end:]
+            content = fold_lone_crs(content[:end]) + content[end:]
         content = _LINE_ENDINGS.sub(b"\r\n", content)
     if not content.endswith(b"\r\n"):
         content += b"\r\n"

@@ -9,7 +9,7 @@ import email.policy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spoolerd.envelope import header_end, header_fields, header_recipients, without_bcc
+from spoolerd.envelope import header_end, header_fields, header_recipients, header_sender, without_bcc
 
 MESSY = (
     b"From: a@example.org\r\nTo: x@example.org\r\nBcc : hidden@example.org\r\n"
@@ -68,3 +68,13 @@ def test_the_fields_are_the_header_section_byte_for_byte(content: bytes) -> None
     fields = b"".join(f.raw for f in header_fields(content))
     assert content.startswith(fields)
     assert content[len(fields) :].lstrip(b"\r\n") == content[header_end(content) :].lstrip(b"\r\n")
+
+
+def test_a_field_behind_a_lone_cr_is_no_sender() -> None:
+    """The email package ends a line at a lone CR; every other reader here (and the wire) does not, so
+    the sender is read with them folded: a From or Sender hidden in a Subject is not the envelope sender
+    (found by a first-day trial: MAIL FROM:<boss@corp.example> and a From field made for it)."""
+    assert header_sender(b"To: a@remote.test\nSubject: s\rFrom: boss@corp.example\n\nb\n") == ""
+    hidden = b"From: me@example.org\nSubject: s\rSender: boss@corp.example\n\nb\n"
+    assert header_sender(hidden) == "me@example.org"
+    assert header_sender(b"Subject: s\r\nFrom: me@example.org\r\n\r\nb\r\n") == "me@example.org"
