@@ -44,8 +44,8 @@ def keep_private(path: str, *, create: bool = True) -> None:
         else:
             os.close(fd)
             return
-    try:  # the file itself, looked at and changed through one descriptor: never a link's target
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # looked at and changed through one descriptor: the file checked is the file changed (a link
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # is followed: an operator's symlinked database)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return  # gone, not a file, or not ours to read: SQLite says what is wrong when it opens it
     try:

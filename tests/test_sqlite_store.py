@@ -62,6 +62,23 @@ async def test_the_database_and_its_wal_files_are_not_for_other_users(
         os.umask(old)
 
 
+async def test_a_symlinked_database_starts_and_its_target_is_kept_private(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """An operator's database elsewhere, linked into the state directory (found by a second first-day
+    trial: the daemon did not start, 'too many levels of symbolic links')."""
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "spool.db"
+    with sqlite3.connect(target) as conn:
+        conn.execute("PRAGMA user_version=0")
+    os.chmod(target, 0o644)
+    os.symlink(target, tmp_path / "spool.db")
+    store = make_store(tmp_path, clock, path="spool.db")
+    await store.start()
+    await store.stop()
+    assert os.stat(target).st_mode & 0o777 == 0o640
+
+
 async def test_page_size_is_set_for_a_new_file_and_an_old_one_keeps_its_own(
     tmp_path: Path, clock: FakeClock
 ) -> None:
