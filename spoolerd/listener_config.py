@@ -91,8 +91,9 @@ class ListenerSection(BaseModel):
             raise ValueError(f"tls = {self.tls!r} needs cert_file and key_file")
         if self.auth == "required" and self.credentials_file is None:
             raise ValueError('auth = "required" needs credentials_file')
-        if self.auth == "required" and self.tls == "none" and not self.loopback_only:
-            raise ValueError('auth = "required" on a non-loopback address needs tls (AUTH only over TLS)')
+        if self.credentials_file is not None and self.tls == "none" and not self.loopback_only:
+            # AUTH only over TLS: aiosmtpd would offer it in clear to any client (found by a first-day trial)
+            raise ValueError("credentials_file on a non-loopback address needs tls (AUTH only over TLS)")
         return self
 
     @property

@@ -139,6 +139,8 @@ def test_credentials_file(tmp_path: Path) -> None:
         ({"address": "127.0.0.1:25", "tls": "starttls"}, "cert_file"),
         ({"address": "127.0.0.1:25", "auth": "required"}, "credentials_file"),
         ({"address": "0.0.0.0:25", "auth": "required", "credentials_file": "/x"}, "needs tls"),
+        # AUTH offered at all (auth = "none" still offers it): never in clear off the machine
+        ({"address": "192.0.2.1:587", "credentials_file": "/x"}, "needs tls"),
     ],
 )
 def test_listener_section_problems(keys: dict[str, str], problem: str) -> None:
