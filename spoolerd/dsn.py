@@ -55,10 +55,18 @@ def report_class(message_class: str, kind: ReportKind) -> str:
     return f"REPORT.{message_class or 'IPM'}.{suffix}"
 
 
+_FIELD_MOST = 900  # characters of a value: its line stays under RFC 5322's 998 octets with its name
+
+
 def _field(text: str) -> str:
-    """One line of printable ASCII for a header field value."""
+    """One line of printable ASCII for a header field value or a line of the text part: a peer's
+    words may hold control characters (an escape sequence, a bell: shown as ``?``, as the log shows
+    them), non-ASCII (``\\xfc``) or more than a line may (cut, marked ``...``)."""
     flat = " ".join(text.split())
-    return flat.encode("ascii", "backslashreplace").decode("ascii")
+    if not flat.isprintable():
+        flat = "".join(ch if ch.isprintable() else "?" for ch in flat)
+    flat = flat.encode("ascii", "backslashreplace").decode("ascii")
+    return flat if len(flat) <= _FIELD_MOST else flat[: _FIELD_MOST - 3] + "..."
 
 
 # how the smtp transport quotes a server: ``mx.example.net:25 said: 550 5.1.1 words (in reply to RCPT TO)``

@@ -101,6 +101,20 @@ def test_a_relays_reply_is_the_diagnostic_code_as_the_relay_gave_it() -> None:
     assert f"<bob@example.net>: {said}" in text.get_payload()
 
 
+def test_a_relays_words_are_one_printable_line_of_a_length_a_line_may_have() -> None:
+    """A relay's reply with an escape sequence and a bell, or of 1,200 characters, makes no raw control
+    character and no line over 998 octets in the report (found by a second first-day trial)."""
+    evil = "mx:25 said: 550 5.7.1 evil\x1b[31m text\x07 here (in reply to RCPT TO)"
+    long = "mx:25 said: 550 5.7.1 " + "x" * 1200 + " (in reply to RCPT TO)"
+    raw = raw_ndr(
+        RecipientStatus("a@example.org", "5.7.1", 550, evil),
+        RecipientStatus("b@example.org", "5.7.1", 550, long),
+    )
+    head = raw[: raw.index(ORIGINAL)]
+    assert b"\x1b" not in head and b"\x07" not in head and b"evil?[31m text? here" in head
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+
+
 def test_the_original_is_attached_byte_for_byte() -> None:
     raw = raw_ndr(RecipientStatus("b@example.org", "5.0.0", 550, "no"))
     assert ORIGINAL in raw
