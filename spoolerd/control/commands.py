@@ -125,21 +125,22 @@ async def flush(daemon: Host, args: FlushArgs, conn: Connection) -> FlushCounts 
 async def abort(daemon: Host, args: IdArgs, conn: Connection) -> Aborted:
     name, store = named_store(daemon, args.store)
     await store.abort_submit(args.id)
-    log.info("message aborted", store=name, id=args.id)  # off the queue, no report: as MAPI's AbortSubmit
+    # off the queue, no report: as MAPI's AbortSubmit
+    log.info("message aborted", store=name, queue_id=args.id)
     return {"id": args.id, "aborted": True}
 
 
 async def hold(daemon: Host, args: IdArgs, conn: Connection) -> Held:
     name, store = named_store(daemon, args.store)
     await store.hold(args.id, True)
-    log.info("message held", store=name, id=args.id)
+    log.info("message held", store=name, queue_id=args.id)
     return {"id": args.id, "held": True}
 
 
 async def release(daemon: Host, args: IdArgs, conn: Connection) -> Held:
     name, store = named_store(daemon, args.store)
     await store.hold(args.id, False)
-    log.info("message released", store=name, id=args.id)
+    log.info("message released", store=name, queue_id=args.id)
     daemon.spooler.wake()
     return {"id": args.id, "held": False}
 

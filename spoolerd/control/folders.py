@@ -72,7 +72,7 @@ async def remove(daemon: Host, args: IdArgs, conn: Connection) -> Removed:
         raise Submitted(
             f"message {args.id} is queued: take it off the queue first (spoolerctl abort {args.id})"
         ) from exc
-    log.info("message removed", store=name, id=args.id)
+    log.info("message removed", store=name, queue_id=args.id)
     return {"id": args.id, "store": name, "removed": True}
 
 

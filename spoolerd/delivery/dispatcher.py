@@ -243,9 +243,13 @@ class Dispatcher:
                         "postponing a held destination's messages failed", store=store.name, error=str(exc)
                     )
                     continue
-                log.info(
-                    "held destination's messages postponed", destination=key, store=store.name, messages=moved
-                )
+                if moved:  # none moved (each already due later, or gone): nothing happened to tell
+                    log.info(
+                        "held destination's messages postponed",
+                        destination=key,
+                        store=store.name,
+                        messages=moved,
+                    )
         for key in self.holds.destinations():
             if not self.destinations.is_down(key):
                 self.holds.forget(key)

@@ -214,7 +214,9 @@ async def test_operator_actions_are_a_line_each_and_a_flush_none(root: Path, dae
     await client.ok("abort", id=queue_id)
     await wait_records(daemon, "message aborted", 1)  # the lines before it are read too
     for action in ("held", "released", "aborted"):
-        assert [(r["id"], r["store"]) for r in records(daemon, f"message {action}")] == [(queue_id, "local")]
+        assert [(r["queue_id"], r["store"]) for r in records(daemon, f"message {action}")] == [
+            (queue_id, "local")
+        ]
     assert records(daemon, "status changed") == []
 
 
