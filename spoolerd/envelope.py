@@ -86,18 +86,19 @@ def header_fields(content: bytes) -> list[HeaderField]:
     """The header section (up to ``header_end``) split into fields. A name may be followed by blanks
     before its colon (``Bcc :``, obsolete syntax that relays still see); a line without a colon is a field
     of its own with no name, so what follows it is still read as header fields, as MTAs do."""
-    fields: list[HeaderField] = []
+    starts: list[tuple[str | None, int]] = []  # each field's name and where its value starts
+    pieces: list[list[bytes]] = []  # its lines, joined once (not a copy per continuation line)
     for line in _LINE.findall(header_section(content)):
-        if line[:1] in (b" ", b"\t") and fields:
-            last = fields[-1]
-            fields[-1] = HeaderField(last.name, last.raw + line, last.value_at)
+        if line[:1] in (b" ", b"\t") and pieces:
+            pieces[-1].append(line)
             continue
         found = _FIELD_NAME.match(line)
-        if found is None:
-            fields.append(HeaderField(None, line))
-        else:
-            fields.append(HeaderField(found.group(1).decode("ascii"), line, found.end()))
-    return fields
+        starts.append((None, 0) if found is None else (found.group(1).decode("ascii"), found.end()))
+        pieces.append([line])
+    return [
+        HeaderField(name, b"".join(lines), value_at)
+        for (name, value_at), lines in zip(starts, pieces, strict=True)
+    ]
 
 
 def header_recipients(content: bytes) -> list[tuple[str, str, str]]:
@@ -203,7 +204,16 @@ def with_field(content: bytes, field: bytes) -> bytes:
 
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
-_CR_RUN = re.compile(rb"(^|(?<=\n))?\r+(\n)?")  # a run of CRs; whether it starts a line, ends one
+# the fold's steps, in this order, each a replacement done in C: a line of CRs alone stays a line (a
+# blank: never an empty line, which would end the header early); CRs before a line end are dropped, and
+# at the section's end; at a line's start they are a blank; anywhere else a fold
+_FOLD_STEPS = (
+    (re.compile(rb"(?m)^\r+\n"), b" \r\n"),
+    (re.compile(rb"\r+\n"), b"\r\n"),
+    (re.compile(rb"\r+\Z"), b""),
+    (re.compile(rb"(?m)^\r+"), b" "),
+    (re.compile(rb"\r+(?!\n)"), b"\r\n "),
+)
 
 
 def fold_lone_crs(section: bytes) -> bytes:
@@ -214,15 +224,9 @@ def fold_lone_crs(section: bytes) -> bytes:
     section's end nothing; never an empty line, which would end the header on the wire early."""
     if not _LONE_CR.search(section):
         return section
-    return _CR_RUN.sub(_fold, section)
-
-
-def _fold(run: re.Match[bytes]) -> bytes:
-    if run.group(2) is not None:  # the line's own end, the CRs before it dropped; a line of CRs alone
-        return b" \r\n" if run.group(1) is not None else b"\r\n"  # stays a line: never a blank one
-    if run.end() == len(run.string):
-        return b""
-    return b" " if run.group(1) is not None else b"\r\n "
+    for pattern, replacement in _FOLD_STEPS:
+        section = pattern.sub(replacement, section)
+    return section
 
 
 def field_date(ts: float) -> str:

@@ -1,6 +1,6 @@
-"""A message's lines, with no I/O and nothing heavier than ``re`` to import (a store needs this): their
-endings made CRLF, the RFC 5321 line length checked, and what a store records of them when it writes a
-content (``lines_of``), so that a delivery need not scan the message again.
+"""A message's lines, with no I/O: their endings made CRLF (a header's lone CRs folded as
+``envelope.fold_lone_crs`` says), the RFC 5321 line length checked, and what a store records of them when
+it writes a content (``lines_of``), so that a delivery need not scan the message again.
 
 Every test here is a scan in C led by ``memchr``; a search for a two-octet string such as CRLF is the
 slow kind (0.75 ms a megabyte, three times a one-octet count).
@@ -66,6 +66,13 @@ def lines_of(content: bytes) -> ContentLines:
     lines = ContentLines.NONE
     if content.endswith(b"\r\n") and _crlf_endings(content):
         lines |= ContentLines.CRLF
-    if not has_long_lines(content):
+    if not has_long_lines(content) and not _long_when_folded(content):
         lines |= ContentLines.SHORT
     return lines
+
+
+def _long_when_folded(content: bytes) -> bool:
+    """The fold of a header's lone CR puts a blank before the text that follows it (``crlf``): that line
+    is one octet longer on the wire than here."""
+    end = header_end(content)
+    return bool(_LONE_CR.search(content, 0, end)) and has_long_lines(fold_lone_crs(content[:end]))

@@ -121,8 +121,9 @@ _long_lines = st.lists(st.sampled_from([b"x" * 499, b"y", b"\r\n", b"\n", b"\r"]
 def test_what_a_store_records_of_the_lines_is_what_the_transport_would_find(content: bytes) -> None:
     lines = lines_of(content)
     assert (ContentLines.CRLF in lines) == (crlf(content) is content)
-    assert (ContentLines.SHORT in lines) == (not has_long_lines(content))
-    assert (ContentLines.SHORT in lines) == all(len(line) <= MAX_LINE for line in _lines(content))
+    wire = crlf(content)  # a header's lone CR folded: the line after it one blank longer (found in review)
+    assert (ContentLines.SHORT in lines) == (not has_long_lines(wire))
+    assert (ContentLines.SHORT in lines) == all(len(line) <= MAX_LINE for line in _lines(wire))
 
 
 @given(_long_lines, st.integers(min_value=1, max_value=1200))

@@ -93,7 +93,7 @@ class Uploader:
     async def upload(self, message: Message) -> Outcome:
         """One copy of ``message`` (Bcc removed) in ``upload_mailbox``: the outcome of its recipients."""
         assert self.settings.upload_mailbox is not None
-        # CRLF first, as the smtp transport sends it: a lone CR is a line end, so a Bcc it starts is a field
+        # CRLF first, as the smtp transport sends it (a header's lone CR folded), then the Bcc judged
         content = without_bcc(crlf(message.content))
         key = (message.id, hashlib.sha256(content).digest())
         outcome = self._appended.get(key)

@@ -204,7 +204,7 @@ def _wire(message: Message) -> bytes:
     """The content as it goes out: without Bcc fields, CRLF, no line over 998 octets. What the store
     knows of its lines is not looked for again (dropping whole header fields changes none of it)."""
     wire = message.content if ContentLines.CRLF in message.lines else crlf(message.content)
-    wire = without_bcc(wire)  # after: a lone CR goes out as a line end, so a Bcc it starts is a field
+    wire = without_bcc(wire)  # judged as it goes out (a header's lone CR is folded: crlf)
     if ContentLines.SHORT not in message.lines:
         wire = conform(wire, eight_bit=True)
     return wire
