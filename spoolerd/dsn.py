@@ -96,8 +96,8 @@ def _human_text(kind: ReportKind, reporting_mta: str, recipients: Sequence[Recip
     lines = [f"This is the mail system at {reporting_mta}.", "", intro, ""]
     for r in recipients:
         said = r.code and not _SAID.search(r.diagnostic)  # a server's quoted reply names its code itself
-        reason = _field(f"{r.code} {r.diagnostic}" if said else r.diagnostic)
-        lines.append(f"<{_field(r.address)}>: {reason or r.status}")
+        reason = f"{r.code} {r.diagnostic}" if said else r.diagnostic
+        lines.append(_field(f"<{r.address}>: {reason or r.status}"))  # the whole line under 998 octets
     return "\r\n".join(lines) + "\r\n"
 
 

@@ -45,7 +45,8 @@ def keep_private(path: str, *, create: bool = True) -> None:
             os.close(fd)
             return
     try:  # looked at and changed through one descriptor: the file checked is the file changed (a link
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # is followed: an operator's symlinked database)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)  # is followed: an
+        # operator's database elsewhere; a FIFO or a device there is neither waited on nor changed)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return  # gone, not a file, or not ours to read: SQLite says what is wrong when it opens it
     try:

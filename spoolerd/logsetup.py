@@ -133,9 +133,19 @@ def _printable_event(
     return event_dict
 
 
+def _ours(record: logging.LogRecord) -> bool:
+    """Not aiosmtpd's notice of its own deprecated attribute; a record whose message cannot be made (a
+    library's mismatched ``%`` arguments) is let through for the formatter, never raised into its call."""
+    try:
+        return not record.getMessage().startswith(_NOT_OURS)
+    except Exception:
+        return True
+
+
 def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
-    """Route the libraries' records at ``level`` and above through the daemon's renderer: their
-    ``extra`` keys as keys (secrets among them redacted), a traceback as the daemon's own are shown."""
+    """Route the libraries' records at ``level`` and above through the daemon's renderer, a traceback
+    shown as the daemon's own are (their ``extra`` keys are left out: a library's could overwrite ours or
+    nest a secret)."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _LibraryLines)]:
         root.removeHandler(old)  # configured again (a test, a reload)
@@ -145,7 +155,6 @@ def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
-                structlog.stdlib.ExtraAdder(),
                 stamper,
             ],
             processors=[
@@ -157,7 +166,7 @@ def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
             ],
         )
     )
-    handler.addFilter(lambda record: not record.getMessage().startswith(_NOT_OURS))
+    handler.addFilter(_ours)
     root.addHandler(handler)
     root.setLevel(level)
 

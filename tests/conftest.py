@@ -7,13 +7,14 @@ against every backend listed in ``STORE_BACKENDS``; a provider joins by adding h
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
 
-from spoolerd import maillog
+from spoolerd import logsetup, maillog
 from spoolerd.plugins import PluginRegistry
 from spoolerd.testing import FakeClock, StoreBackend, StoreFactory
 from stores.postgres.testing import PostgresBackend, create_database, drop_database
@@ -30,9 +31,14 @@ def _logging_as_found() -> Iterator[None]:
     """A test whose daemon configures logging (a reload does, at level info) leaves structlog as it
     found it: a later test's ``capture_logs`` must still see debug lines (the smtp transport's
     ``connections aborted`` was filtered out after tests/dkim/test_daemon.py's reload)."""
+    root = logging.getLogger()
+    level = root.level
     yield
     structlog.reset_defaults()
     maillog.direct_writer(None)
+    for handler in [h for h in root.handlers if isinstance(h, logsetup._LibraryLines)]:
+        root.removeHandler(handler)  # the libraries' lines, which configure_logging routes to stderr
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

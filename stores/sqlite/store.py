@@ -94,8 +94,9 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteLeases, SqliteOutcomes, Sql
         """The database made (empty: SQLite takes it for a new one) or kept unreadable by other users, and
         its WAL files, which SQLite makes with the database's permissions, kept so too."""
         keep_private(self.path)
+        beside = os.path.realpath(self.path)  # SQLite puts them beside the database a link points to
         for suffix in ("-wal", "-shm"):
-            keep_private(self.path + suffix, create=False)
+            keep_private(beside + suffix, create=False)
 
     async def stop(self) -> None:
         if self._watcher is not None:

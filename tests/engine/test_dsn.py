@@ -108,7 +108,7 @@ def test_a_relays_words_are_one_printable_line_of_a_length_a_line_may_have() -> 
     long = "mx:25 said: 550 5.7.1 " + "x" * 1200 + " (in reply to RCPT TO)"
     raw = raw_ndr(
         RecipientStatus("a@example.org", "5.7.1", 550, evil),
-        RecipientStatus("b@example.org", "5.7.1", 550, long),
+        RecipientStatus("b" * 64 + "@" + "d" * 185 + ".example", "5.7.1", 550, long),
     )
     head = raw[: raw.index(ORIGINAL)]
     assert b"\x1b" not in head and b"\x07" not in head and b"evil?[31m text? here" in head
