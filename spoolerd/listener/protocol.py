@@ -191,11 +191,13 @@ class Session(SMTP):
 
     # ------------------------------------------------------------------ greeting
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         if await self._bad_helo(hostname, "HELO"):
             return
         await super().smtp_HELO(hostname)
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         if await self._bad_helo(hostname, "EHLO"):
             return
@@ -268,6 +270,7 @@ class Session(SMTP):
 
     # ------------------------------------------------------------------ transaction
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
             return
@@ -282,6 +285,7 @@ class Session(SMTP):
         self.transaction = Transaction(mail)
         await self.reply(Reply(250, "2.1.0", "Ok"), grouped=True)
 
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
             return
@@ -328,6 +332,7 @@ class Session(SMTP):
         self.context.counters["refused"] += 1
         await self.reply(reply, grouped=grouped)
 
+    @syntax("RSET")
     async def smtp_RSET(self, arg: str) -> None:
         if arg:
             await self.reply(Reply(501, "5.5.4", "Syntax: RSET"))
@@ -335,12 +340,15 @@ class Session(SMTP):
         self._set_rset_state()
         await self.reply(Reply(250, "2.0.0", "Ok"), grouped=True)
 
+    @syntax("NOOP [ignored]")
     async def smtp_NOOP(self, arg: str) -> None:
         await self.reply(Reply(250, "2.0.0", "Ok"))
 
+    @syntax("VRFY <address>")
     async def smtp_VRFY(self, arg: str) -> None:
         await self.reply(Reply(252, "2.0.0", "Send some mail, I'll try my best"))
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return

@@ -103,6 +103,10 @@ async def test_a_loopback_listener_offers_auth_without_tls(
     with Raw(d.port) as c:
         assert "250-AUTH PLAIN LOGIN" in c.cmd("EHLO x")
         assert c.cmd("HELP AUTH") == "250 Syntax: AUTH <mechanism>"  # its own AUTH keeps aiosmtpd's help
+        # and its own commands have theirs (HELP MAIL answered 501: found by a first-day trial)
+        assert c.cmd("HELP MAIL") == "250 Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
+        listed = c.cmd("HELP")
+        assert all(verb in listed for verb in ("EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"))
 
 
 async def test_auth_without_credentials_is_not_available(make_daemon: Callable[..., Any]) -> None:
