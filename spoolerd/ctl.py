@@ -278,8 +278,9 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None, *, denied: int = EXIT_REFUSED) -> int:
-    """``denied``: the exit code when the socket refuses this user (``spoolerd-sendmail``'s modes: 77)."""
+def main(argv: list[str] | None = None, *, denied: int = EXIT_REFUSED, prog: str = "spoolerctl") -> int:
+    """``denied``: the exit code when the socket refuses this user, and ``prog`` the name its errors
+    begin with (``spoolerd-sendmail``'s modes, which run a spoolerctl command: 77, their own name)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
@@ -292,16 +293,16 @@ def main(argv: list[str] | None = None, *, denied: int = EXIT_REFUSED) -> int:
         with ControlClient(args.socket) as client:
             return _run(args, client)
     except Unreachable as exc:
-        print(f"spoolerctl: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return denied if exc.denied else EXIT_UNREACHABLE  # denied: a daemon may well be running
     except ConnectionLost as exc:
-        print(f"spoolerctl: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except Refused as exc:
-        print(f"spoolerctl: refused: {exc}", file=sys.stderr)
+        print(f"{prog}: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except OSError as exc:
-        print(f"spoolerctl: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK

@@ -89,5 +89,5 @@ def run_mode(opts: Options) -> int:
 
     quiet = opts.mode is Mode.FLUSH and not opts.verbose  # silent as postqueue -f (cron runs sendmail -q)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-        code = ctl_main(argv, denied=EX_NOPERM)
+        code = ctl_main(argv, denied=EX_NOPERM, prog="spoolerd-sendmail")
     return CTL_EXIT.get(code, EX_UNAVAILABLE)

@@ -251,11 +251,7 @@ async def test_the_readme_recipe_installs_a_unit_that_runs_and_takes_mail_from_t
         # outside the group: refused by the socket, each command saying so (not "no daemon")
         for command, code, says in (
             ((sendmail, "postmaster@example.org"), 77, "spoolerd-sendmail"),
-            (
-                (sendmail, "-bp"),
-                77,
-                "spoolerctl",
-            ),  # mailq runs spoolerctl's queue; 77 as delivery mode, not 69
+            ((sendmail, "-bp"), 77, "spoolerd-sendmail"),  # as delivery mode: 77, not 69 (unavailable)
             ((str(venv / "bin" / "spoolerctl"), "--socket", str(sock), "status"), 1, "spoolerctl"),  # not 3
         ):
             stranger = await anyio.to_thread.run_sync(lambda c=command: as_nobody(*c))  # type: ignore[misc]
