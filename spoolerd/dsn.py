@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .dsn_params import Ret
 from .envelope import field_date, header_section
+from .wiretext import printable
 
 __all__ = ["ORIGINAL_LIMIT", "RecipientStatus", "ReportKind", "build_report", "report_class"]
 
@@ -62,10 +63,7 @@ def _field(text: str) -> str:
     """One line of printable ASCII for a header field value or a line of the text part: a peer's
     words may hold control characters (an escape sequence, a bell: shown as ``?``, as the log shows
     them), non-ASCII (``\\xfc``) or more than a line may (cut, marked ``...``)."""
-    flat = " ".join(text.split())
-    if not flat.isprintable():
-        flat = "".join(ch if ch.isprintable() else "?" for ch in flat)
-    flat = flat.encode("ascii", "backslashreplace").decode("ascii")
+    flat = printable(" ".join(text.split())).encode("ascii", "backslashreplace").decode("ascii")
     return flat if len(flat) <= _FIELD_MOST else flat[: _FIELD_MOST - 3] + "..."
 
 

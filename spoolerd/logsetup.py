@@ -13,6 +13,7 @@ import structlog
 from . import maillog
 from .config import LogConfig
 from .maillog import console_text
+from .wiretext import printable
 
 __all__ = ["SECRET_KEYS", "ConsoleLines", "MailLines", "configure_logging", "mail_lines", "redact_secrets"]
 
@@ -127,9 +128,7 @@ def _printable_event(
 ) -> MutableMapping[str, Any]:
     """A library's message may quote a peer (aiosmtpd: ``%r unrecognised: %s``): its control characters
     (an escape sequence for the terminal, a lone CR) shown as ``?``."""
-    event = str(event_dict.get("event", ""))
-    if not event.isprintable():
-        event_dict["event"] = "".join(ch if ch.isprintable() else "?" for ch in event)
+    event_dict["event"] = printable(str(event_dict.get("event", "")))
     return event_dict
 
 

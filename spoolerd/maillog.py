@@ -24,6 +24,7 @@ import structlog
 from .envelope import header_message_id
 from .message import Message, Recipient, RecipientState, RecipientUpdate
 from .transport import Tried
+from .wiretext import printable
 
 __all__ = [
     "ACCEPTED",
@@ -345,4 +346,4 @@ def console_text(event_dict: MutableMapping[str, Any]) -> str | None:
         text = render(event_dict)
     except (KeyError, TypeError, ValueError):  # not one of ours after all: shown as it came
         return None
-    return text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
+    return printable(text)

@@ -10,7 +10,7 @@ expression's search does).
 
 from __future__ import annotations
 
-__all__ = ["CONTROLS", "first_control", "has_control"]
+__all__ = ["CONTROLS", "first_control", "has_control", "printable"]
 
 CONTROLS = frozenset(map(chr, [*range(0x20), 0x7F]))
 
@@ -18,6 +18,12 @@ CONTROLS = frozenset(map(chr, [*range(0x20), 0x7F]))
 def has_control(text: str) -> bool:
     """``text`` holds a control character."""
     return not CONTROLS.isdisjoint(text)
+
+
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (a control character, an escape sequence's
+    ESC, a line break) shown as ``?``: a peer's words as a log line or a report may show them."""
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def first_control(text: str) -> str | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from spoolerd.errors import InvalidArgument
 from spoolerd.message import check_wire_text
-from spoolerd.wiretext import first_control, has_control
+from spoolerd.wiretext import first_control, has_control, printable
 
 _DEFINITION = re.compile(r"[\x00-\x1f\x7f]")
 # mostly printable ASCII, with controls, DEL, C1 and the rest of Unicode mixed in
@@ -49,3 +49,10 @@ def test_the_characters_that_split_a_line() -> None:
         assert has_control(text), text
     for text in ("", "user@example.org", "Grüße", "\x85 is C1", "\u2028"):
         assert not has_control(text), text
+
+
+@given(_text)
+def test_printable_shows_each_unprintable_character_as_a_question_mark(text: str) -> None:
+    shown = printable(text)
+    assert shown.isprintable() and len(shown) == len(text)
+    assert all(a == b or (b == "?" and not a.isprintable()) for a, b in zip(text, shown, strict=True))
