@@ -19,6 +19,7 @@ __all__ = [
     "field_date",
     "field_names",
     "first_field",
+    "fold_header_crs",
     "fold_lone_crs",
     "has_field",
     "header_end",
@@ -227,6 +228,15 @@ def fold_lone_crs(section: bytes) -> bytes:
     for pattern, replacement in _FOLD_STEPS:
         section = pattern.sub(replacement, section)
     return section
+
+
+def fold_header_crs(content: bytes) -> bytes:
+    """``content`` with the lone CRs of its header section folded (``fold_lone_crs``), its body as it
+    is; ``content`` itself when the header has none."""
+    end = header_end(content)
+    if not _LONE_CR.search(content, 0, end):
+        return content
+    return fold_lone_crs(content[:end]) + content[end:]
 
 
 def field_date(ts: float) -> str:

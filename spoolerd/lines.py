@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .envelope import fold_lone_crs, header_end
+from .envelope import fold_header_crs
 from .message import ContentLines
 
 __all__ = ["MAX_LINE", "crlf", "has_long_lines", "lines_of"]
@@ -31,12 +31,9 @@ def crlf(content: bytes) -> bytes:
     """Every line ending CRLF, the last line too; content already so is returned as it is. A lone CR in
     the header section ends no line for any reader here (``header_end``, as in Postfix), so on the wire
     it must not start a field that no check saw (``Subject: hi<CR>Bcc: x`` would reach the relay with
-    its Bcc, or a second From): ``envelope.fold_lone_crs``."""
+    its Bcc, or a second From): ``envelope.fold_header_crs``."""
     if not _crlf_endings(content):
-        end = header_end(content)
-        if _LONE_CR.search(content, 0, end):
-            content = fold_lone_crs(content[:end]) + content[end:]
-        content = _LINE_ENDINGS.sub(b"\r\n", content)
+        content = _LINE_ENDINGS.sub(b"\r\n", fold_header_crs(content))
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
     return content
@@ -66,13 +63,10 @@ def lines_of(content: bytes) -> ContentLines:
     lines = ContentLines.NONE
     if content.endswith(b"\r\n") and _crlf_endings(content):
         lines |= ContentLines.CRLF
-    if not has_long_lines(content) and not _long_when_folded(content):
-        lines |= ContentLines.SHORT
+    if not has_long_lines(content):
+        # the fold of a header's lone CR puts a blank before what follows it (``crlf``): a line one
+        # octet longer on the wire than here
+        folded = fold_header_crs(content)
+        if folded is content or not has_long_lines(folded):
+            lines |= ContentLines.SHORT
     return lines
-
-
-def _long_when_folded(content: bytes) -> bool:
-    """The fold of a header's lone CR puts a blank before the text that follows it (``crlf``): that line
-    is one octet longer on the wire than here."""
-    end = header_end(content)
-    return bool(_LONE_CR.search(content, 0, end)) and has_long_lines(fold_lone_crs(content[:end]))
