@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "SYSTEM_CONFIG",
     "ConnectionLost",
     "ControlClient",
     "Refused",
     "Unreachable",
+    "configured_socket",
     "default_socket_path",
     "dumps_line",
     "loads_line",
@@ -114,6 +116,9 @@ class Refused(Exception):
         self.message = message
 
 
+SYSTEM_CONFIG = "/etc/spoolerd/spoolerd.toml"
+
+
 def default_socket_path() -> str:
     """$SPOOLERD_SOCKET, else systemd's $RUNTIME_DIRECTORY, else /run/spoolerd if a daemon is there,
     else ./spool (the daemon's own defaults)."""
@@ -134,19 +139,57 @@ def default_socket_path() -> str:
     return system if present else os.path.join("spool", "control.sock")
 
 
+def configured_socket() -> str | None:
+    """The socket that the configuration in play gives the daemon ($SPOOLERD_CONFIG, else the system
+    file, with ``SPOOLERD__*`` variables): where a client looks when no daemon answers at the default.
+    None when no configuration is in play or it cannot be read. Only that case pays for reading it (the
+    configuration's modules: a tenth of a second): the defaults above find a daemon on its shipped
+    configuration without it."""
+    path = os.environ.get("SPOOLERD_CONFIG") or None
+    if path is None and os.path.exists(SYSTEM_CONFIG):
+        path = SYSTEM_CONFIG
+    if path is None and not any(name.startswith("SPOOLERD__") for name in os.environ):
+        return None
+    from .config import control_socket, load_config
+
+    try:
+        return os.fspath(control_socket(load_config(path)))
+    except Exception:  # a configuration the daemon could not run on either: the default's error stands
+        return None
+
+
+def _connected(path: str, timeout: float | None) -> _unix_socket:
+    sock = _unix_socket(AF_UNIX, SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except PermissionError as exc:
+        sock.close()
+        raise Unreachable(f"permission denied on {path}", denied=True) from exc
+    except OSError as exc:
+        sock.close()
+        raise Unreachable(f"no spoolerd answers at {path}: {exc.strerror or exc}") from exc
+    return sock
+
+
 class ControlClient:
+    """``path``: the control socket; by default the one ``default_socket_path`` finds, else the one the
+    configuration names (``configured_socket``)."""
+
     def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float | None = 300.0) -> None:
-        self.path = os.fspath(path) if path is not None else default_socket_path()
-        self._sock = _unix_socket(AF_UNIX, SOCK_STREAM)
-        self._sock.settimeout(timeout)
-        try:
-            self._sock.connect(self.path)
-        except PermissionError as exc:
-            self._sock.close()
-            raise Unreachable(f"permission denied on {self.path}", denied=True) from exc
-        except OSError as exc:
-            self._sock.close()
-            raise Unreachable(f"no spoolerd answers at {self.path}: {exc.strerror or exc}") from exc
+        if path is not None:
+            self.path = os.fspath(path)
+            self._sock = _connected(self.path, timeout)
+        else:
+            self.path = default_socket_path()
+            try:
+                self._sock = _connected(self.path, timeout)
+            except Unreachable as exc:
+                configured = None if exc.denied else configured_socket()
+                if configured is None or configured == self.path:
+                    raise
+                self.path = configured
+                self._sock = _connected(configured, timeout)
         self._buffer = b""
         self._next_id = 0
 

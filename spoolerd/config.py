@@ -66,6 +66,11 @@ class LogConfig(_Strict):
     format: Literal["console", "json"] = Field(
         "console", description="console: for people; json: one object a line"
     )
+    syslog: str = Field(
+        "/dev/log",
+        description="where spoolerd-sendmail logs a message it queued itself (no daemon ran) when its "
+        "stderr is not a terminal, as Postfix's commands log to syslog; empty: nowhere",
+    )
 
 
 class RetrySection(_Strict):
@@ -129,6 +134,11 @@ def default_socket(state_dir: Path) -> Path:
     """systemd's RuntimeDirectory= when set, else the state directory (./spool by default)."""
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     return (Path(runtime) if runtime else state_dir) / "control.sock"
+
+
+def control_socket(config: Config) -> Path:
+    """Where the daemon of ``config`` listens: ``[control] socket``, else its default."""
+    return config.control.socket or default_socket(config.spooler.state_dir)
 
 
 class ControlSection(_Strict):

@@ -27,7 +27,7 @@ from .assembly import (
     start_transports,
     stop_transports,
 )
-from .config import Config, default_socket
+from .config import Config, control_socket
 from .control.server import ControlServer
 from .errors import StateDirBusy
 from .fsutil import make_dirs_durably
@@ -122,7 +122,7 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             if control.enabled:
                 server = ControlServer(
                     daemon,
-                    control.socket or default_socket(daemon.config.spooler.state_dir),
+                    control_socket(daemon.config),
                     allowed_uids=control.allowed_uids,
                     allowed_gids=[group_id(g) for g in control.allowed_groups],
                     rate=control.rate,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+from _socket import AF_UNIX, SOCK_DGRAM
+from _socket import socket as _socket
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -15,7 +18,15 @@ from .config import LogConfig
 from .maillog import console_text
 from .wiretext import printable
 
-__all__ = ["SECRET_KEYS", "ConsoleLines", "MailLines", "configure_logging", "mail_lines", "redact_secrets"]
+__all__ = [
+    "SECRET_KEYS",
+    "ConsoleLines",
+    "MailLines",
+    "SyslogStream",
+    "configure_logging",
+    "mail_lines",
+    "redact_secrets",
+]
 
 SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "access_token", "authorization", "auth"})
 
@@ -111,10 +122,15 @@ class _LibraryLines(logging.Handler):
     write each to stderr as it is now. Without it Python's last-resort handler printed their warnings
     raw on stderr."""
 
+    def __init__(self, level: int, stream: Any) -> None:
+        super().__init__(level)
+        self._stream = stream  # None: stderr as it is at each record
+
     def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if self._stream is None else self._stream
         try:
-            sys.stderr.write(self.format(record) + "\n")  # one write: a line whole
-            sys.stderr.flush()
+            stream.write(self.format(record) + "\n")  # one write: a line whole
+            stream.flush()
         except Exception:
             self.handleError(record)
 
@@ -141,14 +157,14 @@ def _ours(record: logging.LogRecord) -> bool:
         return True
 
 
-def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
+def _library_lines(stamper: Any, renderer: Any, level: int, stream: Any) -> None:
     """Route the libraries' records at ``level`` and above through the daemon's renderer, a traceback
     shown as the daemon's own are (their ``extra`` keys are left out: a library's could overwrite ours or
     nest a secret)."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _LibraryLines)]:
         root.removeHandler(old)  # configured again (a test, a reload)
-    handler = _LibraryLines(level)
+    handler = _LibraryLines(level, stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
@@ -170,9 +186,52 @@ def _library_lines(stamper: Any, renderer: Any, level: int) -> None:
     root.setLevel(level)
 
 
-def configure_logging(config: LogConfig) -> None:
+_MAIL_INFO = 2 * 8 + 6  # syslog's facility mail (2) at level info (6)
+
+
+class SyslogStream:
+    """A text stream whose lines go to the syslog socket at ``address`` (facility mail, level info, each
+    line tagged ``ident[pid]``), as Postfix's commands log: for a command whose stderr nobody reads but
+    cron, which mails whatever a job writes there. A line that cannot be sent (no syslog here, or
+    ``address`` empty) is dropped, as syslog(3) drops it."""
+
+    def __init__(self, address: str, ident: str) -> None:
+        self._address = address
+        self._tag = f"<{_MAIL_INFO}>{ident}[{os.getpid()}]: ".encode()
+        self._sock: _socket | None = None
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line and self._address:
+                self._send(self._tag + line.encode("utf-8", "replace"))
+        return len(text)
+
+    def _send(self, datagram: bytes) -> None:
+        try:
+            if self._sock is None:
+                sock = _socket(AF_UNIX, SOCK_DGRAM)
+                try:
+                    sock.connect(self._address)
+                except OSError:
+                    sock.close()
+                    raise
+                self._sock = sock
+            self._sock.send(datagram)
+        except OSError:
+            pass
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def configure_logging(config: LogConfig, stream: Any = None) -> None:
+    """``stream``: where the lines go (default: stderr)."""
+    out = sys.stderr if stream is None else stream
     console = config.format != "json"
-    colors = sys.stderr.isatty()
+    colors = out.isatty()
     renderer: Any = ConsoleLines(colors=colors) if console else structlog.processors.JSONRenderer()
     stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     processors = [
@@ -189,9 +248,9 @@ def configure_logging(config: LogConfig) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(min_level),
         # one write per line (print would write the line and its newline apart): a delivery worker
         # shares the daemon's stderr, and a line must never be cut by another process's
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    _library_lines(stamper, renderer, max(logging.WARNING, min_level))
+    _library_lines(stamper, renderer, max(logging.WARNING, min_level), stream)
     direct = console and not colors  # coloured lines go through the ConsoleRenderer
-    maillog.direct_writer(MailLines(sys.stderr, min_level, stamper, processors) if direct else None)
+    maillog.direct_writer(MailLines(out, min_level, stamper, processors) if direct else None)

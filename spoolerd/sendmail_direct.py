@@ -1,20 +1,21 @@
 """``spoolerd-sendmail`` without a daemon: the message queued in the default store directly, where the
-daemon finds it when it starts (plain sendmail and ``-bs`` both fall back to it). Only ``os`` is imported
-with the module: the rest is imported when a message is queued this way, off sendmail's fast path.
+daemon finds it when it starts (plain sendmail and ``-bs`` both fall back to it). Only ``os`` and ``sys`` are
+imported with the module: the rest is imported when a message is queued this way, off sendmail's fast
+path.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+
+from .client import SYSTEM_CONFIG
 
 TYPE_CHECKING = False  # typing is not imported at run time: sendmail's start-up is most of a submit
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["SYSTEM_CONFIG", "NoStore", "submit_direct"]
-
-
-SYSTEM_CONFIG = "/etc/spoolerd/spoolerd.toml"
+__all__ = ["NoStore", "submit_direct"]
 
 
 class NoStore(Exception):
@@ -56,7 +57,7 @@ def submit_direct(
 
     from .config import load_config, open_stores
     from .dsn_params import DsnRequest
-    from .logsetup import configure_logging
+    from .logsetup import SyslogStream, configure_logging
     from .maillog import accepted
     from .message_size import check_message_size
     from .outgoing import outgoing_draft, submit_outgoing
@@ -67,7 +68,10 @@ def submit_direct(
     async def run() -> str:
         registry = PluginRegistry()
         config = load_config(config_path, registry)
-        configure_logging(config.log)  # the accepted line goes to stderr, as Postfix's postdrop warns there
+        # the accepted line: on a terminal, for the person who ran it; else to syslog, as Postfix's
+        # commands log (cron mails a job's stderr, and a command that queued its message says nothing)
+        tty = sys.stderr.isatty()
+        configure_logging(config.log, None if tty else SyslogStream(config.log.syslog, "spoolerd-sendmail"))
         check_message_size(len(content), config.spooler.message_size_limit)  # as the daemon would
         uid = os.getuid()
         trusts = trusted(config, uid, _state_owner(config.spooler.state_dir))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pty
 import re
+import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -300,21 +304,48 @@ async def test_debug_lines_show_the_connection_and_replies_but_never_the_auth_ex
 
 
 async def test_sendmail_lines_with_and_without_the_daemon(root: Path, daemons: list[Any]) -> None:
+    """Found through the configuration alone (its ``[control] socket``, no $SPOOLERD_SOCKET): without the
+    daemon the command queues the message itself and logs that to syslog, not to the stderr cron mails;
+    with it, the daemon's log has the line."""
     daemon = RelayDaemon(root, free_port())
     cfg = daemon.write_config()
+    syslog = root / "syslog.sock"
     argv = [sys.executable, "-m", "spoolerd.sendmail", "-i", "alice@localhost"]
-    env = {"SPOOLERD_SOCKET": str(daemon.socket), "SPOOLERD_CONFIG": str(cfg)}
-    done = await run(*argv, stdin=CONTENT, env=env)
-    assert done.returncode == 0, done.stderr
-    (line,) = [json.loads(x) for x in done.stderr.splitlines()]  # no daemon: the command logs it itself
+    env = {**os.environ, "SPOOLERD_CONFIG": str(cfg), "SPOOLERD__LOG__SYSLOG": str(syslog)}
+    env.pop("SPOOLERD_SOCKET", None)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(syslog))
+        done = await anyio.run_process(argv, input=CONTENT, env=env, cwd=root, check=False)
+        assert done.returncode == 0 and done.stderr == b"", done.stderr  # cron would mail a word said here
+        datagram = receiver.recv(65536)
+    tag, _, text = datagram.partition(b": ")
+    assert re.fullmatch(rb"<22>spoolerd-sendmail\[\d+\]", tag)  # facility mail, level info
+    line = json.loads(text)
     assert line["event"] == "accepted" and line["via"] == "sendmail" and line["nrcpt"] == 1
     assert line["message_id"] == MESSAGE_ID and line["sender"] == "me@localhost" and line["store"] == "local"
     assert line["size"] == len(CONTENT)
     await started(daemons, daemon)
-    done = await run(*argv, stdin=CONTENT, env=env, check=True)
+    done = await anyio.run_process(argv, input=CONTENT, env=env, cwd=root, check=True)
     assert done.stderr == b""  # the daemon took it: its log says so, not the command
+    status = [sys.executable, "-m", "spoolerd.ctl", "--json", "status"]  # spoolerctl finds it the same way
+    assert json.loads((await anyio.run_process(status, env=env, cwd=root, check=True)).stdout)
     (accepted,) = await wait_records(daemon, "accepted", 1)
     assert accepted["via"] == "socket" and accepted["nrcpt"] == 1 and accepted["queue_id"] != line["queue_id"]
     delivered = await wait_records(daemon, "delivery", 2, lambda r: r["status"] == "sent")
     assert {r["queue_id"] for r in delivered} == {line["queue_id"], accepted["queue_id"]}
     assert {(r["transport"], r["relay"]) for r in delivered} == {("loopback", None)}
+
+
+def test_sendmail_without_the_daemon_tells_a_terminal(root: Path) -> None:
+    """Run by a person (stderr a terminal), the command that queued the message itself says so there."""
+    cfg = RelayDaemon(root, free_port()).write_config()
+    env = {**os.environ, "SPOOLERD_CONFIG": str(cfg), "SPOOLERD__LOG__SYSLOG": ""}
+    env.pop("SPOOLERD_SOCKET", None)
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb", buffering=0) as screen:
+        argv = [sys.executable, "-m", "spoolerd.sendmail", "-i", "alice@localhost"]
+        done = subprocess.run(argv, input=CONTENT, stderr=terminal, env=env, cwd=root, check=False)
+        os.close(terminal)
+        shown = screen.read(65536)
+    assert done.returncode == 0
+    assert b"accepted" in shown and b"via" in shown and b"sendmail" in shown
