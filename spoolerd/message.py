@@ -75,6 +75,7 @@ class ContentLines(enum.IntFlag):
     NONE = 0
     CRLF = 0x1  # every line ends in CRLF, the last one too
     SHORT = 0x2  # no line is longer than 998 octets
+    NO_DOT = 0x4  # no line begins with "." (SMTP's DATA needs no dot-stuffing)
 
 
 def flag_names(flags: MessageFlag) -> list[str]:

@@ -124,6 +124,10 @@ def test_what_a_store_records_of_the_lines_is_what_the_transport_would_find(cont
     wire = crlf(content)  # a header's lone CR folded: the line after it one blank longer (found in review)
     assert (ContentLines.SHORT in lines) == (not has_long_lines(wire))
     assert (ContentLines.SHORT in lines) == all(len(line) <= MAX_LINE for line in _lines(wire))
+    assert (ContentLines.NO_DOT in lines) == (not re.search(rb"(?m)^\.", content))
+    as_stored = ContentLines.CRLF | ContentLines.SHORT | ContentLines.NO_DOT
+    if lines & as_stored == as_stored:  # what the smtp transport trusts: no dot to stuff on the wire
+        assert data_payload(without_bcc(wire)) == without_bcc(wire) + b".\r\n"
 
 
 @given(_long_lines, st.integers(min_value=1, max_value=1200))

@@ -13,6 +13,7 @@ from spoolerd.listener.commands import parse_mail, parse_rcpt
 from spoolerd.transport import OutcomeKind
 from transports.smtp.plan import Batches, EnvelopeDsn, Result, Step, TransactionPlan
 from transports.smtp.replies import requirements
+from transports.smtp.wire import Payload
 
 CODES = [220, 221, 250, 251, 354, 421, 450, 451, 452, 500, 503, 550, 552, 554]
 WIRE = b"Subject: x\r\n\r\n.dot\r\nbody\r\n"
@@ -60,7 +61,7 @@ def plan(
     return TransactionPlan(
         "me@example.org",
         rcpts,
-        WIRE,
+        Payload(WIRE),
         requirements(WIRE, "me@example.org", rcpts),
         extensions=extensions,
         pipelining=pipelining,
@@ -76,7 +77,7 @@ def drive(p: TransactionPlan, script: Script, break_after: int | None = None) ->
     step = p.start()
     while isinstance(step, Step):
         assert len(expected) < 3 * len(script.rcpts) + 10, "the plan does not end"
-        writes.append(step.write)
+        writes.append(step.write + step.end)
         if break_after is not None and len(expected) == break_after:
             return Run(p.broken("connection lost", "4.4.2", lost=True), writes, expected)
         expected.append(step.expect)
@@ -161,12 +162,12 @@ def test_size_limit_and_eight_bit_decided_before_anything_is_sent() -> None:
     eight = b"Subject: x\r\n\r\ncaf\xc3\xa9\r\n"
     rcpts = ["a@example.net"]
     down = TransactionPlan(
-        "me@example.org", rcpts, eight, requirements(eight, "me@example.org", rcpts),
+        "me@example.org", rcpts, Payload(eight), requirements(eight, "me@example.org", rcpts),
         extensions={}, pipelining=False, peer=PEER,
     )  # fmt: skip
     step = down.start()
     assert isinstance(step, Step) and step.write == b"MAIL FROM:<me@example.org>\r\n"  # no BODY=8BITMIME
-    assert down.wire.isascii() and b"quoted-printable" in down.wire.lower()
+    assert down.payload.content.isascii() and b"quoted-printable" in down.payload.content.lower()
 
 
 @settings(max_examples=300, deadline=None)
@@ -230,7 +231,7 @@ def test_dsn_parameters_go_only_to_a_relay_that_offers_dsn_and_read_back_the_sam
     rcpts = [f"r{i}@example.net" for i in range(len(script.rcpts))]
     ext = {"size": "0", "8bitmime": ""} | ({"dsn": ""} if offered else {})
     p = TransactionPlan(
-        "me@example.org", rcpts, WIRE, requirements(WIRE, "me@example.org", rcpts),
+        "me@example.org", rcpts, Payload(WIRE), requirements(WIRE, "me@example.org", rcpts),
         extensions=ext, pipelining=pipelining, peer=PEER, dsn=dsn,
     )  # fmt: skip
     accept = Script(250, [250] * len(rcpts), 354, 250, 250)

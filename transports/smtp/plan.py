@@ -27,7 +27,7 @@ from spoolerd.transport import Outcome
 
 from .downgrade import Unchangeable, conform
 from .replies import Reply, Requirements, expected, mail_options, no_reply, outcome_for, requirements
-from .wire import data_payload
+from .wire import DATA_END, Payload
 
 __all__ = ["Batches", "EnvelopeDsn", "Result", "Step", "TransactionPlan"]
 
@@ -42,6 +42,7 @@ class Step:
     write: bytes
     expect: str
     payload: bool = False
+    end: bytes = b""  # written after ``write``, apart: DATA's terminator, not joined to a megabyte
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ class TransactionPlan:
         self,
         sender: str,
         rcpts: Sequence[str],
-        wire: bytes,
+        payload: Payload,
         need: Requirements,
         *,
         extensions: dict[str, str],
@@ -97,8 +98,8 @@ class TransactionPlan:
         dsn: EnvelopeDsn | None = None,
     ) -> None:
         if need.eight_bit and not need.smtputf8 and "8bitmime" not in extensions:
-            wire, need = _seven_bit(wire, need, sender, rcpts)
-        self.wire = wire  # what goes out after DATA (converted to 7 bits for a relay without 8BITMIME)
+            payload, need = _seven_bit(payload, need, sender, rcpts)
+        self.payload = payload  # what goes out after DATA (in 7 bits for a relay without 8BITMIME)
         self._options = mail_options(need, extensions, peer)
         encoding = "utf-8" if need.smtputf8 else "ascii"
         self._mail = b"MAIL FROM:<" + sender.encode(encoding) + b">"
@@ -194,7 +195,7 @@ class TransactionPlan:
 
     def _data_reply(self, reply: Reply) -> Step | Result:
         if reply.code == 354 and (self._refusal is not None or not self._accepted):
-            return self._then(END, b".\r\n")  # 354 with nobody to send to (a broken relay): empty message
+            return self._then(END, DATA_END)  # 354 with nobody to send to (a broken relay): empty message
         if self._refusal is not None:
             return self._reset(self._refusal)
         if reply.code != 354:
@@ -203,7 +204,7 @@ class TransactionPlan:
             return self._reset(reply)
         self._payload_sent = True
         self._pending.append(END)
-        return Step(data_payload(self.wire), END, payload=True)
+        return Step(self.payload.stuffed(), END, payload=True, end=DATA_END)
 
     def _end_reply(self, reply: Reply) -> Step | Result:
         if not self._payload_sent:  # the reply to an empty message: the connection is in doubt
@@ -268,15 +269,16 @@ class Batches:
 
 
 def _seven_bit(
-    wire: bytes, need: Requirements, sender: str, rcpts: Sequence[str]
-) -> tuple[bytes, Requirements]:
+    payload: Payload, need: Requirements, sender: str, rcpts: Sequence[str]
+) -> tuple[Payload, Requirements]:
     """RFC 6152 §3: 8-bit content converted to 7 bits for a relay without 8BITMIME, as Postfix does;
-    signed content stays as it is, and ``mail_options`` then refuses it (5.6.3)."""
+    signed content stays as it is, and ``mail_options`` then refuses it (5.6.3). A re-encoded line may
+    begin with a dot: the new content is searched for them again."""
     try:
-        wire = conform(wire, eight_bit=False)
+        wire = conform(payload.content, eight_bit=False)
     except Unchangeable:
-        return wire, need
-    return wire, requirements(wire, sender, list(rcpts))
+        return payload, need
+    return Payload(wire), requirements(wire, sender, list(rcpts))
 
 
 def _with_params(command: bytes, params: Sequence[str]) -> bytes:

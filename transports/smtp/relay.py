@@ -20,7 +20,7 @@ from .relays import Delivery
 from .replies import outcome_for, requirements
 from .session import SessionFailed, describe
 from .settings import RelayAddress, SmtpSettings
-from .wire import SmtpProtocolError
+from .wire import Payload, SmtpProtocolError
 
 __all__ = ["Delivery", "Relay"]
 
@@ -49,7 +49,7 @@ class Relay:
         )
 
     async def deliver(
-        self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn | None = None
+        self, sender: str, rcpts: list[str], payload: Payload, dsn: EnvelopeDsn | None = None
     ) -> Delivery:
         """Every recipient through this relay, ``recipients_per_transaction`` at a time; once the relay
         is found down, the recipients left get that outcome without another try."""
@@ -59,7 +59,7 @@ class Relay:
             if down is None:
                 try:
                     batch_dsn = None if dsn is None else dsn.subset(batch)
-                    result = await self._deliver(sender, [rcpts[i] for i in batch], wire, batch_dsn)
+                    result = await self._deliver(sender, [rcpts[i] for i in batch], payload, batch_dsn)
                 except SessionFailed as exc:
                     down = exc.outcome
                 else:
@@ -70,8 +70,10 @@ class Relay:
             batches.done(batch, Result([down] * len(batch)))
         return Delivery(batches.outcomes(), down)
 
-    async def _deliver(self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn | None) -> Result:
-        need = requirements(wire, sender, rcpts)
+    async def _deliver(
+        self, sender: str, rcpts: list[str], payload: Payload, dsn: EnvelopeDsn | None
+    ) -> Result:
+        need = requirements(payload.content, sender, rcpts)
         while True:
             conn = await self.pool.acquire()
             reused = conn.sent > 0
@@ -84,7 +86,7 @@ class Relay:
             plan = TransactionPlan(
                 sender,
                 rcpts,
-                wire,
+                payload,
                 need,
                 extensions=conn.extensions,
                 pipelining=conn.pipelining,
@@ -107,6 +109,8 @@ class Relay:
             try:
                 if step.write:
                     channel.write(step.write)
+                if step.end:
+                    channel.write(step.end)
                 if step.payload:  # a relay that stops reading the message: RFC 5321's data timeout
                     async with asyncio.timeout(self.settings.data_timeout):
                         await channel.drain()

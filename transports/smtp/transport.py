@@ -45,7 +45,7 @@ from .relays import Attempt, Delivery, Relays
 from .replies import bad_address
 from .session import open_session
 from .settings import HELO_NAME, RelayAddress, SmtpSettings, TlsMode
-from .wire import crlf
+from .wire import Payload, crlf
 
 __all__ = ["SmtpTransport"]
 
@@ -138,7 +138,7 @@ class SmtpTransport:
         if todo:
             addresses = [recipients[i].address for i in todo]
             try:  # lines over 998 octets re-encoded, whatever the relay: a strict one refuses them
-                wire = _wire(message)
+                payload = _payload(message)
             except Unchangeable as exc:
                 results = [Outcome.failed(str(exc), None, exc.status)] * len(todo)
             else:
@@ -147,12 +147,14 @@ class SmtpTransport:
                     message.dsn_envid,
                     tuple(RecipientDsn(recipients[i].notify, recipients[i].orcpt) for i in todo),
                 )
-                results = await self._failover(sender, addresses, wire, dsn)
+                results = await self._failover(sender, addresses, payload, dsn)
             for i, outcome in zip(todo, results, strict=True):
                 outcomes[i] = outcome
         return outcomes
 
-    async def _failover(self, sender: str, rcpts: list[str], wire: bytes, dsn: EnvelopeDsn) -> list[Outcome]:
+    async def _failover(
+        self, sender: str, rcpts: list[str], payload: Payload, dsn: EnvelopeDsn
+    ) -> list[Outcome]:
         """Each recipient through the relays in turn until one takes it or refuses it for good."""
         attempt = Attempt(len(rcpts), several=len(self.relays) > 1)
         frees: list[float] = []  # when each relay passed over for its rate has budget again
@@ -169,7 +171,7 @@ class SmtpTransport:
             tried = True
             relay = self._by_peer[peer]
             waiting = attempt.waiting
-            delivery = await relay.deliver(sender, [rcpts[i] for i in waiting], wire, dsn.subset(waiting))
+            delivery = await relay.deliver(sender, [rcpts[i] for i in waiting], payload, dsn.subset(waiting))
             self._note(relay, delivery)
             attempt.tried(delivery)
         if not tried and frees:
@@ -200,11 +202,17 @@ class SmtpTransport:
                 self._changed(PartChange(relay.peer))
 
 
-def _wire(message: Message) -> bytes:
+# no dot begins a line, in lines that go out as the store has them
+_DOT_FREE = ContentLines.NO_DOT | ContentLines.CRLF | ContentLines.SHORT
+
+
+def _payload(message: Message) -> Payload:
     """The content as it goes out: without Bcc fields, CRLF, no line over 998 octets. What the store
-    knows of its lines is not looked for again (dropping whole header fields changes none of it)."""
+    knows of its lines is not looked for again (dropping whole header fields changes none of it). That
+    no line begins with a dot holds on the wire only for lines sent as stored: ``crlf`` may make a lone
+    CR a line's end, and ``conform``'s re-encoding may begin a line with a dot."""
     wire = message.content if ContentLines.CRLF in message.lines else crlf(message.content)
     wire = without_bcc(wire)  # judged as it goes out (a header's lone CR is folded: crlf)
     if ContentLines.SHORT not in message.lines:
         wire = conform(wire, eight_bit=True)
-    return wire
+    return Payload(wire, dot_free=message.lines & _DOT_FREE == _DOT_FREE)

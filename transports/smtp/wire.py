@@ -5,15 +5,16 @@ pipelined, RFC 2920), and a message encoded as DATA carries it (CRLF line ending
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from spoolerd.lines import crlf  # moved there, with the rest of what a message's lines need
+from spoolerd.lines import crlf, has_dot_lines  # moved there, with the rest of what a message's lines need
 
-__all__ = ["MAX_REPLY", "ReplyParser", "SmtpProtocolError", "crlf", "data_payload"]
+__all__ = ["DATA_END", "MAX_REPLY", "Payload", "ReplyParser", "SmtpProtocolError", "crlf", "data_payload"]
 
 MAX_LINE = 8192
 MAX_REPLY = 4 * MAX_LINE
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-_DOT_AFTER_LF = re.compile(rb"\n\.")  # found with memchr on the LF: three times the speed of ``in``
+DATA_END = b".\r\n"  # after the message's last CRLF
 
 
 class SmtpProtocolError(Exception):
@@ -49,8 +50,24 @@ class ReplyParser:
         return replies
 
 
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A message as DATA carries it, before dot-stuffing: CRLF line endings, the last line too, no line
+    over 998 octets. ``dot_free``: known to have no line that begins with "." (the store found none, and
+    the lines go out as stored: ``ContentLines.NO_DOT``), so not searched again (half a millisecond a
+    megabyte)."""
+
+    content: bytes
+    dot_free: bool = False
+
+    def stuffed(self) -> bytes:
+        """The content with each line's leading dot doubled (RFC 5321 §4.5.2); ``DATA_END`` follows it
+        on the wire, written apart (joined, a megabyte more to copy)."""
+        if self.dot_free or not has_dot_lines(self.content):
+            return self.content
+        return _LEADING_DOT.sub(b"..", self.content)
+
+
 def data_payload(wire: bytes) -> bytes:
     """``wire`` (CRLF line endings, ending in CRLF) dot-stuffed and terminated by ``.CRLF``."""
-    if wire.startswith(b".") or _DOT_AFTER_LF.search(wire):
-        wire = _LEADING_DOT.sub(b"..", wire)
-    return wire + b".\r\n"
+    return Payload(wire).stuffed() + DATA_END
