@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 
+from spoolerd.errors import NotFound
 from spoolerd.events import QueueChanged
 from spoolerd.message import Message, check_time, check_wire_text
 from stores.common.rules import check_claim, int_id
@@ -26,16 +27,28 @@ class SqliteLeases(SqliteCore):
         now = self._clock()
         head = {"due": now, "after": float("-inf"), "id": 0, "expiry": now, "page": limit}
 
-        def tx(conn: sqlite3.Connection) -> list[Message]:
+        def tx(conn: sqlite3.Connection) -> list[int]:
             # one writer at a time: nobody else claims between this read and the update
             ids = [row[0] for row in conn.execute(DUE_HEAD, head)]
             conn.executemany(
                 "UPDATE messages SET lock_owner=?, lock_expiry=? WHERE id=?",
                 [(owner, now + lease, i) for i in ids],
             )
-            return [replace(tables.load_message(conn, mid, now), writable=False) for mid in ids]
+            return ids
 
-        return await self._writer.run(tx)
+        def read(conn: sqlite3.Connection) -> list[Message]:
+            loaded = []
+            for mid in ids:
+                try:
+                    loaded.append(replace(tables.load_message(conn, mid, now), writable=False))
+                except NotFound:
+                    continue  # removed since it was claimed (another process's delete)
+            return loaded
+
+        # the messages are read after the claim commits, beside the writer: the store's write lock is not
+        # held while their contents are copied out (a megabyte each, for large mail)
+        ids = await self._writer.run(tx)
+        return await self._readers.run(read) if ids else []
 
     async def lock(self, message_id: str, owner: str, lease: float) -> Message:
         mid = int_id(message_id)
