@@ -8,7 +8,6 @@ in order. Nothing here names a store or transport module: they all come from the
 from __future__ import annotations
 
 import asyncio
-import grp
 import os
 import socket
 import time
@@ -23,6 +22,7 @@ import structlog
 
 from .abilities import checker
 from .config import Config, open_stores
+from .control.access import access_problems  # a face's settings, checked as config: not its server
 from .delivery import DeliverySettings, Dispatcher
 from .errors import ConfigError, PluginError, SpoolerError
 from .fsutil import unwritable
@@ -49,7 +49,6 @@ __all__ = [
     "build",
     "coupled_transports",
     "delivery_settings",
-    "group_id",
     "lease_owner",
     "open_transports",
     "start_transports",
@@ -119,11 +118,7 @@ def build(
     for name, section in config.listeners.items():
         problems.extend(listener_problems(name, section))
     problems.extend(webhook_problems(config.webhooks, stores))
-    for group in config.control.allowed_groups:
-        try:
-            group_id(group)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+    problems.extend(access_problems(config.control))
     if problems:
         raise ConfigError(problems, source)
 
@@ -256,13 +251,3 @@ def delivery_settings(config: Config) -> DeliverySettings:
         bounce_copy_to=bounce_copy_recipients(config),
         sender_routes=SenderRoutes(config.sender_routes),
     )
-
-
-def group_id(group: str | int) -> int:
-    """A control group by name or number."""
-    if isinstance(group, int):
-        return group
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError as exc:
-        raise ConfigError([f"control.allowed_groups: no group named {group!r}"]) from exc

@@ -150,8 +150,25 @@ class ControlSection(_Strict):
     enabled: bool = Field(
         True, description="false: no control socket (spoolerctl and sendmail cannot connect)"
     )
-    allowed_uids: list[int] = Field(default_factory=list, description="besides root and the daemon's own")
-    allowed_groups: list[str | int] = Field(default_factory=list, description="group names or gids")
+    allowed_uids: list[int] = Field(
+        default_factory=list,
+        description="may submit, list the queue, flush it, see the status and verify (besides the admins)",
+    )
+    allowed_groups: list[str | int] = Field(
+        default_factory=list,
+        description="group names or gids whose members may do what allowed_uids may (the first owns the"
+        " socket)",
+    )
+    admin_uids: list[int] = Field(
+        default_factory=list,
+        description="may also read, delete, hold and abort mail, take transports offline and reload"
+        " (besides root and the daemon's own uid)",
+    )
+    admin_groups: list[str | int] = Field(
+        default_factory=list,
+        description="group names or gids whose members may do what admin_uids may (they must reach the"
+        " socket: the first of allowed_groups owns it, else the first of these)",
+    )
     rate: float = Field(200.0, gt=0, description="requests a second per connection")
     burst: float = Field(400.0, ge=1, description="requests in a burst per connection")
     idle_timeout: float = Field(

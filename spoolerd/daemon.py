@@ -21,7 +21,6 @@ from .assembly import (
     build,
     coupled_transports,
     delivery_settings,
-    group_id,
     lease_owner,
     open_transports,
     start_transports,
@@ -123,8 +122,6 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 server = ControlServer(
                     daemon,
                     control_socket(daemon.config),
-                    allowed_uids=control.allowed_uids,
-                    allowed_gids=[group_id(g) for g in control.allowed_groups],
                     rate=control.rate,
                     burst=control.burst,
                 )

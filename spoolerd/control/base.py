@@ -32,6 +32,7 @@ class Connection:
     send_event: Callable[[ControlEvent], Awaitable[None]]
     closed: anyio.Event
     body: bytes | None = None  # raw bytes that followed the request line (``submit``'s message)
+    admin: bool = False  # may use every command, not only ``access.USER_COMMANDS``
 
 
 class Args(BaseModel):

@@ -18,6 +18,7 @@ from ..host import Host
 from ..resource_state import FLUSH
 from ..spooler_results import FlushDeferral
 from ..transport import Direction
+from .access import USER_COMMANDS
 from .base import Args, CommandError, Connection, IdArgs, StoreArgs, named_slot, named_store
 from .entries import entry_row, flushed_transport, targeted_transport
 from .folders import ListArgs, PurgeArgs, fetch, list_folder, purge, remove
@@ -213,6 +214,12 @@ async def run_command(daemon: Host, cmd: str, raw_args: dict[str, Any], conn: Co
     if entry is None:
         raise CommandError("unknown_command", f"no command {cmd!r} (known: {', '.join(sorted(COMMANDS))})")
     model, handler = entry
+    if not conn.admin and cmd not in USER_COMMANDS:
+        raise CommandError(
+            "forbidden",
+            f"{cmd} is for the daemon's administrators (root, its own user, [control] admin_uids and"
+            " admin_groups); this user may submit, list the queue, flush it, see the status and verify",
+        )
     if conn.body is not None and cmd != "submit":
         raise CommandError("bad_request", f"{cmd} takes no body")
     try:

@@ -19,13 +19,11 @@ the total the ones that hold the most, are told ``buffer_full`` and hung up on.
 from __future__ import annotations
 
 import contextlib
-import grp
 import math
 import os
 import socket
 import struct
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 import anyio
@@ -36,6 +34,7 @@ from ..config import Config
 from ..errors import ConfigError, SpoolerError
 from ..fsutil import make_dirs_durably
 from ..host import Host
+from .access import ControlAccess
 from .commands import Connection, run_command
 from .protocol import (
     MAX_LINE,
@@ -99,8 +98,6 @@ class ControlServer:
         daemon: Host,
         path: Path,
         *,
-        allowed_uids: Collection[int] = (),
-        allowed_gids: Collection[int] = (),
         mode: int = 0o660,
         max_line: int | None = None,
         rate: float = 200.0,
@@ -108,9 +105,8 @@ class ControlServer:
     ) -> None:
         self.daemon = daemon
         self.path = path
-        self.uids = {0, os.getuid(), *allowed_uids}
-        self.gids = set(allowed_gids)
-        self.socket_group = next(iter(allowed_gids), None)  # the first allowed group owns the socket
+        self.access = ControlAccess.of(daemon.config.control)
+        self.socket_group = self.access.socket_group  # fixed at start, like the path
         self.mode = mode
         self.max_line = max_line
         self.rate, self.burst = rate, burst
@@ -130,11 +126,8 @@ class ControlServer:
         )
 
     def reconfigure(self, config: Config) -> None:
-        """A reload: who may connect and how fast (the socket path needs a restart)."""
-        self.uids = {0, os.getuid(), *config.control.allowed_uids}
-        self.gids = {
-            grp.getgrnam(g).gr_gid if isinstance(g, str) else g for g in config.control.allowed_groups
-        }
+        """A reload: who may connect, for what, and how fast (the socket's path and group need a restart)."""
+        self.access = ControlAccess.of(config.control)
         self.rate, self.burst = config.control.rate, config.control.burst
         self._limits(config)
 
@@ -165,18 +158,20 @@ class ControlServer:
         finally:
             self.path.unlink(missing_ok=True)
 
-    def _authorised(self, stream: SocketStream) -> tuple[bool, int]:
+    def _authorised(self, stream: SocketStream) -> tuple[bool, bool, int]:
+        """Whether the peer is let in, whether it administers, and its uid."""
         try:
             pid, uid, gid = peer_credentials(stream)
         except OSError:
-            return False, -1
-        return uid in self.uids or bool(self.gids & _groups_of(pid, gid)), uid
+            return False, False, -1
+        groups = _groups_of(pid, gid)
+        return self.access.admits(uid, groups), self.access.administers(uid, groups), uid
 
     async def _client(self, stream: SocketStream) -> None:
         """One connection. Nothing that happens on it may reach the listener: that would stop the daemon."""
         try:
             async with stream:
-                allowed, uid = self._authorised(stream)
+                allowed, admin, uid = self._authorised(stream)
                 if not allowed:
                     log.warning("control client refused", uid=uid)
                     await _send(
@@ -186,7 +181,7 @@ class ControlServer:
                 if not self._make_room(uid):
                     await _send(stream, encode_error(None, "busy", "too many control connections; try again"))
                     return
-                session = _Session(self, stream, uid)
+                session = _Session(self, stream, uid, admin)
                 self.sessions.setdefault(uid, []).append(session)
                 try:
                     await session.run()
@@ -239,10 +234,11 @@ def _close_oldest_idle(sessions: list[_Session], why: str) -> bool:
 class _Session:
     """One client connection: requests answered in order; a ``subscribe`` stream runs beside them."""
 
-    def __init__(self, server: ControlServer, stream: SocketStream, uid: int) -> None:
+    def __init__(self, server: ControlServer, stream: SocketStream, uid: int, admin: bool) -> None:
         self.server = server
         self.stream = stream
         self.uid = uid
+        self.admin = admin
         body_limit = server.daemon.config.spooler.message_size_limit  # a submit's message, as a body
         line_limit = min(server.max_line or MAX_LINE, server.max_buffer)
         self.reader = RequestReader(line_limit, body_limit)
@@ -335,7 +331,7 @@ class _Session:
             await self.send_line(encode_event(request.id, event))
 
         async def run() -> None:
-            conn = Connection(self.uid, send_event, self.closed, request.body)
+            conn = Connection(self.uid, send_event, self.closed, request.body, admin=self.admin)
             try:
                 result = await run_command(self.server.daemon, request.cmd, request.args, conn)
             except SpoolerError as exc:

@@ -57,7 +57,7 @@ async def test_subscriptions_are_released_when_the_client_is_already_gone(
             return None
 
         for _ in range(5):
-            await run_command(h.daemon, "subscribe", {}, Connection(0, send_event, closed))
+            await run_command(h.daemon, "subscribe", {}, Connection(0, send_event, closed, admin=True))
         assert len(hub._subscribers) == before
         assert len(h.spooler.events._subscribers) == 0
 

@@ -6,11 +6,12 @@ import base64
 import json
 import os
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.control.conftest import Daemon
+from tests.control.conftest import Daemon, serving, short_root
 
 MESSAGE = (
     b"From: me@localhost\r\nTo: Alice <alice@localhost>\r\n"
@@ -142,6 +143,68 @@ async def test_a_uid_that_is_not_allowed_is_refused(daemon: Daemon) -> None:
     assert answer["ok"] is False and answer["error"]["code"] == "forbidden"
     c = await daemon.client()
     assert (await c.ok("ping"))["pong"]
+
+
+class _Shared(Daemon):
+    """A daemon whose socket lets in uid 65534 as a user and uid 65533 as an administrator."""
+
+    def write_config(self) -> Path:
+        cfg = super().write_config()
+        text = cfg.read_text().replace(
+            "[control]\n", "[control]\nallowed_uids = [65534]\nadmin_uids = [65533]\n"
+        )
+        cfg.write_text(text)
+        return cfg
+
+
+async def _as_uid(daemon: Daemon, uid: int, *commands: str) -> list[dict[str, object]]:
+    """Each command's answer, asked on one connection by a process running as ``uid``."""
+    code = (
+        "import json, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        f"s.connect({str(daemon.socket)!r})\n"
+        "f = s.makefile('rwb')\n"
+        "for i, cmd in enumerate(sys.argv[1:]):\n"
+        "    f.write(json.dumps({'id': i, 'cmd': cmd}).encode() + b'\\n'); f.flush()\n"
+        "    print(f.readline().decode().strip())\n"
+    )
+    out = await anyio.run_process(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-I", "-c", code,
+         *commands],
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr.decode()
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
+async def test_a_user_may_submit_and_see_the_queue_but_not_read_or_change_the_mail() -> None:
+    """Postfix's split: anyone let in may submit, mailq and flush; postcat, postsuper and reload are root's.
+    A user added to the socket's group to submit must not read, delete or hold everyone's mail."""
+    async with serving(_Shared(short_root())) as daemon:
+        os.chmod(daemon.socket, 0o666)  # the other users reach the socket: the peer check decides
+        user = [
+            "ping",
+            "status",
+            "queue",
+            "flush",
+            "list",
+            "fetch",
+            "rm",
+            "abort",
+            "hold",
+            "offline",
+            "reload",
+        ]
+        answers = dict(zip(user, await _as_uid(daemon, 65534, *user), strict=True))
+        for cmd in ("ping", "status", "queue", "flush"):
+            assert answers[cmd]["ok"] is True, answers[cmd]
+        for cmd in ("list", "fetch", "rm", "abort", "hold", "offline", "reload"):
+            assert answers[cmd]["ok"] is False and answers[cmd]["error"]["code"] == "forbidden", answers[cmd]
+        listed, reloaded = await _as_uid(daemon, 65533, "list", "reload")  # an administrator
+        assert listed["ok"] is True and reloaded["ok"] is True, (listed, reloaded)
+        (refused,) = await _as_uid(daemon, 65532, "ping")  # let in as neither
+        assert refused["error"]["code"] == "forbidden"
 
 
 async def test_sigterm_exits_0_and_removes_the_socket(daemon: Daemon) -> None:
