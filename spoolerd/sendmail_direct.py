@@ -26,10 +26,13 @@ def _fallback_config() -> str | None:
     """The config whose default store we may write into: $SPOOLERD_CONFIG, else the system file, else
     the embedded default, but only where its store already exists (never a new ./spool by accident)."""
     explicit = os.environ.get("SPOOLERD_CONFIG")
-    if explicit:
-        return explicit
-    if os.path.exists(SYSTEM_CONFIG):
-        return SYSTEM_CONFIG
+    path = explicit or (SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else None)
+    if path is not None:
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            # the daemon's own file (0640 under systemd): a user who may submit only through the daemon
+            # waits for it, a temporary failure (75), not an error in the configuration (78)
+            raise NoStore(f"this user may not read {path}, so it cannot queue the message itself")
+        return path
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "spool"
     if os.path.exists(os.path.join(state, "spool.db")):
         return None

@@ -168,3 +168,20 @@ async def test_c_config_and_n_on_the_direct_path() -> None:
         assert [m["class"] for m in await inbox(down)] == ["REPORT.IPM.Note.DR"]  # and no NDR
     finally:
         assert await down.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
+async def test_no_daemon_and_a_config_this_user_may_not_read_is_a_temporary_failure() -> None:
+    """The systemd layout (config 0640, the daemon stopped for a restart): a user who may only submit
+    through the daemon is told to wait (75, EX_TEMPFAIL), not that the configuration is broken (78)."""
+    root = Path(tempfile.mkdtemp(prefix="spd"))
+    os.chmod(root, 0o755)
+    down = Daemon(root)
+    cfg = down.write_config()
+    os.chmod(cfg, 0o640)
+    argv, _ = sendmail(down, "-f", "me@localhost", "bob@localhost")
+    env = {"SPOOLERD_SOCKET": str(down.socket), "SPOOLERD_CONFIG": str(cfg)}
+    as_other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    done = await run(*as_other, stdin=b"Subject: x\n\nx\n", env=env)
+    assert done.returncode == 75, done.stderr
+    assert f"may not read {cfg}".encode() in done.stderr and b"no spoolerd answers" in done.stderr
