@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from .duration import parse_duration
-from .errors import PluginError
-from .plugins import PluginRegistry, validation_problems
+from .errors import ConfigError, PluginError
+from .plugins import PluginRegistry, plugin_settings
 from .rate import Rate, parse_rate
 
 __all__ = ["SENT_RETENTION", "StoreSection", "TransportSection", "plugin_problems"]
@@ -102,7 +102,7 @@ def plugin_problems(data: dict[str, Any], registry: PluginRegistry) -> list[str]
                 continue
             options = {k: v for k, v in section.items() if k not in frame.model_fields}
             try:
-                cls.Settings.model_validate(options)
-            except ValidationError as exc:
-                problems.extend(validation_problems(exc, f"{key}.{name}"))
+                plugin_settings(cls.Settings, options, f"{key}.{name}")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
     return problems

@@ -27,6 +27,7 @@ __all__ = [
     "TRANSPORTS",
     "OpenedTransport",
     "PluginRegistry",
+    "plugin_settings",
     "self_check",
     "validation_problems",
 ]
@@ -52,6 +53,32 @@ def validation_problems(exc: ValidationError, prefix: str) -> list[str]:
         message = err["msg"].removeprefix("Value error, ")
         problems.append(f"{key}: {message}")
     return problems
+
+
+def plugin_settings(model: type[BaseModel], options: Mapping[str, Any], prefix: str) -> BaseModel:
+    """``options`` validated by a plugin's own ``Settings`` model (ConfigError: ``key.path: problem``
+    lines under ``prefix``). A key the model does not know is an error, as in spoolerd's own sections,
+    unless the model itself says what becomes of extra keys (``model_config["extra"]``): pydantic's
+    default drops them, and a misspelt key would silently leave its setting at the default."""
+    unknown = [f"{prefix}.{key}: Extra inputs are not permitted" for key in _unknown_keys(model, options)]
+    try:
+        settings = model.model_validate(dict(options))
+    except ValidationError as exc:
+        raise ConfigError(unknown + validation_problems(exc, prefix)) from exc
+    if unknown:
+        raise ConfigError(unknown)
+    return settings
+
+
+def _unknown_keys(model: type[BaseModel], options: Mapping[str, Any]) -> list[str]:
+    if model.model_config.get("extra") is not None:
+        return []  # the plugin decided
+    known: set[str] = set()
+    for name, field in model.model_fields.items():
+        if field.validation_alias is not None and not isinstance(field.validation_alias, str):
+            return []  # alias choices or paths: let the model alone judge
+        known.update(k for k in (name, field.alias, field.validation_alias) if isinstance(k, str))
+    return [key for key in options if key not in known]
 
 
 def self_check(check: Callable[[], None] | None, prefix: str) -> list[str]:
@@ -143,11 +170,7 @@ class PluginRegistry:
         """Validate ``options`` with the provider's own model, build the transport and detect its
         abilities (PluginError for one implemented by halves, naming the entry point)."""
         cls = self.transport_provider(provider)
-        try:
-            settings = cls.Settings.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(validation_problems(exc, f"transports.{context.name}")) from exc
-        transport = cls(settings, context)
+        transport = cls(plugin_settings(cls.Settings, options, f"transports.{context.name}"), context)
         ep = self._entry_points[TRANSPORTS][provider][0]
         return OpenedTransport(transport, detect(transport, f"entry point {_describe(ep)}"))
 
@@ -162,10 +185,7 @@ class PluginRegistry:
             raise ConfigError([f"preprocessors.{name}: the preprocessor {name!r} takes no settings"])
         args: tuple[BaseModel, ...] = ()
         if model is not None:
-            try:
-                args = (model.model_validate(dict(options or {})),)
-            except ValidationError as exc:
-                raise ConfigError(validation_problems(exc, f"preprocessors.{name}")) from exc
+            args = (plugin_settings(model, options or {}, f"preprocessors.{name}"),)
         try:
             instance = factory(*args)
         except ConfigError:
@@ -181,8 +201,4 @@ class PluginRegistry:
     def open_store(self, provider: str, options: Mapping[str, Any], context: StoreContext) -> MessageStore:
         """Validate ``options`` with the provider's own model and build the (not yet started) store."""
         cls = self.store_provider(provider)
-        try:
-            settings = cls.Settings.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(validation_problems(exc, f"stores.{context.name}")) from exc
-        return cls(settings, context)
+        return cls(plugin_settings(cls.Settings, options, f"stores.{context.name}"), context)

@@ -6,10 +6,11 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict, Field
 
 from spoolerd.config import open_stores, parse_config
 from spoolerd.errors import ConfigError, PluginError
-from spoolerd.plugins import STORES, PluginRegistry
+from spoolerd.plugins import STORES, PluginRegistry, plugin_settings
 from stores.sqlite import SqliteStore
 
 
@@ -104,3 +105,30 @@ def test_a_store_that_cannot_queue_cannot_be_the_default(tmp_path: Path) -> None
         }
     )
     assert not open_stores(fine, registry).stores["old"].can_queue
+
+
+class _Lax(BaseModel):
+    """A plugin's settings as the README's example writes them: pydantic's default drops unknown keys."""
+
+    directory: str
+    domain: str = "example.org"
+    level: int = Field(1, alias="verbosity")
+
+
+class _Open(_Lax):
+    model_config = ConfigDict(extra="allow")  # the plugin asks for every key itself
+
+
+def test_a_key_no_settings_model_knows_is_an_error_unless_the_model_decides() -> None:
+    good = {"directory": "/tmp/x", "verbosity": 3}
+    assert plugin_settings(_Lax, good, "transports.files") == _Lax(directory="/tmp/x", verbosity=3)
+    with pytest.raises(ConfigError) as caught:
+        plugin_settings(_Lax, {**good, "domian": "a.example"}, "transports.files")  # misspelt
+    assert caught.value.problems == ["transports.files.domian: Extra inputs are not permitted"]
+    with pytest.raises(ConfigError) as both:
+        plugin_settings(_Lax, {"domian": "a.example"}, "transports.files")
+    assert both.value.problems == [
+        "transports.files.domian: Extra inputs are not permitted",
+        "transports.files.directory: Field required",
+    ]
+    assert plugin_settings(_Open, {**good, "domian": "a.example"}, "transports.files").domian == "a.example"  # type: ignore[attr-defined]
