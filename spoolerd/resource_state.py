@@ -170,8 +170,10 @@ def _log_change(
 ) -> None:
     """One line: ``store failing`` (with why), ``store available again`` (after how long), else
     ``status changed``; none for work starting and ending (sending, a flush), which the outcomes' own
-    lines tell (and which would cost a line per attempt, and six per ``sendmail -q`` from cron)."""
-    if {before, after} <= {"online", "active", "flushing"}:
+    lines tell (and which would cost a line per attempt, and six per ``sendmail -q`` from cron), and
+    none for a transport's relay, whose change the transport logs itself as the mail log's ``relay
+    down`` / ``relay up`` (two lines for one change, naming the relay two ways, before)."""
+    if {before, after} <= {"online", "active", "flushing"} or record.resource_type == "relay":
         return
     fields: dict[str, object] = {record.resource_type: record.name, "entry": record.entry_id}
     if after == "failing":

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from tests.maillog.conftest import records
+from tests.maillog.conftest import records, wait_records
 from tests.peers.ports import free_port
 from tests.smtp.conftest import ServerFactory
 
@@ -47,8 +47,12 @@ async def test_a_relay_going_down_and_up_again_is_a_status_event_each_time(
     assert up["was"] == "failing" and up["last_error"] is None
     shown = await row(client, relay)
     assert shown["state"] == "online" and shown["status"] == ["available"] and shown["failing_since"] is None
-    lines = [r for r in records(daemon, "relay failing") + records(daemon, "relay available again")]
-    assert [r["entry"] for r in lines] == [relay, relay]
+    # one line each way, the mail log's, naming the relay as the delivery lines do (the row's change
+    # wrote a second, "relay failing" / "relay available again", naming it relay/HOST:PORT)
+    (went,) = await wait_records(daemon, "relay down", 1)
+    (came,) = await wait_records(daemon, "relay up", 1)
+    assert went["relay"] == came["relay"] == f"127.0.0.1:{dead}"
+    assert records(daemon, "relay failing") == records(daemon, "relay available again") == []
 
 
 async def test_a_listener_that_cannot_listen_is_failing_and_online_once_it_listens(
