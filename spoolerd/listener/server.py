@@ -258,14 +258,21 @@ class Listeners:
         return [r for name, r in self.records.items() if name not in self.running and BIND in r.problems]
 
     async def reconfigure(self, config: Config) -> list[str]:
-        """Apply ``[listeners]`` from a reloaded config: stop listening on the removed and changed ones,
-        open the new and changed ones, then let the old sessions in DATA finish. Returns what could not
-        be applied (a bind failure names the listener; status shows it as failure)."""
+        """Apply ``[listeners]`` from a reloaded config: stop listening on the removed ones, open the new
+        and changed ones, then let the old sessions in DATA finish. A changed listener on another address
+        goes on listening where it was until the new address is had (a reload onto an address in use
+        must not leave the applications with no listener at all); on the same address the old one is
+        closed first. Returns what could not be applied (a bind failure names the listener; status shows
+        it as failure)."""
         problems = []
         retired = []
+        moving: dict[str, _Running] = {}  # changed listeners on another address: still listening
         for name in list(self.running):
             section = config.listeners.get(name)
-            if section is None or section != self.running[name].context.settings:
+            settings = self.running[name].context.settings
+            if section is not None and section.address != settings.address:
+                moving[name] = self.running.pop(name)
+            elif section is None or section != settings:
                 retired.append(self._stop_listening(name))
                 log.info("smtp listener closed", listener=name, reason="reload")
         for record in self._failing():
@@ -282,6 +289,12 @@ class Listeners:
                 self.changes.fail(record, BIND, f"cannot listen on {section.address}: {exc}")
                 self.changes.set_online(record, True)  # one change: failing (its one log line)
                 problems.append(f"listeners.{name}: {exc}")
+                if name in moving:  # keeps listening where it was, on its old settings
+                    self.running[name] = moving.pop(name)
+                continue
+            if name in moving:  # its row is the new one's: online
+                retired.append(self._close(moving.pop(name), offline=False))
+                log.info("smtp listener closed", listener=name, reason="reload")
         for context in retired:
             await _drain(context, RELOAD_DRAIN)
         return problems
@@ -293,10 +306,13 @@ class Listeners:
             await _drain(context, deadline)
 
     def _stop_listening(self, name: str) -> ListenerContext:
-        running = self.running.pop(name)
+        return self._close(self.running.pop(name))
+
+    def _close(self, running: _Running, *, offline: bool = True) -> ListenerContext:
         context = running.context
         context.closing = True
-        self.changes.set_online(context.record, False)
+        if offline:
+            self.changes.set_online(context.record, False)
         running.server.close()
         for session in list(context.sessions):
             if not session.in_data and session.transport is not None:

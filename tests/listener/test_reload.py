@@ -104,3 +104,36 @@ def test_a_taken_address_at_start_is_a_clear_error(tmp_path: Any) -> None:
         )  # fmt: skip
     assert done.returncode == 70, done.stderr
     assert f"listeners.main: cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+async def test_a_listener_moved_onto_a_taken_address_goes_on_where_it_was(daemon: ListenerDaemon) -> None:
+    """The applications keep a listener: moved by a reload onto an address in use, it fails to move,
+    says so, and still takes mail on its old address; moved to a free one, it leaves the old."""
+    ctl = await daemon.client()
+    old = daemon.port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        daemon.port = taken.getsockname()[1]
+        daemon.write_config()
+        mark = len(daemon.lines)
+        await ctl.ok("reload")
+        failing = await daemon.wait_log(lambda e: e.get("event") == "listener failing", after=mark)
+        assert "in use" in failing["error"]
+        assert not [e for e in daemon.lines[mark:] if e.get("event") == "smtp listener closed"]
+        on_old = ListenerDaemon.__new__(ListenerDaemon)
+        on_old.port = old
+        assert await in_thread(sendmail, on_old, "a@example.com", ["bob@localhost"], message("kept")) == {}
+        [row] = [r for r in await ctl.ok("status") if r["name"] == "main"]
+        assert row["state"] == "failing" and "in use" in row["last_error"]  # the reload's change failed
+        assert row["address"] == f"127.0.0.1:{old}" and row["status"] == ["available"]  # where it listens
+    daemon.port = free_port()
+    daemon.write_config()
+    mark = len(daemon.lines)
+    await ctl.ok("reload")
+    await daemon.wait_log(lambda e: e.get("event") == "smtp listener closed", after=mark)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", old), timeout=5).close()
+    assert await in_thread(sendmail, daemon, "a@example.com", ["bob@localhost"], message("moved")) == {}
+    [row] = [r for r in await ctl.ok("status") if r["name"] == "main"]
+    assert row["state"] == "online" and row["address"] == f"127.0.0.1:{daemon.port}", row
