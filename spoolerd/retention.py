@@ -31,6 +31,11 @@ log = structlog.get_logger("spoolerd.retention")
 
 STORE_RETRY = 60.0  # seconds before trying again after the store failed a purge
 REARM_FLOOR = 1.0  # never re-arm for a time already past: a copy the purge could not take waits this long
+# after a purge, the next waits at least a hundredth of the retention, at most an hour: copies filed one
+# by one are purged together (a purge, and its log line, per copy was thousands a day), each at most that
+# much after it came due
+BATCH_SHARE = 0.01
+BATCH_MOST = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +149,8 @@ class SentKeeper:
         )
         self.events.publish({"type": "purged", "store": self.name, "folder": "sent", "count": count})
         if oldest is not None:
-            self._arm(max(oldest + self.keep, now + REARM_FLOOR))
+            batch = max(REARM_FLOOR, min(self.keep * BATCH_SHARE, BATCH_MOST))
+            self._arm(max(oldest + self.keep, now + batch))
 
 
 def sent_keepers(

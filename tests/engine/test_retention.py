@@ -160,3 +160,21 @@ async def test_a_copy_another_process_filed_arms_the_timer(tmp_path: Path, clock
             assert event["count"] == 1
         finally:
             await other.stop()
+
+
+async def test_copies_filed_one_by_one_are_purged_together(tmp_path: Path, clock: FakeClock) -> None:
+    """A purge and its line per copy was thousands a day: after a purge the next waits a hundredth of
+    the retention (at most an hour), and takes every copy that came due meanwhile."""
+    async with spooler(tmp_path, clock, **store_with(sent_retention="7d")) as h:
+        keeper = h.daemon.keepers["local"]
+        first = clock.now
+        await sent_copy(h)
+        for _ in range(3):  # three more, a minute apart
+            clock.advance(60)
+            await sent_copy(h)
+        clock.advance(7 * DAY - 3 * 60 + 30)  # the first is half a minute past due
+        assert (await purged_after_wake(h, keeper))["count"] == 1
+        assert keeper.due == first + 7 * DAY + 30 + 3600  # not a minute later, for the second alone
+        clock.advance(3600)
+        assert (await purged_after_wake(h, keeper))["count"] == 3
+        assert keeper.purged == 4 and await sent_ids(h) == []
