@@ -26,7 +26,7 @@ __all__ = ["ATTEMPT", "FLUSH", "ResourceState", "ResourceType", "State", "Status
 
 log = structlog.get_logger("spoolerd.status")
 
-ResourceType = Literal["spooler", "store", "transport", "listener", "relay"]
+ResourceType = Literal["spooler", "store", "transport", "listener", "relay", "webhook"]
 State = Literal["online", "offline", "active", "flushing", "failing"]
 
 

@@ -12,6 +12,7 @@ import structlog
 
 from ..errors import ConfigError
 from ..outbox import EventOutbox, missing_outbox
+from ..resource_state import entry_id
 from ..store import Clock, MessageStore
 from .events import WebhookEvents
 from .sender import WebhookSender
@@ -77,6 +78,7 @@ class Webhooks:
             errors = [s.state.last_error for s in senders if s.state.last_error]
             rows.append(
                 {
+                    "entry_id": entry_id("webhook", name),
                     "resource_type": "webhook",
                     "name": name,
                     "provider": section.url,

@@ -94,6 +94,7 @@ async def test_events_arrive_signed_with_the_documented_payload(
         assert post.headers["x-spoolerd-signature"] == f"sha256={expected}"
         assert abs(int(stamp) - time.time()) < 60 and post.headers["content-type"] == "application/json"
     row = webhook_row(await client.ok("status"))
+    assert row["entry_id"] == "webhook:app"  # as every row has one
     assert (row["name"], row["status"], row["counters"]["sent"], row["counters"]["failed"]) == (
         "app",
         ["available"],
