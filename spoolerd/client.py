@@ -142,9 +142,11 @@ def default_socket_path() -> str:
 def configured_socket() -> str | None:
     """The socket that the configuration in play gives the daemon ($SPOOLERD_CONFIG, else the system
     file, with ``SPOOLERD__*`` variables): where a client looks when no daemon answers at the default.
-    None when no configuration is in play or it cannot be read. Only that case pays for reading it (the
-    configuration's modules: a tenth of a second): the defaults above find a daemon on its shipped
-    configuration without it."""
+    None when $SPOOLERD_SOCKET names the socket, no configuration is in play, or it cannot be read. Only
+    that case pays for reading it (the configuration's modules: a tenth of a second): the defaults above
+    find a daemon on its shipped configuration without it."""
+    if os.environ.get("SPOOLERD_SOCKET"):
+        return None  # named explicitly: the one place to look
     path = os.environ.get("SPOOLERD_CONFIG") or None
     if path is None and os.path.exists(SYSTEM_CONFIG):
         path = SYSTEM_CONFIG
