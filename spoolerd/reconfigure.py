@@ -122,7 +122,18 @@ def plan_transports(old: Config, new: Config) -> TransportPlan:
 
 async def reload(daemon: Daemon) -> ReloadResult:
     """Re-read, validate and apply the config file (module docstring). A bad file, or a new transport
-    that fails to start, raises ConfigError and changes nothing."""
+    that fails to start, raises ConfigError and changes nothing. Either way one line says what came of
+    it, whoever asked (SIGHUP, the control socket, the daemon for its workers)."""
+    try:
+        result = await _reload(daemon)
+    except ConfigError as exc:
+        log.warning("reload refused; keeping the running configuration", problems=exc.problems)
+        raise
+    log.info("configuration reloaded", applied=result.applied, restart_needed=result.restart_needed)
+    return result
+
+
+async def _reload(daemon: Daemon) -> ReloadResult:
     async with daemon.reloading:
         loaded = load_config(daemon.source, daemon.registry)
         fresh = build(loaded, daemon.registry, source=daemon.source)  # validates and checks all of it
