@@ -84,6 +84,8 @@ async def running(tmp_path: Path, smtp_server: ServerFactory) -> AsyncIterator[R
     await d.start()
     yield Running(d, store, server, await d.worker_pid())
     await store.stop()
+    for client in d.clients:
+        await client.stream.aclose()
     if d.proc is not None and d.proc.returncode is None:
         assert await d.stop() == 0
 
@@ -192,3 +194,29 @@ async def test_a_reload_shares_out_the_new_max_in_flight(tmp_path: Path) -> None
     await asyncio.to_thread(source.write_text, text.replace("64", "20"))
     await reload(daemon)
     assert daemon.spooler.max_in_flight == 10
+
+
+async def test_a_changed_number_of_workers_waits_for_a_restart(running: Running) -> None:
+    d = running.daemon
+    cfg = d.root / "spoolerd.toml"
+    await asyncio.to_thread(cfg.write_text, cfg.read_text().replace("workers = 2", "workers = 3"))
+    reloaded = await (await d.client()).ok("reload")  # spoolerctl reload: exit 4 naming the key
+    assert (reloaded["applied"], reloaded["restart_needed"]) == ([], ["spooler.workers"])
+    warned = await d.log_line(lambda line: b'"restart needed to apply"' in line)
+    assert json.loads(d.log[warned])["keys"] == ["spooler.workers"]
+    assert not any(e.get("event") == "worker started" and e.get("worker") == 2 for e in d.lines())
+
+
+async def test_a_reload_keeps_the_running_workers_share_of_max_in_flight(tmp_path: Path) -> None:
+    from spoolerd.assembly import build
+    from spoolerd.config import load_config
+    from spoolerd.reconfigure import reload
+
+    source = tmp_path / "spoolerd.toml"
+    text = f'[spooler]\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\nmax_in_flight = 64\n'
+    await asyncio.to_thread(source.write_text, text)
+    daemon = build(load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source))
+    await asyncio.to_thread(source.write_text, text.replace("workers = 2", "workers = 4"))
+    result = await reload(daemon)
+    assert (result.applied, result.restart_needed) == ([], ["spooler.workers"])
+    assert daemon.config.spooler.workers == 2 and daemon.spooler.max_in_flight == 32
