@@ -26,7 +26,8 @@ from .logsetup import configure_logging
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 from .reconfigure import reload
-from .workers import Workers, die_with_parent
+from .worker_channel import RELOAD, WorkerCommand
+from .workers import Workers, die_with_parent, obey, set_online
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
 
@@ -59,6 +60,7 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
     log = structlog.get_logger("spoolerd")
     notify = Notifier()
     workers = Workers(config.spooler.workers, source, deadline=SHUTDOWN_DEADLINE)
+    daemon.on_reload.append(lambda _config: workers.send(RELOAD))  # an applied reload, however asked
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running(daemon), anyio.create_task_group() as tg:
             interval = watchdog_interval()
@@ -70,7 +72,6 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             try:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        workers.signal(signum)
                         await _reload(daemon, notify)
                         continue
                     log.info("stopping", signal=signal.Signals(signum).name)
@@ -90,16 +91,25 @@ async def _serve_worker(config: Config, registry: PluginRegistry, source: str | 
     structlog.contextvars.bind_contextvars(worker=worker)
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
+
+    async def apply(command: WorkerCommand) -> None:
+        if command.cmd == "reload":
+            await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
+        elif command.transport is not None:
+            set_online(daemon.spooler, command.transport, command.cmd == "online")
+
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with running_worker(daemon, worker):
+        async with running_worker(daemon, worker), anyio.create_task_group() as tg:
+            tg.start_soon(obey, apply)  # the daemon's commands, on stdin
             gctuning.settle()
             async for signum in signals:
-                if signum == signal.SIGHUP:
-                    await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
+                if signum == signal.SIGHUP:  # sent to the worker itself: as the daemon's reload
+                    await _reload(daemon, Notifier(""))
                     continue
                 log.info("worker stopping", signal=signal.Signals(signum).name)
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
                 break
+            tg.cancel_scope.cancel()
 
 
 async def _reload(daemon: Daemon, notify: Notifier) -> None:

@@ -56,6 +56,17 @@ class WorkersDaemon(Daemon):
                     raise AssertionError(repr(line)) from None
         return out
 
+    async def logged(self, event: str, since: int = 0, **fields: object) -> dict[str, object]:
+        """Wait for a JSON line from log line ``since`` on with this event and these fields (``worker=1``:
+        the worker's line; the daemon's carry no ``worker``)."""
+
+        def match(line: bytes) -> bool:
+            entry = json.loads(line) if line.startswith(b"{") else {}
+            return bool(entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()))
+
+        found: dict[str, object] = json.loads(self.log[await self.log_line(match, since)])
+        return found
+
     async def worker_pid(self, since: int = 0) -> int:
         """The pid of the worker started (its "worker running" line) after log line ``since``."""
         await self.log_line(lambda line: b'"worker running"' in line, since)
@@ -109,9 +120,10 @@ async def exited(pid: int) -> None:
         os.close(fd)
 
 
-def delivered_by(d: WorkersDaemon) -> set[object]:
-    """Which processes logged a delivery: None for the daemon, the worker's number for a worker."""
-    return {e.get("worker") for e in d.lines() if e.get("status") == "sent"}
+def delivered_by(d: WorkersDaemon, since: int = 0) -> set[object]:
+    """Which processes logged a delivery (from log line ``since`` on): None for the daemon, the worker's
+    number for a worker."""
+    return {e.get("worker") for e in d.lines(since) if e.get("status") == "sent"}
 
 
 async def test_two_processes_deliver_each_recipient_exactly_once(running: Running) -> None:
@@ -220,3 +232,28 @@ async def test_a_reload_keeps_the_running_workers_share_of_max_in_flight(tmp_pat
     result = await reload(daemon)
     assert (result.applied, result.restart_needed) == ([], ["spooler.workers"])
     assert daemon.config.spooler.workers == 2 and daemon.spooler.max_in_flight == 32
+
+
+@pytest.mark.parametrize("asked", ["spoolerctl reload", "SIGHUP"])
+async def test_a_reload_reaches_the_worker_however_it_was_asked(
+    running: Running, smtp_server: ServerFactory, asked: str
+) -> None:
+    d = running.daemon
+    moved = smtp_server()  # the relay's new port
+    d.port = moved.port
+    await asyncio.to_thread(d.write_config)
+    since = len(d.log)
+    if asked == "SIGHUP":
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+    else:
+        reloaded = await (await d.client()).ok("reload")
+        assert reloaded["applied"] == ["transports.relay changed (port)"]
+    applied = await d.logged("configuration reloaded", since, worker=None)  # the daemon's line
+    assert applied["applied"] == ["transports.relay changed (port)"]
+    await d.logged("configuration reloaded", since, worker=1)  # the worker read the file too
+    sent = await submit_all(running.store, 300, 1)
+    await drained(running.store, 60)
+    assert received_pairs(moved.handler) == expected_pairs(sent)
+    assert running.server.handler.received == []  # nothing through the old port, from either process
+    assert delivered_by(d, since) == {None, 1}
