@@ -26,8 +26,8 @@ from .logsetup import configure_logging
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 from .reconfigure import reload
-from .worker_channel import RELOAD, WorkerCommand
-from .workers import Workers, die_with_parent, obey, set_online
+from .worker_channel import RELOAD, WorkerCommand, online_command
+from .workers import Workers, apply_online, die_with_parent, obey
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
 
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--config", "-c", help="TOML configuration (default: $SPOOLERD_CONFIG, else built in)")
     run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # spoolerd/workers.py starts these
+    run.add_argument("--offline", action="append", default=[], help=argparse.SUPPRESS)  # ... with these
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file")
     return parser
@@ -59,8 +60,15 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
     notify = Notifier()
-    workers = Workers(config.spooler.workers, source, deadline=SHUTDOWN_DEADLINE)
+    dispatcher = daemon.spooler.dispatcher
+    workers = Workers(
+        config.spooler.workers,
+        source,
+        deadline=SHUTDOWN_DEADLINE,
+        offline=lambda: [slot.name for slot in dispatcher.transports if not slot.online],
+    )
     daemon.on_reload.append(lambda _config: workers.send(RELOAD))  # an applied reload, however asked
+    daemon.on_set_online.append(lambda name, online: workers.send(online_command(name, online)))
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running(daemon), anyio.create_task_group() as tg:
             interval = watchdog_interval()
@@ -85,8 +93,11 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             tg.cancel_scope.cancel()
 
 
-async def _serve_worker(config: Config, registry: PluginRegistry, source: str | None, worker: int) -> None:
-    """``run --worker K``: a delivery worker of the daemon that started it (spoolerd/workers.py)."""
+async def _serve_worker(
+    config: Config, registry: PluginRegistry, source: str | None, worker: int, offline: list[str]
+) -> None:
+    """``run --worker K [--offline NAME]...``: a delivery worker of the daemon that started it, with the
+    transports the daemon has offline (spoolerd/workers.py)."""
     die_with_parent(int(os.environ.get("SPOOLERD_PARENT_PID", os.getppid())))
     structlog.contextvars.bind_contextvars(worker=worker)
     daemon = build(config, registry, source=source)
@@ -96,10 +107,10 @@ async def _serve_worker(config: Config, registry: PluginRegistry, source: str | 
         if command.cmd == "reload":
             await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
         elif command.transport is not None:
-            set_online(daemon.spooler, command.transport, command.cmd == "online")
+            apply_online(daemon.spooler, command.transport, command.cmd == "online")
 
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with running_worker(daemon, worker), anyio.create_task_group() as tg:
+        async with running_worker(daemon, worker, offline), anyio.create_task_group() as tg:
             tg.start_soon(obey, apply)  # the daemon's commands, on stdin
             gctuning.settle()
             async for signum in signals:
@@ -139,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(config.log)
         worker = getattr(args, "worker", None)
         if worker is not None:
-            eventloop.run(_serve_worker, config, registry, source, worker)
+            eventloop.run(_serve_worker, config, registry, source, worker, args.offline)
         else:
             eventloop.run(_serve, config, registry, source)
     except ConfigError as exc:

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["RELOAD", "WorkerCommand", "decode", "encode", "set_online"]
+__all__ = ["RELOAD", "WorkerCommand", "decode", "encode", "online_command"]
 
 Kind = Literal["reload", "offline", "online"]
 
@@ -32,7 +32,7 @@ class WorkerCommand:
 RELOAD = WorkerCommand("reload")
 
 
-def set_online(transport: str, online: bool) -> WorkerCommand:
+def online_command(transport: str, online: bool) -> WorkerCommand:
     return WorkerCommand("online" if online else "offline", transport)
 
 

@@ -22,15 +22,15 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import structlog
 
 from .retry import Backoff
 from .spooler import Spooler
-from .worker_channel import WorkerCommand, decode, encode
+from .worker_channel import WorkerCommand, decode, encode, online_command
 
-__all__ = ["Workers", "die_with_parent", "obey", "set_online", "worker_owner"]
+__all__ = ["Workers", "apply_online", "die_with_parent", "obey", "worker_owner"]
 
 log = structlog.get_logger("spoolerd.workers")
 
@@ -54,17 +54,26 @@ def die_with_parent(parent: int) -> None:
 class Workers:
     """The daemon's N - 1 worker processes, started, restarted and stopped."""
 
-    def __init__(self, count: int, config_source: str | None, *, deadline: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        config_source: str | None,
+        *,
+        deadline: float,
+        offline: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
         self.count = count
         self._source = config_source
         self._deadline = deadline
+        self._offline = offline  # the daemon's transports offline now: where a worker starts from
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
-    def _command(self, worker: int) -> Sequence[str]:
+    def _command(self, worker: int, offline: Collection[str]) -> Sequence[str]:
         config = [] if self._source is None else ["--config", self._source]
-        return [sys.executable, "-m", "spoolerd.cli", "run", *config, "--worker", str(worker)]
+        taken = [f"--offline={name}" for name in sorted(offline)]
+        return [sys.executable, "-m", "spoolerd.cli", "run", *config, "--worker", str(worker), *taken]
 
     async def start(self) -> None:
         for worker in range(1, self.count):
@@ -75,9 +84,13 @@ class Workers:
         backoff = Backoff()
         env = {**os.environ, "SPOOLERD_PARENT_PID": str(os.getpid())}
         while not self._stopping:
+            offline = set(self._offline())
             stdin = asyncio.subprocess.PIPE  # the daemon's commands (``send``)
-            proc = await asyncio.create_subprocess_exec(*self._command(worker), env=env, stdin=stdin)
-            self._procs[worker] = proc
+            proc = await asyncio.create_subprocess_exec(*self._command(worker, offline), env=env, stdin=stdin)
+            self._procs[worker] = proc  # told from now on; what changed while it was started, now:
+            now = set(self._offline())
+            for name in sorted(now ^ offline):
+                self._write(proc, online_command(name, name in offline))
             log.info("worker started", worker=worker, pid=proc.pid)
             code = await proc.wait()
             if self._stopping:
@@ -89,10 +102,13 @@ class Workers:
     def send(self, command: WorkerCommand) -> None:
         """Tell every running worker (without waiting: a line or two in a pipe's buffer). One being
         started again reads the file, and is given the state, as it is when it starts."""
-        line = encode(command)
         for proc in self._procs.values():
-            if proc.returncode is None and proc.stdin is not None:
-                proc.stdin.write(line)
+            self._write(proc, command)
+
+    @staticmethod
+    def _write(proc: asyncio.subprocess.Process, command: WorkerCommand) -> None:
+        if proc.returncode is None and proc.stdin is not None:
+            proc.stdin.write(encode(command))
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` (SIGTERM: stop) to every running worker."""
@@ -121,7 +137,7 @@ class Workers:
                 await task
 
 
-def set_online(spooler: Spooler, transport: str, online: bool) -> None:
+def apply_online(spooler: Spooler, transport: str, online: bool) -> None:
     """In a worker: take ``transport`` online or offline as the daemon did, and say so (the line carries
     ``worker``). One the worker does not have (it read the file at another moment) is named and skipped."""
     if spooler.dispatcher.slot(transport) is None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from spoolerd.worker_channel import RELOAD, WorkerCommand, decode, encode, set_online
+from spoolerd.worker_channel import RELOAD, WorkerCommand, decode, encode, online_command
 
 
 @pytest.mark.parametrize(
-    "command", [RELOAD, set_online("relay", False), set_online("relay", True), set_online('a "b"\n', False)]
+    "command",
+    [RELOAD, online_command("relay", False), online_command("relay", True), online_command('a "b"\n', False)],
 )
 def test_a_command_is_one_line_and_reads_back(command: WorkerCommand) -> None:
     line = encode(command)

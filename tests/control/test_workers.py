@@ -19,6 +19,7 @@ import pytest
 
 from spoolerd.config import parse_config
 from spoolerd.errors import ConfigError
+from spoolerd.events import QueueChanged
 from spoolerd.plugins import PluginRegistry
 from spoolerd.store import MessageStore, StoreContext
 from tests.control.conftest import Daemon, short_root
@@ -43,6 +44,7 @@ class WorkersDaemon(Daemon):
             f'[stores.q]\nprovider = "sqlite"\npath = "{self.db}"\n'
             f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {self.port}\n'
             'tls = "none"\nhelo = "spool.test"\n'
+            "[spooler.retry]\ninitial = 1\n"  # mail put off (an offline transport) is soon due again
         )
         return cfg
 
@@ -56,15 +58,18 @@ class WorkersDaemon(Daemon):
                     raise AssertionError(repr(line)) from None
         return out
 
-    async def logged(self, event: str, since: int = 0, **fields: object) -> dict[str, object]:
+    async def logged_at(self, event: str, since: int = 0, **fields: object) -> int:
         """Wait for a JSON line from log line ``since`` on with this event and these fields (``worker=1``:
-        the worker's line; the daemon's carry no ``worker``)."""
+        the worker's line; the daemon's carry no ``worker``); its index."""
 
         def match(line: bytes) -> bool:
             entry = json.loads(line) if line.startswith(b"{") else {}
             return bool(entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()))
 
-        found: dict[str, object] = json.loads(self.log[await self.log_line(match, since)])
+        return await self.log_line(match, since)
+
+    async def logged(self, event: str, since: int = 0, **fields: object) -> dict[str, object]:
+        found: dict[str, object] = json.loads(self.log[await self.logged_at(event, since, **fields)])
         return found
 
     async def worker_pid(self, since: int = 0) -> int:
@@ -257,3 +262,50 @@ async def test_a_reload_reaches_the_worker_however_it_was_asked(
     assert received_pairs(moved.handler) == expected_pairs(sent)
     assert running.server.handler.received == []  # nothing through the old port, from either process
     assert delivered_by(d, since) == {None, 1}
+
+
+async def put_off(store: MessageStore) -> None:
+    """Wait until each message in the queue was tried at least once and put off (is due later than it
+    was submitted): every process had its chance at them."""
+    async with store.subscribe(accept=lambda e: isinstance(e, QueueChanged)) as events:
+        with anyio.fail_after(30):
+            while True:
+                queue = [e async for e in store.outgoing_queue()]
+                if all(e.due_at > e.client_submit_time + 0.5 for e in queue):
+                    return
+                await events.receive()
+                events.pending()
+
+
+async def test_offline_and_online_apply_to_the_worker_too(running: Running) -> None:
+    d, relay = running.daemon, running.server.handler
+    control = await d.client()
+    since = len(d.log)
+    await control.ok("offline", transport="relay")  # spoolerctl offline relay
+    await d.logged("transport offline", since, worker=None, transport="relay")
+    await d.logged("transport offline", since, worker=1, transport="relay")
+    sent = await submit_all(running.store, 200, 1)
+    await put_off(running.store)
+    assert relay.received == []  # neither process sent through it
+
+    since = len(d.log)
+    await control.ok("online", transport="relay")
+    await d.logged("transport online", since, worker=1, transport="relay")
+    await drained(running.store, 60)
+    assert received_pairs(relay) == expected_pairs(sent)
+    assert delivered_by(d, since) == {None, 1}  # the worker delivers again
+
+
+async def test_a_worker_started_again_starts_with_the_transports_offline(running: Running) -> None:
+    d = running.daemon
+    since = len(d.log)
+    await (await d.client()).ok("offline", transport="relay")
+    await d.logged("transport offline", since, worker=1, transport="relay")
+    since = len(d.log)
+    os.kill(running.worker, signal.SIGKILL)
+    assert await d.worker_pid(since) != running.worker
+    offline = await d.logged_at("transport offline", since, worker=1, transport="relay")
+    assert offline < await d.logged_at("worker running", since, worker=1)  # before it claims anything
+    await submit_all(running.store, 200, 1)
+    await put_off(running.store)
+    assert running.server.handler.received == []
