@@ -22,7 +22,7 @@ from . import __version__, eventloop, gctuning
 from .config import Config, load_config
 from .daemon import Daemon, build, running, running_worker, stop_intake
 from .errors import ConfigError, SpoolerError
-from .logsetup import configure_logging
+from .logsetup import configure_logging, log_as_worker
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 from .reconfigure import reload
@@ -99,7 +99,7 @@ async def _serve_worker(
     """``run --worker K [--offline NAME]...``: a delivery worker of the daemon that started it, with the
     transports the daemon has offline (spoolerd/workers.py)."""
     die_with_parent(int(os.environ.get("SPOOLERD_PARENT_PID", os.getppid())))
-    structlog.contextvars.bind_contextvars(worker=worker)
+    log_as_worker(worker)
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
 

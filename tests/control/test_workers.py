@@ -22,7 +22,7 @@ from spoolerd.errors import ConfigError
 from spoolerd.events import QueueChanged
 from spoolerd.plugins import PluginRegistry
 from spoolerd.store import MessageStore, StoreContext
-from tests.control.conftest import Daemon, short_root
+from tests.control.conftest import Daemon, serving, short_root
 from tests.postgres.test_daemons import drained, expected_pairs, received_pairs, submit_all
 from tests.smtp.conftest import Server, ServerFactory, smtp_server
 
@@ -30,17 +30,18 @@ __all__ = ["smtp_server"]
 
 
 class WorkersDaemon(Daemon):
-    def __init__(self, root: Path, port: int) -> None:  # port: the SMTP server it relays to
+    def __init__(self, root: Path, port: int, log_format: str = "json") -> None:
         super().__init__(root)
-        self.port = port
+        self.port = port  # the SMTP server it relays to
         self.db = root / "queue.db"
+        self.log_format = log_format
 
     def write_config(self) -> Path:
         cfg = self.root / "spoolerd.toml"
         cfg.write_text(
             f'[spooler]\nstate_dir = "{self.root / "state"}"\nworkers = 2\nmax_in_flight = 16\n'
             'preprocessors = []\ndefault_store = "q"\n'
-            f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "json"\nlevel = "info"\n'
+            f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "{self.log_format}"\nlevel = "info"\n'
             f'[stores.q]\nprovider = "sqlite"\npath = "{self.db}"\n'
             f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {self.port}\n'
             'tls = "none"\nhelo = "spool.test"\n'
@@ -309,3 +310,26 @@ async def test_a_worker_started_again_starts_with_the_transports_offline(running
     await submit_all(running.store, 200, 1)
     await put_off(running.store)
     assert running.server.handler.received == []
+
+
+async def test_a_workers_console_lines_say_which_worker_it_is(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    server = smtp_server()
+    d = WorkersDaemon(short_root(), server.port, log_format="console")
+    store = PluginRegistry().open_store("sqlite", {"path": str(d.db)}, StoreContext("q", tmp_path))
+    await store.start()
+    try:
+        async with serving(d):
+            await d.log_line(lambda line: b"worker running" in line)
+            sent = await submit_all(store, 400, 1)
+            await drained(store, 60)
+    finally:
+        await store.stop()
+    assert received_pairs(server.handler) == expected_pairs(sent)
+    sent_lines = [line.decode().rstrip("\n") for line in d.log if b", status=sent (" in line]
+    assert len(sent_lines) == 400
+    by_worker = [line for line in sent_lines if line.endswith(", worker=1")]
+    assert by_worker, "the worker delivered some, and its lines say so"
+    daemons = [line for line in sent_lines if "worker=" not in line]
+    assert len(by_worker) + len(daemons) == 400 and daemons  # the daemon's carry none
