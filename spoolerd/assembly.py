@@ -26,7 +26,7 @@ from .control.access import access_problems  # a face's settings, checked as con
 from .delivery import DeliverySettings, Dispatcher
 from .errors import ConfigError, PluginError, SpoolerError
 from .fsutil import unwritable
-from .host import ReloadResult, StatusRows
+from .host import ReloadResult, SetOnline, StatusRows
 from .listener.check import listener_problems  # a face's files, checked as config: not its server
 from .plugins import PluginRegistry, self_check
 from .preprocess import Preprocessor
@@ -75,6 +75,7 @@ class Daemon:
     source: str | None = None  # the config file, read again on reload
     registry: PluginRegistry = field(default_factory=PluginRegistry)
     on_reload: list[Callable[[Config], None]] = field(default_factory=list)
+    on_set_online: list[SetOnline] = field(default_factory=list)  # an operator's online/offline, passed on
     keepers: dict[str, SentKeeper] = field(default_factory=dict)  # Sent Items retention, per store
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
     status_rows: list[StatusRows] = field(default_factory=list)  # faces' rows

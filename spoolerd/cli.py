@@ -22,11 +22,12 @@ from . import __version__, eventloop, gctuning
 from .config import Config, load_config
 from .daemon import Daemon, build, running, running_worker, stop_intake
 from .errors import ConfigError, SpoolerError
-from .logsetup import configure_logging
+from .logsetup import configure_logging, log_as_worker
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 from .reconfigure import reload
-from .workers import Workers, die_with_parent
+from .worker_channel import RELOAD, WorkerCommand, online_command
+from .workers import Workers, apply_online, die_with_parent, obey
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--config", "-c", help="TOML configuration (default: $SPOOLERD_CONFIG, else built in)")
     run.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # spoolerd/workers.py starts these
+    run.add_argument("--offline", action="append", default=[], help=argparse.SUPPRESS)  # ... with these
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file")
     return parser
@@ -58,7 +60,15 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
     notify = Notifier()
-    workers = Workers(config.spooler.workers, source, deadline=SHUTDOWN_DEADLINE)
+    dispatcher = daemon.spooler.dispatcher
+    workers = Workers(
+        config.spooler.workers,
+        source,
+        deadline=SHUTDOWN_DEADLINE,
+        offline=lambda: [slot.name for slot in dispatcher.transports if not slot.online],
+    )
+    daemon.on_reload.append(lambda _config: workers.send(RELOAD))  # an applied reload, however asked
+    daemon.on_set_online.append(lambda name, online: workers.send(online_command(name, online)))
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running(daemon), anyio.create_task_group() as tg:
             interval = watchdog_interval()
@@ -70,7 +80,6 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             try:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        workers.signal(signum)
                         await _reload(daemon, notify)
                         continue
                     log.info("stopping", signal=signal.Signals(signum).name)
@@ -84,36 +93,45 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
             tg.cancel_scope.cancel()
 
 
-async def _serve_worker(config: Config, registry: PluginRegistry, source: str | None, worker: int) -> None:
-    """``run --worker K``: a delivery worker of the daemon that started it (spoolerd/workers.py)."""
+async def _serve_worker(
+    config: Config, registry: PluginRegistry, source: str | None, worker: int, offline: list[str]
+) -> None:
+    """``run --worker K [--offline NAME]...``: a delivery worker of the daemon that started it, with the
+    transports the daemon has offline (spoolerd/workers.py)."""
     die_with_parent(int(os.environ.get("SPOOLERD_PARENT_PID", os.getppid())))
-    structlog.contextvars.bind_contextvars(worker=worker)
+    log_as_worker(worker)
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
+
+    async def apply(command: WorkerCommand) -> None:
+        if command.cmd == "reload":
+            await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
+        elif command.transport is not None:
+            apply_online(daemon.spooler, command.transport, command.cmd == "online")
+
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with running_worker(daemon, worker):
+        async with running_worker(daemon, worker, offline), anyio.create_task_group() as tg:
+            tg.start_soon(obey, apply)  # the daemon's commands, on stdin
             gctuning.settle()
             async for signum in signals:
-                if signum == signal.SIGHUP:
-                    await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
+                if signum == signal.SIGHUP:  # sent to the worker itself: as the daemon's reload
+                    await _reload(daemon, Notifier(""))
                     continue
                 log.info("worker stopping", signal=signal.Signals(signum).name)
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
                 break
+            tg.cancel_scope.cancel()
 
 
 async def _reload(daemon: Daemon, notify: Notifier) -> None:
-    """SIGHUP: re-read the config; a bad one is refused and the running config kept."""
-    log = structlog.get_logger("spoolerd")
+    """SIGHUP: re-read the config; a bad one is refused (``reload`` logs it) and the running config kept."""
     notify.send("RELOADING=1")
     try:
-        result = await reload(daemon)
-    except ConfigError as exc:
-        log.warning("reload refused; keeping the running configuration", problems=exc.problems)
+        await reload(daemon)
+    except ConfigError:
+        pass
     except Exception:  # a reload must never take the daemon down
-        log.exception("reload failed; keeping the running configuration")
-    else:
-        log.info("configuration reloaded", applied=result.applied, restart_needed=result.restart_needed)
+        structlog.get_logger("spoolerd").exception("reload failed; keeping the running configuration")
     notify.send("READY=1", "STATUS=running (reloaded)")
 
 
@@ -132,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(config.log)
         worker = getattr(args, "worker", None)
         if worker is not None:
-            eventloop.run(_serve_worker, config, registry, source, worker)
+            eventloop.run(_serve_worker, config, registry, source, worker, args.offline)
         else:
             eventloop.run(_serve, config, registry, source)
     except ConfigError as exc:

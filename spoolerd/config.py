@@ -104,7 +104,8 @@ class SpoolerSection(_Strict):
         ge=1,
         le=64,
         description="delivery processes (1: the daemon alone); each extra one claims due messages from"
-        " the same stores, on another core; max_in_flight is shared out among them",
+        " the same stores, on another core; max_in_flight is shared out among them; a change takes a"
+        " restart",
     )
     transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
     destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")

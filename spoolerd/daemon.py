@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -33,7 +33,7 @@ from .fsutil import make_dirs_durably
 from .listener.server import Listeners
 from .reconfigure import reload
 from .retention import sent_keepers
-from .workers import worker_owner
+from .workers import apply_online, worker_owner
 
 __all__ = [
     "Daemon",
@@ -146,9 +146,11 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
 
 
 @asynccontextmanager
-async def running_worker(daemon: Daemon, worker: int) -> AsyncIterator[Daemon]:
+async def running_worker(daemon: Daemon, worker: int, offline: Collection[str] = ()) -> AsyncIterator[Daemon]:
     """A delivery worker (spoolerd/workers.py): the stores, the transports and the spooler, delivering
-    under the worker's own lease owner; no face, no downloads, no Sent Items keeper (the daemon's)."""
+    under the worker's own lease owner; no face, no downloads, no Sent Items keeper (the daemon's). The
+    transports ``offline`` (the daemon's, when it started this worker) are offline before anything is
+    claimed."""
     async with AsyncExitStack() as stack:
         state_dir = daemon.config.spooler.state_dir
         stack.enter_context(state_lock(state_dir, f"worker-{worker}.lock"))
@@ -156,6 +158,8 @@ async def running_worker(daemon: Daemon, worker: int) -> AsyncIterator[Daemon]:
         spooler.dispatcher.owner = worker_owner(spooler.dispatcher.owner, worker)
         spooler.receives = False
         await _start_engine(stack, daemon)
+        for name in offline:
+            apply_online(spooler, name, False)
         async with anyio.create_task_group() as tg:
             await tg.start(spooler.run)
             log.info("worker running", worker=worker, stores=sorted(daemon.stores))

@@ -16,9 +16,10 @@ from .spooler import Spooler
 from .store import MessageStore
 from .submission import Submitter
 
-__all__ = ["Host", "ReloadResult", "StatusRows"]
+__all__ = ["Host", "ReloadResult", "SetOnline", "StatusRows"]
 
 StatusRows = Callable[[], list[dict[str, Any]]]  # a face's rows of the status table
+SetOnline = Callable[[str, bool], None]  # (transport, online)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Host(Protocol):
     def keepers(self) -> Mapping[str, SentKeeper]: ...  # Sent Items retention, per store
     @property
     def status_rows(self) -> Sequence[StatusRows]: ...  # the faces' own rows (SMTP listeners)
+    @property
+    def on_set_online(self) -> Sequence[SetOnline]: ...  # told of an operator's online/offline (workers)
     @property
     def reload(self) -> Callable[[], Awaitable[ReloadResult]]:
         """Re-read and apply the config file (spoolerd/reconfigure.py); ConfigError: nothing changed."""

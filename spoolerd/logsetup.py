@@ -24,11 +24,22 @@ __all__ = [
     "MailLines",
     "SyslogStream",
     "configure_logging",
+    "log_as_worker",
     "mail_lines",
     "redact_secrets",
 ]
 
 SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "access_token", "authorization", "auth"})
+
+_PROCESS_KEYS: dict[str, Any] = {}  # what each line of this process carries: a delivery worker's number
+
+
+def log_as_worker(worker: int) -> None:
+    """This process is delivery worker ``worker`` (spoolerd/workers.py): every line it writes says so
+    (``worker=K``; JSON ``"worker": K``). structlog's lines take it from the context; the console's mail
+    lines, which skip structlog's chain (``MailLines``), from here."""
+    structlog.contextvars.bind_contextvars(worker=worker)
+    _PROCESS_KEYS["worker"] = worker
 
 
 def redact_secrets(
@@ -91,7 +102,8 @@ class MailLines:
     """The console's mail lines (``maillog``) written straight to the stream, as ``ConsoleLines`` makes
     them: structlog's generic chain around the same text cost 8 us a line, and a message has one to six
     (a tenth of the event loop's time under SMTP intake). Context variables and redaction change nothing
-    in such a line (the console shows a mail line's text alone, and no mail line carries a secret). A
+    in such a line (the console shows a mail line's text alone, and no mail line carries a secret) but a
+    worker's number, which it takes from ``log_as_worker``. A
     line it does not write (not a mail line, an unknown level, or structlog configured otherwise since,
     as ``structlog.testing.capture_logs`` does) is left to structlog."""
 
@@ -107,7 +119,7 @@ class MailLines:
         if level < self._min_level:
             return True  # filtered, as the bound logger would
         name = _LEVEL_NAMES.get(level)
-        text = console_text({"event": event, **keys}) if name is not None else None
+        text = console_text({"event": event, **keys, **_PROCESS_KEYS}) if name is not None else None
         if text is None:
             return False
         stamp = self._stamper(None, name, {})["timestamp"]

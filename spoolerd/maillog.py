@@ -338,7 +338,7 @@ _CONSOLE: dict[str, Callable[[Mapping[str, Any]], str]] = {
 
 def console_text(event_dict: MutableMapping[str, Any]) -> str | None:
     """The console form of a mail line (None: not one), on one printable line whatever a header or a
-    peer's reply held."""
+    peer's reply held; a delivery worker's ends in ``, worker=K`` (spoolerd/workers.py)."""
     render = _CONSOLE.get(event_dict.get("event", ""))
     if render is None:
         return None
@@ -346,4 +346,5 @@ def console_text(event_dict: MutableMapping[str, Any]) -> str | None:
         text = render(event_dict)
     except (KeyError, TypeError, ValueError):  # not one of ours after all: shown as it came
         return None
-    return printable(text)
+    worker = event_dict.get("worker")
+    return printable(text if worker is None else f"{text}, worker={worker}")

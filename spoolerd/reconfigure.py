@@ -6,8 +6,9 @@ changed one) before anything is switched, then new attempts use the new set whil
 flight finish on the transports they began with; the old objects are stopped once those attempts have
 ended. Logging, retry and delivery settings, lists, preprocessors, limits and the control socket's
 access rules apply at once. What the running daemon cannot swap (the stores, the state directory, the
-default store, the control socket's path and whether it exists) keeps its running value and is
-reported as needing a restart. Every applied change is one log line naming its key, never a value.
+default store, the number of delivery workers, the control socket's path and whether it exists) keeps
+its running value and is reported as needing a restart. Every applied change is one log line naming its
+key, never a value.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ RESTART_ONLY = (
     "stores",
     "spooler.state_dir",
     "spooler.default_store",
+    "spooler.workers",  # the worker processes are started once (spoolerd/workers.py)
     "control.socket",
     "control.enabled",
     "metrics.address",
@@ -84,7 +86,11 @@ def _restart_only(key: str) -> bool:
 def _keeping_running(running: Config, new: Config) -> Config:
     """``new`` with the restart-only values the daemon runs with."""
     spooler = new.spooler.model_copy(
-        update={"state_dir": running.spooler.state_dir, "default_store": running.spooler.default_store}
+        update={
+            "state_dir": running.spooler.state_dir,
+            "default_store": running.spooler.default_store,
+            "workers": running.spooler.workers,  # and max_in_flight is shared out among those running
+        }
     )
     control = new.control.model_copy(
         update={"socket": running.control.socket, "enabled": running.control.enabled}
@@ -122,7 +128,18 @@ def plan_transports(old: Config, new: Config) -> TransportPlan:
 
 async def reload(daemon: Daemon) -> ReloadResult:
     """Re-read, validate and apply the config file (module docstring). A bad file, or a new transport
-    that fails to start, raises ConfigError and changes nothing."""
+    that fails to start, raises ConfigError and changes nothing. Either way one line says what came of
+    it, whoever asked (SIGHUP, the control socket, the daemon for its workers)."""
+    try:
+        result = await _reload(daemon)
+    except ConfigError as exc:
+        log.warning("reload refused; keeping the running configuration", problems=exc.problems)
+        raise
+    log.info("configuration reloaded", applied=result.applied, restart_needed=result.restart_needed)
+    return result
+
+
+async def _reload(daemon: Daemon) -> ReloadResult:
     async with daemon.reloading:
         loaded = load_config(daemon.source, daemon.registry)
         fresh = build(loaded, daemon.registry, source=daemon.source)  # validates and checks all of it

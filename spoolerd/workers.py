@@ -6,8 +6,10 @@ them on a core of its own, under its own lease owner, a sub-owner of the daemon'
 no face (control socket, listeners, metrics, webhooks) and downloads nothing: the daemon keeps those.
 
 The daemon supervises: a worker that exits unexpectedly is logged and started again after a doubling
-wait; SIGHUP is passed on (each worker reloads the configuration itself); at shutdown each worker gets
-SIGTERM and finishes its attempts within the deadline. A worker dies with the daemon (the kernel's
+wait; at shutdown each worker gets SIGTERM and finishes its attempts within the deadline. What an
+operator asks of the daemon that concerns delivery reaches each worker as a command on a pipe, its
+stdin (spoolerd/worker_channel.py): a reload the daemon applied (SIGHUP or ``spoolerctl reload``: each
+worker then reads the file itself). A worker dies with the daemon (the kernel's
 parent-death signal), so a ``kill -9`` of the daemon leaves no worker delivering under a name the
 restarted daemon takes back at once (``reclaim`` of its owner takes its sub-owners' leases too).
 """
@@ -20,13 +22,15 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import structlog
 
 from .retry import Backoff
+from .spooler import Spooler
+from .worker_channel import WorkerCommand, decode, encode, online_command
 
-__all__ = ["Workers", "die_with_parent", "worker_owner"]
+__all__ = ["Workers", "apply_online", "die_with_parent", "obey", "worker_owner"]
 
 log = structlog.get_logger("spoolerd.workers")
 
@@ -50,17 +54,26 @@ def die_with_parent(parent: int) -> None:
 class Workers:
     """The daemon's N - 1 worker processes, started, restarted and stopped."""
 
-    def __init__(self, count: int, config_source: str | None, *, deadline: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        config_source: str | None,
+        *,
+        deadline: float,
+        offline: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
         self.count = count
         self._source = config_source
         self._deadline = deadline
+        self._offline = offline  # the daemon's transports offline now: where a worker starts from
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
-    def _command(self, worker: int) -> Sequence[str]:
+    def _command(self, worker: int, offline: Collection[str]) -> Sequence[str]:
         config = [] if self._source is None else ["--config", self._source]
-        return [sys.executable, "-m", "spoolerd.cli", "run", *config, "--worker", str(worker)]
+        taken = [f"--offline={name}" for name in sorted(offline)]
+        return [sys.executable, "-m", "spoolerd.cli", "run", *config, "--worker", str(worker), *taken]
 
     async def start(self) -> None:
         for worker in range(1, self.count):
@@ -71,8 +84,13 @@ class Workers:
         backoff = Backoff()
         env = {**os.environ, "SPOOLERD_PARENT_PID": str(os.getpid())}
         while not self._stopping:
-            proc = await asyncio.create_subprocess_exec(*self._command(worker), env=env)
-            self._procs[worker] = proc
+            offline = set(self._offline())
+            stdin = asyncio.subprocess.PIPE  # the daemon's commands (``send``)
+            proc = await asyncio.create_subprocess_exec(*self._command(worker, offline), env=env, stdin=stdin)
+            self._procs[worker] = proc  # told from now on; what changed while it was started, now:
+            now = set(self._offline())
+            for name in sorted(now ^ offline):
+                self._write(proc, online_command(name, name in offline))
             log.info("worker started", worker=worker, pid=proc.pid)
             code = await proc.wait()
             if self._stopping:
@@ -81,8 +99,19 @@ class Workers:
             log.error("worker exited; starting it again", worker=worker, pid=proc.pid, status=code, wait=wait)
             await asyncio.sleep(wait)
 
+    def send(self, command: WorkerCommand) -> None:
+        """Tell every running worker (without waiting: a line or two in a pipe's buffer). One being
+        started again reads the file, and is given the state, as it is when it starts."""
+        for proc in self._procs.values():
+            self._write(proc, command)
+
+    @staticmethod
+    def _write(proc: asyncio.subprocess.Process, command: WorkerCommand) -> None:
+        if proc.returncode is None and proc.stdin is not None:
+            proc.stdin.write(encode(command))
+
     def signal(self, signum: int) -> None:
-        """Pass ``signum`` (SIGHUP: reload) on to every running worker."""
+        """Send ``signum`` (SIGTERM: stop) to every running worker."""
         for proc in self._procs.values():
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -106,3 +135,32 @@ class Workers:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def apply_online(spooler: Spooler, transport: str, online: bool) -> None:
+    """In a worker: take ``transport`` online or offline as the daemon did, and say so (the line carries
+    ``worker``). One the worker does not have (it read the file at another moment) is named and skipped."""
+    if spooler.dispatcher.slot(transport) is None:
+        log.warning("no such transport in this worker", transport=transport, online=online)
+        return
+    spooler.set_online(transport, online)
+    log.info("transport online" if online else "transport offline", transport=transport)
+
+
+async def obey(apply: Callable[[WorkerCommand], Awaitable[None]], stdin: int = 0) -> None:
+    """In a worker: ``apply`` each of the daemon's commands, in order, as the event loop hears of them on
+    ``stdin``; returns when the daemon closes its end."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(stdin, "rb", buffering=0, closefd=False)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        while line := await reader.readline():
+            try:
+                command = decode(line)
+            except ValueError as exc:
+                log.warning("daemon command not understood", problem=str(exc))
+                continue
+            await apply(command)
+    finally:
+        transport.close()

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from spoolerd import maillog
+from spoolerd import logsetup, maillog
 from spoolerd.config import LogConfig
 from spoolerd.logsetup import ConsoleLines, configure_logging, mail_lines
 from spoolerd.maillog import console_text
@@ -124,6 +124,23 @@ def test_mail_lines_written_directly_are_the_lines_structlog_writes(
     assert len(direct) == (3 if level == "info" else 1)
     assert [line.split(" ", 1)[1] for line in direct] == [line.split(" ", 1)[1] for line in through_structlog]
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \[", line) for line in direct)
+
+
+def test_a_workers_mail_lines_say_which_worker_it_is_either_way(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery worker's console mail lines end in ``, worker=K``, written directly or by structlog."""
+    configure_logging(LogConfig(level="info", format="console"))
+    monkeypatch.setitem(logsetup._PROCESS_KEYS, "worker", 1)  # as log_as_worker(1), undone after
+    with structlog.contextvars.bound_contextvars(worker=1):
+        _mail_lines()
+        direct = capsys.readouterr().err.splitlines()
+        maillog.direct_writer(None)
+        _mail_lines()
+        through_structlog = capsys.readouterr().err.splitlines()
+    assert direct[0].endswith("status=sent (250 ok), worker=1")
+    assert direct[1].endswith("user=bob, worker=1")
+    assert [line.split(" ", 1)[1] for line in direct] == [line.split(" ", 1)[1] for line in through_structlog]
 
 
 def test_mail_lines_reach_structlog_while_it_is_configured_otherwise(

@@ -157,15 +157,21 @@ class TransportArgs(Args):
 
 
 async def online(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
-    name = named_slot(daemon, await targeted_transport(daemon, args.transport, args.entry)).name
-    daemon.spooler.set_online(name, True)
-    return {"transport": name, "online": True}
+    return await _set_online(daemon, args, True)
 
 
 async def offline(daemon: Host, args: TransportArgs, conn: Connection) -> OnlineState:
+    return await _set_online(daemon, args, False)
+
+
+async def _set_online(daemon: Host, args: TransportArgs, online: bool) -> OnlineState:
+    """In the daemon, then in every delivering process it tells (its workers, spoolerd/workers.py)."""
     name = named_slot(daemon, await targeted_transport(daemon, args.transport, args.entry)).name
-    daemon.spooler.set_online(name, False)
-    return {"transport": name, "online": False}
+    daemon.spooler.set_online(name, online)
+    log.info("transport online" if online else "transport offline", transport=name)
+    for tell in daemon.on_set_online:
+        tell(name, online)
+    return {"transport": name, "online": online}
 
 
 async def subscribe(daemon: Host, args: StoreArgs, conn: Connection) -> Unsubscribed:

@@ -237,3 +237,19 @@ async def test_a_new_transport_that_cannot_start_changes_nothing(
     assert f"transports.relay.password_file: cannot read {missing}".encode() in done.stderr
     await daemon.submit("still@remote.test")
     assert await relay.received(1) == ["still@remote.test"]  # the running transport stays
+
+
+async def test_a_refused_reload_is_logged_once_whichever_way_it_was_asked(
+    relaying: Callable[[str], Any],
+) -> None:
+    daemon: RelayingDaemon = await relaying("")
+    cfg = daemon.root / "spoolerd.toml"
+    cfg.write_text(cfg.read_text() + "\n[spooler.retry]\ninitial = -5\n")
+    code, _, stderr = await reload(daemon)
+    assert code == 1 and "spooler.retry.initial" in stderr
+    asked = await daemon.logged("reload refused; keeping the running configuration")
+    assert asked["level"] == "warning" and any("spooler.retry.initial" in p for p in asked["problems"])
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    signalled = await daemon.logged("reload refused; keeping the running configuration")
+    assert signalled["problems"] == asked["problems"]  # the next such line: one per refused reload

@@ -19,9 +19,10 @@ import pytest
 
 from spoolerd.config import parse_config
 from spoolerd.errors import ConfigError
+from spoolerd.events import QueueChanged
 from spoolerd.plugins import PluginRegistry
 from spoolerd.store import MessageStore, StoreContext
-from tests.control.conftest import Daemon, short_root
+from tests.control.conftest import Daemon, serving, short_root
 from tests.postgres.test_daemons import drained, expected_pairs, received_pairs, submit_all
 from tests.smtp.conftest import Server, ServerFactory, smtp_server
 
@@ -29,20 +30,22 @@ __all__ = ["smtp_server"]
 
 
 class WorkersDaemon(Daemon):
-    def __init__(self, root: Path, port: int) -> None:  # port: the SMTP server it relays to
+    def __init__(self, root: Path, port: int, log_format: str = "json") -> None:
         super().__init__(root)
-        self.port = port
+        self.port = port  # the SMTP server it relays to
         self.db = root / "queue.db"
+        self.log_format = log_format
 
     def write_config(self) -> Path:
         cfg = self.root / "spoolerd.toml"
         cfg.write_text(
             f'[spooler]\nstate_dir = "{self.root / "state"}"\nworkers = 2\nmax_in_flight = 16\n'
             'preprocessors = []\ndefault_store = "q"\n'
-            f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "json"\nlevel = "info"\n'
+            f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "{self.log_format}"\nlevel = "info"\n'
             f'[stores.q]\nprovider = "sqlite"\npath = "{self.db}"\n'
             f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {self.port}\n'
             'tls = "none"\nhelo = "spool.test"\n'
+            "[spooler.retry]\ninitial = 1\n"  # mail put off (an offline transport) is soon due again
         )
         return cfg
 
@@ -55,6 +58,20 @@ class WorkersDaemon(Daemon):
                 except ValueError:
                     raise AssertionError(repr(line)) from None
         return out
+
+    async def logged_at(self, event: str, since: int = 0, **fields: object) -> int:
+        """Wait for a JSON line from log line ``since`` on with this event and these fields (``worker=1``:
+        the worker's line; the daemon's carry no ``worker``); its index."""
+
+        def match(line: bytes) -> bool:
+            entry = json.loads(line) if line.startswith(b"{") else {}
+            return bool(entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()))
+
+        return await self.log_line(match, since)
+
+    async def logged(self, event: str, since: int = 0, **fields: object) -> dict[str, object]:
+        found: dict[str, object] = json.loads(self.log[await self.logged_at(event, since, **fields)])
+        return found
 
     async def worker_pid(self, since: int = 0) -> int:
         """The pid of the worker started (its "worker running" line) after log line ``since``."""
@@ -84,6 +101,8 @@ async def running(tmp_path: Path, smtp_server: ServerFactory) -> AsyncIterator[R
     await d.start()
     yield Running(d, store, server, await d.worker_pid())
     await store.stop()
+    for client in d.clients:
+        await client.stream.aclose()
     if d.proc is not None and d.proc.returncode is None:
         assert await d.stop() == 0
 
@@ -107,9 +126,10 @@ async def exited(pid: int) -> None:
         os.close(fd)
 
 
-def delivered_by(d: WorkersDaemon) -> set[object]:
-    """Which processes logged a delivery: None for the daemon, the worker's number for a worker."""
-    return {e.get("worker") for e in d.lines() if e.get("status") == "sent"}
+def delivered_by(d: WorkersDaemon, since: int = 0) -> set[object]:
+    """Which processes logged a delivery (from log line ``since`` on): None for the daemon, the worker's
+    number for a worker."""
+    return {e.get("worker") for e in d.lines(since) if e.get("status") == "sent"}
 
 
 async def test_two_processes_deliver_each_recipient_exactly_once(running: Running) -> None:
@@ -192,3 +212,124 @@ async def test_a_reload_shares_out_the_new_max_in_flight(tmp_path: Path) -> None
     await asyncio.to_thread(source.write_text, text.replace("64", "20"))
     await reload(daemon)
     assert daemon.spooler.max_in_flight == 10
+
+
+async def test_a_changed_number_of_workers_waits_for_a_restart(running: Running) -> None:
+    d = running.daemon
+    cfg = d.root / "spoolerd.toml"
+    await asyncio.to_thread(cfg.write_text, cfg.read_text().replace("workers = 2", "workers = 3"))
+    reloaded = await (await d.client()).ok("reload")  # spoolerctl reload: exit 4 naming the key
+    assert (reloaded["applied"], reloaded["restart_needed"]) == ([], ["spooler.workers"])
+    warned = await d.log_line(lambda line: b'"restart needed to apply"' in line)
+    assert json.loads(d.log[warned])["keys"] == ["spooler.workers"]
+    assert not any(e.get("event") == "worker started" and e.get("worker") == 2 for e in d.lines())
+
+
+async def test_a_reload_keeps_the_running_workers_share_of_max_in_flight(tmp_path: Path) -> None:
+    from spoolerd.assembly import build
+    from spoolerd.config import load_config
+    from spoolerd.reconfigure import reload
+
+    source = tmp_path / "spoolerd.toml"
+    text = f'[spooler]\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\nmax_in_flight = 64\n'
+    await asyncio.to_thread(source.write_text, text)
+    daemon = build(load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source))
+    await asyncio.to_thread(source.write_text, text.replace("workers = 2", "workers = 4"))
+    result = await reload(daemon)
+    assert (result.applied, result.restart_needed) == ([], ["spooler.workers"])
+    assert daemon.config.spooler.workers == 2 and daemon.spooler.max_in_flight == 32
+
+
+@pytest.mark.parametrize("asked", ["spoolerctl reload", "SIGHUP"])
+async def test_a_reload_reaches_the_worker_however_it_was_asked(
+    running: Running, smtp_server: ServerFactory, asked: str
+) -> None:
+    d = running.daemon
+    moved = smtp_server()  # the relay's new port
+    d.port = moved.port
+    await asyncio.to_thread(d.write_config)
+    since = len(d.log)
+    if asked == "SIGHUP":
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+    else:
+        reloaded = await (await d.client()).ok("reload")
+        assert reloaded["applied"] == ["transports.relay changed (port)"]
+    applied = await d.logged("configuration reloaded", since, worker=None)  # the daemon's line
+    assert applied["applied"] == ["transports.relay changed (port)"]
+    await d.logged("configuration reloaded", since, worker=1)  # the worker read the file too
+    sent = await submit_all(running.store, 300, 1)
+    await drained(running.store, 60)
+    assert received_pairs(moved.handler) == expected_pairs(sent)
+    assert running.server.handler.received == []  # nothing through the old port, from either process
+    assert delivered_by(d, since) == {None, 1}
+
+
+async def put_off(store: MessageStore) -> None:
+    """Wait until each message in the queue was tried at least once and put off (is due later than it
+    was submitted): every process had its chance at them."""
+    async with store.subscribe(accept=lambda e: isinstance(e, QueueChanged)) as events:
+        with anyio.fail_after(30):
+            while True:
+                queue = [e async for e in store.outgoing_queue()]
+                if all(e.due_at > e.client_submit_time + 0.5 for e in queue):
+                    return
+                await events.receive()
+                events.pending()
+
+
+async def test_offline_and_online_apply_to_the_worker_too(running: Running) -> None:
+    d, relay = running.daemon, running.server.handler
+    control = await d.client()
+    since = len(d.log)
+    await control.ok("offline", transport="relay")  # spoolerctl offline relay
+    await d.logged("transport offline", since, worker=None, transport="relay")
+    await d.logged("transport offline", since, worker=1, transport="relay")
+    sent = await submit_all(running.store, 200, 1)
+    await put_off(running.store)
+    assert relay.received == []  # neither process sent through it
+
+    since = len(d.log)
+    await control.ok("online", transport="relay")
+    await d.logged("transport online", since, worker=1, transport="relay")
+    await drained(running.store, 60)
+    assert received_pairs(relay) == expected_pairs(sent)
+    assert delivered_by(d, since) == {None, 1}  # the worker delivers again
+
+
+async def test_a_worker_started_again_starts_with_the_transports_offline(running: Running) -> None:
+    d = running.daemon
+    since = len(d.log)
+    await (await d.client()).ok("offline", transport="relay")
+    await d.logged("transport offline", since, worker=1, transport="relay")
+    since = len(d.log)
+    os.kill(running.worker, signal.SIGKILL)
+    assert await d.worker_pid(since) != running.worker
+    offline = await d.logged_at("transport offline", since, worker=1, transport="relay")
+    assert offline < await d.logged_at("worker running", since, worker=1)  # before it claims anything
+    await submit_all(running.store, 200, 1)
+    await put_off(running.store)
+    assert running.server.handler.received == []
+
+
+async def test_a_workers_console_lines_say_which_worker_it_is(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    server = smtp_server()
+    d = WorkersDaemon(short_root(), server.port, log_format="console")
+    store = PluginRegistry().open_store("sqlite", {"path": str(d.db)}, StoreContext("q", tmp_path))
+    await store.start()
+    try:
+        async with serving(d):
+            await d.log_line(lambda line: b"worker running" in line)
+            sent = await submit_all(store, 400, 1)
+            await drained(store, 60)
+    finally:
+        await store.stop()
+    assert received_pairs(server.handler) == expected_pairs(sent)
+    sent_lines = [line.decode().rstrip("\n") for line in d.log if b", status=sent (" in line]
+    assert len(sent_lines) == 400
+    by_worker = [line for line in sent_lines if line.endswith(", worker=1")]
+    assert by_worker, "the worker delivered some, and its lines say so"
+    daemons = [line for line in sent_lines if "worker=" not in line]
+    assert len(by_worker) + len(daemons) == 400 and daemons  # the daemon's carry none
