@@ -118,6 +118,28 @@ async def test_a_burst_arrives_at_the_rate_and_all_of_it(tmp_path: Path, smtp_se
     assert times[-1] - times[0] >= 3 * (1.0 - SLACK)  # four windows of five: three periods at least
 
 
+async def test_a_waiting_message_is_deferred_once_and_sent_at_its_turn(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    """Each message over the budget has one deferral line (its turn) and then its sent line: it is not
+    due back before its turn (the attempt's own milliseconds before the budget answered), nor deferred
+    again because the message before it came back for its turn a little late."""
+    sink = smtp_server(Counting())
+    assert isinstance(sink.handler, Counting)
+    with capture_logs() as lines:
+        async with daemon(tmp_path, sink.port, "5/1s") as d:
+            ids = await submit(d, 20)
+            times = await arrivals(sink.handler, 20)
+    spaced(times, 5, 1.0)
+    statuses: dict[str, list[str]] = {mid: [] for mid in ids}
+    for line in lines:
+        if line["event"] == "delivery":
+            statuses[line["queue_id"]].append(line["status"])
+    told_to_wait = [mid for mid, seen in statuses.items() if seen != ["sent"]]
+    assert len(told_to_wait) == 15, statuses
+    assert all(statuses[mid] == ["deferred", "sent"] for mid in told_to_wait), statuses
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 async def test_a_daemon_restarted_mid_burst_keeps_the_budget(
     tmp_path: Path, smtp_server: ServerFactory, dialect: str, store_section: dict[str, Any]
