@@ -170,6 +170,10 @@ class Budget:
         tickets.append(Ticket(at, holder))
         return Admission(at)
 
+    def turn(self, holder: str) -> float | None:
+        """The time of message ``holder``'s ticket, if it holds one."""
+        return next((t.at for t in self.state.tickets if t.holder == holder), None)
+
     def take(self, now: float) -> float | None:
         """A send now if the window has room (None, the send recorded), else the moment it frees: no
         ticket is given (a relay's budget, passed over for the next relay rather than waited for)."""

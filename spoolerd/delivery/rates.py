@@ -91,6 +91,14 @@ class RateBudgets:
             slot.slowed[destination] = (budget.limit(now), budget.state.slowed_until)
             await self._save(key, budget)
 
+    async def turn(self, key: str, rate: Rate, message_id: str) -> tuple[Rate, float] | None:
+        """The rate limit now under ``key`` and the time of message ``message_id``'s turn, if it waits
+        for one (what ``spoolerctl queue`` says): no send recorded, no ticket given."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            budget = await self._budget(key, rate)
+        at = budget.turn(message_id)
+        return None if at is None else (Rate(budget.limit(self.clock()), rate.per), at)
+
     def gate(self, transport: str) -> TransportGate:
         """The ``RateGate`` handed to transport ``transport`` (``RateGated``)."""
         return TransportGate(self, transport)
