@@ -5,10 +5,16 @@ that no window of one period ever holds more than N sends, wherever it starts (a
 bucket of N would let 2N through across a boundary). A send that does not fit is not refused: its message
 is given a *ticket*, the earliest time it fits behind every ticket already given, and the spooler defers
 it until then (no attempt counted, no delivery slot held). A message back for its ticket sends if the
-window has room (one back while a send that went later than planned still fills the window is told the
-exact moment it frees); a new message sends at once only if no ticket is waiting and the window, tickets
-due included, has room, else it goes behind the tickets. So waiting messages go in the order they asked
-and each is locked once more, not in a loop. A ticket whose message has not come back a period and
+window has room. A ticket is planned a period after the send (or ticket) it replaces in the window, but
+that send is recorded when its message came back, a little after its own ticket (the attempt's lock,
+a claim behind others due at once): the window may still be full for those milliseconds when the next
+ticket's message comes back on time. Such a holder is admitted for the moment the window frees, the
+send recorded then, and its attempt waits for it, if that is within ``WAIT_AT_TURN``; only a holder
+whose window frees later than that (behind a send seconds late, or back early for a flush) is told the
+moment and deferred once more. A new message
+sends at once only if no ticket is waiting and the window, tickets due included, has room, else it goes
+behind the tickets. So waiting messages go in the order they asked and each is locked once more, not in
+a loop. A ticket whose message has not come back a period and
 ``LATE`` after its time (it was aborted, say) lapses. At most ``MAX_TICKETS`` are given: a message behind
 them is told to ask again a period after the last one (a queue of 10,000 for one destination asks about
 ten times, not once a period).
@@ -35,6 +41,7 @@ __all__ = [
     "MAX_TICKETS",
     "SLOW_DOWN_CODES",
     "SLOW_DOWN_FOR",
+    "WAIT_AT_TURN",
     "Admission",
     "Budget",
     "BudgetState",
@@ -47,6 +54,7 @@ SLOW_DOWN_CODES = frozenset({421, 451, 454})  # "service not available", "local 
 SLOW_DOWN_FOR = 600.0  # seconds a halving lasts after the last slow-down reply
 LATE = 60.0  # a ticket lapses this long after its period if its message has not come back for it
 MAX_TICKETS = 1000  # tickets given at most: the state written before each send stays small (tens of KB)
+WAIT_AT_TURN = 1.0  # a ticket's holder waits this long at most in its attempt for the window to free
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 
@@ -117,10 +125,12 @@ class BudgetState:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """``at`` None: send now (the send is recorded); else not before ``at`` (a ticket, or the moment the
-    window frees for a ticket's holder)."""
+    """``at`` None: send now (the send is recorded); ``sends``: send at ``at``, a moment away (the send
+    is recorded then: wait for it); else not before ``at`` (a ticket, or the moment the window frees for
+    a ticket's holder)."""
 
     at: float | None
+    sends: bool = False
 
 
 class Budget:
@@ -143,13 +153,14 @@ class Budget:
         sent, tickets, n = self.state.sent, self.state.tickets, self.limit(now)
         mine = next((i for i, t in enumerate(tickets) if t.holder == holder), None)
         if mine is not None:
-            if len(sent) < n:  # _lapse left only the sends of the window (now - per, now]
-                del tickets[mine]
-                sent.append(now)
-                return Admission(None)
-            return Admission(sent[-n] + self.rate.per)
+            at = self._fits(now, n)
+            if at - now > WAIT_AT_TURN:
+                return Admission(at)
+            del tickets[mine]
+            sent.append(at)
+            return Admission(None) if at == now else Admission(at, sends=True)
         waiting = bisect.bisect_right([t.at for t in tickets], now)
-        if waiting == len(tickets) and len(sent) + waiting < n:
+        if waiting == len(tickets) and len(sent) + waiting < n and self._fits(now, n) == now:
             sent.append(now)
             return Admission(None)
         if len(tickets) >= self.max_tickets:  # no ticket: back after the last one, to ask again
@@ -158,6 +169,10 @@ class Budget:
         at = max(now, taken[-1], taken[-n] + self.rate.per if len(taken) >= n else now)
         tickets.append(Ticket(at, holder))
         return Admission(at)
+
+    def turn(self, holder: str) -> float | None:
+        """The time of message ``holder``'s ticket, if it holds one."""
+        return next((t.at for t in self.state.tickets if t.holder == holder), None)
 
     def take(self, now: float) -> float | None:
         """A send now if the window has room (None, the send recorded), else the moment it frees: no
@@ -176,6 +191,13 @@ class Budget:
         if before > 1:
             self.state.halvings += 1
         return self.limit(now) != before
+
+    def _fits(self, now: float, n: int) -> float:
+        """The earliest time from ``now`` a send fits the window of ``n``, after every send recorded (one
+        admitted for a moment still to come included), so that the sends stay in time order."""
+        sent = self.state.sent  # _lapse left only the sends of the window (now - per, now], and later
+        at = max(now, sent[-1]) if sent else now
+        return max(at, sent[-n] + self.rate.per) if len(sent) >= n else at
 
     def _lapse(self, now: float) -> None:
         """Forget sends out of the window, and tickets whose messages did not come back for them."""

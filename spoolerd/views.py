@@ -73,6 +73,11 @@ def _reply(code: Any, status: Any, text: Any) -> str:
 
 
 def _waiting(waiting: Mapping[str, Any], now: float) -> str:
+    if waiting.get("rate") is not None:  # as a flush says it: "rate limit 3/1m to DEST: waits its turn"
+        turn = waiting.get("until")
+        when = f" at {clock_time(turn, now)}" if turn is not None else ""
+        where = f"{waiting['destination']} via {waiting['transport']}"
+        return f"waiting: rate limit {waiting['rate']} to {where}: its turn{when}"
     if waiting.get("destination") is None:
         return f"waiting: transport {waiting['transport']} is offline"
     until = waiting.get("until")

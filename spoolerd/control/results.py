@@ -91,7 +91,7 @@ class QueueRecipient(TypedDict):
     last_text: str | None
     transport: str | None
     next_attempt: float | None
-    waiting: dict[str, Any] | None  # a down destination or an offline transport it waits for
+    waiting: dict[str, Any] | None  # a down destination, an offline transport or a rate's turn it waits for
 
 
 class QueueRow(TypedDict):

@@ -213,7 +213,7 @@ async def queue_listing(
                             "last_text": r.last_text,
                             "transport": r.transport,
                             "next_attempt": r.next_attempt,
-                            "waiting": waiting_row(daemon.spooler.dispatcher, r),
+                            "waiting": await waiting_row(daemon.spooler.dispatcher, entry.id, r),
                         }
                     )
                     for r in message.recipients

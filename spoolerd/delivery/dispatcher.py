@@ -167,7 +167,7 @@ class Dispatcher:
             # just preprocessed: the coupled store's resubmit hands its transport what it serves first
             first = self.coupled.get(store.name) if start.preprocess else None
             tried = await self.sender.route_and_send(
-                self.transports, message, pending(message), force=force, first=first, held=held
+                self.transports, message, pending(message), force=force, started=now, first=first, held=held
             )
         decision = decide(message, tried, now, settings)
         self.holds.wait(store, message.id, None if decision.finish else waits_for(tried, held))

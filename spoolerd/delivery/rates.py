@@ -4,7 +4,9 @@ in a store, so that a restarted daemon goes on where the last one stopped.
 A send is admitted only once the budget that admits it is written to the store (one small write per
 send to a rated destination; none for a transport without ``rate``). A message that does not fit is
 deferred without an attempt until its ticket's time (the spooler sleeps until then like for any retry
-time): it holds no delivery slot and counts as no failure. A slow-down reply (421, 451, 454) halves the
+time): it holds no delivery slot and counts as no failure. Back at its turn, it may wait in its attempt,
+its slots held, for the window to free (``WAIT_AT_TURN`` at most: a send before it that went a little
+late), rather than be deferred once more. A slow-down reply (421, 451, 454) halves the
 destination's rate (``spoolerd.rate``), logged once per change and shown in the transport's status row.
 
 A transport with budgets of its own (the smtp transport's ``relay_rates``) is given a ``RateGate``
@@ -63,6 +65,9 @@ class RateBudgets:
             maillog.rate_changed(transport=slot.name, relay=destination, rate=str(rate), until=None)
         if admission.at is None:
             return None
+        if admission.sends:  # its turn, the window full for a moment more: waited for here, not deferred
+            await asyncio.sleep(admission.at - self.clock())
+            return None
         diagnostic = f"rate limit {Rate(limit, rate.per)} to {destination}: waits its turn"
         outcome = Outcome(
             OutcomeKind.DEFERRED, None, "4.7.0", diagnostic, admission.at - now, attempted=False
@@ -85,6 +90,14 @@ class RateBudgets:
                 maillog.rate_changed(transport=slot.name, relay=destination, rate=limit, until=until)
             slot.slowed[destination] = (budget.limit(now), budget.state.slowed_until)
             await self._save(key, budget)
+
+    async def turn(self, key: str, rate: Rate, message_id: str) -> tuple[Rate, float] | None:
+        """The rate limit now under ``key`` and the time of message ``message_id``'s turn, if it waits
+        for one (what ``spoolerctl queue`` says): no send recorded, no ticket given."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            budget = await self._budget(key, rate)
+        at = budget.turn(message_id)
+        return None if at is None else (Rate(budget.limit(self.clock()), rate.per), at)
 
     def gate(self, transport: str) -> TransportGate:
         """The ``RateGate`` handed to transport ``transport`` (``RateGated``)."""

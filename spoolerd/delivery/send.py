@@ -7,13 +7,18 @@ transport is sent its recipients a destination at a time, within the destination
 transport's, unless the destination is known dead (``limits``) or has used its rate (``rates``). A
 transport that raises, breaks its contract or does not answer within ``send_timeout`` defers its
 recipients: sending never raises for a delivery problem, it answers one outcome per recipient.
+
+A wait told without a try (a rate's turn, a dead destination's hold, a relay's budget) is a time from
+when it was told, and ``decide`` counts it from the attempt's start: each is lengthened by the time the
+attempt took until then (``_counted_from_start``), or the message would be due back that much before
+its turn (the attempt's lock, preprocessing and wait for a slot: milliseconds) and deferred once more.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 import structlog
@@ -55,11 +60,13 @@ class Sender:
         pending: Sequence[Recipient],
         *,
         force: bool,
+        started: float,
         first: str | None = None,
         held: dict[int, str] | None = None,
     ) -> dict[int, Tried]:
         """What each of ``pending`` got; ``transports``: this attempt's, even if a reload replaces them
-        (of those [sender_routes] binds, this sender's only). ``first``: a coupled store's transport,
+        (of those [sender_routes] binds, this sender's only). ``started``: when the attempt began (what
+        a wait without a try counts from). ``first``: a coupled store's transport,
         which has the first chance at the recipients it serves (``routing.first_chance``). ``held`` is
         told, by recipient index, the destination each recipient deferred behind a dead destination
         waits for."""
@@ -67,6 +74,7 @@ class Sender:
 
         async def send_into(batches: list[_Batch], slot: TransportSlot, recipients: list[Recipient]) -> None:
             outcomes = await self._send(slot, message, recipients, force=force, held=held)
+            outcomes = _counted_from_start(outcomes, self.limits.clock() - started)
             batches.append(_Batch(slot.name, recipients, outcomes))
 
         outcomes: dict[int, Tried] = {}
@@ -197,6 +205,19 @@ async def call_transport(
         log.error("transport broke its contract", transport=transport.name, problem=diagnostic)
         return [Outcome.deferred(diagnostic, status="4.3.0")] * len(recipients)
     return answers
+
+
+def _counted_from_start(outcomes: list[Outcome], elapsed: float) -> list[Outcome]:
+    """``outcomes`` with each wait told without a try lengthened by ``elapsed``, the time from the
+    attempt's start until it was told: due back at its time or just after, never before it."""
+    if elapsed <= 0:
+        return outcomes
+    return [
+        replace(o, retry_after=o.retry_after + elapsed)
+        if not o.attempted and o.retry_after is not None
+        else o
+        for o in outcomes
+    ]
 
 
 def _no_transport(r: Recipient, refused: set[str] | None) -> Outcome:

@@ -1,7 +1,9 @@
 """The rate budget (spoolerd/rate.py), property-tested in memory: whatever the arrivals, no window of one
 period ever holds more than the limit's sends; a waiting message is given the exact time it fits (back
-then, it is admitted at once; a moment earlier, the window is still full); every message gets sent; the
-state survives encode/decode; and the rate is written as parse_rate reads it back."""
+then, it is admitted at once; a moment earlier, it is admitted for that time, and long before it, the
+window is still full); a message back for its turn, however late the ones before it were, is never
+deferred again; every message gets sent; the state survives encode/decode; and the rate is written as
+parse_rate reads it back."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spoolerd.rate import SLOW_DOWN_FOR, Budget, BudgetState, Rate, parse_rate
+from spoolerd.rate import SLOW_DOWN_FOR, WAIT_AT_TURN, Admission, Budget, BudgetState, Rate, parse_rate
 
 _rates = st.builds(Rate, st.integers(min_value=1, max_value=6), st.sampled_from([0.5, 1.0, 2.0, 3.0, 60.0]))
 # times in binary fractions, whose sums floats hold exactly: a simulated attempt one rounding error
@@ -23,8 +25,9 @@ def _run(
     rate: Rate, gaps: list[float], lags: tuple[float, ...] = (0.0,), max_tickets: int = 1000
 ) -> tuple[list[float], dict[str, int]]:
     """Messages arriving after ``gaps``. As in the spooler, an attempt begins at its due time and asks
-    the budget a lag later (``lags``, in turn), and a deferral counts from the attempt's beginning: a
-    message is due again the lag before its time. The times of the sends, and how often each asked."""
+    the budget a lag later (``lags``, in turn); a deferred message is due again at the time it was told
+    (spoolerd/delivery/send.py counts the wait from the attempt's start), and one admitted for a moment
+    to come sends then. The times of the sends, and how often each asked."""
     budget = Budget(rate, max_tickets=max_tickets)
     events: list[tuple[float, int, str]] = []
     now = 0.0
@@ -43,14 +46,17 @@ def _run(
         admission = budget.admit(clock, holder)
         if admission.at is None:
             sends.append(clock)
-        else:
-            assert admission.at > clock
-            back = admission.at if clock == due else due + (admission.at - clock)
-            heapq.heappush(events, (back, 0, holder))
+        elif admission.sends:
+            assert clock < admission.at <= clock + WAIT_AT_TURN
+            sends.append(admission.at)
+        else:  # now, at most: behind a due ticket whose message is not back yet (it is late)
+            assert admission.at >= clock
+            heapq.heappush(events, (admission.at, 0, holder))
     return sends, asked
 
 
 def _never_over(rate: Rate, sends: list[float]) -> None:
+    sends = sorted(sends)
     for first, last in zip(sends, sends[rate.messages :], strict=False):
         assert last - first >= rate.per - 1e-9  # n+1 sends span at least a period
 
@@ -65,23 +71,34 @@ def test_never_more_than_the_limit_in_any_window_and_a_waiting_message_is_admitt
     assert max(asked.values()) <= 2  # asked once, and once more at its turn: never locked in a loop
 
 
-# Known weakness, left as it is: a message late back for its ticket (its attempt took longer) can be
-# overtaken by a later ticket's message back on time, and ask again; a random search of 20,000 cases
-# found timings where one asked 7 to 20 times. Making the room go to the tickets in order cost more
-# elsewhere (a ticket whose message is gone held the later ones up until it lapsed), so the examples
-# here are fixed: the test still fails if a change breaks them, never at random.
-@settings(derandomize=True)
 @given(_rates, _gaps, st.lists(st.sampled_from([0.0, 1 / 1024, 1 / 128, 1 / 16]), min_size=1, max_size=5))
-def test_attempts_that_take_time_still_keep_the_limit(
+def test_attempts_that_take_time_keep_the_limit_and_ask_again_never(
     rate: Rate, gaps: list[float], lags: list[float]
 ) -> None:
+    """A message late back for its ticket sends late, and the window is full a little longer when the
+    next ticket's message is back: that one waits for it in its attempt (lags within ``WAIT_AT_TURN``)."""
     sends, asked = _run(rate, gaps, tuple(lags))
     assert len(sends) == len(gaps)
     _never_over(rate, sends)
-    assert max(asked.values()) <= 2 + len(lags)  # back early when an attempt is quicker: an exact wait
+    assert max(asked.values()) <= 2
 
 
-@settings(derandomize=True)  # fixed examples, as for the test above: the same weakness shows here
+# Known weakness, left as it is: a message back for its ticket later than WAIT_AT_TURN (a daemon seconds
+# behind) can be overtaken by later tickets' messages back on time, and ask again; a random search of
+# 20,000 cases found timings where one asked 20 times. Making the room go to the tickets in order cost
+# more elsewhere (a ticket whose message is gone held the later ones up until it lapsed), so the
+# examples here are fixed: the test still fails if a change breaks them, never at random.
+@settings(derandomize=True)
+@given(_rates, _gaps, st.lists(st.sampled_from([0.0, 0.5, 1.5, 2.5]), min_size=1, max_size=5))
+def test_attempts_later_than_the_wait_at_a_turn_still_keep_the_limit(
+    rate: Rate, gaps: list[float], lags: list[float]
+) -> None:
+    """Lags past ``WAIT_AT_TURN``: a message may ask again, the limit still holds and all are sent."""
+    sends, _ = _run(rate, gaps, tuple(lags))
+    assert len(sends) == len(gaps)
+    _never_over(rate, sends)
+
+
 @given(_rates, _gaps, st.integers(min_value=1, max_value=5))
 def test_a_queue_longer_than_the_tickets_asks_again_a_few_times(
     rate: Rate, gaps: list[float], max_tickets: int
@@ -94,8 +111,8 @@ def test_a_queue_longer_than_the_tickets_asks_again_a_few_times(
 
 @given(_rates, st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=12))
 def test_the_wait_for_a_full_window_is_exact(rate: Rate, offsets: list[float]) -> None:
-    """A ticket's holder back while the window is full is told the very moment it frees: admitted then,
-    refused an instant before."""
+    """A ticket's holder back while the window is full is told the very moment it frees: admitted then;
+    an instant before, admitted for that moment; more than ``WAIT_AT_TURN`` before, deferred until it."""
     budget = Budget(rate)
     now = 0.0
     for i, offset in enumerate(sorted(offsets)):
@@ -111,7 +128,12 @@ def test_the_wait_for_a_full_window_is_exact(rate: Rate, offsets: list[float]) -
     assert ticket.at == at
     if len(budget.state.sent) >= budget.limit(now):
         early = Budget(rate, BudgetState(list(budget.state.sent), list(budget.state.tickets)))
-        assert early.admit(at - 1e-6, "late").at == pytest.approx(at)
+        assert early.admit(at - 1e-6, "late") == Admission(at, sends=True)
+        assert early.state.sent[-1] == at and not early.state.tickets
+        earlier = Budget(rate, BudgetState(list(budget.state.sent), list(budget.state.tickets)))
+        if at - WAIT_AT_TURN - 1e-3 >= now:
+            assert earlier.admit(at - WAIT_AT_TURN - 1e-3, "late") == Admission(at)
+            assert earlier.state.tickets == budget.state.tickets
     assert budget.admit(at, "late").at is None
 
 

@@ -5,6 +5,9 @@ rate, shown in the status row, and the next messages arrive at the halved rate. 
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,13 +20,14 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from structlog.testing import capture_logs
 
-from spoolerd.config import parse_config
+from spoolerd.config import control_socket, parse_config
 from spoolerd.control.status import status_table
 from spoolerd.ctl import _show_status
 from spoolerd.daemon import build, running
 from spoolerd.errors import ConfigError
 from spoolerd.message import Draft, FolderRole, NewRecipient
 from spoolerd.plugins import PluginRegistry
+from spoolerd.views import clock_time
 
 from .conftest import Handler, ServerFactory
 
@@ -116,6 +120,56 @@ async def test_a_burst_arrives_at_the_rate_and_all_of_it(tmp_path: Path, smtp_se
     assert len(sink.handler.received) == 20
     spaced(times, 5, 1.0)
     assert times[-1] - times[0] >= 3 * (1.0 - SLACK)  # four windows of five: three periods at least
+
+
+async def test_a_waiting_message_is_deferred_once_and_sent_at_its_turn(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    """Each message over the budget has one deferral line (its turn) and then its sent line: it is not
+    due back before its turn (the attempt's own milliseconds before the budget answered), nor deferred
+    again because the message before it came back for its turn a little late."""
+    sink = smtp_server(Counting())
+    assert isinstance(sink.handler, Counting)
+    with capture_logs() as lines:
+        async with daemon(tmp_path, sink.port, "5/1s") as d:
+            ids = await submit(d, 20)
+            times = await arrivals(sink.handler, 20)
+    spaced(times, 5, 1.0)
+    statuses: dict[str, list[str]] = {mid: [] for mid in ids}
+    for line in lines:
+        if line["event"] == "delivery":
+            statuses[line["queue_id"]].append(line["status"])
+    told_to_wait = [mid for mid, seen in statuses.items() if seen != ["sent"]]
+    assert len(told_to_wait) == 15, statuses
+    assert all(statuses[mid] == ["deferred", "sent"] for mid in told_to_wait), statuses
+
+
+async def test_the_queue_says_a_message_waits_for_its_turn(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    """``spoolerctl queue`` on a message over the budget: under its recipient, the rate limit and its
+    turn, as for a relay that is down (and ``--json`` has the rate under ``waiting``)."""
+    sink = smtp_server(Counting())
+    assert isinstance(sink.handler, Counting)
+    async with daemon(tmp_path, sink.port, "2/1m") as d:
+        async with d.spooler.events.subscribe() as events:
+            await submit(d, 3)
+            with anyio.fail_after(10):
+                while (event := await events.receive())["type"] != "deferred":
+                    pass
+        spoolerctl = [sys.executable, "-m", "spoolerd.ctl", "--socket", str(control_socket(d.config))]
+        text = (await anyio.run_process([*spoolerctl, "queue"])).stdout.decode()
+        rows = json.loads((await anyio.run_process([*spoolerctl, "--json", "queue"])).stdout)
+    row = next(r for r in rows if r["id"] == event["id"])  # the two sent may not have left the queue yet
+    (rcpt,) = row["recipients"]
+    destination = f"127.0.0.1:{sink.port}"
+    turn = rcpt["waiting"]["until"]
+    expected = {"transport": "relay", "destination": destination, "until": turn, "rate": "2/1m"}
+    assert rcpt["waiting"] == expected
+    assert turn == pytest.approx(row["due_at"], abs=0.5) and turn > time.time() + 50
+    at = clock_time(turn, time.time())
+    shown = f"(waiting: rate limit 2/1m to {destination} via relay: its turn at {at})"
+    assert re.search(rf"pending +0 .*a@example\.net\n +{re.escape(shown)}", text), text
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
