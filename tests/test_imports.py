@@ -22,8 +22,8 @@ ABOVE_FACES = (
     "spoolerd.sendmail_modes",  # sendmail -bs: an SMTP session on stdin (spoolerd.listener.stdio)
 )
 RUNTIME = ("spoolerd.daemon", "spoolerd.assembly", "spoolerd.reconfigure")  # what a face must not import
-# a face's files checked as config (check-config, run, a reload): importable without the face's server
-FACE_CHECKS = ("spoolerd.listener.check",)
+# a face's settings checked as config (check-config, run, a reload): importable without the face's server
+FACE_CHECKS = ("spoolerd.listener.check", "spoolerd.control.access")
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,19 +261,22 @@ class Listeners:
         """Apply ``[listeners]`` from a reloaded config: stop listening on the removed ones, open the new
         and changed ones, then let the old sessions in DATA finish. A changed listener on another address
         goes on listening where it was until the new address is had (a reload onto an address in use
-        must not leave the applications with no listener at all); on the same address the old one is
-        closed first. Returns what could not be applied (a bind failure names the listener; status shows
-        it as failure)."""
+        must not leave the applications with no listener at all); on the same address, or on one
+        another of ours holds now, the old one is closed first. Returns what could not be applied (a
+        bind failure names the listener; status shows it as failure)."""
         problems = []
         retired = []
         moving: dict[str, _Running] = {}  # changed listeners on another address: still listening
+        ours = {r.context.settings.address for r in self.running.values()}  # addresses held now
         for name in list(self.running):
             section = config.listeners.get(name)
             settings = self.running[name].context.settings
-            if section is not None and section.address != settings.address:
+            if section == settings and BIND in self.records[name].problems:
+                self.changes.recover(self.records[name], BIND)  # moved back where it listens: not failing
+            if section is not None and section.address != settings.address and section.address not in ours:
                 moving[name] = self.running.pop(name)
-            elif section is None or section != settings:
-                retired.append(self._stop_listening(name))
+            elif section is None or section != settings:  # onto an address one of ours holds: closed
+                retired.append(self._stop_listening(name))  # first (listeners that trade addresses)
                 log.info("smtp listener closed", listener=name, reason="reload")
         for record in self._failing():
             if record.name not in config.listeners:  # no longer configured: no longer failing

@@ -127,6 +127,13 @@ async def test_a_listener_moved_onto_a_taken_address_goes_on_where_it_was(daemon
         [row] = [r for r in await ctl.ok("status") if r["name"] == "main"]
         assert row["state"] == "failing" and "in use" in row["last_error"]  # the reload's change failed
         assert row["address"] == f"127.0.0.1:{old}" and row["status"] == ["available"]  # where it listens
+    daemon.port = old  # the operator puts the address back: where it listens, so no longer failing
+    daemon.write_config()
+    mark = len(daemon.lines)
+    await ctl.ok("reload")
+    await daemon.wait_log(lambda e: e.get("event") == "listener available again", after=mark)
+    [row] = [r for r in await ctl.ok("status") if r["name"] == "main"]
+    assert row["state"] == "online" and row["failing_since"] is None, row  # (last_error is kept)
     daemon.port = free_port()
     daemon.write_config()
     mark = len(daemon.lines)
@@ -137,3 +144,28 @@ async def test_a_listener_moved_onto_a_taken_address_goes_on_where_it_was(daemon
     assert await in_thread(sendmail, daemon, "a@example.com", ["bob@localhost"], message("moved")) == {}
     [row] = [r for r in await ctl.ok("status") if r["name"] == "main"]
     assert row["state"] == "online" and row["address"] == f"127.0.0.1:{daemon.port}", row
+
+
+async def test_two_listeners_can_trade_addresses(daemon: ListenerDaemon) -> None:
+    """Each moves onto the address the other holds: closed first, as a listener changed in place is,
+    or neither could ever move (each new address held by the other's old listener)."""
+    ctl = await daemon.client()
+    first, second = daemon.port, free_port()
+    daemon.extra = f'[listeners.second]\naddress = "127.0.0.1:{second}"'
+    daemon.write_config()
+    mark = len(daemon.lines)
+    await ctl.ok("reload")
+    await daemon.wait_log(lambda e: e.get("event") == "smtp listener started", after=mark)
+    daemon.port = second
+    daemon.extra = f'[listeners.second]\naddress = "127.0.0.1:{first}"'
+    daemon.write_config()
+    mark = len(daemon.lines)
+    await ctl.ok("reload")
+    for name in ("main", "second"):
+        await daemon.wait_log(
+            lambda e, n=name: e.get("event") == "smtp listener started" and e["listener"] == n, after=mark
+        )
+    rows = {r["name"]: r for r in await ctl.ok("status") if r["resource_type"] == "listener"}
+    assert rows["main"]["address"] == f"127.0.0.1:{second}" and rows["main"]["state"] == "online"
+    assert rows["second"]["address"] == f"127.0.0.1:{first}" and rows["second"]["state"] == "online"
+    assert await in_thread(sendmail, daemon, "a@example.com", ["bob@localhost"], message("traded")) == {}
