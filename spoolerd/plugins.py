@@ -73,11 +73,13 @@ def plugin_settings(model: type[BaseModel], options: Mapping[str, Any], prefix: 
 def _unknown_keys(model: type[BaseModel], options: Mapping[str, Any]) -> list[str]:
     if model.model_config.get("extra") is not None:
         return []  # the plugin decided
+    by_name = bool(model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name"))
     known: set[str] = set()
     for name, field in model.model_fields.items():
-        if field.validation_alias is not None and not isinstance(field.validation_alias, str):
+        alias = field.validation_alias if field.validation_alias is not None else field.alias
+        if alias is not None and not isinstance(alias, str):
             return []  # alias choices or paths: let the model alone judge
-        known.update(k for k in (name, field.alias, field.validation_alias) if isinstance(k, str))
+        known.update(k for k in (alias, name if alias is None or by_name else None) if k is not None)
     return [key for key in options if key not in known]
 
 

@@ -117,7 +117,11 @@ class FlushProgress:
                 with self._changed:
                     if self.count.seen(event):
                         self._changed.notify_all()
-        except (ConnectionLost, Refused, OSError, ValueError):
+        except Refused:  # events are an administrator's (a user may flush): no count to show
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
+        except (ConnectionLost, OSError, ValueError):
             pass  # closed at the end of the flush, or the daemon went away: the flush will say
         finally:
             subscribed.set()

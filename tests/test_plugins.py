@@ -131,4 +131,7 @@ def test_a_key_no_settings_model_knows_is_an_error_unless_the_model_decides() ->
         "transports.files.domian: Extra inputs are not permitted",
         "transports.files.directory: Field required",
     ]
+    with pytest.raises(ConfigError) as by_name:  # the field's name, where pydantic reads only its alias
+        plugin_settings(_Lax, {"directory": "/tmp/x", "level": 3}, "transports.files")
+    assert by_name.value.problems == ["transports.files.level: Extra inputs are not permitted"]
     assert plugin_settings(_Open, {**good, "domian": "a.example"}, "transports.files").domian == "a.example"  # type: ignore[attr-defined]

@@ -362,3 +362,26 @@ def test_rings_in_quick_succession_wake_the_store_a_few_times_and_the_last_is_se
     finally:
         bell.close()
         watcher.stop()
+
+
+async def test_messages_claimed_but_not_read_are_let_go_at_once(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim commits, then its messages are read beside the writer: a read that fails must not leave
+    them leased to nobody until the lease expires (five minutes by default)."""
+    store = make_store(tmp_path, clock)
+    await store.start()
+    try:
+        outbox = await store.folder(FolderRole.OUTBOX)
+        mid = await store.submit_new(outbox.id, Draft(b"Subject: x\r\n\r\nx\r\n", [NewRecipient("b@x.org")]))
+
+        async def broken(fn: object) -> object:
+            raise StoreUnavailable("disk I/O error")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(store._readers, "run", broken)
+            with pytest.raises(StoreUnavailable):
+                await store.claim("spooler", 300, 10)
+        assert [m.id for m in await store.claim("spooler", 300, 10)] == [mid]  # not still taken
+    finally:
+        await store.stop()

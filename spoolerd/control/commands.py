@@ -66,7 +66,8 @@ class QueueArgs(StoreArgs):
 
 async def queue(daemon: Host, args: QueueArgs, conn: Connection) -> list[QueueRow]:
     names = [args.store] if args.store else list(daemon.stores)
-    return await queue_listing(daemon, [named_store(daemon, name) for name in names], args.ids)
+    stores = [named_store(daemon, name) for name in names]
+    return await queue_listing(daemon, stores, args.ids, subjects=conn.admin)
 
 
 class FlushArgs(Args):

@@ -100,7 +100,7 @@ class QueueRow(TypedDict):
     age: float
     size: int
     sender: str
-    subject: str
+    subject: NotRequired[str]  # for an administrator: mailq shows envelopes, not what mail says
     due_at: float | None
     locked: bool
     locked_by: str | None  # a daemon's owner name

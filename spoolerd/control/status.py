@@ -172,10 +172,11 @@ def _relay_rows(slot: TransportSlot, relays: object) -> list[dict[str, Any]]:
 
 
 async def queue_listing(
-    daemon: Host, stores: Sequence[tuple[str, MessageStore]], ids: Collection[str] | None
+    daemon: Host, stores: Sequence[tuple[str, MessageStore]], ids: Collection[str] | None, *, subjects: bool
 ) -> list[QueueRow]:
     """The queued messages of ``stores`` (those in ``ids``), each recipient's state and what it waits for
-    (what ``mailq`` shows)."""
+    (what ``mailq`` shows); ``subjects``: each message's Subject too (for an administrator: a user who
+    may list the queue sees its envelopes, as Postfix's mailq shows them, not what the mail says)."""
     now = time.time()
     out = []
     for name, store in stores:
@@ -188,7 +189,6 @@ async def queue_listing(
                 "age": max(0.0, now - entry.client_submit_time),
                 "size": entry.size,
                 "sender": entry.sender,
-                "subject": entry.subject,
                 "due_at": entry.due_at,
                 "locked": entry.lock_owner is not None,
                 "locked_by": entry.lock_owner,  # a daemon's owner name: which one is sending it
@@ -197,6 +197,8 @@ async def queue_listing(
                 "priority": entry.priority,  # PR_PRIORITY: -1 non-urgent, 0 normal, 1 urgent
                 "recipients": None,
             }
+            if subjects:
+                row["subject"] = entry.subject
             try:
                 message = await store.open(entry.id)
             except (NoAccess, NotFound):

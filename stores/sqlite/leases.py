@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 
-from spoolerd.errors import NotFound
+from spoolerd.errors import NotFound, StoreError
 from spoolerd.events import QueueChanged
 from spoolerd.message import Message, check_time, check_wire_text
 from stores.common.rules import check_claim, int_id
@@ -47,8 +47,20 @@ class SqliteLeases(SqliteCore):
 
         # the messages are read after the claim commits, beside the writer: the store's write lock is not
         # held while their contents are copied out (a megabyte each, for large mail)
+        def release(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE messages SET lock_owner=NULL, lock_expiry=NULL WHERE id=? AND lock_owner=?",
+                [(i, owner) for i in ids],
+            )
+
         ids = await self._writer.run(tx)
-        return await self._readers.run(read) if ids else []
+        if not ids:
+            return []
+        try:
+            return await self._readers.run(read)
+        except StoreError:  # claimed but not read: let them go now, not at the leases' expiry
+            await self._writer.run(release)
+            raise
 
     async def lock(self, message_id: str, owner: str, lease: float) -> Message:
         mid = int_id(message_id)

@@ -315,6 +315,7 @@ async def test_sendmail_lines_with_and_without_the_daemon(root: Path, daemons: l
     env.pop("SPOOLERD_SOCKET", None)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
         receiver.bind(str(syslog))
+        receiver.settimeout(60)  # a line that never comes fails here, not at the suite's timeout
         done = await anyio.run_process(argv, input=CONTENT, env=env, cwd=root, check=False)
         assert done.returncode == 0 and done.stderr == b"", done.stderr  # cron would mail a word said here
         datagram = receiver.recv(65536)
