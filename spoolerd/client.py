@@ -32,6 +32,7 @@ __all__ = [
     "ControlClient",
     "Refused",
     "Unreachable",
+    "config_file",
     "configured_socket",
     "default_socket_path",
     "dumps_line",
@@ -139,6 +140,12 @@ def default_socket_path() -> str:
     return system if present else os.path.join("spool", "control.sock")
 
 
+def config_file() -> str | None:
+    """The daemon's configuration file as the commands find it: $SPOOLERD_CONFIG (or ``-C``), else the
+    system file if there is one; None: the embedded default."""
+    return os.environ.get("SPOOLERD_CONFIG") or (SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else None)
+
+
 def configured_socket() -> str | None:
     """The socket that the configuration in play gives the daemon ($SPOOLERD_CONFIG, else the system
     file, with ``SPOOLERD__*`` variables): where a client looks when no daemon answers at the default.
@@ -147,9 +154,7 @@ def configured_socket() -> str | None:
     find a daemon on its shipped configuration without it."""
     if os.environ.get("SPOOLERD_SOCKET"):
         return None  # named explicitly: the one place to look
-    path = os.environ.get("SPOOLERD_CONFIG") or None
-    if path is None and os.path.exists(SYSTEM_CONFIG):
-        path = SYSTEM_CONFIG
+    path = config_file()
     if path is None and not any(name.startswith("SPOOLERD__") for name in os.environ):
         return None
     from .config import control_socket, load_config

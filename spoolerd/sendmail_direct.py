@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .client import SYSTEM_CONFIG
+from .client import config_file
 
 TYPE_CHECKING = False  # typing is not imported at run time: sendmail's start-up is most of a submit
 if TYPE_CHECKING:
@@ -25,8 +25,7 @@ class NoStore(Exception):
 def _fallback_config() -> str | None:
     """The config whose default store we may write into: $SPOOLERD_CONFIG, else the system file, else
     the embedded default, but only where its store already exists (never a new ./spool by accident)."""
-    explicit = os.environ.get("SPOOLERD_CONFIG")
-    path = explicit or (SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else None)
+    path = config_file()
     if path is not None:
         if os.path.exists(path) and not os.access(path, os.R_OK):
             # the daemon's own file (0640 under systemd): a user who may submit only through the daemon
