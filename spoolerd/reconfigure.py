@@ -172,6 +172,8 @@ async def _reload(daemon: Daemon) -> ReloadResult:
             old, new = running_slots[name].resource, built[name].resource  # may not: they start afresh)
             if not old.online:
                 new.online, new.since = False, old.since
+            # and so do its counts: shared, so the attempts still in flight on the old one count too
+            built[name].counters = running_slots[name].counters
         retired = [running_slots[name] for name in (*plan.removed, *plan.changed)]
         for slot in retired:
             spooler.stop_receiving(slot.name)

@@ -172,6 +172,9 @@ async def test_a_changed_relay_takes_new_mail_while_mail_in_flight_finishes_on_t
     await daemon.logged("transport stopped", transport="relay", reason="replaced by a reload")
     assert await queue_ids(daemon) == []
     assert len(new.handler.received) == 1
+    rows = json.loads((await run(*ctl(daemon, "--json", "status"), check=True)).stdout)
+    [row] = [r for r in rows if r.get("entry_id") == "transport:relay"]
+    assert row["counters"]["sent"] == 2  # the old relay's send and the new one's: a reload resets no count
 
 
 async def test_sighup_adds_and_removes_transports_and_queued_mail_goes_to_the_new_one(
