@@ -115,7 +115,7 @@ async def _serve_worker(
             gctuning.settle()
             async for signum in signals:
                 if signum == signal.SIGHUP:  # sent to the worker itself: as the daemon's reload
-                    await _reload(daemon, Notifier(""))
+                    await apply(RELOAD)
                     continue
                 log.info("worker stopping", signal=signal.Signals(signum).name)
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)

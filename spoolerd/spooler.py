@@ -119,11 +119,14 @@ class Spooler:
             tg.cancel_scope.cancel()
 
     def set_online(self, transport: str, online: bool) -> None:
-        """Take a transport online or offline (its messages wait meanwhile); a status change event."""
+        """Take a transport online or offline (its messages wait meanwhile), as an operator asked: a
+        status change event and one line (the daemon's, and each delivery worker's, which carries
+        ``worker``)."""
         slot = self.dispatcher.slot(transport)
         if slot is None:
             raise KeyError(transport)
         self.status.set_online(slot.resource, online)
+        log.info("transport online" if online else "transport offline", transport=transport)
         if online:
             self.wake()
 

@@ -169,7 +169,6 @@ async def _set_online(daemon: Host, args: TransportArgs, online: bool) -> Online
     """In the daemon, then in every delivering process it tells (its workers, spoolerd/workers.py)."""
     name = named_slot(daemon, await targeted_transport(daemon, args.transport, args.entry)).name
     daemon.spooler.set_online(name, online)
-    log.info("transport online" if online else "transport offline", transport=name)
     for tell in daemon.on_set_online:
         tell(name, online)
     return {"transport": name, "online": online}
