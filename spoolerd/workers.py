@@ -138,8 +138,9 @@ class Workers:
 
 
 def apply_online(spooler: Spooler, transport: str, online: bool) -> None:
-    """In a worker: take ``transport`` online or offline as the daemon did (``Spooler.set_online`` logs it: the line carries
-    ``worker``). One the worker does not have (it read the file at another moment) is named and skipped."""
+    """In a worker: take ``transport`` online or offline as the daemon did (``Spooler.set_online`` logs
+    it; the line carries ``worker``). One the worker does not have (it read the file at another moment)
+    is named and skipped."""
     if spooler.dispatcher.slot(transport) is None:
         log.warning("no such transport in this worker", transport=transport, online=online)
         return
