@@ -212,6 +212,7 @@ class Listeners:
         self.running: dict[str, _Running] = {}
         self.records: dict[str, ResourceState] = {}  # each listener's row state (failing: cannot bind)
         self.changes = daemon.spooler.status  # each change of a row: one event, one log line
+        self._changing = asyncio.Lock()  # one reload's listener changes at a time (each runs in a task)
 
     async def open_all(self) -> None:
         for name, section in self.daemon.config.listeners.items():
@@ -263,7 +264,17 @@ class Listeners:
         goes on listening where it was until the new address is had (a reload onto an address in use
         must not leave the applications with no listener at all); on the same address, or on one
         another of ours holds now, the old one is closed first. Returns what could not be applied (a
-        bind failure names the listener; status shows it as failure)."""
+        bind failure names the listener; status shows it as failure). Two reloads close behind each other
+        change the listeners one after the other (each closed and opened by one of them only); only the
+        wait for old sessions overlaps."""
+        async with self._changing:
+            problems, retired = await self._apply(config)
+        for context in retired:
+            await _drain(context, RELOAD_DRAIN)
+        return problems
+
+    async def _apply(self, config: Config) -> tuple[list[str], list[ListenerContext]]:
+        """``reconfigure``'s changes: what could not be applied, and the listeners closed."""
         problems = []
         retired = []
         moving: dict[str, _Running] = {}  # changed listeners on another address: still listening
@@ -298,9 +309,7 @@ class Listeners:
             if name in moving:  # its row is the new one's: online
                 retired.append(self._close(moving.pop(name), offline=False))
                 log.info("smtp listener closed", listener=name, reason="reload")
-        for context in retired:
-            await _drain(context, RELOAD_DRAIN)
-        return problems
+        return problems, retired
 
     async def stop(self, deadline: float) -> None:
         """SIGTERM: no new connections, idle sessions hung up on, sessions in DATA given ``deadline``."""

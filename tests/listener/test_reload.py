@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.listener.conftest import ListenerDaemon, Raw, in_thread, message, sendmail
@@ -169,3 +170,33 @@ async def test_two_listeners_can_trade_addresses(daemon: ListenerDaemon) -> None
     assert rows["main"]["address"] == f"127.0.0.1:{second}" and rows["main"]["state"] == "online"
     assert rows["second"]["address"] == f"127.0.0.1:{first}" and rows["second"]["state"] == "online"
     assert await in_thread(sendmail, daemon, "a@example.com", ["bob@localhost"], message("traded")) == {}
+
+
+async def test_reloads_close_behind_each_other_change_the_listener_once_each(daemon: ListenerDaemon) -> None:
+    """Each reload changes the listeners in a task of its own: a second one while the first is still
+    at it must not open the listener the first is opening (one of them failing on its own address)."""
+    first, second = await daemon.client(), await daemon.client()
+    mark = len(daemon.lines)
+    limits = (1, 2, 3, 2)
+    for limit in limits:
+        daemon.listener = f"max_recipients = {limit}"
+        daemon.write_config()
+        async with anyio.create_task_group() as tg:  # two clients asking at once, the same file
+            tg.start_soon(first.ok, "reload")
+            tg.start_soon(second.ok, "reload")
+
+    def changed(e: dict[str, Any]) -> bool:
+        return e.get("event") in ("smtp listener started", "listener failing")
+
+    after = mark
+    for _ in limits:  # a change a file: the listener opened once each (or, raced, a failing line)
+        line = await daemon.wait_log(changed, after=after)
+        after = next(i for i in range(after, len(daemon.lines)) if daemon.lines[i] is line) + 1
+    assert not [e for e in daemon.lines[mark:] if e.get("event") == "listener failing"]
+    assert len([e for e in daemon.lines[mark:] if e.get("event") == "smtp listener started"]) == len(limits)
+    with Raw(daemon.port) as c:  # the last configuration's limit
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<a@example.com>")
+        assert c.cmd("RCPT TO:<a@localhost>").startswith("250")
+        assert c.cmd("RCPT TO:<b@localhost>").startswith("250")
+        assert c.cmd("RCPT TO:<c@localhost>").startswith("452 4.5.3")
