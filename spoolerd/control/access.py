@@ -45,9 +45,12 @@ class ControlAccess:
 
     @classmethod
     def of(cls, control: ControlSection) -> ControlAccess:
-        """From the settings (ConfigError: a group name that does not exist)."""
-        gids = [group_id(g) for g in control.allowed_groups]
-        admin_gids = [group_id(g, "control.admin_groups") for g in control.admin_groups]
+        """From the settings (ConfigError: each group name that does not exist)."""
+        problems: list[str] = []
+        gids = _group_ids(control.allowed_groups, "control.allowed_groups", problems)
+        admin_gids = _group_ids(control.admin_groups, "control.admin_groups", problems)
+        if problems:
+            raise ConfigError(problems)
         admins = frozenset({0, os.getuid(), *control.admin_uids})
         return cls(
             uids=admins | frozenset(control.allowed_uids),
@@ -64,16 +67,21 @@ class ControlAccess:
         return uid in self.admin_uids or not self.admin_gids.isdisjoint(groups)
 
 
+def _group_ids(groups: Iterable[str | int], key: str, problems: list[str]) -> list[int]:
+    """The gids of ``groups``; each that does not exist is a line added to ``problems``."""
+    found = []
+    for group in groups:
+        try:
+            found.append(group_id(group, key))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return found
+
+
 def access_problems(control: ControlSection) -> list[str]:
     """Each group these settings name that does not exist, as a line of a config error."""
-    found = []
-    for key, groups in (
-        ("control.allowed_groups", control.allowed_groups),
-        ("control.admin_groups", control.admin_groups),
-    ):
-        for group in groups:
-            try:
-                group_id(group, key)
-            except ConfigError as exc:
-                found.extend(exc.problems)
-    return found
+    try:
+        ControlAccess.of(control)
+    except ConfigError as exc:
+        return exc.problems
+    return []

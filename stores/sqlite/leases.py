@@ -45,14 +45,14 @@ class SqliteLeases(SqliteCore):
                     continue  # removed since it was claimed (another process's delete)
             return loaded
 
-        # the messages are read after the claim commits, beside the writer: the store's write lock is not
-        # held while their contents are copied out (a megabyte each, for large mail)
         def release(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "UPDATE messages SET lock_owner=NULL, lock_expiry=NULL WHERE id=? AND lock_owner=?",
                 [(i, owner) for i in ids],
             )
 
+        # the messages are read after the claim commits, beside the writer: the store's write lock is not
+        # held while their contents are copied out (a megabyte each, for large mail)
         ids = await self._writer.run(tx)
         if not ids:
             return []
