@@ -75,6 +75,9 @@ class Daemon:
     source: str | None = None  # the config file, read again on reload
     registry: PluginRegistry = field(default_factory=PluginRegistry)
     on_reload: list[Callable[[Config], None]] = field(default_factory=list)
+    # faces whose changes await (a listener binding its address): after the switch, before the answer;
+    # each returns what it could not apply
+    apply_on_reload: list[Callable[[Config], Awaitable[list[str]]]] = field(default_factory=list)
     on_set_online: list[SetOnline] = field(default_factory=list)  # an operator's online/offline, passed on
     keepers: dict[str, SentKeeper] = field(default_factory=dict)  # Sent Items retention, per store
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time

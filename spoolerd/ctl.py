@@ -1,7 +1,8 @@
 """``spoolerctl``: the operator's command line over the control socket.
 
 Human tables by default, ``--json`` for scripts. Exit codes: 0 ok, 1 refused by the daemon, 2 usage,
-3 daemon unreachable, 4 reloaded but a change needs a restart.
+3 daemon unreachable, 4 reloaded but a change needs a restart, 5 reloaded but a change could not be
+applied (a listener that cannot bind its address).
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_RESTART_NEEDED = 4  # reload: applied what it could; some changes wait for a restart
+EXIT_NOT_APPLIED = 5  # reload: applied what it could; some changes failed (status shows them failing)
+
+
+def _reload_left(result: dict[str, Any]) -> int:
+    """What a reload left undone, on stderr, and its exit code (a failed change outranks a restart)."""
+    if result["restart_needed"]:
+        restart = ", ".join(result["restart_needed"])
+        why = "not applied until spoolerd restarts"
+        print(f"spoolerctl: restart needed for: {restart} ({why})", file=sys.stderr)
+    for problem in result["not_applied"]:
+        print(f"spoolerctl: not applied: {problem}", file=sys.stderr)
+    return EXIT_NOT_APPLIED if result["not_applied"] else EXIT_RESTART_NEEDED
 
 
 def _show_status(rows: list[dict[str, Any]]) -> str:
@@ -258,14 +271,9 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     elif args.command == "reload":
         result = client.call("reload")
         text = "reloaded: " + ("; ".join(result["applied"]) or "nothing changed")
-        if result["restart_needed"]:
+        if result["restart_needed"] or result["not_applied"]:
             out.write((json.dumps(result, indent=2) if args.json else text) + "\n")
-            restart = ", ".join(result["restart_needed"])
-            print(
-                f"spoolerctl: restart needed for: {restart} (not applied until spoolerd restarts)",
-                file=sys.stderr,
-            )
-            return EXIT_RESTART_NEEDED
+            return _reload_left(result)
     elif args.command == "verify":
         result = client.call("verify", addresses=args.addresses, sender=args.sender)
         text = show_verify(result)

@@ -30,7 +30,7 @@ from .config import Config, control_socket
 from .control.server import ControlServer
 from .errors import StateDirBusy
 from .fsutil import make_dirs_durably
-from .listener.server import Listeners
+from .listener.server import RELOAD_DRAIN, Listeners, drain
 from .reconfigure import reload
 from .retention import sent_keepers
 from .workers import apply_online, worker_owner
@@ -128,10 +128,13 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
                 daemon.on_reload.append(server.reconfigure)
                 await tg.start(server.serve)
 
-            def reconfigure_listeners(config: Config) -> None:
-                tg.start_soon(listeners.reconfigure, config)
+            async def reconfigure_listeners(config: Config) -> list[str]:
+                changed = await listeners.reconfigure(config)
+                for context in changed.retired:  # the reload's answer does not wait for these
+                    tg.start_soon(drain, context, RELOAD_DRAIN)
+                return changed.problems
 
-            daemon.on_reload.append(reconfigure_listeners)
+            daemon.apply_on_reload.append(reconfigure_listeners)
             log.info(
                 "spooler running",
                 stores=sorted(daemon.stores),

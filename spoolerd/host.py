@@ -7,7 +7,7 @@ The runtime (spoolerd/daemon.py) starts the faces, so they must not import it ba
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .config import Config
@@ -24,10 +24,12 @@ SetOnline = Callable[[str, bool], None]  # (transport, online)
 
 @dataclass(frozen=True, slots=True)
 class ReloadResult:
-    """What a reload applied (one entry per key or transport) and what waits for a restart."""
+    """What a reload applied (one entry per key or transport), what waits for a restart, and what it
+    tried and could not apply (a listener that cannot bind: ``listeners.NAME: why``)."""
 
     applied: list[str]
     restart_needed: list[str]
+    not_applied: list[str] = field(default_factory=list)
 
 
 class Host(Protocol):

@@ -34,6 +34,7 @@ from .config import Config, load_config
 from .errors import ConfigError
 from .host import ReloadResult
 from .logsetup import configure_logging
+from .slot import TransportSlot
 from .transport import Transport
 
 __all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "plan_transports", "reload"]
@@ -135,7 +136,12 @@ async def reload(daemon: Daemon) -> ReloadResult:
     except ConfigError as exc:
         log.warning("reload refused; keeping the running configuration", problems=exc.problems)
         raise
-    log.info("configuration reloaded", applied=result.applied, restart_needed=result.restart_needed)
+    log.info(
+        "configuration reloaded",
+        applied=result.applied,
+        restart_needed=result.restart_needed,
+        not_applied=result.not_applied,
+    )
     return result
 
 
@@ -163,35 +169,7 @@ async def _reload(daemon: Daemon) -> ReloadResult:
             problem = f"transports: could not start {names}: {type(exc).__name__}: {exc}"
             raise ConfigError([problem], daemon.source) from exc
 
-        # from here on nothing awaits: the switch is one step for every attempt and command
-        configure_logging(config.log)
-        dispatcher = spooler.dispatcher
-        running_slots = {slot.name: slot for slot in dispatcher.transports}
-        built = {slot.name: slot for slot in slots}
-        for name in plan.changed:  # an operator's offline survives a change of settings (its destinations
-            old, new = running_slots[name].resource, built[name].resource  # may not: they start afresh)
-            if not old.online:
-                new.online, new.since = False, old.since
-            # and so do its counts: shared, so the attempts still in flight on the old one count too
-            built[name].counters = running_slots[name].counters
-        retired = [running_slots[name] for name in (*plan.removed, *plan.changed)]
-        for slot in retired:
-            spooler.stop_receiving(slot.name)
-        current = [built.get(name) or running_slots[name] for name in config.transports]
-        dispatcher.replace_transports(current)
-        daemon.transports = [slot.transport for slot in current]
-        dispatcher.coupled = coupled_transports(config, daemon.transports)
-        for slot in slots:
-            if slot.downloader is not None:
-                spooler.start_receiving(slot.name, slot.downloader)
-        if retired:
-            spooler.spawn(lambda: _retire(spooler.in_flight_now(), [slot.transport for slot in retired]))
-
-        dispatcher.settings = delivery_settings(config)
-        dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
-        dispatcher.destinations.hold = config.spooler.retry.destination_hold
-        spooler.max_in_flight = config.spooler.in_flight_each
-        daemon.submitter.preprocess = fresh.submitter.preprocess
+        _switch(daemon, config, fresh, plan, slots)  # one step for every attempt and command
         for listener in daemon.on_reload:
             listener(config)
         daemon.config = config
@@ -199,7 +177,44 @@ async def _reload(daemon: Daemon) -> ReloadResult:
         applied = _log_applied(changed, plan, config)
         if restart:
             log.warning("restart needed to apply", keys=restart)
-        return ReloadResult(applied, restart)
+        not_applied = [problem for apply in daemon.apply_on_reload for problem in await apply(config)]
+        return ReloadResult(applied, restart, not_applied)
+
+
+def _switch(
+    daemon: Daemon, config: Config, fresh: Daemon, plan: TransportPlan, slots: Sequence[TransportSlot]
+) -> None:
+    """The reload's switch to ``config``, with nothing awaited: the new transports ``slots`` (started)
+    in, the retired ones stopped once their attempts end, and the delivery settings of ``fresh``."""
+    configure_logging(config.log)
+    spooler = daemon.spooler
+    dispatcher = spooler.dispatcher
+    running_slots = {slot.name: slot for slot in dispatcher.transports}
+    built = {slot.name: slot for slot in slots}
+    for name in plan.changed:  # an operator's offline survives a change of settings (its destinations
+        old, new = running_slots[name].resource, built[name].resource  # may not: they start afresh)
+        if not old.online:
+            new.online, new.since = False, old.since
+        # and so do its counts: shared, so the attempts still in flight on the old one count too
+        built[name].counters = running_slots[name].counters
+    retired = [running_slots[name] for name in (*plan.removed, *plan.changed)]
+    for slot in retired:
+        spooler.stop_receiving(slot.name)
+    current = [built.get(name) or running_slots[name] for name in config.transports]
+    dispatcher.replace_transports(current)
+    daemon.transports = [slot.transport for slot in current]
+    dispatcher.coupled = coupled_transports(config, daemon.transports)
+    for slot in slots:
+        if slot.downloader is not None:
+            spooler.start_receiving(slot.name, slot.downloader)
+    if retired:
+        spooler.spawn(lambda: _retire(spooler.in_flight_now(), [slot.transport for slot in retired]))
+
+    dispatcher.settings = delivery_settings(config)
+    dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
+    dispatcher.destinations.hold = config.spooler.retry.destination_hold
+    spooler.max_in_flight = config.spooler.in_flight_each
+    daemon.submitter.preprocess = fresh.submitter.preprocess
 
 
 def _log_applied(changed: Sequence[str], plan: TransportPlan, config: Config) -> list[str]:

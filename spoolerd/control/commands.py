@@ -149,7 +149,12 @@ async def release(daemon: Host, args: IdArgs, conn: Connection) -> Held:
 
 async def reload_config(daemon: Host, args: Args, conn: Connection) -> Reloaded:
     result = await daemon.reload()  # a ConfigError (code bad_config) leaves the running config as it was
-    return {"reloaded": True, "applied": result.applied, "restart_needed": result.restart_needed}
+    return {
+        "reloaded": True,
+        "applied": result.applied,
+        "restart_needed": result.restart_needed,
+        "not_applied": result.not_applied,
+    }
 
 
 class TransportArgs(Args):

@@ -154,6 +154,7 @@ class Reloaded(TypedDict):
     reloaded: bool
     applied: list[str]
     restart_needed: list[str]
+    not_applied: list[str]  # tried and failed: a listener that cannot bind
 
 
 class OnlineState(TypedDict):

@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -35,7 +36,7 @@ from .credentials import Credentials, load_credentials
 from .protocol import Session, Transaction
 from .rules import RecipientRules, message_size_limit
 
-__all__ = ["ListenerContext", "Listeners"]
+__all__ = ["RELOAD_DRAIN", "ListenerContext", "Listeners", "Reconfigured", "drain"]
 
 log = structlog.get_logger("spoolerd.listener")
 
@@ -212,7 +213,7 @@ class Listeners:
         self.running: dict[str, _Running] = {}
         self.records: dict[str, ResourceState] = {}  # each listener's row state (failing: cannot bind)
         self.changes = daemon.spooler.status  # each change of a row: one event, one log line
-        self._changing = asyncio.Lock()  # one reload's listener changes at a time (each runs in a task)
+        self._changing = asyncio.Lock()  # one reload's listener changes at a time
 
     async def open_all(self) -> None:
         for name, section in self.daemon.config.listeners.items():
@@ -258,20 +259,18 @@ class Listeners:
     def _failing(self) -> list[ResourceState]:
         return [r for name, r in self.records.items() if name not in self.running and BIND in r.problems]
 
-    async def reconfigure(self, config: Config) -> list[str]:
+    async def reconfigure(self, config: Config) -> Reconfigured:
         """Apply ``[listeners]`` from a reloaded config: stop listening on the removed ones, open the new
-        and changed ones, then let the old sessions in DATA finish. A changed listener on another address
-        goes on listening where it was until the new address is had (a reload onto an address in use
-        must not leave the applications with no listener at all); on the same address, or on one
-        another of ours holds now, the old one is closed first. Returns what could not be applied (a
-        bind failure names the listener; status shows it as failure). Two reloads close behind each other
-        change the listeners one after the other (each closed and opened by one of them only); only the
-        wait for old sessions overlaps."""
+        and changed ones. A changed listener on another address goes on listening where it was until the
+        new address is had (a reload onto an address in use must not leave the applications with no
+        listener at all); on the same address, or on one another of ours holds now, the old one is
+        closed first. Returns what could not be applied (a bind failure names the listener; status
+        shows it as failure), for the reload's answer, and the listeners closed, whose sessions in DATA
+        the caller lets finish (``drain``) without holding the answer back. One reload's changes at a
+        time (each closed and opened by one of them only)."""
         async with self._changing:
             problems, retired = await self._apply(config)
-        for context in retired:
-            await _drain(context, RELOAD_DRAIN)
-        return problems
+        return Reconfigured(problems, retired)
 
     async def _apply(self, config: Config) -> tuple[list[str], list[ListenerContext]]:
         """``reconfigure``'s changes: what could not be applied, and the listeners closed."""
@@ -315,7 +314,7 @@ class Listeners:
         """SIGTERM: no new connections, idle sessions hung up on, sessions in DATA given ``deadline``."""
         retired = [self._stop_listening(name) for name in list(self.running)]
         for context in retired:
-            await _drain(context, deadline)
+            await drain(context, deadline)
 
     def _stop_listening(self, name: str) -> ListenerContext:
         return self._close(self.running.pop(name))
@@ -337,7 +336,17 @@ BIND = "bind"  # a listener's row's problem key: it could not listen
 RELOAD_DRAIN = 30.0  # seconds a reload lets a replaced listener's sessions in DATA finish
 
 
-async def _drain(context: ListenerContext, deadline: float) -> None:
+@dataclass(frozen=True, slots=True)
+class Reconfigured:
+    """What a reload's listener changes came to: the problems (``listeners.NAME: why``) and the listeners
+    closed, their sessions in DATA still to let finish (``drain``)."""
+
+    problems: list[str]
+    retired: list[ListenerContext]
+
+
+async def drain(context: ListenerContext, deadline: float) -> None:
+    """Let ``context``'s sessions in DATA finish within ``deadline`` seconds, then hang up on all."""
     if context.in_data:
         with anyio.move_on_after(deadline):
             await context.data_done.wait()

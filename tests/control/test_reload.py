@@ -155,7 +155,8 @@ async def test_a_changed_relay_takes_new_mail_while_mail_in_flight_finishes_on_t
     await anyio.to_thread.run_sync(stalling.stalled.wait, 30)  # the old relay holds its RCPT
 
     daemon.write_config()  # unchanged: nothing to apply
-    assert await reload(daemon) == (0, {"reloaded": True, "applied": [], "restart_needed": []}, "")
+    unchanged = {"reloaded": True, "applied": [], "restart_needed": [], "not_applied": []}
+    assert await reload(daemon) == (0, unchanged, "")
     daemon.sections = smtp("relay", new.port)
     daemon.write_config()
     code, answer, _ = await reload(daemon)

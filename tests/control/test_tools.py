@@ -177,7 +177,12 @@ async def test_reload_applies_a_good_config_and_refuses_a_bad_one(daemon: Daemon
     good = cfg.read_text() + '\n[lists]\n"team@localhost" = ["nobody@remote.test"]\n'
     cfg.write_text(good)
     answer = json.loads((await run(*ctl(daemon, "--json", "reload"), check=True)).stdout)
-    assert answer == {"reloaded": True, "applied": ["lists.team@localhost"], "restart_needed": []}
+    assert answer == {
+        "reloaded": True,
+        "applied": ["lists.team@localhost"],
+        "restart_needed": [],
+        "not_applied": [],
+    }
     argv, env = sendmail(daemon, "team@localhost")
     await run(*argv, stdin=b"Subject: team\n\nx\n", env=env, check=True)
     await run(*ctl(daemon, "flush"), check=True)
@@ -200,6 +205,7 @@ async def test_reload_applies_a_good_config_and_refuses_a_bad_one(daemon: Daemon
         "reloaded": True,
         "applied": ["transports.remote2 added", "transports.remote removed"],
         "restart_needed": [],
+        "not_applied": [],
     }
 
 

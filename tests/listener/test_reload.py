@@ -82,11 +82,20 @@ async def test_a_reload_onto_a_taken_address_shows_failure(daemon: ListenerDaemo
         daemon.extra = f'[listeners.clash]\naddress = "127.0.0.1:{port}"'
         daemon.write_config()
         ctl = await daemon.client()
-        await ctl.ok("reload")
-        await daemon.wait_log(lambda e: e.get("event") == "listener failing")
+        answer = await ctl.ok("reload")  # given once the listeners were changed, or failed to be
+        [problem] = answer["not_applied"]
+        assert problem.startswith("listeners.clash: ") and "in use" in problem, answer
+        assert [e for e in daemon.lines if e.get("event") == "listener failing"]
         rows = await ctl.ok("status")
         [row] = [r for r in rows if r["name"] == "clash"]
         assert row["status"] == ["failure"] and "in use" in row["last_error"]
+        reloaded = await daemon.wait_log(lambda e: e.get("event") == "configuration reloaded")
+        assert reloaded["not_applied"] == [problem]
+        done = await anyio.run_process(  # spoolerctl says so, on stderr, and exits 5
+            [sys.executable, "-m", "spoolerd.ctl", "--socket", str(daemon.socket), "reload"], check=False
+        )
+        assert done.returncode == 5, done
+        assert done.stderr.decode() == f"spoolerctl: not applied: {problem}\n"
 
 
 def test_a_taken_address_at_start_is_a_clear_error(tmp_path: Any) -> None:
@@ -118,9 +127,9 @@ async def test_a_listener_moved_onto_a_taken_address_goes_on_where_it_was(daemon
         daemon.port = taken.getsockname()[1]
         daemon.write_config()
         mark = len(daemon.lines)
-        await ctl.ok("reload")
+        [problem] = (await ctl.ok("reload"))["not_applied"]
         failing = await daemon.wait_log(lambda e: e.get("event") == "listener failing", after=mark)
-        assert "in use" in failing["error"]
+        assert "in use" in failing["error"] and problem.startswith("listeners.main: ")
         assert not [e for e in daemon.lines[mark:] if e.get("event") == "smtp listener closed"]
         on_old = ListenerDaemon.__new__(ListenerDaemon)
         on_old.port = old
