@@ -14,20 +14,21 @@ import argparse
 import os
 import signal
 import sys
+from typing import Any
 
 import anyio
 import structlog
 
 from . import __version__, eventloop, gctuning
-from .config import Config, load_config
+from .config import Config, load_config, parse_config
 from .daemon import Daemon, build, running, running_worker, stop_intake
 from .errors import ConfigError, SpoolerError
 from .logsetup import configure_logging, log_as_worker
 from .notify import Notifier, watchdog_interval
 from .plugins import PluginRegistry
 from .reconfigure import reload
-from .worker_channel import RELOAD, WorkerCommand, online_command
-from .workers import Workers, apply_online, die_with_parent, obey
+from .worker_channel import WorkerCommand, online_command, reload_command
+from .workers import DaemonCommands, Workers, apply_online, die_with_parent, obey
 
 __all__ = ["EX_CONFIG", "EX_SOFTWARE", "main"]
 
@@ -64,10 +65,12 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
     workers = Workers(
         config.spooler.workers,
         source,
+        config=lambda: daemon.config,
         deadline=SHUTDOWN_DEADLINE,
         offline=lambda: [slot.name for slot in dispatcher.transports if not slot.online],
     )
-    daemon.on_reload.append(lambda _config: workers.send(RELOAD))  # an applied reload, however asked
+    # an applied reload, however asked: the configuration it came to
+    daemon.on_reload.append(lambda running: workers.send(reload_command(running)))
     daemon.on_set_online.append(lambda name, online: workers.send(online_command(name, online)))
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running(daemon), anyio.create_task_group() as tg:
@@ -94,28 +97,35 @@ async def _serve(config: Config, registry: PluginRegistry, source: str | None) -
 
 
 async def _serve_worker(
-    config: Config, registry: PluginRegistry, source: str | None, worker: int, offline: list[str]
+    registry: PluginRegistry, source: str | None, worker: int, offline: list[str]
 ) -> None:
-    """``run --worker K [--offline NAME]...``: a delivery worker of the daemon that started it, with the
+    """``run --worker K [--offline NAME]...``: a delivery worker of the daemon that started it, on the
+    configuration the daemon sends first (never the file: spoolerd/worker_channel.py), with the
     transports the daemon has offline (spoolerd/workers.py)."""
     die_with_parent(int(os.environ.get("SPOOLERD_PARENT_PID", os.getppid())))
+    commands = await DaemonCommands.open()
+    first = await commands.next()
+    if first is None or first.config is None:
+        raise ConfigError(["no configuration from the daemon on stdin (a worker is started by it)"], source)
+    config = parse_config(first.config, source, registry)
+    configure_logging(config.log)
     log_as_worker(worker)
     daemon = build(config, registry, source=source)
     log = structlog.get_logger("spoolerd")
 
     async def apply(command: WorkerCommand) -> None:
-        if command.cmd == "reload":
-            await _reload(daemon, Notifier(""))  # systemd hears from the daemon only
+        if command.config is not None:  # the daemon's reload, applied there: its configuration
+            await _reload(daemon, Notifier(""), command.config)  # systemd hears from the daemon only
         elif command.transport is not None:
             apply_online(daemon.spooler, command.transport, command.cmd == "online")
 
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with running_worker(daemon, worker, offline), anyio.create_task_group() as tg:
-            tg.start_soon(obey, apply)  # the daemon's commands, on stdin
+            tg.start_soon(obey, commands, apply)  # the daemon's commands, on stdin
             gctuning.settle()
             async for signum in signals:
-                if signum == signal.SIGHUP:  # sent to the worker itself: as the daemon's reload
-                    await apply(RELOAD)
+                if signum == signal.SIGHUP:  # sent to the worker itself: the daemon's reload reaches it
+                    log.info("reload ignored: a worker runs on the daemon's configuration; reload the daemon")
                     continue
                 log.info("worker stopping", signal=signal.Signals(signum).name)
                 await daemon.spooler.shutdown(SHUTDOWN_DEADLINE)
@@ -123,11 +133,12 @@ async def _serve_worker(
             tg.cancel_scope.cancel()
 
 
-async def _reload(daemon: Daemon, notify: Notifier) -> None:
-    """SIGHUP: re-read the config; a bad one is refused (``reload`` logs it) and the running config kept."""
+async def _reload(daemon: Daemon, notify: Notifier, given: dict[str, Any] | None = None) -> None:
+    """SIGHUP: re-read the config (a worker: apply the daemon's, ``given``); a bad one is refused
+    (``reload`` logs it) and the running config kept."""
     notify.send("RELOADING=1")
     try:
-        await reload(daemon)
+        await reload(daemon, given)
     except ConfigError:
         pass
     except Exception:  # a reload must never take the daemon down
@@ -142,17 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         source = os.environ.get("SPOOLERD_CONFIG") or None  # the container image sets it
     registry = PluginRegistry()
     try:
+        worker = getattr(args, "worker", None)
+        if worker is not None:  # on the configuration the daemon sends it, not the file's
+            eventloop.run(_serve_worker, registry, source, worker, args.offline)
+            return 0
         config = load_config(source, registry)
         if args.command == "check-config":
             build(config, registry, source=source)
             print(f"{source}: ok")
             return 0
         configure_logging(config.log)
-        worker = getattr(args, "worker", None)
-        if worker is not None:
-            eventloop.run(_serve_worker, config, registry, source, worker, args.offline)
-        else:
-            eventloop.run(_serve, config, registry, source)
+        eventloop.run(_serve, config, registry, source)
     except ConfigError as exc:
         return _report(exc)
     except SpoolerError as exc:

@@ -30,7 +30,7 @@ from .assembly import (
     start_transports,
     stop_transports,
 )
-from .config import Config, load_config
+from .config import Config, load_config, parse_config
 from .errors import ConfigError
 from .host import ReloadResult
 from .logsetup import configure_logging
@@ -127,12 +127,13 @@ def plan_transports(old: Config, new: Config) -> TransportPlan:
     )
 
 
-async def reload(daemon: Daemon) -> ReloadResult:
-    """Re-read, validate and apply the config file (module docstring). A bad file, or a new transport
-    that fails to start, raises ConfigError and changes nothing. Either way one line says what came of
-    it, whoever asked (SIGHUP, the control socket, the daemon for its workers)."""
+async def reload(daemon: Daemon, given: dict[str, Any] | None = None) -> ReloadResult:
+    """Re-read, validate and apply the config file (module docstring), or the configuration ``given``
+    as data (a worker: the daemon's). A bad file, or a new transport that fails to start, raises
+    ConfigError and changes nothing. Either way one line says what came of it, whoever asked (SIGHUP,
+    the control socket, the daemon for its workers)."""
     try:
-        result = await _reload(daemon)
+        result = await _reload(daemon, given)
     except ConfigError as exc:
         log.warning("reload refused; keeping the running configuration", problems=exc.problems)
         raise
@@ -145,9 +146,12 @@ async def reload(daemon: Daemon) -> ReloadResult:
     return result
 
 
-async def _reload(daemon: Daemon) -> ReloadResult:
+async def _reload(daemon: Daemon, given: dict[str, Any] | None) -> ReloadResult:
     async with daemon.reloading:
-        loaded = load_config(daemon.source, daemon.registry)
+        if given is None:
+            loaded = load_config(daemon.source, daemon.registry)
+        else:
+            loaded = parse_config(given, daemon.source, daemon.registry)
         fresh = build(loaded, daemon.registry, source=daemon.source)  # validates and checks all of it
         running = daemon.config
         changed = changed_keys(running.model_dump(), loaded.model_dump())

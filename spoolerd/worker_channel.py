@@ -1,10 +1,14 @@
 """The daemon's commands to its delivery workers (spoolerd/workers.py): one JSON object a line on the
 worker's stdin, a pipe the daemon holds the other end of.
 
-    {"cmd": "reload"}                          read the configuration file again (the daemon's reload,
-                                               however it was asked, was applied)
+    {"cmd": "reload", "config": {...}}         run on this configuration: the first line a worker is
+                                               sent (what it starts on), then after each reload the
+                                               daemon applied, however it was asked
     {"cmd": "offline", "transport": "relay"}   an operator's ``spoolerctl offline relay``
     {"cmd": "online", "transport": "relay"}
+
+The configuration is the daemon's running one (``Config``, as JSON), not the file: a file edited but
+not reloaded, or a key a reload left for a restart, must not reach a worker started later.
 
 Lines rather than signals: a signal carries no argument, and two of a kind sent close together may
 arrive as one. A worker applies each before it reads the next, so a reload that adds a transport comes
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["RELOAD", "WorkerCommand", "decode", "encode", "online_command"]
+from .config import Config
+
+__all__ = ["WorkerCommand", "decode", "encode", "online_command", "reload_command"]
 
 Kind = Literal["reload", "offline", "online"]
 
@@ -27,9 +33,12 @@ Kind = Literal["reload", "offline", "online"]
 class WorkerCommand:
     cmd: Kind
     transport: str | None = None  # offline, online: the transport's name
+    config: dict[str, Any] | None = None  # reload: the daemon's running configuration, as data
 
 
-RELOAD = WorkerCommand("reload")
+def reload_command(config: Config) -> WorkerCommand:
+    """Run on ``config`` (``parse_config`` reads it back: the keys by their names in the file)."""
+    return WorkerCommand("reload", config=config.model_dump(mode="json", by_alias=True))
 
 
 def online_command(transport: str, online: bool) -> WorkerCommand:
@@ -37,9 +46,11 @@ def online_command(transport: str, online: bool) -> WorkerCommand:
 
 
 def encode(command: WorkerCommand) -> bytes:
-    fields: dict[str, str] = {"cmd": command.cmd}
+    fields: dict[str, Any] = {"cmd": command.cmd}
     if command.transport is not None:
         fields["transport"] = command.transport
+    if command.config is not None:
+        fields["config"] = command.config
     return json.dumps(fields).encode() + b"\n"
 
 
@@ -50,9 +61,9 @@ def decode(line: bytes) -> WorkerCommand:
     except ValueError:  # not JSON, or not UTF-8
         fields = None
     if isinstance(fields, dict):
-        cmd, transport = fields.get("cmd"), fields.get("transport")
-        if cmd == "reload" and transport is None:
-            return RELOAD
+        cmd, transport, config = fields.get("cmd"), fields.get("transport"), fields.get("config")
+        if cmd == "reload" and transport is None and isinstance(config, dict):
+            return WorkerCommand("reload", config=config)
         if isinstance(transport, str):
             if cmd == "offline":
                 return WorkerCommand("offline", transport)

@@ -8,8 +8,9 @@ no face (control socket, listeners, metrics, webhooks) and downloads nothing: th
 The daemon supervises: a worker that exits unexpectedly is logged and started again after a doubling
 wait; at shutdown each worker gets SIGTERM and finishes its attempts within the deadline. What an
 operator asks of the daemon that concerns delivery reaches each worker as a command on a pipe, its
-stdin (spoolerd/worker_channel.py): a reload the daemon applied (SIGHUP or ``spoolerctl reload``: each
-worker then reads the file itself). A worker dies with the daemon (the kernel's
+stdin (spoolerd/worker_channel.py): first the configuration the daemon runs on (a worker never reads
+the file), then each reload the daemon applied (SIGHUP or ``spoolerctl reload``) with the configuration
+it came to, and ``spoolerctl offline`` / ``online``. A worker dies with the daemon (the kernel's
 parent-death signal), so a ``kill -9`` of the daemon leaves no worker delivering under a name the
 restarted daemon takes back at once (``reclaim`` of its owner takes its sub-owners' leases too).
 """
@@ -26,11 +27,12 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import structlog
 
+from .config import Config
 from .retry import Backoff
 from .spooler import Spooler
-from .worker_channel import WorkerCommand, decode, encode, online_command
+from .worker_channel import WorkerCommand, decode, encode, online_command, reload_command
 
-__all__ = ["Workers", "apply_online", "die_with_parent", "obey", "worker_owner"]
+__all__ = ["DaemonCommands", "Workers", "apply_online", "die_with_parent", "obey", "worker_owner"]
 
 log = structlog.get_logger("spoolerd.workers")
 
@@ -59,11 +61,13 @@ class Workers:
         count: int,
         config_source: str | None,
         *,
+        config: Callable[[], Config],
         deadline: float,
         offline: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self.count = count
-        self._source = config_source
+        self._source = config_source  # named on the command line (the file's name in messages)
+        self._config = config  # the daemon's running configuration: what a worker starts on
         self._deadline = deadline
         self._offline = offline  # the daemon's transports offline now: where a worker starts from
         self._procs: dict[int, asyncio.subprocess.Process] = {}
@@ -87,7 +91,8 @@ class Workers:
             offline = set(self._offline())
             stdin = asyncio.subprocess.PIPE  # the daemon's commands (``send``)
             proc = await asyncio.create_subprocess_exec(*self._command(worker, offline), env=env, stdin=stdin)
-            self._procs[worker] = proc  # told from now on; what changed while it was started, now:
+            self._procs[worker] = proc  # told from now on; what it starts on, and what changed meanwhile:
+            self._write(proc, reload_command(self._config()))
             now = set(self._offline())
             for name in sorted(now ^ offline):
                 self._write(proc, online_command(name, name in offline))
@@ -101,7 +106,7 @@ class Workers:
 
     def send(self, command: WorkerCommand) -> None:
         """Tell every running worker (without waiting: a line or two in a pipe's buffer). One being
-        started again reads the file, and is given the state, as it is when it starts."""
+        started again is given the configuration and the state as they are when it starts."""
         for proc in self._procs.values():
             self._write(proc, command)
 
@@ -139,28 +144,49 @@ class Workers:
 
 def apply_online(spooler: Spooler, transport: str, online: bool) -> None:
     """In a worker: take ``transport`` online or offline as the daemon did (``Spooler.set_online`` logs
-    it; the line carries ``worker``). One the worker does not have (it read the file at another moment)
-    is named and skipped."""
+    it; the line carries ``worker``). One the worker does not have (a reload the worker refused, where
+    the daemon's went through) is named and skipped."""
     if spooler.dispatcher.slot(transport) is None:
         log.warning("no such transport in this worker", transport=transport, online=online)
         return
     spooler.set_online(transport, online)
 
 
-async def obey(apply: Callable[[WorkerCommand], Awaitable[None]], stdin: int = 0) -> None:
-    """In a worker: ``apply`` each of the daemon's commands, in order, as the event loop hears of them on
-    ``stdin``; returns when the daemon closes its end."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    pipe = os.fdopen(stdin, "rb", buffering=0, closefd=False)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    try:
-        while line := await reader.readline():
+class DaemonCommands:
+    """In a worker: the daemon's commands on ``stdin``, in order (``open``, then ``next``)."""
+
+    LIMIT = 1 << 24  # octets a line may have: a configuration, as JSON
+
+    def __init__(self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport) -> None:
+        self._reader = reader
+        self._transport = transport
+
+    @classmethod
+    async def open(cls, stdin: int = 0) -> DaemonCommands:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=cls.LIMIT)
+        pipe = os.fdopen(stdin, "rb", buffering=0, closefd=False)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        return cls(reader, transport)
+
+    async def next(self) -> WorkerCommand | None:
+        """The next command the worker understands; ``None`` once the daemon has closed its end."""
+        while line := await self._reader.readline():
             try:
-                command = decode(line)
+                return decode(line)
             except ValueError as exc:
                 log.warning("daemon command not understood", problem=str(exc))
-                continue
+        return None
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+async def obey(commands: DaemonCommands, apply: Callable[[WorkerCommand], Awaitable[None]]) -> None:
+    """In a worker: ``apply`` each of the daemon's commands, in order, as the event loop hears of them;
+    returns when the daemon closes its end."""
+    try:
+        while (command := await commands.next()) is not None:
             await apply(command)
     finally:
-        transport.close()
+        commands.close()

@@ -257,12 +257,34 @@ async def test_a_reload_reaches_the_worker_however_it_was_asked(
         assert reloaded["applied"] == ["transports.relay changed (port)"]
     applied = await d.logged("configuration reloaded", since, worker=None)  # the daemon's line
     assert applied["applied"] == ["transports.relay changed (port)"]
-    await d.logged("configuration reloaded", since, worker=1)  # the worker read the file too
+    await d.logged("configuration reloaded", since, worker=1)  # the worker was given it too
     sent = await submit_all(running.store, 300, 1)
     await drained(running.store, 60)
     assert received_pairs(moved.handler) == expected_pairs(sent)
     assert running.server.handler.received == []  # nothing through the old port, from either process
     assert delivered_by(d, since) == {None, 1}
+
+
+async def test_a_worker_runs_on_the_daemons_configuration_not_the_files(
+    running: Running, smtp_server: ServerFactory
+) -> None:
+    """A file edited but not reloaded (or a worker's own SIGHUP) does not reach a worker: one started
+    again after the edit relays where the daemon does, until the daemon is reloaded."""
+    d = running.daemon
+    elsewhere = smtp_server()
+    d.port = elsewhere.port
+    await asyncio.to_thread(d.write_config)  # not reloaded
+    since = len(d.log)
+    os.kill(running.worker, signal.SIGHUP)
+    await d.logged_at("reload ignored: a worker runs on the daemon's configuration; reload the daemon", since)
+    os.kill(running.worker, signal.SIGKILL)
+    assert await d.worker_pid(since) != running.worker
+    sent = await submit_all(running.store, 300, 1)
+    await drained(running.store, 60)
+    assert received_pairs(running.server.handler) == expected_pairs(sent)  # where the daemon relays
+    assert elsewhere.handler.received == []
+    assert delivered_by(d, since) == {None, 1}  # the new worker delivered too
+    assert not [e for e in d.lines(since) if e.get("event") == "configuration reloaded"]
 
 
 async def put_off(store: MessageStore) -> None:
