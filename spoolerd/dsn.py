@@ -11,13 +11,13 @@ Field values are kept to one line of ASCII, whatever a remote server put in its 
 from __future__ import annotations
 
 import enum
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .dsn_params import Ret
 from .envelope import field_date, header_section
+from .said import quoted
 from .wiretext import printable
 
 __all__ = ["ORIGINAL_LIMIT", "RecipientStatus", "ReportKind", "build_report", "report_class"]
@@ -67,17 +67,13 @@ def _field(text: str) -> str:
     return flat if len(flat) <= _FIELD_MOST else flat[: _FIELD_MOST - 3] + "..."
 
 
-# how the smtp transport quotes a server: ``mx.example.net:25 said: 550 5.1.1 words (in reply to RCPT TO)``
-_SAID = re.compile(r" said: (?P<code>\d{3}) (?P<words>.*?)(?: \(in reply to [^()]*\))?\Z", re.S)
-
-
 def _server_reply(r: RecipientStatus) -> str:
     """The Diagnostic-Code's smtp text (RFC 3464 §2.3.6): the server's reply as it gave it (``550 5.1.1
     <a@b>: no such user``), not the sentence the transport put around it; a diagnostic of our own with
     the code and the status in front, once each."""
-    found = _SAID.search(r.diagnostic)
-    if found is not None and int(found["code"]) == r.code:
-        return f"{r.code} {found['words']}"
+    found = quoted(r.diagnostic)
+    if found is not None and found.code == r.code:
+        return f"{r.code} {found.words}"
     if r.diagnostic.startswith(r.status + " "):
         return f"{r.code} {r.diagnostic}"
     return f"{r.code} {r.status} {r.diagnostic}"
@@ -93,7 +89,7 @@ def _human_text(kind: ReportKind, reporting_mta: str, recipients: Sequence[Recip
     }[kind]
     lines = [f"This is the mail system at {reporting_mta}.", "", intro, ""]
     for r in recipients:
-        said = r.code and not _SAID.search(r.diagnostic)  # a server's quoted reply names its code itself
+        said = r.code and quoted(r.diagnostic) is None  # a server's quoted reply names its code itself
         reason = f"{r.code} {r.diagnostic}" if said else r.diagnostic
         lines.append(_field(f"<{r.address}>: {reason or r.status}"))  # the whole line under 998 octets
     return "\r\n".join(lines) + "\r\n"

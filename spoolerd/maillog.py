@@ -23,6 +23,7 @@ import structlog
 
 from .envelope import header_message_id
 from .message import Message, Recipient, RecipientState, RecipientUpdate
+from .said import SAID
 from .transport import Tried
 from .wiretext import printable
 
@@ -120,7 +121,7 @@ def reply_text(diagnostic: str, relay: str | None) -> str:
     """The peer's words: a diagnostic that begins by naming the relay (``host:port said: …``, as the
     SMTP transport writes them for the queue and the NDR) loses that part, which has its own key."""
     if relay:
-        for prefix in (f"{relay} said: ", f"{relay}: "):
+        for prefix in (f"{relay}{SAID}", f"{relay}: "):
             if diagnostic.startswith(prefix):
                 return diagnostic[len(prefix) :]
     return diagnostic

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from spoolerd.said import said
 from spoolerd.transport import Outcome, OutcomeKind
 from spoolerd.wiretext import has_control
 
@@ -67,7 +68,7 @@ def expected(reply: Reply) -> bool:
 def outcome_for(reply: Reply, peer: str) -> Outcome:
     """The outcome of a reply that ends what it answers: success delivered, 5xx failed, else deferred."""
     status = reply.status  # recorded; the diagnostic quotes the reply as given, no status made up for it
-    diagnostic = f"{peer} said: {reply.code} {' '.join(reply.text.split())} (in reply to {reply.command})"
+    diagnostic = said(peer, reply.code, reply.text, reply.command)
     if expected(reply):
         return Outcome(OutcomeKind.DELIVERED, reply.code, status, diagnostic, relay=peer)
     if 500 <= reply.code < 600:
