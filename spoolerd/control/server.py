@@ -2,9 +2,9 @@
 
 The socket is created with mode 0660 and every connection's peer credentials (SO_PEERCRED) are checked:
 root, the daemon's own uid, the configured uids, and members of the configured groups (primary or
-supplementary, read from /proc) may talk to it; anyone else gets a ``forbidden`` error and is hung up
-on. A client that sends too fast is answered ``rate_limited``. A bad line never costs the connection,
-let alone the daemon.
+supplementary, as they were when the client connected: SO_PEERGROUPS) may talk to it; anyone else gets
+a ``forbidden`` error and is hung up on. A client that sends too fast is answered ``rate_limited``. A
+bad line never costs the connection, let alone the daemon.
 
 No client can lock out the others: a connection that sends no request for ``idle_timeout`` is closed
 (``idle_timeout``; a ``subscribe`` stream or a running command is not idle); a uid holds at most
@@ -19,6 +19,7 @@ the total the ones that hold the most, are told ``buffer_full`` and hung up on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import socket
@@ -47,7 +48,7 @@ from .protocol import (
 )
 from .results import ControlEvent
 
-__all__ = ["ControlServer", "peer_credentials"]
+__all__ = ["ControlServer", "peer_credentials", "peer_groups"]
 
 log = structlog.get_logger("spoolerd.control")
 
@@ -62,6 +63,27 @@ def peer_credentials(stream: SocketStream) -> tuple[int, int, int]:
     raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
     pid, uid, gid = _PEERCRED.unpack(raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     return pid, uid, gid
+
+
+_SO_PEERGROUPS = 59  # Linux 4.13 (<asm-generic/socket.h>); Python 3.11's socket module lacks the name
+_GID = struct.Struct("I")
+_MOST_GROUPS = 65536  # NGROUPS_MAX
+
+
+def peer_groups(raw: socket.socket, pid: int, gid: int) -> set[int]:
+    """The primary and supplementary groups of the process at the other end of a Unix socket, as they
+    were when it connected, as SO_PEERCRED's ids are (a later setgroups, or a pid reused meanwhile,
+    changes nothing); from ``/proc`` as they are now on a kernel without SO_PEERGROUPS."""
+    size = 64 * _GID.size
+    while True:
+        try:
+            packed = raw.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, size)
+        except OSError as exc:
+            if exc.errno == errno.ERANGE and size < _MOST_GROUPS * _GID.size:
+                size *= 16  # more groups than that: ask again with room for them
+                continue
+            return _groups_of(pid, gid)
+        return {gid, *(group for (group,) in _GID.iter_unpack(packed))}
 
 
 def _groups_of(pid: int, gid: int) -> set[int]:
@@ -164,7 +186,7 @@ class ControlServer:
             pid, uid, gid = peer_credentials(stream)
         except OSError:
             return False, False, -1
-        groups = _groups_of(pid, gid)
+        groups = peer_groups(stream.extra(SocketAttribute.raw_socket), pid, gid)
         return self.access.admits(uid, groups), self.access.administers(uid, groups), uid
 
     async def _client(self, stream: SocketStream) -> None:
