@@ -148,10 +148,14 @@ class ControlServer:
         )
 
     def reconfigure(self, config: Config) -> None:
-        """A reload: who may connect, for what, and how fast (the socket's path and group need a restart)."""
+        """A reload: who may connect, for what, and how fast (the socket's path and group need a restart).
+        A connection open now is held to it too (``_Session.recheck``)."""
         self.access = ControlAccess.of(config.control)
         self.rate, self.burst = config.control.rate, config.control.burst
         self._limits(config)
+        for sessions in list(self.sessions.values()):
+            for session in list(sessions):
+                session.recheck()
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if len(os.fsencode(self.path)) > 107:
@@ -180,20 +184,20 @@ class ControlServer:
         finally:
             self.path.unlink(missing_ok=True)
 
-    def _authorised(self, stream: SocketStream) -> tuple[bool, bool, int]:
-        """Whether the peer is let in, whether it administers, and its uid."""
+    def _authorised(self, stream: SocketStream) -> tuple[bool, int, frozenset[int]]:
+        """Whether the peer is let in, its uid and its groups."""
         try:
             pid, uid, gid = peer_credentials(stream)
         except OSError:
-            return False, False, -1
-        groups = peer_groups(stream.extra(SocketAttribute.raw_socket), pid, gid)
-        return self.access.admits(uid, groups), self.access.administers(uid, groups), uid
+            return False, -1, frozenset()
+        groups = frozenset(peer_groups(stream.extra(SocketAttribute.raw_socket), pid, gid))
+        return self.access.admits(uid, groups), uid, groups
 
     async def _client(self, stream: SocketStream) -> None:
         """One connection. Nothing that happens on it may reach the listener: that would stop the daemon."""
         try:
             async with stream:
-                allowed, admin, uid = self._authorised(stream)
+                allowed, uid, groups = self._authorised(stream)
                 if not allowed:
                     log.warning("control client refused", uid=uid)
                     await _send(
@@ -203,7 +207,7 @@ class ControlServer:
                 if not self._make_room(uid):
                     await _send(stream, encode_error(None, "busy", "too many control connections; try again"))
                     return
-                session = _Session(self, stream, uid, admin)
+                session = _Session(self, stream, uid, groups)
                 self.sessions.setdefault(uid, []).append(session)
                 try:
                     await session.run()
@@ -256,11 +260,12 @@ def _close_oldest_idle(sessions: list[_Session], why: str) -> bool:
 class _Session:
     """One client connection: requests answered in order; a ``subscribe`` stream runs beside them."""
 
-    def __init__(self, server: ControlServer, stream: SocketStream, uid: int, admin: bool) -> None:
+    def __init__(self, server: ControlServer, stream: SocketStream, uid: int, groups: frozenset[int]) -> None:
         self.server = server
         self.stream = stream
         self.uid = uid
-        self.admin = admin
+        self.groups = groups  # as they were when it connected (``peer_groups``)
+        self.admin = server.access.administers(uid, groups)
         body_limit = server.daemon.config.spooler.message_size_limit  # a submit's message, as a body
         line_limit = min(server.max_line or MAX_LINE, server.max_buffer)
         self.reader = RequestReader(line_limit, body_limit)
@@ -281,6 +286,16 @@ class _Session:
         if self.farewell is not None:
             with anyio.move_on_after(_FAREWELL):  # a client that reads nothing does not hold us up
                 await _send(self.stream, self.farewell)
+
+    def recheck(self) -> None:
+        """A reload changed who may do what: a connection it took the right to connect from, or an
+        administrator's it took that right from, is hung up on (a ``subscribe`` stream would go on
+        sending otherwise); one it gave more to has them from its next request."""
+        access = self.server.access
+        admin = access.administers(self.uid, self.groups)
+        if not access.admits(self.uid, self.groups) or (self.admin and not admin):
+            self.hang_up("forbidden", f"uid {self.uid} lost its rights on the control socket (a reload)")
+        self.admin = admin
 
     def hang_up(self, code: str, message: str) -> None:
         if self.closed.is_set():

@@ -207,6 +207,43 @@ async def test_a_user_may_submit_and_see_the_queue_but_not_read_or_change_the_ma
         assert refused["error"]["code"] == "forbidden"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
+async def test_a_reload_that_takes_an_administrators_rights_ends_its_event_stream() -> None:
+    """Rights are the configuration's as it is now: a subscribe stream opened by an administrator does
+    not go on after a reload made it a user (it is told ``forbidden`` and hung up on)."""
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(30)\n"
+        "s.connect(sys.argv[1])\n"
+        's.sendall(b\'{"id": 1, "cmd": "subscribe", "args": {}}\\n\')\n'
+        "for line in s.makefile('rb'):\n"
+        "    print(line.decode().strip(), flush=True)\n"
+    )
+    async with serving(_Shared(short_root())) as daemon:
+        os.chmod(daemon.socket, 0o666)
+        argv = ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups", sys.executable, "-I", "-c"]
+        async with await anyio.open_process([*argv, code, str(daemon.socket)]) as watcher:
+            assert watcher.stdout is not None
+            lines = watcher.stdout
+            buffered = b""
+            with anyio.fail_after(30):
+                while b"\n" not in buffered:
+                    buffered += await lines.receive()
+            assert json.loads(buffered.split(b"\n")[0])["event"]["type"] == "subscribed"
+            cfg = daemon.write_config()
+            text = cfg.read_text().replace("allowed_uids = [65534]\nadmin_uids = [65533]\n", "")
+            cfg.write_text(text.replace("[control]\n", "[control]\nallowed_uids = [65534, 65533]\n"))
+            applied = (await (await daemon.client()).ok("reload"))["applied"]
+            assert sorted(applied) == ["control.admin_uids", "control.allowed_uids"], applied
+            with anyio.fail_after(30):
+                async for chunk in lines:  # until the daemon hangs up
+                    buffered += chunk
+            assert await watcher.wait() == 0
+        last = json.loads(buffered.strip().split(b"\n")[-1])
+        assert last["ok"] is False and last["error"]["code"] == "forbidden", last
+
+
 async def test_sigterm_exits_0_and_removes_the_socket(daemon: Daemon) -> None:
     assert daemon.socket.exists()
     assert await daemon.stop() == 0
