@@ -85,7 +85,7 @@ async def test_a_reload_onto_a_taken_address_shows_failure(daemon: ListenerDaemo
         answer = await ctl.ok("reload")  # given once the listeners were changed, or failed to be
         [problem] = answer["not_applied"]
         assert problem.startswith("listeners.clash: ") and "in use" in problem, answer
-        assert [e for e in daemon.lines if e.get("event") == "listener failing"]
+        await daemon.wait_log(lambda e: e.get("event") == "listener failing")  # its stderr, read apart
         rows = await ctl.ok("status")
         [row] = [r for r in rows if r["name"] == "clash"]
         assert row["status"] == ["failure"] and "in use" in row["last_error"]
