@@ -14,41 +14,25 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
-from ..dsn_params import RecipientDsn
 from ..listener_config import ListenerSection
-from ..message import NewRecipient
 from ..wiretext import has_control
-from .commands import CommandRefused, MailCommand, RcptCommand, Reply, parse_mail, parse_rcpt, too_large
-from .content import Trace, normalize, received_field, unstuff
+from .commands import CommandRefused, Reply, parse_mail, parse_rcpt, too_large
+from .content import Trace, normalize, received_field
 from .credentials import Credentials
+from .data import read_data
+from .transaction import Transaction
 
-__all__ = ["Intake", "Session", "Transaction", "read_data"]
+__all__ = ["Intake", "Session"]
 
 log = structlog.get_logger("spoolerd.listener")
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's own lines: every command, per peer
 
 _LINE_LIMIT = 1001  # StreamReader chunk, not a limit: longer lines are read in pieces (as Postfix does)
-_DATA_CHUNK = 1 << 16  # the reader's buffer bound during DATA
-
-
-@dataclass(slots=True)
-class Transaction:
-    """MAIL, the RCPTs accepted so far and what they resolved to."""
-
-    mail: MailCommand
-    recipients: list[RcptCommand] = field(default_factory=list)
-    addresses: list[str] = field(default_factory=list)  # envelope recipients, in order, deduplicated
-    dsn: dict[str, RecipientDsn] = field(default_factory=dict)  # each address's RCPT NOTIFY and ORCPT
-
-    def new_recipients(self) -> list[NewRecipient]:
-        """The envelope recipients with the DSN parameters of the RCPT that named them first."""
-        return [NewRecipient(a, notify=self.dsn[a].notify, orcpt=self.dsn[a].orcpt) for a in self.addresses]
 
 
 class Intake(Protocol):
@@ -435,37 +419,3 @@ class _CancelLater:
     def cancel(self, msg: Any = None) -> bool:
         self.asked = True
         return True
-
-
-async def read_data(reader: asyncio.StreamReader, limit: int, *, restore: int) -> tuple[bytes | None, int]:
-    """The message up to ``<CRLF>.<CRLF>``, dot-unstuffed, and its size; None when over ``limit`` (read
-    to the end all the same, RFC 5321 §4.2.5). A connection lost here cancels the session: nothing kept.
-
-    Read in pieces that end at ``.<CRLF>`` (rare in a body, never in base64), not line by line: a
-    megabyte is a few reads, not thirteen thousand. The reader's buffer bound is widened for the transfer
-    (the command-line bound would pause the socket every 2 KB) and set back to ``restore`` after it."""
-    reader._limit = _DATA_CHUNK  # type: ignore[attr-defined]  # asyncio.StreamReader's buffer bound
-    try:
-        pieces: list[bytes] = []
-        size = 0
-        tail = b"\r\n"  # the two bytes before the current piece: DATA starts at a line start
-        while True:
-            try:
-                piece = await reader.readuntil(b".\r\n")
-                ended = (tail + piece[-5:]).endswith(b"\r\n.\r\n")
-            except asyncio.LimitOverrunError as exc:
-                piece, ended = await reader.read(exc.consumed), False
-            size += len(piece)
-            if limit and size > limit + 3:
-                pieces.clear()  # over the limit: read on to the end, keep nothing
-            else:
-                pieces.append(piece)
-            if ended:
-                break
-            tail = piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
-    finally:
-        reader._limit = restore  # type: ignore[attr-defined]
-    size -= 3  # the final ".<CRLF>"
-    if limit and size > limit:
-        return None, size
-    return unstuff(b"".join(pieces)[:-3]), size

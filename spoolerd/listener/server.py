@@ -33,8 +33,9 @@ from ..retention import filing
 from .check import tls_context
 from .commands import Reply
 from .credentials import Credentials, load_credentials
-from .protocol import Session, Transaction
+from .protocol import Session
 from .rules import RecipientRules, message_size_limit
+from .transaction import Transaction
 
 __all__ = ["RELOAD_DRAIN", "ListenerContext", "Listeners", "Reconfigured", "drain"]
 

@@ -23,7 +23,8 @@ from ..message_size import DEFAULT_MESSAGE_SIZE_LIMIT
 from ..sendmail_direct import submit_direct  # the same fallback as plain sendmail
 from .commands import Reply
 from .credentials import Credentials
-from .protocol import Session, Transaction
+from .protocol import Session
+from .transaction import Transaction
 
 __all__ = ["StdioIntake", "serve_stdio"]
 

@@ -9,7 +9,7 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spoolerd.listener.protocol import read_data
+from spoolerd.listener.data import read_data
 from transports.smtp.wire import data_payload
 
 LINE_LIMIT = 1001  # the listener's command-line bound, which the reader restores

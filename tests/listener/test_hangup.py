@@ -14,8 +14,9 @@ import struct
 import pytest
 
 from spoolerd.listener.commands import Reply
-from spoolerd.listener.protocol import Session, Transaction
+from spoolerd.listener.protocol import Session
 from spoolerd.listener.stdio import StdioIntake
+from spoolerd.listener.transaction import Transaction
 
 
 class HeldStore(StdioIntake):
