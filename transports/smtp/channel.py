@@ -8,6 +8,7 @@ import asyncio
 import collections
 import contextlib
 import typing
+from collections.abc import Iterable
 
 import aiosmtplib
 
@@ -76,6 +77,13 @@ class Channel(asyncio.Protocol):
             raise self._error
         assert self.transport is not None
         self.transport.write(data)
+
+    def writelines(self, pieces: Iterable[bytes]) -> None:
+        """``pieces`` written as one: the transport sends them together (a gathering write)."""
+        if self._error is not None:
+            raise self._error
+        assert self.transport is not None
+        self.transport.writelines(pieces)
 
     async def drain(self) -> None:
         await self._writable.wait()
