@@ -39,9 +39,9 @@ def _reload_left(result: dict[str, Any]) -> int:
         restart = ", ".join(result["restart_needed"])
         why = "not applied until spoolerd restarts"
         print(f"spoolerctl: restart needed for: {restart} ({why})", file=sys.stderr)
-    for problem in result["not_applied"]:
+    for problem in result.get("not_applied", []):  # (a daemon of an earlier version has no such key)
         print(f"spoolerctl: not applied: {problem}", file=sys.stderr)
-    return EXIT_NOT_APPLIED if result["not_applied"] else EXIT_RESTART_NEEDED
+    return EXIT_NOT_APPLIED if result.get("not_applied") else EXIT_RESTART_NEEDED
 
 
 def _show_status(rows: list[dict[str, Any]]) -> str:
@@ -271,7 +271,7 @@ def _run(args: argparse.Namespace, client: ControlClient) -> int:
     elif args.command == "reload":
         result = client.call("reload")
         text = "reloaded: " + ("; ".join(result["applied"]) or "nothing changed")
-        if result["restart_needed"] or result["not_applied"]:
+        if result["restart_needed"] or result.get("not_applied"):
             out.write((json.dumps(result, indent=2) if args.json else text) + "\n")
             return _reload_left(result)
     elif args.command == "verify":

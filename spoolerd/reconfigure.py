@@ -181,7 +181,10 @@ async def _reload(daemon: Daemon, given: dict[str, Any] | None) -> ReloadResult:
         applied = _log_applied(changed, plan, config)
         if restart:
             log.warning("restart needed to apply", keys=restart)
-        not_applied = [problem for apply in daemon.apply_on_reload for problem in await apply(config)]
+        # begun, these end: a client that asked and went away, or lost its rights by this very
+        # reload, must not leave a listener half moved (each bind is bounded: ``BIND_TIMEOUT``)
+        with anyio.CancelScope(shield=True):
+            not_applied = [problem for apply in daemon.apply_on_reload for problem in await apply(config)]
         return ReloadResult(applied, restart, not_applied)
 
 

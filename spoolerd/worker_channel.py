@@ -8,7 +8,9 @@ worker's stdin, a pipe the daemon holds the other end of.
     {"cmd": "online", "transport": "relay"}
 
 The configuration is the daemon's running one (``Config``, as JSON), not the file: a file edited but
-not reloaded, or a key a reload left for a restart, must not reach a worker started later.
+not reloaded, or a key a reload left for a restart, must not reach a worker started later. It reads
+back equal (tested on the reference file of every setting); a TOML date in a plugin's own keys, which
+no plugin here has, would come back as its text.
 
 Lines rather than signals: a signal carries no argument, and two of a kind sent close together may
 arrive as one. A worker applies each before it reads the next, so a reload that adds a transport comes

@@ -19,12 +19,14 @@ the total the ones that hold the most, are told ``buffer_full`` and hung up on.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import math
 import os
 import socket
 import struct
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -74,16 +76,27 @@ def peer_groups(raw: socket.socket, pid: int, gid: int) -> set[int]:
     """The primary and supplementary groups of the process at the other end of a Unix socket, as they
     were when it connected, as SO_PEERCRED's ids are (a later setgroups, or a pid reused meanwhile,
     changes nothing); from ``/proc`` as they are now on a kernel without SO_PEERGROUPS."""
-    size = 64 * _GID.size
-    while True:
-        try:
-            packed = raw.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, size)
-        except OSError as exc:
-            if exc.errno == errno.ERANGE and size < _MOST_GROUPS * _GID.size:
-                size *= 16  # more groups than that: ask again with room for them
-                continue
+    try:
+        packed = raw.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, _PY_GETSOCKOPT_MOST)
+    except OSError as exc:
+        if exc.errno != errno.ERANGE:
             return _groups_of(pid, gid)
-        return {gid, *(group for (group,) in _GID.iter_unpack(packed))}
+        packed = _many_peer_groups(raw.fileno())  # more than Python's getsockopt has room for
+    return {gid, *(group for (group,) in _GID.iter_unpack(packed))}
+
+
+_PY_GETSOCKOPT_MOST = 1024  # octets socket.getsockopt may ask for: 256 groups
+
+
+def _many_peer_groups(fd: int) -> bytes:
+    """SO_PEERGROUPS through libc, with room for every group a process may have."""
+    size = ctypes.c_uint(_MOST_GROUPS * _GID.size)
+    buffer = ctypes.create_string_buffer(size.value)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.getsockopt(fd, socket.SOL_SOCKET, _SO_PEERGROUPS, buffer, ctypes.byref(size)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return buffer.raw[: size.value]
 
 
 def _groups_of(pid: int, gid: int) -> set[int]:
@@ -95,6 +108,15 @@ def _groups_of(pid: int, gid: int) -> set[int]:
     except OSError:
         pass  # the client is gone already; its primary group is all we know
     return groups
+
+
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    """A control client as it connected: whether it is let in, its uid and its groups."""
+
+    allowed: bool
+    uid: int
+    groups: frozenset[int]
 
 
 class _RateLimit:
@@ -184,21 +206,22 @@ class ControlServer:
         finally:
             self.path.unlink(missing_ok=True)
 
-    def _authorised(self, stream: SocketStream) -> tuple[bool, int, frozenset[int]]:
-        """Whether the peer is let in, its uid and its groups."""
+    def _authorised(self, stream: SocketStream) -> _Peer:
+        """Who the peer is, and whether it is let in."""
         try:
             pid, uid, gid = peer_credentials(stream)
         except OSError:
-            return False, -1, frozenset()
+            return _Peer(False, -1, frozenset())
         groups = frozenset(peer_groups(stream.extra(SocketAttribute.raw_socket), pid, gid))
-        return self.access.admits(uid, groups), uid, groups
+        return _Peer(self.access.admits(uid, groups), uid, groups)
 
     async def _client(self, stream: SocketStream) -> None:
         """One connection. Nothing that happens on it may reach the listener: that would stop the daemon."""
         try:
             async with stream:
-                allowed, uid, groups = self._authorised(stream)
-                if not allowed:
+                peer = self._authorised(stream)
+                uid = peer.uid
+                if not peer.allowed:
                     log.warning("control client refused", uid=uid)
                     await _send(
                         stream, encode_error(None, "forbidden", f"uid {uid} may not use the control socket")
@@ -207,7 +230,7 @@ class ControlServer:
                 if not self._make_room(uid):
                     await _send(stream, encode_error(None, "busy", "too many control connections; try again"))
                     return
-                session = _Session(self, stream, uid, groups)
+                session = _Session(self, stream, uid, peer.groups)
                 self.sessions.setdefault(uid, []).append(session)
                 try:
                     await session.run()
@@ -266,6 +289,8 @@ class _Session:
         self.uid = uid
         self.groups = groups  # as they were when it connected (``peer_groups``)
         self.admin = server.access.administers(uid, groups)
+        self.commands = 0  # commands running now (not streams): a hang-up waits for their answers
+        self.revoked: str | None = None  # why it is hung up on once they are answered
         body_limit = server.daemon.config.spooler.message_size_limit  # a submit's message, as a body
         line_limit = min(server.max_line or MAX_LINE, server.max_buffer)
         self.reader = RequestReader(line_limit, body_limit)
@@ -294,7 +319,11 @@ class _Session:
         access = self.server.access
         admin = access.administers(self.uid, self.groups)
         if not access.admits(self.uid, self.groups) or (self.admin and not admin):
-            self.hang_up("forbidden", f"uid {self.uid} lost its rights on the control socket (a reload)")
+            self.revoked = f"uid {self.uid} lost its rights on the control socket (a reload)"
+            if not self.commands:  # else once they are answered (the reload that did it, say)
+                self.hang_up("forbidden", self.revoked)
+        else:
+            self.revoked = None  # (given back by a second reload before the first's command ended)
         self.admin = admin
 
     def hang_up(self, code: str, message: str) -> None:
@@ -390,8 +419,14 @@ class _Session:
         self.active += 1  # at once, before the next read: a running command or a stream is not idle
         if request.cmd == "subscribe":
             tg.start_soon(running)  # a stream: keep reading this connection (its hang-up ends the stream)
-        else:
+            return
+        self.commands += 1
+        try:
             await running()
+        finally:
+            self.commands -= 1
+        if self.revoked is not None and not self.commands:
+            self.hang_up("forbidden", self.revoked)
 
 
 async def _send(stream: SocketStream, line: bytes) -> None:

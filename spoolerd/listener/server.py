@@ -11,6 +11,7 @@ accepting and hang up on idle sessions, let sessions in DATA finish within the d
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 import time
@@ -232,14 +233,19 @@ class Listeners:
         context = ListenerContext(name, section, self.daemon, record)
         host, port = split_address(section.address)
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: Session(context, loop),
-            host,
-            port,
-            ssl=context.tls_context if section.tls == "implicit" else None,
-            reuse_address=True,
-            backlog=max(128, section.max_connections),
-        )
+        try:
+            async with asyncio.timeout(BIND_TIMEOUT):  # a host name is looked up first
+                server = await loop.create_server(
+                    lambda: Session(context, loop),
+                    host,
+                    port,
+                    ssl=context.tls_context if section.tls == "implicit" else None,
+                    reuse_address=True,
+                    backlog=max(128, section.max_connections),
+                )
+        except TimeoutError as exc:
+            why = f"no address for {host!r} within {BIND_TIMEOUT:g} s (the resolver did not answer)"
+            raise OSError(errno.ETIMEDOUT, why) from exc
         self.running[name] = _Running(context, server)
         self.changes.recover(record, BIND)  # listening (again)
         self.changes.set_online(record, True)
@@ -270,10 +276,9 @@ class Listeners:
         the caller lets finish (``drain``) without holding the answer back. One reload's changes at a
         time (each closed and opened by one of them only)."""
         async with self._changing:
-            problems, retired = await self._apply(config)
-        return Reconfigured(problems, retired)
+            return await self._apply(config)
 
-    async def _apply(self, config: Config) -> tuple[list[str], list[ListenerContext]]:
+    async def _apply(self, config: Config) -> Reconfigured:
         """``reconfigure``'s changes: what could not be applied, and the listeners closed."""
         problems = []
         retired = []
@@ -309,7 +314,7 @@ class Listeners:
             if name in moving:  # its row is the new one's: online
                 retired.append(self._close(moving.pop(name), offline=False))
                 log.info("smtp listener closed", listener=name, reason="reload")
-        return problems, retired
+        return Reconfigured(problems, retired)
 
     async def stop(self, deadline: float) -> None:
         """SIGTERM: no new connections, idle sessions hung up on, sessions in DATA given ``deadline``."""
@@ -334,6 +339,7 @@ class Listeners:
 
 
 BIND = "bind"  # a listener's row's problem key: it could not listen
+BIND_TIMEOUT = 10.0  # seconds a listener's address may take to be had (its host name looked up)
 RELOAD_DRAIN = 30.0  # seconds a reload lets a replaced listener's sessions in DATA finish
 
 

@@ -244,6 +244,33 @@ async def test_a_reload_that_takes_an_administrators_rights_ends_its_event_strea
         assert last["ok"] is False and last["error"]["code"] == "forbidden", last
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
+async def test_an_administrator_whose_reload_makes_it_a_user_is_answered_then_hung_up_on() -> None:
+    """The reload is applied and answered in full (its connection losing its rights must not cut it
+    short, a listener half moved); then the connection is told ``forbidden``."""
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(30)\n"
+        "s.connect(sys.argv[1])\n"
+        's.sendall(b\'{"id": 1, "cmd": "reload"}\\n\')\n'
+        "for line in s.makefile('rb'):\n"
+        "    print(line.decode().strip(), flush=True)\n"
+    )
+    async with serving(_Shared(short_root())) as daemon:
+        os.chmod(daemon.socket, 0o666)
+        cfg = daemon.write_config()
+        text = cfg.read_text().replace("allowed_uids = [65534]\nadmin_uids = [65533]\n", "")
+        cfg.write_text(text.replace("[control]\n", "[control]\nallowed_uids = [65534, 65533]\n"))
+        argv = ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups", sys.executable, "-I", "-c"]
+        done = await anyio.run_process([*argv, code, str(daemon.socket)], check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        answered, hung_up = (json.loads(line) for line in done.stdout.splitlines())
+        assert answered["ok"] is True and answered["result"]["reloaded"] is True, answered
+        assert hung_up["ok"] is False and hung_up["error"]["code"] == "forbidden", hung_up
+        await daemon.log_line(lambda line: b"configuration reloaded" in line)
+
+
 async def test_sigterm_exits_0_and_removes_the_socket(daemon: Daemon) -> None:
     assert daemon.socket.exists()
     assert await daemon.stop() == 0

@@ -42,7 +42,7 @@ class Step:
     write: bytes
     expect: str
     payload: bool = False
-    end: bytes = b""  # written after ``write``, apart: DATA's terminator, not joined to a megabyte
+    end: bytes = b""  # DATA's terminator: written with ``write`` in one gathering write, not joined to it
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,7 +107,7 @@ class Relay:
         step = plan.start()
         while isinstance(step, Step):
             try:
-                if step.end:  # one send for both, with no megabyte copied to join them
+                if step.end:  # one send for both (uvloop's writelines gathers them: no megabyte copied)
                     channel.writelines((step.write, step.end))
                 elif step.write:
                     channel.write(step.write)

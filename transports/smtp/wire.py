@@ -62,7 +62,7 @@ class Payload:
 
     def stuffed(self) -> bytes:
         """The content with each line's leading dot doubled (RFC 5321 §4.5.2); ``DATA_END`` follows it
-        on the wire, written apart (joined, a megabyte more to copy)."""
+        on the wire in the same gathering write (joined, a megabyte more to copy)."""
         if self.dot_free or not has_dot_lines(self.content):
             return self.content
         return _LEADING_DOT.sub(b"..", self.content)
