@@ -207,23 +207,37 @@ async def test_a_user_may_submit_and_see_the_queue_but_not_read_or_change_the_ma
         assert refused["error"]["code"] == "forbidden"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
-async def test_a_reload_that_takes_an_administrators_rights_ends_its_event_stream() -> None:
-    """Rights are the configuration's as it is now: a subscribe stream opened by an administrator does
-    not go on after a reload made it a user (it is told ``forbidden`` and hung up on)."""
+def _one_request_as_uid(uid: int, request: str, socket_path: Path) -> list[str]:
+    """A command line that sends ``request`` as ``uid`` and prints every line the daemon answers with,
+    until it hangs up."""
     code = (
         "import socket, sys\n"
         "s = socket.socket(socket.AF_UNIX)\n"
         "s.settimeout(30)\n"
         "s.connect(sys.argv[1])\n"
-        's.sendall(b\'{"id": 1, "cmd": "subscribe", "args": {}}\\n\')\n'
+        "s.sendall(sys.argv[2].encode() + b'\\n')\n"
         "for line in s.makefile('rb'):\n"
         "    print(line.decode().strip(), flush=True)\n"
     )
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    return [*setpriv, sys.executable, "-I", "-c", code, str(socket_path), request]
+
+
+def _demote(daemon: Daemon) -> None:
+    """The configuration with uid 65533 a user, no longer an administrator (not reloaded)."""
+    cfg = daemon.write_config()
+    text = cfg.read_text().replace("allowed_uids = [65534]\nadmin_uids = [65533]\n", "")
+    cfg.write_text(text.replace("[control]\n", "[control]\nallowed_uids = [65534, 65533]\n"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid (setpriv) needs root")
+async def test_a_reload_that_takes_an_administrators_rights_ends_its_event_stream() -> None:
+    """Rights are the configuration's as it is now: a subscribe stream opened by an administrator does
+    not go on after a reload made it a user (it is told ``forbidden`` and hung up on)."""
     async with serving(_Shared(short_root())) as daemon:
         os.chmod(daemon.socket, 0o666)
-        argv = ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups", sys.executable, "-I", "-c"]
-        async with await anyio.open_process([*argv, code, str(daemon.socket)]) as watcher:
+        subscribe = '{"id": 1, "cmd": "subscribe", "args": {}}'
+        async with await anyio.open_process(_one_request_as_uid(65533, subscribe, daemon.socket)) as watcher:
             assert watcher.stdout is not None
             lines = watcher.stdout
             buffered = b""
@@ -231,9 +245,7 @@ async def test_a_reload_that_takes_an_administrators_rights_ends_its_event_strea
                 while b"\n" not in buffered:
                     buffered += await lines.receive()
             assert json.loads(buffered.split(b"\n")[0])["event"]["type"] == "subscribed"
-            cfg = daemon.write_config()
-            text = cfg.read_text().replace("allowed_uids = [65534]\nadmin_uids = [65533]\n", "")
-            cfg.write_text(text.replace("[control]\n", "[control]\nallowed_uids = [65534, 65533]\n"))
+            _demote(daemon)
             applied = (await (await daemon.client()).ok("reload"))["applied"]
             assert sorted(applied) == ["control.admin_uids", "control.allowed_uids"], applied
             with anyio.fail_after(30):
@@ -248,22 +260,11 @@ async def test_a_reload_that_takes_an_administrators_rights_ends_its_event_strea
 async def test_an_administrator_whose_reload_makes_it_a_user_is_answered_then_hung_up_on() -> None:
     """The reload is applied and answered in full (its connection losing its rights must not cut it
     short, a listener half moved); then the connection is told ``forbidden``."""
-    code = (
-        "import socket, sys\n"
-        "s = socket.socket(socket.AF_UNIX)\n"
-        "s.settimeout(30)\n"
-        "s.connect(sys.argv[1])\n"
-        's.sendall(b\'{"id": 1, "cmd": "reload"}\\n\')\n'
-        "for line in s.makefile('rb'):\n"
-        "    print(line.decode().strip(), flush=True)\n"
-    )
     async with serving(_Shared(short_root())) as daemon:
         os.chmod(daemon.socket, 0o666)
-        cfg = daemon.write_config()
-        text = cfg.read_text().replace("allowed_uids = [65534]\nadmin_uids = [65533]\n", "")
-        cfg.write_text(text.replace("[control]\n", "[control]\nallowed_uids = [65534, 65533]\n"))
-        argv = ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups", sys.executable, "-I", "-c"]
-        done = await anyio.run_process([*argv, code, str(daemon.socket)], check=False)
+        _demote(daemon)
+        reload = '{"id": 1, "cmd": "reload"}'
+        done = await anyio.run_process(_one_request_as_uid(65533, reload, daemon.socket), check=False)
         assert done.returncode == 0, done.stderr.decode()
         answered, hung_up = (json.loads(line) for line in done.stdout.splitlines())
         assert answered["ok"] is True and answered["result"]["reloaded"] is True, answered
