@@ -7,9 +7,12 @@ against every backend listed in ``STORE_BACKENDS``; a provider joins by adding h
 from __future__ import annotations
 
 import asyncio
+import compileall
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -24,6 +27,16 @@ from tests.peers import postgres
 pytest_plugins = ["spoolerd.testing.plugin"]
 
 __all__ = ["FakeClock", "StoreFactory", "reap"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The project's modules compiled once, as an install or a first import would leave them: with
+    PYTHONDONTWRITEBYTECODE set (as on the CI machines) every daemon, sendmail and spoolerctl the tests
+    start compiled them from source again (about 10% of the suite's time)."""
+    if sys.dont_write_bytecode:
+        root = Path(__file__).resolve().parents[1]
+        for package in ("spoolerd", "stores", "transports", "tests/plugins"):
+            compileall.compile_dir(root / package, quiet=1)
 
 
 @pytest.fixture(autouse=True)
