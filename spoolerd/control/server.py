@@ -70,6 +70,7 @@ def peer_credentials(stream: SocketStream) -> tuple[int, int, int]:
 _SO_PEERGROUPS = 59  # Linux 4.13 (<asm-generic/socket.h>); Python 3.11's socket module lacks the name
 _GID = struct.Struct("I")
 _MOST_GROUPS = 65536  # NGROUPS_MAX
+_PY_GETSOCKOPT_MOST = 1024  # octets socket.getsockopt may ask for: 256 groups
 
 
 def peer_groups(raw: socket.socket, pid: int, gid: int) -> set[int]:
@@ -83,9 +84,6 @@ def peer_groups(raw: socket.socket, pid: int, gid: int) -> set[int]:
             return _groups_of(pid, gid)
         packed = _many_peer_groups(raw.fileno())  # more than Python's getsockopt has room for
     return {gid, *(group for (group,) in _GID.iter_unpack(packed))}
-
-
-_PY_GETSOCKOPT_MOST = 1024  # octets socket.getsockopt may ask for: 256 groups
 
 
 def _many_peer_groups(fd: int) -> bytes:
