@@ -139,7 +139,9 @@ def build(
     daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
     daemon.store_timings = store_timings
     if config.webhooks:
-        daemon.webhooks = Webhooks(config.webhooks, stores, owner=owner, clock=clock)
+        daemon.webhooks = Webhooks(
+            config.webhooks, stores, owner=owner, clock=clock, others_write=config.spooler.workers > 1
+        )
         dispatcher.webhooks = daemon.webhooks.events
     return daemon
 

@@ -359,7 +359,7 @@ def parse_config(
 
 def _worker_problems(config: Config) -> list[str]:
     """What several delivery processes cannot share yet: a rate budget (each process would spend its
-    own) and webhooks (only the daemon's process sends them)."""
+    own)."""
     if config.spooler.workers == 1:
         return []
     why = "is kept per process, so spooler.workers > 1 would multiply it: use workers = 1"
@@ -368,8 +368,6 @@ def _worker_problems(config: Config) -> list[str]:
     problems += [
         f"transports.{name}.relay_rates: {why}" for name, t in transports if t.options().get("relay_rates")
     ]
-    if config.webhooks:
-        problems.append("webhooks: only the daemon's own process sends them; use spooler.workers = 1")
     return problems
 
 

@@ -11,6 +11,7 @@ import anyio
 import structlog
 
 from ..errors import ConfigError
+from ..events import QueueChanged, StoreEvent
 from ..outbox import EventOutbox, missing_outbox
 from ..resource_state import entry_id
 from ..store import Clock, MessageStore
@@ -36,8 +37,19 @@ def webhook_problems(sections: Mapping[str, WebhookSection], stores: Mapping[str
     return problems
 
 
+def _written_elsewhere(event: StoreEvent) -> bool:
+    """A commit of another process (a delivery worker's finish, a delay warning it filed), which may
+    have written events: the stores announce those as ``external``, or as ``finish`` (PostgreSQL)."""
+    return isinstance(event, QueueChanged) and event.reason in ("external", "finish")
+
+
 class Webhooks:
-    """Built once the config checked out (``webhook_problems`` found nothing)."""
+    """Built once the config checked out (``webhook_problems`` found nothing).
+
+    With ``others_write`` (the daemon of delivery workers, ``[spooler] workers``), the workers write
+    events too but send none: the senders here also wake when another process commits in their store,
+    and send what it wrote. Several daemons need no such thing: each one's sender sends what its own
+    daemon wrote, or leaves it to the one holding the webhook's outbox, which sends it next."""
 
     def __init__(
         self,
@@ -46,8 +58,11 @@ class Webhooks:
         *,
         owner: str,
         clock: Clock,
+        others_write: bool = False,
     ) -> None:
         self.sections = dict(sections)
+        self.others_write = others_write
+        self._stores = dict(stores)
         self.events = WebhookEvents({name: s.events for name, s in sections.items()})
         self.events.on_written.append(self.wake)
         self.senders = [
@@ -66,8 +81,16 @@ class Webhooks:
         async with anyio.create_task_group() as tg:
             for sender in self.senders:
                 await tg.start(sender.run)
+            if self.others_write:
+                for name in {sender.store_name for sender in self.senders}:
+                    tg.start_soon(self._follow, name)
             log.info("webhooks sending", webhooks=sorted(self.sections), senders=len(self.senders))
             task_status.started()
+
+    async def _follow(self, store: str) -> None:
+        async with self._stores[store].subscribe(accept=_written_elsewhere) as changes:
+            async for _ in changes:
+                self.wake(store)
 
     def rows(self) -> list[dict[str, Any]]:
         """A status row per webhook, its stores' senders added up."""

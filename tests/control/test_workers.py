@@ -13,6 +13,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -25,16 +26,18 @@ from spoolerd.store import MessageStore, StoreContext
 from tests.control.conftest import Daemon, serving, short_root
 from tests.postgres.test_daemons import drained, expected_pairs, received_pairs, submit_all
 from tests.smtp.conftest import Server, ServerFactory, smtp_server
+from tests.webhooks.conftest import receiving
 
 __all__ = ["smtp_server"]
 
 
 class WorkersDaemon(Daemon):
-    def __init__(self, root: Path, port: int, log_format: str = "json") -> None:
+    def __init__(self, root: Path, port: int, log_format: str = "json", more: str = "") -> None:
         super().__init__(root)
         self.port = port  # the SMTP server it relays to
         self.db = root / "queue.db"
         self.log_format = log_format
+        self.more = more  # more sections
 
     def write_config(self) -> Path:
         cfg = self.root / "spoolerd.toml"
@@ -46,6 +49,7 @@ class WorkersDaemon(Daemon):
             f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {self.port}\n'
             'tls = "none"\nhelo = "spool.test"\n'
             "[spooler.retry]\ninitial = 1\n"  # mail put off (an offline transport) is soon due again
+            + self.more
         )
         return cfg
 
@@ -171,17 +175,54 @@ async def test_sigterm_stops_both_and_leaves_nothing_locked(running: Running) ->
 
 
 def test_workers_refuse_what_they_cannot_share() -> None:
-    data = {
+    data: dict[str, Any] = {
         "spooler": {"workers": 2},
         "transports": {"relay": {"provider": "smtp", "host": "relay.test", "rate": "10/1m"}},
-        "webhooks": {"app": {"url": "http://127.0.0.1:9/hook", "secret_env": "HOOK_SECRET"}},
     }
     with pytest.raises(ConfigError) as refused:
         parse_config(data, registry=PluginRegistry())
-    problems = "\n".join(refused.value.problems)
-    assert "transports.relay.rate" in problems and "webhooks" in problems
+    assert "transports.relay.rate" in "\n".join(refused.value.problems)
     data["spooler"] = {"workers": 1}
-    parse_config(data, registry=PluginRegistry())  # one process: both are fine
+    parse_config(data, registry=PluginRegistry())  # one process: fine
+
+
+async def test_the_daemon_sends_the_webhook_events_its_worker_wrote(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    """A worker writes the events of its outcomes and sends none: the daemon's sender hears of the
+    worker's commit and sends them, though the daemon itself writes nothing after it. One message at a
+    time, each one's event awaited before the next, until the worker has delivered some."""
+    server = smtp_server()
+    root = short_root()
+    (root / "hook.secret").write_text("s3cret\n")
+    async with receiving() as receiver:
+        url = f"http://127.0.0.1:{receiver.port}/hook"
+        hook = f'[webhooks.app]\nurl = "{url}"\nsecret_file = "{root}/hook.secret"\n'
+        d = WorkersDaemon(root, server.port, more=hook)
+        store = PluginRegistry().open_store("sqlite", {"path": str(d.db)}, StoreContext("q", tmp_path))
+        await store.start()
+        await d.start()
+        try:
+            await d.worker_pid()
+            by_worker: list[str] = []
+            tries = 0
+            while len(by_worker) < 3 and tries < 40:
+                tries += 1
+                since = len(d.log)
+                await submit_all(store, 1, 1)  # each with Message-ID <pg0@test>: told apart by queue_id
+                line = await d.logged("delivery", since, status="sent")
+                queue_id = str(line["queue_id"])
+                await receiver.until(lambda r, q=queue_id: any(e["queue_id"] == q for e in r.events()))
+                if line.get("worker") == 1:
+                    by_worker.append(queue_id)
+            assert len(by_worker) >= 3, f"the worker delivered {len(by_worker)} of {tries}"
+            events = [e for e in receiver.events() if e["queue_id"] in by_worker]
+            assert [e["event"] for e in events] == ["delivered"] * len(by_worker)  # each once
+        finally:
+            await store.stop()
+            for client in d.clients:
+                await client.stream.aclose()
+            assert await d.stop() == 0
 
 
 @pytest.mark.parametrize(
