@@ -33,6 +33,7 @@ from .preprocess import Preprocessor
 from .retention import SentKeeper
 from .retry import RetryPolicy
 from .routing import SenderRoutes
+from .shared_state import SharedState
 from .slot import TransportSlot
 from .spooler import Spooler
 from .store import Clock, MessageStore
@@ -122,6 +123,7 @@ def build(
     for name, section in config.listeners.items():
         problems.extend(listener_problems(name, section))
     problems.extend(webhook_problems(config.webhooks, stores))
+    problems.extend(_shared_budget_problems(config, stores.get(default)))
     problems.extend(access_problems(config.control))
     if problems:
         raise ConfigError(problems, source)
@@ -144,6 +146,21 @@ def build(
         )
         dispatcher.webhooks = daemon.webhooks.events
     return daemon
+
+
+def _shared_budget_problems(config: Config, budgets: MessageStore | None) -> list[str]:
+    """Delivery workers spend one rate budget only in a store that updates it in one step
+    (spoolerd/shared_state.py); a default store that cannot would let each process spend its own."""
+    if config.spooler.workers == 1 or budgets is None or isinstance(budgets, SharedState):
+        return []
+    provider = config.stores[config.spooler.default_store].provider
+    why = f"spooler.workers > 1 needs a default store that keeps one budget for all ({provider!r} does not)"
+    transports = config.transports.items()
+    problems = [f"transports.{name}.rate: {why}" for name, t in transports if t.rate is not None]
+    problems += [
+        f"transports.{name}.relay_rates: {why}" for name, t in transports if t.options().get("relay_rates")
+    ]
+    return problems
 
 
 def _preprocessors(config: Config, registry: PluginRegistry, problems: list[str]) -> list[Preprocessor]:

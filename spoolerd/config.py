@@ -351,24 +351,9 @@ def parse_config(
     for name, listener in config.listeners.items():
         if listener.store is not None and listener.store not in config.stores:
             problems.append(f"listeners.{name}.store: no store named {listener.store!r}")
-    problems += _worker_problems(config)
     if problems:
         raise ConfigError(problems, source)
     return config
-
-
-def _worker_problems(config: Config) -> list[str]:
-    """What several delivery processes cannot share yet: a rate budget (each process would spend its
-    own)."""
-    if config.spooler.workers == 1:
-        return []
-    why = "is kept per process, so spooler.workers > 1 would multiply it: use workers = 1"
-    transports = config.transports.items()
-    problems = [f"transports.{name}.rate: {why}" for name, t in transports if t.rate is not None]
-    problems += [
-        f"transports.{name}.relay_rates: {why}" for name, t in transports if t.options().get("relay_rates")
-    ]
-    return problems
 
 
 def load_config(

@@ -14,33 +14,44 @@ A transport with budgets of its own (the smtp transport's ``relay_rates``) is gi
 answer without a ticket (``Budget.take``): a relay whose window is full is passed over, not waited for.
 
 The budgets live in one store, the daemon's default store (the spooler's own memory there, under
-``RATES``), whatever store a message comes from; without one (an engine built for a test) they are kept
-in memory only.
+``RATES``), whatever store a message comes from, each read, changed and written back in one transaction
+(``SharedState``) so that every process delivering from the store spends the same budget; without one
+(an engine built for a test) they are kept in memory only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .. import maillog
 from ..message import StateChange
 from ..rate import SLOW_DOWN_CODES, Budget, BudgetState, Rate
+from ..shared_state import SharedState
 from ..slot import TransportSlot
 from ..store import Clock, MessageStore
 from ..transport import Outcome, OutcomeKind
 
 __all__ = ["RATES", "RateBudgets", "TransportGate"]
 
+T = TypeVar("T")
+
 RATES = "(spooler rates)"  # the spooler's memory in the default store: each rated destination's budget
 
 
 class RateBudgets:
-    """The budget of every rated destination, by destination key (``transport:destination``)."""
+    """The budget of every rated destination, by destination key (``transport:destination``).
+
+    In a store that is ``SharedState`` (those of this repository) each budget is read, changed and
+    written back in one transaction, so the daemon, its delivery workers and other daemons on the same
+    store spend one budget; in another (or with none, an engine built for a test) this process keeps
+    its own, written through for a restart."""
 
     def __init__(self, store: MessageStore | None, clock: Clock) -> None:
         self.store = store
+        self.shared = store if isinstance(store, SharedState) else None
         self.clock = clock
         self._budgets: dict[str, Budget] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # one admission at a time per key: its write in order
@@ -53,11 +64,8 @@ class RateBudgets:
         rate = slot.rate
         if rate is None:
             return None
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            budget = await self._budget(key, rate)
-            now = self.clock()
-            admission = budget.admit(now, message_id)
-            await self._save(key, budget)
+        now = self.clock()
+        admission, budget = await self._update(key, rate, lambda b: b.admit(now, message_id))
         limit = budget.limit(now)  # and a halving that is over ends here
         if budget.state.halvings:  # slowed: shown in the status row (after a restart too)
             slot.slowed[destination] = (limit, budget.state.slowed_until)
@@ -81,21 +89,21 @@ class RateBudgets:
         rate = slot.rate
         if rate is None or not any(o.code in SLOW_DOWN_CODES for o in answers):
             return
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            budget = await self._budget(key, rate)
-            now = self.clock()
-            if budget.slow_down(now):
-                until = budget.state.slowed_until
-                limit = str(Rate(budget.limit(now), rate.per))
-                maillog.rate_changed(transport=slot.name, relay=destination, rate=limit, until=until)
-            slot.slowed[destination] = (budget.limit(now), budget.state.slowed_until)
-            await self._save(key, budget)
+        now = self.clock()
+        slowed, budget = await self._update(key, rate, lambda b: b.slow_down(now))
+        if slowed:
+            until = budget.state.slowed_until
+            limit = str(Rate(budget.limit(now), rate.per))
+            maillog.rate_changed(transport=slot.name, relay=destination, rate=limit, until=until)
+        slot.slowed[destination] = (budget.limit(now), budget.state.slowed_until)
 
     async def turn(self, key: str, rate: Rate, message_id: str) -> tuple[Rate, float] | None:
         """The rate limit now under ``key`` and the time of message ``message_id``'s turn, if it waits
         for one (what ``spoolerctl queue`` says): no send recorded, no ticket given."""
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            budget = await self._budget(key, rate)
+        if self.shared is not None or key not in self._budgets:
+            budget = Budget(rate, await self._stored(key))
+        else:
+            budget = self._budgets[key]
         at = budget.turn(message_id)
         return None if at is None else (Rate(budget.limit(self.clock()), rate.per), at)
 
@@ -105,27 +113,39 @@ class RateBudgets:
 
     async def take(self, key: str, rate: Rate) -> float | None:
         """One send under ``key``'s budget now (None; recorded in the store first), else when it frees."""
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            budget = await self._budget(key, rate)
-            frees = budget.take(self.clock())
-            if frees is None:
-                await self._save(key, budget)
+        now = self.clock()
+        frees, _ = await self._update(key, rate, lambda b: b.take(now), changed=lambda f: f is None)
         return frees
 
-    async def _budget(self, key: str, rate: Rate) -> Budget:
-        budget = self._budgets.get(key)
-        if budget is None:
-            state = None
-            if self.store is not None:
-                found = (await self.store.transport_state(RATES, key)).get(key)
-                state = None if found is None else BudgetState.decode(found)
-            budget = self._budgets[key] = Budget(rate, state)
-        budget.rate = rate  # a reload may have changed it
-        return budget
+    async def _update(
+        self, key: str, rate: Rate, step: Callable[[Budget], T], changed: Callable[[T], bool] = lambda _: True
+    ) -> tuple[T, Budget]:
+        """``step`` on ``key``'s budget, which is written back (durably) when ``changed`` by it; its
+        answer and the budget after it."""
+        shared = self.shared
+        if shared is not None:
 
-    async def _save(self, key: str, budget: Budget) -> None:
-        if self.store is not None:
-            await self.store.set_transport_state(StateChange(RATES, {key: budget.state.encode()}))
+            def change(value: bytes | None) -> tuple[bytes | None, tuple[T, Budget]]:
+                budget = Budget(rate, None if value is None else BudgetState.decode(value))
+                answer = step(budget)
+                return (budget.state.encode() if changed(answer) else None), (answer, budget)
+
+            return await shared.update_transport_state(RATES, key, change)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            budget = self._budgets.get(key)
+            if budget is None:
+                budget = self._budgets[key] = Budget(rate, await self._stored(key))
+            budget.rate = rate  # a reload may have changed it
+            answer = step(budget)
+            if changed(answer) and self.store is not None:
+                await self.store.set_transport_state(StateChange(RATES, {key: budget.state.encode()}))
+        return answer, budget
+
+    async def _stored(self, key: str) -> BudgetState | None:
+        if self.store is None:
+            return None
+        found = (await self.store.transport_state(RATES, key)).get(key)
+        return None if found is None else BudgetState.decode(found)
 
 
 @dataclass(frozen=True, slots=True)

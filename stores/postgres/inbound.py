@@ -3,7 +3,7 @@ receive-folder table, and the transports' memory (``StateChange``) kept with wha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from spoolerd.events import NewMail
 from spoolerd.message import (
@@ -17,12 +17,17 @@ from spoolerd.message import (
     validate_state_change,
 )
 from spoolerd.message_class import choose_receive_folder
+from spoolerd.shared_state import Change
 from stores.common.rows import ARRIVAL_COLUMNS, Arrival
 
 from . import rows
 from .core import PostgresCore
 
 __all__ = ["PostgresInbound"]
+
+T = TypeVar("T")
+
+_STATE_LOCKS = 0x5370_5354  # pg_advisory_xact_lock class of the keys of transport_state (``SharedState``)
 
 _INSERT_ARRIVAL = (
     f"INSERT INTO messages (folder_id, {', '.join(ARRIVAL_COLUMNS)})"
@@ -69,6 +74,25 @@ class PostgresInbound(PostgresCore):
             await _write_state(conn, change)
 
         await self._database().run(tx)
+
+    async def update_transport_state(self, transport: str, key: str, change: Change[T]) -> T:
+        """``SharedState``: a transaction-scoped advisory lock on the key (its hash, in a class of
+        locks of its own) keeps every other daemon's update of it out until the commit."""
+        validate_state_change(StateChange(transport, {key: None}))
+
+        async def tx(conn: Any) -> T:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _STATE_LOCKS, f"{transport} {key}"
+            )
+            found = await conn.fetchval(
+                "SELECT value FROM transport_state WHERE transport=$1 AND key=$2", transport, key
+            )
+            value, answer = change(None if found is None else bytes(found))
+            if value is not None:
+                await _write_state(conn, StateChange(transport, {key: value}))
+            return answer
+
+        return await self._database().run(tx)
 
     # ------------------------------------------------------------------ receive folders
 

@@ -4,6 +4,7 @@ receive-folder table, and the transports' memory (``StateChange``) kept with wha
 from __future__ import annotations
 
 import sqlite3
+from typing import TypeVar
 
 from spoolerd.events import NewMail
 from spoolerd.message import (
@@ -17,12 +18,15 @@ from spoolerd.message import (
     validate_state_change,
 )
 from spoolerd.message_class import choose_receive_folder
+from spoolerd.shared_state import Change
 from stores.common.rows import ARRIVAL_COLUMNS, Arrival
 
 from . import tables
 from .core import SqliteCore
 
 __all__ = ["SqliteInbound"]
+
+T = TypeVar("T")
 
 _INSERT_ARRIVAL = (
     f"INSERT INTO messages (folder_id, {', '.join(ARRIVAL_COLUMNS)})"
@@ -66,6 +70,22 @@ class SqliteInbound(SqliteCore):
     async def set_transport_state(self, change: StateChange) -> None:
         validate_state_change(change)
         await self._writer.run(lambda conn: _write_state(conn, change))
+
+    async def update_transport_state(self, transport: str, key: str, change: Change[T]) -> T:
+        """``SharedState``: the writer's transaction holds SQLite's write lock (and the store's
+        ``-write.lock`` across processes) from the read to the commit."""
+        validate_state_change(StateChange(transport, {key: None}))
+
+        def tx(conn: sqlite3.Connection) -> T:
+            row = conn.execute(
+                "SELECT value FROM transport_state WHERE transport=? AND key=?", (transport, key)
+            ).fetchone()
+            value, answer = change(None if row is None else bytes(row["value"]))
+            if value is not None:
+                _write_state(conn, StateChange(transport, {key: value}))
+            return answer
+
+        return await self._writer.run(tx)
 
     # ------------------------------------------------------------------ receive folders
 

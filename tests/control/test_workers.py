@@ -13,13 +13,12 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
 
 from spoolerd.config import parse_config
-from spoolerd.errors import ConfigError
 from spoolerd.events import QueueChanged
 from spoolerd.plugins import PluginRegistry
 from spoolerd.store import MessageStore, StoreContext
@@ -32,12 +31,15 @@ __all__ = ["smtp_server"]
 
 
 class WorkersDaemon(Daemon):
-    def __init__(self, root: Path, port: int, log_format: str = "json", more: str = "") -> None:
+    def __init__(
+        self, root: Path, port: int, log_format: str = "json", more: str = "", relay: str = ""
+    ) -> None:
         super().__init__(root)
         self.port = port  # the SMTP server it relays to
         self.db = root / "queue.db"
         self.log_format = log_format
         self.more = more  # more sections
+        self.relay = relay  # more keys of [transports.relay]
 
     def write_config(self) -> Path:
         cfg = self.root / "spoolerd.toml"
@@ -47,7 +49,7 @@ class WorkersDaemon(Daemon):
             f'[control]\nsocket = "{self.socket}"\n[log]\nformat = "{self.log_format}"\nlevel = "info"\n'
             f'[stores.q]\nprovider = "sqlite"\npath = "{self.db}"\n'
             f'[transports.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {self.port}\n'
-            'tls = "none"\nhelo = "spool.test"\n'
+            f'tls = "none"\nhelo = "spool.test"\n{self.relay}\n'
             "[spooler.retry]\ninitial = 1\n"  # mail put off (an offline transport) is soon due again
             + self.more
         )
@@ -174,16 +176,59 @@ async def test_sigterm_stops_both_and_leaves_nothing_locked(running: Running) ->
     assert locked == []
 
 
-def test_workers_refuse_what_they_cannot_share() -> None:
+def test_workers_with_a_rate_need_a_store_that_keeps_one_budget(tmp_path: Path) -> None:
+    """A default store that is not ``SharedState`` (a third party's) would let each process spend its
+    own budget: refused at start, for ``rate`` and ``relay_rates`` alike; the stores here are fine."""
+    from spoolerd.assembly import _shared_budget_problems
+
+    relay = {"provider": "smtp", "host": "relay.test", "rate": "10/1m", "relay_rates": {"relay.test": "5/1m"}}
     data: dict[str, Any] = {
-        "spooler": {"workers": 2},
-        "transports": {"relay": {"provider": "smtp", "host": "relay.test", "rate": "10/1m"}},
+        "spooler": {"workers": 2, "state_dir": str(tmp_path)},
+        "transports": {"relay": relay},
     }
-    with pytest.raises(ConfigError) as refused:
-        parse_config(data, registry=PluginRegistry())
-    assert "transports.relay.rate" in "\n".join(refused.value.problems)
-    data["spooler"] = {"workers": 1}
-    parse_config(data, registry=PluginRegistry())  # one process: fine
+    config = parse_config(data, registry=PluginRegistry())
+    problems = _shared_budget_problems(config, cast(MessageStore, object()))
+    assert [p.split(":")[0] for p in problems] == ["transports.relay.rate", "transports.relay.relay_rates"]
+    assert "keeps one budget for all ('sqlite' does not)" in problems[0]
+    sqlite = PluginRegistry().open_store(
+        "sqlite", {"path": str(tmp_path / "q.db")}, StoreContext("q", tmp_path)
+    )
+    assert _shared_budget_problems(config, sqlite) == []
+    data["spooler"]["workers"] = 1
+    assert _shared_budget_problems(parse_config(data, registry=PluginRegistry()), object()) == []  # type: ignore[arg-type]
+
+
+async def test_the_daemon_and_its_worker_spend_one_rate_budget(
+    tmp_path: Path, smtp_server: ServerFactory
+) -> None:
+    """``rate = "20/1m"``: once both processes have sent under it (one message at a time until each has),
+    a burst of 30 more sends only what is left of the 20 and puts the rest off until its turn; each
+    process spending its own budget would send up to 20 apiece."""
+    server = smtp_server()
+    d = WorkersDaemon(short_root(), server.port, relay='rate = "20/1m"')
+    store = PluginRegistry().open_store("sqlite", {"path": str(d.db)}, StoreContext("q", tmp_path))
+    await store.start()
+    await d.start()
+    try:
+        await d.worker_pid()
+        senders: set[object] = set()
+        while senders != {None, 1}:
+            assert len(server.handler.received) < 15, "the worker never took a message"
+            since = len(d.log)
+            await submit_all(store, 1, 1)
+            senders.add((await d.logged("delivery", since, status="sent")).get("worker"))
+        first = len(server.handler.received)
+        since = len(d.log)
+        await submit_all(store, 30, 1)
+        await put_off(store)  # every message sent, or told to wait its turn
+        assert len(server.handler.received) == 20
+        waiting = [e for e in d.lines(since) if "waits its turn" in str(e.get("reply", ""))]
+        assert len({e["queue_id"] for e in waiting}) == 30 - (20 - first)
+    finally:
+        await store.stop()
+        for client in d.clients:
+            await client.stream.aclose()
+        assert await d.stop() == 0
 
 
 async def test_the_daemon_sends_the_webhook_events_its_worker_wrote(

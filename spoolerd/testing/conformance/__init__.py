@@ -13,5 +13,6 @@ from .outcomes import *  # noqa: F403
 from .postpone import *  # noqa: F403
 from .queue import *  # noqa: F403
 from .retention import *  # noqa: F403
+from .shared_state import *  # noqa: F403
 from .submit_new import *  # noqa: F403
 from .transport_state import *  # noqa: F403
