@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from spoolerd.control.server import peer_groups
+from spoolerd.control.peer import peer_groups
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="setgroups needs root")
 
