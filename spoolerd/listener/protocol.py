@@ -13,7 +13,6 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import structlog
@@ -25,6 +24,7 @@ from .commands import CommandRefused, Reply, parse_mail, parse_rcpt, too_large
 from .content import Trace, normalize, received_field
 from .credentials import Credentials
 from .data import read_data
+from .storing import to_the_end
 from .transaction import Transaction
 
 __all__ = ["Intake", "Session"]
@@ -381,41 +381,9 @@ class Session(SMTP):
             recipient=tx.addresses[0] if len(tx.addresses) == 1 else None,
         )
         content = received_field(trace, time.time()) + normalize(content)
-        reply = await self._to_the_end(self.context.accept(self, tx, content))
+        reply = await to_the_end(self, self.context.accept(self, tx, content))
         if reply.code == 250:
             self.accepted += 1
         else:
             self.refused += 1
         return reply
-
-    async def _to_the_end(self, work: Coroutine[Any, Any, Reply]) -> Reply:
-        """``work`` (the store's) awaited to its end even if the client hangs up meanwhile, so that the
-        message is committed and logged, or not made at all. aiosmtpd cancels the session's task through
-        ``_handler_coroutine`` when the connection is lost or the timeout fires; while the message is
-        stored, a stand-in keeps that cancel, and the session ends as soon as the store has answered.
-        Awaited in the session's own task: a task and a shield of its own cost the 250 more turns of a
-        busy event loop (bench/listener.py's probe, 16 sessions, three alternated pairs: p50 times the
-        rate 12.1k-12.5k against 14.6k-15.1k, a sixth less wait at the same rate)."""
-        task = self._handler_coroutine
-        stand_in = _CancelLater()
-        self._handler_coroutine = stand_in  # type: ignore[assignment]
-        try:
-            reply = await work
-        finally:
-            self._handler_coroutine = task
-        if stand_in.asked:  # the session ends here, as aiosmtpd's cancel would have ended it: a reply
-            raise asyncio.CancelledError  # written to a connection already gone would fail instead
-        return reply
-
-
-class _CancelLater:
-    """Stands in for a session's task while its message is stored: a cancel asked is only noted."""
-
-    __slots__ = ("asked",)
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    def cancel(self, msg: Any = None) -> bool:
-        self.asked = True
-        return True

@@ -127,7 +127,7 @@ class ListenerContext:
 
     async def accept(self, session: Session, tx: Transaction, content: bytes) -> Reply:
         """Commit and queue the message, then say so. Run to its end even if the client hangs up
-        meanwhile (``Session._to_the_end``): no half-made message (the client may have the message
+        meanwhile (``storing.to_the_end``): no half-made message (the client may have the message
         without the 250: a duplicate at worst, as RFC 5321 §6.1 allows, never a loss)."""
         name = self.store_name
         store = self.daemon.stores.get(name)
