@@ -27,5 +27,5 @@ class SharedState(Protocol):
     async def update_transport_state(self, transport: str, key: str, change: Change[T]) -> T:
         """In one write transaction: read ``key`` of ``transport``'s memory, run ``change`` on it and
         write what it gives back; return its answer once that is durable. ``change`` runs wherever the
-        store runs its transactions (a thread of its own, say): it must only compute, and may run more
-        than once if the store retries the transaction."""
+        store runs its transactions (a thread of its own, say), once: it must only compute. What it
+        raises undoes the transaction and reaches the caller as the store reports a failed write."""

@@ -22,6 +22,7 @@ The budgets live in one store, the daemon's default store (the spooler's own mem
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,10 +35,11 @@ from ..slot import TransportSlot
 from ..store import Clock, MessageStore
 from ..transport import Outcome, OutcomeKind
 
-__all__ = ["RATES", "RateBudgets", "TransportGate"]
+__all__ = ["RATES", "TURN_FRESH", "RateBudgets", "TransportGate"]
 
 T = TypeVar("T")
 
+TURN_FRESH = 1.0  # seconds a shared budget read for the turns of a queue listing is used again
 RATES = "(spooler rates)"  # the spooler's memory in the default store: each rated destination's budget
 
 
@@ -55,6 +57,7 @@ class RateBudgets:
         self.clock = clock
         self._budgets: dict[str, Budget] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # one admission at a time per key: its write in order
+        self._turns: dict[str, tuple[float, BudgetState | None]] = {}  # a shared budget, read for turns
 
     async def admit(
         self, slot: TransportSlot, destination: str, key: str, message_id: str, count: int
@@ -64,8 +67,7 @@ class RateBudgets:
         rate = slot.rate
         if rate is None:
             return None
-        now = self.clock()
-        admission, budget = await self._update(key, rate, lambda b: b.admit(now, message_id))
+        admission, budget, now = await self._update(key, rate, lambda b, now: b.admit(now, message_id))
         limit = budget.limit(now)  # and a halving that is over ends here
         if budget.state.halvings:  # slowed: shown in the status row (after a restart too)
             slot.slowed[destination] = (limit, budget.state.slowed_until)
@@ -78,7 +80,12 @@ class RateBudgets:
             return None
         diagnostic = f"rate limit {Rate(limit, rate.per)} to {destination}: waits its turn"
         outcome = Outcome(
-            OutcomeKind.DEFERRED, None, "4.7.0", diagnostic, admission.at - now, attempted=False
+            OutcomeKind.DEFERRED,
+            None,
+            "4.7.0",
+            diagnostic,
+            max(0.0, admission.at - self.clock()),
+            attempted=False,
         )
         return [outcome] * count
 
@@ -89,8 +96,7 @@ class RateBudgets:
         rate = slot.rate
         if rate is None or not any(o.code in SLOW_DOWN_CODES for o in answers):
             return
-        now = self.clock()
-        slowed, budget = await self._update(key, rate, lambda b: b.slow_down(now))
+        slowed, budget, now = await self._update(key, rate, lambda b, now: b.slow_down(now))
         if slowed:
             until = budget.state.slowed_until
             limit = str(Rate(budget.limit(now), rate.per))
@@ -100,10 +106,9 @@ class RateBudgets:
     async def turn(self, key: str, rate: Rate, message_id: str) -> tuple[Rate, float] | None:
         """The rate limit now under ``key`` and the time of message ``message_id``'s turn, if it waits
         for one (what ``spoolerctl queue`` says): no send recorded, no ticket given."""
-        if self.shared is not None or key not in self._budgets:
-            budget = Budget(rate, await self._stored(key))
-        else:
-            budget = self._budgets[key]
+        budget = self._budgets.get(key) if self.shared is None else None
+        if budget is None:
+            budget = Budget(rate, await self._recent(key))
         at = budget.turn(message_id)
         return None if at is None else (Rate(budget.limit(self.clock()), rate.per), at)
 
@@ -113,39 +118,58 @@ class RateBudgets:
 
     async def take(self, key: str, rate: Rate) -> float | None:
         """One send under ``key``'s budget now (None; recorded in the store first), else when it frees."""
-        now = self.clock()
-        frees, _ = await self._update(key, rate, lambda b: b.take(now), changed=lambda f: f is None)
+        frees, _, _ = await self._update(key, rate, lambda b, now: b.take(now), changed=lambda f: f is None)
         return frees
 
     async def _update(
-        self, key: str, rate: Rate, step: Callable[[Budget], T], changed: Callable[[T], bool] = lambda _: True
-    ) -> tuple[T, Budget]:
-        """``step`` on ``key``'s budget, which is written back (durably) when ``changed`` by it; its
-        answer and the budget after it."""
-        shared = self.shared
-        if shared is not None:
-
-            def change(value: bytes | None) -> tuple[bytes | None, tuple[T, Budget]]:
-                budget = Budget(rate, None if value is None else BudgetState.decode(value))
-                answer = step(budget)
-                return (budget.state.encode() if changed(answer) else None), (answer, budget)
-
-            return await shared.update_transport_state(RATES, key, change)
+        self,
+        key: str,
+        rate: Rate,
+        step: Callable[[Budget, float], T],
+        changed: Callable[[T], bool] = lambda _: True,
+    ) -> tuple[T, Budget, float]:
+        """``step`` on ``key``'s budget at the time it runs, then the budget written back (durably) when
+        ``changed`` by it; its answer, the budget after it and that time. One step at a time per key in
+        this process (one store connection waits per key, not one per attempt); shared, the time is
+        read inside the store's transaction, so steps of several processes take their times in the
+        order they change the budget (a budget's clock never goes back: a send recorded by a process
+        whose clock is behind is not undone)."""
         async with self._locks.setdefault(key, asyncio.Lock()):
+            shared = self.shared
+            if shared is not None:
+
+                def change(value: bytes | None) -> tuple[bytes | None, tuple[T, Budget, float]]:
+                    budget = Budget(rate, None if value is None else BudgetState.decode(value))
+                    sent = budget.state.sent
+                    now = max(self.clock(), sent[-1]) if sent else self.clock()
+                    answer = step(budget, now)
+                    return (budget.state.encode() if changed(answer) else None), (answer, budget, now)
+
+                return await shared.update_transport_state(RATES, key, change)
             budget = self._budgets.get(key)
             if budget is None:
                 budget = self._budgets[key] = Budget(rate, await self._stored(key))
             budget.rate = rate  # a reload may have changed it
-            answer = step(budget)
+            now = self.clock()
+            answer = step(budget, now)
             if changed(answer) and self.store is not None:
                 await self.store.set_transport_state(StateChange(RATES, {key: budget.state.encode()}))
-        return answer, budget
+        return answer, budget, now
 
     async def _stored(self, key: str) -> BudgetState | None:
         if self.store is None:
             return None
         found = (await self.store.transport_state(RATES, key)).get(key)
         return None if found is None else BudgetState.decode(found)
+
+    async def _recent(self, key: str) -> BudgetState | None:
+        """The budget as stored, read again at most once a ``TURN_FRESH`` for the turns a queue listing
+        asks of it (one read and decode per destination, not per recipient listed)."""
+        now = self.clock()
+        seen = self._turns.get(key)
+        if seen is None or now - seen[0] >= TURN_FRESH:
+            seen = self._turns[key] = (now, await self._stored(key))
+        return None if seen[1] is None else copy.deepcopy(seen[1])
 
 
 @dataclass(frozen=True, slots=True)

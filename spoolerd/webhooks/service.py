@@ -39,8 +39,12 @@ def webhook_problems(sections: Mapping[str, WebhookSection], stores: Mapping[str
 
 def _written_elsewhere(event: StoreEvent) -> bool:
     """A commit of another process (a delivery worker's finish, a delay warning it filed), which may
-    have written events: the stores announce those as ``external``, or as ``finish`` (PostgreSQL)."""
-    return isinstance(event, QueueChanged) and event.reason in ("external", "finish")
+    have written events: the stores announce those as ``external``, or as a ``finish`` of no message
+    in particular (PostgreSQL's notice of other daemons' finishes); this process's own finishes name
+    their message, and wake the senders through ``WebhookEvents`` when they wrote events."""
+    if not isinstance(event, QueueChanged):
+        return False
+    return event.reason == "external" or (event.reason == "finish" and event.message_id is None)
 
 
 class Webhooks:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 
@@ -26,6 +26,7 @@ __all__ = ["Database", "Transaction", "affected"]
 
 T = TypeVar("T")
 Transaction = Callable[[Any], Awaitable[T]]
+IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
 
 # Every connection's settings. The store's statements are prepared once per connection (asyncpg's
 # cache) and each is a lookup by key or a walk of one index in order: a generic plan serves every
@@ -151,15 +152,23 @@ class Database:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    async def run(self, body: Transaction[T], *, notify: bool = False, read_only: bool = False) -> T:
+    async def run(
+        self,
+        body: Transaction[T],
+        *,
+        notify: bool = False,
+        read_only: bool = False,
+        isolation: IsolationLevel | None = None,
+    ) -> T:
         """``body(conn)`` in one transaction, committed before this returns; ``notify``: wake the other
-        daemons listening on this schema once it has committed."""
+        daemons listening on this schema once it has committed; ``isolation``: this transaction's, not
+        the database's default."""
         if self._pool is None:
             raise StoreUnavailable("the PostgreSQL store is not started")
         s = self._settings
         try:
             async with self._slots, self._pool.acquire(timeout=s.connect_timeout) as conn:
-                async with conn.transaction(readonly=read_only):
+                async with conn.transaction(readonly=read_only, isolation=isolation):
                     result = await body(conn)
                     if notify:
                         await conn.execute("SELECT pg_notify($1, $2)", self.channel, self.instance)

@@ -92,7 +92,9 @@ class PostgresInbound(PostgresCore):
                 await _write_state(conn, StateChange(transport, {key: value}))
             return answer
 
-        return await self._database().run(tx)
+        # each statement sees what committed before it (the lock's holder's write included), whatever
+        # the database's default isolation: under REPEATABLE READ the read would predate the lock
+        return await self._database().run(tx, isolation="read_committed")
 
     # ------------------------------------------------------------------ receive folders
 
