@@ -136,3 +136,17 @@ def test_exactly_one_secret_and_it_must_be_readable(tmp_path: Path, monkeypatch:
         WebhookSection(url="http://h/", secret_env="SPL_WEBHOOK_SECRET").secret()
     with pytest.raises(ConfigError, match="secret_file: cannot read"):
         WebhookSection(url="http://h/", secret_file=tmp_path / "missing").secret()
+
+
+def test_a_daemon_with_workers_wakes_its_senders_on_other_processes_commits_only() -> None:
+    """Its own finishes wake the senders only when they wrote events (``WebhookEvents``); a claim per
+    own finish would be a write transaction per message for nothing."""
+    from spoolerd.events import NewMail, QueueChanged
+    from spoolerd.message import MessageFlag
+    from spoolerd.webhooks.service import _written_elsewhere
+
+    assert _written_elsewhere(QueueChanged("q", "external"))  # SQLite: another process's commit
+    assert _written_elsewhere(QueueChanged("q", "finish"))  # PostgreSQL: another daemon's finishes
+    assert not _written_elsewhere(QueueChanged("q", "finish", "m1"))  # this process's own
+    assert not _written_elsewhere(QueueChanged("q", "submit", "m1"))
+    assert not _written_elsewhere(NewMail("q", "m2", "f1", "IPM.Note", MessageFlag(0)))
