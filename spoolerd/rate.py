@@ -134,7 +134,9 @@ class Admission:
 
 
 class Budget:
-    """One destination's budget under ``rate``; the clock is passed in (and never goes back)."""
+    """One destination's budget under ``rate``; the clock is passed in. Processes sharing the budget pass
+    their own clocks, which may be a little apart (hosts sharing a database): a send is never recorded
+    before the last one recorded, so the sends stay in time order whoever records them."""
 
     def __init__(self, rate: Rate, state: BudgetState | None = None, max_tickets: int = MAX_TICKETS) -> None:
         self.rate = rate
@@ -160,8 +162,8 @@ class Budget:
             sent.append(at)
             return Admission(None) if at == now else Admission(at, sends=True)
         waiting = bisect.bisect_right([t.at for t in tickets], now)
-        if waiting == len(tickets) and len(sent) + waiting < n and self._fits(now, n) == now:
-            sent.append(now)
+        if waiting == len(tickets) and len(sent) + waiting < n:  # room: sent now, recorded in order
+            sent.append(max(now, sent[-1]) if sent else now)
             return Admission(None)
         if len(tickets) >= self.max_tickets:  # no ticket: back after the last one, to ask again
             return Admission(max(now, tickets[-1].at) + self.rate.per)
@@ -180,7 +182,7 @@ class Budget:
         self._lapse(now)
         sent, n = self.state.sent, self.limit(now)
         if len(sent) < n:
-            sent.append(now)
+            sent.append(max(now, sent[-1]) if sent else now)
             return None
         return sent[-n] + self.rate.per
 

@@ -22,7 +22,7 @@ The budgets live in one store, the daemon's default store (the spooler's own mem
 from __future__ import annotations
 
 import asyncio
-import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -131,17 +131,16 @@ class RateBudgets:
         """``step`` on ``key``'s budget at the time it runs, then the budget written back (durably) when
         ``changed`` by it; its answer, the budget after it and that time. One step at a time per key in
         this process (one store connection waits per key, not one per attempt); shared, the time is
-        read inside the store's transaction, so steps of several processes take their times in the
-        order they change the budget (a budget's clock never goes back: a send recorded by a process
-        whose clock is behind is not undone)."""
+        read inside the store's transaction, so steps of several processes on one host take their times
+        in the order they change the budget (hosts whose clocks are apart: ``Budget`` records each send
+        after the last one all the same)."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             shared = self.shared
             if shared is not None:
 
                 def change(value: bytes | None) -> tuple[bytes | None, tuple[T, Budget, float]]:
                     budget = Budget(rate, None if value is None else BudgetState.decode(value))
-                    sent = budget.state.sent
-                    now = max(self.clock(), sent[-1]) if sent else self.clock()
+                    now = self.clock()  # read here: the steps of racing processes in the budget's order
                     answer = step(budget, now)
                     return (budget.state.encode() if changed(answer) else None), (answer, budget, now)
 
@@ -167,9 +166,9 @@ class RateBudgets:
         asks of it (one read and decode per destination, not per recipient listed)."""
         now = self.clock()
         seen = self._turns.get(key)
-        if seen is None or now - seen[0] >= TURN_FRESH:
+        if seen is None or not 0 <= now - seen[0] < TURN_FRESH:  # a clock set back reads it again too
             seen = self._turns[key] = (now, await self._stored(key))
-        return None if seen[1] is None else copy.deepcopy(seen[1])
+        return None if seen[1] is None else dataclasses.replace(seen[1])  # turn() may end a halving
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,9 +104,10 @@ class Database:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {s.dsn}: {exc}") from exc
 
-    async def run_one(self, sql: str, *args: Any) -> Any:
+    async def run_one(self, sql: str, *args: Any, writes: bool = True) -> Any:
         """One statement on its own (PostgreSQL commits it as its own transaction: one round trip, no
-        BEGIN and COMMIT around it); its first row."""
+        BEGIN and COMMIT around it); its first row. One that only reads (``writes=False``) is not
+        counted among ``transactions``."""
         if self._pool is None:
             raise StoreUnavailable("the PostgreSQL store is not started")
         s = self._settings
@@ -117,7 +118,8 @@ class Database:
             raise
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {s.dsn}: {type(exc).__name__}: {exc}") from exc
-        self.transactions += 1
+        if writes:
+            self.transactions += 1
         return row
 
     def finished(self) -> None:

@@ -33,11 +33,21 @@ async def _trim(conn: Any, webhook: str, keep: int) -> int:
     return int(status.split()[-1])
 
 
+_ANYTHING = (  # events to send, or a holder to release
+    "SELECT EXISTS (SELECT 1 FROM outbox WHERE webhook=$1)"
+    " OR EXISTS (SELECT 1 FROM outbox_senders WHERE webhook=$1 AND owner <> '')"
+)
+
+
 class PostgresOutbox(PostgresCore):
     async def outbox_claim(
         self, webhook: str, *, owner: str, lease: float, limit: int, keep: int
     ) -> OutboxClaim:
         now = self._clock()
+        # a sender woken by another process's commit that wrote no events: one read, no transaction (the
+        # claim's row lock would write and flush one); events written after it wake a sender again
+        if not (await self._database().run_one(_ANYTHING, webhook, writes=False))[0]:
+            return OutboxClaim()
 
         async def tx(conn: Any) -> OutboxClaim:
             await conn.execute(

@@ -206,3 +206,14 @@ def test_take_never_passes_the_limit_and_names_the_moment_the_window_frees(
         sends.append(frees)
         now = frees
     _never_over(rate, sends)
+
+
+def test_a_clock_behind_the_last_send_recorded_still_sends_when_there_is_room() -> None:
+    """Processes on hosts whose clocks are apart share one budget (PostgreSQL): one whose clock is
+    behind the last send recorded is not made to wait for its own lag; its send is recorded just at
+    that last one, so the sends stay in order."""
+    budget = Budget(Rate(10, 10.0))
+    assert budget.admit(100.0, "a").at is None  # one host
+    assert budget.admit(99.5, "b").at is None  # another, half a second behind: room, sent at once
+    assert budget.take(99.0) is None
+    assert budget.state.sent == [100.0, 100.0, 100.0] and budget.state.tickets == []
