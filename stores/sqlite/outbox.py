@@ -38,11 +38,23 @@ def _renew(conn: sqlite3.Connection, webhook: str, owner: str, expiry: float) ->
     )
 
 
+_ANYTHING = (  # events to send, or a holder to release
+    "SELECT EXISTS (SELECT 1 FROM outbox WHERE webhook=?)"
+    " OR EXISTS (SELECT 1 FROM outbox_senders WHERE webhook=? AND owner <> '')"
+)
+
+
 class SqliteOutbox(SqliteCore):
     async def outbox_claim(
         self, webhook: str, *, owner: str, lease: float, limit: int, keep: int
     ) -> OutboxClaim:
         now = self._clock()
+        # a sender woken by another process's commit that wrote no events: one read on a reader, not a
+        # transaction under the write lock; events written after it wake a sender again
+        if not await self._readers.run(
+            lambda conn: bool(conn.execute(_ANYTHING, (webhook, webhook)).fetchone()[0])
+        ):
+            return OutboxClaim()
 
         def tx(conn: sqlite3.Connection) -> OutboxClaim:
             dropped = _trim(conn, webhook, keep)
