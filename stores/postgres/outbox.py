@@ -70,13 +70,12 @@ class PostgresOutbox(PostgresCore):
                 webhook,
                 limit,
             )
-            if rows or held["owner"] != "":  # nothing to send and nothing held: nothing to write
-                await conn.execute(
-                    "UPDATE outbox_senders SET owner=$2, expiry=$3 WHERE webhook=$1",
-                    webhook,
-                    owner if rows else "",
-                    now + lease if rows else 0.0,
-                )
+            await conn.execute(
+                "UPDATE outbox_senders SET owner=$2, expiry=$3 WHERE webhook=$1",
+                webhook,
+                owner if rows else "",
+                now + lease if rows else 0.0,
+            )
             events = [
                 PendingEvent(r["seq"], r["message_id"], bytes(r["payload"]), r["created_at"]) for r in rows
             ]

@@ -71,8 +71,7 @@ class SqliteOutbox(SqliteCore):
                 " ORDER BY seq LIMIT ?",
                 (webhook, limit),
             ).fetchall()
-            if rows or (held is not None and held["owner"] != ""):  # nothing to send, nothing held: no write
-                _renew(conn, webhook, owner if rows else "", now + lease if rows else 0.0)
+            _renew(conn, webhook, owner if rows else "", now + lease if rows else 0.0)
             events = [
                 PendingEvent(r["seq"], r["message_id"], bytes(r["payload"]), r["created_at"]) for r in rows
             ]
