@@ -41,6 +41,7 @@ from .submission import Submitter
 from .submit_rules import bounce_copy_recipients
 from .transport import Transport, TransportContext
 from .webhooks.service import Webhooks, webhook_problems
+from .worker_channel import line_problems
 
 if TYPE_CHECKING:
     from prometheus_client import Histogram
@@ -125,6 +126,7 @@ def build(
     problems.extend(webhook_problems(config.webhooks, stores))
     problems.extend(_shared_budget_problems(config, stores.get(default)))
     problems.extend(access_problems(config.control))
+    problems.extend(line_problems(config))
     if problems:
         raise ConfigError(problems, source)
 

@@ -26,7 +26,17 @@ from typing import Any, Literal
 
 from .config import Config
 
-__all__ = ["WorkerCommand", "decode", "encode", "online_command", "reload_command"]
+__all__ = [
+    "LINE_LIMIT",
+    "WorkerCommand",
+    "decode",
+    "encode",
+    "line_problems",
+    "online_command",
+    "reload_command",
+]
+
+LINE_LIMIT = 1 << 24  # octets a line may have (a worker reads no longer one): a configuration, as JSON
 
 Kind = Literal["reload", "offline", "online"]
 
@@ -72,3 +82,18 @@ def decode(line: bytes) -> WorkerCommand:
             if cmd == "online":
                 return WorkerCommand("online", transport)
     raise ValueError(f"not a worker command: {line[:200]!r}")
+
+
+def line_problems(config: Config) -> list[str]:
+    """A configuration too large to reach a delivery worker in one line is refused where it is checked
+    (start, ``check-config``, a reload), not met by a worker that cannot read it and dies again at each
+    restart."""
+    if config.spooler.workers == 1:
+        return []
+    size = len(encode(reload_command(config)))
+    if size <= LINE_LIMIT:
+        return []
+    return [
+        f"spooler.workers: the configuration is {size:,} octets as JSON, more than a delivery worker takes"
+        f" ({LINE_LIMIT:,}); use workers = 1, or a smaller configuration"
+    ]

@@ -30,7 +30,7 @@ import structlog
 from .config import Config
 from .retry import Backoff
 from .spooler import Spooler
-from .worker_channel import WorkerCommand, decode, encode, online_command, reload_command
+from .worker_channel import LINE_LIMIT, WorkerCommand, decode, encode, online_command, reload_command
 
 __all__ = ["DaemonCommands", "Workers", "apply_online", "die_with_parent", "obey", "worker_owner"]
 
@@ -155,8 +155,6 @@ def apply_online(spooler: Spooler, transport: str, online: bool) -> None:
 class DaemonCommands:
     """In a worker: the daemon's commands on ``stdin``, in order (``open``, then ``next``)."""
 
-    LIMIT = 1 << 24  # octets a line may have: a configuration, as JSON
-
     def __init__(self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport) -> None:
         self._reader = reader
         self._transport = transport
@@ -164,7 +162,7 @@ class DaemonCommands:
     @classmethod
     async def open(cls, stdin: int = 0) -> DaemonCommands:
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=cls.LIMIT)
+        reader = asyncio.StreamReader(limit=LINE_LIMIT)
         pipe = os.fdopen(stdin, "rb", buffering=0, closefd=False)
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
         return cls(reader, transport)

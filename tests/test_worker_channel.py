@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from spoolerd import worker_channel
+from spoolerd.assembly import build
 from spoolerd.config import load_config, parse_config
+from spoolerd.errors import ConfigError
 from spoolerd.plugins import PluginRegistry
 from spoolerd.worker_channel import WorkerCommand, decode, encode, online_command, reload_command
 
@@ -54,3 +57,33 @@ def test_a_worker_reads_back_the_daemons_configuration_as_it_is() -> None:
 def test_anything_else_is_refused(line: bytes) -> None:
     with pytest.raises(ValueError, match="not a worker command"):
         decode(line)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_configuration_too_long_for_a_workers_line_is_refused_where_it_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A worker reads its configuration as one line of at most ``LINE_LIMIT`` octets; a longer one used
+    to kill each worker it was sent to, again at every restart. Now start, check-config and a reload
+    (each builds the daemon) refuse it, naming the setting; with no worker there is no line to send."""
+    path = tmp_path / "spoolerd.toml"
+    path.write_text(
+        f'[spooler]\nstate_dir = "{tmp_path}"\nworkers = {workers}\n'
+        f'[stores.local]\nprovider = "sqlite"\naddresses = ["@localhost"]\n'
+        f'[transports.loop]\nprovider = "loopback"\n'
+    )
+    registry = PluginRegistry()
+    config = load_config(path, registry)
+    size = len(encode(reload_command(config)))
+    monkeypatch.setattr(worker_channel, "LINE_LIMIT", size - 1)
+    if workers == 1:
+        build(config, registry)
+        return
+    with pytest.raises(ConfigError) as refused:
+        build(config, registry)
+    assert [p for p in refused.value.problems if p.startswith("spooler.workers:")] == [
+        f"spooler.workers: the configuration is {size:,} octets as JSON, more than a delivery worker takes"
+        f" ({size - 1:,}); use workers = 1, or a smaller configuration"
+    ]
+    monkeypatch.setattr(worker_channel, "LINE_LIMIT", size)
+    build(config, registry)
