@@ -88,12 +88,19 @@ class Daemon:
     store_timings: Histogram | None = None  # with [metrics]: every store call's latency (TimedStore)
     reload: Callable[[], Awaitable[ReloadResult]] = _not_running  # ``running`` sets it (reconfigure.reload)
     webhooks: Webhooks | None = None  # [webhooks]: their senders
+    worker: bool = False  # a delivery worker (spoolerd/workers.py), not the daemon
 
 
 def build(
-    config: Config, registry: PluginRegistry, *, clock: Clock = time.time, source: str | None = None
+    config: Config,
+    registry: PluginRegistry,
+    *,
+    clock: Clock = time.time,
+    source: str | None = None,
+    worker: bool = False,
 ) -> Daemon:
-    """Every configured object, validated and built but not started (a ConfigError lists all problems)."""
+    """Every configured object, validated and built but not started (a ConfigError lists all problems);
+    ``worker``: for a delivery worker (spoolerd/workers.py)."""
     problems: list[str] = []
     try:
         opened = open_stores(config, registry, clock=clock, source=source)
@@ -136,11 +143,11 @@ def build(
     dispatcher = Dispatcher(
         slots, preprocessors, settings, owner=owner, clock=clock, budget_store=stores.get(default)
     )
-    spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.in_flight_each, clock=clock)
+    spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.in_flight(worker), clock=clock)
     dispatcher.coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)
-    daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry)
+    daemon = Daemon(config, stores, default, transports, spooler, submitter, source, registry, worker=worker)
     daemon.store_timings = store_timings
     if config.webhooks:
         daemon.webhooks = Webhooks(

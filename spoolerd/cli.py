@@ -110,7 +110,7 @@ async def _serve_worker(
     config = parse_config(first.config, source, registry)
     configure_logging(config.log)
     log_as_worker(worker)
-    daemon = build(config, registry, source=source)
+    daemon = build(config, registry, source=source, worker=True)
     log = structlog.get_logger("spoolerd")
 
     async def apply(command: WorkerCommand) -> None:

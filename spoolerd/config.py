@@ -107,6 +107,12 @@ class SpoolerSection(_Strict):
         " the same stores, on another core; max_in_flight is shared out among them; a change takes a"
         " restart",
     )
+    daemon_in_flight: int = Field(
+        2,
+        ge=1,
+        description="with workers > 1: messages the daemon itself delivers at once (its event loop stays"
+        " free to take mail in); the workers share the rest of max_in_flight",
+    )
     transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
     destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")
     lease: float = Field(300.0, ge=5, description="seconds a message lock lasts unless renewed")
@@ -124,11 +130,15 @@ class SpoolerSection(_Strict):
     )
     retry: RetrySection = Field(default_factory=RetrySection, description="the [spooler.retry] section")
 
-    @property
-    def in_flight_each(self) -> int:
-        """Each delivering process's share of ``max_in_flight`` (the daemon's and each worker's): the
-        daemon, woken first by what it takes in, cannot fill every slot before a worker hears of it."""
-        return max(1, self.max_in_flight // self.workers)
+    def in_flight(self, worker: bool) -> int:
+        """A delivering process's share of ``max_in_flight``. With workers, the daemon keeps
+        ``daemon_in_flight``: woken first by what it takes in, it would otherwise fill every slot before a
+        worker hears of it, and its deliveries would slow its event loop's answers (the listener's 250).
+        The workers share the rest."""
+        if self.workers == 1:
+            return self.max_in_flight
+        daemon = min(self.daemon_in_flight, self.max_in_flight)
+        return max(1, (self.max_in_flight - daemon) // (self.workers - 1)) if worker else daemon
 
 
 def default_socket(state_dir: Path) -> Path:

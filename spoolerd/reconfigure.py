@@ -220,7 +220,7 @@ def _switch(
     dispatcher.settings = delivery_settings(config)
     dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
     dispatcher.destinations.hold = config.spooler.retry.destination_hold
-    spooler.max_in_flight = config.spooler.in_flight_each
+    spooler.max_in_flight = config.spooler.in_flight(daemon.worker)
     daemon.submitter.preprocess = fresh.submitter.preprocess
 
 

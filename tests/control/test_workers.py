@@ -271,18 +271,34 @@ async def test_the_daemon_sends_the_webhook_events_its_worker_wrote(
 
 
 @pytest.mark.parametrize(
-    ("workers", "max_in_flight", "each"), [(1, 64, 64), (2, 64, 32), (3, 64, 21), (4, 2, 1)]
+    ("workers", "max_in_flight", "daemon_in_flight", "shares"),
+    [
+        (1, 64, 2, (64, None)),
+        (2, 64, 2, (2, 62)),
+        (3, 64, 2, (2, 31)),
+        (4, 2, 2, (2, 1)),
+        (2, 64, 32, (32, 32)),
+    ],
 )
 def test_max_in_flight_is_shared_out_among_the_processes(
-    tmp_path: Path, workers: int, max_in_flight: int, each: int
+    tmp_path: Path, workers: int, max_in_flight: int, daemon_in_flight: int, shares: tuple[int, int | None]
 ) -> None:
     """The daemon (woken first by what it takes in) must not fill every slot before its workers hear of
-    it: each process delivers at most its share."""
+    it, nor slow its answers to the mail it takes in with deliveries of its own: with workers it keeps
+    ``daemon_in_flight`` (2 unless set), and each worker delivers at most its share of the rest."""
     from spoolerd.assembly import build
 
-    spooler = {"state_dir": str(tmp_path), "workers": workers, "max_in_flight": max_in_flight}
-    daemon = build(parse_config({"spooler": spooler}, registry=PluginRegistry()), PluginRegistry())
-    assert daemon.spooler.max_in_flight == each == daemon.config.spooler.in_flight_each
+    spooler = {
+        "state_dir": str(tmp_path),
+        "workers": workers,
+        "max_in_flight": max_in_flight,
+        "daemon_in_flight": daemon_in_flight,
+    }
+    config = parse_config({"spooler": spooler}, registry=PluginRegistry())
+    daemon, worker = shares
+    assert build(config, PluginRegistry()).spooler.max_in_flight == daemon
+    if worker is not None:
+        assert build(config, PluginRegistry(), worker=True).spooler.max_in_flight == worker
 
 
 async def test_a_reload_shares_out_the_new_max_in_flight(tmp_path: Path) -> None:
@@ -292,12 +308,16 @@ async def test_a_reload_shares_out_the_new_max_in_flight(tmp_path: Path) -> None
 
     source = tmp_path / "spoolerd.toml"
     text = f'[spooler]\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\nmax_in_flight = 64\n'
-    await asyncio.to_thread(source.write_text, text)
+    await asyncio.to_thread(source.write_text, text + "daemon_in_flight = 8\n")
     daemon = build(load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source))
-    assert daemon.spooler.max_in_flight == 32
-    await asyncio.to_thread(source.write_text, text.replace("64", "20"))
+    worker = build(
+        load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source), worker=True
+    )
+    assert (daemon.spooler.max_in_flight, worker.spooler.max_in_flight) == (8, 56)
+    await asyncio.to_thread(source.write_text, text.replace("64", "20") + "daemon_in_flight = 4\n")
     await reload(daemon)
-    assert daemon.spooler.max_in_flight == 10
+    await reload(worker)  # as a worker applies the daemon's reload (here read from the file)
+    assert (daemon.spooler.max_in_flight, worker.spooler.max_in_flight) == (4, 16)
 
 
 async def test_a_changed_number_of_workers_waits_for_a_restart(running: Running) -> None:
@@ -319,11 +339,13 @@ async def test_a_reload_keeps_the_running_workers_share_of_max_in_flight(tmp_pat
     source = tmp_path / "spoolerd.toml"
     text = f'[spooler]\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\nmax_in_flight = 64\n'
     await asyncio.to_thread(source.write_text, text)
-    daemon = build(load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source))
+    worker = build(
+        load_config(str(source), PluginRegistry()), PluginRegistry(), source=str(source), worker=True
+    )
     await asyncio.to_thread(source.write_text, text.replace("workers = 2", "workers = 4"))
-    result = await reload(daemon)
+    result = await reload(worker)
     assert (result.applied, result.restart_needed) == ([], ["spooler.workers"])
-    assert daemon.config.spooler.workers == 2 and daemon.spooler.max_in_flight == 32
+    assert worker.config.spooler.workers == 2 and worker.spooler.max_in_flight == 62  # not 64 - 2 shared by 3
 
 
 @pytest.mark.parametrize("asked", ["spoolerctl reload", "SIGHUP"])
