@@ -140,6 +140,12 @@ class SpoolerSection(_Strict):
         daemon = min(self.daemon_in_flight, self.max_in_flight)
         return max(1, (self.max_in_flight - daemon) // (self.workers - 1)) if worker else daemon
 
+    @property
+    def flush_in_flight(self) -> int:
+        """How many a flush may attempt at once in the daemon, which alone runs flushes (a worker claims
+        only what is due): an equal share of ``max_in_flight``, as before the daemon kept a small one."""
+        return max(1, self.max_in_flight // self.workers)
+
 
 def default_socket(state_dir: Path) -> Path:
     """systemd's RuntimeDirectory= when set, else the state directory (./spool by default)."""

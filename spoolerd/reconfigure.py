@@ -36,6 +36,7 @@ from .host import ReloadResult
 from .logsetup import configure_logging
 from .slot import TransportSlot
 from .transport import Transport
+from .worker_channel import line_problems
 
 __all__ = ["RESTART_ONLY", "ReloadResult", "TransportPlan", "changed_keys", "plan_transports", "reload"]
 
@@ -157,6 +158,8 @@ async def _reload(daemon: Daemon, given: dict[str, Any] | None) -> ReloadResult:
         changed = changed_keys(running.model_dump(), loaded.model_dump())
         restart = [key for key in changed if _restart_only(key)]
         config = _keeping_running(running, loaded)
+        if problems := line_problems(config):  # what the workers running are sent (not the file's count)
+            raise ConfigError(problems, daemon.source)
         plan = plan_transports(running, config)
         spooler = daemon.spooler
         slots, problems = open_transports(
@@ -221,6 +224,7 @@ def _switch(
     dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
     dispatcher.destinations.hold = config.spooler.retry.destination_hold
     spooler.max_in_flight = config.spooler.in_flight(daemon.worker)
+    spooler.flush_in_flight = config.spooler.flush_in_flight
     daemon.submitter.preprocess = fresh.submitter.preprocess
 
 

@@ -76,6 +76,9 @@ class Spooler:
         self._claims = DueClaims(self.stores, dispatcher)  # the stores that lease the due head in batches
         self.dispatcher = dispatcher
         self.max_in_flight = max_in_flight
+        # a flush (the daemon's alone: workers claim only what is due) may go past a daemon's small
+        # share of max_in_flight, up to this (``SpoolerSection.flush_in_flight``)
+        self.flush_in_flight = max_in_flight
         self.clock = clock
         self.counters = Counters()
         self.loop_iterations = 0  # scheduler wake-ups: an idle daemon must not add to them
@@ -385,7 +388,8 @@ class Spooler:
                     self.dispatcher.owner,
                 ):
                     continue  # another spooler's
-                while (name, entry.id) not in self._in_flight and len(self._in_flight) >= self.max_in_flight:
+                limit = max(self.max_in_flight, self.flush_in_flight)
+                while (name, entry.id) not in self._in_flight and len(self._in_flight) >= limit:
                     await self._freed.wait()
                 flights.append((name, entry.id, self._start(name, store, entry.id, force=force, view=view)))
         result = FlushResult()

@@ -87,3 +87,25 @@ def test_a_configuration_too_long_for_a_workers_line_is_refused_where_it_is_chec
     ]
     monkeypatch.setattr(worker_channel, "LINE_LIMIT", size)
     build(config, registry)
+
+
+async def test_a_reload_checks_the_line_the_running_workers_would_be_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that says ``workers = 1`` waits for a restart: the worker running meanwhile is still sent
+    each reload, so the line is checked for it, not by the file's count."""
+    from spoolerd.reconfigure import reload
+
+    source = tmp_path / "spoolerd.toml"
+    text = f'[spooler]\nstate_dir = "{tmp_path}"\nworkers = 2\n[transports.loop]\nprovider = "loopback"\n'
+    source.write_text(text)
+    registry = PluginRegistry()
+    daemon = build(load_config(source, registry), registry, source=str(source))
+    size = len(encode(reload_command(daemon.config)))
+    source.write_text(text.replace("workers = 2", "workers = 1"))
+    monkeypatch.setattr(worker_channel, "LINE_LIMIT", size - 1)
+    with pytest.raises(ConfigError) as refused:
+        await reload(daemon)
+    assert [p for p in refused.value.problems if p.startswith("spooler.workers:")]
+    monkeypatch.setattr(worker_channel, "LINE_LIMIT", size)
+    assert (await reload(daemon)).restart_needed == ["spooler.workers"]

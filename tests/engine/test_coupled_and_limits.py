@@ -160,3 +160,24 @@ async def test_a_message_in_flight_is_never_attempted_twice(tmp_path: Path, cloc
             remote.gate.set()
         await h.finished(mid)
         assert remote.calls == [(mid, ["a@remote.test"])]
+
+
+async def test_a_flush_in_a_daemon_with_workers_goes_past_its_small_share(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """With workers the daemon delivers 2 at once itself (``daemon_in_flight``), but it alone runs a
+    flush (a worker claims only what is due): a flush may attempt an equal share, max_in_flight / N."""
+    transports = {"remote": {"provider": "test-scripted"}}
+    async with spooler(tmp_path, clock, transports, spooler={"workers": 2, "max_in_flight": 8}) as h:
+        assert (h.spooler.max_in_flight, h.spooler.flush_in_flight) == (2, 4)
+        remote = h.transport("remote")
+        remote.gate = anyio.Event()  # every send waits
+        ids = [await h.submit(f"r{n}@d{n}.test") for n in range(6)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(h.spooler.flush)
+            with anyio.fail_after(10):
+                await remote.until_concurrent(4)
+            remote.gate.set()
+        for mid in ids:
+            await h.finished(mid)
+        assert remote.max_concurrent == 4
