@@ -133,7 +133,8 @@ def build(
     problems.extend(webhook_problems(config.webhooks, stores))
     problems.extend(_shared_budget_problems(config, stores.get(default)))
     problems.extend(access_problems(config.control))
-    problems.extend(line_problems(config))
+    if not worker:  # a worker has just read the line (the daemon checked it before sending)
+        problems.extend(line_problems(config))
     if problems:
         raise ConfigError(problems, source)
 
