@@ -60,11 +60,12 @@ class SpoolerSection(Strict):
         " the same stores, on another core; max_in_flight is shared out among them; a change takes a"
         " restart",
     )
-    daemon_in_flight: int = Field(
-        2,
+    daemon_in_flight: int | None = Field(
+        None,
         ge=1,
-        description="with workers > 1: messages the daemon itself delivers at once (its event loop stays"
-        " free to take mail in); the workers share the rest of max_in_flight",
+        description="with workers > 1: messages the daemon itself delivers at once, the workers sharing"
+        " the rest of max_in_flight (unset: an equal share each); a small one (2) keeps the daemon's"
+        " event loop free to take mail in, at a cost to draining a full queue",
     )
     transport_concurrency: int = Field(16, ge=1, description="sends at once per transport (default)")
     destination_concurrency: int = Field(8, ge=1, description="sends at once per destination")
@@ -84,17 +85,19 @@ class SpoolerSection(Strict):
     retry: RetrySection = Field(default_factory=RetrySection, description="the [spooler.retry] section")
 
     def in_flight(self, worker: bool) -> int:
-        """A delivering process's share of ``max_in_flight``. With workers, the daemon keeps
-        ``daemon_in_flight``: woken first by what it takes in, it would otherwise fill every slot before a
-        worker hears of it, and its deliveries would slow its event loop's answers (the listener's 250).
-        The workers share the rest."""
+        """A delivering process's share of ``max_in_flight``: an equal share each, or with
+        ``daemon_in_flight`` that much for the daemon and the rest shared by the workers. Never all of
+        it for the daemon: woken first by what it takes in, it would fill every slot before a worker
+        hears of it."""
         if self.workers == 1:
             return self.max_in_flight
+        if self.daemon_in_flight is None:
+            return self.flush_in_flight
         daemon = min(self.daemon_in_flight, self.max_in_flight)
         return max(1, (self.max_in_flight - daemon) // (self.workers - 1)) if worker else daemon
 
     @property
     def flush_in_flight(self) -> int:
-        """How many a flush may attempt at once in the daemon, which alone runs flushes (a worker claims
-        only what is due): an equal share of ``max_in_flight``, as before the daemon kept a small one."""
+        """An equal share of ``max_in_flight``; also how many a flush may attempt at once in the daemon
+        (which alone runs flushes: a worker claims only what is due) when ``daemon_in_flight`` is less."""
         return max(1, self.max_in_flight // self.workers)

@@ -273,27 +273,35 @@ async def test_the_daemon_sends_the_webhook_events_its_worker_wrote(
 @pytest.mark.parametrize(
     ("workers", "max_in_flight", "daemon_in_flight", "shares"),
     [
-        (1, 64, 2, (64, None)),
+        (1, 64, None, (64, None)),
+        (2, 64, None, (32, 32)),
+        (3, 64, None, (21, 21)),
+        (4, 2, None, (1, 1)),
         (2, 64, 2, (2, 62)),
         (3, 64, 2, (2, 31)),
         (4, 2, 2, (2, 1)),
-        (2, 64, 32, (32, 32)),
+        (1, 64, 2, (64, None)),
     ],
 )
 def test_max_in_flight_is_shared_out_among_the_processes(
-    tmp_path: Path, workers: int, max_in_flight: int, daemon_in_flight: int, shares: tuple[int, int | None]
+    tmp_path: Path,
+    workers: int,
+    max_in_flight: int,
+    daemon_in_flight: int | None,
+    shares: tuple[int, int | None],
 ) -> None:
     """The daemon (woken first by what it takes in) must not fill every slot before its workers hear of
-    it, nor slow its answers to the mail it takes in with deliveries of its own: with workers it keeps
-    ``daemon_in_flight`` (2 unless set), and each worker delivers at most its share of the rest."""
+    it: each process delivers at most an equal share, or the daemon ``daemon_in_flight`` and each
+    worker its share of the rest."""
     from spoolerd.assembly import build
 
-    spooler = {
+    spooler: dict[str, object] = {
         "state_dir": str(tmp_path),
         "workers": workers,
         "max_in_flight": max_in_flight,
-        "daemon_in_flight": daemon_in_flight,
     }
+    if daemon_in_flight is not None:
+        spooler["daemon_in_flight"] = daemon_in_flight
     config = parse_config({"spooler": spooler}, registry=PluginRegistry())
     daemon, worker = shares
     assert build(config, PluginRegistry()).spooler.max_in_flight == daemon
@@ -345,7 +353,7 @@ async def test_a_reload_keeps_the_running_workers_share_of_max_in_flight(tmp_pat
     await asyncio.to_thread(source.write_text, text.replace("workers = 2", "workers = 4"))
     result = await reload(worker)
     assert (result.applied, result.restart_needed) == ([], ["spooler.workers"])
-    assert worker.config.spooler.workers == 2 and worker.spooler.max_in_flight == 62  # not 64 - 2 shared by 3
+    assert worker.config.spooler.workers == 2 and worker.spooler.max_in_flight == 32  # not 64 / 4
 
 
 @pytest.mark.parametrize("asked", ["spoolerctl reload", "SIGHUP"])

@@ -165,10 +165,12 @@ async def test_a_message_in_flight_is_never_attempted_twice(tmp_path: Path, cloc
 async def test_a_flush_in_a_daemon_with_workers_goes_past_its_small_share(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    """With workers the daemon delivers 2 at once itself (``daemon_in_flight``), but it alone runs a
-    flush (a worker claims only what is due): a flush may attempt an equal share, max_in_flight / N."""
+    """With ``daemon_in_flight = 2`` the daemon delivers 2 at once itself, but it alone runs a flush (a
+    worker claims only what is due): a flush may attempt an equal share, max_in_flight / N."""
     transports = {"remote": {"provider": "test-scripted"}}
-    async with spooler(tmp_path, clock, transports, spooler={"workers": 2, "max_in_flight": 8}) as h:
+    async with spooler(
+        tmp_path, clock, transports, spooler={"workers": 2, "max_in_flight": 8, "daemon_in_flight": 2}
+    ) as h:
         assert (h.spooler.max_in_flight, h.spooler.flush_in_flight) == (2, 4)
         remote = h.transport("remote")
         remote.gate = anyio.Event()  # every send waits
