@@ -145,7 +145,7 @@ def build(
         slots, preprocessors, settings, owner=owner, clock=clock, budget_store=stores.get(default)
     )
     spooler = Spooler(stores, dispatcher, max_in_flight=spooler_cfg.in_flight(worker), clock=clock)
-    spooler.flush_in_flight = spooler_cfg.flush_in_flight
+    spooler.flush_in_flight = spooler_cfg.equal_share
     dispatcher.coupled = coupled_transports(config, transports)
     preprocess = bool(preprocessors or config.lists or any(slot.preprocessors for slot in slots))
     submitter = Submitter(stores, preprocess=preprocess, dispatcher=dispatcher, spooler=spooler)

@@ -92,12 +92,11 @@ class SpoolerSection(Strict):
         if self.workers == 1:
             return self.max_in_flight
         if self.daemon_in_flight is None:
-            return self.flush_in_flight
+            return self.equal_share
         daemon = min(self.daemon_in_flight, self.max_in_flight)
         return max(1, (self.max_in_flight - daemon) // (self.workers - 1)) if worker else daemon
 
     @property
-    def flush_in_flight(self) -> int:
-        """An equal share of ``max_in_flight``; also how many a flush may attempt at once in the daemon
-        (which alone runs flushes: a worker claims only what is due) when ``daemon_in_flight`` is less."""
+    def equal_share(self) -> int:
+        """``max_in_flight`` shared equally among the delivering processes."""
         return max(1, self.max_in_flight // self.workers)

@@ -224,7 +224,7 @@ def _switch(
     dispatcher.preprocessors = fresh.spooler.dispatcher.preprocessors
     dispatcher.destinations.hold = config.spooler.retry.destination_hold
     spooler.max_in_flight = config.spooler.in_flight(daemon.worker)
-    spooler.flush_in_flight = config.spooler.flush_in_flight
+    spooler.flush_in_flight = config.spooler.equal_share
     daemon.submitter.preprocess = fresh.submitter.preprocess
 
 

@@ -77,7 +77,7 @@ class Spooler:
         self.dispatcher = dispatcher
         self.max_in_flight = max_in_flight
         # a flush (the daemon's alone: workers claim only what is due) may go past a daemon's small
-        # share of max_in_flight, up to this (``SpoolerSection.flush_in_flight``)
+        # share of max_in_flight, up to this (an equal share: ``SpoolerSection.equal_share``)
         self.flush_in_flight = max_in_flight
         self.clock = clock
         self.counters = Counters()
