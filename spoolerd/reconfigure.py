@@ -153,12 +153,14 @@ async def _reload(daemon: Daemon, given: dict[str, Any] | None) -> ReloadResult:
             loaded = load_config(daemon.source, daemon.registry)
         else:
             loaded = parse_config(given, daemon.source, daemon.registry)
-        fresh = build(loaded, daemon.registry, source=daemon.source)  # validates and checks all of it
+        # validates and checks all of it (a worker: not the line it has just read)
+        fresh = build(loaded, daemon.registry, source=daemon.source, worker=daemon.worker)
         running = daemon.config
         changed = changed_keys(running.model_dump(), loaded.model_dump())
         restart = [key for key in changed if _restart_only(key)]
         config = _keeping_running(running, loaded)
-        if problems := line_problems(config):  # what the workers running are sent (not the file's count)
+        # the daemon: what its running workers are sent (not by the file's count)
+        if not daemon.worker and (problems := line_problems(config)):
             raise ConfigError(problems, daemon.source)
         plan = plan_transports(running, config)
         spooler = daemon.spooler
